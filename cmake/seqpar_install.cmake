@@ -1,0 +1,18 @@
+# Installs libseqpar, its public headers and a CMake package: a downstream LibTorch program
+# does find_package(seqpar) and links seqpar::seqpar (see tests/consumer).
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+install(TARGETS seqpar EXPORT seqparTargets
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/src/include/seqpar DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(EXPORT seqparTargets NAMESPACE seqpar:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/seqpar)
+configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/seqparConfig.cmake.in
+  ${CMAKE_CURRENT_BINARY_DIR}/seqparConfig.cmake
+  INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/seqpar)
+write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/seqparConfigVersion.cmake
+  COMPATIBILITY SameMinorVersion)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/seqparConfig.cmake
+  ${CMAKE_CURRENT_BINARY_DIR}/seqparConfigVersion.cmake
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/seqpar)

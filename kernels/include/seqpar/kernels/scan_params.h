@@ -1,0 +1,101 @@
+// Plain parameter structs for the scan kernels: pointers, sizes and strides in elements.
+//
+// Kernels see no tensors and include no torch header (design.md section 4), so they build and
+// are tested without LibTorch. The LibTorch glue in src/ fills these structs from at::Tensor.
+//
+// Every 3-D operand is indexed (batch, time, channel) with its own strides, so any view works.
+// Time always runs in the direction of increasing index; a reverse scan is expressed by the glue
+// as a forward scan over a pointer to the last time step with a negated time stride. The
+// kernels therefore never branch on direction.
+#pragma once
+
+#include <cstdint>
+
+namespace seqpar::kernels {
+
+// Element types the scan accepts. Accumulation type per element type (design.md section 1):
+// float32, bfloat16, float16 -> float; float64 -> double; complex64 -> complex<float>.
+enum class ScalarKind : int { kFloat32, kFloat64, kBFloat16, kFloat16, kComplex64 };
+
+const char* scalar_kind_name(ScalarKind kind);
+
+// Strides in elements of a (batch, time, channel) operand.
+struct Strides3 {
+  int64_t batch = 0;
+  int64_t time = 0;
+  int64_t channel = 0;
+};
+
+// Strides in elements of a (batch, channel) operand such as h0 or h_last.
+struct Strides2 {
+  int64_t batch = 0;
+  int64_t channel = 0;
+};
+
+// A read-only or writable (batch, time, channel) operand.
+struct ConstOperand3 {
+  const void* data = nullptr;
+  Strides3 stride;
+};
+struct Operand3 {
+  void* data = nullptr;
+  Strides3 stride;
+};
+// A (batch, channel) operand; data == nullptr means "absent" (zeros when read).
+struct ConstOperand2 {
+  const void* data = nullptr;
+  Strides2 stride;
+};
+struct Operand2 {
+  void* data = nullptr;
+  Strides2 stride;
+};
+
+// Problem size shared by every scan kernel. channels is the product of all channel dims.
+struct ScanShape {
+  int64_t batch = 0;
+  int64_t time = 0;
+  int64_t channels = 0;
+};
+
+// h_t = a_t * h_{t-1} + b_t for t = 0..time-1, h_{-1} = h0 (zeros when absent).
+// Writes every h_t and h_last = h_{time-1} (h0 when time == 0).
+struct ScanForwardParams {
+  ScalarKind dtype = ScalarKind::kFloat32;
+  ScanShape shape;
+  ConstOperand3 a, b;
+  ConstOperand2 h0;   // optional
+  Operand3 h;
+  Operand2 h_last;
+  int num_threads = 1;  // CPU only: worker threads to use (>= 1)
+};
+
+// Adjoint of the forward scan (design.md section 1):
+//   lam_{T-1} = g_{T-1} + g_last,  lam_t = g_t + conj(a_{t+1}) * lam_{t+1}
+//   grad_b_t = lam_t,  grad_a_t = lam_t * conj(h_{t-1}),  grad_h0 = conj(a_0) * lam_0
+// grad_h (g) and grad_h_last (g_last) may be absent (zeros). grad_h0 is written when present;
+// when time == 0 it equals grad_h_last.
+struct ScanBackwardParams {
+  ScalarKind dtype = ScalarKind::kFloat32;
+  ScanShape shape;
+  ConstOperand3 a, h;
+  ConstOperand2 h0;            // optional: the h_{-1} used by grad_a_0
+  ConstOperand3 grad_h;        // optional
+  ConstOperand2 grad_h_last;   // optional
+  Operand3 grad_a, grad_b;
+  Operand2 grad_h0;            // optional
+  int num_threads = 1;
+};
+
+// Propagator summary of a whole slice (design.md section 2, step 1):
+//   (A, B) = P_{T-1} o ... o P_0, i.e. A = prod_t a_t and h_{T-1} = A * h_{-1} + B.
+// Written in the accumulation precision's storage dtype equal to the input dtype.
+struct ScanSummaryParams {
+  ScalarKind dtype = ScalarKind::kFloat32;
+  ScanShape shape;
+  ConstOperand3 a, b;
+  Operand2 A, B;
+  int num_threads = 1;
+};
+
+}  // namespace seqpar::kernels

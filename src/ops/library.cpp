@@ -1,0 +1,23 @@
+// The seqpar operator library: every schema is declared here, once (style.md item 4).
+// Backends register implementations with TORCH_LIBRARY_IMPL in their own files:
+//   scan_cpu.cpp (CPU), scan_cuda.cpp (CUDA), scan_meta.cpp (Meta, for fake tensors and
+//   torch.compile), scan_autograd.cpp (Autograd). Other layers add ops with
+//   TORCH_LIBRARY_FRAGMENT(seqpar, m).
+#include <torch/library.h>
+
+TORCH_LIBRARY(seqpar, m) {
+  // h_t = a_t * h_{t-1} + b_t over dim 1 of a and b, shaped (batch, time, *channels).
+  m.def("scan(Tensor a, Tensor b, Tensor? h0=None, bool reverse=False) -> (Tensor h, Tensor h_last)");
+  // Same result; autograd saves only every checkpoint_every-th state and recomputes the
+  // rest chunk by chunk in backward (activation memory T*D/c instead of T*D).
+  m.def(
+      "scan_checkpointed(Tensor a, Tensor b, Tensor? h0, bool reverse, int checkpoint_every)"
+      " -> (Tensor h, Tensor h_last)");
+  // The fused adjoint pass (design.md section 1). grad_h or grad_h_last may be None (zeros).
+  // Returns grad_a, grad_b and grad_h0 (zeros shaped like h_last when h0 is None).
+  m.def(
+      "scan_backward(Tensor a, Tensor h, Tensor? h0, Tensor? grad_h, Tensor? grad_h_last,"
+      " bool reverse) -> (Tensor grad_a, Tensor grad_b, Tensor grad_h0)");
+  // Propagator summary of the whole time range: (A, B) with h_last = A * h0 + B.
+  m.def("scan_summary(Tensor a, Tensor b, bool reverse=False) -> (Tensor A, Tensor B)");
+}

@@ -1,0 +1,24 @@
+// Input validation at the API boundary (style.md item 3). Every message names the op and the
+// argument and says what was expected; nothing here asserts on user input.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+
+namespace seqpar::ops {
+
+// Checks a, b (and h0 when given) for the scan-family ops: at least two dims, same shape,
+// a supported floating or complex dtype shared by all, one device; h0 shaped (batch, *channels).
+void check_scan_inputs(const char* op, const at::Tensor& a, const at::Tensor& b,
+                       const std::optional<at::Tensor>& h0);
+
+// Checks a (batch, time, *channels)-shaped tensor `name` against a reference `ref_name`.
+void check_like(const char* op, const char* name, const at::Tensor& t, const char* ref_name,
+                const at::Tensor& ref);
+
+// Checks a (batch, *channels)-shaped state tensor (h0, grad_h_last) against the sequence ref.
+void check_state_like(const char* op, const char* name, const at::Tensor& t,
+                      const char* ref_name, const at::Tensor& ref);
+
+}  // namespace seqpar::ops
