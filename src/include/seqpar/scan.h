@@ -1,0 +1,42 @@
+// seqpar's C++ API for LibTorch programs: the diagonal linear recurrence
+//
+//     h_t = a_t * h_{t-1} + b_t,   t = 1..T along dim 1,   h_0 = h0 (zeros when absent)
+//
+// a, b: (batch, time, *channels), same shape and dtype (float32, float64, bfloat16, float16,
+// complex64), any strides. h0: (batch, *channels) or empty. reverse=true runs time from the
+// end: h_t = a_t * h_{t+1} + b_t. Returns (h, h_last): h shaped like a, h_last like h0 (for
+// reverse, h_last is the state at the first time step). Accumulates in float32 (float64 for
+// float64, complex64 for complex64); outputs are in the input dtype.
+//
+// Differentiable in a, b and h0 through one fused backward pass. These functions call the
+// registered ops (torch.ops.seqpar.*), so they dispatch to CPU or CUDA by the inputs' device.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <tuple>
+
+namespace seqpar {
+
+struct ScanOptions {
+  bool reverse = false;
+  // 0: save every state for backward (memory T*D). c > 0: save every c-th state and
+  // recompute the others chunk by chunk in backward (memory T*D/c, same memory traffic).
+  int64_t checkpoint_every = 0;
+};
+
+std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b,
+                                        const std::optional<at::Tensor>& h0 = std::nullopt,
+                                        bool reverse = false);
+
+std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b,
+                                        const std::optional<at::Tensor>& h0,
+                                        const ScanOptions& options);
+
+// Propagator summary (A, B) of the whole time range: h_last = A * h0 + B for any h0.
+// Not differentiable; used by the sequence-parallel scan.
+std::tuple<at::Tensor, at::Tensor> scan_summary(const at::Tensor& a, const at::Tensor& b,
+                                                bool reverse = false);
+
+}  // namespace seqpar
