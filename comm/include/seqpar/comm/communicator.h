@@ -1,0 +1,203 @@
+// The transport seqpar's sequence-parallel scan runs on: a small Communicator interface with
+// MPI, NCCL and c10d::ProcessGroup implementations, and the bootstrap that builds one from
+// the mpirun or torchrun environment (design.md section 4).
+//
+// Design choices that are not obvious:
+// - Buffers are plain (pointer, bytes, dtype, memory kind) descriptions, not tensors, so the
+//   interface has no torch header and an MPI- or NCCL-only program can use it. The c10d
+//   implementation wraps the buffers in tensors without copying.
+// - Every call is blocking from the host's point of view for host buffers. For device buffers
+//   the work is ordered after everything already queued on the caller's stream (`stream`), and
+//   the caller's stream waits for it (an event handoff, never a device-wide sync): the result
+//   is ready for kernels queued on that stream afterwards.
+// - Every blocking wait has a deadline (timeout()). A peer that dies or never arrives makes the
+//   call throw CommTimeoutError naming the call and the peer instead of hanging. After a
+//   timeout the communicator is broken (its peers may be mid-message) and every later call
+//   throws; the program is expected to exit.
+// - Errors carry the call, this rank, the peer (or -1 for collectives), the library version
+//   and file:line of the failing check (style.md item 6).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+namespace seqpar::comm {
+
+enum class DataType : int {
+  kUInt8,
+  kInt32,
+  kInt64,
+  kFloat32,
+  kFloat64,
+  kBFloat16,
+  kFloat16,
+  kComplex64,   // two float32
+  kComplex128,  // two float64
+};
+std::size_t data_type_size(DataType dtype);
+const char* data_type_name(DataType dtype);
+
+enum class MemoryKind : int { kHost, kDevice };
+
+// A CUDA stream (cudaStream_t) as an opaque handle so this header needs no CUDA include.
+// nullptr is the legacy default stream; ignored for host buffers.
+struct Stream {
+  void* handle = nullptr;
+};
+
+// A contiguous buffer of bytes / data_type_size(dtype) elements. `device` is the CUDA device
+// ordinal for MemoryKind::kDevice.
+struct ConstBuffer {
+  const void* data = nullptr;
+  std::size_t bytes = 0;
+  DataType dtype = DataType::kUInt8;
+  MemoryKind memory = MemoryKind::kHost;
+  int device = -1;
+};
+struct MutableBuffer {
+  void* data = nullptr;
+  std::size_t bytes = 0;
+  DataType dtype = DataType::kUInt8;
+  MemoryKind memory = MemoryKind::kHost;
+  int device = -1;
+
+  operator ConstBuffer() const { return {data, bytes, dtype, memory, device}; }
+};
+
+inline ConstBuffer host_buffer(const void* data, std::size_t bytes, DataType dtype) {
+  return {data, bytes, dtype, MemoryKind::kHost, -1};
+}
+inline MutableBuffer host_buffer(void* data, std::size_t bytes, DataType dtype) {
+  return {data, bytes, dtype, MemoryKind::kHost, -1};
+}
+
+// Thrown by every communicator call. what() reads
+//   "seqpar::comm <backend> <call> failed on rank R (peer P) at file:line: detail".
+class CommError : public std::runtime_error {
+ public:
+  CommError(std::string backend, std::string call, int rank, int peer, std::string detail,
+            const char* file, int line);
+  const std::string& backend() const { return backend_; }
+  const std::string& call() const { return call_; }
+  int rank() const { return rank_; }
+  int peer() const { return peer_; }  // -1 for collectives
+  const std::string& detail() const { return detail_; }
+
+ private:
+  std::string backend_, call_, detail_;
+  int rank_, peer_;
+};
+
+// A blocking call's deadline passed (a peer died, hangs, or never called).
+class CommTimeoutError : public CommError {
+ public:
+  using CommError::CommError;
+};
+
+// One group of ranks. Implementations are RAII (the destructor releases the MPI communicator,
+// NCCL comm or process-group reference), non-copyable and movable. All members except
+// rank(), size(), backend_name(), timeout() and set_timeout() are collective or point-to-point
+// calls that every rank involved must make in the same order.
+class Communicator {
+ public:
+  Communicator() = default;
+  virtual ~Communicator() = default;
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+  Communicator(Communicator&&) = default;
+  Communicator& operator=(Communicator&&) = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // "mpi", "nccl" or "c10d:<backend>" (e.g. "c10d:gloo").
+  virtual std::string backend_name() const = 0;
+
+  // Deadline of each blocking call. Default: SEQPAR_COMM_TIMEOUT_MS or 300 s.
+  std::chrono::milliseconds timeout() const { return timeout_; }
+  virtual void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
+
+  // Point to point. A message is matched by (peer, tag); sizes must agree.
+  virtual void send(ConstBuffer buffer, int dst, int tag, Stream stream = {}) = 0;
+  virtual void recv(MutableBuffer buffer, int src, int tag, Stream stream = {}) = 0;
+  // Sends to dst and receives from src concurrently; either peer may be -1 (no message).
+  // The building block of tree algorithms: no ordering deadlock between the two halves.
+  virtual void send_recv(ConstBuffer send_buffer, int dst, MutableBuffer recv_buffer, int src,
+                         int tag, Stream stream = {}) = 0;
+
+  // Collectives. all_gather: recv holds size() blocks of send.bytes, rank i's block at i.
+  virtual void all_gather(ConstBuffer send, MutableBuffer recv, Stream stream = {}) = 0;
+  // In-place elementwise sum over ranks (floating, complex and integer dtypes).
+  virtual void all_reduce_sum(MutableBuffer buffer, Stream stream = {}) = 0;
+  virtual void broadcast(MutableBuffer buffer, int root, Stream stream = {}) = 0;
+  virtual void barrier() = 0;
+
+  // Sub-communicator of the ranks passing the same color, ordered by key (MPI_Comm_split
+  // semantics). Collective over this communicator.
+  virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
+
+ protected:
+  std::chrono::milliseconds timeout_ = default_timeout();
+  static std::chrono::milliseconds default_timeout();
+};
+
+// ---------------------------------------------------------------------------------------------
+// Bootstrap.
+
+enum class Launcher : int { kSingle, kMpirun, kTorchrun };
+const char* launcher_name(Launcher launcher);
+
+// What the launcher's environment says about this process.
+//   mpirun (Open MPI): OMPI_COMM_WORLD_RANK / _SIZE / _LOCAL_RANK / _LOCAL_SIZE.
+//   torchrun: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT,
+//             TORCHELASTIC_USE_AGENT_STORE (the agent hosts the store: every rank is a client).
+struct LaunchInfo {
+  Launcher launcher = Launcher::kSingle;
+  int rank = 0;
+  int world_size = 1;
+  int local_rank = 0;
+  int local_world_size = 1;
+  std::string master_addr;  // torchrun only
+  int master_port = 0;      // torchrun only
+  bool agent_store = false; // torchrun with TORCHELASTIC_USE_AGENT_STORE=True
+};
+LaunchInfo detect_launch();
+
+enum class Backend : int {
+  kAuto,      // NCCL when built and CUDA devices exist, else MPI under mpirun, else c10d gloo
+  kMpi,
+  kNccl,
+  kC10dGloo,  // a gloo ProcessGroup built over a TCPStore (torchrun) or an MPI-shared address
+};
+const char* backend_name(Backend backend);
+Backend parse_backend(const std::string& name);  // "auto", "mpi", "nccl", "gloo"
+
+struct BootstrapOptions {
+  Backend backend = Backend::kAuto;
+  std::chrono::milliseconds timeout{0};  // 0: Communicator's default
+  // NCCL: select cudaSetDevice(local_rank % device_count) before creating the communicator.
+  bool select_device = true;
+  // Prefix under which the NCCL unique id / gloo rendezvous keys live in the TCPStore.
+  std::string store_prefix = "seqpar";
+};
+
+// The world communicator of this process, from the launcher's environment.
+std::unique_ptr<Communicator> make_world(const BootstrapOptions& options = {});
+
+// The world split into dp x sp groups: sp_size consecutive ranks form one sequence-parallel
+// group; ranks with the same position inside their sp group form one data-parallel group.
+// world size must be a multiple of sp_size.
+struct Grid {
+  std::shared_ptr<Communicator> world, sp, dp;
+  int sp_size = 1, dp_size = 1;
+  int sp_rank = 0, dp_rank = 0;
+};
+Grid make_grid(std::shared_ptr<Communicator> world, int sp_size);
+
+// Which CUDA device this process should use: local_rank modulo the visible device count.
+int device_for_local_rank(int local_rank, int device_count);
+
+}  // namespace seqpar::comm

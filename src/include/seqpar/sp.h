@@ -1,0 +1,68 @@
+// Sequence-parallel scan: the sequence is split along time across the ranks of a group, each
+// rank holding one contiguous slice (design.md section 2).
+//
+//   1. local summary (A_r, B_r) of the slice            (seqpar::scan_summary)
+//   2. exclusive scan of the summaries across ranks      (seqpar::comm::rank_exclusive_scan)
+//      -> the state H_r entering this rank
+//   3. local scan of the slice from H_r                  (seqpar::scan)
+//
+// Slices follow rank order: rank 0 holds the first tokens. They may differ in length and may be
+// empty (time = 0). Batch, channel shape, dtype and device kind must agree across ranks; the
+// ranks exchange a small header first and every rank throws a clear error when they do not.
+//
+// h0 is the state entering the whole sequence: it is read on rank 0 for a forward scan and on
+// the last rank for a reverse scan (the rank whose slice the scan enters first); other ranks'
+// h0 is ignored (it may be absent there) and receives a zero gradient.
+//
+// Returns (h, h_last): h is this rank's slice of the global h; h_last is the global final state
+// (the state after the last rank's last token, or after rank 0's first token for reverse), the
+// same value on every rank.
+//
+// Gradients follow torch.distributed's functional collectives: the global loss is the sum of
+// the ranks' losses. So the gradient flowing into the replicated h_last is summed over ranks,
+// and grad_a, grad_b are each rank's slice of the gradient of that global loss.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+
+namespace seqpar::comm {
+class Communicator;
+}  // namespace seqpar::comm
+
+namespace seqpar::sp {
+
+// How the summaries are exchanged (comm/include/seqpar/comm/rank_scan.h documents the cost
+// model that kAuto applies). Overridden by the environment variable SEQPAR_SP_ALGO
+// ("tree", "exscan", "allgather") when the option is kAuto.
+enum class ExchangeAlgo : int {
+  kAuto,
+  kTree,       // recursive doubling over send/recv: ceil(log2 P) rounds of 2D elements
+  kExscan,     // MPI_Exscan with a non-commutative user MPI_Op (MPI backend only)
+  kAllGather,  // all-gather every summary, fold the predecessors locally
+};
+
+struct SpOptions {
+  ExchangeAlgo algo = ExchangeAlgo::kAuto;
+};
+
+// Differentiable in a, b and h0. `group` must outlive the backward pass (it is held by the
+// autograd graph through the shared_ptr).
+std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b,
+                                        const std::optional<at::Tensor>& h0, bool reverse,
+                                        const std::shared_ptr<comm::Communicator>& group,
+                                        const SpOptions& options = {});
+
+// The same over a torch.distributed process group registered under group_name (as functional
+// collectives name groups, e.g. dist.group.WORLD.group_name in Python). This is what
+// torch.ops.seqpar.sp_scan(a, b, h0, reverse, group_name) calls.
+std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b,
+                                        const std::optional<at::Tensor>& h0, bool reverse,
+                                        const std::string& group_name,
+                                        const SpOptions& options = {});
+
+}  // namespace seqpar::sp
