@@ -1,0 +1,44 @@
+// Entry points of the CUDA scan (cuda_scan.h): one switch from ScalarKind to the storage type,
+// ending in a clear error for a kind the kernels do not know. Kernels launch on the caller's
+// stream and nothing here synchronizes.
+#include "seqpar/kernels/cuda_scan.h"
+
+#include "scan_dispatch.h"
+
+namespace seqpar::kernels::cuda {
+namespace {
+
+// Calls fn with a value of the storage type that matches `kind` (only its type is used).
+template <class Fn>
+int dispatch_storage(ScalarKind kind, Fn&& fn) {
+  switch (kind) {
+    case ScalarKind::kFloat32: return fn(float{});
+    case ScalarKind::kFloat64: return fn(double{});
+    case ScalarKind::kBFloat16: return fn(__nv_bfloat16{});
+    case ScalarKind::kFloat16: return fn(__half{});
+    case ScalarKind::kComplex64: return fn(float2{});
+  }
+  return int(cudaErrorInvalidValue);
+}
+
+}  // namespace
+
+int scan_forward(const ScanForwardParams& params, void* stream) {
+  return dispatch_storage(params.dtype, [&](auto tag) {
+    return detail::launch_forward<decltype(tag)>(params, static_cast<cudaStream_t>(stream));
+  });
+}
+
+int scan_backward(const ScanBackwardParams& params, void* stream) {
+  return dispatch_storage(params.dtype, [&](auto tag) {
+    return detail::launch_backward<decltype(tag)>(params, static_cast<cudaStream_t>(stream));
+  });
+}
+
+int scan_summary(const ScanSummaryParams& params, void* stream) {
+  return dispatch_storage(params.dtype, [&](auto tag) {
+    return detail::launch_summary<decltype(tag)>(params, static_cast<cudaStream_t>(stream));
+  });
+}
+
+}  // namespace seqpar::kernels::cuda

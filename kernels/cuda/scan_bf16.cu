@@ -1,0 +1,8 @@
+// CUDA scan kernels for bfloat16: the one explicit instantiation of the forward, backward and
+// summary launchers for this element type (one dtype per file keeps each nvcc run short and
+// lets the build compile the dtypes in parallel).
+#include "scan_launch.cuh"
+
+namespace seqpar::kernels::cuda::detail {
+SEQPAR_INSTANTIATE_CUDA_SCAN(__nv_bfloat16)
+}  // namespace seqpar::kernels::cuda::detail

@@ -1,0 +1,398 @@
+// The single-pass scan kernel shared by forward, backward and summary.
+//
+// A CTA of kNumThreads threads owns one tile: kCols sequences ("columns") x kTileLen steps of
+// the walk index u. Thread (col, row) owns kItems consecutive steps of column col:
+//   1. it loads its items once (128-bit vector loads when kVec) and folds them serially into
+//      one affine map,
+//   2. rows of a warp are combined with shuffles (stride kCols lanes), warps through shared
+//      memory, giving every thread its exclusive in-tile prefix and the tile aggregate,
+//   3. warp 0 publishes the aggregate, finds the prefix of all earlier tiles of the same
+//      columns by decoupled look-back over per-tile status flags in global scratch, and
+//      publishes the inclusive prefix (see look_back below),
+//   4. every thread replays its items from the state entering its chunk and writes outputs.
+// Inputs are read once and outputs written once; the only other traffic is O(kCols) scratch
+// values per tile and one neighbouring element per warp edge in backward (an L2 hit).
+//
+// kCols = 1 is the time-contiguous layout (a column is one (batch, channel) sequence, threads
+// run along time, rows are combined with 5 shuffle rounds); kCols = 8 or 32 is the
+// channel-contiguous layout (lanes run across channels so each load instruction is coalesced).
+// Tiles get their index from an atomic counter, not blockIdx, so a tile's predecessors have
+// always started: the look-back can spin without deadlock whatever order the hardware
+// schedules CTAs in.
+//
+// Backward runs the same machinery on the time-reversed walk (the host flips the pointers)
+// with coefficient conj(a_{t+1}) and input g_t, which yields lam_t (scan_params.h).
+#pragma once
+
+#include <cuda/atomic>
+
+#include "scan_types.cuh"
+
+namespace seqpar::kernels::cuda::detail {
+
+enum class OpKind { kForward, kBackward, kSummary };
+
+// Status of a tile's entry in the look-back scratch. Zeroed before each launch.
+enum : int { kFlagEmpty = 0, kFlagAggregate = 1, kFlagInclusive = 2 };
+
+// A (batch, time, channel) operand seen in walk order: element (b, u, c) is at
+// p + b*sb + c*sc + u*st. p == nullptr means absent (zeros).
+struct WalkOperand {
+  const void* p = nullptr;
+  int64_t sb = 0, sc = 0, st = 0;
+};
+struct OutOperand {
+  void* p = nullptr;
+  int64_t sb = 0, sc = 0, st = 0;
+};
+// A (batch, channel) operand.
+struct StateIn {
+  const void* p = nullptr;
+  int64_t sb = 0, sc = 0;
+};
+struct StateOut {
+  void* p = nullptr;
+  int64_t sb = 0, sc = 0;
+};
+
+// Roles per op:            x0      x1       x2      y0       y1       s0        s1   z0       z1
+//   forward                a       b        -       h        -        h0        -    h_last   -
+//   backward (reversed)    a       grad_h   h       grad_a   grad_b   grad_last h0   grad_h0  -
+//   summary                a       b        -       -        -        -         -    A        B
+struct KernelArgs {
+  int64_t batch = 0, time = 0, channels = 0;
+  int64_t channel_blocks = 0;  // ceil(channels / kCols)
+  int64_t time_tiles = 0;      // ceil(time / kTileLen)
+  WalkOperand x0, x1, x2;
+  OutOperand y0, y1;
+  StateIn s0, s1;
+  StateOut z0, z1;
+  int* flags = nullptr;               // [groups * time_tiles]
+  void* aggregates = nullptr;         // Map<Acc>[groups * time_tiles * kCols]
+  void* inclusives = nullptr;         // Map<Acc>[groups * time_tiles * kCols]
+  unsigned int* tile_counter = nullptr;
+};
+
+template <class S, int K>
+__device__ __forceinline__ void load_vec(const S* p, S (&out)[K]) {
+  constexpr int kV = 16 / sizeof(S);
+  static_assert(K % kV == 0, "items per thread must be a multiple of the vector width");
+#pragma unroll
+  for (int i = 0; i < K / kV; ++i) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(p + i * kV);
+    std::memcpy(&out[i * kV], &raw, 16);
+  }
+}
+template <class S, int K>
+__device__ __forceinline__ void store_vec(S* p, const S (&in)[K]) {
+  constexpr int kV = 16 / sizeof(S);
+#pragma unroll
+  for (int i = 0; i < K / kV; ++i) {
+    uint4 raw;
+    std::memcpy(&raw, &in[i * kV], 16);
+    *reinterpret_cast<uint4*>(p + i * kV) = raw;
+  }
+}
+
+// Loads steps u0..u0+K-1 of one sequence (seq points at u = 0) into accumulators; steps past
+// the end, and whole chunks of absent operands or columns, read as `fill`.
+template <class S, int K, bool kVec, class Acc>
+__device__ __forceinline__ void load_chunk(const S* seq, int64_t st, int64_t u0, int64_t T,
+                                           bool present, Acc fill, Acc (&out)[K]) {
+  if (!present) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) out[k] = fill;
+    return;
+  }
+  if constexpr (kVec) {
+    if (u0 + K <= T) {
+      S raw[K];
+      if (st > 0) {
+        load_vec(seq + u0, raw);
+#pragma unroll
+        for (int k = 0; k < K; ++k) out[k] = to_acc(raw[k]);
+      } else {
+        load_vec(seq - (u0 + K - 1), raw);
+#pragma unroll
+        for (int k = 0; k < K; ++k) out[k] = to_acc(raw[K - 1 - k]);
+      }
+      return;
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    const int64_t u = u0 + k;
+    out[k] = u < T ? to_acc(seq[u * st]) : fill;
+  }
+}
+
+template <class S, int K, bool kVec>
+__device__ __forceinline__ void store_chunk(S* seq, int64_t st, int64_t u0, int64_t T,
+                                            const S (&in)[K]) {
+  if constexpr (kVec) {
+    if (u0 + K <= T) {
+      if (st > 0) {
+        store_vec(seq + u0, in);
+      } else {
+        S rev[K];
+#pragma unroll
+        for (int k = 0; k < K; ++k) rev[k] = in[K - 1 - k];
+        store_vec(seq - (u0 + K - 1), rev);
+      }
+      return;
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    const int64_t u = u0 + k;
+    if (u < T) seq[u * st] = in[k];
+  }
+}
+
+__device__ __forceinline__ int load_flag(const int* p) {
+  ::cuda::atomic_ref<const int, ::cuda::thread_scope_device> ref(*p);
+  return ref.load(::cuda::memory_order_acquire);
+}
+__device__ __forceinline__ void store_flag(int* p, int v) {
+  ::cuda::atomic_ref<int, ::cuda::thread_scope_device> ref(*p);
+  ref.store(v, ::cuda::memory_order_release);
+}
+
+// Publishes one map per column of a tile (lanes 0..kCols-1 of warp 0 hold them), then the
+// tile's flag. Each lane fences its own stores; the warp barrier orders them before lane 0's
+// release store of the flag.
+template <int kCols, class Acc>
+__device__ __forceinline__ void publish(Map<Acc>* slot, int* flag, int value, const Map<Acc>& m,
+                                        int lane) {
+  if (lane < kCols) store_cg(slot + lane, m);
+  __threadfence();
+  __syncwarp();
+  if (lane == 0) store_flag(flag, value);
+}
+
+// Decoupled look-back, run by all 32 lanes of warp 0 of tile j (j >= 1) of one column group.
+// Lane l looks at column l % kCols of predecessor tile j-1-(l / kCols) - window*kSlots: the
+// warp inspects kSlots predecessors per round. It waits until every inspected tile has
+// published something, takes aggregates up to the nearest inclusive prefix, and composes them
+// with a non-commutative tree reduction over slots (slot 0 is the latest). Rounds repeat
+// further back until an inclusive prefix is found; tile 0 always publishes one.
+// Returns, in lanes 0..kCols-1, the composition of all tiles before j of that column.
+template <int kCols, class Acc>
+__device__ __forceinline__ Map<Acc> look_back(const int* flags, const Map<Acc>* aggregates,
+                                              const Map<Acc>* inclusives, int64_t j, int lane) {
+  constexpr int kSlots = 32 / kCols;
+  const int slot = lane / kCols;
+  const int col = lane % kCols;
+  Map<Acc> prefix = identity_map<Acc>();
+  for (int64_t newest = j - 1;; newest -= kSlots) {
+    const int64_t pred = newest - slot;
+    int flag = kFlagInclusive;  // before tile 0: never reached past tile 0's inclusive prefix
+    for (;;) {
+      if (pred >= 0) flag = load_flag(flags + pred);
+      if (__all_sync(kFullMask, flag != kFlagEmpty)) break;
+      __nanosleep(64);
+    }
+    const unsigned inclusive_lanes = __ballot_sync(kFullMask, flag == kFlagInclusive);
+    const int nearest_inclusive = inclusive_lanes ? (__ffs(inclusive_lanes) - 1) / kCols : kSlots;
+    Map<Acc> item = identity_map<Acc>();
+    if (slot < nearest_inclusive) {
+      item = load_cg(aggregates + pred * kCols + col);
+    } else if (slot == nearest_inclusive) {
+      item = load_cg(inclusives + pred * kCols + col);
+    }
+#pragma unroll
+    for (int d = 1; d < kSlots; d *= 2) {
+      const Map<Acc> earlier = shfl_down(item, d * kCols);
+      if ((slot & (2 * d - 1)) == 0 && slot + d < kSlots) item = compose(item, earlier);
+    }
+    prefix = compose(prefix, item);
+    if (inclusive_lanes) break;
+  }
+  return prefix;
+}
+
+template <class S, OpKind kOp, int kCols, bool kVec, int kItems, int kNumThreads>
+__global__ void __launch_bounds__(kNumThreads) scan_tile_kernel(const KernelArgs args) {
+  using Acc = typename Traits<S>::Acc;
+  using M = Map<Acc>;
+  constexpr int K = kItems;
+  constexpr int kWarps = kNumThreads / 32;
+  constexpr int kRowsPerWarp = 32 / kCols;
+  constexpr int64_t kTileLen = int64_t(kNumThreads / kCols) * K;
+  static_assert(kNumThreads % 32 == 0 && 32 % kCols == 0, "bad tile shape");
+
+  __shared__ M warp_aggregate[kWarps][kCols];
+  __shared__ Acc tile_state_in[kCols];
+  __shared__ unsigned int tile_index;
+
+  const int tid = threadIdx.x;
+  const int lane = tid & 31;
+  const int warp = tid >> 5;
+  const int col = tid % kCols;
+  const int row_in_warp = lane / kCols;
+
+  if (tid == 0) tile_index = atomicAdd(args.tile_counter, 1u);
+  __syncthreads();
+  const int64_t tile = tile_index;
+  const int64_t group = tile / args.time_tiles;
+  const int64_t j = tile - group * args.time_tiles;
+  const int64_t b = group / args.channel_blocks;
+  const int64_t c = (group - b * args.channel_blocks) * kCols + col;
+  const bool col_ok = c < args.channels;
+  const int64_t T = args.time;
+  const int64_t u0 = j * kTileLen + int64_t(tid / kCols) * K;
+
+  auto seq_in = [&](const WalkOperand& x) {
+    return static_cast<const S*>(x.p) + b * x.sb + c * x.sc;
+  };
+  auto seq_out = [&](const OutOperand& y) { return static_cast<S*>(y.p) + b * y.sb + c * y.sc; };
+
+  // ---- 1. load and fold this thread's items -------------------------------------------------
+  Acc coef[K], add[K];
+  Acc a0_conj = acc_one<Acc>();  // backward: conj(a_0), held by the thread whose chunk ends the walk
+  if constexpr (kOp == OpKind::kBackward) {
+    Acc a_walk[K];
+    load_chunk<S, K, kVec>(seq_in(args.x0), args.x0.st, u0, T, col_ok, acc_one<Acc>(), a_walk);
+    // coef at step u is conj(a at step u-1); step u-1 of the first item is the previous row's
+    // last item (shuffle) or, at a warp edge, one extra load that hits L2.
+    Acc before = shfl_up(a_walk[K - 1], kCols);
+    if (row_in_warp == 0) {
+      before = (col_ok && u0 >= 1 && u0 - 1 < T) ? to_acc(seq_in(args.x0)[(u0 - 1) * args.x0.st])
+                                                : acc_one<Acc>();
+    }
+    if (u0 == 0) before = acc_one<Acc>();
+    coef[0] = conj_of(before);
+#pragma unroll
+    for (int k = 1; k < K; ++k) coef[k] = conj_of(a_walk[k - 1]);
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      if (u0 + k >= T) coef[k] = acc_one<Acc>();
+      if (u0 + k == T - 1) a0_conj = conj_of(a_walk[k]);
+    }
+    load_chunk<S, K, kVec>(seq_in(args.x1), args.x1.st, u0, T, col_ok && args.x1.p != nullptr,
+                           acc_zero<Acc>(), add);
+  } else {
+    load_chunk<S, K, kVec>(seq_in(args.x0), args.x0.st, u0, T, col_ok, acc_one<Acc>(), coef);
+    load_chunk<S, K, kVec>(seq_in(args.x1), args.x1.st, u0, T, col_ok, acc_zero<Acc>(), add);
+  }
+  M chunk = identity_map<Acc>();
+#pragma unroll
+  for (int k = 0; k < K; ++k) chunk = M{coef[k] * chunk.A, coef[k] * chunk.B + add[k]};
+
+  // ---- 2. in-tile scan: rows of a warp by shuffles, warps through shared memory -----------
+  M inclusive = chunk;
+#pragma unroll
+  for (int d = 1; d < kRowsPerWarp; d *= 2) {
+    const M earlier = shfl_up(inclusive, d * kCols);
+    if (row_in_warp >= d) inclusive = compose(inclusive, earlier);
+  }
+  if (row_in_warp == kRowsPerWarp - 1) warp_aggregate[warp][col] = inclusive;
+  M exclusive = shfl_up(inclusive, kCols);
+  if (row_in_warp == 0) exclusive = identity_map<Acc>();
+  __syncthreads();
+
+  // ---- 3. tile prefix by decoupled look-back (warp 0) -------------------------------------
+  if (warp == 0) {
+    M aggregate = warp_aggregate[0][col];
+#pragma unroll
+    for (int w = 1; w < kWarps; ++w) aggregate = compose(warp_aggregate[w][col], aggregate);
+
+    const int64_t first = group * args.time_tiles;  // scratch index of this group's tile 0
+    int* flags = args.flags + first;
+    M* aggregates = static_cast<M*>(args.aggregates) + first * kCols;
+    M* inclusives = static_cast<M*>(args.inclusives) + first * kCols;
+    M prefix = identity_map<Acc>();
+    if (j > 0) {
+      publish<kCols>(aggregates + j * kCols, flags + j, kFlagAggregate, aggregate, lane);
+      prefix = look_back<kCols>(flags, aggregates, inclusives, j, lane);
+    }
+    const M tile_inclusive = compose(aggregate, prefix);
+    if (j + 1 < args.time_tiles) {
+      publish<kCols>(inclusives + j * kCols, flags + j, kFlagInclusive, tile_inclusive, lane);
+    }
+    if (lane < kCols && col_ok) {
+      if constexpr (kOp == OpKind::kSummary) {
+        if (j + 1 == args.time_tiles) {
+          const int64_t z0 = b * args.z0.sb + c * args.z0.sc;
+          const int64_t z1 = b * args.z1.sb + c * args.z1.sc;
+          static_cast<S*>(args.z0.p)[z0] = from_acc<S>(tile_inclusive.A);
+          static_cast<S*>(args.z1.p)[z1] = from_acc<S>(tile_inclusive.B);
+        }
+      } else {
+        Acc init = acc_zero<Acc>();
+        if (args.s0.p != nullptr) {
+          init = to_acc(static_cast<const S*>(args.s0.p)[b * args.s0.sb + c * args.s0.sc]);
+        }
+        tile_state_in[lane] = apply(prefix, init);
+      }
+    }
+  }
+  if constexpr (kOp == OpKind::kSummary) return;
+  __syncthreads();
+
+  // ---- 4. replay from the state entering this chunk and write --------------------------------
+  Acc state = tile_state_in[col];
+  for (int w = 0; w < warp; ++w) state = apply(warp_aggregate[w][col], state);
+  state = apply(exclusive, state);
+
+  // Lanes of absent columns (c >= channels) stay to the end because of the shuffles below;
+  // they only skip their stores.
+  if constexpr (kOp == OpKind::kForward) {
+    S out[K];
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      state = coef[k] * state + add[k];
+      out[k] = from_acc<S>(state);
+      if (u0 + k == T - 1 && col_ok && args.z0.p != nullptr) {
+        static_cast<S*>(args.z0.p)[b * args.z0.sb + c * args.z0.sc] = out[k];
+      }
+    }
+    if (col_ok) store_chunk<S, K, kVec>(seq_out(args.y0), args.y0.st, u0, T, out);
+  } else if constexpr (kOp == OpKind::kBackward) {
+    // grad_a_t = lam_t * conj(h_{t-1}); in walk order h_{t-1} is h at step u+1, and past the
+    // last step it is h0 (zeros when absent). Step u0+K is the next row's first item.
+    Acc h_walk[K];
+    load_chunk<S, K, kVec>(seq_in(args.x2), args.x2.st, u0, T, col_ok, acc_zero<Acc>(), h_walk);
+    const Acc h0 = (col_ok && args.s1.p != nullptr)
+                       ? to_acc(static_cast<const S*>(args.s1.p)[b * args.s1.sb + c * args.s1.sc])
+                       : acc_zero<Acc>();
+    const int64_t u_after = u0 + K;
+    Acc h_after = shfl_down(h_walk[0], kCols);
+    if (row_in_warp == kRowsPerWarp - 1) {
+      h_after = (col_ok && u_after < T) ? to_acc(seq_in(args.x2)[u_after * args.x2.st]) : h0;
+    }
+    S grad_a[K], grad_b[K];
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      state = coef[k] * state + add[k];  // lam at step u0+k
+      const int64_t u = u0 + k;
+      Acc h_prev = (k + 1 < K) ? h_walk[k + 1] : h_after;
+      if (u + 1 >= T) h_prev = h0;
+      grad_b[k] = from_acc<S>(state);
+      grad_a[k] = from_acc<S>(state * conj_of(h_prev));
+      if (u == T - 1 && col_ok && args.z0.p != nullptr) {
+        static_cast<S*>(args.z0.p)[b * args.z0.sb + c * args.z0.sc] = from_acc<S>(a0_conj * state);
+      }
+    }
+    if (col_ok) {
+      store_chunk<S, K, kVec>(seq_out(args.y0), args.y0.st, u0, T, grad_a);
+      store_chunk<S, K, kVec>(seq_out(args.y1), args.y1.st, u0, T, grad_b);
+    }
+  }
+}
+
+// T == 0: the output state is the input state (or `fallback` when absent).
+template <class S>
+__global__ void copy_state_kernel(StateOut out, StateIn in, int64_t batch, int64_t channels,
+                                  typename Traits<S>::Acc fallback) {
+  const int64_t n = batch * channels;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t b = i / channels, c = i - b * channels;
+    const typename Traits<S>::Acc v =
+        in.p != nullptr ? to_acc(static_cast<const S*>(in.p)[b * in.sb + c * in.sc]) : fallback;
+    static_cast<S*>(out.p)[b * out.sb + c * out.sc] = from_acc<S>(v);
+  }
+}
+
+}  // namespace seqpar::kernels::cuda::detail

@@ -1,0 +1,170 @@
+// Element types, accumulation types and the affine-map monoid used by every CUDA scan kernel.
+//
+// Storage types are what lives in memory (float, double, __nv_bfloat16, __half, float2 for
+// complex64); each has an accumulation type (float, double, float, float, CFloat) in which all
+// arithmetic is done (design.md section 1). An affine map x -> A*x + B is the propagator of one
+// or many steps; `compose(later, earlier)` is the monoid operation. Everything here is a
+// header so that each per-dtype translation unit inlines it.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace seqpar::kernels::cuda::detail {
+
+// complex64 in registers. Kept as a plain struct (not cuda::std::complex) so that the
+// multiply is the textbook four-product form without NaN/inf recovery branches.
+struct CFloat {
+  float re, im;
+};
+__device__ __forceinline__ CFloat operator*(CFloat x, CFloat y) {
+  return {x.re * y.re - x.im * y.im, x.re * y.im + x.im * y.re};
+}
+__device__ __forceinline__ CFloat operator+(CFloat x, CFloat y) { return {x.re + y.re, x.im + y.im}; }
+
+template <class S>
+struct Traits;
+template <>
+struct Traits<float> {
+  using Acc = float;
+};
+template <>
+struct Traits<double> {
+  using Acc = double;
+};
+template <>
+struct Traits<__nv_bfloat16> {
+  using Acc = float;
+};
+template <>
+struct Traits<__half> {
+  using Acc = float;
+};
+template <>
+struct Traits<float2> {
+  using Acc = CFloat;
+};
+
+template <class Acc>
+__device__ __forceinline__ Acc acc_one();
+template <>
+__device__ __forceinline__ float acc_one<float>() { return 1.f; }
+template <>
+__device__ __forceinline__ double acc_one<double>() { return 1.0; }
+template <>
+__device__ __forceinline__ CFloat acc_one<CFloat>() { return {1.f, 0.f}; }
+
+template <class Acc>
+__device__ __forceinline__ Acc acc_zero();
+template <>
+__device__ __forceinline__ float acc_zero<float>() { return 0.f; }
+template <>
+__device__ __forceinline__ double acc_zero<double>() { return 0.0; }
+template <>
+__device__ __forceinline__ CFloat acc_zero<CFloat>() { return {0.f, 0.f}; }
+
+__device__ __forceinline__ float conj_of(float x) { return x; }
+__device__ __forceinline__ double conj_of(double x) { return x; }
+__device__ __forceinline__ CFloat conj_of(CFloat x) { return {x.re, -x.im}; }
+
+__device__ __forceinline__ float to_acc(float x) { return x; }
+__device__ __forceinline__ double to_acc(double x) { return x; }
+__device__ __forceinline__ float to_acc(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_acc(__half x) { return __half2float(x); }
+__device__ __forceinline__ CFloat to_acc(float2 x) { return {x.x, x.y}; }
+
+template <class S>
+__device__ __forceinline__ S from_acc(typename Traits<S>::Acc x);
+template <>
+__device__ __forceinline__ float from_acc<float>(float x) { return x; }
+template <>
+__device__ __forceinline__ double from_acc<double>(double x) { return x; }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+template <>
+__device__ __forceinline__ __half from_acc<__half>(float x) { return __float2half_rn(x); }
+template <>
+__device__ __forceinline__ float2 from_acc<float2>(CFloat x) { return make_float2(x.re, x.im); }
+
+constexpr unsigned kFullMask = 0xffffffffu;
+
+__device__ __forceinline__ float shfl_up(float x, int d) { return __shfl_up_sync(kFullMask, x, d); }
+__device__ __forceinline__ double shfl_up(double x, int d) { return __shfl_up_sync(kFullMask, x, d); }
+__device__ __forceinline__ CFloat shfl_up(CFloat x, int d) {
+  return {__shfl_up_sync(kFullMask, x.re, d), __shfl_up_sync(kFullMask, x.im, d)};
+}
+__device__ __forceinline__ float shfl_down(float x, int d) { return __shfl_down_sync(kFullMask, x, d); }
+__device__ __forceinline__ double shfl_down(double x, int d) { return __shfl_down_sync(kFullMask, x, d); }
+__device__ __forceinline__ CFloat shfl_down(CFloat x, int d) {
+  return {__shfl_down_sync(kFullMask, x.re, d), __shfl_down_sync(kFullMask, x.im, d)};
+}
+__device__ __forceinline__ float shfl_idx(float x, int src) { return __shfl_sync(kFullMask, x, src); }
+__device__ __forceinline__ double shfl_idx(double x, int src) { return __shfl_sync(kFullMask, x, src); }
+__device__ __forceinline__ CFloat shfl_idx(CFloat x, int src) {
+  return {__shfl_sync(kFullMask, x.re, src), __shfl_sync(kFullMask, x.im, src)};
+}
+
+// Affine map x -> A*x + B. Aligned to its size so that one 8- or 16-byte access moves it.
+template <class Acc>
+struct alignas(2 * sizeof(Acc)) Map {
+  Acc A, B;
+};
+
+template <class Acc>
+__device__ __forceinline__ Map<Acc> identity_map() {
+  return {acc_one<Acc>(), acc_zero<Acc>()};
+}
+// later o earlier: apply `earlier` first.
+template <class Acc>
+__device__ __forceinline__ Map<Acc> compose(const Map<Acc>& later, const Map<Acc>& earlier) {
+  return {later.A * earlier.A, later.A * earlier.B + later.B};
+}
+template <class Acc>
+__device__ __forceinline__ Acc apply(const Map<Acc>& m, Acc x) {
+  return m.A * x + m.B;
+}
+template <class Acc>
+__device__ __forceinline__ Map<Acc> shfl_up(const Map<Acc>& m, int d) {
+  return {shfl_up(m.A, d), shfl_up(m.B, d)};
+}
+template <class Acc>
+__device__ __forceinline__ Map<Acc> shfl_down(const Map<Acc>& m, int d) {
+  return {shfl_down(m.A, d), shfl_down(m.B, d)};
+}
+template <class Acc>
+__device__ __forceinline__ Map<Acc> shfl_idx(const Map<Acc>& m, int src) {
+  return {shfl_idx(m.A, src), shfl_idx(m.B, src)};
+}
+
+// Look-back scratch is written by one CTA and read by another while both run, so it goes
+// through L2 only (.cg): L1 is not coherent across SMs.
+template <class Acc>
+__device__ __forceinline__ void store_cg(Map<Acc>* p, const Map<Acc>& m) {
+  if constexpr (sizeof(Map<Acc>) == 8) {
+    float2 v;
+    std::memcpy(&v, &m, 8);
+    __stcg(reinterpret_cast<float2*>(p), v);
+  } else {
+    float4 v;
+    std::memcpy(&v, &m, 16);
+    __stcg(reinterpret_cast<float4*>(p), v);
+  }
+}
+template <class Acc>
+__device__ __forceinline__ Map<Acc> load_cg(const Map<Acc>* p) {
+  Map<Acc> m;
+  if constexpr (sizeof(Map<Acc>) == 8) {
+    float2 v = __ldcg(reinterpret_cast<const float2*>(p));
+    std::memcpy(&m, &v, 8);
+  } else {
+    float4 v = __ldcg(reinterpret_cast<const float4*>(p));
+    std::memcpy(&m, &v, 16);
+  }
+  return m;
+}
+
+}  // namespace seqpar::kernels::cuda::detail

@@ -1,0 +1,9 @@
+# CUDA sources of seqpar_kernels (included by kernels/CMakeLists.txt when SEQPAR_HAVE_CUDA).
+# One translation unit per element type so that nvcc compiles the dtypes in parallel.
+set(SEQPAR_CUDA_SOURCES
+  ${CMAKE_CURRENT_LIST_DIR}/cuda_scan.cu
+  ${CMAKE_CURRENT_LIST_DIR}/scan_f32.cu
+  ${CMAKE_CURRENT_LIST_DIR}/scan_f64.cu
+  ${CMAKE_CURRENT_LIST_DIR}/scan_bf16.cu
+  ${CMAKE_CURRENT_LIST_DIR}/scan_f16.cu
+  ${CMAKE_CURRENT_LIST_DIR}/scan_c64.cu)
