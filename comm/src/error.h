@@ -1,0 +1,12 @@
+// Internal helpers to throw CommError with the call site's file:line (style.md item 6).
+#pragma once
+
+#include "seqpar/comm/communicator.h"
+
+#define SEQPAR_COMM_FAIL(ErrorType, backend, call, rank, peer, detail) \
+  throw ErrorType((backend), (call), (rank), (peer), (detail), __FILE__, __LINE__)
+
+#define SEQPAR_COMM_CHECK(cond, backend, call, rank, peer, detail)                  \
+  do {                                                                              \
+    if (!(cond)) SEQPAR_COMM_FAIL(::seqpar::comm::CommError, backend, call, rank, peer, detail); \
+  } while (0)

@@ -1,0 +1,323 @@
+// Cross-rank exclusive scan of summaries: recursive doubling, MPI_Exscan with a
+// non-commutative user op, and all-gather + local fold (see rank_scan.h).
+#include "seqpar/comm/rank_scan.h"
+
+#include <cmath>
+#include <complex>
+#include <cstdlib>
+#include <limits>
+
+#include "error.h"
+#ifdef SEQPAR_COMM_WITH_MPI
+#include "seqpar/comm/mpi_communicator.h"
+#endif
+
+namespace seqpar::comm {
+
+const char* rank_scan_algo_name(RankScanAlgo algo) {
+  switch (algo) {
+    case RankScanAlgo::kAuto: return "auto";
+    case RankScanAlgo::kTree: return "tree";
+    case RankScanAlgo::kExscan: return "exscan";
+    case RankScanAlgo::kAllGather: return "allgather";
+  }
+  return "unknown";
+}
+
+RankScanAlgo parse_rank_scan_algo(const std::string& name) {
+  if (name == "auto" || name.empty()) return RankScanAlgo::kAuto;
+  if (name == "tree") return RankScanAlgo::kTree;
+  if (name == "exscan") return RankScanAlgo::kExscan;
+  if (name == "allgather" || name == "all_gather") return RankScanAlgo::kAllGather;
+  throw std::invalid_argument("seqpar: unknown sequence-parallel exchange algorithm '" + name +
+                              "' (expected auto, tree, exscan or allgather)");
+}
+
+DataType data_type_of(at::ScalarType type) {
+  switch (type) {
+    case at::kByte: return DataType::kUInt8;
+    case at::kInt: return DataType::kInt32;
+    case at::kLong: return DataType::kInt64;
+    case at::kFloat: return DataType::kFloat32;
+    case at::kDouble: return DataType::kFloat64;
+    case at::kBFloat16: return DataType::kBFloat16;
+    case at::kHalf: return DataType::kFloat16;
+    case at::kComplexFloat: return DataType::kComplex64;
+    case at::kComplexDouble: return DataType::kComplex128;
+    default:
+      throw std::invalid_argument(std::string("seqpar::comm: no communicator dtype for ") +
+                                  c10::toString(type));
+  }
+}
+
+ConstBuffer const_buffer_of(const at::Tensor& t) {
+  TORCH_CHECK(t.is_contiguous(), "seqpar::comm: communicator buffers must be contiguous");
+  const bool host = t.device().is_cpu();
+  return {t.data_ptr(), static_cast<std::size_t>(t.nbytes()), data_type_of(t.scalar_type()),
+          host ? MemoryKind::kHost : MemoryKind::kDevice, host ? -1 : t.device().index()};
+}
+
+MutableBuffer mutable_buffer_of(at::Tensor& t) {
+  TORCH_CHECK(t.is_contiguous(), "seqpar::comm: communicator buffers must be contiguous");
+  const bool host = t.device().is_cpu();
+  return {t.data_ptr(), static_cast<std::size_t>(t.nbytes()), data_type_of(t.scalar_type()),
+          host ? MemoryKind::kHost : MemoryKind::kDevice, host ? -1 : t.device().index()};
+}
+
+std::pair<at::Tensor, at::Tensor> compose(const std::pair<at::Tensor, at::Tensor>& later,
+                                          const std::pair<at::Tensor, at::Tensor>& earlier) {
+  return {later.first * earlier.first, at::addcmul(later.second, later.first, earlier.second)};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cost model.
+
+static double env_double(const char* name, double fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  double x = std::strtod(v, &end);
+  return end == v ? fallback : x;
+}
+
+CostModel cost_model_for(const std::string& backend) {
+  CostModel m;
+  // Defaults fitted by benchmarks/sp_exchange_bench (docs/sequence_parallel.md, table 1):
+  // shared-memory MPI and loopback gloo on the 2-core reference machine, and the NVLink
+  // figures used for the prediction for NCCL.
+  if (backend == "mpi") {
+    m.p2p_alpha_s = 4e-6;
+    m.collective_alpha_s = 6e-6;
+    m.beta_s_per_byte = 1.0 / 4e9;
+    m.combine_s_per_byte = 1.0 / 4e9;
+    m.exscan_extra_s = 2e-6;
+  } else if (backend.rfind("c10d", 0) == 0) {
+    m.p2p_alpha_s = 60e-6;
+    m.collective_alpha_s = 60e-6;
+    m.beta_s_per_byte = 1.0 / 1.5e9;
+    m.combine_s_per_byte = 1.0 / 4e9;
+  } else if (backend == "nccl") {
+    m.p2p_alpha_s = 10e-6;
+    m.collective_alpha_s = 10e-6;
+    m.beta_s_per_byte = 1.0 / 150e9;
+    m.combine_s_per_byte = 1.0 / 1500e9;
+  }
+  m.p2p_alpha_s = env_double("SEQPAR_SP_ALPHA_US", m.p2p_alpha_s * 1e6) * 1e-6;
+  m.collective_alpha_s = env_double("SEQPAR_SP_ALPHA_US", m.collective_alpha_s * 1e6) * 1e-6;
+  m.beta_s_per_byte = 1.0 / (env_double("SEQPAR_SP_BETA_GBPS", 1e-9 / m.beta_s_per_byte) * 1e9);
+  m.combine_s_per_byte =
+      1.0 / (env_double("SEQPAR_SP_COMBINE_GBPS", 1e-9 / m.combine_s_per_byte) * 1e9);
+  return m;
+}
+
+double predict_rank_scan_seconds(RankScanAlgo algo, int P, double m, const CostModel& model) {
+  if (P <= 1) return 0.0;
+  const double rounds = std::ceil(std::log2(static_cast<double>(P)));
+  switch (algo) {
+    case RankScanAlgo::kTree:
+      // Every round: one send_recv of m bytes, then two compositions (exclusive and
+      // inclusive accumulators), each reading 2 and writing 1 summary.
+      return rounds * (model.p2p_alpha_s + m * model.beta_s_per_byte +
+                       3.0 * m * model.combine_s_per_byte);
+    case RankScanAlgo::kExscan:
+      // Open MPI runs Exscan as recursive doubling with the user op on the host.
+      return model.exscan_extra_s +
+             rounds * (model.collective_alpha_s + m * model.beta_s_per_byte +
+                       1.5 * m * model.combine_s_per_byte);
+    case RankScanAlgo::kAllGather:
+      // Latency of a log-depth all-gather, bandwidth of receiving (P-1) summaries, and the
+      // fold of up to P-1 predecessors.
+      return rounds * model.collective_alpha_s + (P - 1) * m * model.beta_s_per_byte +
+             (P - 1) * 1.5 * m * model.combine_s_per_byte;
+    case RankScanAlgo::kAuto: break;
+  }
+  return std::numeric_limits<double>::infinity();
+}
+
+RankScanAlgo choose_rank_scan_algo(const Communicator& comm, double summary_bytes,
+                                   RankScanAlgo requested) {
+  if (requested != RankScanAlgo::kAuto) return requested;
+  if (const char* env = std::getenv("SEQPAR_SP_ALGO")) {
+    RankScanAlgo algo = parse_rank_scan_algo(env);
+    if (algo != RankScanAlgo::kAuto) return algo;
+  }
+  const std::string backend = comm.backend_name();
+  const CostModel model = cost_model_for(backend);
+  RankScanAlgo best = RankScanAlgo::kTree;
+  double best_s = predict_rank_scan_seconds(best, comm.size(), summary_bytes, model);
+  const double gather_s =
+      predict_rank_scan_seconds(RankScanAlgo::kAllGather, comm.size(), summary_bytes, model);
+  if (gather_s < best_s) best = RankScanAlgo::kAllGather, best_s = gather_s;
+#ifdef SEQPAR_COMM_WITH_MPI
+  if (backend == "mpi") {
+    const double exscan_s =
+        predict_rank_scan_seconds(RankScanAlgo::kExscan, comm.size(), summary_bytes, model);
+    if (exscan_s < best_s) best = RankScanAlgo::kExscan, best_s = exscan_s;
+  }
+#endif
+  return best;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Algorithms. `position` is the rank's place in scan order (rank, or P-1-rank for reverse).
+
+namespace {
+
+using Summary = std::pair<at::Tensor, at::Tensor>;
+constexpr int kTreeTag = 7101;
+
+Summary identity_like(const at::Tensor& A) { return {at::ones_like(A), at::zeros_like(A)}; }
+
+Summary tree_scan(Communicator& comm, const Summary& own, bool reverse, Stream stream) {
+  const int P = comm.size();
+  const int q = reverse ? P - 1 - comm.rank() : comm.rank();
+  auto rank_of = [&](int position) { return reverse ? P - 1 - position : position; };
+  const int64_t D = own.first.numel();
+  Summary exclusive = identity_like(own.first);
+  Summary inclusive = own;  // composition of the window of positions ending at q
+  at::Tensor incoming = at::empty({2, D}, own.first.options());
+  for (int d = 1; d < P; d *= 2) {
+    const int dst = q + d < P ? rank_of(q + d) : -1;
+    const int src = q - d >= 0 ? rank_of(q - d) : -1;
+    at::Tensor outgoing = at::stack({inclusive.first.reshape({D}), inclusive.second.reshape({D})});
+    comm.send_recv(const_buffer_of(outgoing), dst, mutable_buffer_of(incoming), src, kTreeTag,
+                   stream);
+    if (src >= 0) {
+      // The received window lies just before ours: it is applied first.
+      Summary earlier{incoming[0].view(own.first.sizes()), incoming[1].view(own.first.sizes())};
+      exclusive = compose(exclusive, earlier);
+      inclusive = compose(inclusive, earlier);
+      incoming = at::empty({2, D}, own.first.options());
+    }
+  }
+  return exclusive;
+}
+
+Summary all_gather_scan(Communicator& comm, const Summary& own, bool reverse, Stream stream) {
+  const int P = comm.size();
+  const int q = reverse ? P - 1 - comm.rank() : comm.rank();
+  const int64_t D = own.first.numel();
+  at::Tensor mine = at::stack({own.first.reshape({D}), own.second.reshape({D})});
+  at::Tensor all = at::empty({P, 2, D}, own.first.options());
+  comm.all_gather(const_buffer_of(mine), mutable_buffer_of(all), stream);
+  Summary exclusive = identity_like(own.first);
+  for (int position = 0; position < q; ++position) {
+    const int r = reverse ? P - 1 - position : position;
+    Summary s{all[r][0].view(own.first.sizes()), all[r][1].view(own.first.sizes())};
+    exclusive = compose(s, exclusive);
+  }
+  return exclusive;
+}
+
+#ifdef SEQPAR_COMM_WITH_MPI
+// MPI applies a user op as inoutvec[i] = invec[i] (op) inoutvec[i], where invec comes from the
+// lower ranks. Exscan's result on rank r is x_0 (op) x_1 (op) ... (op) x_{r-1}, so "x (op) y"
+// must mean "y after x": y o x.
+template <typename T>
+void compose_pairs(void* invec, void* inoutvec, int* len, MPI_Datatype*) {
+  const T* earlier = static_cast<const T*>(invec);
+  T* later = static_cast<T*>(inoutvec);
+  for (int i = 0; i < *len; ++i) {
+    const T a_e = earlier[2 * i], b_e = earlier[2 * i + 1];
+    const T a_l = later[2 * i], b_l = later[2 * i + 1];
+    later[2 * i] = a_l * a_e;
+    later[2 * i + 1] = a_l * b_e + b_l;
+  }
+}
+
+struct PairOp {
+  MPI_Datatype type = MPI_DATATYPE_NULL;
+  MPI_Op op = MPI_OP_NULL;
+};
+
+// One (datatype, op) per scalar type, created on first use and kept for the process's life.
+PairOp pair_op(at::ScalarType type) {
+  static PairOp ops[4];
+  int index = 0, count = 0;
+  MPI_Datatype base = MPI_FLOAT;
+  MPI_User_function* fn = nullptr;
+  switch (type) {
+    case at::kFloat: index = 0, count = 2, base = MPI_FLOAT, fn = compose_pairs<float>; break;
+    case at::kDouble: index = 1, count = 2, base = MPI_DOUBLE, fn = compose_pairs<double>; break;
+    case at::kComplexFloat:
+      index = 2, count = 4, base = MPI_FLOAT, fn = compose_pairs<std::complex<float>>;
+      break;
+    case at::kComplexDouble:
+      index = 3, count = 4, base = MPI_DOUBLE, fn = compose_pairs<std::complex<double>>;
+      break;
+    default:
+      throw std::invalid_argument(std::string("seqpar::comm: exscan has no op for ") +
+                                  c10::toString(type));
+  }
+  if (ops[index].op == MPI_OP_NULL) {
+    MPI_Type_contiguous(count, base, &ops[index].type);
+    MPI_Type_commit(&ops[index].type);
+    MPI_Op_create(fn, /*commute=*/0, &ops[index].op);
+  }
+  return ops[index];
+}
+
+Summary exscan(MpiCommunicator& comm, const Summary& own, bool reverse, Stream stream) {
+  const int P = comm.size();
+  const int q = reverse ? P - 1 - comm.rank() : comm.rank();
+  const int64_t D = own.first.numel();
+  // Interleaved (A_i, B_i) pairs on the host: the user op runs on the CPU.
+  at::Tensor pairs = at::stack({own.first.reshape({D}), own.second.reshape({D})}, 1)
+                         .to(at::kCPU)
+                         .contiguous();
+  const std::size_t bytes = static_cast<std::size_t>(pairs.nbytes());
+  std::vector<std::vector<char>> staging(2);
+  staging[0].assign(static_cast<const char*>(pairs.data_ptr()),
+                    static_cast<const char*>(pairs.data_ptr()) + bytes);
+  staging[1].resize(bytes);
+  PairOp op = pair_op(own.first.scalar_type());
+  MPI_Comm mpi = reverse ? comm.reversed_mpi_comm() : comm.mpi_comm();
+  std::vector<MPI_Request> requests(1);
+  comm.check(MPI_Iexscan(staging[0].data(), staging[1].data(), static_cast<int>(D), op.type,
+                         op.op, mpi, &requests[0]),
+             "MPI_Iexscan", -1, __FILE__, __LINE__);
+  comm.wait_all(requests, staging, "exscan", -1);
+  (void)stream;
+  if (q == 0) return identity_like(own.first);  // MPI leaves the first rank's result undefined
+  at::Tensor result = at::from_blob(staging[1].data(), {D, 2}, pairs.options())
+                          .to(own.first.device());
+  return {result.select(1, 0).reshape(own.first.sizes()).contiguous(),
+          result.select(1, 1).reshape(own.first.sizes()).contiguous()};
+}
+#endif
+
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> rank_exclusive_scan(Communicator& comm, const at::Tensor& A,
+                                                      const at::Tensor& B, bool reverse,
+                                                      RankScanAlgo algo, Stream stream) {
+  TORCH_CHECK(A.sizes() == B.sizes(), "seqpar rank_exclusive_scan: A and B shapes differ (",
+              A.sizes(), " vs ", B.sizes(), ")");
+  TORCH_CHECK(A.scalar_type() == B.scalar_type() && A.device() == B.device(),
+              "seqpar rank_exclusive_scan: A and B must share dtype and device");
+  const auto t = A.scalar_type();
+  TORCH_CHECK(t == at::kFloat || t == at::kDouble || t == at::kComplexFloat ||
+                  t == at::kComplexDouble,
+              "seqpar rank_exclusive_scan: summaries must be float32, float64, complex64 or "
+              "complex128, got ",
+              t);
+  Summary own{A.contiguous(), B.contiguous()};
+  if (comm.size() == 1) return identity_like(own.first);
+  const double m = 2.0 * static_cast<double>(A.numel()) * static_cast<double>(A.element_size());
+  switch (choose_rank_scan_algo(comm, m, algo)) {
+    case RankScanAlgo::kTree: return tree_scan(comm, own, reverse, stream);
+    case RankScanAlgo::kAllGather: return all_gather_scan(comm, own, reverse, stream);
+    case RankScanAlgo::kExscan: {
+#ifdef SEQPAR_COMM_WITH_MPI
+      if (auto* mpi = dynamic_cast<MpiCommunicator*>(&comm)) return exscan(*mpi, own, reverse, stream);
+#endif
+      SEQPAR_COMM_FAIL(CommError, comm.backend_name(), "rank_exclusive_scan", comm.rank(), -1,
+                       "the exscan algorithm needs the MPI backend");
+    }
+    case RankScanAlgo::kAuto: break;
+  }
+  SEQPAR_COMM_FAIL(CommError, comm.backend_name(), "rank_exclusive_scan", comm.rank(), -1,
+                   "no algorithm chosen");
+}
+
+}  // namespace seqpar::comm
