@@ -1,0 +1,98 @@
+// CUDA backend of the scan ops: validates (every tensor on a's device, named in the message),
+// fills the kernel params with the same glue as the CPU backend, and launches kernels/cuda on
+// the current stream of a's device under a device guard.
+//
+// Empty problems follow scan_cpu.cpp: the kernels are called whenever batch and channels are
+// non-zero (T == 0 included: they then copy h0 -> h_last, grad_h_last -> grad_h0, or write the
+// identity summary), and nothing runs when batch or channels is zero. The launch is checked
+// synchronously (cudaGetLastError inside the kernels' entry points); errors of the kernel's
+// execution surface at the next synchronizing call, as with any CUDA op.
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
+#include <torch/library.h>
+
+#include "ops/kernel_params.h"
+#include "ops/scan_checks.h"
+#include "seqpar/kernels/cuda_scan.h"
+
+namespace seqpar::ops {
+namespace {
+
+void check_on_cuda(const char* op, const at::Tensor& a) {
+  TORCH_CHECK(a.is_cuda(), op, ": argument 'a' is on ", a.device(),
+              " but another argument is a CUDA tensor; expected every tensor on one CUDA device");
+}
+
+void check_optional_like(const char* op, const char* name, const std::optional<at::Tensor>& t,
+                         const at::Tensor& a, bool state) {
+  if (!t.has_value() || !t->defined()) return;
+  if (state) {
+    check_state_like(op, name, *t, "a", a);
+  } else {
+    check_like(op, name, *t, "a", a);
+  }
+}
+
+void check_launch(const char* op, int err) {
+  TORCH_CHECK(err == 0, op, ": CUDA kernel launch failed: ",
+              cudaGetErrorString(static_cast<cudaError_t>(err)));
+}
+
+// c10::cuda::getCurrentCUDAStream is what at::cuda::getCurrentCUDAStream forwards to; the c10
+// header is used because ATen/cuda/CUDAContext.h also needs the cuBLAS/cuSPARSE/cuSOLVER
+// headers, which a CUDA toolkit without the math libraries lacks.
+void* current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+
+std::tuple<at::Tensor, at::Tensor> scan_cuda(const at::Tensor& a, const at::Tensor& b,
+                                             const std::optional<at::Tensor>& h0, bool reverse) {
+  const char* op = "seqpar::scan";
+  check_scan_inputs(op, a, b, h0);
+  check_on_cuda(op, a);
+  const c10::cuda::CUDAGuard guard(a.device());
+  PreparedForward p = prepare_forward(a, b, h0, reverse);
+  const auto& s = p.params.shape;
+  if (s.batch > 0 && s.channels > 0) check_launch(op, kernels::cuda::scan_forward(p.params, current_stream()));
+  return {p.h, p.h_last};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> scan_backward_cuda(
+    const at::Tensor& a, const at::Tensor& h, const std::optional<at::Tensor>& h0,
+    const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_h_last,
+    bool reverse) {
+  const char* op = "seqpar::scan_backward";
+  TORCH_CHECK(a.defined(), op, ": argument 'a' is undefined");
+  TORCH_CHECK(h.defined(), op, ": argument 'h' is undefined");
+  check_like(op, "h", h, "a", a);
+  check_scan_inputs(op, a, h, h0);
+  check_optional_like(op, "grad_h", grad_h, a, false);
+  check_optional_like(op, "grad_h_last", grad_h_last, a, true);
+  check_on_cuda(op, a);
+  const c10::cuda::CUDAGuard guard(a.device());
+  PreparedBackward p = prepare_backward(a, h, h0, grad_h, grad_h_last, reverse);
+  const auto& s = p.params.shape;
+  if (s.batch > 0 && s.channels > 0) check_launch(op, kernels::cuda::scan_backward(p.params, current_stream()));
+  return {p.grad_a, p.grad_b, p.grad_h0};
+}
+
+std::tuple<at::Tensor, at::Tensor> scan_summary_cuda(const at::Tensor& a, const at::Tensor& b,
+                                                     bool reverse) {
+  const char* op = "seqpar::scan_summary";
+  check_scan_inputs(op, a, b, std::nullopt);
+  check_on_cuda(op, a);
+  const c10::cuda::CUDAGuard guard(a.device());
+  PreparedSummary p = prepare_summary(a, b, reverse);
+  const auto& s = p.params.shape;
+  if (s.batch > 0 && s.channels > 0) check_launch(op, kernels::cuda::scan_summary(p.params, current_stream()));
+  return {p.A, p.B};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(seqpar, CUDA, m) {
+  m.impl("scan", &scan_cuda);
+  m.impl("scan_backward", &scan_backward_cuda);
+  m.impl("scan_summary", &scan_summary_cuda);
+}
+
+}  // namespace seqpar::ops
