@@ -1,0 +1,6 @@
+# Sources of the sequence-parallel op (src/sp/), added to libseqpar by src/CMakeLists.txt:
+#   include(${CMAKE_CURRENT_SOURCE_DIR}/sp/sources.cmake)
+#   target_sources(seqpar PRIVATE ${SEQPAR_SP_SOURCES})
+set(SEQPAR_SP_SOURCES
+  ${CMAKE_CURRENT_LIST_DIR}/sp_scan.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/sp_ops.cpp)

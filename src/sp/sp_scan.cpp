@@ -1,0 +1,278 @@
+// The sequence-parallel scan with autograd (seqpar/sp.h; design.md section 2).
+//
+// Forward, on rank r of P (scan order = rank order, reversed for reverse=true):
+//   (A_r, B_r) = scan_summary(slice); the first rank in scan order folds h0 into its summary,
+//   B_first <- A_first*h0 + B_first, so that B(E_r) of the exclusive scan *is* the state H_r
+//   entering rank r and no rank but the first ever needs h0. Then the local scan from H_r, and
+//   h_last broadcast from the last rank in scan order.
+// Backward is the mirror image: the adjoint enters each slice from its end. The adjoint leaving
+// a slice (its grad_h0) is linear in the adjoint entering it, dH_r = conj(A_r)*dH_next + G_r,
+// where G_r is the slice's adjoint with nothing entering: one summary over the slice (a scan of
+// the shifted a against grad_h, reading a and grad_h once). An exclusive scan of (conj(A_r), G_r)
+// in the opposite rank order gives each rank the adjoint entering it, and one fused
+// scan_backward with that as grad_h_last finishes the slice. The gradient of the replicated
+// h_last is summed over ranks (functional collectives' convention) and enters at the last rank.
+// Summaries travel in the accumulation dtype (float32 for bf16/fp16 inputs).
+#include "seqpar/sp.h"
+
+#include <torch/autograd.h>
+#include <torch/custom_class.h>
+
+#include <sstream>
+
+#include "seqpar/comm/c10d_communicator.h"
+#include "seqpar/comm/rank_scan.h"
+#include "seqpar/scan.h"
+#ifdef SEQPAR_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#endif
+
+namespace seqpar::sp {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Holds the communicator in the autograd context (saved_data takes IValues only).
+struct CommunicatorHolder : torch::CustomClassHolder {
+  explicit CommunicatorHolder(std::shared_ptr<comm::Communicator> c) : comm(std::move(c)) {}
+  std::shared_ptr<comm::Communicator> comm;
+};
+const auto kHolderRegistration = torch::class_<CommunicatorHolder>("seqpar", "_SpCommunicator");
+
+at::ScalarType accumulation_type(at::ScalarType t) {
+  return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
+}
+
+comm::RankScanAlgo to_rank_scan_algo(ExchangeAlgo algo) {
+  switch (algo) {
+    case ExchangeAlgo::kAuto: return comm::RankScanAlgo::kAuto;
+    case ExchangeAlgo::kTree: return comm::RankScanAlgo::kTree;
+    case ExchangeAlgo::kExscan: return comm::RankScanAlgo::kExscan;
+    case ExchangeAlgo::kAllGather: return comm::RankScanAlgo::kAllGather;
+  }
+  return comm::RankScanAlgo::kAuto;
+}
+
+comm::Stream stream_for(const at::Tensor& t) {
+#ifdef SEQPAR_WITH_CUDA
+  if (t.is_cuda()) return {at::cuda::getCurrentCUDAStream(t.device().index()).stream()};
+#endif
+  (void)t;
+  return {};
+}
+
+std::optional<at::Tensor> defined_or_null(const at::Tensor& t) {
+  return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
+}
+
+// Every rank describes its inputs in a fixed-size header; all ranks gather all headers and
+// throw the same error when any two disagree, before any summary is exchanged.
+constexpr int64_t kHeaderMagic = 0x5350534341ll;  // "SPSCA"
+constexpr int kMaxChannelDims = 8;
+constexpr int kHeaderSize = 8 + kMaxChannelDims;
+
+std::vector<int64_t> make_header(const at::Tensor& a, bool reverse, comm::RankScanAlgo algo) {
+  std::vector<int64_t> h(kHeaderSize, -1);
+  h[0] = kHeaderMagic;
+  h[1] = static_cast<int64_t>(a.scalar_type());
+  h[2] = a.is_cpu() ? 0 : 1;
+  h[3] = a.dim();
+  h[4] = a.size(0);
+  h[5] = reverse ? 1 : 0;
+  h[6] = static_cast<int64_t>(algo);
+  h[7] = a.size(1);  // time: may differ across ranks
+  for (int64_t d = 2; d < a.dim() && d - 2 < kMaxChannelDims; ++d) h[8 + d - 2] = a.size(d);
+  return h;
+}
+
+std::string describe_header(const int64_t* h) {
+  std::ostringstream os;
+  os << "dtype " << c10::toString(static_cast<at::ScalarType>(h[1])) << ", "
+     << (h[2] == 0 ? "cpu" : "cuda") << ", batch " << h[4] << ", channels [";
+  for (int d = 0; d < h[3] - 2; ++d) os << (d ? ", " : "") << h[8 + d];
+  os << "], reverse " << (h[5] ? "true" : "false") << ", algo "
+     << comm::rank_scan_algo_name(static_cast<comm::RankScanAlgo>(h[6]));
+  return os.str();
+}
+
+void check_headers_agree(comm::Communicator& group, const at::Tensor& a, bool reverse,
+                         comm::RankScanAlgo algo) {
+  TORCH_CHECK(a.dim() - 2 <= kMaxChannelDims, "seqpar.sp_scan: at most ", kMaxChannelDims,
+              " channel dims are supported, got ", a.dim() - 2);
+  std::vector<int64_t> mine = make_header(a, reverse, algo);
+  std::vector<int64_t> all(static_cast<std::size_t>(kHeaderSize) * group.size());
+  group.all_gather(comm::host_buffer(mine.data(), mine.size() * sizeof(int64_t),
+                                     comm::DataType::kInt64),
+                   comm::host_buffer(all.data(), all.size() * sizeof(int64_t),
+                                     comm::DataType::kInt64));
+  const int64_t* first = all.data();
+  for (int r = 0; r < group.size(); ++r) {
+    const int64_t* h = all.data() + static_cast<std::size_t>(r) * kHeaderSize;
+    bool same = h[0] == kHeaderMagic;
+    for (int i = 1; i < kHeaderSize && same; ++i) same = (i == 7) || h[i] == first[i];
+    TORCH_CHECK(same, "seqpar.sp_scan: the ranks of the group disagree on their inputs: rank ",
+                r, " has ", h[0] == kHeaderMagic ? describe_header(h) : "a foreign message",
+                " but rank 0 has ", describe_header(first),
+                ". Every rank must pass the same batch, channel shape, dtype, device kind, "
+                "reverse flag and algorithm (only the time length may differ).");
+  }
+}
+
+// The adjoint leaving a slice when nothing enters it from its end (see the file comment):
+//   forward:  lam over t = n-1..0 with lam_t = g_t + conj(a_{t+1}) lam_{t+1}, G = conj(a_0) lam_0
+//   reverse:  the same with time flipped.
+at::Tensor slice_adjoint_summary(const at::Tensor& a, const at::Tensor& grad_h, bool reverse,
+                                 at::ScalarType acc) {
+  const int64_t n = a.size(1);
+  const auto state_shape = [&] {
+    auto s = a.sizes().vec();
+    s.erase(s.begin() + 1);
+    return s;
+  }();
+  if (!grad_h.defined() || n == 0) return at::zeros(state_shape, a.options().dtype(acc));
+  const at::Tensor first_a = (reverse ? a.select(1, n - 1) : a.select(1, 0)).to(acc);
+  const at::Tensor last_g = (reverse ? grad_h.select(1, 0) : grad_h.select(1, n - 1)).to(acc);
+  at::Tensor lam = last_g;
+  if (n > 1) {
+    const at::Tensor tail_a = reverse ? a.narrow(1, 0, n - 1) : a.narrow(1, 1, n - 1);
+    const at::Tensor head_g =
+        (reverse ? grad_h.narrow(1, 1, n - 1) : grad_h.narrow(1, 0, n - 1)).to(a.scalar_type());
+    // summary(a, conj(g)) = conj(summary(conj(a), g)): only g needs conjugating.
+    auto [A, B] = seqpar::scan_summary(tail_a, head_g.conj().resolve_conj(), !reverse);
+    lam = at::addcmul(B.to(acc).conj(), A.to(acc).conj(), last_g);
+  }
+  return first_a.conj() * lam;
+}
+
+class SpScanFunction : public torch::autograd::Function<SpScanFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& b,
+                               const at::Tensor& h0, bool reverse,
+                               std::shared_ptr<comm::Communicator> group,
+                               comm::RankScanAlgo algo) {
+    comm::Communicator& g = *group;
+    const int P = g.size(), rank = g.rank();
+    const int first_rank = reverse ? P - 1 : 0;
+    const int last_rank = reverse ? 0 : P - 1;
+    check_headers_agree(g, a, reverse, algo);
+    const at::ScalarType acc = accumulation_type(a.scalar_type());
+    const comm::Stream stream = stream_for(a);
+
+    auto [A_in, B_in] = seqpar::scan_summary(a, b, reverse);
+    at::Tensor A = A_in.to(acc).contiguous();
+    at::Tensor B = B_in.to(acc).contiguous();
+    if (rank == first_rank && h0.defined()) B = at::addcmul(B, A, h0.to(acc)).contiguous();
+    auto [EA, EB] = comm::rank_exclusive_scan(g, A, B, reverse, algo, stream);
+    (void)EA;  // h0 is folded into the first summary, so B(E_r) alone is the entering state.
+
+    at::Tensor entering;  // the state this slice starts from; undefined means zeros
+    if (rank == first_rank) {
+      entering = h0;
+    } else {
+      entering = EB.to(a.scalar_type());
+    }
+    auto [h, h_local_last] = seqpar::scan(a, b, defined_or_null(entering), reverse);
+    at::Tensor h_last = h_local_last.contiguous();
+    if (P > 1) {
+      if (rank != last_rank) h_last = at::empty_like(h_last);
+      g.broadcast(comm::mutable_buffer_of(h_last), last_rank, stream);
+    }
+
+    ctx->saved_data["reverse"] = reverse;
+    ctx->saved_data["algo"] = static_cast<int64_t>(algo);
+    ctx->saved_data["has_h0"] = h0.defined();
+    ctx->saved_data["group"] = c10::make_intrusive<CommunicatorHolder>(group);
+    ctx->save_for_backward({a, h, entering, A});
+    return {h, h_last};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const bool reverse = ctx->saved_data["reverse"].toBool();
+    const auto algo = static_cast<comm::RankScanAlgo>(ctx->saved_data["algo"].toInt());
+    const bool has_h0 = ctx->saved_data["has_h0"].toBool();
+    auto holder = ctx->saved_data["group"].toCustomClass<CommunicatorHolder>();
+    comm::Communicator& g = *holder->comm;
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& a = saved[0];
+    const at::Tensor& h = saved[1];
+    const at::Tensor& entering = saved[2];
+    const at::Tensor& A = saved[3];
+    const at::Tensor& grad_h = grads[0];
+    const at::Tensor& grad_h_last = grads[1];
+    const int P = g.size(), rank = g.rank();
+    const int first_rank = reverse ? P - 1 : 0;
+    const int last_rank = reverse ? 0 : P - 1;
+    const at::ScalarType acc = A.scalar_type();
+    const comm::Stream stream = stream_for(a);
+
+    // The replicated h_last's gradient, summed over ranks, enters at the last rank's end.
+    at::Tensor ghl = grad_h_last.defined() ? grad_h_last.to(acc).contiguous().clone()
+                                           : at::zeros(A.sizes(), A.options());
+    if (P > 1) g.all_reduce_sum(comm::mutable_buffer_of(ghl), stream);
+
+    at::Tensor adjoint_A = A.conj().resolve_conj().contiguous();
+    at::Tensor adjoint_B = slice_adjoint_summary(a, grad_h, reverse, acc);
+    if (rank == last_rank) adjoint_B = at::addcmul(adjoint_B, adjoint_A, ghl);
+    adjoint_B = adjoint_B.contiguous();
+    auto [EA, EB] = comm::rank_exclusive_scan(g, adjoint_A, adjoint_B, !reverse, algo, stream);
+    (void)EA;
+    const at::Tensor incoming = (rank == last_rank ? ghl : EB).to(a.scalar_type());
+
+    auto [grad_a, grad_b, grad_entering] = seqpar_scan_backward(
+        a, h, defined_or_null(entering), defined_or_null(grad_h), incoming, reverse);
+    at::Tensor grad_h0;
+    if (has_h0) {
+      grad_h0 = rank == first_rank ? grad_entering : at::zeros_like(grad_entering);
+    }
+    return {grad_a, grad_b, grad_h0, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+
+ private:
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor> seqpar_scan_backward(
+      const at::Tensor& a, const at::Tensor& h, const std::optional<at::Tensor>& h0,
+      const std::optional<at::Tensor>& grad_h, const at::Tensor& grad_h_last, bool reverse) {
+    using Sig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+        const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+        const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, bool);
+    static const auto op = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("seqpar::scan_backward", "")
+                               .typed<Sig>();
+    return op.call(a, h, h0, grad_h, grad_h_last, reverse);
+  }
+};
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b,
+                                        const std::optional<at::Tensor>& h0, bool reverse,
+                                        const std::shared_ptr<comm::Communicator>& group,
+                                        const SpOptions& options) {
+  TORCH_CHECK(group != nullptr, "seqpar::sp::scan: group is null");
+  TORCH_CHECK(a.dim() >= 2, "seqpar::sp::scan: a must be (batch, time, *channels), got ",
+              a.dim(), " dims");
+  TORCH_CHECK(a.sizes() == b.sizes() && a.scalar_type() == b.scalar_type(),
+              "seqpar::sp::scan: a and b must have the same shape and dtype");
+  comm::RankScanAlgo algo = to_rank_scan_algo(options.algo);
+  // Resolve kAuto here so that every rank runs (and checks) the same algorithm, and backward
+  // uses the one forward used. A summary is (A, B): 2 x batch x channels accumulation elements.
+  int64_t state_elems = a.size(0);
+  for (int64_t d = 2; d < a.dim(); ++d) state_elems *= a.size(d);
+  algo = comm::choose_rank_scan_algo(
+      *group,
+      2.0 * static_cast<double>(state_elems) *
+          static_cast<double>(c10::elementSize(accumulation_type(a.scalar_type()))),
+      algo);
+  auto outputs = SpScanFunction::apply(a, b, h0.has_value() ? *h0 : at::Tensor(), reverse,
+                                       group, algo);
+  return {outputs[0], outputs[1]};
+}
+
+std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b,
+                                        const std::optional<at::Tensor>& h0, bool reverse,
+                                        const std::string& group_name,
+                                        const SpOptions& options) {
+  return scan(a, b, h0, reverse, comm::communicator_for_group(group_name), options);
+}
+
+}  // namespace seqpar::sp

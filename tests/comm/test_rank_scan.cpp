@@ -1,0 +1,112 @@
+// The cross-rank exclusive scan against a sequential fold of every rank's summary. Summaries
+// are derived from (rank, element) with values in {±1/2, ±1, ±2} and small integers, so every
+// composition is exact in binary floating point and results compare with equality whatever
+// the parenthesization of the algorithm.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "seqpar/comm/mpi_communicator.h"
+#include "seqpar/comm/rank_scan.h"
+
+namespace seqpar::comm {
+namespace {
+
+using Summary = std::pair<at::Tensor, at::Tensor>;
+
+Summary summary_of_rank(int r, at::ScalarType dtype) {
+  const int64_t batch = 3, channels = 5;
+  at::Tensor idx = at::arange(batch * channels, at::kDouble).reshape({batch, channels});
+  // A in {0.5, 2, 1, -1}: exact products; B small integers.
+  at::Tensor sel = at::remainder(idx + r, 4);
+  at::Tensor A = at::where(sel == 0, at::full_like(idx, 0.5),
+                           at::where(sel == 1, at::full_like(idx, 2.0),
+                                     at::where(sel == 2, at::full_like(idx, 1.0),
+                                               at::full_like(idx, -1.0))));
+  at::Tensor B = (r + 1) + at::remainder(idx, 3);
+  if (at::isComplexType(dtype)) {
+    // Multiply A by i on odd elements: unit rotations keep everything exact.
+    at::Tensor rot = at::where(at::remainder(idx, 2) == 1, at::full_like(idx, 0.0),
+                               at::full_like(idx, 1.0));
+    at::Tensor rot_im = 1.0 - rot;
+    return {at::complex(A * rot, A * rot_im).to(dtype), at::complex(B, -B * 0.5).to(dtype)};
+  }
+  return {A.to(dtype), B.to(dtype)};
+}
+
+Summary expected_exclusive(int rank, int P, bool reverse, at::ScalarType dtype) {
+  Summary e = summary_of_rank(rank, dtype);
+  e = {at::ones_like(e.first), at::zeros_like(e.second)};
+  const int q = reverse ? P - 1 - rank : rank;
+  for (int position = 0; position < q; ++position) {
+    const int r = reverse ? P - 1 - position : position;
+    e = compose(summary_of_rank(r, dtype), e);
+  }
+  return e;
+}
+
+struct Case {
+  RankScanAlgo algo;
+  bool reverse;
+  at::ScalarType dtype;
+};
+
+class RankScan : public testing::TestWithParam<Case> {};
+
+TEST_P(RankScan, MatchesSequentialFoldExactly) {
+  const Case c = GetParam();
+  MpiCommunicator comm;
+  Summary own = summary_of_rank(comm.rank(), c.dtype);
+  auto [A, B] = rank_exclusive_scan(comm, own.first, own.second, c.reverse, c.algo);
+  Summary want = expected_exclusive(comm.rank(), comm.size(), c.reverse, c.dtype);
+  EXPECT_EQ(A.sizes(), own.first.sizes());
+  EXPECT_TRUE(at::equal(A, want.first)) << "rank " << comm.rank() << "\n" << A << "\n" << want.first;
+  EXPECT_TRUE(at::equal(B, want.second)) << "rank " << comm.rank() << "\n" << B << "\n" << want.second;
+}
+
+std::vector<Case> all_cases() {
+  std::vector<Case> cases;
+  for (RankScanAlgo algo : {RankScanAlgo::kTree, RankScanAlgo::kAllGather, RankScanAlgo::kExscan,
+                            RankScanAlgo::kAuto})
+    for (bool reverse : {false, true})
+      for (at::ScalarType dtype : {at::kDouble, at::kFloat, at::kComplexDouble, at::kComplexFloat})
+        cases.push_back({algo, reverse, dtype});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllAlgorithms, RankScan, testing::ValuesIn(all_cases()),
+                         [](const testing::TestParamInfo<Case>& info) {
+                           return std::string(rank_scan_algo_name(info.param.algo)) +
+                                  (info.param.reverse ? "_reverse_" : "_forward_") +
+                                  std::string(c10::toString(info.param.dtype));
+                         });
+
+TEST(RankScanAlgoChoice, EnvironmentOverridesAuto) {
+  MpiCommunicator comm;
+  setenv("SEQPAR_SP_ALGO", "allgather", 1);
+  EXPECT_EQ(choose_rank_scan_algo(comm, 1024), RankScanAlgo::kAllGather);
+  setenv("SEQPAR_SP_ALGO", "tree", 1);
+  EXPECT_EQ(choose_rank_scan_algo(comm, 1024), RankScanAlgo::kTree);
+  // An explicit request beats the environment.
+  EXPECT_EQ(choose_rank_scan_algo(comm, 1024, RankScanAlgo::kExscan), RankScanAlgo::kExscan);
+  unsetenv("SEQPAR_SP_ALGO");
+  EXPECT_THROW(parse_rank_scan_algo("ring"), std::invalid_argument);
+}
+
+TEST(RankScanCostModel, TreeBeatsAllGatherForLargeSummariesAndManyRanks) {
+  CostModel m;
+  m.p2p_alpha_s = m.collective_alpha_s = 10e-6;
+  m.beta_s_per_byte = 1.0 / 100e9;
+  m.combine_s_per_byte = 1.0 / 1000e9;
+  // 4096 channels x fp32 x 2 (A and B) per batch row, 8 rows: 256 KiB summaries.
+  const double bytes = 2.0 * 4096 * 4 * 8;
+  EXPECT_LT(predict_rank_scan_seconds(RankScanAlgo::kTree, 1024, bytes, m),
+            predict_rank_scan_seconds(RankScanAlgo::kAllGather, 1024, bytes, m));
+  EXPECT_EQ(predict_rank_scan_seconds(RankScanAlgo::kTree, 1, bytes, m), 0.0);
+  // Rounds grow like ceil(log2 P): 5 ranks cost the same rounds as 8.
+  EXPECT_EQ(predict_rank_scan_seconds(RankScanAlgo::kTree, 5, bytes, m),
+            predict_rank_scan_seconds(RankScanAlgo::kTree, 8, bytes, m));
+}
+
+}  // namespace
+}  // namespace seqpar::comm
