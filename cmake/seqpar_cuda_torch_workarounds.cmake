@@ -18,10 +18,17 @@
 #     CMAKE_CUDA_FLAGS. Our kernels include no torch header and need none of those flags, so
 #     we save CMAKE_CUDA_ARCHITECTURES and CMAKE_CUDA_FLAGS before and restore them after,
 #     and pass TORCH_CUDA_ARCH_LIST matching our architectures so that its log is truthful.
-#  4. libtorch_cuda.so needs libcuda.so.1 (the driver) and the nvidia-* pip libraries at
-#     link time of executables. Without a driver installed (CI), executables are linked with
-#     -Wl,--allow-shlib-undefined and with the pip libraries' directories on -rpath-link;
-#     see SEQPAR_CUDA_LINK_OPTIONS below. At run time the driver and the wheel provide them.
+#  4. Linking: libtorch_cuda.so finds the nvidia-* pip libraries through its own RUNPATH
+#     ($ORIGIN/../../nvidia/*/lib) and does not link libcuda.so.1 (the driver is dlopen'ed by
+#     cudart at run time), so executables link without a driver and without extra flags
+#     (checked for torch 2.14.1+cu130 by scripts/cuda_build_check.sh). Should a future wheel
+#     need it, -Wl,--allow-shlib-undefined and -Wl,-rpath-link,<site-packages>/nvidia/*/lib
+#     are the flags to add; SEQPAR_NVIDIA_PIP_LIB_DIRS holds those directories.
+#  5. ATen/cuda/CUDAContext.h includes cublas_v2.h, cusparse.h and cusolverDn.h. A toolkit
+#     installed without the math libraries (CI's) lacks them; the wheel's pip packages ship
+#     them in site-packages/nvidia/*/include. We symlink only the headers the toolkit lacks
+#     into <build>/cuda_math_headers and add that directory to the torch target's include
+#     path, so toolkit headers keep precedence and nothing is copied.
 # cuDNN, cuSPARSELt, cuDSS, cuFile, kineto and nvToolsExt are optional in 2.14's config:
 # missing ones only print a warning ("library kineto not found") and are not linked.
 
@@ -67,16 +74,23 @@ macro(seqpar_after_find_torch)
   if(_seqpar_have_nvcc)
     set(CMAKE_CUDA_ARCHITECTURES "${_seqpar_saved_cuda_archs}")
     set(CMAKE_CUDA_FLAGS "${_seqpar_saved_cuda_flags}")
-    # Link options for executables that link libtorch_cuda on a machine without the driver.
-    set(SEQPAR_CUDA_LINK_OPTIONS "")
-    if(NOT EXISTS "/usr/lib/x86_64-linux-gnu/libcuda.so.1" AND NOT EXISTS "/usr/lib64/libcuda.so.1")
-      list(APPEND SEQPAR_CUDA_LINK_OPTIONS "LINKER:--allow-shlib-undefined")
-    endif()
-    foreach(_dir IN LISTS SEQPAR_NVIDIA_PIP_LIB_DIRS)
-      list(APPEND SEQPAR_CUDA_LINK_OPTIONS "LINKER:-rpath-link,${_dir}")
-    endforeach()
-    if(SEQPAR_CUDA_LINK_OPTIONS)
-      add_link_options(${SEQPAR_CUDA_LINK_OPTIONS})
+    if(TARGET torch AND NOT EXISTS "${CUDAToolkit_INCLUDE_DIRS}/cusparse.h")
+      execute_process(
+        COMMAND ${SEQPAR_PYTHON} -c
+          "import glob, os, site; d=[p for s in site.getsitepackages() for p in glob.glob(os.path.join(s, 'nvidia', '*', 'include'))]; print(';'.join(d))"
+        OUTPUT_VARIABLE _seqpar_pip_include_dirs OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+      set(_seqpar_math_headers "${CMAKE_BINARY_DIR}/cuda_math_headers")
+      file(MAKE_DIRECTORY "${_seqpar_math_headers}")
+      foreach(_dir IN LISTS _seqpar_pip_include_dirs)
+        file(GLOB _headers RELATIVE "${_dir}" "${_dir}/*.h")
+        foreach(_h IN LISTS _headers)
+          if(NOT EXISTS "${CUDAToolkit_INCLUDE_DIRS}/${_h}" AND NOT EXISTS "${_seqpar_math_headers}/${_h}")
+            file(CREATE_LINK "${_dir}/${_h}" "${_seqpar_math_headers}/${_h}" SYMBOLIC)
+          endif()
+        endforeach()
+      endforeach()
+      set_property(TARGET torch APPEND PROPERTY INTERFACE_INCLUDE_DIRECTORIES "${_seqpar_math_headers}")
+      set_property(TARGET torch APPEND PROPERTY INTERFACE_SYSTEM_INCLUDE_DIRECTORIES "${_seqpar_math_headers}")
     endif()
   endif()
 endmacro()
