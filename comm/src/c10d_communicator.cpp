@@ -101,6 +101,16 @@ void C10dCommunicator::recv(MutableBuffer buffer, int src, int tag, Stream strea
 void C10dCommunicator::send_recv(ConstBuffer send_buffer, int dst, MutableBuffer recv_buffer,
                                  int src, int tag, Stream) {
   const char* call = dst >= 0 && src >= 0 ? "send_recv" : (dst >= 0 ? "send" : "recv");
+  // Process groups do not send to themselves (gloo has no self pair): copy locally.
+  if (dst == rank_ && src == rank_) {
+    SEQPAR_COMM_CHECK(send_buffer.bytes == recv_buffer.bytes, backend_name(), call, rank_, rank_,
+                      "self message of " + std::to_string(send_buffer.bytes) + " bytes into " +
+                          std::to_string(recv_buffer.bytes));
+    unstage_bytes(staged_bytes(send_buffer, /*copy=*/true), recv_buffer);
+    return;
+  }
+  SEQPAR_COMM_CHECK(dst != rank_ && src != rank_, backend_name(), call, rank_, rank_,
+                    "a message to itself must be a send_recv with dst == src == rank");
   std::vector<at::Tensor> sent, received;
   c10::intrusive_ptr<c10d::Work> send_work, recv_work;
   // Post the receive first so that two ranks exchanging with each other never wait on

@@ -148,10 +148,12 @@ at::Tensor slice_adjoint_summary(const at::Tensor& a, const at::Tensor& grad_h, 
 class SpScanFunction : public torch::autograd::Function<SpScanFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& b,
-                               const at::Tensor& h0, bool reverse,
+                               const std::optional<at::Tensor>& h0_opt, bool reverse,
                                std::shared_ptr<comm::Communicator> group,
                                comm::RankScanAlgo algo) {
     comm::Communicator& g = *group;
+    // An undefined tensor cannot be an autograd input: an absent h0 comes as nullopt.
+    const at::Tensor h0 = h0_opt.has_value() ? *h0_opt : at::Tensor();
     const int P = g.size(), rank = g.rank();
     const int first_rank = reverse ? P - 1 : 0;
     const int last_rank = reverse ? 0 : P - 1;
@@ -263,7 +265,7 @@ std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b
       2.0 * static_cast<double>(state_elems) *
           static_cast<double>(c10::elementSize(accumulation_type(a.scalar_type()))),
       algo);
-  auto outputs = SpScanFunction::apply(a, b, h0.has_value() ? *h0 : at::Tensor(), reverse,
+  auto outputs = SpScanFunction::apply(a, b, h0, reverse,
                                        group, algo);
   return {outputs[0], outputs[1]};
 }

@@ -28,6 +28,7 @@ std::pair<at::Tensor, at::Tensor> reference_scan(const at::Tensor& a, const at::
     state = a.select(1, t) * state + b.select(1, t);
     hs[static_cast<std::size_t>(t)] = state;
   }
+  if (T == 0) return {at::empty_like(a), state};
   return {at::stack(hs, 1), state};
 }
 
@@ -40,9 +41,10 @@ std::vector<int64_t> slice_lengths(Split split, int P) {
     switch (split) {
       case Split::kEven: len[r] = 6; break;
       case Split::kUneven: len[r] = 1 + (7 * r + 3) % 5; break;
-      // Ranks 1 and P-1 (when distinct from 0) hold nothing; rank 0 too when P > 2.
+      // Rank 1 holds nothing; so do the last rank when P > 3 and rank 0 when P > 4, so that
+      // both ends of the sequence and neighbouring empty ranks are covered.
       case Split::kEmptySlices:
-        len[r] = (r == 1 || (r == P - 1 && P > 1) || (r == 0 && P > 2)) ? 0 : 3 + r % 4;
+        len[r] = (r == 1 || (r == P - 1 && P > 3) || (r == 0 && P > 4)) ? 0 : 3 + r % 4;
         break;
     }
   }
@@ -99,24 +101,27 @@ TEST_P(SpScan, ForwardAndBackwardMatchOneProcess) {
 
   // One process, float64 (complex128).
   const auto ref_dtype = at::isComplexType(c.dtype) ? at::kComplexDouble : at::kDouble;
-  at::Tensor ra = a.to(ref_dtype).requires_grad_(), rb = b.to(ref_dtype).requires_grad_();
-  at::Tensor rh0 = h0.to(ref_dtype).requires_grad_();
+  at::Tensor ra = a.to(ref_dtype).clone().requires_grad_();
+  at::Tensor rb = b.to(ref_dtype).clone().requires_grad_();
+  at::Tensor rh0 = h0.to(ref_dtype).clone().requires_grad_();
   auto [ref_h, ref_last] = reference_scan(ra, rb, c.with_h0 ? rh0 : at::Tensor(), c.reverse);
   const double vsum = P * (P + 1) / 2.0;
   at::Tensor ref_loss = at::real((ref_h * w.to(ref_dtype)).sum() + (ref_last * v.to(ref_dtype)).sum() * vsum);
   ref_loss.backward();
 
   // Sequence parallel: this rank's slice, in the tested dtype.
-  at::Tensor sa = a.narrow(1, start, len[r]).to(c.dtype).contiguous().requires_grad_();
-  at::Tensor sb = b.narrow(1, start, len[r]).to(c.dtype).contiguous().requires_grad_();
-  at::Tensor sh0 = h0.to(c.dtype).requires_grad_();
+  at::Tensor sa = a.narrow(1, start, len[r]).to(c.dtype).clone().requires_grad_();
+  at::Tensor sb = b.narrow(1, start, len[r]).to(c.dtype).clone().requires_grad_();
+  at::Tensor sh0 = h0.to(c.dtype).clone().requires_grad_();
   SpOptions options;
   options.algo = c.algo;
   auto [h, h_last] = scan(sa, sb, c.with_h0 ? std::optional<at::Tensor>(sh0) : std::nullopt,
                           c.reverse, group, options);
   at::Tensor loss = at::real((h * w.narrow(1, start, len[r]).to(c.dtype)).sum() +
                              (h_last * v.to(c.dtype)).sum() * (r + 1.0));
+  ASSERT_TRUE(h.requires_grad() && h_last.requires_grad()) << "outputs are not differentiable";
   loss.backward();
+  ASSERT_TRUE(sa.grad().defined() && sb.grad().defined()) << "no gradient reached a or b";
 
   const double tol = (c.dtype == at::kDouble || c.dtype == at::kComplexDouble) ? 1e-12 : 2e-5;
   auto close = [&](const at::Tensor& got, const at::Tensor& want, const char* what) {
