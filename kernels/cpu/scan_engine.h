@@ -1,0 +1,447 @@
+// The CPU scan engine: scheduling and inner loops shared by forward, backward and summary.
+//
+// Every pass is a first-order recurrence s <- c_k * s + x_k over steps k = 0..T-1 of
+// batch * channels independent sequences; a Policy says how to read (c_k, x_k) and what to
+// emit at each step (forward: h; backward: grad_a, grad_b). The engine decides how to cut the
+// work:
+//
+// * Channel-inner mode (all operands have unit channel stride and channels >= 16): a group is
+//   up to 64 neighbouring channels of one batch row; the inner loop runs across channels and
+//   vectorizes, and the 64 lanes give the core enough independent chains.
+// * Time-inner mode (everything else, e.g. time-contiguous tensors or few channels): a group is
+//   up to 8 sequences; when it has fewer than 8, each cache-sized block of time is cut into
+//   sub-ranges that run as independent chains (their entry states come from the sub-range
+//   summaries), so even one sequence is not bound by the latency of one multiply-add chain.
+// * When there are too few groups to keep every thread busy, time is cut into cache-sized
+//   tiles that threads claim in order. A tile first composes its own summary (A, B) while it
+//   streams its inputs into cache, publishes it, looks back over its predecessors' published
+//   summaries until it meets one whose inclusive state is known (decoupled look-back, as GPU
+//   scans do), publishes its own inclusive state, and then scans from cache. Inputs are read
+//   from memory once and outputs written once: 12 B/elem forward in fp32, not the 20 B/elem
+//   of reduce-then-scan.
+//
+// Policy interface (S = storage type, Acc = accumulation type):
+//   struct Lane;                                   pointers of one sequence at step 0
+//   Lane lane(int64_t batch, int64_t channel) const;
+//   void coef_input(const Lane&, int64_t k, int64_t l, Acc& c, Acc& x) const;
+//   Acc step(const Lane&, int64_t k, int64_t l, Acc s) const;       emits, returns next state
+//   Acc step_last(const Lane&, int64_t k, int64_t l, Acc s) const;  used at k = T-1 when
+//                                                                   kSpecialLast
+//   Acc initial(int64_t batch, int64_t channel) const;
+//   void finish(int64_t batch, int64_t channel, Acc s) const;
+//   bool unit_channel_stride() const;
+// `l` is an offset in channels from the lane (channel-inner mode); it is 0 in time-inner mode.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "element_types.h"
+#include "thread_pool.h"
+
+namespace seqpar::kernels::cpu::engine {
+
+constexpr int kChannelLanes = 64;   // lanes of a channel-inner group
+constexpr int kTimeLanes = 8;       // sequences of a time-inner group
+constexpr int kChains = 8;          // independent chains wanted in time-inner mode
+constexpr int64_t kTileBytes = 256 * 1024;   // input bytes of one look-back tile
+constexpr int64_t kBlockBytes = 32 * 1024;   // input bytes of one time-inner block
+
+template <class Acc>
+struct Summary {
+  Acc A, B;
+};
+
+// (A2, B2) o (A1, B1): apply 1 first, then 2.
+template <class Acc>
+inline Summary<Acc> compose(Summary<Acc> later, Summary<Acc> earlier) {
+  return {later.A * earlier.A, later.A * earlier.B + later.B};
+}
+
+// Work decomposition for one call.
+struct Layout {
+  bool channel_inner = false;
+  int64_t batch = 0, channels = 0, time = 0;
+  int64_t groups = 0;
+  int64_t groups_per_batch = 0;  // channel-inner only
+  int max_lanes = 0;
+};
+
+template <class P>
+Layout make_layout(const P& p, int64_t batch, int64_t time, int64_t channels) {
+  Layout lay;
+  lay.batch = batch;
+  lay.time = time;
+  lay.channels = channels;
+  lay.channel_inner = channels >= 16 && p.unit_channel_stride();
+  if (lay.channel_inner) {
+    lay.groups_per_batch = (channels + kChannelLanes - 1) / kChannelLanes;
+    lay.groups = batch * lay.groups_per_batch;
+    lay.max_lanes = static_cast<int>(std::min<int64_t>(kChannelLanes, channels));
+  } else {
+    const int64_t m = batch * channels;
+    lay.groups = (m + kTimeLanes - 1) / kTimeLanes;
+    lay.max_lanes = static_cast<int>(std::min<int64_t>(kTimeLanes, m));
+  }
+  return lay;
+}
+
+// The lanes of one group: channel-inner groups have one Lane and `count` channel offsets;
+// time-inner groups have `count` Lanes.
+template <class P>
+struct Group {
+  typename P::Lane lanes[kTimeLanes];
+  int64_t batch[kTimeLanes];
+  int64_t channel[kTimeLanes];
+  int count = 0;
+};
+
+template <class P>
+Group<P> make_group(const P& p, const Layout& lay, int64_t g) {
+  Group<P> grp;
+  if (lay.channel_inner) {
+    const int64_t bi = g / lay.groups_per_batch;
+    const int64_t c0 = (g % lay.groups_per_batch) * kChannelLanes;
+    grp.count = static_cast<int>(std::min<int64_t>(kChannelLanes, lay.channels - c0));
+    grp.lanes[0] = p.lane(bi, c0);
+    grp.batch[0] = bi;
+    grp.channel[0] = c0;
+  } else {
+    const int64_t m0 = g * kTimeLanes;
+    grp.count = static_cast<int>(std::min<int64_t>(kTimeLanes, lay.batch * lay.channels - m0));
+    for (int i = 0; i < grp.count; ++i) {
+      grp.batch[i] = (m0 + i) / lay.channels;
+      grp.channel[i] = (m0 + i) % lay.channels;
+      grp.lanes[i] = p.lane(grp.batch[i], grp.channel[i]);
+    }
+  }
+  return grp;
+}
+
+template <class P, class Acc>
+void load_initial(const P& p, const Layout& lay, const Group<P>& grp, Acc* s) {
+  for (int l = 0; l < grp.count; ++l)
+    s[l] = lay.channel_inner ? p.initial(grp.batch[0], grp.channel[0] + l)
+                             : p.initial(grp.batch[l], grp.channel[l]);
+}
+
+template <class P, class Acc>
+void store_final(const P& p, const Layout& lay, const Group<P>& grp, const Acc* s) {
+  for (int l = 0; l < grp.count; ++l) {
+    if (lay.channel_inner)
+      p.finish(grp.batch[0], grp.channel[0] + l, s[l]);
+    else
+      p.finish(grp.batch[l], grp.channel[l], s[l]);
+  }
+}
+
+// ---- channel-inner loops -------------------------------------------------------------------
+
+template <class P, class Acc>
+void channel_aggregate(const P& p, const typename P::Lane& lane, int n, int64_t k0, int64_t k1,
+                       Acc* A, Acc* B) {
+  for (int l = 0; l < n; ++l) {
+    A[l] = acc_one<Acc>();
+    B[l] = acc_zero<Acc>();
+  }
+  for (int64_t k = k0; k < k1; ++k) {
+#pragma GCC ivdep
+    for (int l = 0; l < n; ++l) {
+      Acc c, x;
+      p.coef_input(lane, k, l, c, x);
+      A[l] = c * A[l];
+      B[l] = c * B[l] + x;
+    }
+  }
+}
+
+template <class P, class Acc>
+void channel_run(const P& p, const typename P::Lane& lane, int n, int64_t k0, int64_t k1,
+                 int64_t time, Acc* s) {
+  const bool peel = P::kSpecialLast && k1 == time && k1 > k0;
+  const int64_t end = peel ? k1 - 1 : k1;
+  for (int64_t k = k0; k < end; ++k) {
+#pragma GCC ivdep
+    for (int l = 0; l < n; ++l) s[l] = p.step(lane, k, l, s[l]);
+  }
+  if (peel)
+    for (int l = 0; l < n; ++l) s[l] = p.step_last(lane, end, l, s[l]);
+}
+
+// ---- time-inner loops ----------------------------------------------------------------------
+
+// Chains of a time-inner block: lane l's range [k0, k1) is cut into `parts` sub-ranges of
+// `span` steps (the last may be shorter); chain index = l * parts + j.
+struct Chains {
+  int parts = 1;
+  int64_t span = 0;
+};
+
+inline Chains make_chains(int lanes, int64_t k0, int64_t k1) {
+  Chains ch;
+  const int64_t n = k1 - k0;
+  ch.parts = std::max(1, (kChains + lanes - 1) / lanes);
+  if (n < 64 * ch.parts) ch.parts = 1;  // too short to be worth splitting
+  ch.span = (n + ch.parts - 1) / ch.parts;
+  ch.parts = static_cast<int>(n == 0 ? 1 : (n + ch.span - 1) / ch.span);
+  return ch;
+}
+
+// Summaries of every chain (sum[l * parts + j]), all chains advanced together for ILP.
+template <class P, class Acc>
+void time_chain_summaries(const P& p, const Group<P>& grp, int64_t k0, int64_t k1,
+                          const Chains& ch, Summary<Acc>* sum) {
+  const int n = grp.count * ch.parts;
+  int64_t start[kChains * kTimeLanes] = {}, stop[kChains * kTimeLanes] = {};
+  for (int i = 0; i < n; ++i) {
+    const int j = i % ch.parts;
+    start[i] = k0 + j * ch.span;
+    stop[i] = std::min(k1, start[i] + ch.span);
+    sum[i] = {acc_one<Acc>(), acc_zero<Acc>()};
+  }
+  const int64_t common = stop[n - 1] - start[n - 1];  // shortest chain: the last sub-range
+  for (int64_t i = 0; i < common; ++i)
+    for (int c = 0; c < n; ++c) {
+      Acc cf, x;
+      p.coef_input(grp.lanes[c / ch.parts], start[c] + i, 0, cf, x);
+      sum[c].A = cf * sum[c].A;
+      sum[c].B = cf * sum[c].B + x;
+    }
+  for (int c = 0; c < n; ++c)
+    for (int64_t k = start[c] + common; k < stop[c]; ++k) {
+      Acc cf, x;
+      p.coef_input(grp.lanes[c / ch.parts], k, 0, cf, x);
+      sum[c].A = cf * sum[c].A;
+      sum[c].B = cf * sum[c].B + x;
+    }
+}
+
+// Block summary per lane from its chain summaries.
+template <class Acc>
+void fold_chains(int lanes, const Chains& ch, const Summary<Acc>* sum, Acc* A, Acc* B) {
+  for (int l = 0; l < lanes; ++l) {
+    Summary<Acc> acc = sum[l * ch.parts];
+    for (int j = 1; j < ch.parts; ++j) acc = compose(sum[l * ch.parts + j], acc);
+    A[l] = acc.A;
+    B[l] = acc.B;
+  }
+}
+
+// Runs [k0, k1) of every lane of the group from states s (updated to the final states).
+// `sum` holds the chain summaries when parts > 1 (from time_chain_summaries).
+template <class P, class Acc>
+void time_run(const P& p, const Group<P>& grp, int64_t k0, int64_t k1, int64_t time,
+              const Chains& ch, const Summary<Acc>* sum, Acc* s) {
+  const int n = grp.count * ch.parts;
+  Acc state[kChains * kTimeLanes];
+  int64_t start[kChains * kTimeLanes] = {}, stop[kChains * kTimeLanes] = {};
+  for (int l = 0; l < grp.count; ++l) {
+    Acc entry = s[l];
+    for (int j = 0; j < ch.parts; ++j) {
+      const int c = l * ch.parts + j;
+      state[c] = entry;
+      if (j + 1 < ch.parts) entry = sum[c].A * entry + sum[c].B;
+    }
+  }
+  for (int c = 0; c < n; ++c) {
+    start[c] = k0 + (c % ch.parts) * ch.span;
+    stop[c] = std::min(k1, start[c] + ch.span);
+  }
+  const bool peel = P::kSpecialLast && k1 == time && k1 > k0;
+  // Only the last chain of each lane reaches k1; peel its final step when required.
+  if (peel)
+    for (int l = 0; l < grp.count; ++l) --stop[l * ch.parts + ch.parts - 1];
+  const int64_t common = stop[n - 1] - start[n - 1];
+  for (int64_t i = 0; i < common; ++i)
+    for (int c = 0; c < n; ++c)
+      state[c] = p.step(grp.lanes[c / ch.parts], start[c] + i, 0, state[c]);
+  for (int c = 0; c < n; ++c)
+    for (int64_t k = start[c] + common; k < stop[c]; ++k)
+      state[c] = p.step(grp.lanes[c / ch.parts], k, 0, state[c]);
+  for (int l = 0; l < grp.count; ++l) {
+    const int c = l * ch.parts + ch.parts - 1;
+    if (peel) state[c] = p.step_last(grp.lanes[l], k1 - 1, 0, state[c]);
+    s[l] = state[c];
+  }
+}
+
+// ---- per-group operations in either mode ---------------------------------------------------
+
+// Summary of [k0, k1) per lane, streaming the inputs into cache. Leaves chain summaries in
+// `chain_sum` for a following run over the same range (time-inner mode).
+template <class P, class Acc>
+void group_aggregate(const P& p, const Layout& lay, const Group<P>& grp, int64_t k0, int64_t k1,
+                     Acc* A, Acc* B, Summary<Acc>* chain_sum, Chains* chains) {
+  if (lay.channel_inner) {
+    channel_aggregate(p, grp.lanes[0], grp.count, k0, k1, A, B);
+    return;
+  }
+  *chains = make_chains(grp.count, k0, k1);
+  time_chain_summaries(p, grp, k0, k1, *chains, chain_sum);
+  fold_chains(grp.count, *chains, chain_sum, A, B);
+}
+
+// Scan of [k0, k1) from states s. `chains`/`chain_sum` from group_aggregate over the same
+// range, or nullptr to compute them here.
+template <class P, class Acc>
+void group_run(const P& p, const Layout& lay, const Group<P>& grp, int64_t k0, int64_t k1,
+               Acc* s, const Summary<Acc>* chain_sum, const Chains* chains) {
+  if (lay.channel_inner) {
+    channel_run(p, grp.lanes[0], grp.count, k0, k1, lay.time, s);
+    return;
+  }
+  if (chains != nullptr) {
+    time_run(p, grp, k0, k1, lay.time, *chains, chain_sum, s);
+    return;
+  }
+  // Untiled time-inner: cache-sized blocks, each summarized (from memory) then run (from cache).
+  Summary<Acc> sum[kChains * kTimeLanes];
+  const int64_t block =
+      std::max<int64_t>(512, kBlockBytes / (grp.count * 2 * int64_t(sizeof(typename P::S))));
+  for (int64_t b0 = k0; b0 < k1; b0 += block) {
+    const int64_t b1 = std::min(k1, b0 + block);
+    const Chains ch = make_chains(grp.count, b0, b1);
+    if (ch.parts > 1) time_chain_summaries(p, grp, b0, b1, ch, sum);
+    time_run(p, grp, b0, b1, lay.time, ch, sum, s);
+  }
+}
+
+// ---- scheduling ----------------------------------------------------------------------------
+
+inline void spin_wait() { std::this_thread::yield(); }
+
+// Runs the scan described by policy p over all groups and steps with up to `threads` workers.
+template <class P>
+void run_scan(const P& p, int64_t batch, int64_t time, int64_t channels, int threads) {
+  using Acc = typename P::Acc;
+  const Layout lay = make_layout(p, batch, time, channels);
+  if (lay.groups == 0) return;
+  threads = std::max(1, threads);
+  const int64_t step_bytes = int64_t(lay.max_lanes) * 2 * int64_t(sizeof(typename P::S));
+  const int64_t tile = std::max<int64_t>(256, kTileBytes / step_bytes);
+  const int64_t tiles = (time + tile - 1) / tile;
+  const bool tiled = threads > 1 && lay.groups < 2 * threads && tiles >= 2;
+
+  if (!tiled) {
+    std::atomic<int64_t> next{0};
+    const int workers = static_cast<int>(std::min<int64_t>(threads, lay.groups));
+    run_on_workers(workers, [&](int) {
+      Acc s[kChannelLanes];
+      for (int64_t g; (g = next.fetch_add(1)) < lay.groups;) {
+        const Group<P> grp = make_group(p, lay, g);
+        load_initial(p, lay, grp, s);
+        group_run<P, Acc>(p, lay, grp, 0, time, s, nullptr, nullptr);
+        store_final(p, lay, grp, s);
+      }
+    });
+    return;
+  }
+
+  // Tiled with decoupled look-back. Item i = tile * groups + group, claimed in order, so a
+  // tile's predecessors are always claimed by running workers: no deadlock.
+  enum : int { kEmpty = 0, kAggregate = 1, kInclusive = 2 };
+  const int64_t items = tiles * lay.groups;
+  const int L = lay.max_lanes;
+  std::vector<std::atomic<int>> flag(items);
+  for (auto& f : flag) f.store(kEmpty, std::memory_order_relaxed);
+  std::vector<Acc> aggA(items * L), aggB(items * L), incl(items * L);
+  std::atomic<int64_t> next{0};
+  const int workers = static_cast<int>(std::min<int64_t>(threads, items));
+  run_on_workers(workers, [&](int) {
+    Acc s[kChannelLanes], A[kChannelLanes], B[kChannelLanes], accA[kChannelLanes],
+        accB[kChannelLanes];
+    Summary<Acc> chain_sum[kChains * kTimeLanes];
+    Chains chains;
+    for (int64_t item; (item = next.fetch_add(1)) < items;) {
+      const int64_t t = item / lay.groups, g = item % lay.groups;
+      const int64_t k0 = t * tile, k1 = std::min(time, k0 + tile);
+      const Group<P> grp = make_group(p, lay, g);
+      const int n = grp.count;
+      Acc* my_incl = &incl[item * L];
+      if (t == 0) {
+        load_initial(p, lay, grp, s);
+        group_run<P, Acc>(p, lay, grp, k0, k1, s, nullptr, nullptr);
+        std::copy(s, s + n, my_incl);
+        flag[item].store(kInclusive, std::memory_order_release);
+      } else {
+        group_aggregate(p, lay, grp, k0, k1, A, B, chain_sum, &chains);
+        std::copy(A, A + n, &aggA[item * L]);
+        std::copy(B, B + n, &aggB[item * L]);
+        flag[item].store(kAggregate, std::memory_order_release);
+        // Look back: acc composes tiles j+1..t-1 (nearest first).
+        for (int l = 0; l < n; ++l) {
+          accA[l] = acc_one<Acc>();
+          accB[l] = acc_zero<Acc>();
+        }
+        for (int64_t j = t - 1;; --j) {
+          const int64_t prev = j * lay.groups + g;
+          int f;
+          while ((f = flag[prev].load(std::memory_order_acquire)) == kEmpty) spin_wait();
+          if (f == kInclusive) {
+            for (int l = 0; l < n; ++l) s[l] = accA[l] * incl[prev * L + l] + accB[l];
+            break;
+          }
+          for (int l = 0; l < n; ++l) {
+            const Summary<Acc> c =
+                compose(Summary<Acc>{accA[l], accB[l]},
+                        Summary<Acc>{aggA[prev * L + l], aggB[prev * L + l]});
+            accA[l] = c.A;
+            accB[l] = c.B;
+          }
+        }
+        for (int l = 0; l < n; ++l) my_incl[l] = A[l] * s[l] + B[l];
+        flag[item].store(kInclusive, std::memory_order_release);
+        group_run<P, Acc>(p, lay, grp, k0, k1, s, chain_sum, lay.channel_inner ? nullptr : &chains);
+      }
+      if (t == tiles - 1) store_final(p, lay, grp, s);
+    }
+  });
+}
+
+// Summary (A, B) of all steps per sequence; calls out(batch, channel, A, B).
+template <class P, class Out>
+void run_summary(const P& p, int64_t batch, int64_t time, int64_t channels, int threads,
+                 const Out& out) {
+  using Acc = typename P::Acc;
+  const Layout lay = make_layout(p, batch, time, channels);
+  if (lay.groups == 0) return;
+  threads = std::max(1, threads);
+  const int64_t step_bytes = int64_t(lay.max_lanes) * 2 * int64_t(sizeof(typename P::S));
+  const int64_t tile = std::max<int64_t>(256, kTileBytes / step_bytes);
+  int64_t tiles = std::max<int64_t>(1, (time + tile - 1) / tile);
+  if (threads == 1 || lay.groups >= 2 * threads) tiles = 1;
+  const int64_t span = tiles == 1 ? time : tile;
+  const int64_t items = tiles * lay.groups;
+  const int L = lay.max_lanes;
+  std::vector<Acc> aggA(items * L), aggB(items * L);
+  std::atomic<int64_t> next{0};
+  run_on_workers(static_cast<int>(std::min<int64_t>(threads, items)), [&](int) {
+    Summary<Acc> chain_sum[kChains * kTimeLanes];
+    Chains chains;
+    for (int64_t item; (item = next.fetch_add(1)) < items;) {
+      const int64_t t = item / lay.groups, g = item % lay.groups;
+      const int64_t k0 = std::min(time, t * span), k1 = std::min(time, k0 + span);
+      const Group<P> grp = make_group(p, lay, g);
+      group_aggregate(p, lay, grp, k0, k1, &aggA[item * L], &aggB[item * L], chain_sum, &chains);
+    }
+  });
+  for (int64_t g = 0; g < lay.groups; ++g) {
+    const Group<P> grp = make_group(p, lay, g);
+    for (int l = 0; l < grp.count; ++l) {
+      Summary<Acc> acc{acc_one<Acc>(), acc_zero<Acc>()};
+      for (int64_t t = 0; t < tiles; ++t) {
+        const int64_t item = t * lay.groups + g;
+        acc = compose(Summary<Acc>{aggA[item * L + l], aggB[item * L + l]}, acc);
+      }
+      if (lay.channel_inner)
+        out(grp.batch[0], grp.channel[0] + l, acc.A, acc.B);
+      else
+        out(grp.batch[l], grp.channel[l], acc.A, acc.B);
+    }
+  }
+}
+
+}  // namespace seqpar::kernels::cpu::engine

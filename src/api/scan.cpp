@@ -1,0 +1,26 @@
+// The documented C++ functions of seqpar/scan.h: thin calls through the dispatcher, so C++
+// programs get the same device dispatch, checks and autograd as torch.ops.seqpar.*.
+#include "seqpar/scan.h"
+
+#include "ops/op_handles.h"
+
+namespace seqpar {
+
+std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b,
+                                        const std::optional<at::Tensor>& h0, bool reverse) {
+  return ops::scan_op().call(a, b, h0, reverse);
+}
+
+std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b,
+                                        const std::optional<at::Tensor>& h0,
+                                        const ScanOptions& options) {
+  if (options.checkpoint_every == 0) return ops::scan_op().call(a, b, h0, options.reverse);
+  return ops::scan_checkpointed_op().call(a, b, h0, options.reverse, options.checkpoint_every);
+}
+
+std::tuple<at::Tensor, at::Tensor> scan_summary(const at::Tensor& a, const at::Tensor& b,
+                                                bool reverse) {
+  return ops::scan_summary_op().call(a, b, reverse);
+}
+
+}  // namespace seqpar

@@ -1,0 +1,163 @@
+// See kernel_params.h.
+#include "ops/kernel_params.h"
+
+#include <ATen/TensorUtils.h>
+#include <c10/util/Exception.h>
+
+namespace seqpar::ops {
+namespace {
+
+int64_t channel_count(const at::Tensor& seq) {
+  int64_t d = 1;
+  for (int64_t i = 2; i < seq.dim(); ++i) d *= seq.size(i);
+  return d;
+}
+
+std::vector<int64_t> state_shape(const at::Tensor& seq) {
+  std::vector<int64_t> shape{seq.size(0)};
+  for (int64_t d = 2; d < seq.dim(); ++d) shape.push_back(seq.size(d));
+  return shape;
+}
+
+bool can_flatten(const at::Tensor& t, at::IntArrayRef shape) {
+  return at::detail::computeStride(t.sizes(), t.strides(), shape).has_value();
+}
+
+const char* byte_ptr(const void* p) { return static_cast<const char*>(p); }
+
+}  // namespace
+
+kernels::ScalarKind scalar_kind_of(const char* op, const char* name, const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return kernels::ScalarKind::kFloat32;
+    case at::kDouble: return kernels::ScalarKind::kFloat64;
+    case at::kBFloat16: return kernels::ScalarKind::kBFloat16;
+    case at::kHalf: return kernels::ScalarKind::kFloat16;
+    case at::kComplexFloat: return kernels::ScalarKind::kComplex64;
+    default:
+      TORCH_CHECK(false, op, ": argument '", name, "' has dtype ", t.scalar_type(),
+                  "; expected float32, float64, bfloat16, float16 or complex64");
+  }
+}
+
+at::Tensor empty_sequence_like(const at::Tensor& like) {
+  at::Tensor out = at::empty_like(like, at::MemoryFormat::Preserve);
+  const std::vector<int64_t> flat{like.size(0), like.size(1), channel_count(like)};
+  if (!can_flatten(out, flat)) out = at::empty(like.sizes(), like.options());
+  return out;
+}
+
+at::Tensor flatten_channels(const at::Tensor& seq) {
+  return seq.reshape({seq.size(0), seq.size(1), channel_count(seq)});
+}
+
+at::Tensor flatten_state(const at::Tensor& state) {
+  int64_t d = 1;
+  for (int64_t i = 1; i < state.dim(); ++i) d *= state.size(i);
+  return state.reshape({state.size(0), d});
+}
+
+kernels::ConstOperand3 const_operand3(const at::Tensor& btd, bool reverse) {
+  kernels::ConstOperand3 op;
+  op.stride = {btd.stride(0), btd.stride(1), btd.stride(2)};
+  op.data = btd.data_ptr();
+  if (reverse && btd.size(1) > 0) {
+    op.data = byte_ptr(op.data) + (btd.size(1) - 1) * btd.stride(1) * btd.element_size();
+    op.stride.time = -op.stride.time;
+  }
+  return op;
+}
+
+kernels::Operand3 operand3(const at::Tensor& btd, bool reverse) {
+  const kernels::ConstOperand3 c = const_operand3(btd, reverse);
+  return {const_cast<void*>(c.data), c.stride};
+}
+
+kernels::ConstOperand2 const_operand2(const std::optional<at::Tensor>& bd) {
+  kernels::ConstOperand2 op;
+  if (bd.has_value() && bd->defined()) {
+    op.data = bd->data_ptr();
+    op.stride = {bd->stride(0), bd->stride(1)};
+  }
+  return op;
+}
+
+kernels::Operand2 operand2(const at::Tensor& bd) {
+  return {bd.data_ptr(), {bd.stride(0), bd.stride(1)}};
+}
+
+PreparedForward prepare_forward(const at::Tensor& a, const at::Tensor& b,
+                                const std::optional<at::Tensor>& h0, bool reverse) {
+  PreparedForward p;
+  p.h = empty_sequence_like(a);
+  p.h_last = at::empty(state_shape(a), a.options());
+  p.a3 = flatten_channels(a);
+  p.b3 = flatten_channels(b);
+  p.h3 = p.h.view({a.size(0), a.size(1), channel_count(a)});
+  p.hl2 = flatten_state(p.h_last);
+  const bool has_h0 = h0.has_value() && h0->defined();
+  if (has_h0) p.h0_2 = flatten_state(*h0);
+  auto& k = p.params;
+  k.dtype = scalar_kind_of("seqpar::scan", "a", a);
+  k.shape = {p.a3.size(0), p.a3.size(1), p.a3.size(2)};
+  k.a = const_operand3(p.a3, reverse);
+  k.b = const_operand3(p.b3, reverse);
+  k.h = operand3(p.h3, reverse);
+  k.h0 = has_h0 ? const_operand2(p.h0_2) : kernels::ConstOperand2{};
+  k.h_last = operand2(p.hl2);
+  return p;
+}
+
+PreparedBackward prepare_backward(const at::Tensor& a, const at::Tensor& h,
+                                  const std::optional<at::Tensor>& h0,
+                                  const std::optional<at::Tensor>& grad_h,
+                                  const std::optional<at::Tensor>& grad_h_last, bool reverse) {
+  PreparedBackward p;
+  p.grad_a = empty_sequence_like(a);
+  p.grad_b = empty_sequence_like(a);
+  p.grad_h0 = at::empty(state_shape(a), a.options());
+  const std::vector<int64_t> flat{a.size(0), a.size(1), channel_count(a)};
+  p.a3 = flatten_channels(a);
+  p.h3 = flatten_channels(h);
+  p.ga3 = p.grad_a.view(flat);
+  p.gb3 = p.grad_b.view(flat);
+  p.gh0_2 = flatten_state(p.grad_h0);
+  const bool has_h0 = h0.has_value() && h0->defined();
+  const bool has_gh = grad_h.has_value() && grad_h->defined();
+  const bool has_ghl = grad_h_last.has_value() && grad_h_last->defined();
+  if (has_h0) p.h0_2 = flatten_state(*h0);
+  if (has_gh) p.gh3 = flatten_channels(*grad_h);
+  if (has_ghl) p.ghl2 = flatten_state(*grad_h_last);
+  auto& k = p.params;
+  k.dtype = scalar_kind_of("seqpar::scan_backward", "a", a);
+  k.shape = {flat[0], flat[1], flat[2]};
+  k.a = const_operand3(p.a3, reverse);
+  k.h = const_operand3(p.h3, reverse);
+  k.h0 = has_h0 ? const_operand2(p.h0_2) : kernels::ConstOperand2{};
+  k.grad_h = has_gh ? const_operand3(p.gh3, reverse) : kernels::ConstOperand3{};
+  k.grad_h_last = has_ghl ? const_operand2(p.ghl2) : kernels::ConstOperand2{};
+  k.grad_a = operand3(p.ga3, reverse);
+  k.grad_b = operand3(p.gb3, reverse);
+  k.grad_h0 = operand2(p.gh0_2);
+  return p;
+}
+
+PreparedSummary prepare_summary(const at::Tensor& a, const at::Tensor& b, bool reverse) {
+  PreparedSummary p;
+  p.A = at::empty(state_shape(a), a.options());
+  p.B = at::empty(state_shape(a), a.options());
+  p.a3 = flatten_channels(a);
+  p.b3 = flatten_channels(b);
+  p.A2 = flatten_state(p.A);
+  p.B2 = flatten_state(p.B);
+  auto& k = p.params;
+  k.dtype = scalar_kind_of("seqpar::scan_summary", "a", a);
+  k.shape = {p.a3.size(0), p.a3.size(1), p.a3.size(2)};
+  k.a = const_operand3(p.a3, reverse);
+  k.b = const_operand3(p.b3, reverse);
+  k.A = operand2(p.A2);
+  k.B = operand2(p.B2);
+  return p;
+}
+
+}  // namespace seqpar::ops

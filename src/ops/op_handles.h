@@ -1,0 +1,44 @@
+// Typed dispatcher handles of the seqpar ops, looked up once. Calling through the dispatcher
+// (rather than a backend function) lets the device of the inputs pick CPU or CUDA.
+#pragma once
+
+#include <ATen/core/dispatch/Dispatcher.h>
+
+#include <optional>
+#include <tuple>
+
+namespace seqpar::ops {
+
+using ScanSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                   const std::optional<at::Tensor>&, bool);
+using ScanCheckpointedSig = std::tuple<at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, bool, int64_t);
+using ScanBackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+    const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, bool);
+using ScanSummarySig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                          bool);
+
+template <class Sig>
+c10::TypedOperatorHandle<Sig> op_handle(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
+}
+
+inline const c10::TypedOperatorHandle<ScanSig>& scan_op() {
+  static const auto h = op_handle<ScanSig>("seqpar::scan");
+  return h;
+}
+inline const c10::TypedOperatorHandle<ScanCheckpointedSig>& scan_checkpointed_op() {
+  static const auto h = op_handle<ScanCheckpointedSig>("seqpar::scan_checkpointed");
+  return h;
+}
+inline const c10::TypedOperatorHandle<ScanBackwardSig>& scan_backward_op() {
+  static const auto h = op_handle<ScanBackwardSig>("seqpar::scan_backward");
+  return h;
+}
+inline const c10::TypedOperatorHandle<ScanSummarySig>& scan_summary_op() {
+  static const auto h = op_handle<ScanSummarySig>("seqpar::scan_summary");
+  return h;
+}
+
+}  // namespace seqpar::ops

@@ -1,0 +1,142 @@
+// Autograd for seqpar::scan and seqpar::scan_checkpointed: one fused backward pass
+// (seqpar::scan_backward) instead of autograd through many small ops.
+//
+// checkpoint_every = 0 saves h (shared with the returned output, so no copy is made).
+// checkpoint_every = c > 0 saves only the state entering each chunk of c steps, plus a and b;
+// backward walks the chunks from the last one in scan order, recomputing the chunk's h with
+// seqpar::scan from its saved entering state and running the fused adjoint on it. The adjoint
+// leaving a chunk (its grad_h0) is the grad_h_last of the chunk before it. Activation memory
+// drops from T*D to T*D/c (+ one chunk of scratch); the extra work is one forward pass, whose
+// chunk of h stays in cache when c*batch*channels is small.
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include "ops/op_handles.h"
+#include "ops/scan_checks.h"
+
+namespace seqpar::ops {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+std::optional<at::Tensor> defined_or_null(const at::Tensor& t) {
+  return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
+}
+
+// Time range [start, end) of chunk k in scan order, and the time index of the state entering
+// it (the last state of the previous chunk).
+struct ChunkRange {
+  int64_t start, end, entering;
+};
+ChunkRange chunk_range(int64_t k, int64_t c, int64_t T, bool reverse) {
+  if (!reverse) return {k * c, std::min(T, (k + 1) * c), k * c - 1};
+  return {std::max<int64_t>(0, T - (k + 1) * c), T - k * c, T - k * c};
+}
+
+class ScanFunction : public torch::autograd::Function<ScanFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& b,
+                               const std::optional<at::Tensor>& h0, bool reverse,
+                               int64_t checkpoint_every) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [h, h_last] = scan_op().call(a, b, h0, reverse);
+    const at::Tensor h0_t = h0.has_value() ? *h0 : at::Tensor();
+    ctx->saved_data["reverse"] = reverse;
+    ctx->saved_data["checkpoint_every"] = checkpoint_every;
+    ctx->saved_data["has_h0"] = h0_t.defined();
+    const int64_t T = a.size(1);
+    if (checkpoint_every <= 0 || checkpoint_every >= T) {
+      ctx->save_for_backward({a, h, h0_t});
+    } else {
+      const int64_t chunks = (T + checkpoint_every - 1) / checkpoint_every;
+      std::vector<int64_t> idx;
+      for (int64_t k = 1; k < chunks; ++k)
+        idx.push_back(chunk_range(k, checkpoint_every, T, reverse).entering);
+      const at::Tensor entering =
+          h.index_select(1, at::tensor(idx, at::TensorOptions().dtype(at::kLong)).to(h.device()));
+      ctx->save_for_backward({a, b, h0_t, entering});
+    }
+    return {h, h_last};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const bool reverse = ctx->saved_data["reverse"].toBool();
+    const int64_t c = ctx->saved_data["checkpoint_every"].toInt();
+    const bool has_h0 = ctx->saved_data["has_h0"].toBool();
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& a = saved[0];
+    const std::optional<at::Tensor> grad_h = defined_or_null(grads[0]);
+    const std::optional<at::Tensor> grad_h_last = defined_or_null(grads[1]);
+    at::Tensor grad_a, grad_b, grad_h0;
+    if (saved.size() == 3) {
+      std::tie(grad_a, grad_b, grad_h0) = scan_backward_op().call(
+          a, saved[1], defined_or_null(saved[2]), grad_h, grad_h_last, reverse);
+    } else {
+      const at::Tensor& b = saved[1];
+      const std::optional<at::Tensor> h0 = defined_or_null(saved[2]);
+      const at::Tensor& entering = saved[3];
+      const int64_t T = a.size(1);
+      const int64_t chunks = (T + c - 1) / c;
+      grad_a = at::empty_like(a);
+      grad_b = at::empty_like(a);
+      std::optional<at::Tensor> carry = grad_h_last;
+      for (int64_t k = chunks - 1; k >= 0; --k) {
+        const ChunkRange r = chunk_range(k, c, T, reverse);
+        const at::Tensor a_k = a.slice(1, r.start, r.end);
+        const at::Tensor b_k = b.slice(1, r.start, r.end);
+        const std::optional<at::Tensor> h_in =
+            k == 0 ? h0 : std::optional<at::Tensor>(entering.select(1, k - 1));
+        const at::Tensor h_k = std::get<0>(scan_op().call(a_k, b_k, h_in, reverse));
+        const std::optional<at::Tensor> g_k =
+            grad_h ? std::optional<at::Tensor>(grad_h->slice(1, r.start, r.end)) : std::nullopt;
+        auto [ga_k, gb_k, gh_k] = scan_backward_op().call(a_k, h_k, h_in, g_k, carry, reverse);
+        grad_a.slice(1, r.start, r.end).copy_(ga_k);
+        grad_b.slice(1, r.start, r.end).copy_(gb_k);
+        carry = gh_k;
+      }
+      grad_h0 = *carry;
+    }
+    return {grad_a, grad_b, has_h0 ? grad_h0 : at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor> scan_autograd(const at::Tensor& a, const at::Tensor& b,
+                                                 const std::optional<at::Tensor>& h0,
+                                                 bool reverse) {
+  auto out = ScanFunction::apply(a, b, h0, reverse, int64_t{0});
+  return {out[0], out[1]};
+}
+
+std::tuple<at::Tensor, at::Tensor> scan_checkpointed_autograd(
+    const at::Tensor& a, const at::Tensor& b, const std::optional<at::Tensor>& h0, bool reverse,
+    int64_t checkpoint_every) {
+  TORCH_CHECK(checkpoint_every >= 0, "seqpar::scan_checkpointed: argument 'checkpoint_every' ",
+              "must be >= 0 (0 saves every state), got ", checkpoint_every);
+  auto out = ScanFunction::apply(a, b, h0, reverse, checkpoint_every);
+  return {out[0], out[1]};
+}
+
+// Below autograd, scan_checkpointed is the plain scan.
+std::tuple<at::Tensor, at::Tensor> scan_checkpointed_plain(const at::Tensor& a,
+                                                           const at::Tensor& b,
+                                                           const std::optional<at::Tensor>& h0,
+                                                           bool reverse,
+                                                           int64_t checkpoint_every) {
+  TORCH_CHECK(checkpoint_every >= 0, "seqpar::scan_checkpointed: argument 'checkpoint_every' ",
+              "must be >= 0 (0 saves every state), got ", checkpoint_every);
+  return scan_op().call(a, b, h0, reverse);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(seqpar, Autograd, m) {
+  m.impl("scan", &scan_autograd);
+  m.impl("scan_checkpointed", &scan_checkpointed_autograd);
+}
+
+TORCH_LIBRARY_IMPL(seqpar, CompositeExplicitAutograd, m) {
+  m.impl("scan_checkpointed", &scan_checkpointed_plain);
+}
+
+}  // namespace seqpar::ops
