@@ -7,6 +7,9 @@ install(TARGETS seqpar EXPORT seqparTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/src/include/seqpar DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+# The communicator headers: programs that build their own groups (seqpar::sp::scan over a
+# comm::Communicator) include them; their symbols live in libseqpar.
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/comm/include/seqpar DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(EXPORT seqparTargets NAMESPACE seqpar:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/seqpar)
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/seqparConfig.cmake.in
   ${CMAKE_CURRENT_BINARY_DIR}/seqparConfig.cmake
