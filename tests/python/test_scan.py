@@ -1,0 +1,219 @@
+"""Tests of torch.ops.seqpar.scan on the CPU against independent fp64 references.
+
+Tolerances follow style.md item 8: the kernel's max error against the fp64 sequential
+reference must be at most FACTOR times the error of a naive same-precision PyTorch loop on the
+same inputs, plus a floor of a few ulps of the output dtype times the output's magnitude (the
+kernel rounds its fp32 accumulator to the output dtype once, so for bfloat16 and float16 its
+error is that rounding, and for float32 it can legitimately equal the naive loop's).
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from reference import log_space_scan, max_err, mean_err, naive_same_precision, scan_reference
+
+FACTOR = 4.0
+ULPS = {torch.float32: 2**-23, torch.float64: 2**-52, torch.bfloat16: 2**-8,
+        torch.float16: 2**-11, torch.complex64: 2**-23}
+DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16, torch.complex64]
+
+
+def make_inputs(shape, dtype, gen, a_low=0.5, a_high=1.0, with_h0=True):
+    real = torch.float64
+    a = torch.rand(shape, generator=gen, dtype=real) * (a_high - a_low) + a_low
+    b = torch.randn(shape, generator=gen, dtype=real)
+    h0 = torch.randn((shape[0],) + tuple(shape[2:]), generator=gen, dtype=real) if with_h0 else None
+    if dtype.is_complex:
+        phase = torch.rand(shape, generator=gen, dtype=real) * 2 * math.pi
+        a = torch.polar(a, phase)
+        b = torch.complex(b, torch.randn(shape, generator=gen, dtype=real))
+        if h0 is not None:
+            h0 = torch.complex(h0, torch.randn(h0.shape, generator=gen, dtype=real))
+    cast = lambda x: None if x is None else x.to(dtype)  # noqa: E731
+    return cast(a), cast(b), cast(h0)
+
+
+def assert_close_to_reference(h, h_last, a, b, h0, reverse, label=""):
+    ref, ref_last = scan_reference(a, b, h0, reverse)
+    naive, naive_last = naive_same_precision(a, b, h0, reverse)
+    scale = max(ref.abs().max().item() if ref.numel() else 0.0, 1.0)
+    floor = 4 * ULPS[a.dtype] * scale
+    for got, base, r, what in ((h, naive, ref, "h"), (h_last, naive_last, ref_last, "h_last")):
+        err, base_err = max_err(got, r), max_err(base, r)
+        print(f"{label} {what}: max {err:.3e} mean {mean_err(got, r):.3e} naive {base_err:.3e}")
+        assert err <= FACTOR * base_err + floor, (
+            f"{label} {what}: kernel error {err:.3e} > {FACTOR} x naive {base_err:.3e} + {floor:.3e}")
+
+
+SHAPES = [(1, 1, 1), (2, 1, 3), (3, 37, 5), (1, 1000, 1), (2, 513, 17), (1, 300, 64),
+          (2, 65, 129), (2, 9, 3, 4, 5), (4, 257, 2), (1, 2049, 3)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_forward_matches_reference(shape, dtype, reverse):
+    gen = torch.Generator().manual_seed(hash((shape, str(dtype), reverse)) % 2**31)
+    a, b, h0 = make_inputs(shape, dtype, gen, with_h0=shape[1] % 2 == 1)
+    h, h_last = torch.ops.seqpar.scan(a, b, h0, reverse)
+    assert h.shape == a.shape and h.dtype == dtype
+    assert h_last.shape == (shape[0],) + tuple(shape[2:])
+    assert_close_to_reference(h, h_last, a, b, h0, reverse, f"{shape} {dtype} rev={reverse}")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("layout", ["channels_last", "time_contiguous", "strided"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64, torch.bfloat16], ids=str)
+def test_layouts_and_thread_counts(layout, threads, dtype):
+    """Non-contiguous views give correct results on every code path (untiled, tiled)."""
+    gen = torch.Generator().manual_seed(7)
+    B, T, D = 2, 3001, 24
+    if layout == "channels_last":
+        base, _, _ = make_inputs((B, T, D + 3), dtype, gen)
+        a_full, b_full, _ = make_inputs((B, T, D + 3), dtype, gen)
+        a, b = a_full[:, :, 2:D + 2], b_full[:, :, 1:D + 1]
+    elif layout == "time_contiguous":
+        a_t, b_t, _ = make_inputs((B, D, T), dtype, gen)
+        a, b = a_t.transpose(1, 2), b_t.transpose(1, 2)
+        assert a.stride(1) == 1
+    else:
+        a_s, b_s, _ = make_inputs((B, 2 * T, D, 2), dtype, gen)
+        a, b = a_s[:, ::2, :, 1], b_s[:, 1::2, :, 0]
+    h0 = make_inputs((B, 1, D), dtype, gen)[1][:, 0]
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for reverse in (False, True):
+            h, h_last = torch.ops.seqpar.scan(a, b, h0, reverse)
+            assert_close_to_reference(h, h_last, a, b, h0, reverse, f"{layout} t={threads}")
+    finally:
+        torch.set_num_threads(old)
+
+
+def python_float_scan(a_list, b_list, h=0.0):
+    """fp64 (or complex128) sequential reference on Python scalars: fast enough for T = 1e6."""
+    out = []
+    for x, y in zip(a_list, b_list):
+        h = x * h + y
+        out.append(h)
+    return out
+
+
+def numpy_same_precision_scan(a, b, np_dtype):
+    h = np_dtype(0)
+    out = np.empty(len(a), dtype=np_dtype)
+    for i, (x, y) in enumerate(zip(a.astype(np_dtype), b.astype(np_dtype))):
+        h = x * h + y
+        out[i] = h
+    return out
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_long_sequence_a_near_one(threads):
+    """T >= 1e6 with a in (0.99, 1): the regime where rounding accumulates the most."""
+    T = 1_000_003
+    gen = torch.Generator().manual_seed(11)
+    a = (torch.rand(1, T, 1, generator=gen, dtype=torch.float64) * 0.01 + 0.99).float()
+    b = torch.randn(1, T, 1, generator=gen, dtype=torch.float64).float()
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        h, h_last = torch.ops.seqpar.scan(a, b)
+    finally:
+        torch.set_num_threads(old)
+    a_np, b_np = a.double().flatten().numpy(), b.double().flatten().numpy()
+    ref = np.array(python_float_scan(a_np.tolist(), b_np.tolist()))
+    err = np.abs(h.double().flatten().numpy() - ref).max()
+    # Naive float32 loop on a prefix (a Python loop over 1e6 numpy scalars is too slow for CI);
+    # its error grows with T, so the prefix error bounds the full one from below.
+    n = 100_000
+    naive = numpy_same_precision_scan(a_np[:n], b_np[:n], np.float32)
+    naive_err = np.abs(naive.astype(np.float64) - ref[:n]).max()
+    scale = np.abs(ref).max()
+    print(f"T={T} threads={threads}: max err {err:.3e} (|h| <= {scale:.1f}); "
+          f"naive fp32 on first {n}: {naive_err:.3e}")
+    assert err <= FACTOR * naive_err + 4 * 2**-23 * scale
+    assert abs(h_last.item() - ref[-1]) <= FACTOR * naive_err + 4 * 2**-23 * scale
+
+
+def test_a_near_zero():
+    gen = torch.Generator().manual_seed(3)
+    a, b, h0 = make_inputs((3, 4097, 7), torch.float32, gen, a_low=0.0, a_high=1e-3)
+    h, h_last = torch.ops.seqpar.scan(a, b, h0)
+    assert_close_to_reference(h, h_last, a, b, h0, False, "a~0")
+
+
+def test_unit_modulus_complex_rotations():
+    """|a| = 1: nothing decays, so every rounding error persists; compare with the naive loop."""
+    T = 200_001
+    gen = torch.Generator().manual_seed(5)
+    theta = torch.rand(1, T, 2, generator=gen, dtype=torch.float64) * 2 * math.pi
+    a = torch.polar(torch.ones_like(theta), theta).to(torch.complex64)
+    b = torch.complex(torch.randn(1, T, 2, generator=gen, dtype=torch.float64),
+                      torch.randn(1, T, 2, generator=gen, dtype=torch.float64)).to(torch.complex64)
+    h, h_last = torch.ops.seqpar.scan(a, b)
+    errs, naive_errs = [], []
+    for c in range(2):
+        a_l = a[0, :, c].to(torch.complex128).tolist()
+        b_l = b[0, :, c].to(torch.complex128).tolist()
+        ref = np.array(python_float_scan(a_l, b_l, 0j))
+        errs.append(np.abs(h[0, :, c].to(torch.complex128).numpy() - ref).max())
+        n = 50_000
+        naive = numpy_same_precision_scan(np.array(a_l[:n]), np.array(b_l[:n]), np.complex64)
+        naive_errs.append(np.abs(naive.astype(np.complex128) - ref[:n]).max())
+        scale = np.abs(ref).max()
+    print(f"|a|=1 complex: max err {max(errs):.3e}, naive complex64 prefix {max(naive_errs):.3e}")
+    assert max(errs) <= FACTOR * max(naive_errs) * math.sqrt(T / 50_000) + 4 * 2**-23 * scale
+
+
+@pytest.mark.parametrize("with_h0", [False, True])
+def test_zero_length_time(with_h0):
+    a = torch.rand(2, 0, 3)
+    b = torch.rand(2, 0, 3)
+    h0 = torch.randn(2, 3) if with_h0 else None
+    h, h_last = torch.ops.seqpar.scan(a, b, h0)
+    assert h.shape == (2, 0, 3)
+    torch.testing.assert_close(h_last, h0 if with_h0 else torch.zeros(2, 3), rtol=0, atol=0)
+
+
+def test_empty_batch_and_channels():
+    for shape in [(0, 5, 3), (2, 5, 0), (2, 5, 3, 0)]:
+        a = torch.rand(shape)
+        h, h_last = torch.ops.seqpar.scan(a, a.clone())
+        assert h.shape == a.shape and h_last.numel() == 0
+
+
+def test_matches_log_space_closed_form():
+    gen = torch.Generator().manual_seed(9)
+    a, b, h0 = make_inputs((2, 500, 6), torch.float64, gen, a_low=0.9, a_high=1.0)
+    h, _ = torch.ops.seqpar.scan(a, b, h0)
+    torch.testing.assert_close(h, log_space_scan(a, b, h0), rtol=1e-10, atol=1e-10)
+
+
+def test_output_layout_follows_input():
+    a = torch.rand(2, 6, 100).transpose(1, 2)  # (2, 100, 6) time-contiguous
+    h, _ = torch.ops.seqpar.scan(a, a.clone())
+    assert h.stride() == a.stride()
+
+
+def test_summary_matches_reference():
+    gen = torch.Generator().manual_seed(1)
+    for reverse in (False, True):
+        for shape in [(2, 777, 5), (1, 100_000, 1), (1, 40_000, 33)]:
+            a, b, _ = make_inputs(shape, torch.float64, gen, a_low=0.9)
+            A, B = torch.ops.seqpar.scan_summary(a, b, reverse)
+            _, ref_last = scan_reference(a, b, None, reverse)
+            torch.testing.assert_close(B, ref_last, rtol=1e-9, atol=1e-12)
+            torch.testing.assert_close(A, a.prod(dim=1), rtol=1e-9, atol=1e-300)
+
+
+def test_cpp_and_python_entry_points_agree():
+    import seqpar
+    a, b = torch.rand(2, 50, 3), torch.randn(2, 50, 3)
+    h1, l1 = seqpar.scan(a, b)
+    h2, l2 = torch.ops.seqpar.scan(a, b)
+    h3, l3 = seqpar.scan(a, b, checkpoint_every=7)
+    assert torch.equal(h1, h2) and torch.equal(l1, l2)
+    assert torch.equal(h1, h3) and torch.equal(l1, l3)
