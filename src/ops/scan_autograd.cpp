@@ -24,14 +24,13 @@ std::optional<at::Tensor> defined_or_null(const at::Tensor& t) {
   return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
 }
 
-// Time range [start, end) of chunk k in scan order, and the time index of the state entering
-// it (the last state of the previous chunk).
+// Time range [start, end) of chunk k in scan order.
 struct ChunkRange {
-  int64_t start, end, entering;
+  int64_t start, end;
 };
 ChunkRange chunk_range(int64_t k, int64_t c, int64_t T, bool reverse) {
-  if (!reverse) return {k * c, std::min(T, (k + 1) * c), k * c - 1};
-  return {std::max<int64_t>(0, T - (k + 1) * c), T - k * c, T - k * c};
+  if (!reverse) return {k * c, std::min(T, (k + 1) * c)};
+  return {std::max<int64_t>(0, T - (k + 1) * c), T - k * c};
 }
 
 class ScanFunction : public torch::autograd::Function<ScanFunction> {
@@ -49,12 +48,13 @@ class ScanFunction : public torch::autograd::Function<ScanFunction> {
     if (checkpoint_every <= 0 || checkpoint_every >= T) {
       ctx->save_for_backward({a, h, h0_t});
     } else {
-      const int64_t chunks = (T + checkpoint_every - 1) / checkpoint_every;
-      std::vector<int64_t> idx;
-      for (int64_t k = 1; k < chunks; ++k)
-        idx.push_back(chunk_range(k, checkpoint_every, T, reverse).entering);
+      // States entering chunks 1..n-1 lie at a regular stride in time; keep them in time
+      // order (a copy, so that h itself can be freed).
+      const int64_t c = checkpoint_every;
+      const int64_t chunks = (T + c - 1) / c;
       const at::Tensor entering =
-          h.index_select(1, at::tensor(idx, at::TensorOptions().dtype(at::kLong)).to(h.device()));
+          reverse ? h.slice(1, T - (chunks - 1) * c, T - c + 1, c).clone()
+                  : h.slice(1, c - 1, (chunks - 1) * c, c).clone();
       ctx->save_for_backward({a, b, h0_t, entering});
     }
     return {h, h_last};
@@ -86,7 +86,8 @@ class ScanFunction : public torch::autograd::Function<ScanFunction> {
         const at::Tensor a_k = a.slice(1, r.start, r.end);
         const at::Tensor b_k = b.slice(1, r.start, r.end);
         const std::optional<at::Tensor> h_in =
-            k == 0 ? h0 : std::optional<at::Tensor>(entering.select(1, k - 1));
+            k == 0 ? h0
+                   : std::optional<at::Tensor>(entering.select(1, reverse ? chunks - 1 - k : k - 1));
         const at::Tensor h_k = std::get<0>(scan_op().call(a_k, b_k, h_in, reverse));
         const std::optional<at::Tensor> g_k =
             grad_h ? std::optional<at::Tensor>(grad_h->slice(1, r.start, r.end)) : std::nullopt;
