@@ -24,7 +24,7 @@
 #include "seqpar/comm/rank_scan.h"
 #include "seqpar/scan.h"
 #ifdef SEQPAR_WITH_CUDA
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #endif
 
 namespace seqpar::sp {
@@ -56,7 +56,7 @@ comm::RankScanAlgo to_rank_scan_algo(ExchangeAlgo algo) {
 
 comm::Stream stream_for(const at::Tensor& t) {
 #ifdef SEQPAR_WITH_CUDA
-  if (t.is_cuda()) return {at::cuda::getCurrentCUDAStream(t.device().index()).stream()};
+  if (t.is_cuda()) return {c10::cuda::getCurrentCUDAStream(t.device().index()).stream()};
 #endif
   (void)t;
   return {};
