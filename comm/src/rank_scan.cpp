@@ -81,30 +81,29 @@ static double env_double(const char* name, double fallback) {
 }
 
 CostModel cost_model_for(const std::string& backend) {
+  auto cost = [](double alpha_us, double gbps) { return AlgoCost{alpha_us * 1e-6, 1.0 / (gbps * 1e9)}; };
   CostModel m;
-  // Defaults fitted by benchmarks/sp_exchange_bench (docs/sequence_parallel.md, table 1):
-  // shared-memory MPI and loopback gloo on the 2-core reference machine, and the NVLink
-  // figures used for the prediction for NCCL.
   if (backend == "mpi") {
-    m.p2p_alpha_s = 4e-6;
-    m.collective_alpha_s = 6e-6;
-    m.beta_s_per_byte = 1.0 / 4e9;
+    // Fitted on the 2-core reference machine, Open MPI 4.1 shared memory, P = 2
+    // (benchmarks/sp_results/sp_cost_model_fit.txt).
+    m.tree = cost(6.8, 2.56);
+    m.exscan = cost(4.95, 1.42);
+    m.allgather = cost(7.15, 3.54);
     m.combine_s_per_byte = 1.0 / 4e9;
-    m.exscan_extra_s = 2e-6;
   } else if (backend.rfind("c10d", 0) == 0) {
-    m.p2p_alpha_s = 60e-6;
-    m.collective_alpha_s = 60e-6;
-    m.beta_s_per_byte = 1.0 / 1.5e9;
+    // gloo over loopback TCP: every message pays a socket round trip.
+    m.tree = m.exscan = m.allgather = cost(60, 1.5);
     m.combine_s_per_byte = 1.0 / 4e9;
   } else if (backend == "nccl") {
-    m.p2p_alpha_s = 10e-6;
-    m.collective_alpha_s = 10e-6;
-    m.beta_s_per_byte = 1.0 / 150e9;
-    m.combine_s_per_byte = 1.0 / 1500e9;
+    // The NVLink parameters of the prediction (docs/sequence_parallel.md).
+    m.tree = m.exscan = cost(6, 300);
+    m.allgather = cost(6, 300);
+    m.combine_s_per_byte = 1.0 / 3000e9;
   }
-  m.p2p_alpha_s = env_double("SEQPAR_SP_ALPHA_US", m.p2p_alpha_s * 1e6) * 1e-6;
-  m.collective_alpha_s = env_double("SEQPAR_SP_ALPHA_US", m.collective_alpha_s * 1e6) * 1e-6;
-  m.beta_s_per_byte = 1.0 / (env_double("SEQPAR_SP_BETA_GBPS", 1e-9 / m.beta_s_per_byte) * 1e9);
+  for (AlgoCost* c : {&m.tree, &m.exscan, &m.allgather}) {
+    c->alpha_s = env_double("SEQPAR_SP_ALPHA_US", c->alpha_s * 1e6) * 1e-6;
+    c->beta_s_per_byte = 1.0 / (env_double("SEQPAR_SP_BETA_GBPS", 1e-9 / c->beta_s_per_byte) * 1e9);
+  }
   m.combine_s_per_byte =
       1.0 / (env_double("SEQPAR_SP_COMBINE_GBPS", 1e-9 / m.combine_s_per_byte) * 1e9);
   return m;
@@ -117,17 +116,15 @@ double predict_rank_scan_seconds(RankScanAlgo algo, int P, double m, const CostM
     case RankScanAlgo::kTree:
       // Every round: one send_recv of m bytes, then two compositions (exclusive and
       // inclusive accumulators), each reading 2 and writing 1 summary.
-      return rounds * (model.p2p_alpha_s + m * model.beta_s_per_byte +
+      return rounds * (model.tree.alpha_s + m * model.tree.beta_s_per_byte +
                        3.0 * m * model.combine_s_per_byte);
     case RankScanAlgo::kExscan:
-      // Open MPI runs Exscan as recursive doubling with the user op on the host.
-      return model.exscan_extra_s +
-             rounds * (model.collective_alpha_s + m * model.beta_s_per_byte +
-                       1.5 * m * model.combine_s_per_byte);
+      // Open MPI runs Exscan as log-depth rounds with the user op on the host.
+      return rounds * (model.exscan.alpha_s + m * model.exscan.beta_s_per_byte);
     case RankScanAlgo::kAllGather:
       // Latency of a log-depth all-gather, bandwidth of receiving (P-1) summaries, and the
       // fold of up to P-1 predecessors.
-      return rounds * model.collective_alpha_s + (P - 1) * m * model.beta_s_per_byte +
+      return rounds * model.allgather.alpha_s + (P - 1) * m * model.allgather.beta_s_per_byte +
              (P - 1) * 1.5 * m * model.combine_s_per_byte;
     case RankScanAlgo::kAuto: break;
   }

@@ -95,8 +95,7 @@ TEST(RankScanAlgoChoice, EnvironmentOverridesAuto) {
 
 TEST(RankScanCostModel, TreeBeatsAllGatherForLargeSummariesAndManyRanks) {
   CostModel m;
-  m.p2p_alpha_s = m.collective_alpha_s = 10e-6;
-  m.beta_s_per_byte = 1.0 / 100e9;
+  m.tree = m.exscan = m.allgather = AlgoCost{10e-6, 1.0 / 100e9};
   m.combine_s_per_byte = 1.0 / 1000e9;
   // 4096 channels x fp32 x 2 (A and B) per batch row, 8 rows: 256 KiB summaries.
   const double bytes = 2.0 * 4096 * 4 * 8;

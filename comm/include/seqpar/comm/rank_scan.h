@@ -36,19 +36,22 @@ enum class RankScanAlgo : int { kAuto, kTree, kExscan, kAllGather };
 const char* rank_scan_algo_name(RankScanAlgo algo);
 RankScanAlgo parse_rank_scan_algo(const std::string& name);  // auto|tree|exscan|allgather
 
-// Alpha-beta model of one exchange: a message of n bytes costs alpha + n * beta; composing two
-// summaries costs combine_per_byte * m (on the device, an elementwise kernel).
-struct CostModel {
-  double p2p_alpha_s = 20e-6;        // one send_recv round
-  double collective_alpha_s = 20e-6; // per log2(P) step of a collective (all_gather, exscan)
+// Alpha-beta model of one exchange, per algorithm: a step costs alpha + bytes * beta, where
+//   tree, exscan: ceil(log2 P) steps of m bytes;  allgather: ceil(log2 P) * alpha + (P-1) m beta.
+// Composition adds combine_s_per_byte per byte of the summaries it reads and writes.
+struct AlgoCost {
+  double alpha_s = 20e-6;
   double beta_s_per_byte = 1.0 / 10e9;
+};
+struct CostModel {
+  AlgoCost tree, exscan, allgather;
   double combine_s_per_byte = 1.0 / 20e9;
-  double exscan_extra_s = 0.0;       // fixed extra cost of MPI_Exscan's user-op path
 };
 
 // The model used for `backend` ("mpi", "nccl", "c10d:gloo", ...): values fitted by
-// benchmarks/sp_exchange_bench on the reference machines (docs/sequence_parallel.md), each
-// overridable by SEQPAR_SP_ALPHA_US, SEQPAR_SP_BETA_GBPS, SEQPAR_SP_COMBINE_GBPS.
+// benchmarks/sp_exchange_bench and benchmarks/sp_cost_model.py (docs/sequence_parallel.md).
+// SEQPAR_SP_ALPHA_US and SEQPAR_SP_BETA_GBPS override alpha and beta of every algorithm,
+// SEQPAR_SP_COMBINE_GBPS the composition speed.
 CostModel cost_model_for(const std::string& backend);
 
 // Predicted seconds of one exclusive scan of P summaries of `summary_bytes` (= m) each.
