@@ -85,7 +85,7 @@ CostModel cost_model_for(const std::string& backend) {
   CostModel m;
   if (backend == "mpi") {
     // Fitted on the 2-core reference machine, Open MPI 4.1 shared memory, P = 2
-    // (benchmarks/sp_results/sp_cost_model_fit.txt).
+    // (benchmarks/sp_results/sp_cost_model.txt).
     m.tree = cost(6.8, 2.56);
     m.exscan = cost(4.95, 1.42);
     m.allgather = cost(7.15, 3.54);
