@@ -75,16 +75,97 @@ struct BackwardPolicy {
             gb + bi * gbs.batch + c * gbs.channel + t * gbs.time,
             h0 ? h0 + bi * h0s.batch + c * h0s.channel : nullptr};
   }
-  void coef_input(const Lane& L, int64_t k, int64_t l, Acc& c, Acc& x) const {
-    c = conj(load(L.a - k * as.time + l));
-    x = c * load(L.g - k * gs.time + l);
+  // Step k is time T-1-k: every pointer moves by minus its time stride.
+  Lane advance(const Lane& L, int64_t k) const {
+    return {L.a - k * as.time, L.hp - k * hs.time, L.g - k * gs.time,
+            L.ga - k * gas.time, L.gb - k * gbs.time, L.h0};
   }
-  Acc step(const Lane& L, int64_t k, int64_t l, Acc u) const {
-    const Acc lam = load(L.g - k * gs.time + l) + u;
-    store(L.gb - k * gbs.time + l, lam);
-    store(L.ga - k * gas.time + l, lam * conj(load(L.hp - k * hs.time + l)));
-    return conj(load(L.a - k * as.time + l)) * lam;
+
+  void channel_aggregate(const Lane& L, int n, int64_t k0, int64_t k1, Acc* A, Acc* B) const {
+    Acc cA[engine::kChannelLanes], cB[engine::kChannelLanes];
+    for (int l = 0; l < n; ++l) {
+      cA[l] = acc_one<Acc>();
+      cB[l] = acc_zero<Acc>();
+    }
+    const S* __restrict pa = L.a - k0 * as.time;
+    const S* __restrict pg = L.g - k0 * gs.time;
+    for (int64_t k = k0; k < k1; ++k, pa -= as.time, pg -= gs.time) {
+      for (int l = 0; l < n; ++l) {
+        const Acc c = conj(load(pa + l));
+        cA[l] = c * cA[l];
+        cB[l] = c * (cB[l] + load(pg + l));
+      }
+    }
+    for (int l = 0; l < n; ++l) {
+      A[l] = cA[l];
+      B[l] = cB[l];
+    }
   }
+
+  void channel_run(const Lane& L, int n, int64_t k0, int64_t k1, Acc* s) const {
+    Acc st[engine::kChannelLanes];
+    for (int l = 0; l < n; ++l) st[l] = s[l];
+    const S* __restrict pa = L.a - k0 * as.time;
+    const S* __restrict ph = L.hp - k0 * hs.time;
+    const S* __restrict pg = L.g - k0 * gs.time;
+    S* __restrict pga = L.ga - k0 * gas.time;
+    S* __restrict pgb = L.gb - k0 * gbs.time;
+    for (int64_t k = k0; k < k1; ++k, pa -= as.time, ph -= hs.time, pg -= gs.time,
+                 pga -= gas.time, pgb -= gbs.time) {
+      for (int l = 0; l < n; ++l) {
+        const Acc lam = load(pg + l) + st[l];
+        store(pgb + l, lam);
+        store(pga + l, lam * conj(load(ph + l)));
+        st[l] = conj(load(pa + l)) * lam;
+      }
+    }
+    for (int l = 0; l < n; ++l) s[l] = st[l];
+  }
+
+  void chains_aggregate(const Lane* chains, int n, int64_t len, Acc* A, Acc* B) const {
+    const S* pa[engine::kMaxChains];
+    const S* pg[engine::kMaxChains];
+    for (int c = 0; c < n; ++c) {
+      pa[c] = chains[c].a;
+      pg[c] = chains[c].g;
+      A[c] = acc_one<Acc>();
+      B[c] = acc_zero<Acc>();
+    }
+    const int64_t sa = as.time, sg = gs.time;
+    for (int64_t i = 0; i < len; ++i)
+      for (int c = 0; c < n; ++c) {
+        const Acc x = conj(load(pa[c] - i * sa));
+        A[c] = x * A[c];
+        B[c] = x * (B[c] + load(pg[c] - i * sg));
+      }
+  }
+
+  void chains_run(const Lane* chains, int n, int64_t len, Acc* s) const {
+    const S* pa[engine::kMaxChains];
+    const S* ph[engine::kMaxChains];
+    const S* pg[engine::kMaxChains];
+    S* pga[engine::kMaxChains];
+    S* pgb[engine::kMaxChains];
+    Acc st[engine::kMaxChains];
+    for (int c = 0; c < n; ++c) {
+      pa[c] = chains[c].a;
+      ph[c] = chains[c].hp;
+      pg[c] = chains[c].g;
+      pga[c] = chains[c].ga;
+      pgb[c] = chains[c].gb;
+      st[c] = s[c];
+    }
+    const int64_t sa = as.time, sh = hs.time, sg = gs.time, sga = gas.time, sgb = gbs.time;
+    for (int64_t i = 0; i < len; ++i)
+      for (int c = 0; c < n; ++c) {
+        const Acc lam = load(pg[c] - i * sg) + st[c];
+        store(pgb[c] - i * sgb, lam);
+        store(pga[c] - i * sga, lam * conj(load(ph[c] - i * sh)));
+        st[c] = conj(load(pa[c] - i * sa)) * lam;
+      }
+    for (int c = 0; c < n; ++c) s[c] = st[c];
+  }
+
   Acc step_last(const Lane& L, int64_t k, int64_t l, Acc u) const {
     const Acc lam = load(L.g - k * gs.time + l) + u;
     store(L.gb - k * gbs.time + l, lam);

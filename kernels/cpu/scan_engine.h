@@ -20,17 +20,23 @@
 //   from memory once and outputs written once: 12 B/elem forward in fp32, not the 20 B/elem
 //   of reduce-then-scan.
 //
-// Policy interface (S = storage type, Acc = accumulation type):
+// Policy interface (S = storage type, Acc = accumulation type). The inner loops live in the
+// policy, written with local restrict pointers so that the compiler vectorizes them; the engine
+// only decides which loop runs on which range.
 //   struct Lane;                                   pointers of one sequence at step 0
 //   Lane lane(int64_t batch, int64_t channel) const;
-//   void coef_input(const Lane&, int64_t k, int64_t l, Acc& c, Acc& x) const;
-//   Acc step(const Lane&, int64_t k, int64_t l, Acc s) const;       emits, returns next state
-//   Acc step_last(const Lane&, int64_t k, int64_t l, Acc s) const;  used at k = T-1 when
+//   Lane advance(const Lane&, int64_t k) const;     the same sequence at step k
+//   channel mode, n neighbouring channels from `lane`, steps [k0, k1):
+//     void channel_aggregate(const Lane&, int n, int64_t k0, int64_t k1, Acc* A, Acc* B) const;
+//     void channel_run(const Lane&, int n, int64_t k0, int64_t k1, Acc* s) const;
+//   time mode, n chains each starting at its own Lane, `len` steps:
+//     void chains_aggregate(const Lane* chains, int n, int64_t len, Acc* A, Acc* B) const;
+//     void chains_run(const Lane* chains, int n, int64_t len, Acc* s) const;
+//   Acc step_last(const Lane&, int64_t k, int64_t l, Acc s) const;  the step at k = T-1 when
 //                                                                   kSpecialLast
 //   Acc initial(int64_t batch, int64_t channel) const;
 //   void finish(int64_t batch, int64_t channel, Acc s) const;
 //   bool unit_channel_stride() const;
-// `l` is an offset in channels from the lane (channel-inner mode); it is 0 in time-inner mode.
 #pragma once
 
 #include <algorithm>
@@ -47,6 +53,7 @@ namespace seqpar::kernels::cpu::engine {
 constexpr int kChannelLanes = 64;   // lanes of a channel-inner group
 constexpr int kTimeLanes = 8;       // sequences of a time-inner group
 constexpr int kChains = 8;          // independent chains wanted in time-inner mode
+constexpr int kMaxChains = kChains * kTimeLanes;
 constexpr int64_t kTileBytes = 256 * 1024;   // input bytes of one look-back tile
 constexpr int64_t kBlockBytes = 32 * 1024;   // input bytes of one time-inner block
 
@@ -141,32 +148,11 @@ void store_final(const P& p, const Layout& lay, const Group<P>& grp, const Acc* 
 // ---- channel-inner loops -------------------------------------------------------------------
 
 template <class P, class Acc>
-void channel_aggregate(const P& p, const typename P::Lane& lane, int n, int64_t k0, int64_t k1,
-                       Acc* A, Acc* B) {
-  for (int l = 0; l < n; ++l) {
-    A[l] = acc_one<Acc>();
-    B[l] = acc_zero<Acc>();
-  }
-  for (int64_t k = k0; k < k1; ++k) {
-#pragma GCC ivdep
-    for (int l = 0; l < n; ++l) {
-      Acc c, x;
-      p.coef_input(lane, k, l, c, x);
-      A[l] = c * A[l];
-      B[l] = c * B[l] + x;
-    }
-  }
-}
-
-template <class P, class Acc>
 void channel_run(const P& p, const typename P::Lane& lane, int n, int64_t k0, int64_t k1,
                  int64_t time, Acc* s) {
   const bool peel = P::kSpecialLast && k1 == time && k1 > k0;
   const int64_t end = peel ? k1 - 1 : k1;
-  for (int64_t k = k0; k < end; ++k) {
-#pragma GCC ivdep
-    for (int l = 0; l < n; ++l) s[l] = p.step(lane, k, l, s[l]);
-  }
+  if (end > k0) p.channel_run(lane, n, k0, end, s);
   if (peel)
     for (int l = 0; l < n; ++l) s[l] = p.step_last(lane, end, l, s[l]);
 }
@@ -195,28 +181,25 @@ template <class P, class Acc>
 void time_chain_summaries(const P& p, const Group<P>& grp, int64_t k0, int64_t k1,
                           const Chains& ch, Summary<Acc>* sum) {
   const int n = grp.count * ch.parts;
-  int64_t start[kChains * kTimeLanes] = {}, stop[kChains * kTimeLanes] = {};
-  for (int i = 0; i < n; ++i) {
-    const int j = i % ch.parts;
-    start[i] = k0 + j * ch.span;
-    stop[i] = std::min(k1, start[i] + ch.span);
-    sum[i] = {acc_one<Acc>(), acc_zero<Acc>()};
-  }
-  const int64_t common = stop[n - 1] - start[n - 1];  // shortest chain: the last sub-range
-  for (int64_t i = 0; i < common; ++i)
-    for (int c = 0; c < n; ++c) {
-      Acc cf, x;
-      p.coef_input(grp.lanes[c / ch.parts], start[c] + i, 0, cf, x);
-      sum[c].A = cf * sum[c].A;
-      sum[c].B = cf * sum[c].B + x;
-    }
+  typename P::Lane chain[kChains * kTimeLanes];
+  Acc A[kChains * kTimeLanes], B[kChains * kTimeLanes];
+  const int64_t last_len = k1 - (k0 + (ch.parts - 1) * ch.span);  // shortest chain
   for (int c = 0; c < n; ++c)
-    for (int64_t k = start[c] + common; k < stop[c]; ++k) {
-      Acc cf, x;
-      p.coef_input(grp.lanes[c / ch.parts], k, 0, cf, x);
-      sum[c].A = cf * sum[c].A;
-      sum[c].B = cf * sum[c].B + x;
-    }
+    chain[c] = p.advance(grp.lanes[c / ch.parts], k0 + (c % ch.parts) * ch.span);
+  p.chains_aggregate(chain, n, last_len, A, B);
+  for (int c = 0; c < n; ++c) sum[c] = {A[c], B[c]};
+  if (ch.parts > 1 && ch.span > last_len) {
+    // The longer chains (all but each lane's last) have span - last_len more steps.
+    typename P::Lane rest[kChains * kTimeLanes];
+    int idx[kChains * kTimeLanes], m = 0;
+    for (int c = 0; c < n; ++c)
+      if (c % ch.parts != ch.parts - 1) {
+        rest[m] = p.advance(chain[c], last_len);
+        idx[m++] = c;
+      }
+    p.chains_aggregate(rest, m, ch.span - last_len, A, B);
+    for (int i = 0; i < m; ++i) sum[idx[i]] = compose(Summary<Acc>{A[i], B[i]}, sum[idx[i]]);
+  }
 }
 
 // Block summary per lane from its chain summaries.
@@ -237,30 +220,33 @@ void time_run(const P& p, const Group<P>& grp, int64_t k0, int64_t k1, int64_t t
               const Chains& ch, const Summary<Acc>* sum, Acc* s) {
   const int n = grp.count * ch.parts;
   Acc state[kChains * kTimeLanes];
-  int64_t start[kChains * kTimeLanes] = {}, stop[kChains * kTimeLanes] = {};
+  typename P::Lane chain[kChains * kTimeLanes];
   for (int l = 0; l < grp.count; ++l) {
     Acc entry = s[l];
     for (int j = 0; j < ch.parts; ++j) {
       const int c = l * ch.parts + j;
       state[c] = entry;
+      chain[c] = p.advance(grp.lanes[l], k0 + j * ch.span);
       if (j + 1 < ch.parts) entry = sum[c].A * entry + sum[c].B;
     }
   }
-  for (int c = 0; c < n; ++c) {
-    start[c] = k0 + (c % ch.parts) * ch.span;
-    stop[c] = std::min(k1, start[c] + ch.span);
-  }
   const bool peel = P::kSpecialLast && k1 == time && k1 > k0;
   // Only the last chain of each lane reaches k1; peel its final step when required.
-  if (peel)
-    for (int l = 0; l < grp.count; ++l) --stop[l * ch.parts + ch.parts - 1];
-  const int64_t common = stop[n - 1] - start[n - 1];
-  for (int64_t i = 0; i < common; ++i)
+  const int64_t last_len = k1 - (k0 + (ch.parts - 1) * ch.span) - (peel ? 1 : 0);
+  p.chains_run(chain, n, last_len, state);
+  if (ch.parts > 1 && ch.span > last_len) {
+    typename P::Lane rest[kChains * kTimeLanes];
+    Acc rest_state[kChains * kTimeLanes];
+    int idx[kChains * kTimeLanes], m = 0;
     for (int c = 0; c < n; ++c)
-      state[c] = p.step(grp.lanes[c / ch.parts], start[c] + i, 0, state[c]);
-  for (int c = 0; c < n; ++c)
-    for (int64_t k = start[c] + common; k < stop[c]; ++k)
-      state[c] = p.step(grp.lanes[c / ch.parts], k, 0, state[c]);
+      if (c % ch.parts != ch.parts - 1) {
+        rest[m] = p.advance(chain[c], last_len);
+        rest_state[m] = state[c];
+        idx[m++] = c;
+      }
+    p.chains_run(rest, m, ch.span - last_len, rest_state);
+    for (int i = 0; i < m; ++i) state[idx[i]] = rest_state[i];
+  }
   for (int l = 0; l < grp.count; ++l) {
     const int c = l * ch.parts + ch.parts - 1;
     if (peel) state[c] = p.step_last(grp.lanes[l], k1 - 1, 0, state[c]);
@@ -276,7 +262,7 @@ template <class P, class Acc>
 void group_aggregate(const P& p, const Layout& lay, const Group<P>& grp, int64_t k0, int64_t k1,
                      Acc* A, Acc* B, Summary<Acc>* chain_sum, Chains* chains) {
   if (lay.channel_inner) {
-    channel_aggregate(p, grp.lanes[0], grp.count, k0, k1, A, B);
+    p.channel_aggregate(grp.lanes[0], grp.count, k0, k1, A, B);
     return;
   }
   *chains = make_chains(grp.count, k0, k1);

@@ -1,0 +1,211 @@
+// CPU scan throughput: forward and backward GB/s of torch.ops.seqpar.scan / scan_backward, as
+// a share of the triad bandwidth measured in the same run with the same thread count.
+//
+// Bytes per element follow design.md's roofline: forward reads a, b and writes h (3 streams);
+// backward reads a, h, grad_h and writes grad_a, grad_b (5 streams); triad a = b + s*c counts
+// 3 streams (STREAM's convention, no write-allocate). Each figure is the median of --reps
+// timed repetitions after one warm-up, with a 64 MiB buffer touched between repetitions so
+// no run starts from warm caches (the working sets are 4x larger than the L3 anyway).
+//
+// Baselines in the same run: a naive per-step LibTorch loop (h = a[:, t] * h + b[:, t]),
+// timed on the first --naive-steps steps because a full 2^24-step loop takes minutes (its cost
+// per step is constant, so GB/s on a prefix is its GB/s), and the log-space formulation
+// h = P * cumsum(b / P) with P = exp(cumsum(log a)) written with LibTorch ops (numerically
+// valid only for short T and a > 0: it is here as a speed baseline).
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <vector>
+
+#include "seqpar/scan.h"
+
+namespace po = boost::program_options;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::vector<char> g_flush(64 << 20);
+
+void flush_caches() {
+  for (size_t i = 0; i < g_flush.size(); i += 64) g_flush[i] += 1;
+}
+
+template <class F>
+double median_seconds(int reps, F&& f) {
+  f();  // warm-up
+  std::vector<double> s;
+  for (int r = 0; r < reps; ++r) {
+    flush_caches();
+    const auto t0 = Clock::now();
+    f();
+    s.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  std::sort(s.begin(), s.end());
+  return s[s.size() / 2];
+}
+
+double triad_gbs(int64_t n, int reps) {
+  auto a = torch::empty({n}), b = torch::rand({n}), c = torch::rand({n});
+  float* pa = a.data_ptr<float>();
+  const float* pb = b.data_ptr<float>();
+  const float* pc = c.data_ptr<float>();
+  const double sec = median_seconds(reps, [&] {
+    at::parallel_for(0, n, 1 << 16, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) pa[i] = pb[i] + 3.0f * pc[i];
+    });
+  });
+  return 3.0 * 4 * n / sec / 1e9;
+}
+
+struct Shape {
+  int64_t bd, T;
+  bool time_contiguous;
+};
+
+// (batch*channels, T) with batch = 1: channels-contiguous tensors are (1, T, bd); the
+// time-contiguous ones are (bd, T, 1) views... stored (bd, 1, T) -> transposed to (bd, T, 1).
+std::pair<at::Tensor, at::Tensor> make_inputs(const Shape& s) {
+  if (!s.time_contiguous) {
+    auto a = torch::rand({1, s.T, s.bd}) * 0.5 + 0.5;
+    return {a, torch::randn({1, s.T, s.bd})};
+  }
+  auto a = (torch::rand({s.bd, 1, s.T}) * 0.5 + 0.5).transpose(1, 2);
+  return {a, torch::randn({s.bd, 1, s.T}).transpose(1, 2)};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  po::options_description desc("cpu_scan_bench options");
+  std::string json_path;
+  int reps = 5;
+  int64_t naive_steps = 2048;
+  int64_t log2_elems = 24;
+  std::vector<int> thread_counts;
+  desc.add_options()("help", "show this help")(
+      "json", po::value(&json_path), "write the results as JSON to this path")(
+      "reps", po::value(&reps)->default_value(5), "timed repetitions per figure (median)")(
+      "log2-elements", po::value(&log2_elems)->default_value(24),
+      "elements per input tensor = 2^this (the targets are stated for >= 24)")(
+      "naive-steps", po::value(&naive_steps)->default_value(2048),
+      "time steps of the naive loop baseline")(
+      "threads", po::value(&thread_counts)->multitoken(),
+      "thread counts to run (default: 1 and all hardware threads)");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "cpu_scan_bench: " << e.what() << "\n" << desc;
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << desc;
+    return 0;
+  }
+  if (reps < 1 || log2_elems < 10 || log2_elems > 28 || naive_steps < 1) {
+    std::cerr << "cpu_scan_bench: need --reps >= 1, 10 <= --log2-elements <= 28, "
+                 "--naive-steps >= 1\n";
+    return 2;
+  }
+  const int hw = std::max(1u, std::thread::hardware_concurrency());
+  if (thread_counts.empty()) thread_counts = hw > 1 ? std::vector<int>{1, hw} : std::vector<int>{1};
+  torch::manual_seed(0);
+  torch::NoGradGuard no_grad;
+  const int64_t n = int64_t(1) << log2_elems;
+  const std::vector<int64_t> bds{1, 16, 256, 4096};
+
+  nlohmann::json out;
+  out["benchmark"] = "cpu_scan";
+  out["elements"] = n;
+  out["hardware_threads"] = hw;
+  out["dtype"] = "float32";
+  out["bytes_per_element"] = {{"forward", 12}, {"backward", 20}, {"triad", 12}};
+  out["results"] = nlohmann::json::array();
+
+  std::printf("%-7s %-6s %-9s %-5s | %8s %6s | %8s %6s | %9s %9s | %7s\n", "threads", "B*D",
+              "T", "lay", "fwd GB/s", "%triad", "bwd GB/s", "%triad", "naive GB/s",
+              "logsp GB/s", "triad");
+  for (int threads : thread_counts) {
+    at::set_num_threads(threads);
+    const double triad = triad_gbs(n, reps);
+    for (int64_t bd : bds) {
+      for (bool tc : {false, true}) {
+        const Shape s{bd, n / bd, tc};
+        auto [a, b] = make_inputs(s);
+        const double fwd =
+            median_seconds(reps, [&] { auto r = seqpar::scan(a, b); (void)r; });
+        auto h = std::get<0>(seqpar::scan(a, b));
+        auto g = tc ? torch::randn({bd, 1, s.T}).transpose(1, 2) : torch::randn({1, s.T, bd});
+        const double bwd = median_seconds(reps, [&] {
+          auto r = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("seqpar::scan_backward", "")
+                       .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+                           const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                           const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
+                           bool)>()
+                       .call(a, h, std::nullopt, g, std::nullopt, false);
+          (void)r;
+        });
+        // Naive loop over a prefix of the time steps.
+        const int64_t steps = std::min(naive_steps, s.T);
+        auto ap = a.narrow(1, 0, steps), bp = b.narrow(1, 0, steps);
+        const double naive = median_seconds(std::max(1, reps / 2), [&] {
+          auto hh = torch::zeros({a.size(0), a.size(2)});
+          auto outp = torch::empty_like(ap);
+          for (int64_t t = 0; t < steps; ++t) {
+            hh = ap.select(1, t) * hh + bp.select(1, t);
+            outp.select(1, t).copy_(hh);
+          }
+        });
+        const double logspace = median_seconds(reps, [&] {
+          auto logp = torch::cumsum(torch::log(a), 1);
+          auto p = torch::exp(logp);
+          auto r = p * torch::cumsum(b / p, 1);
+          (void)r;
+        });
+        const double elems = double(n);
+        const double fwd_gbs = 12.0 * elems / fwd / 1e9;
+        const double bwd_gbs = 20.0 * elems / bwd / 1e9;
+        const double naive_gbs = 12.0 * double(steps * bd) / naive / 1e9;
+        const double log_gbs = 12.0 * elems / logspace / 1e9;
+        std::printf("%-7d %-6lld %-9lld %-5s | %8.2f %5.0f%% | %8.2f %5.0f%% | %9.3f %9.2f | %7.2f\n",
+                    threads, (long long)bd, (long long)s.T, tc ? "time" : "chan", fwd_gbs,
+                    100 * fwd_gbs / triad, bwd_gbs, 100 * bwd_gbs / triad, naive_gbs, log_gbs,
+                    triad);
+        std::fflush(stdout);
+        out["results"].push_back({{"threads", threads},
+                                  {"batch_x_channels", bd},
+                                  {"time", s.T},
+                                  {"layout", tc ? "time_contiguous" : "channels_contiguous"},
+                                  {"forward_gbs", fwd_gbs},
+                                  {"backward_gbs", bwd_gbs},
+                                  {"triad_gbs", triad},
+                                  {"forward_pct_triad", 100 * fwd_gbs / triad},
+                                  {"backward_pct_triad", 100 * bwd_gbs / triad},
+                                  {"naive_loop_gbs", naive_gbs},
+                                  {"naive_loop_steps", steps},
+                                  {"log_space_gbs", log_gbs},
+                                  {"forward_seconds", fwd},
+                                  {"backward_seconds", bwd}});
+      }
+    }
+  }
+  if (!json_path.empty()) {
+    std::ofstream f(json_path);
+    if (!f) {
+      std::cerr << "cpu_scan_bench: cannot write --json " << json_path << "\n";
+      return 1;
+    }
+    f << out.dump(2) << "\n";
+  }
+  return 0;
+}

@@ -1,0 +1,136 @@
+// The forward recurrence h_t = a_t * h_{t-1} + b_t as a policy of the scan engine
+// (scan_engine.h): how to read (a, b), what to write, and the vectorizable inner loops.
+// Shared by scan_forward.cpp and scan_summary.cpp (whose summary is this policy's aggregate).
+#pragma once
+
+#include "scan_engine.h"
+#include "seqpar/kernels/scan_params.h"
+
+namespace seqpar::kernels::cpu {
+
+template <class Storage>
+struct ForwardPolicy {
+  using S = Storage;
+  using Acc = acc_t<S>;
+  static constexpr bool kSpecialLast = false;
+
+  const S* a;
+  const S* b;
+  S* h;
+  const S* h0;
+  S* h_last;
+  Strides3 as, bs, hs;
+  Strides2 h0s, hls;
+
+  struct Lane {
+    const S* a;
+    const S* b;
+    S* h;
+  };
+
+  explicit ForwardPolicy(const ScanForwardParams& p)
+      : a(static_cast<const S*>(p.a.data)),
+        b(static_cast<const S*>(p.b.data)),
+        h(static_cast<S*>(p.h.data)),
+        h0(static_cast<const S*>(p.h0.data)),
+        h_last(static_cast<S*>(p.h_last.data)),
+        as(p.a.stride), bs(p.b.stride), hs(p.h.stride),
+        h0s(p.h0.stride), hls(p.h_last.stride) {}
+
+  bool unit_channel_stride() const {
+    return as.channel == 1 && bs.channel == 1 && (h == nullptr || hs.channel == 1);
+  }
+  Lane lane(int64_t bi, int64_t c) const {
+    return {a + bi * as.batch + c * as.channel, b + bi * bs.batch + c * bs.channel,
+            h + bi * hs.batch + c * hs.channel};
+  }
+  Lane advance(const Lane& L, int64_t k) const {
+    return {L.a + k * as.time, L.b + k * bs.time, L.h + k * hs.time};
+  }
+
+  void channel_aggregate(const Lane& L, int n, int64_t k0, int64_t k1, Acc* A, Acc* B) const {
+    Acc cA[engine::kChannelLanes], cB[engine::kChannelLanes];
+    for (int l = 0; l < n; ++l) {
+      cA[l] = acc_one<Acc>();
+      cB[l] = acc_zero<Acc>();
+    }
+    const S* __restrict pa = L.a + k0 * as.time;
+    const S* __restrict pb = L.b + k0 * bs.time;
+    for (int64_t k = k0; k < k1; ++k, pa += as.time, pb += bs.time) {
+      for (int l = 0; l < n; ++l) {
+        const Acc c = load(pa + l);
+        cA[l] = c * cA[l];
+        cB[l] = c * cB[l] + load(pb + l);
+      }
+    }
+    for (int l = 0; l < n; ++l) {
+      A[l] = cA[l];
+      B[l] = cB[l];
+    }
+  }
+
+  void channel_run(const Lane& L, int n, int64_t k0, int64_t k1, Acc* s) const {
+    Acc st[engine::kChannelLanes];
+    for (int l = 0; l < n; ++l) st[l] = s[l];
+    const S* __restrict pa = L.a + k0 * as.time;
+    const S* __restrict pb = L.b + k0 * bs.time;
+    S* __restrict ph = L.h + k0 * hs.time;
+    for (int64_t k = k0; k < k1; ++k, pa += as.time, pb += bs.time, ph += hs.time) {
+      for (int l = 0; l < n; ++l) {
+        const Acc v = load(pa + l) * st[l] + load(pb + l);
+        st[l] = v;
+        store(ph + l, v);
+      }
+    }
+    for (int l = 0; l < n; ++l) s[l] = st[l];
+  }
+
+  void chains_aggregate(const Lane* chains, int n, int64_t len, Acc* A, Acc* B) const {
+    const S* pa[engine::kMaxChains];
+    const S* pb[engine::kMaxChains];
+    for (int c = 0; c < n; ++c) {
+      pa[c] = chains[c].a;
+      pb[c] = chains[c].b;
+      A[c] = acc_one<Acc>();
+      B[c] = acc_zero<Acc>();
+    }
+    const int64_t sa = as.time, sb = bs.time;
+    for (int64_t i = 0; i < len; ++i)
+      for (int c = 0; c < n; ++c) {
+        const Acc x = load(pa[c] + i * sa);
+        A[c] = x * A[c];
+        B[c] = x * B[c] + load(pb[c] + i * sb);
+      }
+  }
+
+  void chains_run(const Lane* chains, int n, int64_t len, Acc* s) const {
+    const S* pa[engine::kMaxChains];
+    const S* pb[engine::kMaxChains];
+    S* ph[engine::kMaxChains];
+    Acc st[engine::kMaxChains];
+    for (int c = 0; c < n; ++c) {
+      pa[c] = chains[c].a;
+      pb[c] = chains[c].b;
+      ph[c] = chains[c].h;
+      st[c] = s[c];
+    }
+    const int64_t sa = as.time, sb = bs.time, sh = hs.time;
+    for (int64_t i = 0; i < len; ++i)
+      for (int c = 0; c < n; ++c) {
+        const Acc v = load(pa[c] + i * sa) * st[c] + load(pb[c] + i * sb);
+        st[c] = v;
+        store(ph[c] + i * sh, v);
+      }
+    for (int c = 0; c < n; ++c) s[c] = st[c];
+  }
+
+  Acc step_last(const Lane&, int64_t, int64_t, Acc s) const { return s; }  // unused
+  Acc initial(int64_t bi, int64_t c) const {
+    return h0 ? load(h0 + bi * h0s.batch + c * h0s.channel) : acc_zero<Acc>();
+  }
+  void finish(int64_t bi, int64_t c, Acc s) const {
+    store(h_last + bi * hls.batch + c * hls.channel, s);
+  }
+};
+
+}  // namespace seqpar::kernels::cpu
