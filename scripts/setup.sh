@@ -19,7 +19,7 @@ done
 
 # Debian packages: compiler toolchain, MPI, option parsing, JSON, test and benchmark frameworks.
 debian_packages=(cmake ninja-build g++ openmpi-bin libopenmpi-dev libboost-program-options-dev
-                 libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev ccache)
+                 libgtest-dev libgmock-dev nlohmann-json3-dev ccache)
 missing=()
 for p in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
