@@ -1,0 +1,121 @@
+// ManifoldScan: the layer of "Parallel Manifold Scans" (papers/000) as a torch::nn module.
+//
+// For an input x (batch, time, d_model):
+//   force     F_t = rmsnorm(x_t)
+//   retention a_t = sigmoid(W_a F_t)                      (rotation mode: a_t = a_t * exp(i*phase),
+//                                                          phase a learned per-channel angle)
+//   step      dt_{t,h} = softplus(W_dt F_t)_h * base_h    (base_h geometric across heads)
+//   velocity  v_t = a_t * v_{t-1} + dt_t * (W_b F_t)      (scan 1)
+//   position  p_t = p_{t-1} + dt_t * v_t                  (scan 2, a = 1)
+//   y_t = x_t + W_o [headnorm(p_t), headnorm(v_t)];  out_t = y_t + MLP(rmsnorm(y_t))
+//
+// Design choices that are not obvious:
+// - Both scans go through a SequenceBackend (a function object), never a concrete scan. The
+//   same module runs on one rank (local_backend: seqpar::scan) or with the sequence split
+//   over P ranks (sp_backend: seqpar::sp::scan), unchanged.
+// - The position integrates velocity with a = 1, so its magnitude grows with t. The output
+//   projection sees it through a per-head RMS normalisation (a direction on the sphere), which
+//   keeps activations bounded at 10^5+ tokens; in rotation mode the real and imaginary parts
+//   are normalised together.
+// - Streaming: step() runs the same math one token at a time with plain elementwise ops
+//   (state: v and p, each (batch, d_model), per layer), an independent path the tests
+//   compare against the parallel forward.
+// - The energy-drift term sum_t |E_t - E_{t-1}|, E_t = |v_t|^2 / 2 summed over channels,
+//   needs E of the previous rank's last token at a slice boundary. The backend's
+//   previous_last() all-gathers it; it enters as a constant, so the loss value equals the
+//   one-rank value but the gradient of that single boundary term does not flow back into
+//   the previous rank (one pair in T-1 per rank boundary; documented in docs/training.md).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <tuple>
+
+namespace seqpar::comm {
+class Communicator;
+}
+
+namespace seqpar::models {
+
+// How a module runs its time recurrences: on one rank or across a sequence-parallel group.
+struct SequenceBackend {
+  // (h, h_last) = scan(a, b, h0): h_t = a_t h_{t-1} + b_t along dim 1, differentiable.
+  std::function<std::tuple<at::Tensor, at::Tensor>(const at::Tensor& a, const at::Tensor& b,
+                                                   const std::optional<at::Tensor>& h0)>
+      scan;
+  // The previous rank's value of `last` (same shape on every rank), or nullopt on the rank
+  // holding the first slice. Not differentiable.
+  std::function<std::optional<at::Tensor>(const at::Tensor& last)> previous_last;
+};
+
+SequenceBackend local_backend();
+// `group` must outlive every backward pass through modules using the backend.
+SequenceBackend sp_backend(std::shared_ptr<comm::Communicator> group);
+
+struct ManifoldScanOptions {
+  int64_t d_model = 64;
+  int64_t heads = 4;
+  int64_t mlp_hidden = 256;
+  bool rotation = false;
+  // Base time scales: base_0 = dt_max, ..., base_{H-1} = dt_min, geometric in between.
+  double dt_min = 0.01;
+  double dt_max = 1.0;
+  // Initial retention spread across channels: a in [retention_min, retention_max].
+  double retention_min = 0.5;
+  double retention_max = 0.999;
+};
+
+// Recurrent state of one layer: velocity and position after the last processed token.
+struct ManifoldState {
+  at::Tensor velocity;  // (batch, d_model), complex64 in rotation mode
+  at::Tensor position;
+};
+
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  explicit RMSNormImpl(int64_t dim, double eps = 1e-6);
+  at::Tensor forward(const at::Tensor& x);
+
+ private:
+  at::Tensor weight_;
+  double eps_;
+};
+TORCH_MODULE(RMSNorm);
+
+class ManifoldScanImpl : public torch::nn::Module {
+ public:
+  explicit ManifoldScanImpl(const ManifoldScanOptions& options);
+
+  // x: (batch, time, d_model) float32. state (optional) is read as the state entering the
+  // sequence and replaced by the state after it (it must be used with local_backend; with
+  // sp_backend the returned state is the global final one). energy_drift (optional) is
+  // incremented by sum over (batch, t in this slice) of |E_t - E_{t-1}|.
+  at::Tensor forward(const at::Tensor& x, const SequenceBackend& backend,
+                     ManifoldState* state = nullptr, at::Tensor* energy_drift = nullptr);
+
+  // One token: x (batch, d_model). state is updated in place (zeros when undefined).
+  at::Tensor step(const at::Tensor& x, ManifoldState& state);
+
+  const ManifoldScanOptions& options() const { return options_; }
+
+ private:
+  // The per-token quantities both paths share: retention a, drive b and step dt, shaped like
+  // x's leading dims followed by d_model.
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> coefficients(const at::Tensor& force);
+  at::Tensor readout(const at::Tensor& x, const at::Tensor& position,
+                     const at::Tensor& velocity);
+  at::Tensor head_normalize(const at::Tensor& z) const;
+
+  ManifoldScanOptions options_;
+  RMSNorm force_norm_{nullptr}, mlp_norm_{nullptr};
+  torch::nn::Linear w_a_{nullptr}, w_b_{nullptr}, w_dt_{nullptr}, w_o_{nullptr};
+  torch::nn::Linear mlp_in_{nullptr}, mlp_out_{nullptr};
+  at::Tensor phase_;      // (d_model), rotation mode only
+  at::Tensor base_step_;  // (heads) buffer
+};
+TORCH_MODULE(ManifoldScan);
+
+}  // namespace seqpar::models

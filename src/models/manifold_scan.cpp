@@ -1,0 +1,143 @@
+// ManifoldScan and RMSNorm (seqpar/models/manifold_scan.h documents the math and the choices).
+#include "seqpar/models/manifold_scan.h"
+
+#include <cmath>
+
+namespace seqpar::models {
+
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
+  weight_ = register_parameter("weight", torch::ones({dim}));
+}
+
+at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
+  return x * torch::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + eps_) * weight_;
+}
+
+namespace {
+
+// softplus(kStepBiasInit) = 1, so dt starts at the head's base time scale.
+const double kStepBiasInit = std::log(std::exp(1.0) - 1.0);
+
+}  // namespace
+
+ManifoldScanImpl::ManifoldScanImpl(const ManifoldScanOptions& options) : options_(options) {
+  const int64_t D = options.d_model, H = options.heads;
+  TORCH_CHECK(D > 0 && H > 0 && D % H == 0, "ManifoldScan: d_model (", D,
+              ") must be a positive multiple of heads (", H, ")");
+  TORCH_CHECK(options.dt_min > 0 && options.dt_max >= options.dt_min,
+              "ManifoldScan: need 0 < dt_min <= dt_max (got ", options.dt_min, ", ",
+              options.dt_max, ")");
+  TORCH_CHECK(options.retention_min > 0 && options.retention_max < 1 &&
+                  options.retention_min <= options.retention_max,
+              "ManifoldScan: need 0 < retention_min <= retention_max < 1");
+  force_norm_ = register_module("force_norm", RMSNorm(D));
+  mlp_norm_ = register_module("mlp_norm", RMSNorm(D));
+  w_a_ = register_module("w_a", torch::nn::Linear(D, D));
+  w_b_ = register_module("w_b", torch::nn::Linear(torch::nn::LinearOptions(D, D).bias(false)));
+  w_dt_ = register_module("w_dt", torch::nn::Linear(D, H));
+  const int64_t features = (options.rotation ? 4 : 2) * D;
+  w_o_ = register_module("w_o", torch::nn::Linear(features, D));
+  mlp_in_ = register_module("mlp_in", torch::nn::Linear(D, options.mlp_hidden));
+  mlp_out_ = register_module("mlp_out", torch::nn::Linear(options.mlp_hidden, D));
+
+  torch::NoGradGuard no_grad;
+  // Retention starts spread from short to long memory across channels (1 - a geometric), and
+  // depends on the input only weakly, so long-range paths exist from the first step.
+  auto c = torch::arange(D, torch::kFloat64) / std::max<int64_t>(D - 1, 1);
+  auto one_minus_a = (1 - options.retention_min) *
+                     torch::pow((1 - options.retention_max) / (1 - options.retention_min), c);
+  auto a0 = 1 - one_minus_a;
+  w_a_->bias.copy_(torch::log(a0 / (1 - a0)).to(torch::kFloat32));
+  w_a_->weight.mul_(0.1);
+  w_dt_->bias.fill_(kStepBiasInit);
+  w_dt_->weight.mul_(0.1);
+  // Base time scales geometric across heads, from dt_max (head 0) down to dt_min.
+  auto h = torch::arange(H, torch::kFloat64) / std::max<int64_t>(H - 1, 1);
+  auto base = options.dt_max * torch::pow(options.dt_min / options.dt_max, h);
+  base_step_ = register_buffer("base_step", base.to(torch::kFloat32));
+  if (options.rotation) {
+    phase_ = register_parameter("phase", (torch::rand({D}) * 2 - 1) * (M_PI / 8));
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ManifoldScanImpl::coefficients(
+    const at::Tensor& force) {
+  const int64_t H = options_.heads, D = options_.d_model;
+  auto decay = torch::sigmoid(w_a_->forward(force));
+  auto head_step = torch::softplus(w_dt_->forward(force)) * base_step_;  // (..., H)
+  auto lead = head_step.sizes().vec();
+  lead.pop_back();
+  auto step_shape = lead, head_shape = lead;
+  step_shape.push_back(D);
+  head_shape.insert(head_shape.end(), {H, 1});
+  auto dt = head_step.reshape(head_shape).expand(
+      [&] { auto s = lead; s.insert(s.end(), {H, D / H}); return s; }()).reshape(step_shape);
+  auto drive = dt * w_b_->forward(force);
+  if (!options_.rotation) return {decay, drive, dt};
+  auto a = torch::polar(decay, phase_.expand_as(decay));
+  return {a, drive.to(torch::kComplexFloat), dt};
+}
+
+at::Tensor ManifoldScanImpl::head_normalize(const at::Tensor& z) const {
+  auto real = z.is_complex() ? torch::view_as_real(z) : z;
+  auto lead = z.sizes().vec();
+  lead.pop_back();
+  auto grouped = lead;
+  grouped.insert(grouped.end(), {options_.heads, -1});
+  auto g = real.reshape(grouped);
+  g = g * torch::rsqrt(g.pow(2).mean(-1, /*keepdim=*/true) + 1e-6);
+  auto flat = lead;
+  flat.push_back(-1);
+  return g.reshape(flat);
+}
+
+at::Tensor ManifoldScanImpl::readout(const at::Tensor& x, const at::Tensor& position,
+                                    const at::Tensor& velocity) {
+  auto features = torch::cat({head_normalize(position), head_normalize(velocity)}, -1);
+  auto y = x + w_o_->forward(features);
+  return y + mlp_out_->forward(torch::gelu(mlp_in_->forward(mlp_norm_->forward(y))));
+}
+
+at::Tensor ManifoldScanImpl::forward(const at::Tensor& x, const SequenceBackend& backend,
+                                     ManifoldState* state, at::Tensor* energy_drift) {
+  TORCH_CHECK(x.dim() == 3 && x.size(2) == options_.d_model,
+              "ManifoldScan: x must be (batch, time, ", options_.d_model, "), got ", x.sizes());
+  auto force = force_norm_->forward(x);
+  auto [a, drive, dt] = coefficients(force);
+  std::optional<at::Tensor> v0, p0;
+  if (state && state->velocity.defined()) v0 = state->velocity, p0 = state->position;
+  auto [velocity, v_last] = backend.scan(a, drive, v0);
+  auto increment = dt * velocity;
+  // a = 1 for the position scan; a stride-0 view, never materialised.
+  auto ones = torch::ones({1, 1, 1}, increment.options()).expand(increment.sizes());
+  auto [position, p_last] = backend.scan(ones, increment, p0);
+  if (state) *state = ManifoldState{v_last, p_last};
+
+  if (energy_drift) {
+    auto v_real = velocity.is_complex() ? torch::view_as_real(velocity).flatten(-2) : velocity;
+    auto energy = 0.5 * v_real.pow(2).sum(-1);  // (batch, time)
+    const int64_t T = energy.size(1);
+    auto drift = T > 1 ? (energy.slice(1, 1) - energy.slice(1, 0, T - 1)).abs().sum()
+                       : torch::zeros({}, energy.options());
+    // Collective: every rank takes part, even with an empty slice.
+    auto last = T > 0 ? energy.select(1, T - 1).detach()
+                      : torch::zeros({energy.size(0)}, energy.options());
+    auto previous = backend.previous_last(last);
+    if (previous && T > 0) drift = drift + (energy.select(1, 0) - *previous).abs().sum();
+    *energy_drift = energy_drift->defined() ? *energy_drift + drift : drift;
+  }
+  return readout(x, position, velocity);
+}
+
+at::Tensor ManifoldScanImpl::step(const at::Tensor& x, ManifoldState& state) {
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == options_.d_model,
+              "ManifoldScan::step: x must be (batch, ", options_.d_model, "), got ", x.sizes());
+  auto [a, drive, dt] = coefficients(force_norm_->forward(x));
+  auto velocity = state.velocity.defined() ? a * state.velocity + drive : drive;
+  auto position = (state.position.defined() ? state.position : torch::zeros_like(velocity)) +
+                  dt * velocity;
+  state = ManifoldState{velocity, position};
+  return readout(x, position, velocity);
+}
+
+}  // namespace seqpar::models
