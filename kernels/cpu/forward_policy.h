@@ -3,7 +3,10 @@
 // Shared by scan_forward.cpp and scan_summary.cpp (whose summary is this policy's aggregate).
 #pragma once
 
+#include <type_traits>
+
 #include "scan_engine.h"
+#include "vector_scan.h"
 #include "seqpar/kernels/scan_params.h"
 
 namespace seqpar::kernels::cpu {
@@ -47,6 +50,84 @@ struct ForwardPolicy {
   Lane advance(const Lane& L, int64_t k) const {
     return {L.a + k * as.time, L.b + k * bs.time, L.h + k * hs.time};
   }
+
+#if defined(__AVX512F__)
+  static constexpr bool kHasContiguous = std::is_same_v<S, float> || std::is_same_v<S, double>;
+#else
+  static constexpr bool kHasContiguous = false;
+#endif
+  // +1 or -1 when every operand walks time with that unit stride (time-contiguous tensors),
+  // else 0.
+  int unit_time_direction() const {
+    const int64_t d = as.time;
+    if ((d != 1 && d != -1) || bs.time != d || (h != nullptr && hs.time != d)) return 0;
+    return static_cast<int>(d);
+  }
+  void contig_aggregate(const Lane& L, int64_t k0, int64_t k1, Acc& A, Acc& B) const {
+    if constexpr (kHasContiguous) {
+      if (as.time > 0)
+        contig_aggregate_dir<1>(L, k0, k1, A, B);
+      else
+        contig_aggregate_dir<-1>(L, k0, k1, A, B);
+    }
+  }
+  void contig_run(const Lane& L, int64_t k0, int64_t k1, Acc& s) const {
+    if constexpr (kHasContiguous) {
+      if (as.time > 0)
+        contig_run_dir<1>(L, k0, k1, s);
+      else
+        contig_run_dir<-1>(L, k0, k1, s);
+    }
+  }
+#if defined(__AVX512F__)
+  template <int kDir>
+  void contig_aggregate_dir(const Lane& L, int64_t k0, int64_t k1, Acc& A, Acc& B) const {
+    using V = simd::Vec<S>;
+    const S* pa = L.a + k0 * kDir;
+    const S* pb = L.b + k0 * kDir;
+    const int64_t n = k1 - k0;
+    auto cA = V::set1(S(1)), cB = V::set1(S(0));
+    int64_t k = 0;
+    for (; k + V::kLanes <= n; k += V::kLanes) {
+      auto va = simd::load_steps<S, kDir>(pa + k * kDir);
+      auto vb = simd::load_steps<S, kDir>(pb + k * kDir);
+      simd::compose_steps<S>(va, vb);
+      const auto la = V::last(va);
+      cB = V::fma(la, cB, V::last(vb));
+      cA = V::mul(la, cA);
+    }
+    A = V::lane0(cA);
+    B = V::lane0(cB);
+    for (; k < n; ++k) {
+      const S x = pa[k * kDir];
+      A = x * A;
+      B = x * B + pb[k * kDir];
+    }
+  }
+  template <int kDir>
+  void contig_run_dir(const Lane& L, int64_t k0, int64_t k1, Acc& s) const {
+    using V = simd::Vec<S>;
+    const S* pa = L.a + k0 * kDir;
+    const S* pb = L.b + k0 * kDir;
+    S* ph = L.h + k0 * kDir;
+    const int64_t n = k1 - k0;
+    auto vh = V::set1(s);
+    int64_t k = 0;
+    for (; k + V::kLanes <= n; k += V::kLanes) {
+      auto va = simd::load_steps<S, kDir>(pa + k * kDir);
+      auto vb = simd::load_steps<S, kDir>(pb + k * kDir);
+      simd::compose_steps<S>(va, vb);
+      const auto out = V::fma(va, vh, vb);
+      simd::store_steps<S, kDir>(ph + k * kDir, out);
+      vh = V::last(out);
+    }
+    s = V::lane0(vh);
+    for (; k < n; ++k) {
+      s = pa[k * kDir] * s + pb[k * kDir];
+      ph[k * kDir] = s;
+    }
+  }
+#endif
 
   void channel_aggregate(const Lane& L, int n, int64_t k0, int64_t k1, Acc* A, Acc* B) const {
     Acc cA[engine::kChannelLanes], cB[engine::kChannelLanes];

@@ -7,7 +7,10 @@
 // starting from u = grad_h_last; the final u is conj(a_0) lam_0 = grad_h0. Only the step at
 // t = 0 reads h0 instead of h_{t-1}, which is why kSpecialLast is set.
 #include "dispatch.h"
+#include <type_traits>
+
 #include "scan_engine.h"
+#include "vector_scan.h"
 #include "seqpar/kernels/cpu_scan.h"
 
 namespace seqpar::kernels::cpu {
@@ -80,6 +83,94 @@ struct BackwardPolicy {
     return {L.a - k * as.time, L.hp - k * hs.time, L.g - k * gs.time,
             L.ga - k * gas.time, L.gb - k * gbs.time, L.h0};
   }
+
+#if defined(__AVX512F__)
+  static constexpr bool kHasContiguous = std::is_same_v<S, float> || std::is_same_v<S, double>;
+#else
+  static constexpr bool kHasContiguous = false;
+#endif
+  // Direction of memory in step order (+1 / -1) when every operand is time-contiguous, else 0.
+  int unit_time_direction() const {
+    const int64_t d = as.time;
+    if ((d != 1 && d != -1) || hs.time != d || gs.time != d || gas.time != d || gbs.time != d)
+      return 0;
+    return static_cast<int>(-d);
+  }
+  void contig_aggregate(const Lane& L, int64_t k0, int64_t k1, Acc& A, Acc& B) const {
+    if constexpr (kHasContiguous) {
+      if (as.time < 0)
+        contig_aggregate_dir<1>(L, k0, k1, A, B);
+      else
+        contig_aggregate_dir<-1>(L, k0, k1, A, B);
+    }
+  }
+  void contig_run(const Lane& L, int64_t k0, int64_t k1, Acc& s) const {
+    if constexpr (kHasContiguous) {
+      if (as.time < 0)
+        contig_run_dir<1>(L, k0, k1, s);
+      else
+        contig_run_dir<-1>(L, k0, k1, s);
+    }
+  }
+#if defined(__AVX512F__)
+  // u' = a * (u + g) per step (real dtypes: conj is the identity here).
+  template <int kDir>
+  void contig_aggregate_dir(const Lane& L, int64_t k0, int64_t k1, Acc& A, Acc& B) const {
+    using V = simd::Vec<S>;
+    const S* pa = L.a + k0 * kDir;
+    const S* pg = L.g + k0 * kDir;
+    const int64_t n = k1 - k0;
+    auto cA = V::set1(S(1)), cB = V::set1(S(0));
+    int64_t k = 0;
+    for (; k + V::kLanes <= n; k += V::kLanes) {
+      auto va = simd::load_steps<S, kDir>(pa + k * kDir);
+      auto vx = V::mul(va, simd::load_steps<S, kDir>(pg + k * kDir));
+      simd::compose_steps<S>(va, vx);
+      const auto la = V::last(va);
+      cB = V::fma(la, cB, V::last(vx));
+      cA = V::mul(la, cA);
+    }
+    A = V::lane0(cA);
+    B = V::lane0(cB);
+    for (; k < n; ++k) {
+      const S x = pa[k * kDir];
+      A = x * A;
+      B = x * (B + pg[k * kDir]);
+    }
+  }
+  template <int kDir>
+  void contig_run_dir(const Lane& L, int64_t k0, int64_t k1, Acc& u) const {
+    using V = simd::Vec<S>;
+    const S* pa = L.a + k0 * kDir;
+    const S* ph = L.hp + k0 * kDir;
+    const S* pg = L.g + k0 * kDir;
+    S* pga = L.ga + k0 * kDir;
+    S* pgb = L.gb + k0 * kDir;
+    const int64_t n = k1 - k0;
+    auto vu = V::set1(u);
+    int64_t k = 0;
+    for (; k + V::kLanes <= n; k += V::kLanes) {
+      auto va = simd::load_steps<S, kDir>(pa + k * kDir);
+      const auto vg = simd::load_steps<S, kDir>(pg + k * kDir);
+      auto vx = V::mul(va, vg);
+      simd::compose_steps<S>(va, vx);
+      const auto after = V::fma(va, vu, vx);                // u after each step
+      const auto before = V::template shift_up<1>(after, vu);  // u entering each step
+      const auto lam = V::add(vg, before);
+      simd::store_steps<S, kDir>(pgb + k * kDir, lam);
+      simd::store_steps<S, kDir>(pga + k * kDir,
+                                 V::mul(lam, simd::load_steps<S, kDir>(ph + k * kDir)));
+      vu = V::last(after);
+    }
+    u = V::lane0(vu);
+    for (; k < n; ++k) {
+      const S lam = pg[k * kDir] + u;
+      pgb[k * kDir] = lam;
+      pga[k * kDir] = lam * ph[k * kDir];
+      u = pa[k * kDir] * lam;
+    }
+  }
+#endif
 
   void channel_aggregate(const Lane& L, int n, int64_t k0, int64_t k1, Acc* A, Acc* B) const {
     Acc cA[engine::kChannelLanes], cB[engine::kChannelLanes];

@@ -71,6 +71,7 @@ inline Summary<Acc> compose(Summary<Acc> later, Summary<Acc> earlier) {
 // Work decomposition for one call.
 struct Layout {
   bool channel_inner = false;
+  bool contiguous = false;  // one time-contiguous sequence per group, vector scan in time
   int64_t batch = 0, channels = 0, time = 0;
   int64_t groups = 0;
   int64_t groups_per_batch = 0;  // channel-inner only
@@ -84,7 +85,11 @@ Layout make_layout(const P& p, int64_t batch, int64_t time, int64_t channels) {
   lay.time = time;
   lay.channels = channels;
   lay.channel_inner = channels >= 16 && p.unit_channel_stride();
-  if (lay.channel_inner) {
+  lay.contiguous = !lay.channel_inner && P::kHasContiguous && p.unit_time_direction() != 0;
+  if (lay.contiguous) {
+    lay.groups = batch * channels;
+    lay.max_lanes = 1;
+  } else if (lay.channel_inner) {
     lay.groups_per_batch = (channels + kChannelLanes - 1) / kChannelLanes;
     lay.groups = batch * lay.groups_per_batch;
     lay.max_lanes = static_cast<int>(std::min<int64_t>(kChannelLanes, channels));
@@ -109,7 +114,12 @@ struct Group {
 template <class P>
 Group<P> make_group(const P& p, const Layout& lay, int64_t g) {
   Group<P> grp;
-  if (lay.channel_inner) {
+  if (lay.contiguous) {
+    grp.count = 1;
+    grp.batch[0] = g / lay.channels;
+    grp.channel[0] = g % lay.channels;
+    grp.lanes[0] = p.lane(grp.batch[0], grp.channel[0]);
+  } else if (lay.channel_inner) {
     const int64_t bi = g / lay.groups_per_batch;
     const int64_t c0 = (g % lay.groups_per_batch) * kChannelLanes;
     grp.count = static_cast<int>(std::min<int64_t>(kChannelLanes, lay.channels - c0));
@@ -261,6 +271,10 @@ void time_run(const P& p, const Group<P>& grp, int64_t k0, int64_t k1, int64_t t
 template <class P, class Acc>
 void group_aggregate(const P& p, const Layout& lay, const Group<P>& grp, int64_t k0, int64_t k1,
                      Acc* A, Acc* B, Summary<Acc>* chain_sum, Chains* chains) {
+  if (lay.contiguous) {
+    p.contig_aggregate(grp.lanes[0], k0, k1, A[0], B[0]);
+    return;
+  }
   if (lay.channel_inner) {
     p.channel_aggregate(grp.lanes[0], grp.count, k0, k1, A, B);
     return;
@@ -275,6 +289,13 @@ void group_aggregate(const P& p, const Layout& lay, const Group<P>& grp, int64_t
 template <class P, class Acc>
 void group_run(const P& p, const Layout& lay, const Group<P>& grp, int64_t k0, int64_t k1,
                Acc* s, const Summary<Acc>* chain_sum, const Chains* chains) {
+  if (lay.contiguous) {
+    const bool peel = P::kSpecialLast && k1 == lay.time && k1 > k0;
+    const int64_t end = peel ? k1 - 1 : k1;
+    if (end > k0) p.contig_run(grp.lanes[0], k0, end, s[0]);
+    if (peel) s[0] = p.step_last(grp.lanes[0], end, 0, s[0]);
+    return;
+  }
   if (lay.channel_inner) {
     channel_run(p, grp.lanes[0], grp.count, k0, k1, lay.time, s);
     return;
@@ -380,7 +401,8 @@ void run_scan(const P& p, int64_t batch, int64_t time, int64_t channels, int thr
         }
         for (int l = 0; l < n; ++l) my_incl[l] = A[l] * s[l] + B[l];
         flag[item].store(kInclusive, std::memory_order_release);
-        group_run<P, Acc>(p, lay, grp, k0, k1, s, chain_sum, lay.channel_inner ? nullptr : &chains);
+        group_run<P, Acc>(p, lay, grp, k0, k1, s, chain_sum,
+                          lay.channel_inner || lay.contiguous ? nullptr : &chains);
       }
       if (t == tiles - 1) store_final(p, lay, grp, s);
     }
