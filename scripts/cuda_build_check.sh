@@ -3,7 +3,8 @@
 # kernel. Three steps, each stopping the script on failure:
 #   1. torch-free kernel build: nvcc compiles every kernels/cuda/*.cu for each architecture
 #      with -Ikernels/include only (proves kernels/ needs no LibTorch) and reports register
-#      use and any spills from ptxas;
+#      use and any spills from ptxas; then the kernel itself runs on a host emulation of CUDA
+#      (kernels/cuda/host_emulation) against a double-precision reference;
 #   2. the whole project configured and built against the CUDA build of PyTorch
 #      (torch 2.14.1+cu130 in a venv made by `scripts/setup.sh --cuda`) in build-cuda/;
 #   3. load checks: the venv's Python loads build-cuda/src/libseqpar.so, the seqpar ops have
@@ -65,6 +66,15 @@ spills=$(cat build-kernels-cuda/*.ptxas.log | grep -E "[1-9][0-9]* bytes spill (
 if [ -n "$spills" ]; then echo "note: ptxas reports spills:"; echo "$spills" | sort | uniq -c; fi
 max_regs=$(grep -ohE "Used [0-9]+ registers" build-kernels-cuda/*.ptxas.log | awk '{print $2}' | sort -n | tail -n 1)
 echo "   ok: $(ls kernels/cuda/*.cu | wc -l) files for sm_{${archs//;/,}}, max $max_regs registers/thread"
+# The kernel's logic on the host: kernels/cuda/host_emulation runs scan_tile_kernel with every
+# CUDA thread as a fiber and checks it against a double-precision reference.
+echo "== [1b] kernel logic on the host emulator (no GPU)"
+c++ -std=c++17 -O1 -w -I"$cuda_home/include" -I"$cuda_home/include/cccl" -Ikernels/cuda \
+  -Ikernels/cuda/host_emulation -Ikernels/include kernels/cuda/host_emulation/emu_scan_test.cpp \
+  -o build-kernels-cuda/emu_scan_test
+./build-kernels-cuda/emu_scan_test quick >build-kernels-cuda/emu_scan_test.log ||
+  { grep -E "FAIL" build-kernels-cuda/emu_scan_test.log; echo "cuda_build_check: emulated kernel tests failed" >&2; exit 1; }
+echo "   ok: $(grep -c '^ok' build-kernels-cuda/emu_scan_test.log) emulated kernel checks passed"
 [ "$kernels_only" = 1 ] && { echo "cuda_build_check: kernels ok in $(( $(date +%s) - start )) s"; exit 0; }
 
 # ---- 2. whole project against the CUDA wheel ---------------------------------------------

@@ -26,52 +26,10 @@
 
 #include <cuda/atomic>
 
+#include "scan_args.h"
 #include "scan_types.cuh"
 
 namespace seqpar::kernels::cuda::detail {
-
-enum class OpKind { kForward, kBackward, kSummary };
-
-// Status of a tile's entry in the look-back scratch. Zeroed before each launch.
-enum : int { kFlagEmpty = 0, kFlagAggregate = 1, kFlagInclusive = 2 };
-
-// A (batch, time, channel) operand seen in walk order: element (b, u, c) is at
-// p + b*sb + c*sc + u*st. p == nullptr means absent (zeros).
-struct WalkOperand {
-  const void* p = nullptr;
-  int64_t sb = 0, sc = 0, st = 0;
-};
-struct OutOperand {
-  void* p = nullptr;
-  int64_t sb = 0, sc = 0, st = 0;
-};
-// A (batch, channel) operand.
-struct StateIn {
-  const void* p = nullptr;
-  int64_t sb = 0, sc = 0;
-};
-struct StateOut {
-  void* p = nullptr;
-  int64_t sb = 0, sc = 0;
-};
-
-// Roles per op:            x0      x1       x2      y0       y1       s0        s1   z0       z1
-//   forward                a       b        -       h        -        h0        -    h_last   -
-//   backward (reversed)    a       grad_h   h       grad_a   grad_b   grad_last h0   grad_h0  -
-//   summary                a       b        -       -        -        -         -    A        B
-struct KernelArgs {
-  int64_t batch = 0, time = 0, channels = 0;
-  int64_t channel_blocks = 0;  // ceil(channels / kCols)
-  int64_t time_tiles = 0;      // ceil(time / kTileLen)
-  WalkOperand x0, x1, x2;
-  OutOperand y0, y1;
-  StateIn s0, s1;
-  StateOut z0, z1;
-  int* flags = nullptr;               // [groups * time_tiles]
-  void* aggregates = nullptr;         // Map<Acc>[groups * time_tiles * kCols]
-  void* inclusives = nullptr;         // Map<Acc>[groups * time_tiles * kCols]
-  unsigned int* tile_counter = nullptr;
-};
 
 template <class S, int K>
 __device__ __forceinline__ void load_vec(const S* p, S (&out)[K]) {
@@ -94,8 +52,8 @@ __device__ __forceinline__ void store_vec(S* p, const S (&in)[K]) {
   }
 }
 
-// Loads steps u0..u0+K-1 of one sequence (seq points at u = 0) into accumulators; steps past
-// the end, and whole chunks of absent operands or columns, read as `fill`.
+// Loads steps u0..u0+K-1 of one sequence (seq points at u = 0) into accumulators; steps
+// outside [0, T), and whole chunks of absent operands or columns, read as `fill`.
 template <class S, int K, bool kVec, class Acc>
 __device__ __forceinline__ void load_chunk(const S* seq, int64_t st, int64_t u0, int64_t T,
                                            bool present, Acc fill, Acc (&out)[K]) {
@@ -105,7 +63,7 @@ __device__ __forceinline__ void load_chunk(const S* seq, int64_t st, int64_t u0,
     return;
   }
   if constexpr (kVec) {
-    if (u0 + K <= T) {
+    if (u0 >= 0 && u0 + K <= T) {
       S raw[K];
       if (st > 0) {
         load_vec(seq + u0, raw);
@@ -122,7 +80,7 @@ __device__ __forceinline__ void load_chunk(const S* seq, int64_t st, int64_t u0,
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const int64_t u = u0 + k;
-    out[k] = u < T ? to_acc(seq[u * st]) : fill;
+    out[k] = (u >= 0 && u < T) ? to_acc(seq[u * st]) : fill;
   }
 }
 
@@ -130,7 +88,7 @@ template <class S, int K, bool kVec>
 __device__ __forceinline__ void store_chunk(S* seq, int64_t st, int64_t u0, int64_t T,
                                             const S (&in)[K]) {
   if constexpr (kVec) {
-    if (u0 + K <= T) {
+    if (u0 >= 0 && u0 + K <= T) {
       if (st > 0) {
         store_vec(seq + u0, in);
       } else {
@@ -145,7 +103,7 @@ __device__ __forceinline__ void store_chunk(S* seq, int64_t st, int64_t u0, int6
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const int64_t u = u0 + k;
-    if (u < T) seq[u * st] = in[k];
+    if (u >= 0 && u < T) seq[u * st] = in[k];
   }
 }
 
@@ -240,7 +198,9 @@ __global__ void __launch_bounds__(kNumThreads) scan_tile_kernel(const KernelArgs
   const int64_t c = (group - b * args.channel_blocks) * kCols + col;
   const bool col_ok = c < args.channels;
   const int64_t T = args.time;
-  const int64_t u0 = j * kTileLen + int64_t(tid / kCols) * K;
+  // Walk step of this thread's first item; negative only in the first tile of a vectorized
+  // launch, whose first args.phase steps are padding that aligns the chunks (scan_plan.h).
+  const int64_t u0 = j * kTileLen + int64_t(tid / kCols) * K - args.phase;
 
   auto seq_in = [&](const WalkOperand& x) {
     return static_cast<const S*>(x.p) + b * x.sb + c * x.sc;
@@ -260,13 +220,13 @@ __global__ void __launch_bounds__(kNumThreads) scan_tile_kernel(const KernelArgs
       before = (col_ok && u0 >= 1 && u0 - 1 < T) ? to_acc(seq_in(args.x0)[(u0 - 1) * args.x0.st])
                                                 : acc_one<Acc>();
     }
-    if (u0 == 0) before = acc_one<Acc>();
+    if (u0 <= 0) before = acc_one<Acc>();
     coef[0] = conj_of(before);
 #pragma unroll
     for (int k = 1; k < K; ++k) coef[k] = conj_of(a_walk[k - 1]);
 #pragma unroll
     for (int k = 0; k < K; ++k) {
-      if (u0 + k >= T) coef[k] = acc_one<Acc>();
+      if (u0 + k >= T || u0 + k <= 0) coef[k] = acc_one<Acc>();
       if (u0 + k == T - 1) a0_conj = conj_of(a_walk[k]);
     }
     load_chunk<S, K, kVec>(seq_in(args.x1), args.x1.st, u0, T, col_ok && args.x1.p != nullptr,

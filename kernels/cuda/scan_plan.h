@@ -1,0 +1,187 @@
+// Host-side planning of a CUDA scan launch: walk-order operands, the layout decision and the
+// tile geometry. Pure host code (no launches, no CUDA runtime calls) so that it can be
+// unit-tested and shared by every launcher.
+//
+// Layout choice (one place, so that every op agrees):
+//   * channels > 1 and every operand has channel stride 1: channel-contiguous kernel, 32 (or 8
+//     when channels < 24) channels per CTA, lanes across channels;
+//   * every operand has time stride +-1: time-contiguous kernel, one sequence per CTA, threads
+//     along time, 128-bit loads when one phase shift of the chunks makes every operand's
+//     chunks 16-byte aligned (see vector_phase), scalar loads otherwise;
+//   * anything else: the time-contiguous kernel with scalar loads (correct for any strides).
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "scan_args.h"
+#include "scan_types.cuh"
+#include "seqpar/kernels/scan_params.h"
+
+namespace seqpar::kernels::cuda::detail {
+
+constexpr int kNumThreads = 256;
+
+// Items per thread: 16 for 2- and 4-byte types (one or four 128-bit loads), 8 for 8-byte
+// types (double, complex64), which keeps the accumulators of backward in registers.
+template <class S>
+constexpr int items_per_thread() {
+  return sizeof(S) >= 8 ? 8 : 16;
+}
+
+template <class S>
+WalkOperand walk_in(const ConstOperand3& x, bool flip, int64_t time) {
+  WalkOperand w{x.data, x.stride.batch, x.stride.channel, x.stride.time};
+  if (flip && x.data != nullptr) {
+    w.p = static_cast<const S*>(x.data) + (time - 1) * x.stride.time;
+    w.st = -x.stride.time;
+  }
+  return w;
+}
+template <class S>
+OutOperand walk_out(const Operand3& x, bool flip, int64_t time) {
+  OutOperand w{x.data, x.stride.batch, x.stride.channel, x.stride.time};
+  if (flip && x.data != nullptr) {
+    w.p = static_cast<S*>(x.data) + (time - 1) * x.stride.time;
+    w.st = -x.stride.time;
+  }
+  return w;
+}
+inline StateIn state_in(const ConstOperand2& x) { return {x.data, x.stride.batch, x.stride.channel}; }
+inline StateOut state_out(const Operand2& x) { return {x.data, x.stride.batch, x.stride.channel}; }
+
+// A host-side constant in the accumulation type (CFloat has no converting constructor).
+template <class Acc>
+Acc acc_constant(float v) {
+  if constexpr (std::is_same_v<Acc, CFloat>) {
+    return CFloat{v, 0.f};
+  } else {
+    return Acc(v);
+  }
+}
+
+// The 3-D operands a kernel touches, for the layout decision.
+struct LayoutView {
+  const void* p;
+  int64_t sb, sc, st;
+};
+inline LayoutView view_of(const WalkOperand& x) { return {x.p, x.sb, x.sc, x.st}; }
+inline LayoutView view_of(const OutOperand& x) { return {x.p, x.sb, x.sc, x.st}; }
+
+enum class Layout { kChannels32, kChannels8, kTimeVector, kTimeScalar };
+
+// Vector loads need every chunk of K items to start on a 16-byte boundary in every operand.
+// Chunks start at walk steps k*K - phase, so one phase (0 <= phase < 16/sizeof(S)) must line
+// them all up: for time stride +1 the element at step u is at p + u, so phase = p mod V (in
+// elements); for stride -1 a chunk's lowest address is p - (u0 + K - 1), so
+// phase = -(p + 1) mod V. Returns the phase, or -1 when this operand cannot be vectorized.
+template <class S>
+int64_t vector_phase(const LayoutView& v, int64_t batch, int64_t channels) {
+  constexpr int64_t kV = 16 / sizeof(S);
+  if (v.st != 1 && v.st != -1) return -1;
+  const auto addr = reinterpret_cast<uintptr_t>(v.p);
+  if (addr % sizeof(S) != 0) return -1;
+  if (batch > 1 && v.sb % kV != 0) return -1;
+  if (channels > 1 && v.sc % kV != 0) return -1;
+  const int64_t elem = int64_t((addr / sizeof(S)) % kV);
+  return v.st > 0 ? elem : (2 * kV - elem - 1) % kV;
+}
+
+struct LayoutChoice {
+  Layout layout = Layout::kTimeScalar;
+  int64_t phase = 0;  // walk steps before step 0 in the first tile (vector layout only)
+};
+
+template <class S>
+LayoutChoice choose_layout(const LayoutView* views, int n, int64_t batch, int64_t channels) {
+  bool channel_unit = channels > 1, time_unit = true, vec = true;
+  int64_t phase = -1;
+  for (int i = 0; i < n; ++i) {
+    if (views[i].p == nullptr) continue;
+    channel_unit = channel_unit && views[i].sc == 1;
+    time_unit = time_unit && (views[i].st == 1 || views[i].st == -1);
+    const int64_t ph = vector_phase<S>(views[i], batch, channels);
+    if (ph < 0 || (phase >= 0 && ph != phase)) vec = false;
+    phase = ph;
+  }
+  if (channel_unit) return {channels >= 24 ? Layout::kChannels32 : Layout::kChannels8, 0};
+  if (time_unit && vec) return {Layout::kTimeVector, phase};
+  return {Layout::kTimeScalar, 0};
+}
+
+struct Plan {
+  KernelArgs args;
+  Layout layout = Layout::kTimeScalar;
+};
+
+template <class S>
+Plan plan_forward(const ScanForwardParams& p) {
+  Plan plan;
+  KernelArgs& args = plan.args;
+  args.batch = p.shape.batch;
+  args.time = p.shape.time;
+  args.channels = p.shape.channels;
+  args.x0 = walk_in<S>(p.a, false, p.shape.time);
+  args.x1 = walk_in<S>(p.b, false, p.shape.time);
+  args.y0 = walk_out<S>(p.h, false, p.shape.time);
+  args.s0 = state_in(p.h0);
+  args.z0 = state_out(p.h_last);
+  const LayoutView views[] = {view_of(args.x0), view_of(args.x1), view_of(args.y0)};
+  const LayoutChoice choice = choose_layout<S>(views, 3, p.shape.batch, p.shape.channels);
+  plan.layout = choice.layout;
+  args.phase = choice.phase;
+  return plan;
+}
+
+// The adjoint runs from the last step to the first: the walk flips the time axis.
+template <class S>
+Plan plan_backward(const ScanBackwardParams& p) {
+  Plan plan;
+  KernelArgs& args = plan.args;
+  args.batch = p.shape.batch;
+  args.time = p.shape.time;
+  args.channels = p.shape.channels;
+  args.x0 = walk_in<S>(p.a, true, p.shape.time);
+  args.x1 = walk_in<S>(p.grad_h, true, p.shape.time);
+  args.x2 = walk_in<S>(p.h, true, p.shape.time);
+  args.y0 = walk_out<S>(p.grad_a, true, p.shape.time);
+  args.y1 = walk_out<S>(p.grad_b, true, p.shape.time);
+  args.s0 = state_in(p.grad_h_last);
+  args.s1 = state_in(p.h0);
+  args.z0 = state_out(p.grad_h0);
+  const LayoutView views[] = {view_of(args.x0), view_of(args.x1), view_of(args.x2),
+                              view_of(args.y0), view_of(args.y1)};
+  const LayoutChoice choice = choose_layout<S>(views, 5, p.shape.batch, p.shape.channels);
+  plan.layout = choice.layout;
+  args.phase = choice.phase;
+  return plan;
+}
+
+template <class S>
+Plan plan_summary(const ScanSummaryParams& p) {
+  Plan plan;
+  KernelArgs& args = plan.args;
+  args.batch = p.shape.batch;
+  args.time = p.shape.time;
+  args.channels = p.shape.channels;
+  args.x0 = walk_in<S>(p.a, false, p.shape.time);
+  args.x1 = walk_in<S>(p.b, false, p.shape.time);
+  args.z0 = state_out(p.A);
+  args.z1 = state_out(p.B);
+  const LayoutView views[] = {view_of(args.x0), view_of(args.x1)};
+  const LayoutChoice choice = choose_layout<S>(views, 2, p.shape.batch, p.shape.channels);
+  plan.layout = choice.layout;
+  args.phase = choice.phase;
+  return plan;
+}
+
+// Tile geometry of a launch with kCols columns per CTA; fills channel_blocks and time_tiles.
+template <class S, int kCols>
+int64_t plan_tiles(KernelArgs& args) {
+  constexpr int64_t kTileLen = int64_t(kNumThreads / kCols) * items_per_thread<S>();
+  args.channel_blocks = (args.channels + kCols - 1) / kCols;
+  args.time_tiles = (args.time + args.phase + kTileLen - 1) / kTileLen;
+  return args.batch * args.channel_blocks * args.time_tiles;
+}
+
+}  // namespace seqpar::kernels::cuda::detail
