@@ -1,6 +1,11 @@
 // CPU scan throughput: forward and backward GB/s of torch.ops.seqpar.scan / scan_backward, as
 // a share of the triad bandwidth measured in the same run with the same thread count.
 //
+// Two figures per pass: "kernel" runs kernels/cpu on preallocated outputs (what the targets
+// are stated for: the kernel's memory traffic against triad's); "op" calls the registered op,
+// which also allocates its outputs, and on the CPU a fresh 64 MiB tensor costs page faults on
+// first touch (PyTorch's CPU allocator does not cache large blocks).
+//
 // Bytes per element follow design.md's roofline: forward reads a, b and writes h (3 streams);
 // backward reads a, h, grad_h and writes grad_a, grad_b (5 streams); triad a = b + s*c counts
 // 3 streams (STREAM's convention, no write-allocate). Each figure is the median of --reps
@@ -25,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "seqpar/kernels/cpu_scan.h"
 #include "seqpar/scan.h"
 
 namespace po = boost::program_options;
@@ -81,6 +87,38 @@ std::pair<at::Tensor, at::Tensor> make_inputs(const Shape& s) {
   return {a, torch::randn({s.bd, 1, s.T}).transpose(1, 2)};
 }
 
+seqpar::kernels::Strides3 strides3(const at::Tensor& t) {
+  return {t.stride(0), t.stride(1), t.stride(2)};
+}
+
+// kernels/cpu forward on preallocated h (batch, time, channels float32 tensors).
+void kernel_forward(const at::Tensor& a, const at::Tensor& b, at::Tensor& h, at::Tensor& hl) {
+  seqpar::kernels::ScanForwardParams p;
+  p.dtype = seqpar::kernels::ScalarKind::kFloat32;
+  p.shape = {a.size(0), a.size(1), a.size(2)};
+  p.a = {a.data_ptr(), strides3(a)};
+  p.b = {b.data_ptr(), strides3(b)};
+  p.h = {h.data_ptr(), strides3(h)};
+  p.h_last = {hl.data_ptr(), {hl.stride(0), hl.stride(1)}};
+  p.num_threads = at::get_num_threads();
+  seqpar::kernels::cpu::scan_forward(p);
+}
+
+void kernel_backward(const at::Tensor& a, const at::Tensor& h, const at::Tensor& g,
+                     at::Tensor& ga, at::Tensor& gb, at::Tensor& gh0) {
+  seqpar::kernels::ScanBackwardParams p;
+  p.dtype = seqpar::kernels::ScalarKind::kFloat32;
+  p.shape = {a.size(0), a.size(1), a.size(2)};
+  p.a = {a.data_ptr(), strides3(a)};
+  p.h = {h.data_ptr(), strides3(h)};
+  p.grad_h = {g.data_ptr(), strides3(g)};
+  p.grad_a = {ga.data_ptr(), strides3(ga)};
+  p.grad_b = {gb.data_ptr(), strides3(gb)};
+  p.grad_h0 = {gh0.data_ptr(), {gh0.stride(0), gh0.stride(1)}};
+  p.num_threads = at::get_num_threads();
+  seqpar::kernels::cpu::scan_backward(p);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -131,9 +169,9 @@ int main(int argc, char** argv) {
   out["bytes_per_element"] = {{"forward", 12}, {"backward", 20}, {"triad", 12}};
   out["results"] = nlohmann::json::array();
 
-  std::printf("%-7s %-6s %-9s %-5s | %8s %6s | %8s %6s | %9s %9s | %7s\n", "threads", "B*D",
-              "T", "lay", "fwd GB/s", "%triad", "bwd GB/s", "%triad", "naive GB/s",
-              "logsp GB/s", "triad");
+  std::printf("%-7s %-6s %-9s %-5s | %8s %6s %7s | %8s %6s %7s | %9s %9s | %7s\n",
+              "threads", "B*D", "T", "lay", "fwd GB/s", "%triad", "fwd op", "bwd GB/s", "%triad",
+              "bwd op", "naive", "log-space", "triad");
   for (int threads : thread_counts) {
     at::set_num_threads(threads);
     const double triad = triad_gbs(n, reps);
@@ -141,11 +179,15 @@ int main(int argc, char** argv) {
       for (bool tc : {false, true}) {
         const Shape s{bd, n / bd, tc};
         auto [a, b] = make_inputs(s);
-        const double fwd =
+        const double fwd_op =
             median_seconds(reps, [&] { auto r = seqpar::scan(a, b); (void)r; });
         auto h = std::get<0>(seqpar::scan(a, b));
+        auto h_last = torch::empty({a.size(0), a.size(2)});
+        const double fwd = median_seconds(reps, [&] { kernel_forward(a, b, h, h_last); });
         auto g = tc ? torch::randn({bd, 1, s.T}).transpose(1, 2) : torch::randn({1, s.T, bd});
-        const double bwd = median_seconds(reps, [&] {
+        auto ga = torch::empty_like(h), gb = torch::empty_like(h), gh0 = torch::empty_like(h_last);
+        const double bwd = median_seconds(reps, [&] { kernel_backward(a, h, g, ga, gb, gh0); });
+        const double bwd_op = median_seconds(reps, [&] {
           auto r = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("seqpar::scan_backward", "")
                        .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
@@ -175,12 +217,16 @@ int main(int argc, char** argv) {
         const double elems = double(n);
         const double fwd_gbs = 12.0 * elems / fwd / 1e9;
         const double bwd_gbs = 20.0 * elems / bwd / 1e9;
+        const double fwd_op_gbs = 12.0 * elems / fwd_op / 1e9;
+        const double bwd_op_gbs = 20.0 * elems / bwd_op / 1e9;
         const double naive_gbs = 12.0 * double(steps * bd) / naive / 1e9;
         const double log_gbs = 12.0 * elems / logspace / 1e9;
-        std::printf("%-7d %-6lld %-9lld %-5s | %8.2f %5.0f%% | %8.2f %5.0f%% | %9.3f %9.2f | %7.2f\n",
-                    threads, (long long)bd, (long long)s.T, tc ? "time" : "chan", fwd_gbs,
-                    100 * fwd_gbs / triad, bwd_gbs, 100 * bwd_gbs / triad, naive_gbs, log_gbs,
-                    triad);
+        std::printf(
+            "%-7d %-6lld %-9lld %-5s | %8.2f %5.0f%% %7.2f | %8.2f %5.0f%% %7.2f | %9.3f %9.2f | "
+            "%7.2f\n",
+            threads, (long long)bd, (long long)s.T, tc ? "time" : "chan", fwd_gbs,
+            100 * fwd_gbs / triad, fwd_op_gbs, bwd_gbs, 100 * bwd_gbs / triad, bwd_op_gbs,
+            naive_gbs, log_gbs, triad);
         std::fflush(stdout);
         out["results"].push_back({{"threads", threads},
                                   {"batch_x_channels", bd},
@@ -190,6 +236,8 @@ int main(int argc, char** argv) {
                                   {"backward_gbs", bwd_gbs},
                                   {"triad_gbs", triad},
                                   {"forward_pct_triad", 100 * fwd_gbs / triad},
+                                  {"forward_op_gbs", fwd_op_gbs},
+                                  {"backward_op_gbs", bwd_op_gbs},
                                   {"backward_pct_triad", 100 * bwd_gbs / triad},
                                   {"naive_loop_gbs", naive_gbs},
                                   {"naive_loop_steps", steps},

@@ -6,8 +6,12 @@
 // work:
 //
 // * Channel-inner mode (all operands have unit channel stride and channels >= 16): a group is
-//   up to 64 neighbouring channels of one batch row; the inner loop runs across channels and
-//   vectorizes, and the 64 lanes give the core enough independent chains.
+//   64 to 2048 neighbouring channels of one batch row, as wide as the thread count allows; the
+//   inner loop runs across channels and vectorizes. Wide groups matter: each time step of a
+//   group is one contiguous run of memory, and with rows of only 64 floats the prefetchers see
+//   thousands of short strided streams instead of three long ones.
+// * Contiguous mode (time-contiguous float/double with AVX-512): a group is one sequence,
+//   scanned in registers by vector_scan.h.
 // * Time-inner mode (everything else, e.g. time-contiguous tensors or few channels): a group is
 //   up to 8 sequences; when it has fewer than 8, each cache-sized block of time is cut into
 //   sub-ranges that run as independent chains (their entry states come from the sub-range
@@ -50,7 +54,8 @@
 
 namespace seqpar::kernels::cpu::engine {
 
-constexpr int kChannelLanes = 64;   // lanes of a channel-inner group
+constexpr int kChannelLanes = 2048;  // most lanes of a channel-inner group (state stays in L1)
+constexpr int kMinChannelLanes = 64;
 constexpr int kTimeLanes = 8;       // sequences of a time-inner group
 constexpr int kChains = 8;          // independent chains wanted in time-inner mode
 constexpr int kMaxChains = kChains * kTimeLanes;
@@ -75,11 +80,12 @@ struct Layout {
   int64_t batch = 0, channels = 0, time = 0;
   int64_t groups = 0;
   int64_t groups_per_batch = 0;  // channel-inner only
+  int64_t width = 0;             // channel-inner only: channels per group
   int max_lanes = 0;
 };
 
 template <class P>
-Layout make_layout(const P& p, int64_t batch, int64_t time, int64_t channels) {
+Layout make_layout(const P& p, int64_t batch, int64_t time, int64_t channels, int threads) {
   Layout lay;
   lay.batch = batch;
   lay.time = time;
@@ -90,9 +96,13 @@ Layout make_layout(const P& p, int64_t batch, int64_t time, int64_t channels) {
     lay.groups = batch * channels;
     lay.max_lanes = 1;
   } else if (lay.channel_inner) {
-    lay.groups_per_batch = (channels + kChannelLanes - 1) / kChannelLanes;
+    int64_t w = kMinChannelLanes;
+    const auto groups_of = [&](int64_t width) { return batch * ((channels + width - 1) / width); };
+    while (2 * w <= kChannelLanes && w < channels && groups_of(2 * w) >= 2 * int64_t(threads)) w *= 2;
+    lay.width = w;
+    lay.groups_per_batch = (channels + w - 1) / w;
     lay.groups = batch * lay.groups_per_batch;
-    lay.max_lanes = static_cast<int>(std::min<int64_t>(kChannelLanes, channels));
+    lay.max_lanes = static_cast<int>(std::min<int64_t>(w, channels));
   } else {
     const int64_t m = batch * channels;
     lay.groups = (m + kTimeLanes - 1) / kTimeLanes;
@@ -121,8 +131,8 @@ Group<P> make_group(const P& p, const Layout& lay, int64_t g) {
     grp.lanes[0] = p.lane(grp.batch[0], grp.channel[0]);
   } else if (lay.channel_inner) {
     const int64_t bi = g / lay.groups_per_batch;
-    const int64_t c0 = (g % lay.groups_per_batch) * kChannelLanes;
-    grp.count = static_cast<int>(std::min<int64_t>(kChannelLanes, lay.channels - c0));
+    const int64_t c0 = (g % lay.groups_per_batch) * lay.width;
+    grp.count = static_cast<int>(std::min<int64_t>(lay.width, lay.channels - c0));
     grp.lanes[0] = p.lane(bi, c0);
     grp.batch[0] = bi;
     grp.channel[0] = c0;
@@ -324,11 +334,11 @@ inline void spin_wait() { std::this_thread::yield(); }
 template <class P>
 void run_scan(const P& p, int64_t batch, int64_t time, int64_t channels, int threads) {
   using Acc = typename P::Acc;
-  const Layout lay = make_layout(p, batch, time, channels);
-  if (lay.groups == 0) return;
   threads = std::max(1, threads);
+  const Layout lay = make_layout(p, batch, time, channels, threads);
+  if (lay.groups == 0) return;
   const int64_t step_bytes = int64_t(lay.max_lanes) * 2 * int64_t(sizeof(typename P::S));
-  const int64_t tile = std::max<int64_t>(256, kTileBytes / step_bytes);
+  const int64_t tile = std::max<int64_t>(16, kTileBytes / step_bytes);
   const int64_t tiles = (time + tile - 1) / tile;
   const bool tiled = threads > 1 && lay.groups < 2 * threads && tiles >= 2;
 
@@ -414,11 +424,11 @@ template <class P, class Out>
 void run_summary(const P& p, int64_t batch, int64_t time, int64_t channels, int threads,
                  const Out& out) {
   using Acc = typename P::Acc;
-  const Layout lay = make_layout(p, batch, time, channels);
-  if (lay.groups == 0) return;
   threads = std::max(1, threads);
+  const Layout lay = make_layout(p, batch, time, channels, threads);
+  if (lay.groups == 0) return;
   const int64_t step_bytes = int64_t(lay.max_lanes) * 2 * int64_t(sizeof(typename P::S));
-  const int64_t tile = std::max<int64_t>(256, kTileBytes / step_bytes);
+  const int64_t tile = std::max<int64_t>(16, kTileBytes / step_bytes);
   int64_t tiles = std::max<int64_t>(1, (time + tile - 1) / tile);
   if (threads == 1 || lay.groups >= 2 * threads) tiles = 1;
   const int64_t span = tiles == 1 ? time : tile;
