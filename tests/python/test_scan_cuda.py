@@ -144,6 +144,26 @@ def reference_scan_long(a, b, h0=None, chunk=1024):
     return out, out[:, -1]
 
 
+def reference_backward(a, h, h0, grad_h, grad_h_last, reverse=False):
+    """fp64 (complex128) adjoint on the CPU, straight from the formula in scan_params.h."""
+    rd = ref_dtype(a.dtype)
+    c = lambda x: None if x is None else x.detach().cpu().to(rd)
+    a, h, h0, grad_h, grad_h_last = c(a), c(h), c(h0), c(grad_h), c(grad_h_last)
+    T = a.shape[1]
+    order = list(range(T - 1, -1, -1)) if reverse else list(range(T))  # scan order
+    lam = torch.zeros_like(a[:, 0]) if grad_h_last is None else grad_h_last.clone()
+    grad_a, grad_b = torch.empty_like(a), torch.empty_like(a)
+    for k in range(T - 1, -1, -1):
+        t = order[k]
+        g = 0 if grad_h is None else grad_h[:, t]
+        lam = lam + g if k == T - 1 else g + a[:, order[k + 1]].conj() * lam
+        h_prev = h[:, order[k - 1]] if k > 0 else (torch.zeros_like(lam) if h0 is None else h0)
+        grad_a[:, t] = lam * h_prev.conj()
+        grad_b[:, t] = lam
+    grad_h0 = a[:, order[0]].conj() * lam if T > 0 else lam
+    return grad_a, grad_b, grad_h0
+
+
 def max_mean_err(x, ref):
     d = (x.cpu().to(ref.dtype) - ref.cpu()).abs()
     return d.max().item(), d.mean().item()
@@ -224,10 +244,7 @@ def test_backward_matches_cpu(dtype, layout, reverse, with_h0, grads):
     gh = None if grads == "last_only" else g
     ghl = None if grads == "h_only" else gl
     ga, gb, gh0 = torch.ops.seqpar.scan_backward(a, h, h0, gh, ghl, reverse)
-    # fp64 reference through the fp64 CPU op (itself checked against autograd below)
-    rd = ref_dtype(dtype)
-    c = lambda x: None if x is None else x.cpu().to(rd)
-    r_ga, r_gb, r_gh0 = torch.ops.seqpar.scan_backward(c(a), c(h), c(h0), c(gh), c(ghl), reverse)
+    r_ga, r_gb, r_gh0 = reference_backward(a, h, h0, gh, ghl, reverse)
     # same-precision baseline: the CPU op in the input dtype
     cc = lambda x: None if x is None else x.cpu()
     b_ga, b_gb, b_gh0 = torch.ops.seqpar.scan_backward(cc(a), cc(h), cc(h0), cc(gh), cc(ghl), reverse)
@@ -260,18 +277,19 @@ def test_backward_against_autograd_of_naive_loop(dtype, reverse):
 @pytest.mark.parametrize("layout", ["channels", "time"])
 def test_autograd_cuda_matches_cpu(dtype, layout):
     a, b, h0 = make_inputs(2, 3000, 24, dtype, layout, seed=4)
-    outs = {}
-    for dev in ("cuda", "cpu"):
+    outs = []  # [grads on the GPU, grads on the CPU]
+    for dev in (DEV, torch.device("cpu")):
         x = [t.detach().to(dev).requires_grad_() for t in (a, b, h0)]
         h, last = torch.ops.seqpar.scan(x[0], x[1], x[2], False)
         (h.real.float().sum() + 3 * last.real.float().sum()).backward()
-        outs[dev] = [t.grad for t in x]
-    rd = ref_dtype(dtype)
-    x64 = [t.detach().cpu().to(rd).requires_grad_() for t in (a, b, h0)]
-    h, last = torch.ops.seqpar.scan(x64[0], x64[1], x64[2], False)
-    (h.real.sum() + 3 * last.real.sum()).backward()
+        outs.append([t.grad for t in x])
+    # fp64 reference: the adjoint of loss = sum(real(h)) + 3 sum(real(h_last)), i.e. grad_h = 1
+    # and grad_h_last = 3 (PyTorch's convention for the gradient of real() of a complex tensor)
+    h, _ = naive_scan(*(t.cpu().to(ref_dtype(dtype)) for t in (a, b, h0)))
+    ones = torch.ones_like(h)
+    ref = reference_backward(a, h, h0, ones, 3 * ones[:, 0], False)
     for i, name in enumerate(("grad_a", "grad_b", "grad_h0")):
-        check(name, outs["cuda"][i], outs["cpu"][i], x64[i].grad, dtype)
+        check(name, outs[0][i], outs[1][i], ref[i], dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
