@@ -19,7 +19,13 @@ endfunction()
 set(_cuda_found FALSE)
 set(_cuda_note "no CUDA compiler")
 string(TOUPPER "${SEQPAR_WITH_CUDA}" _want_cuda)
-if(NOT _want_cuda STREQUAL "OFF")
+# The CUDA path links LibTorch's CUDA libraries, so it needs a CUDA build of PyTorch too.
+execute_process(
+  COMMAND ${SEQPAR_PYTHON} -c "import torch; print(torch.version.cuda or '')"
+  OUTPUT_VARIABLE _torch_cuda OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+if(NOT _want_cuda STREQUAL "OFF" AND NOT _torch_cuda)
+  set(_cuda_note "the PyTorch of ${SEQPAR_PYTHON} is a CPU build (see scripts/cuda_build_check.sh)")
+elseif(NOT _want_cuda STREQUAL "OFF")
   include(CheckLanguage)
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)
