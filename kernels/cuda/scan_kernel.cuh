@@ -18,7 +18,8 @@
 // channel-contiguous layout (lanes run across channels so each load instruction is coalesced).
 // Tiles get their index from an atomic counter, not blockIdx, so a tile's predecessors have
 // always started: the look-back can spin without deadlock whatever order the hardware
-// schedules CTAs in.
+// schedules CTAs in. The look-back scratch is indexed per column group (group * time_tiles +
+// j), independently of that order.
 //
 // Backward runs the same machinery on the time-reversed walk (the host flips the pointers)
 // with coefficient conj(a_{t+1}) and input g_t, which yields lam_t (scan_params.h).
@@ -129,34 +130,57 @@ __device__ __forceinline__ void publish(Map<Acc>* slot, int* flag, int value, co
 }
 
 // Decoupled look-back, run by all 32 lanes of warp 0 of tile j (j >= 1) of one column group.
-// Lane l looks at column l % kCols of predecessor tile j-1-(l / kCols) - window*kSlots: the
-// warp inspects kSlots predecessors per round. It waits until every inspected tile has
-// published something, takes aggregates up to the nearest inclusive prefix, and composes them
-// with a non-commutative tree reduction over slots (slot 0 is the latest). Rounds repeat
-// further back until an inclusive prefix is found; tile 0 always publishes one.
+// Each round inspects kSlots * kDepth predecessors: lane l serves column l % kCols and lane
+// slot l / kCols, which covers kDepth consecutive predecessors (independent loads, so one
+// round costs about one L2 round trip). With 32 columns per CTA there is one lane slot, so
+// the depth (8) is what keeps a long chain of tiles from being walked one at a time.
+// The warp waits until every inspected tile has published something, takes aggregates up to
+// the nearest inclusive prefix, composes each lane's window serially and the lane slots with
+// a non-commutative tree (slot 0 is the latest), and repeats further back until an inclusive
+// prefix is found; tile 0 always publishes one. Lanes serving the same slot read the same
+// flags in the same instructions, so they take the same decisions.
 // Returns, in lanes 0..kCols-1, the composition of all tiles before j of that column.
 template <int kCols, class Acc>
 __device__ __forceinline__ Map<Acc> look_back(const int* flags, const Map<Acc>* aggregates,
                                               const Map<Acc>* inclusives, int64_t j, int lane) {
   constexpr int kSlots = 32 / kCols;
+  constexpr int kDepth = kCols >= 32 ? 8 : (kCols >= 8 ? 2 : 1);
+  constexpr int kPerRound = kSlots * kDepth;
   const int slot = lane / kCols;
   const int col = lane % kCols;
   Map<Acc> prefix = identity_map<Acc>();
-  for (int64_t newest = j - 1;; newest -= kSlots) {
-    const int64_t pred = newest - slot;
-    int flag = kFlagInclusive;  // before tile 0: never reached past tile 0's inclusive prefix
+  for (int64_t newest = j - 1;; newest -= kPerRound) {
+    const int64_t latest = newest - int64_t(slot) * kDepth;  // this lane's first predecessor
+    int flag[kDepth];
     for (;;) {
-      if (pred >= 0) flag = load_flag(flags + pred);
-      if (__all_sync(kFullMask, flag != kFlagEmpty)) break;
+      bool ready = true;
+#pragma unroll
+      for (int d = 0; d < kDepth; ++d) {
+        // Before tile 0 counts as inclusive; never used, since tile 0 itself is inclusive.
+        flag[d] = (latest - d >= 0) ? load_flag(flags + latest - d) : kFlagInclusive;
+        ready = ready && flag[d] != kFlagEmpty;
+      }
+      if (__all_sync(kFullMask, ready)) break;
       __nanosleep(64);
     }
-    const unsigned inclusive_lanes = __ballot_sync(kFullMask, flag == kFlagInclusive);
-    const int nearest_inclusive = inclusive_lanes ? (__ffs(inclusive_lanes) - 1) / kCols : kSlots;
+    int first_inclusive = kDepth;  // within this lane's window
+#pragma unroll
+    for (int d = kDepth - 1; d >= 0; --d) {
+      if (flag[d] == kFlagInclusive) first_inclusive = d;
+    }
+    const unsigned inclusive_lanes = __ballot_sync(kFullMask, first_inclusive < kDepth);
+    const int nearest_slot = inclusive_lanes ? (__ffs(inclusive_lanes) - 1) / kCols : kSlots;
     Map<Acc> item = identity_map<Acc>();
-    if (slot < nearest_inclusive) {
-      item = load_cg(aggregates + pred * kCols + col);
-    } else if (slot == nearest_inclusive) {
-      item = load_cg(inclusives + pred * kCols + col);
+    if (slot <= nearest_slot) {
+#pragma unroll
+      for (int d = 0; d < kDepth; ++d) {
+        if (d <= first_inclusive) {  // first_inclusive == kDepth for slots before the nearest
+          const int64_t pred = latest - d;
+          const Map<Acc> m = d == first_inclusive ? load_cg(inclusives + pred * kCols + col)
+                                                  : load_cg(aggregates + pred * kCols + col);
+          item = compose(item, m);
+        }
+      }
     }
 #pragma unroll
     for (int d = 1; d < kSlots; d *= 2) {
@@ -191,9 +215,14 @@ __global__ void __launch_bounds__(kNumThreads) scan_tile_kernel(const KernelArgs
 
   if (tid == 0) tile_index = atomicAdd(args.tile_counter, 1u);
   __syncthreads();
+  // Dynamic tile index -> (time tile j, column group). Column groups vary fastest, so tiles
+  // running at the same time cover the same time range of every group: in the
+  // channel-contiguous layout neighbouring CTAs then read neighbouring bytes of each row, and a
+  // tile's predecessor (j - 1, same group) was handed out `groups` indices earlier.
   const int64_t tile = tile_index;
-  const int64_t group = tile / args.time_tiles;
-  const int64_t j = tile - group * args.time_tiles;
+  const int64_t groups = args.batch * args.channel_blocks;
+  const int64_t j = tile / groups;
+  const int64_t group = tile - j * groups;
   const int64_t b = group / args.channel_blocks;
   const int64_t c = (group - b * args.channel_blocks) * kCols + col;
   const bool col_ok = c < args.channels;
