@@ -13,6 +13,9 @@ cd "$(dirname "$0")/.."
 config=${1:?usage: launch/mpirun.sh CONFIG.ini [--key value ...]}
 shift
 
+# Cores of this machine (GNU nproc would otherwise honour an OMP_NUM_THREADS already set).
+cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+
 # SEQPAR_BUILD_DIR: the CMake build folder holding bin/seqpar-train (default: build).
 build=${SEQPAR_BUILD_DIR:-build}
 # SEQPAR_DP: data-parallel replicas (default 1); ranks = sp * SEQPAR_DP.
@@ -26,7 +29,7 @@ if [[ -n "${SEQPAR_HOSTFILE:-}" ]]; then hostfile_args=(--hostfile "$SEQPAR_HOST
 
 # OMP_NUM_THREADS: intra-op threads per rank. One rank per core is the default so that ranks
 # do not fight over cores (the config's `threads` key, when non-zero, wins inside the program).
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / np > 0 ? $(nproc) / np : 1 ))}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( cores / np > 0 ? cores / np : 1 ))}
 # SEQPAR_COMM_TIMEOUT_MS: deadline of every blocking communication call; a dead peer makes
 # the job fail with an error naming the call instead of hanging (default here: 10 minutes).
 export SEQPAR_COMM_TIMEOUT_MS=${SEQPAR_COMM_TIMEOUT_MS:-600000}
@@ -37,7 +40,12 @@ mpi_args=(-np "$np" --bind-to none -x OMP_NUM_THREADS -x SEQPAR_COMM_TIMEOUT_MS)
 # Open MPI refuses to run as root without --allow-run-as-root (containers often are root) and
 # more ranks than cores without --oversubscribe.
 [[ $(id -u) -eq 0 ]] && mpi_args+=(--allow-run-as-root)
-(( np > $(nproc) )) && mpi_args+=(--oversubscribe)
+(( np > cores )) && mpi_args+=(--oversubscribe)
+
+# Ranks write through mpirun's pseudo-terminals, so they cannot tell whether the user's
+# stdout is a terminal: the launcher decides, and turns the progress bar off for logs/pipes.
+extra=()
+[[ -t 1 ]] || extra+=(--progress_bar false)
 
 exec mpirun "${mpi_args[@]}" "${hostfile_args[@]}" \
-  "$build/bin/seqpar-train" --config "$config" "$@"
+  "$build/bin/seqpar-train" --config "$config" "${extra[@]}" "$@"

@@ -110,7 +110,8 @@ void save_checkpoint(const std::string& path, const std::string& fingerprint,
 }
 
 TrainProgress load_checkpoint(const std::string& path, const std::string& expected_fingerprint,
-                              models::ByteLM& model, torch::optim::Optimizer* optimizer) {
+                              models::ByteLM& model, torch::optim::Optimizer* optimizer,
+                              torch::Device device) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, "cannot be opened");
   std::string magic, key;
@@ -158,7 +159,7 @@ TrainProgress load_checkpoint(const std::string& path, const std::string& expect
   TrainProgress progress;
   try {
     torch::serialize::InputArchive root, model_archive, optimizer_archive;
-    root.load_from(payload.data(), payload.size());
+    root.load_from(payload.data(), payload.size(), device);
     root.read("model", model_archive);
     model->load(model_archive);
     if (optimizer) {
@@ -171,6 +172,7 @@ TrainProgress load_checkpoint(const std::string& path, const std::string& expect
     root.read("next_sequence", value);
     progress.next_sequence = value.toInt();
     root.read("rng_state", progress.rng_state);
+    progress.rng_state = progress.rng_state.to(torch::kCPU);
   } catch (const c10::Error& e) {
     fail(path, std::string("payload does not match this model: ") + e.what_without_backtrace());
   }

@@ -75,6 +75,7 @@ void describe(po::options_description& desc, TrainOptions& o, std::string& data)
     ("seed", po::value(&o.seed)->default_value(o.seed), "seed of the initialisation and the data order")
     ("sp", po::value(&o.sp)->default_value(o.sp), "sequence-parallel group size (0: all ranks)")
     ("backend", po::value(&o.backend)->default_value(o.backend), "communicator: auto | mpi | nccl")
+    ("device", po::value(&o.device)->default_value(o.device), "cpu | cuda (GPU local_rank % count) | cuda:N")
     ("checkpoint_dir", po::value(&o.checkpoint_dir)->default_value(o.checkpoint_dir), "directory of checkpoints (empty: none)")
     ("checkpoint_every", po::value(&o.checkpoint_every)->default_value(o.checkpoint_every), "checkpoint every N steps (0: only at the end)")
     ("keep_checkpoints", po::value(&o.keep_checkpoints)->default_value(o.keep_checkpoints), "keep the newest K checkpoints")
@@ -180,6 +181,8 @@ void validate(const TrainOptions& o) {
   require(o.sp >= 0, "sp", ">= 0", o.sp);
   require(o.backend == "auto" || o.backend == "mpi" || o.backend == "nccl", "backend",
           "one of: auto, mpi, nccl", o.backend);
+  require(o.device == "cpu" || o.device == "cuda" || o.device.rfind("cuda:", 0) == 0, "device",
+          "cpu, cuda or cuda:N", o.device);
   require(o.checkpoint_every >= 0, "checkpoint_every", ">= 0", o.checkpoint_every);
   require(o.keep_checkpoints >= 1, "keep_checkpoints", ">= 1", o.keep_checkpoints);
   require(o.resume.empty() || !o.checkpoint_dir.empty() || o.resume != "latest", "resume",

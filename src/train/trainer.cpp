@@ -49,6 +49,16 @@ std::string format_duration(double seconds) {
 
 }  // namespace
 
+torch::Device select_device(const std::string& name) {
+  if (name == "cpu") return torch::kCPU;
+  TORCH_CHECK(torch::cuda::is_available(), "device = ", name,
+              ", but LibTorch sees no CUDA device (CPU-only build or no GPU)");
+  if (name != "cuda") return torch::Device(name);
+  const auto launch = comm::detect_launch();
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(comm::device_for_local_rank(
+                                         launch.local_rank, torch::cuda::device_count())));
+}
+
 models::ByteLMOptions model_options(const TrainOptions& o) {
   models::ByteLMOptions m;
   m.layers = o.layers;
@@ -77,7 +87,10 @@ Trainer::Trainer(const TrainOptions& options, comm::Grid grid, std::ostream* log
   task_ = make_task(options_);
   // The same seed on every rank: identical initial parameters without a broadcast.
   torch::manual_seed(static_cast<uint64_t>(options_.seed));
+  // Initialised on the CPU, then moved: the same parameters whatever the device.
   model_ = models::ByteLM(model_options(options_));
+  device_ = select_device(options_.device);
+  model_->to(device_);
   backend_ = grid_.sp_size > 1 ? models::sp_backend(grid_.sp) : models::local_backend();
 
   // Weight decay on matrices only; norms, biases, phases and the embedding are not decayed.
@@ -100,15 +113,16 @@ Trainer::Trainer(const TrainOptions& options, comm::Grid grid, std::ostream* log
 void Trainer::reduce_gradients(double& loss) {
   std::vector<at::Tensor> flat;
   auto params = model_->parameters();
-  for (auto& p : params) flat.push_back(p.grad().defined() ? p.grad().reshape(-1)
-                                                           : torch::zeros({p.numel()}));
+  for (auto& p : params)
+    flat.push_back(p.grad().defined() ? p.grad().reshape(-1).to(torch::kCPU)
+                                      : torch::zeros({p.numel()}));
   flat.push_back(torch::full({1}, loss, torch::kFloat32));
   auto buffer = torch::cat(flat).contiguous();
   if (grid_.world->size() > 1) grid_.world->all_reduce_sum(float_buffer(buffer));
   buffer.div_(grid_.dp_size);
   int64_t offset = 0;
   for (auto& p : params) {
-    auto part = buffer.slice(0, offset, offset + p.numel()).view(p.sizes());
+    auto part = buffer.slice(0, offset, offset + p.numel()).view(p.sizes()).to(p.device());
     if (p.grad().defined()) p.mutable_grad().copy_(part);
     else p.mutable_grad() = part.clone();
     offset += p.numel();
@@ -123,11 +137,12 @@ double Trainer::compute_gradients(int64_t first_sequence) {
   optimizer_->zero_grad();
   at::Tensor drift;
   const bool regularize = options_.energy_lambda > 0;
-  auto logits = model_->forward(slice.inputs, backend_, nullptr, regularize ? &drift : nullptr);
+  auto logits = model_->forward(slice.inputs.to(device_), backend_, nullptr,
+                                regularize ? &drift : nullptr);
   auto ce = torch::nn::functional::cross_entropy(
-      logits.reshape({-1, models::ByteLMOptions::kVocab}), slice.targets.reshape(-1),
+      logits.reshape({-1, models::ByteLMOptions::kVocab}), slice.targets.reshape(-1).to(device_),
       torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
-  auto loss = (ce * slice.weights.reshape(-1)).sum() / (options_.batch * task_->train_weight());
+  auto loss = (ce * slice.weights.reshape(-1).to(device_)).sum() / (options_.batch * task_->train_weight());
   if (regularize) {
     loss = loss + options_.energy_lambda * drift /
                       (options_.batch * std::max<int64_t>(options_.seq_len - 1, 1));
@@ -146,12 +161,12 @@ double Trainer::validate() {
   auto totals = torch::zeros({257}, torch::kFloat64);
   for (int64_t i = 0; i < task_->val_count(); ++i) {
     auto slice = task_->val_slice(i, begin, end);
-    auto logits = model_->forward(slice.inputs, backend_);
+    auto logits = model_->forward(slice.inputs.to(device_), backend_);
     auto ce = torch::nn::functional::cross_entropy(
-        logits.reshape({-1, models::ByteLMOptions::kVocab}), slice.targets.reshape(-1),
+        logits.reshape({-1, models::ByteLMOptions::kVocab}), slice.targets.reshape(-1).to(device_),
         torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
     auto w = slice.weights.reshape(-1);
-    totals[0] += (ce * w).sum().to(torch::kFloat64);
+    totals[0] += (ce * w.to(device_)).sum().to(torch::kCPU, torch::kFloat64);
     totals.slice(0, 1).index_add_(0, slice.targets.reshape(-1), w.to(torch::kFloat64));
   }
   // dp groups evaluate the same validation data; sum over the sp group only.
@@ -164,7 +179,8 @@ double Trainer::validate() {
 }
 
 void Trainer::load(const std::string& path) {
-  auto progress = load_checkpoint(path, fingerprint(options_), model_, optimizer_.get());
+  auto progress =
+      load_checkpoint(path, fingerprint(options_), model_, optimizer_.get(), device_);
   step_ = progress.step;
   next_sequence_ = progress.next_sequence;
   set_rng_state(progress.rng_state);

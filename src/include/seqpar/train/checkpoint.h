@@ -37,8 +37,10 @@ void save_checkpoint(const std::string& path, const std::string& fingerprint,
 
 // Loads into `model` and `optimizer` (which must have the same structure). When
 // `expected_fingerprint` is non-empty and differs, throws listing the differing keys.
+// Tensors are mapped onto `device`.
 TrainProgress load_checkpoint(const std::string& path, const std::string& expected_fingerprint,
-                              models::ByteLM& model, torch::optim::Optimizer* optimizer);
+                              models::ByteLM& model, torch::optim::Optimizer* optimizer,
+                              torch::Device device = torch::kCPU);
 
 // "<dir>/step_00000042.ckpt"
 std::string checkpoint_path(const std::string& dir, int64_t step);

@@ -63,6 +63,9 @@ struct TrainOptions {
   // parallelism
   int64_t sp = 0;              // sequence-parallel group size (0: all ranks)
   std::string backend = "auto";
+  // cpu, cuda (the GPU of this rank's local rank) or cuda:N. Data and gradients pass through
+  // the host for communication, which every communicator backend accepts.
+  std::string device = "cpu";
   // checkpoints
   std::string checkpoint_dir;  // "" : no checkpoints
   int64_t checkpoint_every = 0;

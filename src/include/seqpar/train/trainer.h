@@ -41,6 +41,8 @@ struct TrainSummary {
 
 models::ByteLMOptions model_options(const TrainOptions& options);
 double learning_rate(const TrainOptions& options, int64_t step);  // step is 1-based
+// "cpu", "cuda:N", or "cuda": the GPU local_rank % device_count.
+torch::Device select_device(const std::string& name);
 
 class Trainer {
  public:
@@ -62,6 +64,7 @@ class Trainer {
   models::ByteLM& model() { return model_; }
   torch::optim::AdamW& optimizer() { return *optimizer_; }
   const comm::Grid& grid() const { return grid_; }
+  torch::Device device() const { return device_; }
 
  private:
   void load(const std::string& path);
@@ -74,6 +77,7 @@ class Trainer {
   std::unique_ptr<Task> task_;
   models::ByteLM model_{nullptr};
   models::SequenceBackend backend_;
+  torch::Device device_{torch::kCPU};
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   int64_t step_ = 0, next_sequence_ = 0;
   double unigram_loss_ = NAN;
