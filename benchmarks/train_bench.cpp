@@ -26,6 +26,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sys/resource.h>
 
 namespace {
@@ -37,7 +38,11 @@ struct Totals {
   double scan = 0, matmul = 0, comm = 0, comm_in_scan = 0;
 };
 Totals g_totals;
-thread_local int t_scan_depth = 0, t_matmul_depth = 0;
+thread_local int t_scan_depth = 0, t_matmul_depth = 0, t_any_depth = 0;
+thread_local Clock::time_point t_any_start;
+// --ops: time per outermost op name (what "other" is made of).
+bool g_per_op = false;
+std::map<std::string, double> g_op_seconds;
 thread_local Clock::time_point t_scan_start, t_matmul_start;
 
 bool is_matmul(const char* name) {
@@ -48,7 +53,8 @@ bool is_matmul(const char* name) {
 
 std::unique_ptr<at::ObserverContext> on_enter(const at::RecordFunction& fn) {
   const char* name = fn.name();
-  if (std::strncmp(name, "seqpar::", 8) == 0) {
+  if (g_per_op && t_any_depth++ == 0) t_any_start = Clock::now();
+  if (std::strstr(name, "seqpar") != nullptr) {
     if (t_scan_depth++ == 0) t_scan_start = Clock::now();
   } else if (is_matmul(name)) {
     if (t_matmul_depth++ == 0) t_matmul_start = Clock::now();
@@ -58,7 +64,9 @@ std::unique_ptr<at::ObserverContext> on_enter(const at::RecordFunction& fn) {
 
 void on_exit(const at::RecordFunction& fn, at::ObserverContext*) {
   const char* name = fn.name();
-  if (std::strncmp(name, "seqpar::", 8) == 0) {
+  if (g_per_op && --t_any_depth == 0)
+    g_op_seconds[name] += std::chrono::duration<double>(Clock::now() - t_any_start).count();
+  if (std::strstr(name, "seqpar") != nullptr) {
     if (--t_scan_depth == 0)
       g_totals.scan += std::chrono::duration<double>(Clock::now() - t_scan_start).count();
   } else if (is_matmul(name)) {
@@ -131,10 +139,15 @@ std::string arg_str(int argc, char** argv, const char* key, const std::string& f
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As seqpar-train does by default (--keep_freed_memory); --glibc_defaults to compare.
+  bool glibc_defaults = false;
+  for (int i = 1; i < argc; ++i) glibc_defaults |= std::strcmp(argv[i], "--glibc_defaults") == 0;
+  if (!glibc_defaults) seqpar::train::keep_freed_host_memory();
   const int min_log2 = arg_int(argc, argv, "--min_log2", 12);
   const int max_log2 = arg_int(argc, argv, "--max_log2", 17);
   const int reps = std::max(1, arg_int(argc, argv, "--reps", 3));
   const std::string json_path = arg_str(argc, argv, "--json", "");
+  for (int i = 1; i < argc; ++i) g_per_op |= std::strcmp(argv[i], "--ops") == 0;
 
   seqpar::train::TrainOptions o;
   o.d_model = arg_int(argc, argv, "--d_model", 64);
@@ -159,6 +172,7 @@ int main(int argc, char** argv) {
                         {"layers", o.layers},
                         {"mlp_hidden", o.mlp_hidden},
                         {"reps", reps},
+                        {"keep_freed_host_memory", !glibc_defaults},
                         {"timing", "median of reps full optimizer steps after 1 warm-up step"},
                         {"results", nlohmann::json::array()}};
   if (rank0)
@@ -194,6 +208,14 @@ int main(int argc, char** argv) {
                   static_cast<long long>(o.seq_len), o.seq_len / median, median, peak_rss_mb(),
                   share(scan_s), share(matmul_s), share(comm_s), other);
       std::fflush(stdout);
+    }
+    if (rank0 && g_per_op) {
+      std::vector<std::pair<double, std::string>> ops;
+      for (const auto& [name, sec] : g_op_seconds) ops.push_back({sec, name});
+      std::sort(ops.rbegin(), ops.rend());
+      for (size_t i = 0; i < std::min<size_t>(ops.size(), 15); ++i)
+        std::printf("    %8.3f s  %s\n", ops[i].first, ops[i].second.c_str());
+      g_op_seconds.clear();
     }
     report["results"].push_back({{"seq_len", o.seq_len},
                                  {"tokens_per_s", o.seq_len / median},

@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
     std::cerr << "seqpar-train: " << e.what() << "\n";
     return 2;
   }
+  if (options.keep_freed_memory) seqpar::train::keep_freed_host_memory();
   int rank = 0;
   try {
     if (options.mode == "generate") return run_generate(options);

@@ -11,6 +11,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <climits>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <mutex>
 #include <sstream>
 #include <unistd.h>
@@ -48,6 +52,13 @@ std::string format_duration(double seconds) {
 }
 
 }  // namespace
+
+void keep_freed_host_memory() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, INT_MAX);
+#endif
+}
 
 torch::Device select_device(const std::string& name) {
   if (name == "cpu") return torch::kCPU;

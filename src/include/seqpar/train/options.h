@@ -30,6 +30,7 @@ struct TrainOptions {
   std::string metrics;         // JSON-lines path ("" : none)
   int threads = 0;             // intra-op threads per rank (0: LibTorch default)
   bool progress_bar = true;    // only ever drawn when stdout is a terminal
+  bool keep_freed_memory = true;  // keep_freed_host_memory() (trainer.h)
   // model
   int64_t d_model = 64;
   int64_t layers = 2;

@@ -41,6 +41,13 @@ struct TrainSummary {
 
 models::ByteLMOptions model_options(const TrainOptions& options);
 double learning_rate(const TrainOptions& options, int64_t step);  // step is 1-based
+// Makes glibc malloc keep freed memory for reuse instead of returning it to the kernel (no
+// mmap for big blocks, no trimming). A training step allocates and frees the same large
+// activation buffers every step; with glibc's defaults each buffer >= 32 MB is a fresh mmap
+// whose pages fault and get zeroed again, which at 2^17 tokens per rank halved throughput
+// (docs/training.md). Costs some resident memory (freed blocks stay mapped). No-op elsewhere.
+void keep_freed_host_memory();
+
 // "cpu", "cuda:N", or "cuda": the GPU local_rank % device_count.
 torch::Device select_device(const std::string& name);
 
