@@ -2,6 +2,7 @@
 // host planner (scan_plan.h). Plain data, no CUDA types, so host-only code can build them.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace seqpar::kernels::cuda::detail {
@@ -48,6 +49,12 @@ struct KernelArgs {
   void* aggregates = nullptr;         // Map<Acc>[groups * time_tiles * kCols]
   void* inclusives = nullptr;         // Map<Acc>[groups * time_tiles * kCols]
   unsigned int* tile_counter = nullptr;
+};
+
+// Caller-provided look-back scratch (cuda_scan.h); ptr == nullptr means "allocate per call".
+struct Workspace {
+  void* ptr = nullptr;
+  size_t bytes = 0;
 };
 
 }  // namespace seqpar::kernels::cuda::detail

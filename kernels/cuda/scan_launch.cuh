@@ -1,10 +1,12 @@
 // Host side of the CUDA scan: takes the plan (scan_plan.h: walk-order operands, layout),
 // allocates the look-back scratch and launches.
 //
-// Scratch: one cudaMallocAsync block per launch on the caller's stream (flags, tile counter,
-// aggregates, inclusive prefixes), zeroed with cudaMemsetAsync and released with
-// cudaFreeAsync behind the kernel: stream-ordered, no device-wide sync, capturable in a CUDA
-// graph. The scratch is about 1-3% of the bytes the scan itself moves.
+// Scratch (flags, tile counter, aggregates, inclusive prefixes): the caller's workspace when
+// it passes one of at least workspace_*() bytes (the LibTorch glue takes it from PyTorch's
+// caching allocator), otherwise one cudaMallocAsync block per launch on the caller's stream,
+// released with cudaFreeAsync behind the kernel. Either way the flags are zeroed with
+// cudaMemsetAsync: stream-ordered, no device-wide sync, capturable in a CUDA graph. The
+// scratch is about 1-3% of the bytes the scan itself moves.
 //
 // This header is included by exactly one translation unit per element type (scan_<dtype>.cu)
 // so that the kernel instantiations of one dtype compile in parallel with the others.
@@ -19,45 +21,87 @@
 
 namespace seqpar::kernels::cuda::detail {
 
-// Allocates and zeroes the look-back scratch, launches, releases the scratch.
-template <class S, OpKind kOp, int kCols, bool kVec>
-int launch_tiles(KernelArgs args, cudaStream_t stream) {
+// Byte layout of the look-back scratch of `tiles` tiles: flags and the tile counter, then the
+// aggregate maps, then the inclusive maps.
+template <class S, int kCols>
+struct ScratchLayout {
   using M = Map<typename Traits<S>::Acc>;
+  explicit ScratchLayout(int64_t tiles)
+      : flag_bytes((size_t(tiles) + 1) * sizeof(int)),
+        map_offset((flag_bytes + 255) / 256 * 256),
+        map_bytes(size_t(tiles) * kCols * sizeof(M)),
+        total(map_offset + 2 * map_bytes) {}
+  size_t flag_bytes, map_offset, map_bytes, total;
+};
+
+// Zeroes the flags of the scratch (the caller's workspace when it is large enough and 16-byte
+// aligned, else a cudaMallocAsync block released behind the kernel), launches, checks.
+template <class S, OpKind kOp, int kCols, bool kVec>
+int launch_tiles(KernelArgs args, cudaStream_t stream, Workspace workspace) {
   constexpr int K = items_per_thread<S>();
   const int64_t tiles = plan_tiles<S, kCols>(args);
   if (tiles >= int64_t(std::numeric_limits<int>::max())) return int(cudaErrorInvalidConfiguration);
-
-  const size_t flag_bytes = (size_t(tiles) + 1) * sizeof(int);  // + the tile counter
-  const size_t map_offset = (flag_bytes + 255) / 256 * 256;
-  const size_t map_bytes = size_t(tiles) * kCols * sizeof(M);
-  const size_t total = map_offset + 2 * map_bytes;
-  void* scratch = nullptr;
-  cudaError_t err = cudaMallocAsync(&scratch, total, stream);
-  if (err != cudaSuccess) return int(err);
-  err = cudaMemsetAsync(scratch, 0, flag_bytes, stream);
+  const ScratchLayout<S, kCols> layout(tiles);
+  void* scratch = workspace.ptr;
+  const bool own = scratch == nullptr || workspace.bytes < layout.total ||
+                   reinterpret_cast<uintptr_t>(scratch) % 16 != 0;
+  cudaError_t err = cudaSuccess;
+  if (own) {
+    err = cudaMallocAsync(&scratch, layout.total, stream);
+    if (err != cudaSuccess) return int(err);
+  }
+  err = cudaMemsetAsync(scratch, 0, layout.flag_bytes, stream);
   if (err == cudaSuccess) {
     char* base = static_cast<char*>(scratch);
     args.flags = reinterpret_cast<int*>(base);
     args.tile_counter = reinterpret_cast<unsigned int*>(base + size_t(tiles) * sizeof(int));
-    args.aggregates = base + map_offset;
-    args.inclusives = base + map_offset + map_bytes;
+    args.aggregates = base + layout.map_offset;
+    args.inclusives = base + layout.map_offset + layout.map_bytes;
     scan_tile_kernel<S, kOp, kCols, kVec, K, kNumThreads>
         <<<unsigned(tiles), kNumThreads, 0, stream>>>(args);
     err = cudaGetLastError();
   }
-  const cudaError_t free_err = cudaFreeAsync(scratch, stream);
+  const cudaError_t free_err = own ? cudaFreeAsync(scratch, stream) : cudaSuccess;
   return int(err != cudaSuccess ? err : free_err);
 }
 
 template <class S, OpKind kOp>
-int launch_layout(Layout layout, const KernelArgs& args, cudaStream_t stream) {
+int launch_layout(Layout layout, const KernelArgs& args, cudaStream_t stream, Workspace ws) {
   switch (layout) {
-    case Layout::kChannels32: return launch_tiles<S, kOp, 32, false>(args, stream);
-    case Layout::kChannels8: return launch_tiles<S, kOp, 8, false>(args, stream);
-    case Layout::kTimeVector: return launch_tiles<S, kOp, 1, true>(args, stream);
-    case Layout::kTimeScalar: return launch_tiles<S, kOp, 1, false>(args, stream);
+    case Layout::kChannels32: return launch_tiles<S, kOp, 32, false>(args, stream, ws);
+    case Layout::kChannels8: return launch_tiles<S, kOp, 8, false>(args, stream, ws);
+    case Layout::kTimeVector: return launch_tiles<S, kOp, 1, true>(args, stream, ws);
+    case Layout::kTimeScalar: return launch_tiles<S, kOp, 1, false>(args, stream, ws);
   }
   return int(cudaErrorInvalidValue);
+}
+
+// Scratch bytes a plan needs (the same numbers launch_tiles uses).
+template <class S>
+size_t scratch_bytes(const Plan& plan) {
+  KernelArgs args = plan.args;
+  switch (plan.layout) {
+    case Layout::kChannels32: return ScratchLayout<S, 32>(plan_tiles<S, 32>(args)).total;
+    case Layout::kChannels8: return ScratchLayout<S, 8>(plan_tiles<S, 8>(args)).total;
+    case Layout::kTimeVector:
+    case Layout::kTimeScalar: return ScratchLayout<S, 1>(plan_tiles<S, 1>(args)).total;
+  }
+  return 0;
+}
+
+inline bool launches_tiles(const ScanShape& n) { return n.batch > 0 && n.channels > 0 && n.time > 0; }
+
+template <class S>
+size_t workspace_forward(const ScanForwardParams& p) {
+  return launches_tiles(p.shape) ? scratch_bytes<S>(plan_forward<S>(p)) : 0;
+}
+template <class S>
+size_t workspace_backward(const ScanBackwardParams& p) {
+  return launches_tiles(p.shape) ? scratch_bytes<S>(plan_backward<S>(p)) : 0;
+}
+template <class S>
+size_t workspace_summary(const ScanSummaryParams& p) {
+  return launches_tiles(p.shape) ? scratch_bytes<S>(plan_summary<S>(p)) : 0;
 }
 
 template <class S>
@@ -71,7 +115,7 @@ int launch_copy_state(StateOut out, StateIn in, int64_t batch, int64_t channels,
 }
 
 template <class S>
-int launch_forward(const ScanForwardParams& p, cudaStream_t stream) {
+int launch_forward(const ScanForwardParams& p, cudaStream_t stream, Workspace ws) {
   using Acc = typename Traits<S>::Acc;
   const ScanShape& n = p.shape;
   if (n.batch == 0 || n.channels == 0) return 0;
@@ -80,11 +124,11 @@ int launch_forward(const ScanForwardParams& p, cudaStream_t stream) {
                                 acc_constant<Acc>(0.f), stream);
   }
   const Plan plan = plan_forward<S>(p);
-  return launch_layout<S, OpKind::kForward>(plan.layout, plan.args, stream);
+  return launch_layout<S, OpKind::kForward>(plan.layout, plan.args, stream, ws);
 }
 
 template <class S>
-int launch_backward(const ScanBackwardParams& p, cudaStream_t stream) {
+int launch_backward(const ScanBackwardParams& p, cudaStream_t stream, Workspace ws) {
   using Acc = typename Traits<S>::Acc;
   const ScanShape& n = p.shape;
   if (n.batch == 0 || n.channels == 0) return 0;
@@ -93,11 +137,11 @@ int launch_backward(const ScanBackwardParams& p, cudaStream_t stream) {
                                 n.channels, acc_constant<Acc>(0.f), stream);
   }
   const Plan plan = plan_backward<S>(p);
-  return launch_layout<S, OpKind::kBackward>(plan.layout, plan.args, stream);
+  return launch_layout<S, OpKind::kBackward>(plan.layout, plan.args, stream, ws);
 }
 
 template <class S>
-int launch_summary(const ScanSummaryParams& p, cudaStream_t stream) {
+int launch_summary(const ScanSummaryParams& p, cudaStream_t stream, Workspace ws) {
   using Acc = typename Traits<S>::Acc;
   const ScanShape& n = p.shape;
   if (n.batch == 0 || n.channels == 0) return 0;
@@ -110,13 +154,16 @@ int launch_summary(const ScanSummaryParams& p, cudaStream_t stream) {
                                 acc_constant<Acc>(0.f), stream);
   }
   const Plan plan = plan_summary<S>(p);
-  return launch_layout<S, OpKind::kSummary>(plan.layout, plan.args, stream);
+  return launch_layout<S, OpKind::kSummary>(plan.layout, plan.args, stream, ws);
 }
 
 // One explicit instantiation set per element type, in scan_<dtype>.cu.
-#define SEQPAR_INSTANTIATE_CUDA_SCAN(S)                                                        \
-  template int launch_forward<S>(const ScanForwardParams&, cudaStream_t);                     \
-  template int launch_backward<S>(const ScanBackwardParams&, cudaStream_t);                   \
-  template int launch_summary<S>(const ScanSummaryParams&, cudaStream_t);
+#define SEQPAR_INSTANTIATE_CUDA_SCAN(S)                                             \
+  template int launch_forward<S>(const ScanForwardParams&, cudaStream_t, Workspace);  \
+  template int launch_backward<S>(const ScanBackwardParams&, cudaStream_t, Workspace); \
+  template int launch_summary<S>(const ScanSummaryParams&, cudaStream_t, Workspace);   \
+  template size_t workspace_forward<S>(const ScanForwardParams&);                    \
+  template size_t workspace_backward<S>(const ScanBackwardParams&);                  \
+  template size_t workspace_summary<S>(const ScanSummaryParams&);
 
 }  // namespace seqpar::kernels::cuda::detail

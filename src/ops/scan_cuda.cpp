@@ -2,6 +2,10 @@
 // fills the kernel params with the same glue as the CPU backend, and launches kernels/cuda on
 // the current stream of a's device under a device guard.
 //
+// The kernels' look-back scratch comes from PyTorch's caching allocator (a byte tensor on the
+// current stream, freed when the op returns: stream-ordered reuse, counted in PyTorch's memory
+// statistics, no cudaMalloc per call, works under CUDA graph capture with PyTorch's pools).
+//
 // Empty problems follow scan_cpu.cpp: the kernels are called whenever batch and channels are
 // non-zero (T == 0 included: they then copy h0 -> h_last, grad_h_last -> grad_h0, or write the
 // identity summary), and nothing runs when batch or channels is zero. The launch is checked
@@ -44,6 +48,13 @@ void check_launch(const char* op, int err) {
 // headers, which a CUDA toolkit without the math libraries lacks.
 void* current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
 
+// Look-back scratch of `bytes` on a's device (undefined when no scratch is needed).
+at::Tensor workspace(const at::Tensor& a, size_t bytes) {
+  if (bytes == 0) return at::Tensor();
+  return at::empty({static_cast<int64_t>(bytes)}, a.options().dtype(at::kByte));
+}
+void* data_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+
 std::tuple<at::Tensor, at::Tensor> scan_cuda(const at::Tensor& a, const at::Tensor& b,
                                              const std::optional<at::Tensor>& h0, bool reverse) {
   const char* op = "seqpar::scan";
@@ -52,7 +63,11 @@ std::tuple<at::Tensor, at::Tensor> scan_cuda(const at::Tensor& a, const at::Tens
   const c10::cuda::CUDAGuard guard(a.device());
   PreparedForward p = prepare_forward(a, b, h0, reverse);
   const auto& s = p.params.shape;
-  if (s.batch > 0 && s.channels > 0) check_launch(op, kernels::cuda::scan_forward(p.params, current_stream()));
+  if (s.batch > 0 && s.channels > 0) {
+    const size_t bytes = kernels::cuda::scan_forward_workspace_size(p.params);
+    const at::Tensor scratch = workspace(a, bytes);
+    check_launch(op, kernels::cuda::scan_forward(p.params, current_stream(), data_or_null(scratch), bytes));
+  }
   return {p.h, p.h_last};
 }
 
@@ -71,7 +86,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> scan_backward_cuda(
   const c10::cuda::CUDAGuard guard(a.device());
   PreparedBackward p = prepare_backward(a, h, h0, grad_h, grad_h_last, reverse);
   const auto& s = p.params.shape;
-  if (s.batch > 0 && s.channels > 0) check_launch(op, kernels::cuda::scan_backward(p.params, current_stream()));
+  if (s.batch > 0 && s.channels > 0) {
+    const size_t bytes = kernels::cuda::scan_backward_workspace_size(p.params);
+    const at::Tensor scratch = workspace(a, bytes);
+    check_launch(op, kernels::cuda::scan_backward(p.params, current_stream(), data_or_null(scratch), bytes));
+  }
   return {p.grad_a, p.grad_b, p.grad_h0};
 }
 
@@ -83,7 +102,11 @@ std::tuple<at::Tensor, at::Tensor> scan_summary_cuda(const at::Tensor& a, const 
   const c10::cuda::CUDAGuard guard(a.device());
   PreparedSummary p = prepare_summary(a, b, reverse);
   const auto& s = p.params.shape;
-  if (s.batch > 0 && s.channels > 0) check_launch(op, kernels::cuda::scan_summary(p.params, current_stream()));
+  if (s.batch > 0 && s.channels > 0) {
+    const size_t bytes = kernels::cuda::scan_summary_workspace_size(p.params);
+    const at::Tensor scratch = workspace(a, bytes);
+    check_launch(op, kernels::cuda::scan_summary(p.params, current_stream(), data_or_null(scratch), bytes));
+  }
   return {p.A, p.B};
 }
 
