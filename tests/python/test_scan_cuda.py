@@ -9,11 +9,12 @@ The kernel passes when  max_err(kernel) <= FACTOR * max_err(baseline) + floor,  
 few ulps of the output dtype times the output's magnitude (so that an exact baseline does not
 demand an exact kernel). Max and mean errors are printed (pytest -s shows them).
 
-Without a CUDA device the whole module is skipped with the reason; the library is loaded the
-way tests/python/conftest.py does when it exists, else from SEQPAR_LIBRARY or build-cuda/.
+Without a CUDA device the whole module is skipped with the reason. The library is the one
+conftest.py loads (python/seqpar: $SEQPAR_LIBRARY, else build/src, else other build folders);
+on a GPU machine run  SEQPAR_LIBRARY=build-cuda/src/libseqpar.so python -m pytest -s <this file>.
 """
-import glob
 import os
+import sys
 
 import pytest
 import torch
@@ -27,26 +28,24 @@ if not torch.cuda.is_available():
 
 
 def _load_seqpar():
-    if hasattr(torch.ops, "seqpar") and hasattr(torch.ops.seqpar, "scan"):
-        try:
-            torch.ops.seqpar.scan.default
-            return
-        except (AttributeError, RuntimeError):
-            pass
+    """conftest.py has normally loaded the library (python/seqpar, $SEQPAR_LIBRARY first);
+    this repeats that for a standalone run of this file."""
+    try:
+        torch.ops.seqpar.scan.default
+        return
+    except (AttributeError, RuntimeError):
+        pass
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    candidates = [os.environ.get("SEQPAR_LIBRARY", "")]
-    candidates += sorted(glob.glob(os.path.join(root, "build-cuda", "src", "libseqpar*.so")))
-    candidates += sorted(glob.glob(os.path.join(root, "build*", "src", "libseqpar*.so")))
-    for path in candidates:
-        if path and os.path.exists(path):
-            torch.ops.load_library(path)
-            return
-    pytest.skip("libseqpar.so not found (build it, or set SEQPAR_LIBRARY)", allow_module_level=True)
+    sys.path.insert(0, os.path.join(root, "python"))
+    import seqpar
+
+    seqpar.load_library()
 
 
 _load_seqpar()
 if not torch._C._dispatch_has_kernel_for_dispatch_key("seqpar::scan", "CUDA"):
-    pytest.skip("this libseqpar.so was built without CUDA", allow_module_level=True)
+    pytest.skip("the loaded libseqpar.so was built without CUDA; point SEQPAR_LIBRARY at a CUDA "
+                "build, e.g. SEQPAR_LIBRARY=build-cuda/src/libseqpar.so", allow_module_level=True)
 
 DEV = torch.device("cuda", 0)
 FACTOR = 4.0
