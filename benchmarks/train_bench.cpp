@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -158,6 +159,10 @@ int main(int argc, char** argv) {
   o.steps = 1000;
   o.warmup = 1;
 
+  // The timing wrapper is not an MpiCommunicator, so the MPI_Exscan exchange (which needs
+  // one) cannot run through it: use the tree exchange unless SEQPAR_SP_ALGO says otherwise.
+  setenv("SEQPAR_SP_ALGO", "tree", /*overwrite=*/0);
+  const std::string sp_algo = std::getenv("SEQPAR_SP_ALGO");
   auto raw_world = std::shared_ptr<comm::Communicator>(comm::make_world());
   auto world = std::make_shared<TimedCommunicator>(raw_world);
   const bool rank0 = world->rank() == 0;
@@ -173,6 +178,7 @@ int main(int argc, char** argv) {
                         {"mlp_hidden", o.mlp_hidden},
                         {"reps", reps},
                         {"keep_freed_host_memory", !glibc_defaults},
+                        {"sp_algo", sp_algo},
                         {"timing", "median of reps full optimizer steps after 1 warm-up step"},
                         {"results", nlohmann::json::array()}};
   if (rank0)
