@@ -15,6 +15,13 @@ namespace {
 void expect_same_gradients(Trainer& reference, Trainer& parallel, const char* what) {
   auto ref = reference.model()->named_parameters();
   auto par = parallel.model()->named_parameters();
+  // Tolerance: 2e-4 of the parameter's own gradient scale, plus 1e-5 of the largest gradient
+  // in the model. The floor covers gradients that are small sums of many larger per-token terms
+  // (e.g. a bias summed over 20001 tokens), where float32 summation order alone (per-rank
+  // partial sums, then the all-reduce) moves the result by more than 2e-4 of itself.
+  double global_scale = 0;
+  for (const auto& item : ref)
+    global_scale = std::max(global_scale, item.value().grad().abs().max().item<double>());
   double worst = 0;
   for (const auto& item : ref) {
     const auto& g_ref = item.value().grad();
@@ -23,7 +30,7 @@ void expect_same_gradients(Trainer& reference, Trainer& parallel, const char* wh
     const double scale = g_ref.abs().max().item<double>();
     const double err = (g_ref - g_par).abs().max().item<double>();
     worst = std::max(worst, err / (scale + 1e-12));
-    EXPECT_LE(err, 2e-4 * scale + 1e-7) << what << ": " << item.key() << " scale " << scale;
+    EXPECT_LE(err, 2e-4 * scale + 1e-5 * global_scale) << what << ": " << item.key() << " scale " << scale;
   }
   if (test_world()->rank() == 0) std::printf("%s: worst relative gradient error %.3g\n", what, worst);
 }
@@ -80,6 +87,22 @@ TEST(SpTraining, RotationAndEnergyDrift) {
   reference2.compute_gradients(0);
   parallel2.compute_gradients(0);
   expect_same_gradients(reference2, parallel2, "rotation");
+}
+
+TEST(SpTraining, LongSequenceRecall) {
+  // 20001 tokens, recall distances up to 15000: most queries sit several slices after their key.
+  auto world = test_world();
+  auto o = sp_options("mqar");
+  o.seq_len = 20001;
+  o.batch = 1;
+  o.mqar_pairs = 16;
+  o.mqar_min_distance = 5000;
+  o.mqar_max_distance = 15000;
+  Trainer reference(o, single_rank_grid(), nullptr);
+  Trainer parallel(o, seqpar::comm::make_grid(world, world->size()), nullptr);
+  const double l_ref = reference.compute_gradients(3), l_par = parallel.compute_gradients(3);
+  EXPECT_NEAR(l_par, l_ref, 1e-5 * std::abs(l_ref));
+  expect_same_gradients(reference, parallel, "mqar, 20001 tokens");
 }
 
 TEST(DpTraining, TwoDataParallelRanksMatchOneRankOnTheWholeBatch) {
