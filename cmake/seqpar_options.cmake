@@ -61,7 +61,7 @@ set(_nccl_note "needs CUDA")
 string(TOUPPER "${SEQPAR_WITH_NCCL}" _want_nccl)
 if(SEQPAR_HAVE_CUDA AND NOT _want_nccl STREQUAL "OFF")
   execute_process(
-    COMMAND ${SEQPAR_PYTHON} -c "import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__))"
+    COMMAND ${SEQPAR_PYTHON} -c "import nvidia.nccl; print(list(nvidia.nccl.__path__)[0])"
     OUTPUT_VARIABLE _nccl_pip OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
   find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${NCCL_ROOT} $ENV{NCCL_ROOT} ${_nccl_pip} PATH_SUFFIXES include)
   find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2 HINTS ${NCCL_ROOT} $ENV{NCCL_ROOT} ${_nccl_pip} PATH_SUFFIXES lib lib64)
