@@ -146,7 +146,8 @@ RankScanAlgo choose_rank_scan_algo(const Communicator& comm, double summary_byte
       predict_rank_scan_seconds(RankScanAlgo::kAllGather, comm.size(), summary_bytes, model);
   if (gather_s < best_s) best = RankScanAlgo::kAllGather, best_s = gather_s;
 #ifdef SEQPAR_COMM_WITH_MPI
-  if (backend == "mpi") {
+  // MPI_Exscan needs the MPI communicator itself, not a wrapper that reports the same backend.
+  if (dynamic_cast<const MpiCommunicator*>(&comm) != nullptr) {
     const double exscan_s =
         predict_rank_scan_seconds(RankScanAlgo::kExscan, comm.size(), summary_bytes, model);
     if (exscan_s < best_s) best = RankScanAlgo::kExscan, best_s = exscan_s;
