@@ -13,6 +13,7 @@
 #
 #   scripts/cuda_build_check.sh          # all steps
 #   scripts/cuda_build_check.sh --kernels-only
+#   scripts/cuda_build_check.sh --with-tests     # also the C++ tests and benchmarks
 #
 # Re-running is incremental (ninja + ccache); `rm -rf build-cuda build-kernels-cuda` starts over.
 # The CMake workarounds the CUDA wheel needs are explained in cmake/seqpar_cuda_torch_workarounds.cmake.
@@ -29,10 +30,14 @@ archs=${SEQPAR_CUDA_ARCHS:-80;90}
 jobs=${SEQPAR_JOBS:-2}
 
 kernels_only=0
+# The library, the trainer and the link check are what a GPU user's build needs; the C++ test
+# and benchmark programs double the compile time on CI's 2 cores, so --with-tests adds them.
+build_tests=OFF
 for arg in "$@"; do
   case "$arg" in
     --kernels-only) kernels_only=1 ;;
-    *) echo "cuda_build_check: unknown argument '$arg' (expected --kernels-only)" >&2; exit 2 ;;
+    --with-tests) build_tests=ON ;;
+    *) echo "cuda_build_check: unknown argument '$arg' (expected --kernels-only or --with-tests)" >&2; exit 2 ;;
   esac
 done
 
@@ -85,6 +90,7 @@ fi
 cmake -S . -B build-cuda -G Ninja \
   -DSEQPAR_PYTHON="$venv/bin/python" \
   -DSEQPAR_WITH_CUDA=ON \
+  -DSEQPAR_BUILD_TESTS="$build_tests" -DSEQPAR_BUILD_BENCHMARKS="$build_tests" \
   -DCMAKE_CUDA_COMPILER="$nvcc" \
   -DCMAKE_CUDA_ARCHITECTURES="$archs" >build-kernels-cuda/configure-cuda.log 2>&1 ||
   { tail -n 40 build-kernels-cuda/configure-cuda.log; echo "cuda_build_check: configure failed" >&2; exit 1; }
