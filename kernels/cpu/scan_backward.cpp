@@ -6,7 +6,6 @@
 //   lam_t = g_t + u,  grad_b_t = lam_t,  grad_a_t = lam_t * conj(h_{t-1}),  u' = conj(a_t) lam_t
 // starting from u = grad_h_last; the final u is conj(a_0) lam_0 = grad_h0. Only the step at
 // t = 0 reads h0 instead of h_{t-1}, which is why kSpecialLast is set.
-#include "dispatch.h"
 #include <type_traits>
 
 #include "scan_engine.h"
@@ -275,17 +274,7 @@ struct BackwardPolicy {
 }  // namespace
 
 void scan_backward(const ScanBackwardParams& params) {
-  const ScanShape& n = params.shape;
-  dispatch_scalar_kind(params.dtype, "seqpar::kernels::cpu::scan_backward", [&](auto tag) {
-    using S = decltype(tag);
-    const BackwardPolicy<S> policy(params);
-    if (n.time == 0) {
-      for (int64_t bi = 0; bi < n.batch; ++bi)
-        for (int64_t c = 0; c < n.channels; ++c) policy.finish(bi, c, policy.initial(bi, c));
-      return;
-    }
-    engine::run_scan(policy, n.batch, n.time, n.channels, params.num_threads);
-  });
+  engine::run_policy<BackwardPolicy>(params, "seqpar::kernels::cpu::scan_backward");
 }
 
 }  // namespace seqpar::kernels::cpu

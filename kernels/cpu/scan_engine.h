@@ -49,6 +49,7 @@
 #include <thread>
 #include <vector>
 
+#include "dispatch.h"
 #include "element_types.h"
 #include "thread_pool.h"
 
@@ -330,6 +331,18 @@ void group_run(const P& p, const Layout& lay, const Group<P>& grp, int64_t k0, i
 
 inline void spin_wait() { std::this_thread::yield(); }
 
+// Steps of one look-back tile: about kTileBytes of input across the group's lanes.
+template <class P>
+int64_t tile_steps(const Layout& lay) {
+  const int64_t step_bytes = int64_t(lay.max_lanes) * 2 * int64_t(sizeof(typename P::S));
+  return std::max<int64_t>(16, kTileBytes / step_bytes);
+}
+
+// Time is cut into tiles only when there are too few groups to keep every thread busy.
+inline bool wants_time_tiles(const Layout& lay, int threads) {
+  return threads > 1 && lay.groups < 2 * int64_t(threads);
+}
+
 // Runs the scan described by policy p over all groups and steps with up to `threads` workers.
 template <class P>
 void run_scan(const P& p, int64_t batch, int64_t time, int64_t channels, int threads) {
@@ -337,10 +350,9 @@ void run_scan(const P& p, int64_t batch, int64_t time, int64_t channels, int thr
   threads = std::max(1, threads);
   const Layout lay = make_layout(p, batch, time, channels, threads);
   if (lay.groups == 0) return;
-  const int64_t step_bytes = int64_t(lay.max_lanes) * 2 * int64_t(sizeof(typename P::S));
-  const int64_t tile = std::max<int64_t>(16, kTileBytes / step_bytes);
+  const int64_t tile = tile_steps<P>(lay);
   const int64_t tiles = (time + tile - 1) / tile;
-  const bool tiled = threads > 1 && lay.groups < 2 * threads && tiles >= 2;
+  const bool tiled = wants_time_tiles(lay, threads) && tiles >= 2;
 
   if (!tiled) {
     std::atomic<int64_t> next{0};
@@ -427,10 +439,9 @@ void run_summary(const P& p, int64_t batch, int64_t time, int64_t channels, int 
   threads = std::max(1, threads);
   const Layout lay = make_layout(p, batch, time, channels, threads);
   if (lay.groups == 0) return;
-  const int64_t step_bytes = int64_t(lay.max_lanes) * 2 * int64_t(sizeof(typename P::S));
-  const int64_t tile = std::max<int64_t>(16, kTileBytes / step_bytes);
+  const int64_t tile = tile_steps<P>(lay);
   int64_t tiles = std::max<int64_t>(1, (time + tile - 1) / tile);
-  if (threads == 1 || lay.groups >= 2 * threads) tiles = 1;
+  if (!wants_time_tiles(lay, threads)) tiles = 1;
   const int64_t span = tiles == 1 ? time : tile;
   const int64_t items = tiles * lay.groups;
   const int L = lay.max_lanes;
@@ -460,6 +471,22 @@ void run_summary(const P& p, int64_t batch, int64_t time, int64_t channels, int 
         out(grp.batch[l], grp.channel[l], acc.A, acc.B);
     }
   }
+}
+
+// The whole kernel for a policy template: dtype dispatch, the T = 0 case (final state =
+// initial state), then the engine.
+template <template <class> class Policy, class Params>
+void run_policy(const Params& params, const char* name) {
+  dispatch_scalar_kind(params.dtype, name, [&](auto tag) {
+    const Policy<decltype(tag)> policy(params);
+    const ScanShape& n = params.shape;
+    if (n.time == 0) {
+      for (int64_t bi = 0; bi < n.batch; ++bi)
+        for (int64_t c = 0; c < n.channels; ++c) policy.finish(bi, c, policy.initial(bi, c));
+      return;
+    }
+    run_scan(policy, n.batch, n.time, n.channels, params.num_threads);
+  });
 }
 
 }  // namespace seqpar::kernels::cpu::engine
