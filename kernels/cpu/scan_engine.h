@@ -6,7 +6,7 @@
 // work:
 //
 // * Channel-inner mode (all operands have unit channel stride and channels >= 16): a group is
-//   64 to 2048 neighbouring channels of one batch row, as wide as the thread count allows; the
+//   64 to 2048 neighbouring channels of one batch row, as wide as leaves one group per thread; the
 //   inner loop runs across channels and vectorizes. Wide groups matter: each time step of a
 //   group is one contiguous run of memory, and with rows of only 64 floats the prefetchers see
 //   thousands of short strided streams instead of three long ones.
@@ -99,7 +99,7 @@ Layout make_layout(const P& p, int64_t batch, int64_t time, int64_t channels, in
   } else if (lay.channel_inner) {
     int64_t w = kMinChannelLanes;
     const auto groups_of = [&](int64_t width) { return batch * ((channels + width - 1) / width); };
-    while (2 * w <= kChannelLanes && w < channels && groups_of(2 * w) >= 2 * int64_t(threads)) w *= 2;
+    while (2 * w <= kChannelLanes && w < channels && groups_of(2 * w) >= int64_t(threads)) w *= 2;
     lay.width = w;
     lay.groups_per_batch = (channels + w - 1) / w;
     lay.groups = batch * lay.groups_per_batch;
@@ -338,9 +338,13 @@ int64_t tile_steps(const Layout& lay) {
   return std::max<int64_t>(16, kTileBytes / step_bytes);
 }
 
-// Time is cut into tiles only when there are too few groups to keep every thread busy.
+// Time is cut into tiles only when there are too few groups to keep every thread busy:
+// fewer than one per thread for channel groups (make_layout already sized them for the
+// thread count; tiles of rows several KiB wide stream worse than one wide group per thread),
+// fewer than two per thread otherwise (so that uneven counts still balance).
 inline bool wants_time_tiles(const Layout& lay, int threads) {
-  return threads > 1 && lay.groups < 2 * int64_t(threads);
+  const int64_t enough = lay.channel_inner ? threads : 2 * int64_t(threads);
+  return threads > 1 && lay.groups < enough;
 }
 
 // Runs the scan described by policy p over all groups and steps with up to `threads` workers.
