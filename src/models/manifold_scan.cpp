@@ -119,11 +119,21 @@ at::Tensor ManifoldScanImpl::forward(const at::Tensor& x, const SequenceBackend&
     const int64_t T = energy.size(1);
     auto drift = T > 1 ? (energy.slice(1, 1) - energy.slice(1, 0, T - 1)).abs().sum()
                        : torch::zeros({}, energy.options());
-    // Collective: every rank takes part, even with an empty slice.
-    auto last = T > 0 ? energy.select(1, T - 1).detach()
-                      : torch::zeros({energy.size(0)}, energy.options());
-    auto previous = backend.previous_last(last);
-    if (previous && T > 0) drift = drift + (energy.select(1, 0) - *previous).abs().sum();
+    // The term at a slice boundary needs E of the token before the slice. It is carried in by
+    // the backend's own differentiable scan, so its gradient reaches the rank that owns that
+    // token: one leading step with a = 1, b = 0 passes the entering state through, then
+    // a = 0, b = (E_t, 1) make the state after each token (E_t, 1). The state entering the
+    // first slice is h0 = 0, so there (and on one rank) the flag is 0 and the term vanishes;
+    // an empty slice's single leading step passes the state on. Collective: every rank calls.
+    auto carried_values = torch::stack({energy, torch::ones_like(energy)}, -1);  // (B, T, 2)
+    auto a_carry = torch::cat({torch::ones({energy.size(0), 1, 2}, energy.options()),
+                               torch::zeros({energy.size(0), T, 2}, energy.options())}, 1);
+    auto b_carry = torch::cat(
+        {torch::zeros({energy.size(0), 1, 2}, energy.options()), carried_values}, 1);
+    auto entering = std::get<0>(backend.scan(a_carry, b_carry, std::nullopt)).select(1, 0);
+    if (T > 0)
+      drift = drift +
+              (entering.select(-1, 1) * (energy.select(1, 0) - entering.select(-1, 0)).abs()).sum();
     *energy_drift = energy_drift->defined() ? *energy_drift + drift : drift;
   }
   return readout(x, position, velocity);

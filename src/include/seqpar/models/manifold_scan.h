@@ -21,10 +21,9 @@
 //   (state: v and p, each (batch, d_model), per layer), an independent path the tests
 //   compare against the parallel forward.
 // - The energy-drift term sum_t |E_t - E_{t-1}|, E_t = |v_t|^2 / 2 summed over channels,
-//   needs E of the previous rank's last token at a slice boundary. The backend's
-//   previous_last() all-gathers it; it enters as a constant, so the loss value equals the
-//   one-rank value but the gradient of that single boundary term does not flow back into
-//   the previous rank (one pair in T-1 per rank boundary; documented in docs/training.md).
+//   needs E of the previous rank's last token at a slice boundary. It is carried in by one
+//   more scan through the backend (a = 1 on a leading extra step, 0 elsewhere), so value
+//   and gradient equal the one-rank computation on any number of ranks.
 #pragma once
 
 #include <torch/torch.h>
@@ -46,9 +45,6 @@ struct SequenceBackend {
   std::function<std::tuple<at::Tensor, at::Tensor>(const at::Tensor& a, const at::Tensor& b,
                                                    const std::optional<at::Tensor>& h0)>
       scan;
-  // The previous rank's value of `last` (same shape on every rank), or nullopt on the rank
-  // holding the first slice. Not differentiable.
-  std::function<std::optional<at::Tensor>(const at::Tensor& last)> previous_last;
 };
 
 SequenceBackend local_backend();
