@@ -52,7 +52,7 @@ struct ForwardPolicy {
   }
 
 #if defined(__AVX512F__)
-  static constexpr bool kHasContiguous = std::is_same_v<S, float> || std::is_same_v<S, double>;
+  static constexpr bool kHasContiguous = simd::kVectorStorage<S>;
 #else
   static constexpr bool kHasContiguous = false;
 #endif
@@ -82,16 +82,16 @@ struct ForwardPolicy {
 #if defined(__AVX512F__)
   template <int kDir>
   void contig_aggregate_dir(const Lane& L, int64_t k0, int64_t k1, Acc& A, Acc& B) const {
-    using V = simd::Vec<S>;
+    using V = simd::Vec<Acc>;
     const S* pa = L.a + k0 * kDir;
     const S* pb = L.b + k0 * kDir;
     const int64_t n = k1 - k0;
-    auto cA = V::set1(S(1)), cB = V::set1(S(0));
+    auto cA = V::set1(Acc(1)), cB = V::set1(Acc(0));
     int64_t k = 0;
     for (; k + V::kLanes <= n; k += V::kLanes) {
       auto va = simd::load_steps<S, kDir>(pa + k * kDir);
       auto vb = simd::load_steps<S, kDir>(pb + k * kDir);
-      simd::compose_steps<S>(va, vb);
+      simd::compose_steps<Acc>(va, vb);
       const auto la = V::last(va);
       cB = V::fma(la, cB, V::last(vb));
       cA = V::mul(la, cA);
@@ -99,14 +99,14 @@ struct ForwardPolicy {
     A = V::lane0(cA);
     B = V::lane0(cB);
     for (; k < n; ++k) {
-      const S x = pa[k * kDir];
+      const Acc x = load(pa + k * kDir);
       A = x * A;
-      B = x * B + pb[k * kDir];
+      B = x * B + load(pb + k * kDir);
     }
   }
   template <int kDir>
   void contig_run_dir(const Lane& L, int64_t k0, int64_t k1, Acc& s) const {
-    using V = simd::Vec<S>;
+    using V = simd::Vec<Acc>;
     const S* pa = L.a + k0 * kDir;
     const S* pb = L.b + k0 * kDir;
     S* ph = L.h + k0 * kDir;
@@ -116,15 +116,15 @@ struct ForwardPolicy {
     for (; k + V::kLanes <= n; k += V::kLanes) {
       auto va = simd::load_steps<S, kDir>(pa + k * kDir);
       auto vb = simd::load_steps<S, kDir>(pb + k * kDir);
-      simd::compose_steps<S>(va, vb);
+      simd::compose_steps<Acc>(va, vb);
       const auto out = V::fma(va, vh, vb);
       simd::store_steps<S, kDir>(ph + k * kDir, out);
       vh = V::last(out);
     }
     s = V::lane0(vh);
     for (; k < n; ++k) {
-      s = pa[k * kDir] * s + pb[k * kDir];
-      ph[k * kDir] = s;
+      s = load(pa + k * kDir) * s + load(pb + k * kDir);
+      store(ph + k * kDir, s);
     }
   }
 #endif

@@ -84,7 +84,7 @@ struct BackwardPolicy {
   }
 
 #if defined(__AVX512F__)
-  static constexpr bool kHasContiguous = std::is_same_v<S, float> || std::is_same_v<S, double>;
+  static constexpr bool kHasContiguous = simd::kVectorStorage<S>;
 #else
   static constexpr bool kHasContiguous = false;
 #endif
@@ -115,16 +115,16 @@ struct BackwardPolicy {
   // u' = a * (u + g) per step (real dtypes: conj is the identity here).
   template <int kDir>
   void contig_aggregate_dir(const Lane& L, int64_t k0, int64_t k1, Acc& A, Acc& B) const {
-    using V = simd::Vec<S>;
+    using V = simd::Vec<Acc>;
     const S* pa = L.a + k0 * kDir;
     const S* pg = L.g + k0 * kDir;
     const int64_t n = k1 - k0;
-    auto cA = V::set1(S(1)), cB = V::set1(S(0));
+    auto cA = V::set1(Acc(1)), cB = V::set1(Acc(0));
     int64_t k = 0;
     for (; k + V::kLanes <= n; k += V::kLanes) {
       auto va = simd::load_steps<S, kDir>(pa + k * kDir);
       auto vx = V::mul(va, simd::load_steps<S, kDir>(pg + k * kDir));
-      simd::compose_steps<S>(va, vx);
+      simd::compose_steps<Acc>(va, vx);
       const auto la = V::last(va);
       cB = V::fma(la, cB, V::last(vx));
       cA = V::mul(la, cA);
@@ -132,14 +132,14 @@ struct BackwardPolicy {
     A = V::lane0(cA);
     B = V::lane0(cB);
     for (; k < n; ++k) {
-      const S x = pa[k * kDir];
+      const Acc x = load(pa + k * kDir);
       A = x * A;
-      B = x * (B + pg[k * kDir]);
+      B = x * (B + load(pg + k * kDir));
     }
   }
   template <int kDir>
   void contig_run_dir(const Lane& L, int64_t k0, int64_t k1, Acc& u) const {
-    using V = simd::Vec<S>;
+    using V = simd::Vec<Acc>;
     const S* pa = L.a + k0 * kDir;
     const S* ph = L.hp + k0 * kDir;
     const S* pg = L.g + k0 * kDir;
@@ -152,7 +152,7 @@ struct BackwardPolicy {
       auto va = simd::load_steps<S, kDir>(pa + k * kDir);
       const auto vg = simd::load_steps<S, kDir>(pg + k * kDir);
       auto vx = V::mul(va, vg);
-      simd::compose_steps<S>(va, vx);
+      simd::compose_steps<Acc>(va, vx);
       const auto after = V::fma(va, vu, vx);                // u after each step
       const auto before = V::template shift_up<1>(after, vu);  // u entering each step
       const auto lam = V::add(vg, before);
@@ -163,10 +163,10 @@ struct BackwardPolicy {
     }
     u = V::lane0(vu);
     for (; k < n; ++k) {
-      const S lam = pg[k * kDir] + u;
-      pgb[k * kDir] = lam;
-      pga[k * kDir] = lam * ph[k * kDir];
-      u = pa[k * kDir] * lam;
+      const Acc lam = load(pg + k * kDir) + u;
+      store(pgb + k * kDir, lam);
+      store(pga + k * kDir, lam * load(ph + k * kDir));
+      u = load(pa + k * kDir) * lam;
     }
   }
 #endif

@@ -1,4 +1,5 @@
-// In-register scan of one time-contiguous sequence with AVX-512, for float and double.
+// In-register scan of one time-contiguous sequence with AVX-512: float and double, and
+// bfloat16 / float16 storage widened to float lanes.
 //
 // When time is the unit-stride dimension, a sequence has no neighbouring channels to
 // vectorize across, and a scalar recurrence is bound by the latency of one multiply-add per
@@ -16,6 +17,9 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <type_traits>
+
+#include "element_types.h"
 
 namespace seqpar::kernels::cpu::simd {
 
@@ -67,20 +71,58 @@ struct Vec<double> {
   static double lane0(type v) { return _mm512_cvtsd_f64(v); }
 };
 
-// V steps in step order starting at p (kDir = +1) or ending at p (kDir = -1, p is step 0).
-template <class T, int kDir>
-inline typename Vec<T>::type load_steps(const T* p) {
-  using V = Vec<T>;
-  if constexpr (kDir > 0) return V::loadu(p);
-  return V::reverse(V::loadu(p - (V::kLanes - 1)));
+// Storage types with a vector path, and their accumulation type.
+template <class S>
+constexpr bool kVectorStorage = std::is_same_v<S, float> || std::is_same_v<S, double> ||
+                                std::is_same_v<S, BFloat16> || std::is_same_v<S, Float16>;
+
+// V consecutive elements at p as accumulation-type lanes (16-bit types widen to float).
+template <class S>
+inline typename Vec<acc_t<S>>::type load_lanes(const S* p) {
+  if constexpr (std::is_same_v<S, BFloat16>) {
+    const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
+  } else if constexpr (std::is_same_v<S, Float16>) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  } else {
+    return Vec<S>::loadu(p);
+  }
 }
-template <class T, int kDir>
-inline void store_steps(T* p, typename Vec<T>::type v) {
-  using V = Vec<T>;
+
+// Stores V lanes at p in the storage type, rounding to nearest even (bfloat16 keeps NaNs NaN).
+template <class S>
+inline void store_lanes(S* p, typename Vec<acc_t<S>>::type v) {
+  if constexpr (std::is_same_v<S, BFloat16>) {
+    const __m512i u = _mm512_castps_si512(v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(
+        _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+    r = _mm512_mask_blend_epi32(nan, r, _mm512_or_si512(u, _mm512_set1_epi32(0x400000)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
+                        _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
+  } else if constexpr (std::is_same_v<S, Float16>) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
+                        _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  } else {
+    Vec<S>::storeu(p, v);
+  }
+}
+
+// V steps in step order starting at p (kDir = +1) or ending at p (kDir = -1, p is step 0).
+template <class S, int kDir>
+inline typename Vec<acc_t<S>>::type load_steps(const S* p) {
+  using V = Vec<acc_t<S>>;
+  if constexpr (kDir > 0) return load_lanes(p);
+  return V::reverse(load_lanes(p - (V::kLanes - 1)));
+}
+template <class S, int kDir>
+inline void store_steps(S* p, typename Vec<acc_t<S>>::type v) {
+  using V = Vec<acc_t<S>>;
   if constexpr (kDir > 0)
-    V::storeu(p, v);
+    store_lanes(p, v);
   else
-    V::storeu(p - (V::kLanes - 1), V::reverse(v));
+    store_lanes(p - (V::kLanes - 1), V::reverse(v));
 }
 
 // Inclusive composition of the V steps (A_i, B_i) = P_i o ... o P_0 in place.

@@ -65,7 +65,8 @@ def test_forward_matches_reference(shape, dtype, reverse):
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("layout", ["channels_last", "time_contiguous", "strided"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64, torch.bfloat16, torch.float16],
+                         ids=str)
 def test_layouts_and_thread_counts(layout, threads, dtype):
     """Non-contiguous views give correct results on every code path (untiled, tiled)."""
     gen = torch.Generator().manual_seed(7)

@@ -72,24 +72,31 @@ def test_gradcheck_complex128_through_complex_loop():
             assert max_err(x, r) < 1e-5 * max(1.0, r.abs().max().item())
 
 
+@pytest.mark.parametrize("time_contiguous", [False, True])
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2),
                                        (torch.float16, 4e-3)], ids=str)
-def test_low_precision_gradients(dtype, tol):
-    """Gradients in the input dtype, accumulated in fp32: relative error of the output dtype."""
+def test_low_precision_gradients(dtype, tol, time_contiguous):
+    """Gradients in the input dtype, accumulated in fp32: relative error of the output dtype.
+    Both layouts, since time-contiguous tensors take the vectorized in-register path."""
     shape = (2, 257, 19)
     a, b, h0 = rand_inputs(shape, dtype, 5)
+    if time_contiguous:
+        a, b = [x.detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
+                for x in (a, b)]
+        assert a.stride(1) == 1
     g = torch.Generator().manual_seed(6)
     w = torch.randn(shape, generator=g, dtype=torch.float64)
-    h, hl = torch.ops.seqpar.scan(a, b, h0)
-    got = torch.autograd.grad((h.double() * w).sum() + hl.double().sum(), (a, b, h0))
-    wide = [x.detach().double().requires_grad_() for x in (a, b, h0)]
-    H, HL = loop_scan(*wide, False)
-    ref = torch.autograd.grad((H * w).sum() + HL.sum(), wide)
-    for x, r in zip(got, ref):
-        assert x.dtype == dtype
-        rel = max_err(x, r) / r.abs().max().item()
-        print(dtype, f"rel err {rel:.2e}")
-        assert rel < tol
+    for reverse in (False, True):
+        h, hl = torch.ops.seqpar.scan(a, b, h0, reverse)
+        got = torch.autograd.grad((h.double() * w).sum() + hl.double().sum(), (a, b, h0))
+        wide = [x.detach().double().requires_grad_() for x in (a, b, h0)]
+        H, HL = loop_scan(*wide, reverse)
+        ref = torch.autograd.grad((H * w).sum() + HL.sum(), wide)
+        for x, r in zip(got, ref):
+            assert x.dtype == dtype
+            rel = max_err(x, r) / r.abs().max().item()
+            print(dtype, f"time_contiguous={time_contiguous} reverse={reverse} rel err {rel:.2e}")
+            assert rel < tol
 
 
 def test_backward_with_expanded_gradient():
