@@ -52,6 +52,21 @@ inline BFloat16 to_bfloat16(float f) {
   return {static_cast<uint16_t>(u >> 16)};
 }
 
+#if defined(__F16C__)
+// With F16C the compiler converts (and vectorizes) through the _Float16 type: vcvtph2ps /
+// vcvtps2ph, round to nearest even.
+inline float to_float(Float16 x) {
+  _Float16 h;
+  std::memcpy(&h, &x.bits, sizeof h);
+  return static_cast<float>(h);
+}
+inline Float16 to_float16(float f) {
+  const _Float16 h = static_cast<_Float16>(f);
+  Float16 r;
+  std::memcpy(&r.bits, &h, sizeof h);
+  return r;
+}
+#else
 // IEEE binary16 <-> binary32 with round to nearest even, subnormals included.
 inline float to_float(Float16 x) {
   const uint32_t h = x.bits;
@@ -82,6 +97,7 @@ inline Float16 to_float16(float f) {
   v += 0xfffu + ((v >> 13) & 1u);
   return {static_cast<uint16_t>(sign | (v >> 13))};
 }
+#endif
 
 // Storage type S -> accumulation type.
 template <class S> struct AccumulateOf;
