@@ -6,7 +6,8 @@
 // which also allocates its outputs, and on the CPU a fresh 64 MiB tensor costs page faults on
 // first touch (PyTorch's CPU allocator does not cache large blocks).
 //
-// Bytes per element follow design.md's roofline: forward reads a, b and writes h (3 streams);
+// Bytes per element follow design.md's roofline (stream count x element size of --dtype):
+// forward reads a, b and writes h (3 streams);
 // backward reads a, h, grad_h and writes grad_a, grad_b (5 streams); triad a = b + s*c counts
 // 3 streams (STREAM's convention, no write-allocate), computed by at::add_out. Each figure is the median of --reps
 // timed repetitions after one warm-up, with a 64 MiB buffer touched between repetitions so
@@ -26,6 +27,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <vector>
@@ -73,13 +75,26 @@ struct Shape {
 
 // (batch*channels, T) with batch = 1: channels-contiguous tensors are (1, T, bd); the
 // time-contiguous ones are (bd, T, 1) views... stored (bd, 1, T) -> transposed to (bd, T, 1).
-std::pair<at::Tensor, at::Tensor> make_inputs(const Shape& s) {
-  if (!s.time_contiguous) {
-    auto a = torch::rand({1, s.T, s.bd}) * 0.5 + 0.5;
-    return {a, torch::randn({1, s.T, s.bd})};
+// Random values of `dtype` in the benchmark's layout (a in [0.5, 1), b standard normal).
+at::Tensor make_sequence(const Shape& s, at::ScalarType dtype, bool coefficient) {
+  const std::vector<int64_t> shape =
+      s.time_contiguous ? std::vector<int64_t>{s.bd, 1, s.T} : std::vector<int64_t>{1, s.T, s.bd};
+  at::Tensor x = coefficient ? torch::rand(shape) * 0.5 + 0.5 : torch::randn(shape);
+  x = x.to(dtype);
+  return s.time_contiguous ? x.transpose(1, 2) : x;
+}
+
+std::pair<at::Tensor, at::Tensor> make_inputs(const Shape& s, at::ScalarType dtype) {
+  return {make_sequence(s, dtype, true), make_sequence(s, dtype, false)};
+}
+
+seqpar::kernels::ScalarKind scalar_kind(at::ScalarType t) {
+  switch (t) {
+    case at::kBFloat16: return seqpar::kernels::ScalarKind::kBFloat16;
+    case at::kHalf: return seqpar::kernels::ScalarKind::kFloat16;
+    case at::kComplexFloat: return seqpar::kernels::ScalarKind::kComplex64;
+    default: return seqpar::kernels::ScalarKind::kFloat32;
   }
-  auto a = (torch::rand({s.bd, 1, s.T}) * 0.5 + 0.5).transpose(1, 2);
-  return {a, torch::randn({s.bd, 1, s.T}).transpose(1, 2)};
 }
 
 seqpar::kernels::Strides3 strides3(const at::Tensor& t) {
@@ -89,7 +104,7 @@ seqpar::kernels::Strides3 strides3(const at::Tensor& t) {
 // kernels/cpu forward on preallocated h (batch, time, channels float32 tensors).
 void kernel_forward(const at::Tensor& a, const at::Tensor& b, at::Tensor& h, at::Tensor& hl) {
   seqpar::kernels::ScanForwardParams p;
-  p.dtype = seqpar::kernels::ScalarKind::kFloat32;
+  p.dtype = scalar_kind(a.scalar_type());
   p.shape = {a.size(0), a.size(1), a.size(2)};
   p.a = {a.data_ptr(), strides3(a)};
   p.b = {b.data_ptr(), strides3(b)};
@@ -102,7 +117,7 @@ void kernel_forward(const at::Tensor& a, const at::Tensor& b, at::Tensor& h, at:
 void kernel_backward(const at::Tensor& a, const at::Tensor& h, const at::Tensor& g,
                      at::Tensor& ga, at::Tensor& gb, at::Tensor& gh0) {
   seqpar::kernels::ScanBackwardParams p;
-  p.dtype = seqpar::kernels::ScalarKind::kFloat32;
+  p.dtype = scalar_kind(a.scalar_type());
   p.shape = {a.size(0), a.size(1), a.size(2)};
   p.a = {a.data_ptr(), strides3(a)};
   p.h = {h.data_ptr(), strides3(h)};
@@ -119,12 +134,15 @@ void kernel_backward(const at::Tensor& a, const at::Tensor& h, const at::Tensor&
 int main(int argc, char** argv) {
   po::options_description desc("cpu_scan_bench options");
   std::string json_path;
+  std::string dtype_name = "float32";
   int reps = 5;
   int64_t naive_steps = 2048;
   int64_t log2_elems = 24;
   std::vector<int> thread_counts;
   desc.add_options()("help", "show this help")(
       "json", po::value(&json_path), "write the results as JSON to this path")(
+      "dtype", po::value(&dtype_name)->default_value("float32"),
+      "element type: float32, bfloat16, float16 or complex64")(
       "reps", po::value(&reps)->default_value(5), "timed repetitions per figure (median)")(
       "log2-elements", po::value(&log2_elems)->default_value(24),
       "elements per input tensor = 2^this, with T >= 2^14 (the targets are stated for >= 24)")(
@@ -149,6 +167,17 @@ int main(int argc, char** argv) {
                  "--naive-steps >= 1\n";
     return 2;
   }
+  const std::map<std::string, at::ScalarType> dtypes{{"float32", at::kFloat},
+                                                      {"bfloat16", at::kBFloat16},
+                                                      {"float16", at::kHalf},
+                                                      {"complex64", at::kComplexFloat}};
+  if (!dtypes.count(dtype_name)) {
+    std::cerr << "cpu_scan_bench: --dtype must be float32, bfloat16, float16 or complex64, got '"
+              << dtype_name << "'\n";
+    return 2;
+  }
+  const at::ScalarType dtype = dtypes.at(dtype_name);
+  const double es = double(c10::elementSize(dtype));  // bytes per element of every stream
   const int hw = std::max(1u, std::thread::hardware_concurrency());
   if (thread_counts.empty()) thread_counts = hw > 1 ? std::vector<int>{1, hw} : std::vector<int>{1};
   torch::manual_seed(0);
@@ -160,8 +189,8 @@ int main(int argc, char** argv) {
   out["benchmark"] = "cpu_scan";
   out["min_elements"] = n;
   out["hardware_threads"] = hw;
-  out["dtype"] = "float32";
-  out["bytes_per_element"] = {{"forward", 12}, {"backward", 20}, {"triad", 12}};
+  out["dtype"] = dtype_name;
+  out["bytes_per_element"] = {{"forward", 3 * es}, {"backward", 5 * es}, {"triad", 12}};
   out["results"] = nlohmann::json::array();
 
   std::printf("%-7s %-6s %-9s %-5s | %8s %6s %7s | %8s %6s %7s | %9s %9s | %7s\n",
@@ -175,13 +204,13 @@ int main(int argc, char** argv) {
         // (B*D, T) from (1, 2^24) to (4096, 2^14): 2^24 elements, but at least 2^14 steps.
         const Shape s{bd, std::max<int64_t>(n / bd, int64_t(1) << 14), tc};
         const int64_t elems_per_tensor = bd * s.T;
-        auto [a, b] = make_inputs(s);
+        auto [a, b] = make_inputs(s, dtype);
         const double fwd_op =
             median_seconds(reps, [&] { auto r = seqpar::scan(a, b); (void)r; });
         auto h = std::get<0>(seqpar::scan(a, b));
-        auto h_last = torch::empty({a.size(0), a.size(2)});
+        auto h_last = torch::empty({a.size(0), a.size(2)}, a.options());
         const double fwd = median_seconds(reps, [&] { kernel_forward(a, b, h, h_last); });
-        auto g = tc ? torch::randn({bd, 1, s.T}).transpose(1, 2) : torch::randn({1, s.T, bd});
+        auto g = make_sequence(s, dtype, false);
         auto ga = torch::empty_like(h), gb = torch::empty_like(h), gh0 = torch::empty_like(h_last);
         const double bwd = median_seconds(reps, [&] { kernel_backward(a, h, g, ga, gb, gh0); });
         const double bwd_op = median_seconds(reps, [&] {
@@ -198,7 +227,7 @@ int main(int argc, char** argv) {
         const int64_t steps = std::min(naive_steps, s.T);
         auto ap = a.narrow(1, 0, steps), bp = b.narrow(1, 0, steps);
         const double naive = median_seconds(std::max(1, reps / 2), [&] {
-          auto hh = torch::zeros({a.size(0), a.size(2)});
+          auto hh = torch::zeros({a.size(0), a.size(2)}, a.options());
           auto outp = torch::empty_like(ap);
           for (int64_t t = 0; t < steps; ++t) {
             hh = ap.select(1, t) * hh + bp.select(1, t);
@@ -212,12 +241,12 @@ int main(int argc, char** argv) {
           (void)r;
         });
         const double elems = double(elems_per_tensor);
-        const double fwd_gbs = 12.0 * elems / fwd / 1e9;
-        const double bwd_gbs = 20.0 * elems / bwd / 1e9;
-        const double fwd_op_gbs = 12.0 * elems / fwd_op / 1e9;
-        const double bwd_op_gbs = 20.0 * elems / bwd_op / 1e9;
-        const double naive_gbs = 12.0 * double(steps * bd) / naive / 1e9;
-        const double log_gbs = 12.0 * elems / logspace / 1e9;
+        const double fwd_gbs = 3 * es * elems / fwd / 1e9;
+        const double bwd_gbs = 5 * es * elems / bwd / 1e9;
+        const double fwd_op_gbs = 3 * es * elems / fwd_op / 1e9;
+        const double bwd_op_gbs = 5 * es * elems / bwd_op / 1e9;
+        const double naive_gbs = 3 * es * double(steps * bd) / naive / 1e9;
+        const double log_gbs = 3 * es * elems / logspace / 1e9;
         std::printf(
             "%-7d %-6lld %-9lld %-5s | %8.2f %5.0f%% %7.2f | %8.2f %5.0f%% %7.2f | %9.3f %9.2f | "
             "%7.2f\n",
