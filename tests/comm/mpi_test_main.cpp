@@ -5,25 +5,8 @@
 
 #include <cstdlib>
 
+#include "../common/rank_listener.h"
 #include "seqpar/comm/mpi_communicator.h"
-
-namespace {
-
-class FailuresOnly : public testing::EmptyTestEventListener {
- public:
-  explicit FailuresOnly(int rank) : rank_(rank) {}
-  void OnTestPartResult(const testing::TestPartResult& result) override {
-    if (result.failed())
-      std::fprintf(stderr, "[rank %d] %s:%d: %s\n", rank_,
-                   result.file_name() ? result.file_name() : "?", result.line_number(),
-                   result.summary());
-  }
-
- private:
-  int rank_;
-};
-
-}  // namespace
 
 int main(int argc, char** argv) {
   testing::InitGoogleTest(&argc, argv);
@@ -33,7 +16,7 @@ int main(int argc, char** argv) {
   if (rank != 0) {
     auto& listeners = testing::UnitTest::GetInstance()->listeners();
     delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new FailuresOnly(rank));
+    listeners.Append(new seqpar::testing_support::FailuresOnly(rank));
   }
   return RUN_ALL_TESTS();
 }

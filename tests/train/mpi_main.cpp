@@ -1,28 +1,13 @@
 // GoogleTest main for the trainer tests run under mpirun: builds the world communicator once
 // (test_world()), prints the full report on rank 0 and only failures elsewhere.
-#include "test_world.h"
-
 #include <gtest/gtest.h>
 
-#include <cstdio>
+#include "../common/rank_listener.h"
+#include "test_world.h"
 
 namespace {
 
 std::shared_ptr<seqpar::comm::Communicator> g_world;
-
-class FailuresOnly : public testing::EmptyTestEventListener {
- public:
-  explicit FailuresOnly(int rank) : rank_(rank) {}
-  void OnTestPartResult(const testing::TestPartResult& result) override {
-    if (result.failed())
-      std::fprintf(stderr, "[rank %d] %s:%d: %s\n", rank_,
-                   result.file_name() ? result.file_name() : "?", result.line_number(),
-                   result.summary());
-  }
-
- private:
-  int rank_;
-};
 
 }  // namespace
 
@@ -34,7 +19,7 @@ int main(int argc, char** argv) {
   if (g_world->rank() != 0) {
     auto& listeners = testing::UnitTest::GetInstance()->listeners();
     delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new FailuresOnly(g_world->rank()));
+    listeners.Append(new seqpar::testing_support::FailuresOnly(g_world->rank()));
   }
   const int result = RUN_ALL_TESTS();
   g_world.reset();
