@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# One command for a GPU machine: builds what it needs against the PyTorch already installed
+# there (no package registry is needed), runs every GPU check of seqpar in order of value,
+# and writes one summary under --out. Every step runs under `timeout`; a step that fails or
+# times out is recorded and the session goes on, so one broken part cannot hide the others.
+#
+#   scripts/gpu_session.sh [--out DIR] [--quick] [--help]
+#
+# Steps (the summary names each one with its status, seconds and log):
+#   build-kernels  nvcc builds kernels/cuda/*.cu and the torch-free check program
+#                  (kernels/cuda/gpu_check) for the device's architecture; registers and
+#                  spills from ptxas go to ptxas.txt
+#   build-lib      (in the background from the start) CMake builds libseqpar against this
+#                  machine's PyTorch, CUDA on, trainer/tests/benchmarks off, in build-gpu/
+#   check          CUDA_LAUNCH_BLOCKING=1: every dtype x layout (channels 32/8 per CTA, time
+#                  with 128-bit loads, vector phase, general strides) x forward/backward/summary,
+#                  reverse, h0, T = 0, 1, deep tile chains, decay near 0 and near 1, caller
+#                  workspace and per-call scratch, against a double-precision host reference
+#   memcheck       compute-sanitizer memcheck on small multi-tile cases
+#   stress         look-back stress: hundreds of calls on two streams over chains of up to
+#                  8192 tiles; reports run-to-run bitwise differences
+#   bench          forward/backward GB/s at T = 2^17, 2^20, 2^23, B*D = 1, 16, 256, 4096,
+#                  float32 and bfloat16, both layouts, and % of a device copy of the same bytes,
+#                  all timed as CUDA graphs (no launch gaps)
+#   torch-smoke    the LibTorch ops on CUDA against the CPU op (launch-blocking), and
+#                  sp_scan / sp_comm_check over a one-rank NCCL process group
+#   pytest         tests/python/test_scan_cuda.py
+#   torch-bench    benchmarks/cuda_scan_bench.py --quick (the op through PyTorch, baselines)
+#   racecheck, synccheck
+#                  compute-sanitizer's shared-memory race and barrier checks, same cases
+#
+# Output: DIR/summary.json (steps, device, every JSON record of the check program) and
+# DIR/summary.txt (the tables, ready to paste into docs/cuda.md), plus one log per step.
+# Without a GPU it stops at once with status 3. --quick skips the sanitizers and pytest.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+
+out=runs/gpu_session
+quick=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out=$2; shift 2 ;;
+    --out=*) out=${1#--out=}; shift ;;
+    --quick) quick=1; shift ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "gpu_session: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
+  echo "gpu_session: no GPU found (nvidia-smi lists none); this script needs a CUDA device" >&2
+  exit 3
+fi
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+python=${SEQPAR_PYTHON:-python3}
+nvcc=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+jobs=${SEQPAR_JOBS:-$(nproc)}
+sanitizer=$(command -v compute-sanitizer || echo "$(dirname "$nvcc")/compute-sanitizer")
+start=$(date +%s)
+: >"$out/steps.tsv"
+
+# The whole session keeps to SEQPAR_GPU_SESSION_SECONDS (default 450): a step gets at most
+# what is left, and is skipped when under 15 s are.
+deadline=$((start + ${SEQPAR_GPU_SESSION_SECONDS:-450}))
+
+# step NAME SECONDS CMD...: runs CMD under timeout with its log in DIR/NAME.log.
+step() {
+  local name=$1 limit=$2; shift 2
+  local t0=$(date +%s)
+  local left=$((deadline - t0))
+  [ $left -lt $limit ] && limit=$left
+  if [ $limit -lt 15 ]; then
+    printf '%s\t%s\t0\n' "$name" "skipped(deadline)" >>"$out/steps.tsv"
+    echo "-- $name: skipped, session deadline"
+    return 1
+  fi
+  echo "== $name (limit ${limit}s, at +$((t0 - start))s)"
+  timeout --kill-after=10 "$limit" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  local status=ok
+  [ $rc -eq 124 ] || [ $rc -eq 137 ] && status=timeout
+  [ $rc -ne 0 ] && [ "$status" = ok ] && status="failed($rc)"
+  printf '%s\t%s\t%s\n' "$name" "$status" "$(($(date +%s) - t0))" >>"$out/steps.tsv"
+  tail -n 25 "$out/$name.log"
+  echo "-- $name: $status in $(($(date +%s) - t0))s"
+  return $rc
+}
+
+# ---- device facts ----------------------------------------------------------------------
+cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d ' .')
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader
+  "$nvcc" --version | tail -n 2 | head -n 1
+  "$python" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+  echo "arch sm_$cc, $(nproc) CPUs"
+} >"$out/device.txt" 2>&1
+cat "$out/device.txt"
+
+# ---- build-lib in the background ---------------------------------------------------------
+build=$repo/build-gpu
+(
+  step build-lib 300 bash -c "
+    cmake -S '$repo' -B '$build' -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DSEQPAR_PYTHON='$python' -DSEQPAR_WITH_CUDA=ON -DSEQPAR_WITH_MPI=OFF \
+      -DSEQPAR_BUILD_TESTS=OFF -DSEQPAR_BUILD_BENCHMARKS=OFF -DSEQPAR_BUILD_TRAINER=OFF \
+      -DCMAKE_CUDA_COMPILER='$nvcc' -DCMAKE_CUDA_ARCHITECTURES=$cc &&
+    cmake --build '$build' -j $jobs --target seqpar" >/dev/null
+) &
+lib_pid=$!
+
+# ---- build-kernels: torch-free, for this device -----------------------------------------
+kb=$repo/build-gpu-kernels
+mkdir -p "$kb"
+build_kernels() {
+  local pids=() fail=0
+  for src in kernels/cuda/*.cu kernels/cuda/gpu_check/scan_gpu_check.cu; do
+    local o="$kb/$(basename "$src" .cu).o"
+    "$nvcc" -std=c++17 -O3 -Ikernels/include -gencode "arch=compute_$cc,code=sm_$cc" \
+      -Xptxas -v -c "$src" -o "$o" >"$o.ptxas" 2>&1 &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || fail=1; done
+  cat "$kb"/*.o.ptxas >"$out/ptxas.txt"
+  [ $fail = 0 ] || { grep -h error "$kb"/*.o.ptxas; return 1; }
+  "$nvcc" -o "$kb/scan_gpu_check" "$kb"/*.o || return 1
+  echo "registers per thread (max): $(grep -ohE 'Used [0-9]+ registers' "$out/ptxas.txt" | awk '{print $2}' | sort -n | tail -n 1)"
+  grep -E '[1-9][0-9]* bytes spill' "$out/ptxas.txt" | sort | uniq -c || echo "no spills"
+}
+step build-kernels 120 build_kernels
+check=$kb/scan_gpu_check
+json=$out/records.jsonl
+: >"$json"
+
+if [ -x "$check" ]; then
+  step check 60 env CUDA_LAUNCH_BLOCKING=1 "$check" check --json "$json"
+  step stress 60 "$check" stress --json "$json"
+  step bench 90 "$check" bench --json "$json"
+  if [ $quick = 0 ] && [ -x "$sanitizer" ]; then
+    step memcheck 60 "$sanitizer" --tool memcheck --error-exitcode 9 "$check" sanitize
+  fi
+fi
+
+# ---- the LibTorch side ----------------------------------------------------------------
+wait $lib_pid
+lib=$build/src/libseqpar.so
+if [ -f "$lib" ]; then
+  export SEQPAR_LIBRARY=$lib PYTHONUNBUFFERED=1
+  step torch-smoke 60 env CUDA_LAUNCH_BLOCKING=1 "$python" scripts/gpu_session_torch.py
+  if [ $quick = 0 ]; then
+    step pytest 120 "$python" -m pytest -q --maxfail 10 --timeout 60 -p no:cacheprovider \
+      tests/python/test_scan_cuda.py -rs --junitxml "$out/pytest.xml"
+  fi
+  step torch-bench 60 "$python" benchmarks/cuda_scan_bench.py --quick \
+    --json "$out/torch_bench.json" --markdown "$out/torch_bench.md"
+fi
+
+# ---- the slower sanitizers last ---------------------------------------------------------
+if [ -x "$check" ] && [ $quick = 0 ] && [ -x "$sanitizer" ]; then
+  step racecheck 60 "$sanitizer" --tool racecheck --error-exitcode 9 "$check" sanitize
+  step synccheck 45 "$sanitizer" --tool synccheck --error-exitcode 9 "$check" sanitize
+fi
+
+# ---- summary ---------------------------------------------------------------------------
+"$python" - "$out" <<'EOF'
+import json, os, sys
+out = sys.argv[1]
+steps = [dict(zip(("step", "status", "seconds"), l.rstrip("\n").split("\t")))
+         for l in open(os.path.join(out, "steps.tsv")) if l.strip()]
+records = [json.loads(l) for l in open(os.path.join(out, "records.jsonl")) if l.strip()]
+device = open(os.path.join(out, "device.txt")).read().strip().splitlines()
+json.dump({"device": device, "steps": steps, "records": records},
+          open(os.path.join(out, "summary.json"), "w"), indent=1)
+lines = ["device: " + " | ".join(device), "", "| step | status | s |", "|---|---|---|"]
+lines += [f"| {s['step']} | {s['status']} | {s['seconds']} |" for s in steps]
+chk = [r for r in records if r["mode"] == "check"]
+if chk:
+    bad = [r for r in chk if not r["ok"]]
+    lines += ["", f"check: {len(chk)} cases, {len(bad)} failed"]
+    for r in bad:
+        lines.append(f"  FAIL {r['dtype']} B={r['B']} T={r['T']} D={r['D']} {r['mem']} rev={r['reverse']} "
+                     f"{r['worst']} rel err {r['rel_err']:.2e} (tol {r['tol']:.1e})")
+st = [r for r in records if r["mode"] == "stress"]
+if st:
+    lines += ["", "| stress | B | T | D | layout | calls | ref rel err | bitwise differing |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['dtype']} | {r['B']} | {r['T']} | {r['D']} | {r['layout']} | {r['calls']} | "
+              f"{r['ref_rel_err']:.1e} | {r['bitwise_differing']} |" for r in st]
+bn = [r for r in records if r["mode"] == "bench"]
+if bn:
+    lines += ["", "| dtype | layout | T | B*D | copy GB/s | fwd GB/s | fwd % copy | bwd GB/s | bwd % copy |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in bn:
+        c = r["copy_GBs"]
+        lines.append(f"| {r['dtype']} | {r['layout']} | 2^{r['T'].bit_length() - 1} | {r['BD']} | {c:.0f} | "
+                     f"{r['fwd_GBs']:.0f} | {100 * r['fwd_GBs'] / c:.0f}% | {r['bwd_GBs']:.0f} | "
+                     f"{100 * r['bwd_GBs'] / c:.0f}% |")
+open(os.path.join(out, "summary.txt"), "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+EOF
+echo "gpu_session: done in $(($(date +%s) - start))s; summary in $out/summary.txt"
+! grep -qv $'\tok\t' "$out/steps.tsv"
