@@ -87,7 +87,7 @@ for dtype in [torch.float32, torch.complex64]:
     a, b = make((2, 3000, 16), "channels", dtype, g)
     grads = []
     for d in ("cpu", dev):
-        ra, rb = a.to(d).requires_grad_(), b.to(d).requires_grad_()
+        ra, rb = (x.detach().to(d).clone().requires_grad_() for x in (a, b))
         h, hl = seqpar.scan(ra, rb)
         (h.abs().sum() + hl.abs().sum()).backward()
         grads.append((ra.grad, rb.grad))
