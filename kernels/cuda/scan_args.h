@@ -41,6 +41,7 @@ struct KernelArgs {
   int64_t channel_blocks = 0;  // ceil(channels / kCols)
   int64_t time_tiles = 0;      // ceil((time + phase) / kTileLen)
   int64_t phase = 0;           // walk steps before step 0 in the first tile: aligns vector chunks
+  int deterministic = 0;       // 1: chained prefixes in a fixed order (bitwise reproducible)
   WalkOperand x0, x1, x2;
   OutOperand y0, y1;
   StateIn s0, s1;

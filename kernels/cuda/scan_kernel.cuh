@@ -30,6 +30,12 @@
 #include "scan_args.h"
 #include "scan_types.cuh"
 
+// Predecessors each lane inspects per look-back round with 32 columns per CTA (a tuning knob,
+// see scan_plan.h).
+#ifndef SEQPAR_CUDA_DEPTH32
+#define SEQPAR_CUDA_DEPTH32 8
+#endif
+
 namespace seqpar::kernels::cuda::detail {
 
 template <class S, int K>
@@ -144,7 +150,7 @@ template <int kCols, class Acc>
 __device__ __forceinline__ Map<Acc> look_back(const int* flags, const Map<Acc>* aggregates,
                                               const Map<Acc>* inclusives, int64_t j, int lane) {
   constexpr int kSlots = 32 / kCols;
-  constexpr int kDepth = kCols >= 32 ? 8 : (kCols >= 8 ? 2 : 1);
+  constexpr int kDepth = kCols >= 32 ? SEQPAR_CUDA_DEPTH32 : (kCols >= 8 ? 2 : 1);
   constexpr int kPerRound = kSlots * kDepth;
   const int slot = lane / kCols;
   const int col = lane % kCols;
@@ -191,6 +197,17 @@ __device__ __forceinline__ Map<Acc> look_back(const int* flags, const Map<Acc>* 
     if (inclusive_lanes) break;
   }
   return prefix;
+}
+
+// Deterministic mode: the prefix of tile j is always the inclusive prefix of tile j-1, so
+// every tile's prefix is composed in one fixed order, (((t0) o t1) o ...), and results are
+// bitwise identical run to run. The cost is one dependent round trip per tile along each
+// chain instead of the decoupled look-back's overlap.
+template <int kCols, class Acc>
+__device__ __forceinline__ Map<Acc> wait_for_inclusive(const int* flags, const Map<Acc>* inclusives,
+                                                       int64_t j, int lane) {
+  while (!__all_sync(kFullMask, load_flag(flags + j - 1) == kFlagInclusive)) __nanosleep(32);
+  return load_cg(inclusives + (j - 1) * kCols + lane % kCols);
 }
 
 template <class S, OpKind kOp, int kCols, bool kVec, int kItems, int kNumThreads>
@@ -291,7 +308,9 @@ __global__ void __launch_bounds__(kNumThreads) scan_tile_kernel(const KernelArgs
     M* aggregates = static_cast<M*>(args.aggregates) + first * kCols;
     M* inclusives = static_cast<M*>(args.inclusives) + first * kCols;
     M prefix = identity_map<Acc>();
-    if (j > 0) {
+    if (j > 0 && args.deterministic) {
+      prefix = wait_for_inclusive<kCols>(flags, inclusives, j, lane);
+    } else if (j > 0) {
       publish<kCols>(aggregates + j * kCols, flags + j, kFlagAggregate, aggregate, lane);
       prefix = look_back<kCols>(flags, aggregates, inclusives, j, lane);
     }

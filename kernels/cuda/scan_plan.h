@@ -20,13 +20,22 @@
 
 namespace seqpar::kernels::cuda::detail {
 
-constexpr int kNumThreads = 256;
+// Tile geometry knobs. Fixed at compile time; benchmarks/cuda_variants.sh builds the check
+// program with other values (-DSEQPAR_CUDA_THREADS=...) to compare them in one GPU run.
+#ifndef SEQPAR_CUDA_THREADS
+#define SEQPAR_CUDA_THREADS 256
+#endif
+#ifndef SEQPAR_CUDA_ITEMS_2B
+#define SEQPAR_CUDA_ITEMS_2B 16
+#endif
+constexpr int kNumThreads = SEQPAR_CUDA_THREADS;
 
-// Items per thread: 16 for 2- and 4-byte types (one or four 128-bit loads), 8 for 8-byte
-// types (double, complex64), which keeps the accumulators of backward in registers.
+// Items per thread: 16 for 4-byte types (four 128-bit loads), SEQPAR_CUDA_ITEMS_2B for 2-byte
+// types, 8 for 8-byte types (double, complex64), which keeps the accumulators of backward in
+// registers.
 template <class S>
 constexpr int items_per_thread() {
-  return sizeof(S) >= 8 ? 8 : 16;
+  return sizeof(S) >= 8 ? 8 : (sizeof(S) == 2 ? SEQPAR_CUDA_ITEMS_2B : 16);
 }
 
 template <class S>
@@ -130,6 +139,7 @@ Plan plan_forward(const ScanForwardParams& p) {
   const LayoutChoice choice = choose_layout<S>(views, 3, p.shape.batch, p.shape.channels);
   plan.layout = choice.layout;
   args.phase = choice.phase;
+  args.deterministic = p.deterministic ? 1 : 0;
   return plan;
 }
 
@@ -154,6 +164,7 @@ Plan plan_backward(const ScanBackwardParams& p) {
   const LayoutChoice choice = choose_layout<S>(views, 5, p.shape.batch, p.shape.channels);
   plan.layout = choice.layout;
   args.phase = choice.phase;
+  args.deterministic = p.deterministic ? 1 : 0;
   return plan;
 }
 
@@ -172,6 +183,7 @@ Plan plan_summary(const ScanSummaryParams& p) {
   const LayoutChoice choice = choose_layout<S>(views, 2, p.shape.batch, p.shape.channels);
   plan.layout = choice.layout;
   args.phase = choice.phase;
+  args.deterministic = p.deterministic ? 1 : 0;
   return plan;
 }
 

@@ -42,6 +42,7 @@ using cd = std::complex<double>;
 
 static FILE* g_json = nullptr;
 static int g_failures = 0;
+static bool g_det = false;  // run the scans in deterministic mode
 
 // ---- element types on the host ----------------------------------------------------------
 struct DType {
@@ -235,6 +236,7 @@ static bool run_case(const Case& c, bool quiet = false) {
   if (c.with_h0) fp.h0 = {h0.cptr(), h0.s2};
   fp.h = {h.ptr(), h.s3};
   fp.h_last = {hl.ptr(), hl.s2};
+  fp.deterministic = g_det;
   size_t ws = kc::scan_forward_workspace_size(fp);
   int rc = kc::scan_forward(fp, stream, workspace_for(ws, c.workspace, owned), c.workspace ? ws : 0);
   if (rc != 0) { std::fprintf(stderr, "scan_forward returned %s\n", cudaGetErrorName(cudaError_t(rc))); std::exit(2); }
@@ -246,6 +248,7 @@ static bool run_case(const Case& c, bool quiet = false) {
   sp.b = fp.b;
   sp.A = {A.ptr(), A.s2};
   sp.B = {Bs.ptr(), Bs.s2};
+  sp.deterministic = g_det;
   ws = kc::scan_summary_workspace_size(sp);
   rc = kc::scan_summary(sp, stream, workspace_for(ws, c.workspace, owned), c.workspace ? ws : 0);
   if (rc != 0) { std::fprintf(stderr, "scan_summary returned %s\n", cudaGetErrorName(cudaError_t(rc))); std::exit(2); }
@@ -263,6 +266,7 @@ static bool run_case(const Case& c, bool quiet = false) {
   bp.grad_a = {ga.ptr(), ga.s3};
   bp.grad_b = {gb.ptr(), gb.s3};
   bp.grad_h0 = {gh0.ptr(), gh0.s2};
+  bp.deterministic = g_det;
   ws = kc::scan_backward_workspace_size(bp);
   rc = kc::scan_backward(bp, stream, workspace_for(ws, c.workspace, owned), c.workspace ? ws : 0);
   if (rc != 0) { std::fprintf(stderr, "scan_backward returned %s\n", cudaGetErrorName(cudaError_t(rc))); std::exit(2); }
@@ -314,8 +318,8 @@ static bool run_case(const Case& c, bool quiet = false) {
   }
   if (!ok) ++g_failures;
   if (!quiet || !ok) {
-    std::printf("%-4s %-9s B=%-4lld T=%-8lld D=%-5lld %-8s rev=%d h0=%d gh=%d ws=%d  worst %-7s %.2e (tol %.1e)\n",
-                ok ? "ok" : "FAIL", t.name, (long long)B, (long long)T, (long long)D, mem_name(c.mem),
+    std::printf("%-4s %s%-9s B=%-4lld T=%-8lld D=%-5lld %-8s rev=%d h0=%d gh=%d ws=%d  worst %-7s %.2e (tol %.1e)\n",
+                ok ? "ok" : "FAIL", g_det ? "det " : "", t.name, (long long)B, (long long)T, (long long)D, mem_name(c.mem),
                 c.reverse, c.with_h0, c.with_grad_h, c.workspace, worst_name, worst, tol);
     if (!ok) {
       for (int i = 0; i < 7; ++i) std::printf("      %-8s rel err %.3e\n", names[i], errs[i]->rel());
@@ -323,10 +327,10 @@ static bool run_case(const Case& c, bool quiet = false) {
   }
   if (g_json) {
     std::fprintf(g_json,
-                 "{\"mode\":\"check\",\"dtype\":\"%s\",\"B\":%lld,\"T\":%lld,\"D\":%lld,\"mem\":\"%s\","
+                 "{\"mode\":\"check\",\"deterministic\":%d,\"dtype\":\"%s\",\"B\":%lld,\"T\":%lld,\"D\":%lld,\"mem\":\"%s\","
                  "\"reverse\":%d,\"h0\":%d,\"grad_h\":%d,\"workspace\":%d,\"worst\":\"%s\",\"rel_err\":%.3e,"
                  "\"tol\":%.3e,\"ok\":%s}\n",
-                 t.name, (long long)B, (long long)T, (long long)D, mem_name(c.mem), c.reverse, c.with_h0,
+                 int(g_det), t.name, (long long)B, (long long)T, (long long)D, mem_name(c.mem), c.reverse, c.with_h0,
                  c.with_grad_h, c.workspace, worst_name, worst, tol, ok ? "true" : "false");
   }
   return ok;
@@ -367,6 +371,17 @@ static int mode_check() {
     run_case(near_zero);
     n += 2;
   }
+  // Deterministic mode on the layouts that have tile chains.
+  g_det = true;
+  for (const DType* t : {&kF32, &kBF16, &kC64}) {
+    run_case({t, 2, 5000, 64, Mem::kChannels, true, true, true, true});
+    run_case({t, 3, 3001, 10, Mem::kChannels, false, true, true, false});
+    run_case({t, 2, 70001, 3, Mem::kTime, false, true, true, true});
+    run_case({t, 1, 70007, 2, Mem::kTimeOffset, true, true, true, false});
+    run_case({t, 2, 4099, 3, Mem::kStrided, true, true, true, true});
+    n += 5;
+  }
+  g_det = false;
   std::printf("check: %d cases, %d failed\n", n, g_failures);
   return g_failures ? 1 : 0;
 }
@@ -500,29 +515,38 @@ static int mode_stress() {
     Case c{s.t, s.B, s.T, s.D, Mem::kTime, false, false, false, false};
     const bool ref_ok = max_rel <= tolerance(c);
     if (!ref_ok) ++g_failures;
-    // Repeats: two streams, per-call scratch (cudaMallocAsync) on one, none shared.
-    int differing = 0;
-    for (int i = 0; i < s.calls; ++i) {
-      const int k = i & 1;
-      if (kc::scan_forward(d.fwd(out[k], nullptr), st[k]) != 0) { std::fprintf(stderr, "stress launch failed\n"); return 2; }
-      if (k == 1 || i + 1 == s.calls) {
-        CK(cudaDeviceSynchronize());
-        for (int kk = 0; kk <= k; ++kk) {
-          CK(cudaMemcpy(got.data(), out[kk], d.bytes(), cudaMemcpyDeviceToHost));
-          if (std::memcmp(got.data(), first.data(), d.bytes()) != 0) ++differing;
+    // Repeats: two streams, per-call scratch (cudaMallocAsync), none shared; then the same in
+    // deterministic mode, compared with its own first result.
+    int differing = 0, det_differing = 0;
+    std::vector<char> det_first;
+    for (int det = 0; det < 2; ++det) {
+      for (int i = 0; i < s.calls; ++i) {
+        const int k = i & 1;
+        ScanForwardParams p = d.fwd(out[k], nullptr);
+        p.deterministic = det == 1;
+        if (kc::scan_forward(p, st[k]) != 0) { std::fprintf(stderr, "stress launch failed\n"); return 2; }
+        if (k == 1 || i + 1 == s.calls) {
+          CK(cudaDeviceSynchronize());
+          for (int kk = 0; kk <= k; ++kk) {
+            CK(cudaMemcpy(got.data(), out[kk], d.bytes(), cudaMemcpyDeviceToHost));
+            if (det && det_first.empty()) det_first = got;
+            const std::vector<char>& base = det ? det_first : first;
+            if (std::memcmp(got.data(), base.data(), d.bytes()) != 0) ++(det ? det_differing : differing);
+          }
         }
       }
     }
+    if (det_differing) ++g_failures;
     std::printf("%-4s stress %-9s B=%lld T=%lld D=%lld %s: %d calls on 2 streams, ref rel err %.2e, "
-                "%d of %d results differ bitwise from the first\n",
+                "%d of %d results differ bitwise from the first (deterministic mode: %d)\n",
                 ref_ok ? "ok" : "FAIL", s.t->name, (long long)s.B, (long long)s.T, (long long)s.D,
-                s.time_major ? "time" : "channels", s.calls, max_rel, differing, s.calls);
+                s.time_major ? "time" : "channels", s.calls, max_rel, differing, s.calls, det_differing);
     if (g_json)
       std::fprintf(g_json,
                    "{\"mode\":\"stress\",\"dtype\":\"%s\",\"B\":%lld,\"T\":%lld,\"D\":%lld,\"layout\":\"%s\","
-                   "\"calls\":%d,\"ref_rel_err\":%.3e,\"bitwise_differing\":%d,\"ok\":%s}\n",
+                   "\"calls\":%d,\"ref_rel_err\":%.3e,\"bitwise_differing\":%d,\"det_bitwise_differing\":%d,\"ok\":%s}\n",
                    s.t->name, (long long)s.B, (long long)s.T, (long long)s.D, s.time_major ? "time" : "channels",
-                   s.calls, max_rel, differing, ref_ok ? "true" : "false");
+                   s.calls, max_rel, differing, det_differing, ref_ok && !det_differing ? "true" : "false");
     CK(cudaFree(out[0]));
     CK(cudaFree(out[1]));
     CK(cudaStreamDestroy(st[0]));
@@ -572,8 +596,8 @@ static int mode_bench() {
   std::printf("bench on %s (%d SMs, L2 %d MB); GB/s counts 3 (forward) and 5 (backward) streams;\n"
               "%% is of a device-to-device copy of one operand's bytes timed the same way\n",
               prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
-  std::printf("%-9s %-8s %-9s %-5s %10s %10s %7s %10s %7s\n", "dtype", "layout", "T", "B*D", "copy GB/s",
-              "fwd GB/s", "fwd %", "bwd GB/s", "bwd %");
+  std::printf("%-9s %-8s %-9s %-5s %10s %10s %7s %10s %7s %8s\n", "dtype", "layout", "T", "B*D", "copy GB/s",
+              "fwd GB/s", "fwd %", "bwd GB/s", "bwd %", "det fwd%");
   cudaStream_t s;
   CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   for (const DType* t : {&kF32, &kBF16}) {
@@ -597,21 +621,26 @@ static int mode_bench() {
           int rc = 0;
           const double fwd_ms = graph_time_ms(s, reps, [&] { rc |= kc::scan_forward(fp, s, d.ws, d.ws_bytes); });
           const double bwd_ms = graph_time_ms(s, reps, [&] { rc |= kc::scan_backward(bp, s, d.ws, d.ws_bytes); });
+          ScanForwardParams dp = fp;
+          dp.deterministic = true;
+          const double det_ms = graph_time_ms(s, reps, [&] { rc |= kc::scan_forward(dp, s, d.ws, d.ws_bytes); });
           if (rc != 0) { std::fprintf(stderr, "bench launch failed: %s\n", cudaGetErrorName(cudaError_t(rc))); return 2; }
           const double copy_gbs = 2 * bytes / copy_ms / 1e6;
           const double fwd_gbs = 3 * bytes / fwd_ms / 1e6;
           const double bwd_gbs = 5 * bytes / bwd_ms / 1e6;
-          std::printf("%-9s %-8s %-9lld %-5lld %10.0f %10.0f %6.1f%% %10.0f %6.1f%%\n", t->name,
+          const double det_gbs = 3 * bytes / det_ms / 1e6;
+          std::printf("%-9s %-8s %-9lld %-5lld %10.0f %10.0f %6.1f%% %10.0f %6.1f%% %7.1f%%\n", t->name,
                       time_major ? "time" : "channels", (long long)T, (long long)bd, copy_gbs, fwd_gbs,
-                      100 * fwd_gbs / copy_gbs, bwd_gbs, 100 * bwd_gbs / copy_gbs);
+                      100 * fwd_gbs / copy_gbs, bwd_gbs, 100 * bwd_gbs / copy_gbs, 100 * det_gbs / copy_gbs);
           std::fflush(stdout);
           if (g_json)
             std::fprintf(g_json,
-                         "{\"mode\":\"bench\",\"device\":\"%s\",\"dtype\":\"%s\",\"layout\":\"%s\",\"T\":%lld,"
-                         "\"BD\":%lld,\"copy_GBs\":%.1f,\"fwd_GBs\":%.1f,\"bwd_GBs\":%.1f,\"fwd_ms\":%.4f,"
+                         "{\"mode\":\"bench\",\"variant\":\"%s\",\"device\":\"%s\",\"dtype\":\"%s\",\"layout\":\"%s\",\"T\":%lld,"
+                         "\"BD\":%lld,\"copy_GBs\":%.1f,\"fwd_GBs\":%.1f,\"bwd_GBs\":%.1f,\"det_fwd_GBs\":%.1f,\"fwd_ms\":%.4f,"
                          "\"bwd_ms\":%.4f,\"reps\":%d}\n",
+                         std::getenv("SEQPAR_VARIANT") ? std::getenv("SEQPAR_VARIANT") : "default",
                          prop.name, t->name, time_major ? "time" : "channels", (long long)T, (long long)bd,
-                         copy_gbs, fwd_gbs, bwd_gbs, fwd_ms, bwd_ms, reps);
+                         copy_gbs, fwd_gbs, bwd_gbs, det_gbs, fwd_ms, bwd_ms, reps);
           d.release();
         }
       }

@@ -68,6 +68,10 @@ struct ScanForwardParams {
   Operand3 h;
   Operand2 h_last;
   int num_threads = 1;  // CPU only: worker threads to use (>= 1)
+  // CUDA: combine tiles in one fixed order so that results are bitwise identical run to run
+  // (slower for long chains of tiles, see docs/cuda.md). The CPU engine is deterministic for a
+  // fixed num_threads either way.
+  bool deterministic = false;
 };
 
 // Adjoint of the forward scan (design.md section 1):
@@ -85,6 +89,7 @@ struct ScanBackwardParams {
   Operand3 grad_a, grad_b;
   Operand2 grad_h0;            // optional
   int num_threads = 1;
+  bool deterministic = false;  // as in ScanForwardParams
 };
 
 // Propagator summary of a whole slice (design.md section 2, step 1):
@@ -96,6 +101,7 @@ struct ScanSummaryParams {
   ConstOperand3 a, b;
   Operand2 A, B;
   int num_threads = 1;
+  bool deterministic = false;  // as in ScanForwardParams
 };
 
 }  // namespace seqpar::kernels
