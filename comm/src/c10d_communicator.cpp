@@ -31,17 +31,28 @@ at::Device device_of(MemoryKind memory, int device) {
                                      : at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device));
 }
 
-// A byte tensor owning a copy of `buffer` (or uninitialized when copy=false).
-at::Tensor staged_bytes(ConstBuffer buffer, bool copy) {
-  auto options = at::TensorOptions().dtype(at::kByte).device(device_of(buffer.memory, buffer.device));
-  at::Tensor t = at::empty({static_cast<int64_t>(buffer.bytes)}, options);
+// Where a buffer is staged: its own device, except host memory on a group without a CPU
+// backend (NCCL), which is staged on the current CUDA device.
+at::Device staging_device(MemoryKind memory, int device, bool host_ok) {
+  if (memory == MemoryKind::kHost && !host_ok) return at::Device(at::kCUDA);
+  return device_of(memory, device);
+}
+
+// A byte tensor on the staging device owning a copy of `buffer` (or uninitialized when
+// copy=false).
+at::Tensor staged_bytes(ConstBuffer buffer, bool copy, bool host_ok) {
+  auto options = at::TensorOptions().dtype(at::kByte);
+  at::Tensor t = at::empty({static_cast<int64_t>(buffer.bytes)},
+                           options.device(staging_device(buffer.memory, buffer.device, host_ok)));
   if (copy && buffer.bytes > 0) {
     at::Tensor view = at::from_blob(const_cast<void*>(buffer.data),
-                                    {static_cast<int64_t>(buffer.bytes)}, options);
+                                    {static_cast<int64_t>(buffer.bytes)},
+                                    options.device(device_of(buffer.memory, buffer.device)));
     t.copy_(view);
   }
   return t;
 }
+
 
 void unstage_bytes(const at::Tensor& staged, MutableBuffer buffer) {
   if (buffer.bytes == 0) return;
@@ -58,6 +69,12 @@ C10dCommunicator::C10dCommunicator(c10::intrusive_ptr<c10d::ProcessGroup> group)
   if (!group_) throw std::invalid_argument("seqpar::comm::C10dCommunicator: null process group");
   rank_ = group_->getRank();
   size_ = group_->getSize();
+  // A group without a CPU backend (NCCL alone) cannot move host tensors.
+  try {
+    host_ok_ = group_->getBackend(c10::DeviceType::CPU) != nullptr;
+  } catch (const std::exception&) {
+    host_ok_ = false;
+  }
 }
 
 std::string C10dCommunicator::backend_name() const {
@@ -106,7 +123,7 @@ void C10dCommunicator::send_recv(ConstBuffer send_buffer, int dst, MutableBuffer
     SEQPAR_COMM_CHECK(send_buffer.bytes == recv_buffer.bytes, backend_name(), call, rank_, rank_,
                       "self message of " + std::to_string(send_buffer.bytes) + " bytes into " +
                           std::to_string(recv_buffer.bytes));
-    unstage_bytes(staged_bytes(send_buffer, /*copy=*/true), recv_buffer);
+    unstage_bytes(staged_bytes(send_buffer, /*copy=*/true, host_ok_), recv_buffer);
     return;
   }
   SEQPAR_COMM_CHECK(dst != rank_ && src != rank_, backend_name(), call, rank_, rank_,
@@ -116,11 +133,11 @@ void C10dCommunicator::send_recv(ConstBuffer send_buffer, int dst, MutableBuffer
   // Post the receive first so that two ranks exchanging with each other never wait on
   // each other's send.
   if (src >= 0) {
-    received.push_back(staged_bytes(recv_buffer, /*copy=*/false));
+    received.push_back(staged_bytes(recv_buffer, /*copy=*/false, host_ok_));
     recv_work = group_->recv(received, src, tag);
   }
   if (dst >= 0) {
-    sent.push_back(staged_bytes(send_buffer, /*copy=*/true));
+    sent.push_back(staged_bytes(send_buffer, /*copy=*/true, host_ok_));
     send_work = group_->send(sent, dst, tag);
   }
   if (send_work) wait(send_work, dst >= 0 && src >= 0 ? "send_recv(send)" : call, dst);
@@ -135,7 +152,7 @@ void C10dCommunicator::all_gather(ConstBuffer send, MutableBuffer recv, Stream) 
                     "all_gather", rank_, -1,
                     "recv holds " + std::to_string(recv.bytes) + " bytes, expected size() x " +
                         std::to_string(send.bytes));
-  std::vector<at::Tensor> inputs{staged_bytes(send, /*copy=*/true)};
+  std::vector<at::Tensor> inputs{staged_bytes(send, /*copy=*/true, host_ok_)};
   std::vector<std::vector<at::Tensor>> outputs(1);
   for (int r = 0; r < size_; ++r) outputs[0].push_back(at::empty_like(inputs[0]));
   wait(group_->allgather(outputs, inputs), "all_gather", -1);
@@ -147,7 +164,8 @@ void C10dCommunicator::all_reduce_sum(MutableBuffer buffer, Stream) {
   auto options = at::TensorOptions()
                      .dtype(scalar_type(buffer.dtype))
                      .device(device_of(buffer.memory, buffer.device));
-  at::Tensor staged = at::empty({elem}, options);
+  at::Tensor staged = at::empty(
+      {elem}, options.device(staging_device(buffer.memory, buffer.device, host_ok_)));
   if (elem > 0) staged.copy_(at::from_blob(buffer.data, {elem}, options));
   // Complex sums are sums of the real and imaginary parts: every backend can do those.
   std::vector<at::Tensor> tensors{staged.is_complex() ? at::view_as_real(staged) : staged};
@@ -158,7 +176,7 @@ void C10dCommunicator::all_reduce_sum(MutableBuffer buffer, Stream) {
 }
 
 void C10dCommunicator::broadcast(MutableBuffer buffer, int root, Stream) {
-  std::vector<at::Tensor> tensors{staged_bytes(buffer, /*copy=*/rank_ == root)};
+  std::vector<at::Tensor> tensors{staged_bytes(buffer, /*copy=*/rank_ == root, host_ok_)};
   c10d::BroadcastOptions opts;
   opts.rootRank = root;
   wait(group_->broadcast(tensors, opts), "broadcast", root);

@@ -41,7 +41,10 @@ struct KernelArgs {
   int64_t channel_blocks = 0;  // ceil(channels / kCols)
   int64_t time_tiles = 0;      // ceil((time + phase) / kTileLen)
   int64_t phase = 0;           // walk steps before step 0 in the first tile: aligns vector chunks
-  int deterministic = 0;       // 1: chained prefixes in a fixed order (bitwise reproducible)
+  // 1: each tile waits for its predecessor's inclusive prefix instead of the decoupled
+  // look-back: one fixed composition order (bitwise reproducible); chosen for deterministic
+  // mode and whenever there are as many column groups as SMs (scan_launch.cuh).
+  int chained = 0;
   WalkOperand x0, x1, x2;
   OutOperand y0, y1;
   StateIn s0, s1;

@@ -308,7 +308,7 @@ __global__ void __launch_bounds__(kNumThreads) scan_tile_kernel(const KernelArgs
     M* aggregates = static_cast<M*>(args.aggregates) + first * kCols;
     M* inclusives = static_cast<M*>(args.inclusives) + first * kCols;
     M prefix = identity_map<Acc>();
-    if (j > 0 && args.deterministic) {
+    if (j > 0 && args.chained) {
       prefix = wait_for_inclusive<kCols>(flags, inclusives, j, lane);
     } else if (j > 0) {
       publish<kCols>(aggregates + j * kCols, flags + j, kFlagAggregate, aggregate, lane);

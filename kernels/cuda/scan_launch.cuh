@@ -36,10 +36,31 @@ struct ScratchLayout {
 
 // Zeroes the flags of the scratch (the caller's workspace when it is large enough and 16-byte
 // aligned, else a cudaMallocAsync block released behind the kernel), launches, checks.
+// Multiprocessors of the current device, cached per device (at most 64 devices).
+inline int multiprocessors() {
+  static int cached[64] = {};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 1;
+  if (cached[dev] == 0) {
+    int n = 0;
+    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+    cached[dev] = n > 0 ? n : 1;
+  }
+  return cached[dev];
+}
+
 template <class S, OpKind kOp, int kCols, bool kVec>
 int launch_tiles(KernelArgs args, cudaStream_t stream, Workspace workspace) {
   constexpr int K = items_per_thread<S>();
-  const int64_t tiles = plan_tiles<S, kCols>(args);
+  constexpr int kThreads = threads_for<kOp>();
+  const int64_t tiles = plan_tiles<S, kCols, kOp>(args);
+  // With a column group per SM or more, each chain has about one tile in flight: the
+  // decoupled look-back has nothing to overlap, and waiting for the predecessor's inclusive
+  // prefix was as fast or faster on an H100 (docs/cuda.md, "Tuning"), and deterministic.
+#ifndef SEQPAR_CUDA_AUTO_CHAIN
+#define SEQPAR_CUDA_AUTO_CHAIN 1
+#endif
+  if (SEQPAR_CUDA_AUTO_CHAIN && args.batch * args.channel_blocks >= multiprocessors()) args.chained = 1;
   if (tiles >= int64_t(std::numeric_limits<int>::max())) return int(cudaErrorInvalidConfiguration);
   const ScratchLayout<S, kCols> layout(tiles);
   void* scratch = workspace.ptr;
@@ -57,8 +78,8 @@ int launch_tiles(KernelArgs args, cudaStream_t stream, Workspace workspace) {
     args.tile_counter = reinterpret_cast<unsigned int*>(base + size_t(tiles) * sizeof(int));
     args.aggregates = base + layout.map_offset;
     args.inclusives = base + layout.map_offset + layout.map_bytes;
-    scan_tile_kernel<S, kOp, kCols, kVec, K, kNumThreads>
-        <<<unsigned(tiles), kNumThreads, 0, stream>>>(args);
+    scan_tile_kernel<S, kOp, kCols, kVec, K, kThreads>
+        <<<unsigned(tiles), kThreads, 0, stream>>>(args);
     err = cudaGetLastError();
   }
   const cudaError_t free_err = own ? cudaFreeAsync(scratch, stream) : cudaSuccess;
@@ -77,14 +98,14 @@ int launch_layout(Layout layout, const KernelArgs& args, cudaStream_t stream, Wo
 }
 
 // Scratch bytes a plan needs (the same numbers launch_tiles uses).
-template <class S>
+template <class S, OpKind kOp>
 size_t scratch_bytes(const Plan& plan) {
   KernelArgs args = plan.args;
   switch (plan.layout) {
-    case Layout::kChannels32: return ScratchLayout<S, 32>(plan_tiles<S, 32>(args)).total;
-    case Layout::kChannels8: return ScratchLayout<S, 8>(plan_tiles<S, 8>(args)).total;
+    case Layout::kChannels32: return ScratchLayout<S, 32>(plan_tiles<S, 32, kOp>(args)).total;
+    case Layout::kChannels8: return ScratchLayout<S, 8>(plan_tiles<S, 8, kOp>(args)).total;
     case Layout::kTimeVector:
-    case Layout::kTimeScalar: return ScratchLayout<S, 1>(plan_tiles<S, 1>(args)).total;
+    case Layout::kTimeScalar: return ScratchLayout<S, 1>(plan_tiles<S, 1, kOp>(args)).total;
   }
   return 0;
 }
@@ -93,15 +114,15 @@ inline bool launches_tiles(const ScanShape& n) { return n.batch > 0 && n.channel
 
 template <class S>
 size_t workspace_forward(const ScanForwardParams& p) {
-  return launches_tiles(p.shape) ? scratch_bytes<S>(plan_forward<S>(p)) : 0;
+  return launches_tiles(p.shape) ? scratch_bytes<S, OpKind::kForward>(plan_forward<S>(p)) : 0;
 }
 template <class S>
 size_t workspace_backward(const ScanBackwardParams& p) {
-  return launches_tiles(p.shape) ? scratch_bytes<S>(plan_backward<S>(p)) : 0;
+  return launches_tiles(p.shape) ? scratch_bytes<S, OpKind::kBackward>(plan_backward<S>(p)) : 0;
 }
 template <class S>
 size_t workspace_summary(const ScanSummaryParams& p) {
-  return launches_tiles(p.shape) ? scratch_bytes<S>(plan_summary<S>(p)) : 0;
+  return launches_tiles(p.shape) ? scratch_bytes<S, OpKind::kSummary>(plan_summary<S>(p)) : 0;
 }
 
 template <class S>

@@ -25,10 +25,21 @@ namespace seqpar::kernels::cuda::detail {
 #ifndef SEQPAR_CUDA_THREADS
 #define SEQPAR_CUDA_THREADS 256
 #endif
+#ifndef SEQPAR_CUDA_BWD_THREADS
+#define SEQPAR_CUDA_BWD_THREADS 128
+#endif
 #ifndef SEQPAR_CUDA_ITEMS_2B
 #define SEQPAR_CUDA_ITEMS_2B 16
 #endif
 constexpr int kNumThreads = SEQPAR_CUDA_THREADS;
+
+// Threads per CTA of an op. Backward holds ~100 registers per thread; at 128 threads per CTA
+// more CTAs fit an SM and its backward bandwidth rose from ~70% to ~88% of copy on an H100
+// (docs/cuda.md, "Tuning"); forward and summary keep 256.
+template <OpKind kOp>
+constexpr int threads_for() {
+  return kOp == OpKind::kBackward ? SEQPAR_CUDA_BWD_THREADS : kNumThreads;
+}
 
 // Items per thread: 16 for 4-byte types (four 128-bit loads), SEQPAR_CUDA_ITEMS_2B for 2-byte
 // types, 8 for 8-byte types (double, complex64), which keeps the accumulators of backward in
@@ -139,7 +150,7 @@ Plan plan_forward(const ScanForwardParams& p) {
   const LayoutChoice choice = choose_layout<S>(views, 3, p.shape.batch, p.shape.channels);
   plan.layout = choice.layout;
   args.phase = choice.phase;
-  args.deterministic = p.deterministic ? 1 : 0;
+  args.chained = p.deterministic ? 1 : 0;
   return plan;
 }
 
@@ -164,7 +175,7 @@ Plan plan_backward(const ScanBackwardParams& p) {
   const LayoutChoice choice = choose_layout<S>(views, 5, p.shape.batch, p.shape.channels);
   plan.layout = choice.layout;
   args.phase = choice.phase;
-  args.deterministic = p.deterministic ? 1 : 0;
+  args.chained = p.deterministic ? 1 : 0;
   return plan;
 }
 
@@ -183,14 +194,14 @@ Plan plan_summary(const ScanSummaryParams& p) {
   const LayoutChoice choice = choose_layout<S>(views, 2, p.shape.batch, p.shape.channels);
   plan.layout = choice.layout;
   args.phase = choice.phase;
-  args.deterministic = p.deterministic ? 1 : 0;
+  args.chained = p.deterministic ? 1 : 0;
   return plan;
 }
 
 // Tile geometry of a launch with kCols columns per CTA; fills channel_blocks and time_tiles.
-template <class S, int kCols>
+template <class S, int kCols, OpKind kOp>
 int64_t plan_tiles(KernelArgs& args) {
-  constexpr int64_t kTileLen = int64_t(kNumThreads / kCols) * items_per_thread<S>();
+  constexpr int64_t kTileLen = int64_t(threads_for<kOp>() / kCols) * items_per_thread<S>();
   args.channel_blocks = (args.channels + kCols - 1) / kCols;
   args.time_tiles = (args.time + args.phase + kTileLen - 1) / kTileLen;
   return args.batch * args.channel_blocks * args.time_tiles;

@@ -35,7 +35,7 @@ template <class S, OpKind kOp, int kCols, bool kVec>
 void run_kernel(KernelArgs args) {
   using M = Map<typename Traits<S>::Acc>;
   constexpr int K = items_per_thread<S>();
-  const int64_t tiles = plan_tiles<S, kCols>(args);
+  const int64_t tiles = plan_tiles<S, kCols, kOp>(args);
   std::vector<int> flags(tiles + 1, 0);
   std::vector<M> aggs(tiles * kCols), incls(tiles * kCols);
   for (auto& m : aggs) { std::memset(&m, 0xff, sizeof(M)); }  // garbage: NaN
@@ -44,7 +44,7 @@ void run_kernel(KernelArgs args) {
   args.aggregates = aggs.data(); args.inclusives = incls.data();
   std::uniform_real_distribution<double> u(0, 1);
   for (int64_t t = 0; t < tiles; ++t) {
-    emu::run_block(kNumThreads, [&] { scan_tile_kernel<S, kOp, kCols, kVec, K, kNumThreads>(args); });
+    emu::run_block(threads_for<kOp>(), [&] { scan_tile_kernel<S, kOp, kCols, kVec, K, threads_for<kOp>()>(args); });
     // Same index mapping as the kernel: column groups fastest; scratch per group.
     const int64_t groups = args.batch * args.channel_blocks;
     const int64_t j = t / groups, slot = (t - j * groups) * args.time_tiles + j;

@@ -49,6 +49,7 @@ class C10dCommunicator final : public Communicator {
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* call, int peer);
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
   int rank_ = 0, size_ = 1;
+  bool host_ok_ = true;  // the group has a CPU backend; else host buffers go through CUDA
 };
 
 // The torch.distributed group registered under `group_name` (dist.group.WORLD.group_name,
