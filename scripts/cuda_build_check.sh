@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks a GPU user's build of seqpar on a machine without a GPU (CI): nothing here runs a
 # kernel. Three steps, each stopping the script on failure:
-#   1. torch-free kernel build: nvcc compiles every kernels/cuda/*.cu for each architecture
+#   1. torch-free kernel build: nvcc compiles every kernels/cuda/*.cu (and links the GPU
+#      session's check program, kernels/cuda/gpu_check) for each architecture
 #      with -Ikernels/include only (proves kernels/ needs no LibTorch) and reports register
 #      use and any spills from ptxas; then the kernel itself runs on a host emulation of CUDA
 #      (kernels/cuda/host_emulation) against a double-precision reference;
@@ -52,7 +53,7 @@ gencode=()
 IFS=';' read -r -a arch_list <<<"$archs"
 for a in "${arch_list[@]}"; do gencode+=(-gencode "arch=compute_${a},code=sm_${a}"); done
 pids=()
-for src in kernels/cuda/*.cu; do
+for src in kernels/cuda/*.cu kernels/cuda/gpu_check/scan_gpu_check.cu; do
   obj="build-kernels-cuda/$(basename "$src" .cu).o"
   log="build-kernels-cuda/$(basename "$src" .cu).ptxas.log"
   "$nvcc" -std=c++17 -O3 -Ikernels/include "${gencode[@]}" -Xptxas -v \
@@ -70,7 +71,10 @@ done
 spills=$(cat build-kernels-cuda/*.ptxas.log | grep -E "[1-9][0-9]* bytes spill (stores|loads)" || true)
 if [ -n "$spills" ]; then echo "note: ptxas reports spills:"; echo "$spills" | sort | uniq -c; fi
 max_regs=$(grep -ohE "Used [0-9]+ registers" build-kernels-cuda/*.ptxas.log | awk '{print $2}' | sort -n | tail -n 1)
-echo "   ok: $(ls kernels/cuda/*.cu | wc -l) files for sm_{${archs//;/,}}, max $max_regs registers/thread"
+# The GPU session's check program (kernels/cuda/gpu_check) links against the kernels alone.
+"$nvcc" -o build-kernels-cuda/scan_gpu_check build-kernels-cuda/*.o ||
+  { echo "cuda_build_check: scan_gpu_check link failed" >&2; exit 1; }
+echo "   ok: $(ls kernels/cuda/*.cu | wc -l) files for sm_{${archs//;/,}} and scan_gpu_check, max $max_regs registers/thread"
 # The kernel's logic on the host: kernels/cuda/host_emulation runs scan_tile_kernel with every
 # CUDA thread as a fiber and checks it against a double-precision reference.
 echo "== [1b] kernel logic on the host emulator (no GPU)"
