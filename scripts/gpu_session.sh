@@ -200,18 +200,20 @@ if chk:
                      f"{r['worst']} rel err {r['rel_err']:.2e} (tol {r['tol']:.1e})")
 st = [r for r in records if r["mode"] == "stress"]
 if st:
-    lines += ["", "| stress | B | T | D | layout | calls | ref rel err | bitwise differing |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| stress | B | T | D | layout | calls | ref rel err | bitwise differing | same, deterministic mode |",
+              "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['dtype']} | {r['B']} | {r['T']} | {r['D']} | {r['layout']} | {r['calls']} | "
-              f"{r['ref_rel_err']:.1e} | {r['bitwise_differing']} |" for r in st]
+              f"{r['ref_rel_err']:.1e} | {r['bitwise_differing']} | {r.get('det_bitwise_differing', '-')} |" for r in st]
 bn = [r for r in records if r["mode"] == "bench"]
 if bn:
-    lines += ["", "| dtype | layout | T | B*D | copy GB/s | fwd GB/s | fwd % copy | bwd GB/s | bwd % copy |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| dtype | layout | T | B*D | copy GB/s | fwd GB/s | fwd % copy | bwd GB/s | bwd % copy | deterministic fwd % copy |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in bn:
         c = r["copy_GBs"]
+        det = f"{100 * r['det_fwd_GBs'] / c:.0f}%" if "det_fwd_GBs" in r else "-"
         lines.append(f"| {r['dtype']} | {r['layout']} | 2^{r['T'].bit_length() - 1} | {r['BD']} | {c:.0f} | "
                      f"{r['fwd_GBs']:.0f} | {100 * r['fwd_GBs'] / c:.0f}% | {r['bwd_GBs']:.0f} | "
-                     f"{100 * r['bwd_GBs'] / c:.0f}% |")
+                     f"{100 * r['bwd_GBs'] / c:.0f}% | {det} |")
 open(os.path.join(out, "summary.txt"), "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 EOF

@@ -54,13 +54,16 @@ int launch_tiles(KernelArgs args, cudaStream_t stream, Workspace workspace) {
   constexpr int K = items_per_thread<S>();
   constexpr int kThreads = threads_for<kOp>();
   const int64_t tiles = plan_tiles<S, kCols, kOp>(args);
-  // With a column group per SM or more, each chain has about one tile in flight: the
-  // decoupled look-back has nothing to overlap, and waiting for the predecessor's inclusive
-  // prefix was as fast or faster on an H100 (docs/cuda.md, "Tuning"), and deterministic.
+  // With a column group per two SMs or more, each chain has about one or two tiles in flight:
+  // the decoupled look-back has little to overlap, and waiting for the predecessor's
+  // inclusive prefix was as fast or faster on an H100 at 128 and more groups (docs/cuda.md,
+  // "Tuning"), and deterministic.
 #ifndef SEQPAR_CUDA_AUTO_CHAIN
 #define SEQPAR_CUDA_AUTO_CHAIN 1
 #endif
-  if (SEQPAR_CUDA_AUTO_CHAIN && args.batch * args.channel_blocks >= multiprocessors()) args.chained = 1;
+  if (SEQPAR_CUDA_AUTO_CHAIN && 2 * args.batch * args.channel_blocks >= multiprocessors()) {
+    args.chained = 1;
+  }
   if (tiles >= int64_t(std::numeric_limits<int>::max())) return int(cudaErrorInvalidConfiguration);
   const ScratchLayout<S, kCols> layout(tiles);
   void* scratch = workspace.ptr;

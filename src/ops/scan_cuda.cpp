@@ -11,6 +11,7 @@
 // identity summary), and nothing runs when batch or channels is zero. The launch is checked
 // synchronously (cudaGetLastError inside the kernels' entry points); errors of the kernel's
 // execution surface at the next synchronizing call, as with any CUDA op.
+#include <ATen/Context.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
@@ -55,6 +56,11 @@ at::Tensor workspace(const at::Tensor& a, size_t bytes) {
 }
 void* data_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 
+// PyTorch's switch for reproducible results (torch.use_deterministic_algorithms, or
+// at::globalContext().setDeterministicAlgorithms from C++) selects the kernels' fixed-order
+// mode; see docs/cuda.md, "Determinism".
+bool deterministic() { return at::globalContext().deterministicAlgorithms(); }
+
 std::tuple<at::Tensor, at::Tensor> scan_cuda(const at::Tensor& a, const at::Tensor& b,
                                              const std::optional<at::Tensor>& h0, bool reverse) {
   const char* op = "seqpar::scan";
@@ -62,6 +68,7 @@ std::tuple<at::Tensor, at::Tensor> scan_cuda(const at::Tensor& a, const at::Tens
   check_on_cuda(op, a);
   const c10::cuda::CUDAGuard guard(a.device());
   PreparedForward p = prepare_forward(a, b, h0, reverse);
+  p.params.deterministic = deterministic();
   const auto& s = p.params.shape;
   if (s.batch > 0 && s.channels > 0) {
     const size_t bytes = kernels::cuda::scan_forward_workspace_size(p.params);
@@ -85,6 +92,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> scan_backward_cuda(
   check_on_cuda(op, a);
   const c10::cuda::CUDAGuard guard(a.device());
   PreparedBackward p = prepare_backward(a, h, h0, grad_h, grad_h_last, reverse);
+  p.params.deterministic = deterministic();
   const auto& s = p.params.shape;
   if (s.batch > 0 && s.channels > 0) {
     const size_t bytes = kernels::cuda::scan_backward_workspace_size(p.params);
@@ -101,6 +109,7 @@ std::tuple<at::Tensor, at::Tensor> scan_summary_cuda(const at::Tensor& a, const 
   check_on_cuda(op, a);
   const c10::cuda::CUDAGuard guard(a.device());
   PreparedSummary p = prepare_summary(a, b, reverse);
+  p.params.deterministic = deterministic();
   const auto& s = p.params.shape;
   if (s.batch > 0 && s.channels > 0) {
     const size_t bytes = kernels::cuda::scan_summary_workspace_size(p.params);

@@ -341,17 +341,42 @@ def test_non_default_stream():
         h, h_last = torch.ops.seqpar.scan(a, b, h0, False)
         ga, gb, gh0 = torch.ops.seqpar.scan_backward(a, h, h0, b, h0, False)
     torch.cuda.current_stream().wait_stream(side)
-    assert torch.equal(h, expected) and torch.equal(h_last, expected_last)
+    # The default mode's look-back may combine tiles in a different order from run to run
+    # (docs/cuda.md, "Determinism"): same values up to rounding, not bitwise.
+    close = lambda x, y: torch.allclose(x, y, rtol=1e-5, atol=1e-5)  # noqa: E731
+    assert close(h, expected) and close(h_last, expected_last)
     ga2, gb2, gh02 = torch.ops.seqpar.scan_backward(a, expected, h0, b, h0, False)
-    assert torch.equal(ga, ga2) and torch.equal(gb, gb2) and torch.equal(gh0, gh02)
+    assert close(ga, ga2) and close(gb, gb2) and close(gh0, gh02)
 
 
-def test_repeatable():
-    """The look-back combines in a fixed order: results are bitwise identical across runs."""
-    a, b, h0 = make_inputs(1, (1 << 20) + 5, 1, torch.float32, "time", a_low=0.99, seed=7)
-    first = torch.ops.seqpar.scan(a, b, h0, False)[0]
-    for _ in range(3):
-        assert torch.equal(torch.ops.seqpar.scan(a, b, h0, False)[0], first)
+@pytest.mark.parametrize("shape", [(1, (1 << 20) + 5, 1), (2, 40000, 64)])
+def test_deterministic_mode_is_bitwise_repeatable(shape):
+    """With torch.use_deterministic_algorithms(True) every tile waits for its predecessor's
+    inclusive prefix (one fixed composition order): forward, backward and summary are bitwise
+    identical across runs and streams, and agree with the default mode up to rounding."""
+    B, T, D = shape
+    a, b, h0 = make_inputs(B, T, D, torch.float32, "time" if D == 1 else "channels",
+                           a_low=0.99, seed=7)
+    default = torch.ops.seqpar.scan(a, b, h0, False)[0]
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        first = torch.ops.seqpar.scan(a, b, h0, False)
+        first_bwd = torch.ops.seqpar.scan_backward(a, first[0], h0, b, h0, False)
+        first_sum = torch.ops.seqpar.scan_summary(a, b, False)
+        side = torch.cuda.Stream()
+        for i in range(4):
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side if i % 2 else torch.cuda.current_stream()):
+                again = torch.ops.seqpar.scan(a, b, h0, False)
+                again_bwd = torch.ops.seqpar.scan_backward(a, first[0], h0, b, h0, False)
+                again_sum = torch.ops.seqpar.scan_summary(a, b, False)
+            torch.cuda.current_stream().wait_stream(side)
+            for x, y in zip(first + first_bwd + first_sum, again + again_bwd + again_sum):
+                assert torch.equal(x, y)
+    finally:
+        torch.use_deterministic_algorithms(was)
+    assert torch.allclose(first[0], default, rtol=1e-4, atol=1e-4)
 
 
 def test_misaligned_views_use_the_scalar_path():
