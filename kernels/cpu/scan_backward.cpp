@@ -98,17 +98,17 @@ struct BackwardPolicy {
   void contig_aggregate(const Lane& L, int64_t k0, int64_t k1, Acc& A, Acc& B) const {
     if constexpr (kHasContiguous) {
       if (as.time < 0)
-        contig_aggregate_dir<1>(L, k0, k1, A, B);
+        this->template contig_aggregate_dir<1>(L, k0, k1, A, B);
       else
-        contig_aggregate_dir<-1>(L, k0, k1, A, B);
+        this->template contig_aggregate_dir<-1>(L, k0, k1, A, B);
     }
   }
   void contig_run(const Lane& L, int64_t k0, int64_t k1, Acc& s) const {
     if constexpr (kHasContiguous) {
       if (as.time < 0)
-        contig_run_dir<1>(L, k0, k1, s);
+        this->template contig_run_dir<1>(L, k0, k1, s);
       else
-        contig_run_dir<-1>(L, k0, k1, s);
+        this->template contig_run_dir<-1>(L, k0, k1, s);
     }
   }
 #if defined(__AVX512F__)
