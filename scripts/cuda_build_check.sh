@@ -78,12 +78,17 @@ echo "   ok: $(ls kernels/cuda/*.cu | wc -l) files for sm_{${archs//;/,}} and sc
 # The kernel's logic on the host: kernels/cuda/host_emulation runs scan_tile_kernel with every
 # CUDA thread as a fiber and checks it against a double-precision reference.
 echo "== [1b] kernel logic on the host emulator (no GPU)"
-c++ -std=c++17 -O1 -w -I"$cuda_home/include" -I"$cuda_home/include/cccl" -Ikernels/cuda \
+c++ -std=c++17 -O1 -w -pthread -I"$cuda_home/include" -I"$cuda_home/include/cccl" -Ikernels/cuda \
   -Ikernels/cuda/host_emulation -Ikernels/include kernels/cuda/host_emulation/emu_scan_test.cpp \
   -o build-kernels-cuda/emu_scan_test
 ./build-kernels-cuda/emu_scan_test quick >build-kernels-cuda/emu_scan_test.log ||
   { grep -E "FAIL" build-kernels-cuda/emu_scan_test.log; echo "cuda_build_check: emulated kernel tests failed" >&2; exit 1; }
 echo "   ok: $(grep -c '^ok' build-kernels-cuda/emu_scan_test.log) emulated kernel checks passed"
+# The real launch path with CTAs on several host threads (shuffled, randomly paused), in the
+# default and the deterministic mode: concurrency of the look-back and of chained waits.
+./build-kernels-cuda/emu_scan_test concurrent >build-kernels-cuda/emu_concurrent.log ||
+  { grep -E "FAIL" build-kernels-cuda/emu_concurrent.log; echo "cuda_build_check: concurrent emulation failed" >&2; exit 1; }
+echo "   ok: $(grep -c '^ok' build-kernels-cuda/emu_concurrent.log) concurrent emulated checks; $(grep '^concurrent:' build-kernels-cuda/emu_concurrent.log)"
 [ "$kernels_only" = 1 ] && { echo "cuda_build_check: kernels ok in $(( $(date +%s) - start )) s"; exit 0; }
 
 # ---- 2. whole project against the CUDA wheel ---------------------------------------------

@@ -36,12 +36,18 @@
 #define SEQPAR_CUDA_DEPTH32 8
 #endif
 
+// The host emulator checks that every 128-bit access is 16-byte aligned (x86 would not fault).
+#ifndef SEQPAR_ASSERT_ALIGNED16
+#define SEQPAR_ASSERT_ALIGNED16(p)
+#endif
+
 namespace seqpar::kernels::cuda::detail {
 
 template <class S, int K>
 __device__ __forceinline__ void load_vec(const S* p, S (&out)[K]) {
   constexpr int kV = 16 / sizeof(S);
   static_assert(K % kV == 0, "items per thread must be a multiple of the vector width");
+  SEQPAR_ASSERT_ALIGNED16(p);
 #pragma unroll
   for (int i = 0; i < K / kV; ++i) {
     const uint4 raw = *reinterpret_cast<const uint4*>(p + i * kV);
@@ -51,6 +57,7 @@ __device__ __forceinline__ void load_vec(const S* p, S (&out)[K]) {
 template <class S, int K>
 __device__ __forceinline__ void store_vec(S* p, const S (&in)[K]) {
   constexpr int kV = 16 / sizeof(S);
+  SEQPAR_ASSERT_ALIGNED16(p);
 #pragma unroll
   for (int i = 0; i < K / kV; ++i) {
     uint4 raw;

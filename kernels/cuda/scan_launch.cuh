@@ -81,8 +81,13 @@ int launch_tiles(KernelArgs args, cudaStream_t stream, Workspace workspace) {
     args.tile_counter = reinterpret_cast<unsigned int*>(base + size_t(tiles) * sizeof(int));
     args.aggregates = base + layout.map_offset;
     args.inclusives = base + layout.map_offset + layout.map_bytes;
+#ifdef SEQPAR_HOST_EMULATION  // kernels/cuda/host_emulation runs this launch path on the CPU
+    emu::launch(unsigned(tiles), kThreads,
+                [args] { scan_tile_kernel<S, kOp, kCols, kVec, K, kThreads>(args); });
+#else
     scan_tile_kernel<S, kOp, kCols, kVec, K, kThreads>
         <<<unsigned(tiles), kThreads, 0, stream>>>(args);
+#endif
     err = cudaGetLastError();
   }
   const cudaError_t free_err = own ? cudaFreeAsync(scratch, stream) : cudaSuccess;
@@ -134,7 +139,11 @@ int launch_copy_state(StateOut out, StateIn in, int64_t batch, int64_t channels,
   if (out.p == nullptr || batch * channels == 0) return 0;
   const int64_t n = batch * channels;
   const unsigned blocks = unsigned(std::min<int64_t>((n + 255) / 256, 4096));
+#ifdef SEQPAR_HOST_EMULATION
+  emu::launch(blocks, 256, [=] { copy_state_kernel<S>(out, in, batch, channels, fallback); });
+#else
   copy_state_kernel<S><<<blocks, 256, 0, stream>>>(out, in, batch, channels, fallback);
+#endif
   return int(cudaGetLastError());
 }
 

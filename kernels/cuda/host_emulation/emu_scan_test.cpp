@@ -8,6 +8,7 @@
 //       -Ikernels/cuda/host_emulation -Ikernels/include emu_scan_test.cpp && ./a.out [quick]
 #include "emu_cuda.h"
 #include "scan_kernel.cuh"
+#include "scan_launch.cuh"
 #include "scan_plan.h"
 #include <complex>
 #include <cstdio>
@@ -21,6 +22,10 @@ using cd = std::complex<double>;
 
 static std::mt19937_64 rng(42);
 static double downgrade_p = 0.7;
+static bool concurrent = false;  // run through the real launch path (emu::launch)
+static bool deterministic = false;
+static long op_count = 0;
+static int failures = 0;
 
 template <class S> cd to_cd(S x) { return cd(double(to_acc(x)), 0); }
 template <> cd to_cd<float2>(float2 x) { return cd(x.x, x.y); }
@@ -61,6 +66,37 @@ void run_layout(Layout layout, const KernelArgs& a) {
     case Layout::kTimeScalar: return run_kernel<S, kOp, 1, false>(a);
   }
 }
+// Runs one op: in tile order with flag downgrades (run_layout), or through the real launcher
+// (launch_forward/backward/summary: scratch layout, memset, chaining choice, emu::launch),
+// alternating the caller-workspace and per-call-allocation paths; a caller workspace of
+// exactly workspace_*() bytes must not cause an allocation (checks the sizing).
+template <class S, OpKind kOp, class P>
+void run_op(const P& params) {
+  if (!concurrent) {
+    const Plan plan = kOp == OpKind::kForward ? plan_forward<S>(reinterpret_cast<const ScanForwardParams&>(params))
+                      : kOp == OpKind::kBackward ? plan_backward<S>(reinterpret_cast<const ScanBackwardParams&>(params))
+                                                 : plan_summary<S>(reinterpret_cast<const ScanSummaryParams&>(params));
+    return run_layout<S, kOp>(plan.layout, plan.args);
+  }
+  size_t bytes = 0;
+  if constexpr (kOp == OpKind::kForward) bytes = workspace_forward<S>(params);
+  if constexpr (kOp == OpKind::kBackward) bytes = workspace_backward<S>(params);
+  if constexpr (kOp == OpKind::kSummary) bytes = workspace_summary<S>(params);
+  const bool caller = (op_count++ % 2) == 0 && bytes > 0;
+  void* ws = caller ? std::aligned_alloc(256, (bytes + 255) / 256 * 256) : nullptr;
+  const long before = emu::mallocs;
+  int rc = 0;
+  if constexpr (kOp == OpKind::kForward) rc = launch_forward<S>(params, nullptr, Workspace{ws, bytes});
+  if constexpr (kOp == OpKind::kBackward) rc = launch_backward<S>(params, nullptr, Workspace{ws, bytes});
+  if constexpr (kOp == OpKind::kSummary) rc = launch_summary<S>(params, nullptr, Workspace{ws, bytes});
+  if (rc != 0) { std::printf("FAIL launcher returned %d\n", rc); ++failures; }
+  if (caller && emu::mallocs != before) {
+    std::printf("FAIL a workspace of workspace_*() = %zu bytes was not used (sizing too small)\n", bytes);
+    ++failures;
+  }
+  std::free(ws);
+}
+
 const char* layout_name(Layout l) {
   switch (l) { case Layout::kChannels32: return "ch32"; case Layout::kChannels8: return "ch8";
     case Layout::kTimeVector: return "time-vec"; default: return "time-scalar"; }
@@ -101,7 +137,6 @@ template <class S> S get(const ConstOperand3& o, int64_t i, int64_t t, int64_t c
   return static_cast<const S*>(o.data)[i * o.stride.batch + t * o.stride.time + c * o.stride.channel];
 }
 
-static int failures = 0;
 void report(const std::string& name, double err, double tol) {
   bool ok = err <= tol && std::isfinite(err);
   if (!ok) ++failures;
@@ -134,11 +169,11 @@ void test_case(const char* tname, int64_t B, int64_t T, int64_t D, Mem mem, bool
   for (auto& x : gl) x = from_cd<S>(cd(n(rng), is_complex<S>() ? n(rng) : 0));
   const ScanShape shape{B, T, D};
   // forward
-  ScanForwardParams fp; fp.shape = shape; fp.a = cop<S>(a, T, rev); fp.b = cop<S>(bb, T, rev); fp.h = op<S>(h, T, rev);
+  ScanForwardParams fp; fp.shape = shape; fp.deterministic = deterministic; fp.a = cop<S>(a, T, rev); fp.b = cop<S>(bb, T, rev); fp.h = op<S>(h, T, rev);
   if (with_h0) fp.h0 = {h0.data(), {D, 1}};
   fp.h_last = {hl.data(), {D, 1}};
   Plan plan = plan_forward<S>(fp);
-  run_layout<S, OpKind::kForward>(plan.layout, plan.args);
+  run_op<S, OpKind::kForward>(fp);
   double err = 0, err_last = 0;
   std::vector<cd> href(B * T * D);
   for (int64_t i = 0; i < B; ++i) for (int64_t c = 0; c < D; ++c) {
@@ -157,12 +192,12 @@ void test_case(const char* tname, int64_t B, int64_t T, int64_t D, Mem mem, bool
   std::snprintf(name, sizeof name, "%s fwd B%ld T%ld D%ld %s%s%s", tname, long(B), long(T), long(D), layout_name(plan.layout), rev ? " rev" : "", with_h0 ? " h0" : "");
   report(name, std::max(err, err_last), tol_of<S>());
   // backward (uses the kernel's h)
-  ScanBackwardParams bp; bp.shape = shape; bp.a = fp.a; bp.h = {fp.h.data, fp.h.stride};
+  ScanBackwardParams bp; bp.shape = shape; bp.deterministic = deterministic; bp.a = fp.a; bp.h = {fp.h.data, fp.h.stride};
   if (with_h0) bp.h0 = fp.h0;
   bp.grad_h = cop<S>(g, T, rev); bp.grad_h_last = {gl.data(), {D, 1}};
   bp.grad_a = op<S>(ga, T, rev); bp.grad_b = op<S>(gb, T, rev); bp.grad_h0 = {gh0.data(), {D, 1}};
   plan = plan_backward<S>(bp);
-  run_layout<S, OpKind::kBackward>(plan.layout, plan.args);
+  run_op<S, OpKind::kBackward>(bp);
   err = 0;
   for (int64_t i = 0; i < B; ++i) for (int64_t c = 0; c < D; ++c) {
     cd lam = to_cd(gl[i * D + c]);
@@ -182,9 +217,9 @@ void test_case(const char* tname, int64_t B, int64_t T, int64_t D, Mem mem, bool
   std::snprintf(name, sizeof name, "%s bwd B%ld T%ld D%ld %s%s%s", tname, long(B), long(T), long(D), layout_name(plan.layout), rev ? " rev" : "", with_h0 ? " h0" : "");
   report(name, err, tol_of<S>() * 2);
   // summary
-  ScanSummaryParams sp; sp.shape = shape; sp.a = fp.a; sp.b = fp.b; sp.A = {A.data(), {D, 1}}; sp.B = {Bv.data(), {D, 1}};
+  ScanSummaryParams sp; sp.shape = shape; sp.deterministic = deterministic; sp.a = fp.a; sp.b = fp.b; sp.A = {A.data(), {D, 1}}; sp.B = {Bv.data(), {D, 1}};
   plan = plan_summary<S>(sp);
-  run_layout<S, OpKind::kSummary>(plan.layout, plan.args);
+  run_op<S, OpKind::kSummary>(sp);
   err = 0;
   for (int64_t i = 0; i < B; ++i) for (int64_t c = 0; c < D; ++c) {
     cd Ar = 1, Br = 0;
@@ -216,14 +251,30 @@ template <class S> void suite(const char* tname, bool quick) {
 int main(int argc, char** argv) {
   // quick: skip the 40-tile sequences; stress: every finished tile but tile 0 shows only its
   // aggregate, so every look-back walks back to the first tile of its group.
+  // concurrent: the real launch path with CTAs on 4 host threads, shuffled start order and
+  // random pauses, once in the default mode and once in deterministic mode; fails unless some
+  // look-back or chained wait actually found a flag empty.
   const std::string mode = argc > 1 ? argv[1] : "";
-  const bool quick = mode == "quick" || mode == "stress";
+  const bool quick = mode == "quick" || mode == "stress" || mode == "concurrent";
   if (mode == "stress") downgrade_p = 1.0;
-  suite<float>("f32", quick);
-  suite<float2>("c64", quick);
-  suite<__nv_bfloat16>("bf16", true);
-  suite<__half>("f16", true);
-  suite<double>("f64", true);
+  if (mode == "concurrent") {
+    concurrent = true;
+    emu::workers = 4;
+    emu::delay_p = 0.05;
+  }
+  for (int pass = 0; pass < (concurrent ? 2 : 1); ++pass) {
+    deterministic = pass == 1;
+    suite<float>("f32", quick);
+    suite<float2>("c64", quick);
+    suite<__nv_bfloat16>("bf16", true);
+    if (!concurrent) suite<__half>("f16", true);
+    suite<double>("f64", true);
+  }
+  if (concurrent) {
+    std::printf("concurrent: %ld launches, %ld per-call scratch allocations, %ld polls found a flag empty\n",
+                long(emu::launches), long(emu::mallocs), long(emu::empty_waits));
+    if (emu::empty_waits == 0) { std::printf("FAIL no look-back ever found an empty flag\n"); ++failures; }
+  }
   std::printf("%d failures\n", failures);
   return failures ? 1 : 0;
 }
