@@ -2,6 +2,7 @@
 // programs get the same device dispatch, checks and autograd as torch.ops.seqpar.*.
 #include "seqpar/scan.h"
 
+#include "ops/determinism.h"
 #include "ops/op_handles.h"
 
 namespace seqpar {
@@ -14,6 +15,7 @@ std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b
 std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b,
                                         const std::optional<at::Tensor>& h0,
                                         const ScanOptions& options) {
+  const ops::DeterministicScope deterministic(options.deterministic);
   if (options.checkpoint_every == 0) return ops::scan_op().call(a, b, h0, options.reverse);
   return ops::scan_checkpointed_op().call(a, b, h0, options.reverse, options.checkpoint_every);
 }

@@ -11,6 +11,7 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include "ops/determinism.h"
 #include "ops/op_handles.h"
 #include "ops/scan_checks.h"
 
@@ -42,6 +43,7 @@ class ScanFunction : public torch::autograd::Function<ScanFunction> {
     auto [h, h_last] = scan_op().call(a, b, h0, reverse);
     const at::Tensor h0_t = h0.has_value() ? *h0 : at::Tensor();
     ctx->saved_data["reverse"] = reverse;
+    ctx->saved_data["deterministic"] = deterministic_requested();
     ctx->saved_data["checkpoint_every"] = checkpoint_every;
     ctx->saved_data["has_h0"] = h0_t.defined();
     const int64_t T = a.size(1);
@@ -61,6 +63,7 @@ class ScanFunction : public torch::autograd::Function<ScanFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const DeterministicScope deterministic(ctx->saved_data["deterministic"].toBool());
     const bool reverse = ctx->saved_data["reverse"].toBool();
     const int64_t c = ctx->saved_data["checkpoint_every"].toInt();
     const bool has_h0 = ctx->saved_data["has_h0"].toBool();

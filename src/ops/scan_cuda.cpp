@@ -11,12 +11,12 @@
 // identity summary), and nothing runs when batch or channels is zero. The launch is checked
 // synchronously (cudaGetLastError inside the kernels' entry points); errors of the kernel's
 // execution surface at the next synchronizing call, as with any CUDA op.
-#include <ATen/Context.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
 #include <torch/library.h>
 
+#include "ops/determinism.h"
 #include "ops/kernel_params.h"
 #include "ops/scan_checks.h"
 #include "seqpar/kernels/cuda_scan.h"
@@ -56,10 +56,9 @@ at::Tensor workspace(const at::Tensor& a, size_t bytes) {
 }
 void* data_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 
-// PyTorch's switch for reproducible results (torch.use_deterministic_algorithms, or
-// at::globalContext().setDeterministicAlgorithms from C++) selects the kernels' fixed-order
-// mode; see docs/cuda.md, "Determinism".
-bool deterministic() { return at::globalContext().deterministicAlgorithms(); }
+// PyTorch's switch for reproducible results, or ScanOptions::deterministic, selects the
+// kernels' fixed-order mode (ops/determinism.h; docs/cuda.md, "Determinism").
+bool deterministic() { return deterministic_requested(); }
 
 std::tuple<at::Tensor, at::Tensor> scan_cuda(const at::Tensor& a, const at::Tensor& b,
                                              const std::optional<at::Tensor>& h0, bool reverse) {

@@ -24,6 +24,11 @@ struct ScanOptions {
   // 0: save every state for backward (memory T*D). c > 0: save every c-th state and
   // recompute the others chunk by chunk in backward (memory T*D/c, same memory traffic).
   int64_t checkpoint_every = 0;
+  // CUDA: bitwise-reproducible results for this call and its backward (the kernels' fixed
+  // composition order; slower when few long sequences span many tiles, docs/cuda.md). Also on
+  // for every call while PyTorch's at::globalContext().deterministicAlgorithms() is. The CPU
+  // engine is reproducible for a fixed thread count either way.
+  bool deterministic = false;
 };
 
 std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b,
