@@ -348,8 +348,12 @@ inline bool wants_time_tiles(const Layout& lay, int threads) {
 }
 
 // Runs the scan described by policy p over all groups and steps with up to `threads` workers.
+// chained: a tile waits for its predecessor's inclusive prefix instead of composing
+// aggregates of those still running, so every prefix is composed in one fixed order and the
+// results are bitwise identical run to run (ScanForwardParams::deterministic).
 template <class P>
-void run_scan(const P& p, int64_t batch, int64_t time, int64_t channels, int threads) {
+void run_scan(const P& p, int64_t batch, int64_t time, int64_t channels, int threads,
+              bool chained = false) {
   using Acc = typename P::Acc;
   threads = std::max(1, threads);
   const Layout lay = make_layout(p, batch, time, channels, threads);
@@ -409,7 +413,12 @@ void run_scan(const P& p, int64_t batch, int64_t time, int64_t channels, int thr
           accA[l] = acc_one<Acc>();
           accB[l] = acc_zero<Acc>();
         }
-        for (int64_t j = t - 1;; --j) {
+        if (chained) {
+          const int64_t prev = (t - 1) * lay.groups + g;
+          while (flag[prev].load(std::memory_order_acquire) != kInclusive) spin_wait();
+          std::copy(&incl[prev * L], &incl[prev * L] + n, s);
+        }
+        for (int64_t j = t - 1; !chained; --j) {
           const int64_t prev = j * lay.groups + g;
           int f;
           while ((f = flag[prev].load(std::memory_order_acquire)) == kEmpty) spin_wait();
@@ -489,7 +498,7 @@ void run_policy(const Params& params, const char* name) {
         for (int64_t c = 0; c < n.channels; ++c) policy.finish(bi, c, policy.initial(bi, c));
       return;
     }
-    run_scan(policy, n.batch, n.time, n.channels, params.num_threads);
+    run_scan(policy, n.batch, n.time, n.channels, params.num_threads, params.deterministic);
   });
 }
 

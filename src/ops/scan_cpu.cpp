@@ -7,6 +7,7 @@
 #include <torch/library.h>
 
 #include "ops/kernel_params.h"
+#include "ops/determinism.h"
 #include "ops/scan_checks.h"
 #include "seqpar/kernels/cpu_scan.h"
 
@@ -22,6 +23,7 @@ std::tuple<at::Tensor, at::Tensor> scan_cpu(const at::Tensor& a, const at::Tenso
   const auto& s = p.params.shape;
   if (s.batch > 0 && s.channels > 0) {
     p.params.num_threads = cpu_threads();
+    p.params.deterministic = deterministic_requested();
     kernels::cpu::scan_forward(p.params);
   }
   return {p.h, p.h_last};
@@ -40,6 +42,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> scan_backward_cpu(
   const auto& s = p.params.shape;
   if (s.batch > 0 && s.channels > 0) {
     p.params.num_threads = cpu_threads();
+    p.params.deterministic = deterministic_requested();
     kernels::cpu::scan_backward(p.params);
   }
   return {p.grad_a, p.grad_b, p.grad_h0};
