@@ -6,7 +6,7 @@
 // which also allocates its outputs, and on the CPU a fresh 64 MiB tensor costs page faults on
 // first touch (PyTorch's CPU allocator does not cache large blocks).
 //
-// Bytes per element follow design.md's roofline (stream count x element size of --dtype):
+// Bytes per element follow the roofline of docs/design.md section 1 (stream count x element size of --dtype):
 // forward reads a, b and writes h (3 streams);
 // backward reads a, h, grad_h and writes grad_a, grad_b (5 streams); triad a = b + s*c counts
 // 3 streams (STREAM's convention, no write-allocate), computed by at::add_out. Each figure is the median of --reps

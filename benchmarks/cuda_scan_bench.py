@@ -1,7 +1,7 @@
 """Bandwidth benchmark of the CUDA scan (forward and fused backward) against the machine's copy
 bandwidth and two baselines, all measured in the same run.
 
-Figure of merit (design.md section 1): achieved GB/s = bytes / time with
+Figure of merit (docs/design.md section 1): achieved GB/s = bytes / time with
     forward  bytes = 3 * N * elem_size   (read a, b; write h)
     backward bytes = 5 * N * elem_size   (read a, h, grad_h; write grad_a, grad_b)
 for N = batch*channels*T elements, and % of the device-to-device copy bandwidth

@@ -1,4 +1,4 @@
-// Internal helpers to throw CommError with the call site's file:line (style.md item 6).
+// Internal helpers to throw CommError with the call site's file:line (docs/design.md rule 6).
 #pragma once
 
 #include "seqpar/comm/communicator.h"

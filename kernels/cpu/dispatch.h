@@ -1,4 +1,4 @@
-// Maps a runtime ScalarKind to a storage type, once, for every CPU kernel (style.md item 2).
+// Maps a runtime ScalarKind to a storage type, once, for every CPU kernel (docs/design.md rule 2).
 #pragma once
 
 #include <stdexcept>

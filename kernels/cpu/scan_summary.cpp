@@ -1,5 +1,5 @@
 // Propagator summary (A, B) of a whole slice on the CPU: the reduction step of the
-// sequence-parallel scan (design.md section 2). It is the forward policy's aggregate; the
+// sequence-parallel scan (docs/design.md section 2). It is the forward policy's aggregate; the
 // engine's summary path composes cache-sized tiles in parallel and folds them in order.
 #include "dispatch.h"
 #include "forward_policy.h"

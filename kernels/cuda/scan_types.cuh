@@ -2,7 +2,7 @@
 //
 // Storage types are what lives in memory (float, double, __nv_bfloat16, __half, float2 for
 // complex64); each has an accumulation type (float, double, float, float, CFloat) in which all
-// arithmetic is done (design.md section 1). An affine map x -> A*x + B is the propagator of one
+// arithmetic is done (docs/design.md section 1). An affine map x -> A*x + B is the propagator of one
 // or many steps; `compose(later, earlier)` is the monoid operation. Everything here is a
 // header so that each per-dtype translation unit inlines it.
 #pragma once

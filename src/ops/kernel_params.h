@@ -1,4 +1,4 @@
-// Fills the kernels' plain parameter structs from tensors (style.md item 1): the one place
+// Fills the kernels' plain parameter structs from tensors (docs/design.md rule 1): the one place
 // where at::Tensor meets kernels/. Shared by the CPU and CUDA backends.
 //
 // Channel dims are flattened to one (batch, time, channels) view without a copy when the

@@ -1,4 +1,4 @@
-// The seqpar operator library: every schema is declared here, once (style.md item 4).
+// The seqpar operator library: every schema is declared here, once (docs/design.md rule 4).
 // Backends register implementations with TORCH_LIBRARY_IMPL in their own files:
 //   scan_cpu.cpp (CPU), scan_cuda.cpp (CUDA), scan_meta.cpp (Meta, for fake tensors and
 //   torch.compile), scan_autograd.cpp (Autograd). Other layers add ops with
@@ -13,7 +13,7 @@ TORCH_LIBRARY(seqpar, m) {
   m.def(
       "scan_checkpointed(Tensor a, Tensor b, Tensor? h0, bool reverse, int checkpoint_every)"
       " -> (Tensor h, Tensor h_last)");
-  // The fused adjoint pass (design.md section 1). grad_h or grad_h_last may be None (zeros).
+  // The fused adjoint pass (docs/design.md section 1). grad_h or grad_h_last may be None (zeros).
   // Returns grad_a, grad_b and grad_h0 (zeros shaped like h_last when h0 is None).
   m.def(
       "scan_backward(Tensor a, Tensor h, Tensor? h0, Tensor? grad_h, Tensor? grad_h_last,"

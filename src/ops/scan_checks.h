@@ -1,4 +1,4 @@
-// Input validation at the API boundary (style.md item 3). Every message names the op and the
+// Input validation at the API boundary (docs/design.md rule 3). Every message names the op and the
 // argument and says what was expected; nothing here asserts on user input.
 #pragma once
 

@@ -1,4 +1,4 @@
-// The sequence-parallel scan with autograd (seqpar/sp.h; design.md section 2).
+// The sequence-parallel scan with autograd (seqpar/sp.h; docs/design.md section 2).
 //
 // Forward, on rank r of P (scan order = rank order, reversed for reverse=true):
 //   (A_r, B_r) = scan_summary(slice); the first rank in scan order folds h0 into its summary,

@@ -1,4 +1,4 @@
-// Closed-form checks of the MPI communicator's calls (style.md item 7): every input is derived
+// Closed-form checks of the MPI communicator's calls (docs/design.md rule 7): every input is derived
 // from the rank and the element index, every expected value is exact.
 #include <gtest/gtest.h>
 

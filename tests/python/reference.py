@@ -2,7 +2,7 @@
 
 * scan_reference: the sequential recurrence in float64 / complex128, one step at a time.
 * naive_same_precision: the same loop in the input dtype (what a user would write in PyTorch);
-  its error against the fp64 reference sets the tolerance of the kernel (style.md item 8).
+  its error against the fp64 reference sets the tolerance of the kernel (docs/design.md rule 8).
 * log_space_scan: the closed form h_t = P_t * (h0 + sum_{s<=t} b_s / P_s), P_t = prod a (real
   positive a only), in float64 with cumsum: a second reference that shares no loop with the
   first.

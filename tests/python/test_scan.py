@@ -1,6 +1,6 @@
 """Tests of torch.ops.seqpar.scan on the CPU against independent fp64 references.
 
-Tolerances follow style.md item 8: the kernel's max error against the fp64 sequential
+Tolerances follow docs/design.md rule 8: the kernel's max error against the fp64 sequential
 reference must be at most FACTOR times the error of a naive same-precision PyTorch loop on the
 same inputs, plus a floor of a few ulps of the output dtype times the output's magnitude (the
 kernel rounds its fp32 accumulator to the output dtype once, so for bfloat16 and float16 its

@@ -1,7 +1,7 @@
 """GPU tests of the CUDA scan kernels (torch.ops.seqpar.scan / scan_backward / scan_summary).
 
 Every comparison is made against an fp64 (complex128) reference, and the tolerance is stated
-relative to a same-precision baseline measured on the same inputs (style.md item 8):
+relative to a same-precision baseline measured on the same inputs (docs/design.md rule 8):
   * short and medium T: a naive PyTorch loop `h = a_t * h + b_t` in the input dtype;
   * long T (>= 2^20 steps, where a Python loop is too slow): seqpar's CPU op, which accumulates
     in the same precision as the CUDA kernel.

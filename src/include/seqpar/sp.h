@@ -1,5 +1,5 @@
 // Sequence-parallel scan: the sequence is split along time across the ranks of a group, each
-// rank holding one contiguous slice (design.md section 2).
+// rank holding one contiguous slice (docs/design.md section 2).
 //
 //   1. local summary (A_r, B_r) of the slice            (seqpar::scan_summary)
 //   2. exclusive scan of the summaries across ranks      (seqpar::comm::rank_exclusive_scan)

@@ -1,6 +1,6 @@
 // The transport seqpar's sequence-parallel scan runs on: a small Communicator interface with
 // MPI, NCCL and c10d::ProcessGroup implementations, and the bootstrap that builds one from
-// the mpirun or torchrun environment (design.md section 4).
+// the mpirun or torchrun environment (docs/design.md section 4).
 //
 // Design choices that are not obvious:
 // - Buffers are plain (pointer, bytes, dtype, memory kind) descriptions, not tensors, so the
@@ -15,7 +15,7 @@
 //   timeout the communicator is broken (its peers may be mid-message) and every later call
 //   throws; the program is expected to exit.
 // - Errors carry the call, this rank, the peer (or -1 for collectives), the library version
-//   and file:line of the failing check (style.md item 6).
+//   and file:line of the failing check (docs/design.md rule 6).
 #pragma once
 
 #include <chrono>

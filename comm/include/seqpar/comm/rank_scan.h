@@ -1,4 +1,4 @@
-// Cross-rank exclusive scan of propagator summaries (design.md section 2, step 2).
+// Cross-rank exclusive scan of propagator summaries (docs/design.md section 2, step 2).
 //
 // Each rank r holds S_r = (A_r, B_r), D elements each (any shape, same on all ranks). The
 // operator is composition, later after earlier: (A2, B2) o (A1, B1) = (A2*A1, A2*B1 + B2).

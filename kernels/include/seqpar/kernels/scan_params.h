@@ -1,6 +1,6 @@
 // Plain parameter structs for the scan kernels: pointers, sizes and strides in elements.
 //
-// Kernels see no tensors and include no torch header (design.md section 4), so they build and
+// Kernels see no tensors and include no torch header (docs/design.md section 4), so they build and
 // are tested without LibTorch. The LibTorch glue in src/ fills these structs from at::Tensor.
 //
 // Every 3-D operand is indexed (batch, time, channel) with its own strides, so any view works.
@@ -13,7 +13,7 @@
 
 namespace seqpar::kernels {
 
-// Element types the scan accepts. Accumulation type per element type (design.md section 1):
+// Element types the scan accepts. Accumulation type per element type (docs/design.md section 1):
 // float32, bfloat16, float16 -> float; float64 -> double; complex64 -> complex<float>.
 enum class ScalarKind : int { kFloat32, kFloat64, kBFloat16, kFloat16, kComplex64 };
 
@@ -74,7 +74,7 @@ struct ScanForwardParams {
   bool deterministic = false;
 };
 
-// Adjoint of the forward scan (design.md section 1):
+// Adjoint of the forward scan (docs/design.md section 1):
 //   lam_{T-1} = g_{T-1} + g_last,  lam_t = g_t + conj(a_{t+1}) * lam_{t+1}
 //   grad_b_t = lam_t,  grad_a_t = lam_t * conj(h_{t-1}),  grad_h0 = conj(a_0) * lam_0
 // grad_h (g) and grad_h_last (g_last) may be absent (zeros). grad_h0 is written when present;
@@ -92,7 +92,7 @@ struct ScanBackwardParams {
   bool deterministic = false;  // as in ScanForwardParams
 };
 
-// Propagator summary of a whole slice (design.md section 2, step 1):
+// Propagator summary of a whole slice (docs/design.md section 2, step 1):
 //   (A, B) = P_{T-1} o ... o P_0, i.e. A = prod_t a_t and h_{T-1} = A * h_{-1} + B.
 // Written in the accumulation precision's storage dtype equal to the input dtype.
 struct ScanSummaryParams {

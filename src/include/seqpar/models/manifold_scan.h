@@ -1,4 +1,4 @@
-// ManifoldScan: the layer of "Parallel Manifold Scans" (papers/000) as a torch::nn module.
+// ManifoldScan: the layer of "Parallel Manifold Scans" (J. Stürtz; docs/design.md section 6) as a torch::nn module.
 //
 // For an input x (batch, time, d_model):
 //   force     F_t = rmsnorm(x_t)
