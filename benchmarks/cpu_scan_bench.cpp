@@ -192,6 +192,10 @@ int main(int argc, char** argv) {
   out["dtype"] = dtype_name;
   out["bytes_per_element"] = {{"forward", 3 * es}, {"backward", 5 * es}, {"triad", 12}};
   out["results"] = nlohmann::json::array();
+  // The CPU engine's run-time target (SEQPAR_CPU_CAPABILITY caps it).
+  const std::string target = seqpar::kernels::cpu::capability();
+  out["cpu_capability"] = target;
+  std::printf("CPU engine target: %s\n", target.c_str());
 
   std::printf("%-7s %-6s %-9s %-5s | %8s %6s %7s | %8s %6s %7s | %9s %9s | %7s\n",
               "threads", "B*D", "T", "lay", "fwd GB/s", "%triad", "fwd op", "bwd GB/s", "%triad",

@@ -6,10 +6,12 @@
 // multiply (Annex G), which costs more than the whole scan step.
 #pragma once
 
+#include "target.h"
+
 #include <cstdint>
 #include <cstring>
 
-namespace seqpar::kernels::cpu {
+namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET {
 
 struct BFloat16 {
   uint16_t bits;
@@ -128,4 +130,4 @@ template <> inline double acc_one<double>() { return 1.0; }
 template <> inline Complex<float> acc_one<Complex<float>>() { return {1.0f, 0.0f}; }
 template <class A> inline A acc_zero() { return A{}; }
 
-}  // namespace seqpar::kernels::cpu
+}  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET

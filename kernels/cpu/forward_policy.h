@@ -3,13 +3,15 @@
 // Shared by scan_forward.cpp and scan_summary.cpp (whose summary is this policy's aggregate).
 #pragma once
 
+#include "target.h"
+
 #include <type_traits>
 
 #include "scan_engine.h"
 #include "vector_scan.h"
 #include "seqpar/kernels/scan_params.h"
 
-namespace seqpar::kernels::cpu {
+namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET {
 
 template <class Storage>
 struct ForwardPolicy {
@@ -214,4 +216,4 @@ struct ForwardPolicy {
   }
 };
 
-}  // namespace seqpar::kernels::cpu
+}  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET

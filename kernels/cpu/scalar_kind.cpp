@@ -1,4 +1,7 @@
 // Names of the element types, for error messages.
+#include <stdexcept>
+#include <string>
+
 #include "seqpar/kernels/scan_params.h"
 
 namespace seqpar::kernels {
@@ -15,3 +18,12 @@ const char* scalar_kind_name(ScalarKind kind) {
 }
 
 }  // namespace seqpar::kernels
+
+namespace seqpar::kernels::cpu {
+
+[[noreturn]] void throw_unsupported_kind(const char* what, ScalarKind kind) {
+  throw std::invalid_argument(std::string(what) + ": unsupported element type " +
+                              std::to_string(static_cast<int>(kind)));
+}
+
+}  // namespace seqpar::kernels::cpu

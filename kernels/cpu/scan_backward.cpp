@@ -11,8 +11,9 @@
 #include "scan_engine.h"
 #include "vector_scan.h"
 #include "seqpar/kernels/cpu_scan.h"
+#include "target.h"
 
-namespace seqpar::kernels::cpu {
+namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET {
 namespace {
 
 template <class Storage>
@@ -277,4 +278,4 @@ void scan_backward(const ScanBackwardParams& params) {
   engine::run_policy<BackwardPolicy>(params, "seqpar::kernels::cpu::scan_backward");
 }
 
-}  // namespace seqpar::kernels::cpu
+}  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET

@@ -43,6 +43,8 @@
 //   bool unit_channel_stride() const;
 #pragma once
 
+#include "target.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -53,7 +55,7 @@
 #include "element_types.h"
 #include "thread_pool.h"
 
-namespace seqpar::kernels::cpu::engine {
+namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::engine {
 
 constexpr int kChannelLanes = 2048;  // most lanes of a channel-inner group (state stays in L1)
 constexpr int kMinChannelLanes = 64;
@@ -502,4 +504,4 @@ void run_policy(const Params& params, const char* name) {
   });
 }
 
-}  // namespace seqpar::kernels::cpu::engine
+}  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::engine

@@ -2,11 +2,12 @@
 // scan engine (scan_engine.h), which does the threading, vectorization and time tiling.
 #include "forward_policy.h"
 #include "seqpar/kernels/cpu_scan.h"
+#include "target.h"
 
-namespace seqpar::kernels::cpu {
+namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET {
 
 void scan_forward(const ScanForwardParams& params) {
   engine::run_policy<ForwardPolicy>(params, "seqpar::kernels::cpu::scan_forward");
 }
 
-}  // namespace seqpar::kernels::cpu
+}  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET

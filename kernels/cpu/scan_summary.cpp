@@ -4,8 +4,9 @@
 #include "dispatch.h"
 #include "forward_policy.h"
 #include "seqpar/kernels/cpu_scan.h"
+#include "target.h"
 
-namespace seqpar::kernels::cpu {
+namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET {
 void scan_summary(const ScanSummaryParams& params) {
   const ScanShape& n = params.shape;
   dispatch_scalar_kind(params.dtype, "seqpar::kernels::cpu::scan_summary", [&](auto tag) {
@@ -30,4 +31,4 @@ void scan_summary(const ScanSummaryParams& params) {
   });
 }
 
-}  // namespace seqpar::kernels::cpu
+}  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET

@@ -13,6 +13,8 @@
 // Built only with AVX-512F; other machines use the engine's scalar multi-chain path.
 #pragma once
 
+#include "target.h"
+
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
@@ -21,7 +23,7 @@
 
 #include "element_types.h"
 
-namespace seqpar::kernels::cpu::simd {
+namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::simd {
 
 template <class T>
 struct Vec;
@@ -141,5 +143,5 @@ inline void compose_steps(typename Vec<T>::type& A, typename Vec<T>::type& B) {
     round(V::template shift_up<8>(A, one), V::template shift_up<8>(B, zero));
 }
 
-}  // namespace seqpar::kernels::cpu::simd
+}  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::simd
 #endif

@@ -16,7 +16,7 @@ import os
 
 import torch
 
-__all__ = ["load_library", "library_path", "scan", "scan_summary"]
+__all__ = ["load_library", "library_path", "scan", "scan_summary", "cpu_capability"]
 
 _here = os.path.dirname(os.path.abspath(__file__))
 _repo = os.path.dirname(os.path.dirname(_here))
@@ -66,3 +66,10 @@ def scan_summary(a, b, reverse=False):
     """Propagator summary (A, B) of the whole time range: h_last = A * h0 + B."""
     load_library()
     return torch.ops.seqpar.scan_summary(a, b, reverse)
+
+
+def cpu_capability():
+    """The CPU engine's instruction-set target ("scalar", "avx2", "avx512"), chosen at run time
+    from what the CPU supports and capped by the environment variable SEQPAR_CPU_CAPABILITY."""
+    load_library()
+    return torch.ops.seqpar.cpu_capability()

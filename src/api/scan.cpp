@@ -4,6 +4,7 @@
 
 #include "ops/determinism.h"
 #include "ops/op_handles.h"
+#include "seqpar/kernels/cpu_scan.h"
 
 namespace seqpar {
 
@@ -24,5 +25,9 @@ std::tuple<at::Tensor, at::Tensor> scan_summary(const at::Tensor& a, const at::T
                                                 bool reverse) {
   return ops::scan_summary_op().call(a, b, reverse);
 }
+
+std::string cpu_capability() { return kernels::cpu::capability(); }
+
+void set_cpu_capability_cap(const std::string& name) { kernels::cpu::set_capability_cap(name); }
 
 }  // namespace seqpar

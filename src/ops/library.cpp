@@ -5,6 +5,10 @@
 //   TORCH_LIBRARY_FRAGMENT(seqpar, m).
 #include <torch/library.h>
 
+#include <string>
+
+#include "seqpar/kernels/cpu_scan.h"
+
 TORCH_LIBRARY(seqpar, m) {
   // h_t = a_t * h_{t-1} + b_t over dim 1 of a and b, shaped (batch, time, *channels).
   m.def("scan(Tensor a, Tensor b, Tensor? h0=None, bool reverse=False) -> (Tensor h, Tensor h_last)");
@@ -20,4 +24,7 @@ TORCH_LIBRARY(seqpar, m) {
       " bool reverse) -> (Tensor grad_a, Tensor grad_b, Tensor grad_h0)");
   // Propagator summary of the whole time range: (A, B) with h_last = A * h0 + B.
   m.def("scan_summary(Tensor a, Tensor b, bool reverse=False) -> (Tensor A, Tensor B)");
+  // The CPU engine's instruction-set target ("scalar", "avx2", "avx512", ...), chosen at run
+  // time and capped by SEQPAR_CPU_CAPABILITY (kernels/include/seqpar/kernels/cpu_scan.h).
+  m.def("cpu_capability() -> str", [] { return seqpar::kernels::cpu::capability(); });
 }

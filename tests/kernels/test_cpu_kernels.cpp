@@ -6,6 +6,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
 #include <random>
 #include <tuple>
 #include <vector>
@@ -234,6 +237,56 @@ TEST(CpuKernelsDeterministic, RepeatsBitwise) {
       ASSERT_TRUE(std::get<2>(again) == std::get<2>(first)) << "grad_b differs, rep " << rep;
     }
   }
+}
+
+// ---- run-time target choice (cpu_scan.h) -------------------------------------------------
+
+// Under ctest's per-target runs (kernels_target_<t>), the requested target is the one used.
+TEST(CpuTargets, RequestedTargetRuns) {
+  const char* want = std::getenv("SEQPAR_EXPECT_TARGET");
+  if (want == nullptr) GTEST_SKIP() << "not a per-target run";
+  const auto supported = seqpar::kernels::cpu::supported_capabilities();
+  bool here = false;
+  for (const auto& s : supported) here = here || s == want;
+  if (!here) GTEST_SKIP() << "this CPU cannot run the '" << want << "' target";
+  EXPECT_EQ(seqpar::kernels::cpu::capability(), want);
+}
+
+// Run by ctest with SEQPAR_CPU_CAPABILITY=avx9000: the first use fails and names the
+// variable and the accepted values.
+TEST(CpuTargets, EnvironmentCapIsValidated) {
+  const char* env = std::getenv("SEQPAR_CPU_CAPABILITY");
+  if (env == nullptr || std::string(env) != "avx9000") GTEST_SKIP() << "needs SEQPAR_CPU_CAPABILITY=avx9000";
+  try {
+    (void)seqpar::kernels::cpu::capability();
+    FAIL() << "no error for SEQPAR_CPU_CAPABILITY=avx9000";
+  } catch (const std::invalid_argument& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("SEQPAR_CPU_CAPABILITY='avx9000'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("scalar"), std::string::npos) << msg;
+  }
+}
+
+// Caps from code: unknown names are refused, a cap above the CPU runs the best target below
+// it, the lowest cap runs the lowest compiled target. Restores the cap it found.
+TEST(CpuTargets, CapFromCode) {
+  namespace cpu = seqpar::kernels::cpu;
+  const char* env = std::getenv("SEQPAR_CPU_CAPABILITY");
+  if (env != nullptr && std::string(env) == "avx9000") GTEST_SKIP();
+  const auto supported = cpu::supported_capabilities();
+  ASSERT_FALSE(supported.empty());
+  if (supported.front() == "native") GTEST_SKIP() << "a SEQPAR_NATIVE_CPU=ON build has one target";
+  const std::string before = cpu::capability();
+  EXPECT_THROW(cpu::set_capability_cap("avx9000"), std::invalid_argument);
+  EXPECT_EQ(cpu::capability(), before);  // a refused cap changes nothing
+#if defined(__x86_64__)
+  cpu::set_capability_cap("avx512");
+  EXPECT_EQ(cpu::capability(), supported.back());
+  cpu::set_capability_cap("scalar");
+  EXPECT_EQ(cpu::capability(), "scalar");
+#endif
+  cpu::set_capability_cap(before);
+  EXPECT_EQ(cpu::capability(), before);
 }
 
 }  // namespace

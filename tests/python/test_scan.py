@@ -246,3 +246,42 @@ def test_deterministic_switch_gives_bitwise_repeats_on_cpu():
     finally:
         torch.use_deterministic_algorithms(was)
         torch.set_num_threads(threads)
+
+
+def _run_with_capability(value, code):
+    import os
+    import subprocess
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, SEQPAR_CPU_CAPABILITY=value,
+               PYTHONPATH=os.path.join(os.path.dirname(os.path.dirname(here)), "python"))
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cpu_capability_is_reported_and_capped():
+    """The CPU engine's target is chosen at run time; SEQPAR_CPU_CAPABILITY caps it, and every
+    target gives the same results up to rounding."""
+    import seqpar
+    best = seqpar.cpu_capability()
+    assert best in ("scalar", "avx2", "avx512", "native")
+    code = ("import torch, seqpar; g = torch.Generator().manual_seed(3); "
+            "a = 0.5 + 0.5 * torch.rand(2, 5000, 3, generator=g); b = torch.randn(2, 5000, 3, generator=g); "
+            "h = seqpar.scan(a, b)[0]; print(seqpar.cpu_capability()); torch.save(h, '{}')")
+    import tempfile, os
+    with tempfile.TemporaryDirectory() as d:
+        outs = {}
+        for cap in ("scalar", "avx512"):
+            path = os.path.join(d, cap + ".pt")
+            r = _run_with_capability(cap, code.format(path))
+            assert r.returncode == 0, r.stderr
+            outs[cap] = (r.stdout.strip(), torch.load(path))
+        assert outs["scalar"][0] in ("scalar", "native")
+        assert outs["avx512"][0] == best  # a cap at or above the CPU runs the best target
+        assert torch.allclose(outs["scalar"][1], outs["avx512"][1], rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_cpu_capability_is_an_error_naming_the_variable():
+    r = _run_with_capability("avx9000", "import torch, seqpar; seqpar.scan(torch.rand(1, 4, 2), torch.rand(1, 4, 2))")
+    assert r.returncode != 0
+    assert "SEQPAR_CPU_CAPABILITY='avx9000'" in r.stderr and "scalar" in r.stderr

@@ -15,6 +15,7 @@
 #include <ATen/ATen.h>
 
 #include <optional>
+#include <string>
 #include <tuple>
 
 namespace seqpar {
@@ -43,5 +44,12 @@ std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b
 // Not differentiable; used by the sequence-parallel scan.
 std::tuple<at::Tensor, at::Tensor> scan_summary(const at::Tensor& a, const at::Tensor& b,
                                                 bool reverse = false);
+
+// The CPU engine's instruction-set target chosen at run time: "scalar", "avx2" or "avx512" on
+// x86-64 ("native" for a SEQPAR_NATIVE_CPU=ON build). The environment variable
+// SEQPAR_CPU_CAPABILITY caps it; set_cpu_capability_cap does the same from code (an unknown
+// name throws std::invalid_argument listing the accepted ones).
+std::string cpu_capability();
+void set_cpu_capability_cap(const std::string& name);
 
 }  // namespace seqpar

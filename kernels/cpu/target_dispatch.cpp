@@ -1,0 +1,168 @@
+// Run-time choice of the CPU engine's instruction-set target (cpu_scan.h).
+//
+// The engine is compiled once per target (kernels/CMakeLists.txt: on x86-64 "scalar" at
+// x86-64-v2, "avx2" at x86-64-v3, "avx512" at x86-64-v4; elsewhere one baseline target), each
+// copy in its own namespace (target.h). This file, compiled for the baseline, picks the best
+// copy this CPU can run, capped by SEQPAR_CPU_CAPABILITY or set_capability_cap(), as ATen does
+// with ATEN_CPU_CAPABILITY: a cap above what the CPU has runs the best target below it, an
+// unknown name is an error naming the variable and the accepted values, raised by the first
+// scan that runs. The choice is made once and cached; set_capability_cap() changes it.
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "seqpar/kernels/cpu_scan.h"
+
+// One declaration set per compiled target (SEQPAR_CPU_HAVE_<TARGET> from CMake).
+#define SEQPAR_DECLARE_TARGET(T)                              \
+  namespace seqpar::kernels::cpu::T {                         \
+  void scan_forward(const ScanForwardParams& params);         \
+  void scan_backward(const ScanBackwardParams& params);       \
+  void scan_summary(const ScanSummaryParams& params);         \
+  }
+#ifdef SEQPAR_CPU_HAVE_SCALAR
+SEQPAR_DECLARE_TARGET(scalar)
+#endif
+#ifdef SEQPAR_CPU_HAVE_AVX2
+SEQPAR_DECLARE_TARGET(avx2)
+#endif
+#ifdef SEQPAR_CPU_HAVE_AVX512
+SEQPAR_DECLARE_TARGET(avx512)
+#endif
+#ifdef SEQPAR_CPU_HAVE_NEON
+SEQPAR_DECLARE_TARGET(neon)
+#endif
+#ifdef SEQPAR_CPU_HAVE_NATIVE
+SEQPAR_DECLARE_TARGET(native)
+#endif
+
+namespace seqpar::kernels::cpu {
+namespace {
+
+struct Target {
+  const char* name;
+  bool (*supported)();
+  void (*forward)(const ScanForwardParams&);
+  void (*backward)(const ScanBackwardParams&);
+  void (*summary)(const ScanSummaryParams&);
+};
+
+bool always() { return true; }
+#if defined(__x86_64__) || defined(_M_X64)
+bool has_v3() { return __builtin_cpu_supports("x86-64-v3"); }
+bool has_v4() { return __builtin_cpu_supports("x86-64-v4"); }
+#endif
+
+// Compiled targets, lowest first.
+const std::vector<Target>& compiled() {
+  static const std::vector<Target> targets = [] {
+    std::vector<Target> t;
+#ifdef SEQPAR_CPU_HAVE_NATIVE
+    t.push_back({"native", always, native::scan_forward, native::scan_backward, native::scan_summary});
+#endif
+#ifdef SEQPAR_CPU_HAVE_SCALAR
+    t.push_back({"scalar", always, scalar::scan_forward, scalar::scan_backward, scalar::scan_summary});
+#endif
+#ifdef SEQPAR_CPU_HAVE_NEON
+    t.push_back({"neon", always, neon::scan_forward, neon::scan_backward, neon::scan_summary});
+#endif
+#ifdef SEQPAR_CPU_HAVE_AVX2
+    t.push_back({"avx2", has_v3, avx2::scan_forward, avx2::scan_backward, avx2::scan_summary});
+#endif
+#ifdef SEQPAR_CPU_HAVE_AVX512
+    t.push_back({"avx512", has_v4, avx512::scan_forward, avx512::scan_backward, avx512::scan_summary});
+#endif
+    return t;
+  }();
+  return targets;
+}
+
+// Names a cap may take on this architecture, lowest first.
+std::vector<std::string> accepted_names() {
+#if defined(__x86_64__) || defined(_M_X64)
+  return {"scalar", "avx2", "avx512"};
+#elif defined(__aarch64__)
+  return {"scalar", "neon", "sve"};
+#else
+  return {"scalar"};
+#endif
+}
+
+int rank_of(const std::string& name) {
+  const auto names = accepted_names();
+  for (size_t i = 0; i < names.size(); ++i)
+    if (names[i] == name) return static_cast<int>(i);
+  return -1;
+}
+
+std::string accepted_list() {
+  std::string out;
+  for (const auto& n : accepted_names()) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+// The best supported compiled target whose rank is <= cap_rank (the lowest if none is).
+const Target* choose(int cap_rank) {
+  const Target* best = nullptr;
+  for (const Target& t : compiled()) {
+    const int r = rank_of(t.name);  // -1 for "native": always eligible
+    if (!t.supported() || (r > cap_rank && cap_rank >= 0)) continue;
+    if (best == nullptr || r >= rank_of(best->name)) best = &t;
+  }
+  return best != nullptr ? best : &compiled().front();
+}
+
+std::mutex mutex;
+std::atomic<const Target*> current{nullptr};
+
+// Parses a cap; throws std::invalid_argument naming `source` and the accepted values.
+int parse_cap(const std::string& value, const std::string& source) {
+  const int r = rank_of(value);
+  if (r < 0) {
+    throw std::invalid_argument(source + "='" + value + "' is not a CPU capability; accepted: " +
+                                accepted_list());
+  }
+  return r;
+}
+
+const Target& active() {
+  const Target* t = current.load(std::memory_order_acquire);
+  if (t != nullptr) return *t;
+  std::lock_guard<std::mutex> lock(mutex);
+  t = current.load(std::memory_order_relaxed);
+  if (t == nullptr) {
+    int cap = static_cast<int>(accepted_names().size()) - 1;
+    if (const char* env = std::getenv("SEQPAR_CPU_CAPABILITY"); env != nullptr && *env != '\0') {
+      cap = parse_cap(env, "SEQPAR_CPU_CAPABILITY");  // thrown again by every call until fixed
+    }
+    t = choose(cap);
+    current.store(t, std::memory_order_release);
+  }
+  return *t;
+}
+
+}  // namespace
+
+void scan_forward(const ScanForwardParams& params) { active().forward(params); }
+void scan_backward(const ScanBackwardParams& params) { active().backward(params); }
+void scan_summary(const ScanSummaryParams& params) { active().summary(params); }
+
+std::string capability() { return active().name; }
+
+void set_capability_cap(const std::string& name) {
+  const int cap = parse_cap(name, "seqpar::kernels::cpu::set_capability_cap: capability");
+  std::lock_guard<std::mutex> lock(mutex);
+  current.store(choose(cap), std::memory_order_release);
+}
+
+std::vector<std::string> supported_capabilities() {
+  std::vector<std::string> out;
+  for (const Target& t : compiled())
+    if (t.supported()) out.push_back(t.name);
+  return out;
+}
+
+}  // namespace seqpar::kernels::cpu
