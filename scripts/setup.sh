@@ -17,9 +17,10 @@ for arg in "$@"; do
   esac
 done
 
-# Debian packages: compiler toolchain, MPI, option parsing, JSON, test and benchmark frameworks.
+# Debian packages: compiler toolchain, MPI, option parsing, JSON, test and benchmark frameworks,
+# Google Highway (portable SIMD for the CPU engine).
 debian_packages=(cmake ninja-build g++ openmpi-bin libopenmpi-dev libboost-program-options-dev
-                 libgtest-dev libgmock-dev nlohmann-json3-dev ccache)
+                 libgtest-dev libgmock-dev nlohmann-json3-dev libhwy-dev ccache)
 missing=()
 for p in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -53,11 +53,7 @@ struct ForwardPolicy {
     return {L.a + k * as.time, L.b + k * bs.time, L.h + k * hs.time};
   }
 
-#if defined(__AVX512F__)
   static constexpr bool kHasContiguous = simd::kVectorStorage<S>;
-#else
-  static constexpr bool kHasContiguous = false;
-#endif
   // +1 or -1 when every operand walks time with that unit stride (time-contiguous tensors),
   // else 0.
   int unit_time_direction() const {
@@ -81,7 +77,6 @@ struct ForwardPolicy {
         this->template contig_run_dir<-1>(L, k0, k1, s);
     }
   }
-#if defined(__AVX512F__)
   template <int kDir>
   void contig_aggregate_dir(const Lane& L, int64_t k0, int64_t k1, Acc& A, Acc& B) const {
     using V = simd::Vec<Acc>;
@@ -129,7 +124,6 @@ struct ForwardPolicy {
       store(ph + k * kDir, s);
     }
   }
-#endif
 
   void channel_aggregate(const Lane& L, int n, int64_t k0, int64_t k1, Acc* A, Acc* B) const {
     Acc cA[engine::kChannelLanes], cB[engine::kChannelLanes];

@@ -84,11 +84,7 @@ struct BackwardPolicy {
             L.ga - k * gas.time, L.gb - k * gbs.time, L.h0};
   }
 
-#if defined(__AVX512F__)
   static constexpr bool kHasContiguous = simd::kVectorStorage<S>;
-#else
-  static constexpr bool kHasContiguous = false;
-#endif
   // Direction of memory in step order (+1 / -1) when every operand is time-contiguous, else 0.
   int unit_time_direction() const {
     const int64_t d = as.time;
@@ -112,7 +108,6 @@ struct BackwardPolicy {
         this->template contig_run_dir<-1>(L, k0, k1, s);
     }
   }
-#if defined(__AVX512F__)
   // u' = a * (u + g) per step (real dtypes: conj is the identity here).
   template <int kDir>
   void contig_aggregate_dir(const Lane& L, int64_t k0, int64_t k1, Acc& A, Acc& B) const {
@@ -170,7 +165,6 @@ struct BackwardPolicy {
       u = load(pa + k * kDir) * lam;
     }
   }
-#endif
 
   void channel_aggregate(const Lane& L, int n, int64_t k0, int64_t k1, Acc* A, Acc* B) const {
     Acc cA[engine::kChannelLanes], cB[engine::kChannelLanes];

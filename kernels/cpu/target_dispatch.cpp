@@ -52,8 +52,10 @@ struct Target {
 
 bool always() { return true; }
 #if defined(__x86_64__) || defined(_M_X64)
-bool has_v3() { return __builtin_cpu_supports("x86-64-v3"); }
-bool has_v4() { return __builtin_cpu_supports("x86-64-v4"); }
+// The avx2 and avx512 copies are also compiled with AES and CLMUL (kernels/CMakeLists.txt).
+bool has_aes_clmul() { return __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul"); }
+bool has_v3() { return __builtin_cpu_supports("x86-64-v3") && has_aes_clmul(); }
+bool has_v4() { return __builtin_cpu_supports("x86-64-v4") && has_aes_clmul(); }
 #endif
 
 // Compiled targets, lowest first.

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <random>
@@ -235,6 +236,128 @@ TEST(CpuKernelsDeterministic, RepeatsBitwise) {
       ASSERT_TRUE(std::get<0>(again) == std::get<0>(first)) << "forward differs, rep " << rep;
       ASSERT_TRUE(std::get<1>(again) == std::get<1>(first)) << "grad_a differs, rep " << rep;
       ASSERT_TRUE(std::get<2>(again) == std::get<2>(first)) << "grad_b differs, rep " << rep;
+    }
+  }
+}
+
+// ---- 16- and 32-bit storage on the in-register (time-contiguous) path ----------------------
+
+uint16_t to_bf16(float f) {  // round to nearest even
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+float from_bf16(uint16_t b) {
+  const uint32_t u = uint32_t(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+uint16_t to_f16(float f) {
+  const _Float16 h = static_cast<_Float16>(f);
+  uint16_t b;
+  std::memcpy(&b, &h, 2);
+  return b;
+}
+float from_f16(uint16_t b) {
+  _Float16 h;
+  std::memcpy(&h, &b, 2);
+  return static_cast<float>(h);
+}
+
+// float32, bfloat16 and float16 time-contiguous sequences (the contiguous mode of every target
+// that has it; ctest runs this per target), forward and backward in both directions, against
+// a long-double reference on the stored inputs. Tolerance: a few ulps of the storage type.
+TEST(CpuKernelsStorage, TimeContiguousMatchesReference) {
+  const int64_t B = 2, T = 5003;  // odd T: the vector loop has a scalar tail
+  for (ScalarKind kind : {ScalarKind::kFloat32, ScalarKind::kBFloat16, ScalarKind::kFloat16}) {
+    const bool f32 = kind == ScalarKind::kFloat32;
+    const size_t es = f32 ? 4 : 2;
+    const double tol = f32 ? 2e-5 : (kind == ScalarKind::kBFloat16 ? 2e-2 : 3e-3);
+    auto put = [&](std::vector<char>& buf, int64_t i, double v) {
+      if (f32) {
+        const float f = float(v);
+        std::memcpy(buf.data() + i * 4, &f, 4);
+      } else {
+        const uint16_t b = kind == ScalarKind::kBFloat16 ? to_bf16(float(v)) : to_f16(float(v));
+        std::memcpy(buf.data() + i * 2, &b, 2);
+      }
+    };
+    auto get = [&](const std::vector<char>& buf, int64_t i) -> double {
+      if (f32) {
+        float f;
+        std::memcpy(&f, buf.data() + i * 4, 4);
+        return f;
+      }
+      uint16_t b;
+      std::memcpy(&b, buf.data() + i * 2, 2);
+      return kind == ScalarKind::kBFloat16 ? from_bf16(b) : from_f16(b);
+    };
+    for (bool reverse : {false, true}) {
+      std::mt19937_64 rng(T + reverse);
+      std::uniform_real_distribution<double> ua(0.5, 1.0), ub(-1.0, 1.0);
+      std::vector<char> a(B * T * es), b(B * T * es), g(B * T * es), h(B * T * es),
+          ga(B * T * es), gb(B * T * es), h0(B * es), hl(B * es), gh0(B * es);
+      for (int64_t i = 0; i < B * T; ++i) {
+        put(a, i, ua(rng));
+        put(b, i, ub(rng));
+        put(g, i, ub(rng));
+      }
+      for (int64_t i = 0; i < B; ++i) put(h0, i, ub(rng));
+      // (batch, time, 1) with time contiguous; reverse starts at the last step.
+      auto op3 = [&](std::vector<char>& buf) {
+        seqpar::kernels::Operand3 o;
+        o.data = buf.data() + (reverse ? (T - 1) * es : 0);
+        o.stride = {T, reverse ? -1 : 1, T};
+        return o;
+      };
+      auto cop3 = [&](std::vector<char>& buf) {
+        const auto o = op3(buf);
+        return seqpar::kernels::ConstOperand3{o.data, o.stride};
+      };
+      ScanForwardParams fp;
+      fp.dtype = kind;
+      fp.shape = {B, T, 1};
+      fp.a = cop3(a);
+      fp.b = cop3(b);
+      fp.h = op3(h);
+      fp.h0 = {h0.data(), {1, 1}};
+      fp.h_last = {hl.data(), {1, 1}};
+      fp.num_threads = 2;
+      seqpar::kernels::cpu::scan_forward(fp);
+      ScanBackwardParams bp;
+      bp.dtype = kind;
+      bp.shape = fp.shape;
+      bp.a = fp.a;
+      bp.h = cop3(h);
+      bp.h0 = {h0.data(), {1, 1}};
+      bp.grad_h = cop3(g);
+      bp.grad_a = op3(ga);
+      bp.grad_b = op3(gb);
+      bp.grad_h0 = {gh0.data(), {1, 1}};
+      bp.num_threads = 2;
+      seqpar::kernels::cpu::scan_backward(bp);
+      double worst = 0;
+      for (int64_t i = 0; i < B; ++i) {
+        auto at = [&](int64_t k) { return i * T + (reverse ? T - 1 - k : k); };  // step k
+        std::vector<long double> lam(T);
+        long double s = get(h0, i);
+        for (int64_t k = 0; k < T; ++k) {
+          s = get(a, at(k)) * s + get(b, at(k));
+          worst = std::max(worst, double(std::fabs(get(h, at(k)) - s) / std::max<long double>(1, std::fabs(s))));
+        }
+        long double l = 0;
+        for (int64_t k = T - 1; k >= 0; --k) {
+          l = (k + 1 < T ? get(a, at(k + 1)) * l : 0) + get(g, at(k));
+          lam[k] = l;
+          const long double hp = k > 0 ? (long double)get(h, at(k - 1)) : (long double)get(h0, i);
+          const long double scale = std::max<long double>(1, std::fabs(l));
+          worst = std::max(worst, double(std::fabs(get(gb, at(k)) - l) / scale));
+          worst = std::max(worst, double(std::fabs(get(ga, at(k)) - l * hp) / (scale * std::max<long double>(1, std::fabs(hp)))));
+        }
+      }
+      EXPECT_LT(worst, tol) << seqpar::kernels::scalar_kind_name(kind) << (reverse ? " reverse" : "");
     }
   }
 }
