@@ -8,5 +8,7 @@
 #   bash scripts/main_job.sh [--key value ...]     # overrides of configs/quickstart.ini
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/build.sh
+# Only what the job runs: the library and the training program (the tests and benchmarks are
+# the test command's business).
+SEQPAR_BUILD_TARGETS="seqpar seqpar-train" bash scripts/build.sh
 exec bash launch/mpirun.sh configs/quickstart.ini "$@"
