@@ -18,9 +18,11 @@ for arg in "$@"; do
 done
 
 # Debian packages: compiler toolchain, MPI, option parsing, JSON, test and benchmark frameworks,
-# Google Highway (portable SIMD for the CPU engine).
+# Google Highway (portable SIMD for the CPU engine), and the aarch64 cross compiler and qemu-user
+# for the Arm build check of the kernels (scripts/aarch64_check.sh).
 debian_packages=(cmake ninja-build g++ openmpi-bin libopenmpi-dev libboost-program-options-dev
-                 libgtest-dev libgmock-dev nlohmann-json3-dev libhwy-dev ccache)
+                 libgtest-dev libgmock-dev nlohmann-json3-dev libhwy-dev ccache
+                 g++-aarch64-linux-gnu qemu-user)
 missing=()
 for p in "${debian_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

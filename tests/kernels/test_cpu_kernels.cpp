@@ -254,14 +254,19 @@ float from_bf16(uint16_t b) {
   std::memcpy(&f, &u, 4);
   return f;
 }
+#if defined(__aarch64__)
+using Half = __fp16;  // GCC's C++ front end has no _Float16 on aarch64
+#else
+using Half = _Float16;
+#endif
 uint16_t to_f16(float f) {
-  const _Float16 h = static_cast<_Float16>(f);
+  const Half h = static_cast<Half>(f);
   uint16_t b;
   std::memcpy(&b, &h, 2);
   return b;
 }
 float from_f16(uint16_t b) {
-  _Float16 h;
+  Half h;
   std::memcpy(&h, &b, 2);
   return static_cast<float>(h);
 }
