@@ -2,6 +2,12 @@
 # does find_package(seqpar) and links seqpar::seqpar (see tests/consumer).
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
+# Under pip (scikit-build-core, pyproject.toml) only the library is installed, into the Python
+# package (seqpar/lib), where python/seqpar finds it.
+if(SKBUILD)
+  install(TARGETS seqpar LIBRARY DESTINATION seqpar/lib)
+  return()
+endif()
 install(TARGETS seqpar EXPORT seqparTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}

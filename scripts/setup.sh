@@ -40,6 +40,8 @@ if ! python3 -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("
   python3 -m pip install -q torch==2.13.0
 fi
 python3 -c 'import numpy, pytest' 2>/dev/null || python3 -m pip install -q numpy pytest
+# scikit-build-core: the build backend of `pip install --no-build-isolation .` (pyproject.toml).
+python3 -c 'import scikit_build_core' 2>/dev/null || python3 -m pip install -q scikit-build-core
 
 if [ "$want_cuda" = 1 ]; then
   venv=${SEQPAR_CUDA_VENV:-/opt/seqpar/torch-cuda}

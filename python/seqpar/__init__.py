@@ -8,8 +8,9 @@ or, without this package, one line on the built library:
     torch.ops.load_library("build/src/libseqpar.so")
     h, h_last = torch.ops.seqpar.scan(a, b, None, False)
 
-The library is found through $SEQPAR_LIBRARY, then <repo>/build/src, then the other build
-folders of the checkout, then an installed lib/ next to this package.
+The library is found through $SEQPAR_LIBRARY, then seqpar/lib inside this package (after
+`pip install --no-build-isolation .`), then <repo>/build/src, then the other build folders of
+the checkout, then an installed lib/ next to this package.
 """
 import glob
 import os
@@ -29,7 +30,8 @@ def library_path():
         if not os.path.isfile(env):
             raise FileNotFoundError(f"SEQPAR_LIBRARY={env!r} does not exist")
         return env
-    candidates = [os.path.join(_repo, "build", "src", "libseqpar.so")]
+    candidates = [os.path.join(_here, "lib", "libseqpar.so")]  # pip install (pyproject.toml)
+    candidates += [os.path.join(_repo, "build", "src", "libseqpar.so")]
     candidates += sorted(glob.glob(os.path.join(_repo, "build*", "src", "libseqpar.so")))
     candidates += sorted(glob.glob(os.path.join(_here, "..", "..", "lib", "libseqpar.so")))
     for path in candidates:
