@@ -3,22 +3,19 @@
 # path) with Debian's g++-aarch64-linux-gnu, builds GoogleTest from the libgtest-dev sources
 # with the same compiler, and runs tests/kernels/test_cpu_kernels under qemu-user: the code an
 # Arm machine runs is compiled and tested on every CI run. LibTorch-dependent parts are not
-# cross-built (no aarch64 LibTorch here). Installs the cross compiler and qemu if missing.
+# cross-built (no aarch64 LibTorch here). The cross compiler, qemu-user, GoogleTest's sources
+# and Highway come from scripts/setup.sh.
 #
 #   scripts/aarch64_check.sh [BUILD_DIR]        # default build-aarch64/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-build-aarch64}
-need=()
-command -v aarch64-linux-gnu-g++ >/dev/null || need+=(g++-aarch64-linux-gnu)
-command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
-[ -d /usr/src/googletest/googletest ] || need+=(libgtest-dev)
-[ -f /usr/include/hwy/highway.h ] || need+=(libhwy-dev)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "aarch64_check: installing ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+for tool in aarch64-linux-gnu-g++ qemu-aarch64; do
+  command -v "$tool" >/dev/null || { echo "aarch64_check: $tool missing; scripts/setup.sh installs it" >&2; exit 1; }
+done
+for f in /usr/src/googletest/googletest/src/gtest-all.cc /usr/include/hwy/highway.h; do
+  [ -f "$f" ] || { echo "aarch64_check: $f missing; scripts/setup.sh installs it" >&2; exit 1; }
+done
 cxx=aarch64-linux-gnu-g++
 gtest=/usr/src/googletest/googletest
 mkdir -p "$out"

@@ -59,23 +59,25 @@ bool has_v4() { return __builtin_cpu_supports("x86-64-v4") && has_aes_clmul(); }
 #endif
 
 // Compiled targets, lowest first.
+#define SEQPAR_TARGET_ENTRY(T, check) \
+  t.push_back({#T, check, T::scan_forward, T::scan_backward, T::scan_summary})
 const std::vector<Target>& compiled() {
   static const std::vector<Target> targets = [] {
     std::vector<Target> t;
 #ifdef SEQPAR_CPU_HAVE_NATIVE
-    t.push_back({"native", always, native::scan_forward, native::scan_backward, native::scan_summary});
+    SEQPAR_TARGET_ENTRY(native, always);
 #endif
 #ifdef SEQPAR_CPU_HAVE_SCALAR
-    t.push_back({"scalar", always, scalar::scan_forward, scalar::scan_backward, scalar::scan_summary});
+    SEQPAR_TARGET_ENTRY(scalar, always);
 #endif
 #ifdef SEQPAR_CPU_HAVE_NEON
-    t.push_back({"neon", always, neon::scan_forward, neon::scan_backward, neon::scan_summary});
+    SEQPAR_TARGET_ENTRY(neon, always);
 #endif
 #ifdef SEQPAR_CPU_HAVE_AVX2
-    t.push_back({"avx2", has_v3, avx2::scan_forward, avx2::scan_backward, avx2::scan_summary});
+    SEQPAR_TARGET_ENTRY(avx2, has_v3);
 #endif
 #ifdef SEQPAR_CPU_HAVE_AVX512
-    t.push_back({"avx512", has_v4, avx512::scan_forward, avx512::scan_backward, avx512::scan_summary});
+    SEQPAR_TARGET_ENTRY(avx512, has_v4);
 #endif
     return t;
   }();

@@ -28,6 +28,9 @@ namespace seqpar::kernels::cuda::detail {
 #ifndef SEQPAR_CUDA_BWD_THREADS
 #define SEQPAR_CUDA_BWD_THREADS 128
 #endif
+#ifndef SEQPAR_CUDA_AUTO_CHAIN  // 0: never chain on its own (scan_launch.cuh)
+#define SEQPAR_CUDA_AUTO_CHAIN 1
+#endif
 #ifndef SEQPAR_CUDA_ITEMS_2B
 #define SEQPAR_CUDA_ITEMS_2B 16
 #endif

@@ -56,10 +56,6 @@ at::Tensor workspace(const at::Tensor& a, size_t bytes) {
 }
 void* data_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 
-// PyTorch's switch for reproducible results, or ScanOptions::deterministic, selects the
-// kernels' fixed-order mode (ops/determinism.h; docs/cuda.md, "Determinism").
-bool deterministic() { return deterministic_requested(); }
-
 std::tuple<at::Tensor, at::Tensor> scan_cuda(const at::Tensor& a, const at::Tensor& b,
                                              const std::optional<at::Tensor>& h0, bool reverse) {
   const char* op = "seqpar::scan";
@@ -67,7 +63,7 @@ std::tuple<at::Tensor, at::Tensor> scan_cuda(const at::Tensor& a, const at::Tens
   check_on_cuda(op, a);
   const c10::cuda::CUDAGuard guard(a.device());
   PreparedForward p = prepare_forward(a, b, h0, reverse);
-  p.params.deterministic = deterministic();
+  p.params.deterministic = deterministic_requested();  // ops/determinism.h
   const auto& s = p.params.shape;
   if (s.batch > 0 && s.channels > 0) {
     const size_t bytes = kernels::cuda::scan_forward_workspace_size(p.params);
@@ -91,7 +87,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> scan_backward_cuda(
   check_on_cuda(op, a);
   const c10::cuda::CUDAGuard guard(a.device());
   PreparedBackward p = prepare_backward(a, h, h0, grad_h, grad_h_last, reverse);
-  p.params.deterministic = deterministic();
+  p.params.deterministic = deterministic_requested();  // ops/determinism.h
   const auto& s = p.params.shape;
   if (s.batch > 0 && s.channels > 0) {
     const size_t bytes = kernels::cuda::scan_backward_workspace_size(p.params);
@@ -108,7 +104,7 @@ std::tuple<at::Tensor, at::Tensor> scan_summary_cuda(const at::Tensor& a, const 
   check_on_cuda(op, a);
   const c10::cuda::CUDAGuard guard(a.device());
   PreparedSummary p = prepare_summary(a, b, reverse);
-  p.params.deterministic = deterministic();
+  p.params.deterministic = deterministic_requested();  // ops/determinism.h
   const auto& s = p.params.shape;
   if (s.batch > 0 && s.channels > 0) {
     const size_t bytes = kernels::cuda::scan_summary_workspace_size(p.params);

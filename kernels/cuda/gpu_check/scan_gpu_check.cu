@@ -185,12 +185,24 @@ static double tolerance(const Case& c) {
 
 static std::mt19937_64 g_rng(12345);
 
-static void* workspace_for(size_t bytes, bool use, std::vector<void*>& owned) {
-  if (!use || bytes == 0) return nullptr;
+// A caller workspace of exactly `bytes` (what the entry point's *_workspace_size asked for),
+// or none (the entry point then allocates per call).
+struct Workspace {
+  void* p = nullptr;
+  size_t bytes = 0;
+};
+static Workspace workspace_for(size_t bytes, bool use, std::vector<void*>& owned) {
+  if (!use || bytes == 0) return {};
   void* p = nullptr;
   CK(cudaMalloc(&p, bytes));
   owned.push_back(p);
-  return p;
+  return {p, bytes};
+}
+
+static void check_launch(const char* what, int rc) {
+  if (rc == 0) return;
+  std::fprintf(stderr, "%s returned %s\n", what, cudaGetErrorName(cudaError_t(rc)));
+  std::exit(2);
 }
 
 static bool run_case(const Case& c, bool quiet = false) {
@@ -237,9 +249,8 @@ static bool run_case(const Case& c, bool quiet = false) {
   fp.h = {h.ptr(), h.s3};
   fp.h_last = {hl.ptr(), hl.s2};
   fp.deterministic = g_det;
-  size_t ws = kc::scan_forward_workspace_size(fp);
-  int rc = kc::scan_forward(fp, stream, workspace_for(ws, c.workspace, owned), c.workspace ? ws : 0);
-  if (rc != 0) { std::fprintf(stderr, "scan_forward returned %s\n", cudaGetErrorName(cudaError_t(rc))); std::exit(2); }
+  Workspace w = workspace_for(kc::scan_forward_workspace_size(fp), c.workspace, owned);
+  check_launch("scan_forward", kc::scan_forward(fp, stream, w.p, w.bytes));
   // Summary.
   ScanSummaryParams sp;
   sp.dtype = t.kind;
@@ -249,9 +260,8 @@ static bool run_case(const Case& c, bool quiet = false) {
   sp.A = {A.ptr(), A.s2};
   sp.B = {Bs.ptr(), Bs.s2};
   sp.deterministic = g_det;
-  ws = kc::scan_summary_workspace_size(sp);
-  rc = kc::scan_summary(sp, stream, workspace_for(ws, c.workspace, owned), c.workspace ? ws : 0);
-  if (rc != 0) { std::fprintf(stderr, "scan_summary returned %s\n", cudaGetErrorName(cudaError_t(rc))); std::exit(2); }
+  w = workspace_for(kc::scan_summary_workspace_size(sp), c.workspace, owned);
+  check_launch("scan_summary", kc::scan_summary(sp, stream, w.p, w.bytes));
   CK(cudaDeviceSynchronize());
   h.download(); hl.download(); A.download(); Bs.download();
   // Backward uses the kernel's own h (so the reference sees the same h values).
@@ -267,9 +277,8 @@ static bool run_case(const Case& c, bool quiet = false) {
   bp.grad_b = {gb.ptr(), gb.s3};
   bp.grad_h0 = {gh0.ptr(), gh0.s2};
   bp.deterministic = g_det;
-  ws = kc::scan_backward_workspace_size(bp);
-  rc = kc::scan_backward(bp, stream, workspace_for(ws, c.workspace, owned), c.workspace ? ws : 0);
-  if (rc != 0) { std::fprintf(stderr, "scan_backward returned %s\n", cudaGetErrorName(cudaError_t(rc))); std::exit(2); }
+  w = workspace_for(kc::scan_backward_workspace_size(bp), c.workspace, owned);
+  check_launch("scan_backward", kc::scan_backward(bp, stream, w.p, w.bytes));
   CK(cudaDeviceSynchronize());
   ga.download(); gb.download(); gh0.download();
   for (void* p : owned) CK(cudaFree(p));
@@ -493,7 +502,7 @@ static int mode_stress() {
     std::vector<char> first(d.bytes()), got(d.bytes());
     // First result on the legacy stream, checked against the host reference (a few sequences).
     CK(cudaMemset(d.h, 0, d.bytes()));
-    if (kc::scan_forward(d.fwd(), nullptr) != 0) { std::fprintf(stderr, "stress launch failed\n"); return 2; }
+    check_launch("scan_forward", kc::scan_forward(d.fwd(), nullptr));
     CK(cudaDeviceSynchronize());
     CK(cudaMemcpy(first.data(), d.h, d.bytes(), cudaMemcpyDeviceToHost));
     std::vector<char> ha(d.bytes()), hb(d.bytes());
@@ -524,7 +533,7 @@ static int mode_stress() {
         const int k = i & 1;
         ScanForwardParams p = d.fwd(out[k], nullptr);
         p.deterministic = det == 1;
-        if (kc::scan_forward(p, st[k]) != 0) { std::fprintf(stderr, "stress launch failed\n"); return 2; }
+        check_launch("scan_forward", kc::scan_forward(p, st[k]));
         if (k == 1 || i + 1 == s.calls) {
           CK(cudaDeviceSynchronize());
           for (int kk = 0; kk <= k; ++kk) {
@@ -609,7 +618,7 @@ static int mode_bench() {
           Dense d = time_major ? Dense{t, bd, T, 1, true} : Dense{t, 1, T, bd, false};
           d.alloc(true);
           // Forward h feeds backward.
-          if (kc::scan_forward(d.fwd(), s) != 0) return 2;
+          check_launch("scan_forward", kc::scan_forward(d.fwd(), s));
           const double bytes = double(d.bytes());
           const int reps = int(std::clamp(4e9 / (5 * bytes), 3.0, 200.0));
           char* dst = d.ga;

@@ -72,23 +72,26 @@ void run_layout(Layout layout, const KernelArgs& a) {
 // exactly workspace_*() bytes must not cause an allocation (checks the sizing).
 template <class S, OpKind kOp, class P>
 void run_op(const P& params) {
+  auto plan = [&] {
+    if constexpr (kOp == OpKind::kForward) return plan_forward<S>(params);
+    else if constexpr (kOp == OpKind::kBackward) return plan_backward<S>(params);
+    else return plan_summary<S>(params);
+  };
   if (!concurrent) {
-    const Plan plan = kOp == OpKind::kForward ? plan_forward<S>(reinterpret_cast<const ScanForwardParams&>(params))
-                      : kOp == OpKind::kBackward ? plan_backward<S>(reinterpret_cast<const ScanBackwardParams&>(params))
-                                                 : plan_summary<S>(reinterpret_cast<const ScanSummaryParams&>(params));
-    return run_layout<S, kOp>(plan.layout, plan.args);
+    const Plan p = plan();
+    return run_layout<S, kOp>(p.layout, p.args);
   }
-  size_t bytes = 0;
+  size_t bytes;
   if constexpr (kOp == OpKind::kForward) bytes = workspace_forward<S>(params);
-  if constexpr (kOp == OpKind::kBackward) bytes = workspace_backward<S>(params);
-  if constexpr (kOp == OpKind::kSummary) bytes = workspace_summary<S>(params);
+  else if constexpr (kOp == OpKind::kBackward) bytes = workspace_backward<S>(params);
+  else bytes = workspace_summary<S>(params);
   const bool caller = (op_count++ % 2) == 0 && bytes > 0;
   void* ws = caller ? std::aligned_alloc(256, (bytes + 255) / 256 * 256) : nullptr;
   const long before = emu::mallocs;
-  int rc = 0;
+  int rc;
   if constexpr (kOp == OpKind::kForward) rc = launch_forward<S>(params, nullptr, Workspace{ws, bytes});
-  if constexpr (kOp == OpKind::kBackward) rc = launch_backward<S>(params, nullptr, Workspace{ws, bytes});
-  if constexpr (kOp == OpKind::kSummary) rc = launch_summary<S>(params, nullptr, Workspace{ws, bytes});
+  else if constexpr (kOp == OpKind::kBackward) rc = launch_backward<S>(params, nullptr, Workspace{ws, bytes});
+  else rc = launch_summary<S>(params, nullptr, Workspace{ws, bytes});
   if (rc != 0) { std::printf("FAIL launcher returned %d\n", rc); ++failures; }
   if (caller && emu::mallocs != before) {
     std::printf("FAIL a workspace of workspace_*() = %zu bytes was not used (sizing too small)\n", bytes);
