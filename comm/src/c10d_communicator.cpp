@@ -123,7 +123,8 @@ void C10dCommunicator::send_recv(ConstBuffer send_buffer, int dst, MutableBuffer
     SEQPAR_COMM_CHECK(send_buffer.bytes == recv_buffer.bytes, backend_name(), call, rank_, rank_,
                       "self message of " + std::to_string(send_buffer.bytes) + " bytes into " +
                           std::to_string(recv_buffer.bytes));
-    unstage_bytes(staged_bytes(send_buffer, /*copy=*/true, host_ok_), recv_buffer);
+    // No transfer: stage on the buffer's own device (host memory stays on the host).
+    unstage_bytes(staged_bytes(send_buffer, /*copy=*/true, /*host_ok=*/true), recv_buffer);
     return;
   }
   SEQPAR_COMM_CHECK(dst != rank_ && src != rank_, backend_name(), call, rank_, rank_,
