@@ -105,29 +105,31 @@ inline Float16 to_float16(float f) {
 
 // Storage type S -> accumulation type.
 template <class S> struct AccumulateOf;
-template <> struct AccumulateOf<float> { using type = float; };
+template <> struct AccumulateOf<float> { using type = double; };
 template <> struct AccumulateOf<double> { using type = double; };
 template <> struct AccumulateOf<BFloat16> { using type = float; };
 template <> struct AccumulateOf<Float16> { using type = float; };
-template <> struct AccumulateOf<Complex<float>> { using type = Complex<float>; };
+template <> struct AccumulateOf<Complex<float>> { using type = Complex<double>; };
 template <class S> using acc_t = typename AccumulateOf<S>::type;
 
 inline float load(const float* p) { return *p; }
 inline double load(const double* p) { return *p; }
 inline float load(const BFloat16* p) { return to_float(*p); }
 inline float load(const Float16* p) { return to_float(*p); }
-inline Complex<float> load(const Complex<float>* p) { return *p; }
+inline Complex<double> load(const Complex<float>* p) { return {p->re, p->im}; }
 
-inline void store(float* p, float v) { *p = v; }
+inline void store(float* p, double v) { *p = static_cast<float>(v); }
 inline void store(double* p, double v) { *p = v; }
 inline void store(BFloat16* p, float v) { *p = to_bfloat16(v); }
 inline void store(Float16* p, float v) { *p = to_float16(v); }
-inline void store(Complex<float>* p, Complex<float> v) { *p = v; }
+inline void store(Complex<float>* p, Complex<double> v) {
+  *p = {static_cast<float>(v.re), static_cast<float>(v.im)};
+}
 
 template <class A> inline A acc_one();
 template <> inline float acc_one<float>() { return 1.0f; }
 template <> inline double acc_one<double>() { return 1.0; }
-template <> inline Complex<float> acc_one<Complex<float>>() { return {1.0f, 0.0f}; }
+template <> inline Complex<double> acc_one<Complex<double>>() { return {1.0, 0.0}; }
 template <class A> inline A acc_zero() { return A{}; }
 
 }  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET

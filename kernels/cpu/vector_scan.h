@@ -94,6 +94,8 @@ constexpr bool kVectorStorage =
 using DF = hn::ScalableTag<float>;
 using DBF16 = hn::Rebind<hwy::bfloat16_t, DF>;
 using DF16 = hn::Rebind<hwy::float16_t, DF>;
+using DD = hn::ScalableTag<double>;
+using DFD = hn::Rebind<float, DD>;  // float storage of double lanes
 
 // V consecutive elements at p as accumulation-type lanes (16-bit types widen to float).
 template <class S>
@@ -102,6 +104,8 @@ inline typename Vec<acc_t<S>>::type load_lanes(const S* p) {
     return hn::PromoteTo(DF(), hn::LoadU(DBF16(), reinterpret_cast<const hwy::bfloat16_t*>(p)));
   } else if constexpr (std::is_same_v<S, Float16>) {
     return hn::PromoteTo(DF(), hn::LoadU(DF16(), reinterpret_cast<const hwy::float16_t*>(p)));
+  } else if constexpr (std::is_same_v<S, float> && std::is_same_v<acc_t<S>, double>) {
+    return hn::PromoteTo(DD(), hn::LoadU(DFD(), p));
   } else {
     return Vec<S>::loadu(p);
   }
@@ -126,6 +130,8 @@ inline void store_lanes(S* p, typename Vec<acc_t<S>>::type v) {
     hn::StoreU(hn::BitCast(DBF16(), bits), DBF16(), reinterpret_cast<hwy::bfloat16_t*>(p));
   } else if constexpr (std::is_same_v<S, Float16>) {
     hn::StoreU(hn::DemoteTo(DF16(), v), DF16(), reinterpret_cast<hwy::float16_t*>(p));
+  } else if constexpr (std::is_same_v<S, float> && std::is_same_v<acc_t<S>, double>) {
+    hn::StoreU(hn::DemoteTo(DFD(), v), DFD(), p);
   } else {
     Vec<S>::storeu(p, v);
   }

@@ -66,11 +66,12 @@ __device__ __forceinline__ void store_vec(S* p, const S (&in)[K]) {
   }
 }
 
-// Loads steps u0..u0+K-1 of one sequence (seq points at u = 0) into accumulators; steps
-// outside [0, T), and whole chunks of absent operands or columns, read as `fill`.
-template <class S, int K, bool kVec, class Acc>
+// Loads steps u0..u0+K-1 of one sequence (seq points at u = 0) as Val (the storage widened to
+// at least float; widened to Acc where used); steps outside [0, T), and whole chunks of absent
+// operands or columns, read as `fill`.
+template <class S, int K, bool kVec, class Val>
 __device__ __forceinline__ void load_chunk(const S* seq, int64_t st, int64_t u0, int64_t T,
-                                           bool present, Acc fill, Acc (&out)[K]) {
+                                           bool present, Val fill, Val (&out)[K]) {
   if (!present) {
 #pragma unroll
     for (int k = 0; k < K; ++k) out[k] = fill;
@@ -82,11 +83,11 @@ __device__ __forceinline__ void load_chunk(const S* seq, int64_t st, int64_t u0,
       if (st > 0) {
         load_vec(seq + u0, raw);
 #pragma unroll
-        for (int k = 0; k < K; ++k) out[k] = to_acc(raw[k]);
+        for (int k = 0; k < K; ++k) out[k] = to_val(raw[k]);
       } else {
         load_vec(seq - (u0 + K - 1), raw);
 #pragma unroll
-        for (int k = 0; k < K; ++k) out[k] = to_acc(raw[K - 1 - k]);
+        for (int k = 0; k < K; ++k) out[k] = to_val(raw[K - 1 - k]);
       }
       return;
     }
@@ -94,7 +95,7 @@ __device__ __forceinline__ void load_chunk(const S* seq, int64_t st, int64_t u0,
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const int64_t u = u0 + k;
-    out[k] = (u >= 0 && u < T) ? to_acc(seq[u * st]) : fill;
+    out[k] = (u >= 0 && u < T) ? to_val(seq[u * st]) : fill;
   }
 }
 
@@ -219,6 +220,7 @@ __device__ __forceinline__ Map<Acc> wait_for_inclusive(const int* flags, const M
 
 template <class S, OpKind kOp, int kCols, bool kVec, int kItems, int kNumThreads>
 __global__ void __launch_bounds__(kNumThreads) scan_tile_kernel(const KernelArgs args) {
+  using Val = typename Traits<S>::Val;
   using Acc = typename Traits<S>::Acc;
   using M = Map<Acc>;
   constexpr int K = kItems;
@@ -261,36 +263,41 @@ __global__ void __launch_bounds__(kNumThreads) scan_tile_kernel(const KernelArgs
   auto seq_out = [&](const OutOperand& y) { return static_cast<S*>(y.p) + b * y.sb + c * y.sc; };
 
   // ---- 1. load and fold this thread's items -------------------------------------------------
-  Acc coef[K], add[K];
-  Acc a0_conj = acc_one<Acc>();  // backward: conj(a_0), held by the thread whose chunk ends the walk
+  // Inputs stay in Val (the storage's register cost) and are widened to Acc where they meet
+  // the carried state.
+  Val coef[K], add[K];
+  Val a0_conj = acc_one<Val>();  // backward: conj(a_0), held by the thread whose chunk ends the walk
   if constexpr (kOp == OpKind::kBackward) {
-    Acc a_walk[K];
-    load_chunk<S, K, kVec>(seq_in(args.x0), args.x0.st, u0, T, col_ok, acc_one<Acc>(), a_walk);
+    Val a_walk[K];
+    load_chunk<S, K, kVec>(seq_in(args.x0), args.x0.st, u0, T, col_ok, acc_one<Val>(), a_walk);
     // coef at step u is conj(a at step u-1); step u-1 of the first item is the previous row's
     // last item (shuffle) or, at a warp edge, one extra load that hits L2.
-    Acc before = shfl_up(a_walk[K - 1], kCols);
+    Val before = shfl_up(a_walk[K - 1], kCols);
     if (row_in_warp == 0) {
-      before = (col_ok && u0 >= 1 && u0 - 1 < T) ? to_acc(seq_in(args.x0)[(u0 - 1) * args.x0.st])
-                                                : acc_one<Acc>();
+      before = (col_ok && u0 >= 1 && u0 - 1 < T) ? to_val(seq_in(args.x0)[(u0 - 1) * args.x0.st])
+                                                : acc_one<Val>();
     }
-    if (u0 <= 0) before = acc_one<Acc>();
+    if (u0 <= 0) before = acc_one<Val>();
     coef[0] = conj_of(before);
 #pragma unroll
     for (int k = 1; k < K; ++k) coef[k] = conj_of(a_walk[k - 1]);
 #pragma unroll
     for (int k = 0; k < K; ++k) {
-      if (u0 + k >= T || u0 + k <= 0) coef[k] = acc_one<Acc>();
+      if (u0 + k >= T || u0 + k <= 0) coef[k] = acc_one<Val>();
       if (u0 + k == T - 1) a0_conj = conj_of(a_walk[k]);
     }
     load_chunk<S, K, kVec>(seq_in(args.x1), args.x1.st, u0, T, col_ok && args.x1.p != nullptr,
-                           acc_zero<Acc>(), add);
+                           acc_zero<Val>(), add);
   } else {
-    load_chunk<S, K, kVec>(seq_in(args.x0), args.x0.st, u0, T, col_ok, acc_one<Acc>(), coef);
-    load_chunk<S, K, kVec>(seq_in(args.x1), args.x1.st, u0, T, col_ok, acc_zero<Acc>(), add);
+    load_chunk<S, K, kVec>(seq_in(args.x0), args.x0.st, u0, T, col_ok, acc_one<Val>(), coef);
+    load_chunk<S, K, kVec>(seq_in(args.x1), args.x1.st, u0, T, col_ok, acc_zero<Val>(), add);
   }
   M chunk = identity_map<Acc>();
 #pragma unroll
-  for (int k = 0; k < K; ++k) chunk = M{coef[k] * chunk.A, coef[k] * chunk.B + add[k]};
+  for (int k = 0; k < K; ++k) {
+    const Acc c = widen<Acc>(coef[k]);
+    chunk = M{c * chunk.A, c * chunk.B + widen<Acc>(add[k])};
+  }
 
   // ---- 2. in-tile scan: rows of a warp by shuffles, warps through shared memory -----------
   M inclusive = chunk;
@@ -336,7 +343,7 @@ __global__ void __launch_bounds__(kNumThreads) scan_tile_kernel(const KernelArgs
       } else {
         Acc init = acc_zero<Acc>();
         if (args.s0.p != nullptr) {
-          init = to_acc(static_cast<const S*>(args.s0.p)[b * args.s0.sb + c * args.s0.sc]);
+          init = to_acc<S>(static_cast<const S*>(args.s0.p)[b * args.s0.sb + c * args.s0.sc]);
         }
         tile_state_in[lane] = apply(prefix, init);
       }
@@ -356,7 +363,7 @@ __global__ void __launch_bounds__(kNumThreads) scan_tile_kernel(const KernelArgs
     S out[K];
 #pragma unroll
     for (int k = 0; k < K; ++k) {
-      state = coef[k] * state + add[k];
+      state = widen<Acc>(coef[k]) * state + widen<Acc>(add[k]);
       out[k] = from_acc<S>(state);
       if (u0 + k == T - 1 && col_ok && args.z0.p != nullptr) {
         static_cast<S*>(args.z0.p)[b * args.z0.sb + c * args.z0.sc] = out[k];
@@ -366,27 +373,28 @@ __global__ void __launch_bounds__(kNumThreads) scan_tile_kernel(const KernelArgs
   } else if constexpr (kOp == OpKind::kBackward) {
     // grad_a_t = lam_t * conj(h_{t-1}); in walk order h_{t-1} is h at step u+1, and past the
     // last step it is h0 (zeros when absent). Step u0+K is the next row's first item.
-    Acc h_walk[K];
-    load_chunk<S, K, kVec>(seq_in(args.x2), args.x2.st, u0, T, col_ok, acc_zero<Acc>(), h_walk);
-    const Acc h0 = (col_ok && args.s1.p != nullptr)
-                       ? to_acc(static_cast<const S*>(args.s1.p)[b * args.s1.sb + c * args.s1.sc])
-                       : acc_zero<Acc>();
+    Val h_walk[K];
+    load_chunk<S, K, kVec>(seq_in(args.x2), args.x2.st, u0, T, col_ok, acc_zero<Val>(), h_walk);
+    const Val h0 = (col_ok && args.s1.p != nullptr)
+                       ? to_val(static_cast<const S*>(args.s1.p)[b * args.s1.sb + c * args.s1.sc])
+                       : acc_zero<Val>();
     const int64_t u_after = u0 + K;
-    Acc h_after = shfl_down(h_walk[0], kCols);
+    Val h_after = shfl_down(h_walk[0], kCols);
     if (row_in_warp == kRowsPerWarp - 1) {
-      h_after = (col_ok && u_after < T) ? to_acc(seq_in(args.x2)[u_after * args.x2.st]) : h0;
+      h_after = (col_ok && u_after < T) ? to_val(seq_in(args.x2)[u_after * args.x2.st]) : h0;
     }
     S grad_a[K], grad_b[K];
 #pragma unroll
     for (int k = 0; k < K; ++k) {
-      state = coef[k] * state + add[k];  // lam at step u0+k
+      state = widen<Acc>(coef[k]) * state + widen<Acc>(add[k]);  // lam at step u0+k
       const int64_t u = u0 + k;
-      Acc h_prev = (k + 1 < K) ? h_walk[k + 1] : h_after;
+      Val h_prev = (k + 1 < K) ? h_walk[k + 1] : h_after;
       if (u + 1 >= T) h_prev = h0;
       grad_b[k] = from_acc<S>(state);
-      grad_a[k] = from_acc<S>(state * conj_of(h_prev));
+      grad_a[k] = from_acc<S>(state * widen<Acc>(conj_of(h_prev)));
       if (u == T - 1 && col_ok && args.z0.p != nullptr) {
-        static_cast<S*>(args.z0.p)[b * args.z0.sb + c * args.z0.sc] = from_acc<S>(a0_conj * state);
+        static_cast<S*>(args.z0.p)[b * args.z0.sb + c * args.z0.sc] =
+            from_acc<S>(widen<Acc>(a0_conj) * state);
       }
     }
     if (col_ok) {
@@ -405,7 +413,7 @@ __global__ void copy_state_kernel(StateOut out, StateIn in, int64_t batch, int64
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t b = i / channels, c = i - b * channels;
     const typename Traits<S>::Acc v =
-        in.p != nullptr ? to_acc(static_cast<const S*>(in.p)[b * in.sb + c * in.sc]) : fallback;
+        in.p != nullptr ? to_acc<S>(static_cast<const S*>(in.p)[b * in.sb + c * in.sc]) : fallback;
     static_cast<S*>(out.p)[b * out.sb + c * out.sc] = from_acc<S>(v);
   }
 }

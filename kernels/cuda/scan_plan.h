@@ -34,6 +34,9 @@ namespace seqpar::kernels::cuda::detail {
 #ifndef SEQPAR_CUDA_ITEMS_2B
 #define SEQPAR_CUDA_ITEMS_2B 16
 #endif
+#ifndef SEQPAR_CUDA_ITEMS_4B  // float32 accumulates in double: 8 halves the register arrays
+#define SEQPAR_CUDA_ITEMS_4B 16
+#endif
 constexpr int kNumThreads = SEQPAR_CUDA_THREADS;
 
 // Threads per CTA of an op. Backward holds ~100 registers per thread; at 128 threads per CTA
@@ -44,12 +47,12 @@ constexpr int threads_for() {
   return kOp == OpKind::kBackward ? SEQPAR_CUDA_BWD_THREADS : kNumThreads;
 }
 
-// Items per thread: 16 for 4-byte types (four 128-bit loads), SEQPAR_CUDA_ITEMS_2B for 2-byte
-// types, 8 for 8-byte types (double, complex64), which keeps the accumulators of backward in
-// registers.
+// Items per thread: SEQPAR_CUDA_ITEMS_4B (16: four 128-bit loads) for 4-byte types,
+// SEQPAR_CUDA_ITEMS_2B for 2-byte types, 8 for 8-byte types (double, complex64), which keeps
+// the accumulators of backward in registers.
 template <class S>
 constexpr int items_per_thread() {
-  return sizeof(S) >= 8 ? 8 : (sizeof(S) == 2 ? SEQPAR_CUDA_ITEMS_2B : 16);
+  return sizeof(S) >= 8 ? 8 : (sizeof(S) == 2 ? SEQPAR_CUDA_ITEMS_2B : SEQPAR_CUDA_ITEMS_4B);
 }
 
 template <class S>
@@ -73,11 +76,11 @@ OutOperand walk_out(const Operand3& x, bool flip, int64_t time) {
 inline StateIn state_in(const ConstOperand2& x) { return {x.data, x.stride.batch, x.stride.channel}; }
 inline StateOut state_out(const Operand2& x) { return {x.data, x.stride.batch, x.stride.channel}; }
 
-// A host-side constant in the accumulation type (CFloat has no converting constructor).
+// A host-side constant in the accumulation type (Complex has no converting constructor).
 template <class Acc>
 Acc acc_constant(float v) {
-  if constexpr (std::is_same_v<Acc, CFloat>) {
-    return CFloat{v, 0.f};
+  if constexpr (std::is_same_v<Acc, CFloat> || std::is_same_v<Acc, CDouble>) {
+    return Acc{v, 0};
   } else {
     return Acc(v);
   }

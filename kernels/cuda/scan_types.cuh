@@ -1,9 +1,13 @@
 // Element types, accumulation types and the affine-map monoid used by every CUDA scan kernel.
 //
 // Storage types are what lives in memory (float, double, __nv_bfloat16, __half, float2 for
-// complex64); each has an accumulation type (float, double, float, float, CFloat) in which all
-// arithmetic is done (docs/design.md section 1). An affine map x -> A*x + B is the propagator of one
-// or many steps; `compose(later, earlier)` is the monoid operation. Everything here is a
+// complex64). Loaded elements are held as Val (float, double, float, float, CFloat: the
+// storage widened to at least float, at the storage's register cost), and every operation
+// that carries state is done in the accumulation type Acc (double, double, float, float,
+// CDouble). float32 and complex64 accumulate in double so that the error of a scan does not
+// grow with the sequence length (docs/accuracy.md); 16-bit storage keeps float, whose error
+// stays far below the storage's own rounding. An affine map x -> A*x + B is the propagator of
+// one or many steps; `compose(later, earlier)` is the monoid operation. Everything here is a
 // header so that each per-dtype translation unit inlines it.
 #pragma once
 
@@ -13,74 +17,114 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 namespace seqpar::kernels::cuda::detail {
 
-// complex64 in registers. Kept as a plain struct (not cuda::std::complex) so that the
-// multiply is the textbook four-product form without NaN/inf recovery branches.
-struct CFloat {
-  float re, im;
+// Complex values in registers. Plain structs (not cuda::std::complex) so that the multiply is
+// the textbook four-product form without NaN/inf recovery branches.
+template <class T>
+struct Complex {
+  T re, im;
 };
-__device__ __forceinline__ CFloat operator*(CFloat x, CFloat y) {
+using CFloat = Complex<float>;
+using CDouble = Complex<double>;
+template <class T>
+__device__ __forceinline__ Complex<T> operator*(Complex<T> x, Complex<T> y) {
   return {x.re * y.re - x.im * y.im, x.re * y.im + x.im * y.re};
 }
-__device__ __forceinline__ CFloat operator+(CFloat x, CFloat y) { return {x.re + y.re, x.im + y.im}; }
+template <class T>
+__device__ __forceinline__ Complex<T> operator+(Complex<T> x, Complex<T> y) {
+  return {x.re + y.re, x.im + y.im};
+}
 
 template <class S>
 struct Traits;
 template <>
 struct Traits<float> {
-  using Acc = float;
+  using Val = float;
+  using Acc = double;
 };
 template <>
 struct Traits<double> {
+  using Val = double;
   using Acc = double;
 };
 template <>
 struct Traits<__nv_bfloat16> {
+  using Val = float;
   using Acc = float;
 };
 template <>
 struct Traits<__half> {
+  using Val = float;
   using Acc = float;
 };
 template <>
 struct Traits<float2> {
-  using Acc = CFloat;
+  using Val = CFloat;
+  using Acc = CDouble;
 };
 
-template <class Acc>
-__device__ __forceinline__ Acc acc_one();
+template <class T>
+__device__ __forceinline__ T acc_one();
 template <>
 __device__ __forceinline__ float acc_one<float>() { return 1.f; }
 template <>
 __device__ __forceinline__ double acc_one<double>() { return 1.0; }
 template <>
 __device__ __forceinline__ CFloat acc_one<CFloat>() { return {1.f, 0.f}; }
+template <>
+__device__ __forceinline__ CDouble acc_one<CDouble>() { return {1.0, 0.0}; }
 
-template <class Acc>
-__device__ __forceinline__ Acc acc_zero();
+template <class T>
+__device__ __forceinline__ T acc_zero();
 template <>
 __device__ __forceinline__ float acc_zero<float>() { return 0.f; }
 template <>
 __device__ __forceinline__ double acc_zero<double>() { return 0.0; }
 template <>
 __device__ __forceinline__ CFloat acc_zero<CFloat>() { return {0.f, 0.f}; }
+template <>
+__device__ __forceinline__ CDouble acc_zero<CDouble>() { return {0.0, 0.0}; }
 
 __device__ __forceinline__ float conj_of(float x) { return x; }
 __device__ __forceinline__ double conj_of(double x) { return x; }
-__device__ __forceinline__ CFloat conj_of(CFloat x) { return {x.re, -x.im}; }
+template <class T>
+__device__ __forceinline__ Complex<T> conj_of(Complex<T> x) { return {x.re, -x.im}; }
 
-__device__ __forceinline__ float to_acc(float x) { return x; }
-__device__ __forceinline__ double to_acc(double x) { return x; }
-__device__ __forceinline__ float to_acc(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float to_acc(__half x) { return __half2float(x); }
-__device__ __forceinline__ CFloat to_acc(float2 x) { return {x.x, x.y}; }
+// Storage -> Val.
+__device__ __forceinline__ float to_val(float x) { return x; }
+__device__ __forceinline__ double to_val(double x) { return x; }
+__device__ __forceinline__ float to_val(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_val(__half x) { return __half2float(x); }
+__device__ __forceinline__ CFloat to_val(float2 x) { return {x.x, x.y}; }
 
+// Val -> Acc (exact).
+template <class Acc>
+__device__ __forceinline__ Acc widen(float x) { return Acc(x); }
+template <class Acc>
+__device__ __forceinline__ Acc widen(double x) { return x; }
+template <class Acc>
+__device__ __forceinline__ Acc widen(CFloat x) {
+  if constexpr (std::is_same_v<Acc, CDouble>) {
+    return {x.re, x.im};
+  } else {
+    return x;
+  }
+}
+
+// Storage -> Acc.
+template <class S>
+__device__ __forceinline__ typename Traits<S>::Acc to_acc(S x) {
+  return widen<typename Traits<S>::Acc>(to_val(x));
+}
+
+// Acc -> storage, rounding to nearest even (a plain conversion is cvt.rn).
 template <class S>
 __device__ __forceinline__ S from_acc(typename Traits<S>::Acc x);
 template <>
-__device__ __forceinline__ float from_acc<float>(float x) { return x; }
+__device__ __forceinline__ float from_acc<float>(double x) { return static_cast<float>(x); }
 template <>
 __device__ __forceinline__ double from_acc<double>(double x) { return x; }
 template <>
@@ -88,29 +132,35 @@ __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float x) { retu
 template <>
 __device__ __forceinline__ __half from_acc<__half>(float x) { return __float2half_rn(x); }
 template <>
-__device__ __forceinline__ float2 from_acc<float2>(CFloat x) { return make_float2(x.re, x.im); }
+__device__ __forceinline__ float2 from_acc<float2>(CDouble x) {
+  return make_float2(static_cast<float>(x.re), static_cast<float>(x.im));
+}
 
 constexpr unsigned kFullMask = 0xffffffffu;
 
 __device__ __forceinline__ float shfl_up(float x, int d) { return __shfl_up_sync(kFullMask, x, d); }
 __device__ __forceinline__ double shfl_up(double x, int d) { return __shfl_up_sync(kFullMask, x, d); }
-__device__ __forceinline__ CFloat shfl_up(CFloat x, int d) {
+template <class T>
+__device__ __forceinline__ Complex<T> shfl_up(Complex<T> x, int d) {
   return {__shfl_up_sync(kFullMask, x.re, d), __shfl_up_sync(kFullMask, x.im, d)};
 }
 __device__ __forceinline__ float shfl_down(float x, int d) { return __shfl_down_sync(kFullMask, x, d); }
 __device__ __forceinline__ double shfl_down(double x, int d) { return __shfl_down_sync(kFullMask, x, d); }
-__device__ __forceinline__ CFloat shfl_down(CFloat x, int d) {
+template <class T>
+__device__ __forceinline__ Complex<T> shfl_down(Complex<T> x, int d) {
   return {__shfl_down_sync(kFullMask, x.re, d), __shfl_down_sync(kFullMask, x.im, d)};
 }
 __device__ __forceinline__ float shfl_idx(float x, int src) { return __shfl_sync(kFullMask, x, src); }
 __device__ __forceinline__ double shfl_idx(double x, int src) { return __shfl_sync(kFullMask, x, src); }
-__device__ __forceinline__ CFloat shfl_idx(CFloat x, int src) {
+template <class T>
+__device__ __forceinline__ Complex<T> shfl_idx(Complex<T> x, int src) {
   return {__shfl_sync(kFullMask, x.re, src), __shfl_sync(kFullMask, x.im, src)};
 }
 
-// Affine map x -> A*x + B. Aligned to its size so that one 8- or 16-byte access moves it.
+// Affine map x -> A*x + B. Aligned to its size (at most 16 bytes) so that 8- or 16-byte
+// accesses move it.
 template <class Acc>
-struct alignas(2 * sizeof(Acc)) Map {
+struct alignas(2 * sizeof(Acc) < 16 ? 2 * sizeof(Acc) : 16) Map {
   Acc A, B;
 };
 
@@ -149,9 +199,13 @@ __device__ __forceinline__ void store_cg(Map<Acc>* p, const Map<Acc>& m) {
     std::memcpy(&v, &m, 8);
     __stcg(reinterpret_cast<float2*>(p), v);
   } else {
-    float4 v;
-    std::memcpy(&v, &m, 16);
-    __stcg(reinterpret_cast<float4*>(p), v);
+    static_assert(sizeof(Map<Acc>) % 16 == 0, "maps move in 16-byte pieces");
+#pragma unroll
+    for (int i = 0; i < int(sizeof(Map<Acc>) / 16); ++i) {
+      float4 v;
+      std::memcpy(&v, reinterpret_cast<const char*>(&m) + 16 * i, 16);
+      __stcg(reinterpret_cast<float4*>(p) + i, v);
+    }
   }
 }
 template <class Acc>
@@ -161,8 +215,11 @@ __device__ __forceinline__ Map<Acc> load_cg(const Map<Acc>* p) {
     float2 v = __ldcg(reinterpret_cast<const float2*>(p));
     std::memcpy(&m, &v, 8);
   } else {
-    float4 v = __ldcg(reinterpret_cast<const float4*>(p));
-    std::memcpy(&m, &v, 16);
+#pragma unroll
+    for (int i = 0; i < int(sizeof(Map<Acc>) / 16); ++i) {
+      float4 v = __ldcg(reinterpret_cast<const float4*>(p) + i);
+      std::memcpy(reinterpret_cast<char*>(&m) + 16 * i, &v, 16);
+    }
   }
   return m;
 }

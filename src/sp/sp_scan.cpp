@@ -12,7 +12,10 @@
 // in the opposite rank order gives each rank the adjoint entering it, and one fused
 // scan_backward with that as grad_h_last finishes the slice. The gradient of the replicated
 // h_last is summed over ranks (functional collectives' convention) and enters at the last rank.
-// Summaries travel in the accumulation dtype (float32 for bf16/fp16 inputs).
+// Summaries travel and compose in the kernels' accumulation dtype (float64 for float32,
+// complex128 for complex64, float32 for bf16/fp16; docs/accuracy.md): a slice's summary is
+// rounded to the input dtype once by scan_summary, and the entering state once when the local
+// scan takes it, so the exchange adds a fixed few roundings whatever T and P are.
 #include "seqpar/sp.h"
 
 #include <torch/autograd.h>
@@ -41,7 +44,13 @@ struct CommunicatorHolder : torch::CustomClassHolder {
 const auto kHolderRegistration = torch::class_<CommunicatorHolder>("seqpar", "_SpCommunicator");
 
 at::ScalarType accumulation_type(at::ScalarType t) {
-  return (t == at::kHalf || t == at::kBFloat16) ? at::kFloat : t;
+  switch (t) {
+    case at::kHalf:
+    case at::kBFloat16: return at::kFloat;
+    case at::kFloat: return at::kDouble;
+    case at::kComplexFloat: return at::kComplexDouble;
+    default: return t;
+  }
 }
 
 comm::RankScanAlgo to_rank_scan_algo(ExchangeAlgo algo) {
