@@ -24,8 +24,10 @@
 #                  all timed as CUDA graphs (no launch gaps)
 #   torch-smoke    the LibTorch ops on CUDA against the CPU op (launch-blocking), and
 #                  sp_scan / sp_comm_check over a one-rank NCCL process group
-#   pytest         tests/python/test_scan_cuda.py
+#   pytest         tests/python/test_scan_cuda.py, tests/python/test_accuracy.py
 #   torch-bench    benchmarks/cuda_scan_bench.py --quick (the op through PyTorch, baselines)
+#   accuracy       benchmarks/accuracy_bench.py --device cuda: error against float64 at
+#                  T = 2^14 .. 2^24, float32 and bfloat16 (docs/accuracy.md)
 #   racecheck, synccheck
 #                  compute-sanitizer's shared-memory race and barrier checks, same cases
 #
@@ -167,10 +169,12 @@ if [ -f "$lib" ]; then
   step torch-smoke 60 env CUDA_LAUNCH_BLOCKING=1 "$python" scripts/gpu_session_torch.py
   if [ $quick = 0 ]; then
     step pytest 120 "$python" -m pytest -q --maxfail 10 --timeout 60 -p no:cacheprovider \
-      tests/python/test_scan_cuda.py -rs --junitxml "$out/pytest.xml"
+      tests/python/test_scan_cuda.py tests/python/test_accuracy.py -rs --junitxml "$out/pytest.xml"
   fi
   step torch-bench 60 "$python" benchmarks/cuda_scan_bench.py --quick \
     --json "$out/torch_bench.json" --markdown "$out/torch_bench.md"
+  step accuracy 90 "$python" benchmarks/accuracy_bench.py --device cuda --ranks 0 \
+    --json "$out/accuracy.json"
 fi
 
 # ---- the slower sanitizers last ---------------------------------------------------------

@@ -155,7 +155,8 @@ struct BackwardPolicy {
       simd::store_steps<S, kDir>(pgb + k * kDir, lam);
       simd::store_steps<S, kDir>(pga + k * kDir,
                                  V::mul(lam, simd::load_steps<S, kDir>(ph + k * kDir)));
-      vu = V::last(after);
+      // The carry, as forward's: one FMA on the loop-carried path (equal to after's last lane).
+      vu = V::fma(V::last(va), vu, V::last(vx));
     }
     u = V::lane0(vu);
     for (; k < n; ++k) {

@@ -3,11 +3,13 @@
 //
 // When time is the unit-stride dimension, a sequence has no neighbouring channels to
 // vectorize across, and a scalar recurrence is bound by the latency of one multiply-add per
-// step. Here a vector holds V consecutive steps (V = 16 floats with AVX-512, 8 with AVX2, 4
-// with SSE4 or NEON); their inclusive composition is computed in log2(V) shift-and-combine
-// rounds (Kogge-Stone over the affine monoid), then h = A * h_in + B for all V steps at once,
-// and the last lane carries into the next vector. The only loop-carried dependency is one FMA
-// and one broadcast per V steps.
+// step. Here a vector holds V consecutive steps (V = 8 doubles with AVX-512, 4 with AVX2, 2
+// with SSSE3 or NEON for float32 and float64, which accumulate in double; twice as many float
+// lanes for bfloat16 and float16); their inclusive composition is computed in log2(V)
+// shift-and-combine rounds (Kogge-Stone over the affine monoid), then h = A * h_in + B for all
+// V steps at once, and the last lane carries into the next vector. The only loop-carried
+// dependency is one FMA per V steps: the carry is computed from the broadcast last lane of
+// (A, B), off the path.
 //
 // Each translation unit is compiled for one target (target.h) with that target's -march
 // flags, so Highway's static target is that target (hwy::HWY_NAMESPACE, e.g. N_AVX2) and no
