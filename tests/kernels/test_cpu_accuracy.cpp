@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <complex>
+#include <ostream>
 #include <cstdint>
 #include <cstdio>
 #include <random>
@@ -39,6 +40,10 @@ struct Path {
   bool time_major;
   int64_t short_T, long_T;
 };
+
+// Readable parameter values in gtest's output.
+void PrintTo(Decay d, std::ostream* os) { *os << decay_name(d); }
+void PrintTo(const Path& p, std::ostream* os) { *os << p.name; }
 
 struct Errors {
   double h = 0, h_last = 0, grad_a = 0, grad_b = 0, grad_h0 = 0, summary = 0;
