@@ -88,9 +88,9 @@ struct ForwardPolicy {
     for (; k + V::kLanes <= n; k += V::kLanes) {
       auto va = simd::load_steps<S, kDir>(pa + k * kDir);
       auto vb = simd::load_steps<S, kDir>(pb + k * kDir);
-      simd::compose_steps<Acc>(va, vb);
-      const auto la = V::last(va);
-      cB = V::fma(la, cB, V::last(vb));
+      simd::compose_steps<Acc, kDir>(va, vb);
+      const auto la = V::template last_step<kDir>(va);
+      cB = V::fma(la, cB, V::template last_step<kDir>(vb));
       cA = V::mul(la, cA);
     }
     A = V::lane0(cA);
@@ -113,13 +113,13 @@ struct ForwardPolicy {
     for (; k + V::kLanes <= n; k += V::kLanes) {
       auto va = simd::load_steps<S, kDir>(pa + k * kDir);
       auto vb = simd::load_steps<S, kDir>(pb + k * kDir);
-      simd::compose_steps<Acc>(va, vb);
+      simd::compose_steps<Acc, kDir>(va, vb);
       const auto out = V::fma(va, vh, vb);
       simd::store_steps<S, kDir>(ph + k * kDir, out);
       // The carry is out's last lane, computed from the broadcast last map so that the
       // loop-carried path is one FMA, not an FMA and a lane permute (which halved the speed of
       // the 4-lane double vectors of AVX2, docs/accuracy.md).
-      vh = V::fma(V::last(va), vh, V::last(vb));
+      vh = V::fma(V::template last_step<kDir>(va), vh, V::template last_step<kDir>(vb));
     }
     s = V::lane0(vh);
     for (; k < n; ++k) {

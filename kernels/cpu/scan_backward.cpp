@@ -120,9 +120,9 @@ struct BackwardPolicy {
     for (; k + V::kLanes <= n; k += V::kLanes) {
       auto va = simd::load_steps<S, kDir>(pa + k * kDir);
       auto vx = V::mul(va, simd::load_steps<S, kDir>(pg + k * kDir));
-      simd::compose_steps<Acc>(va, vx);
-      const auto la = V::last(va);
-      cB = V::fma(la, cB, V::last(vx));
+      simd::compose_steps<Acc, kDir>(va, vx);
+      const auto la = V::template last_step<kDir>(va);
+      cB = V::fma(la, cB, V::template last_step<kDir>(vx));
       cA = V::mul(la, cA);
     }
     A = V::lane0(cA);
@@ -133,6 +133,10 @@ struct BackwardPolicy {
       B = x * (B + load(pg + k * kDir));
     }
   }
+  // The run is written for lam = u entering a step plus g (grad_b): lam_k = a_{k-1} lam_{k-1}
+  // + g_k, whose coefficient is the previous step's a. Loading a one step behind keeps every
+  // load and store in memory order with no lane shift, and the vector loop is the forward
+  // scan's. The first step, whose entry is the state u, runs before it.
   template <int kDir>
   void contig_run_dir(const Lane& L, int64_t k0, int64_t k1, Acc& u) const {
     using V = simd::Vec<Acc>;
@@ -142,29 +146,30 @@ struct BackwardPolicy {
     S* pga = L.ga + k0 * kDir;
     S* pgb = L.gb + k0 * kDir;
     const int64_t n = k1 - k0;
-    auto vu = V::set1(u);
-    int64_t k = 0;
+    if (n <= 0) return;
+    Acc lam = load(pg) + u;
+    store(pgb, lam);
+    store(pga, lam * load(ph));
+    auto vlam = V::set1(lam);
+    int64_t k = 1;
     for (; k + V::kLanes <= n; k += V::kLanes) {
-      auto va = simd::load_steps<S, kDir>(pa + k * kDir);
-      const auto vg = simd::load_steps<S, kDir>(pg + k * kDir);
-      auto vx = V::mul(va, vg);
-      simd::compose_steps<Acc>(va, vx);
-      const auto after = V::fma(va, vu, vx);                // u after each step
-      const auto before = V::template shift_up<1>(after, vu);  // u entering each step
-      const auto lam = V::add(vg, before);
-      simd::store_steps<S, kDir>(pgb + k * kDir, lam);
+      auto vc = simd::load_steps<S, kDir>(pa + (k - 1) * kDir);
+      auto vg = simd::load_steps<S, kDir>(pg + k * kDir);
+      simd::compose_steps<Acc, kDir>(vc, vg);
+      const auto out = V::fma(vc, vlam, vg);  // lam of each step
+      simd::store_steps<S, kDir>(pgb + k * kDir, out);
       simd::store_steps<S, kDir>(pga + k * kDir,
-                                 V::mul(lam, simd::load_steps<S, kDir>(ph + k * kDir)));
-      // The carry, as forward's: one FMA on the loop-carried path (equal to after's last lane).
-      vu = V::fma(V::last(va), vu, V::last(vx));
+                                 V::mul(out, simd::load_steps<S, kDir>(ph + k * kDir)));
+      // The carry, as forward's: one FMA on the loop-carried path (equal to out's last step).
+      vlam = V::fma(V::template last_step<kDir>(vc), vlam, V::template last_step<kDir>(vg));
     }
-    u = V::lane0(vu);
+    lam = V::lane0(vlam);
     for (; k < n; ++k) {
-      const Acc lam = load(pg + k * kDir) + u;
+      lam = load(pa + (k - 1) * kDir) * lam + load(pg + k * kDir);
       store(pgb + k * kDir, lam);
       store(pga + k * kDir, lam * load(ph + k * kDir));
-      u = load(pa + k * kDir) * lam;
     }
+    u = load(pa + (n - 1) * kDir) * lam;
   }
 
   void channel_aggregate(const Lane& L, int n, int64_t k0, int64_t k1, Acc* A, Acc* B) const {

@@ -15,8 +15,8 @@
 // flags, so Highway's static target is that target (hwy::HWY_NAMESPACE, e.g. N_AVX2) and no
 // foreach_target re-inclusion is needed; Highway's ops have internal linkage, so the copies
 // never share code. kDir = -1 walks memory backwards (reverse scans, and the backward pass,
-// which visits time from the end): loads and stores reverse the lanes so that lane order is
-// always step order. Built without Highway (SEQPAR_HAVE_HWY unset), kVectorStorage is false
+// which visits time from the end): lanes keep memory order and the scan runs from the last
+// lane to the first, so that no load or store permutes lanes. Built without Highway (SEQPAR_HAVE_HWY unset), kVectorStorage is false
 // and the engine uses its scalar multi-chain path.
 #pragma once
 
@@ -46,36 +46,68 @@ struct Vec {
   static type set1(T x) { return hn::Set(D(), x); }
   static type loadu(const T* p) { return hn::LoadU(D(), p); }
   static void storeu(T* p, type v) { hn::StoreU(v, D(), p); }
-  static type reverse(type v) { return hn::Reverse(D(), v); }
-  // Every lane gets the last lane.
-  static type last(type v) {
-    return permute<kLanes - 1, 0>(v);
-  }
-  // Lane i gets v[i - s] for i >= s and fill[i] below.
-  template <int s>
-  static type shift_up(type v, type fill) {
-    static_assert(0 < s && s < kLanes, "shift within the vector");
-    return hn::IfThenElse(hn::FirstN(D(), s), fill, permute<-s, 1>(v));
-  }
   static type mul(type x, type y) { return hn::Mul(x, y); }
   static type add(type x, type y) { return hn::Add(x, y); }
   static type fma(type x, type y, type z) { return hn::MulAdd(x, y, z); }
   static T lane0(type v) { return hn::GetLane(v); }
 
+  // Lanes hold steps in memory order: with kDir = +1 lane i is step i, with kDir = -1 (memory
+  // walked backwards) lane i is step V-1-i. Loads and stores then never permute lanes; the
+  // scan itself runs in step order.
+
+  // Every lane gets the last step.
+  template <int kDir>
+  static type last_step(type v) {
+    return permute<(kDir > 0 ? kLanes - 1 : 0), 0>(v);
+  }
+  // One round of the scan over groups of 2s steps: lanes in the later half of their group
+  // (in step order) get the last step of the earlier half, the others get `fill` (the
+  // identity). The first round stays within 16-byte blocks: one interleave with the fill for
+  // double lanes, which is where AVX2's 4-lane doubles spend their shuffles; a lane-crossing
+  // permute and a blend cost twice that (docs/cpu_kernels.md).
+  template <int kDir, int s>
+  static type earlier_last(type v, type fill) {
+    constexpr int kBlock = 16 / int(sizeof(T));
+    if constexpr (s == 1 && sizeof(T) == 8)
+      return kDir > 0 ? hn::InterleaveLower(D(), fill, v) : hn::InterleaveUpper(D(), v, fill);
+    else if constexpr (s == 1)
+      return kDir > 0 ? hn::OddEven(hn::DupEven(v), fill) : hn::OddEven(fill, hn::DupOdd(v));
+    else if constexpr (s == 2 && kBlock == 4)
+      return hn::IfThenElse(later_half<kDir, s>(),
+                            kDir > 0 ? hn::Broadcast<1>(v) : hn::Broadcast<2>(v), fill);
+    else
+      return hn::IfThenElse(later_half<kDir, s>(), permute<(kDir > 0 ? s - 1 : s), 2 * s>(v),
+                            fill);
+  }
+
  private:
-  // Lane i takes lane (relative ? i + k : k), clamped to [0, kLanes).
-  template <int k, int relative>
+  // The lanes in the later half (in step order) of their group of 2s steps.
+  template <int kDir, int s>
+  static auto later_half() {
+    const hn::RebindToSigned<D> di;
+    alignas(64) static constexpr std::array<Index, kLanes> kBits = later_bits<kDir, s>();
+    return hn::MaskFromVec(hn::BitCast(D(), hn::Load(di, kBits.data())));
+  }
+  // Lane i takes lane k (group = 0), or lane k of its own group of `group` lanes.
+  template <int k, int group>
   static constexpr std::array<Index, kLanes> indices() {
     std::array<Index, kLanes> idx{};
-    for (int i = 0; i < kLanes; ++i) {
-      const int j = relative ? i + k : k;
-      idx[i] = static_cast<Index>(j < 0 ? 0 : (j >= kLanes ? kLanes - 1 : j));
-    }
+    for (int i = 0; i < kLanes; ++i)
+      idx[i] = static_cast<Index>(group == 0 ? k : (i / group) * group + k);
     return idx;
   }
-  template <int k, int relative>
+  template <int kDir, int s>
+  static constexpr std::array<Index, kLanes> later_bits() {
+    std::array<Index, kLanes> bits{};
+    for (int i = 0; i < kLanes; ++i) {
+      const bool upper = i % (2 * s) >= s;
+      bits[i] = (kDir > 0) == upper ? Index(-1) : Index(0);
+    }
+    return bits;
+  }
+  template <int k, int group>
   static type permute(type v) {
-    alignas(64) static constexpr std::array<Index, kLanes> kIdx = indices<k, relative>();
+    alignas(64) static constexpr std::array<Index, kLanes> kIdx = indices<k, group>();
     return hn::TableLookupLanes(v, hn::SetTableIndices(D(), kIdx.data()));
   }
 };
@@ -139,33 +171,30 @@ inline void store_lanes(S* p, typename Vec<acc_t<S>>::type v) {
   }
 }
 
-// V steps in step order starting at p (kDir = +1) or ending at p (kDir = -1, p is step 0).
+// V steps starting at p (kDir = +1) or ending at p (kDir = -1, p is step 0), in memory order.
 template <class S, int kDir>
 inline typename Vec<acc_t<S>>::type load_steps(const S* p) {
   using V = Vec<acc_t<S>>;
-  if constexpr (kDir > 0) return load_lanes(p);
-  return V::reverse(load_lanes(p - (V::kLanes - 1)));
+  return load_lanes(kDir > 0 ? p : p - (V::kLanes - 1));
 }
 template <class S, int kDir>
 inline void store_steps(S* p, typename Vec<acc_t<S>>::type v) {
   using V = Vec<acc_t<S>>;
-  if constexpr (kDir > 0)
-    store_lanes(p, v);
-  else
-    store_lanes(p - (V::kLanes - 1), V::reverse(v));
+  store_lanes(kDir > 0 ? p : p - (V::kLanes - 1), v);
 }
 
-// Inclusive composition of the V steps (A_i, B_i) = P_i o ... o P_0 in place: rounds with
-// shifts 1, 2, 4, ... < V.
-template <class T, int s = 1>
+// Inclusive composition of the V steps (A_i, B_i) = P_i o ... o P_0 in place, in step order:
+// log2(V) rounds in which the later half of every group of 2s steps composes with the last
+// step of the earlier half (s = 1, 2, 4, ...).
+template <class T, int kDir, int s = 1>
 inline void compose_steps(typename Vec<T>::type& A, typename Vec<T>::type& B) {
   using V = Vec<T>;
   if constexpr (s < V::kLanes) {
-    const auto As = V::template shift_up<s>(A, V::set1(T(1)));
-    const auto Bs = V::template shift_up<s>(B, V::set1(T(0)));
-    B = V::fma(A, Bs, B);
-    A = V::mul(A, As);
-    compose_steps<T, 2 * s>(A, B);
+    const auto Ae = V::template earlier_last<kDir, s>(A, V::set1(T(1)));
+    const auto Be = V::template earlier_last<kDir, s>(B, V::set1(T(0)));
+    B = V::fma(A, Be, B);
+    A = V::mul(A, Ae);
+    compose_steps<T, kDir, 2 * s>(A, B);
   }
 }
 
@@ -183,7 +212,7 @@ template <class S, int kDir>
 void load_steps(const S* p);
 template <class S, int kDir, class V>
 void store_steps(S* p, V v);
-template <class T, class V>
+template <class T, int kDir, class V>
 void compose_steps(V& A, V& B);
 }  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::simd
 
