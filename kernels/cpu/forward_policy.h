@@ -128,7 +128,9 @@ struct ForwardPolicy {
     }
   }
 
-  void channel_aggregate(const Lane& L, int n, int64_t k0, int64_t k1, Acc* A, Acc* B) const {
+  // Forward walks time upwards: rows are read in ascending order whatever whole_rows says.
+  void channel_aggregate(const Lane& L, int n, bool, int64_t k0, int64_t k1, Acc* A,
+                         Acc* B) const {
     Acc cA[engine::kChannelLanes], cB[engine::kChannelLanes];
     for (int l = 0; l < n; ++l) {
       cA[l] = acc_one<Acc>();
@@ -149,7 +151,7 @@ struct ForwardPolicy {
     }
   }
 
-  void channel_run(const Lane& L, int n, int64_t k0, int64_t k1, Acc* s) const {
+  void channel_run(const Lane& L, int n, bool, int64_t k0, int64_t k1, Acc* s) const {
     Acc st[engine::kChannelLanes];
     for (int l = 0; l < n; ++l) st[l] = s[l];
     const S* __restrict pa = L.a + k0 * as.time;

@@ -172,45 +172,60 @@ struct BackwardPolicy {
     u = load(pa + (n - 1) * kDir) * lam;
   }
 
-  void channel_aggregate(const Lane& L, int n, int64_t k0, int64_t k1, Acc* A, Acc* B) const {
+  void channel_aggregate(const Lane& L, int n, bool whole_rows, int64_t k0, int64_t k1, Acc* A,
+                         Acc* B) const {
     Acc cA[engine::kChannelLanes], cB[engine::kChannelLanes];
     for (int l = 0; l < n; ++l) {
       cA[l] = acc_one<Acc>();
       cB[l] = acc_zero<Acc>();
     }
-    const S* __restrict pa = L.a - k0 * as.time;
-    const S* __restrict pg = L.g - k0 * gs.time;
-    for (int64_t k = k0; k < k1; ++k, pa -= as.time, pg -= gs.time) {
-      for (int l = 0; l < n; ++l) {
-        const Acc c = conj(load(pa + l));
-        cA[l] = c * cA[l];
-        cB[l] = c * (cB[l] + load(pg + l));
-      }
-    }
+    const S* pa = L.a - k0 * as.time;
+    const S* pg = L.g - k0 * gs.time;
+    for (int64_t k = k0; k < k1; ++k, pa -= as.time, pg -= gs.time)
+      engine::for_lane_blocks(n, whole_rows,
+                              [&](int l0, int l1) { aggregate_lanes(pa, pg, cA, cB, l0, l1); });
     for (int l = 0; l < n; ++l) {
       A[l] = cA[l];
       B[l] = cB[l];
     }
   }
 
-  void channel_run(const Lane& L, int n, int64_t k0, int64_t k1, Acc* s) const {
+  void channel_run(const Lane& L, int n, bool whole_rows, int64_t k0, int64_t k1,
+                   Acc* s) const {
     Acc st[engine::kChannelLanes];
     for (int l = 0; l < n; ++l) st[l] = s[l];
-    const S* __restrict pa = L.a - k0 * as.time;
-    const S* __restrict ph = L.hp - k0 * hs.time;
-    const S* __restrict pg = L.g - k0 * gs.time;
-    S* __restrict pga = L.ga - k0 * gas.time;
-    S* __restrict pgb = L.gb - k0 * gbs.time;
+    const S* pa = L.a - k0 * as.time;
+    const S* ph = L.hp - k0 * hs.time;
+    const S* pg = L.g - k0 * gs.time;
+    S* pga = L.ga - k0 * gas.time;
+    S* pgb = L.gb - k0 * gbs.time;
     for (int64_t k = k0; k < k1; ++k, pa -= as.time, ph -= hs.time, pg -= gs.time,
-                 pga -= gas.time, pgb -= gbs.time) {
-      for (int l = 0; l < n; ++l) {
-        const Acc lam = load(pg + l) + st[l];
-        store(pgb + l, lam);
-        store(pga + l, lam * conj(load(ph + l)));
-        st[l] = conj(load(pa + l)) * lam;
-      }
-    }
+                 pga -= gas.time, pgb -= gbs.time)
+      engine::for_lane_blocks(n, whole_rows, [&](int l0, int l1) {
+        run_lanes(pa, ph, pg, pga, pgb, st, l0, l1);
+      });
     for (int l = 0; l < n; ++l) s[l] = st[l];
+  }
+
+  // One step of lanes [l0, l1) of a channel-inner group (restrict parameters, so that the
+  // compiler vectorizes without run-time overlap checks).
+  static void aggregate_lanes(const S* __restrict pa, const S* __restrict pg,
+                              Acc* __restrict cA, Acc* __restrict cB, int l0, int l1) {
+    for (int l = l0; l < l1; ++l) {
+      const Acc c = conj(load(pa + l));
+      cA[l] = c * cA[l];
+      cB[l] = c * (cB[l] + load(pg + l));
+    }
+  }
+  static void run_lanes(const S* __restrict pa, const S* __restrict ph, const S* __restrict pg,
+                        S* __restrict pga, S* __restrict pgb, Acc* __restrict st, int l0,
+                        int l1) {
+    for (int l = l0; l < l1; ++l) {
+      const Acc lam = load(pg + l) + st[l];
+      store(pgb + l, lam);
+      store(pga + l, lam * conj(load(ph + l)));
+      st[l] = conj(load(pa + l)) * lam;
+    }
   }
 
   void chains_aggregate(const Lane* chains, int n, int64_t len, Acc* A, Acc* B) const {

@@ -31,8 +31,10 @@
 //   Lane lane(int64_t batch, int64_t channel) const;
 //   Lane advance(const Lane&, int64_t k) const;     the same sequence at step k
 //   channel mode, n neighbouring channels from `lane`, steps [k0, k1):
-//     void channel_aggregate(const Lane&, int n, int64_t k0, int64_t k1, Acc* A, Acc* B) const;
-//     void channel_run(const Lane&, int n, int64_t k0, int64_t k1, Acc* s) const;
+//     void channel_aggregate(const Lane&, int n, bool whole_rows, int64_t k0, int64_t k1,
+//                            Acc* A, Acc* B) const;
+//     void channel_run(const Lane&, int n, bool whole_rows, int64_t k0, int64_t k1, Acc* s) const;
+//     (whole_rows: the n channels are every channel of their batch row; see for_lane_blocks)
 //   time mode, n chains each starting at its own Lane, `len` steps:
 //     void chains_aggregate(const Lane* chains, int n, int64_t len, Acc* A, Acc* B) const;
 //     void chains_run(const Lane* chains, int n, int64_t len, Acc* s) const;
@@ -57,7 +59,10 @@
 
 namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::engine {
 
-constexpr int kChannelLanes = 2048;  // most lanes of a channel-inner group (state stays in L1)
+// Most lanes of a channel-inner group: rows of up to 4096 channels stay whole (one group per
+// row with one thread), which streams far better than rows cut between groups (docs/
+// cpu_kernels.md); the float64 state of a full group is 32 KiB, in L1 and L2.
+constexpr int kChannelLanes = 4096;
 constexpr int kMinChannelLanes = 64;
 constexpr int kTimeLanes = 8;       // sequences of a time-inner group
 constexpr int kChains = 8;          // independent chains wanted in time-inner mode
@@ -170,12 +175,30 @@ void store_final(const P& p, const Layout& lay, const Group<P>& grp, const Acc* 
 
 // ---- channel-inner loops -------------------------------------------------------------------
 
+// Visits lanes [0, n) of one step of a channel-inner group, as f(l0, l1) on blocks. A pass
+// that walks time from the end (backward) reads its rows in descending address order; when
+// the group holds whole rows,
+// it visits them in descending blocks of 64 lanes, so that each operand's address stream only
+// ever descends and hardware prefetchers follow it (1 KiB rows read upwards inside a
+// descending walk ran at 27% of triad, in descending blocks at 90%: docs/cpu_kernels.md).
+// A group that holds part of a row (rows split between threads) reads upwards, which
+// measured better there.
+constexpr int kDescendingBlock = 64;
+template <class F>
+inline void for_lane_blocks(int n, bool descending, F&& f) {
+  if (!descending) {
+    f(0, n);
+    return;
+  }
+  for (int l1 = n; l1 > 0; l1 -= kDescendingBlock) f(std::max(0, l1 - kDescendingBlock), l1);
+}
+
 template <class P, class Acc>
-void channel_run(const P& p, const typename P::Lane& lane, int n, int64_t k0, int64_t k1,
-                 int64_t time, Acc* s) {
+void channel_run(const P& p, const typename P::Lane& lane, int n, bool whole_rows, int64_t k0,
+                 int64_t k1, int64_t time, Acc* s) {
   const bool peel = P::kSpecialLast && k1 == time && k1 > k0;
   const int64_t end = peel ? k1 - 1 : k1;
-  if (end > k0) p.channel_run(lane, n, k0, end, s);
+  if (end > k0) p.channel_run(lane, n, whole_rows, k0, end, s);
   if (peel)
     for (int l = 0; l < n; ++l) s[l] = p.step_last(lane, end, l, s[l]);
 }
@@ -289,7 +312,7 @@ void group_aggregate(const P& p, const Layout& lay, const Group<P>& grp, int64_t
     return;
   }
   if (lay.channel_inner) {
-    p.channel_aggregate(grp.lanes[0], grp.count, k0, k1, A, B);
+    p.channel_aggregate(grp.lanes[0], grp.count, lay.groups_per_batch == 1, k0, k1, A, B);
     return;
   }
   *chains = make_chains(grp.count, k0, k1);
@@ -310,7 +333,7 @@ void group_run(const P& p, const Layout& lay, const Group<P>& grp, int64_t k0, i
     return;
   }
   if (lay.channel_inner) {
-    channel_run(p, grp.lanes[0], grp.count, k0, k1, lay.time, s);
+    channel_run(p, grp.lanes[0], grp.count, lay.groups_per_batch == 1, k0, k1, lay.time, s);
     return;
   }
   if (chains != nullptr) {
@@ -368,7 +391,8 @@ void run_scan(const P& p, int64_t batch, int64_t time, int64_t channels, int thr
     std::atomic<int64_t> next{0};
     const int workers = static_cast<int>(std::min<int64_t>(threads, lay.groups));
     run_on_workers(workers, [&](int) {
-      Acc s[kChannelLanes];
+      std::vector<Acc> state(lay.max_lanes);
+      Acc* s = state.data();
       for (int64_t g; (g = next.fetch_add(1)) < lay.groups;) {
         const Group<P> grp = make_group(p, lay, g);
         load_initial(p, lay, grp, s);
@@ -390,8 +414,8 @@ void run_scan(const P& p, int64_t batch, int64_t time, int64_t channels, int thr
   std::atomic<int64_t> next{0};
   const int workers = static_cast<int>(std::min<int64_t>(threads, items));
   run_on_workers(workers, [&](int) {
-    Acc s[kChannelLanes], A[kChannelLanes], B[kChannelLanes], accA[kChannelLanes],
-        accB[kChannelLanes];
+    std::vector<Acc> lanes(5 * int64_t(L));  // per-lane state, summary and look-back prefix
+    Acc *s = lanes.data(), *A = s + L, *B = A + L, *accA = B + L, *accB = accA + L;
     Summary<Acc> chain_sum[kChains * kTimeLanes];
     Chains chains;
     for (int64_t item; (item = next.fetch_add(1)) < items;) {
