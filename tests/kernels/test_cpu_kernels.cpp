@@ -175,7 +175,7 @@ std::vector<Case> cases() {
   const std::tuple<int64_t, int64_t, int64_t> shapes[] = {
       {1, 1, 1},      {2, 0, 3},   {3, 37, 5},     {1, 100003, 1}, {2, 20011, 3},
       {1, 9001, 64},  {1, 5003, 67}, {5, 301, 17}, {2, 4099, 16},  {1, 70001, 9},
-      // wide rows: whole-row groups walked in descending blocks (1000 = 15 * 64 + 40), and
+      // wide rows: whole-row groups walked in descending blocks (1000 = 31 * 32 + 8), and
       // more channels than one group holds (4100 = 4096 + 4)
       {2, 257, 1000}, {1, 129, 4100}};
   for (auto [B, T, D] : shapes)
