@@ -10,8 +10,8 @@
 //   inner loop runs across channels and vectorizes. Wide groups matter: each time step of a
 //   group is one contiguous run of memory, and with rows of only 64 floats the prefetchers see
 //   thousands of short strided streams instead of three long ones.
-// * Contiguous mode (time-contiguous float/double with AVX-512): a group is one sequence,
-//   scanned in registers by vector_scan.h.
+// * Contiguous mode (time-contiguous operands of a storage type with a vector path, every
+//   target built with Highway): a group is one sequence, scanned in registers by vector_scan.h.
 // * Time-inner mode (everything else, e.g. time-contiguous tensors or few channels): a group is
 //   up to 8 sequences; when it has fewer than 8, each cache-sized block of time is cut into
 //   sub-ranges that run as independent chains (their entry states come from the sub-range

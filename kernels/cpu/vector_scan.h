@@ -6,7 +6,7 @@
 // step. Here a vector holds V consecutive steps (V = 8 doubles with AVX-512, 4 with AVX2, 2
 // with SSSE3 or NEON for float32 and float64, which accumulate in double; twice as many float
 // lanes for bfloat16 and float16); their inclusive composition is computed in log2(V)
-// shift-and-combine rounds (Kogge-Stone over the affine monoid), then h = A * h_in + B for all
+// rounds over the affine monoid (compose_steps), then h = A * h_in + B for all
 // V steps at once, and the last lane carries into the next vector. The only loop-carried
 // dependency is one FMA per V steps: the carry is computed from the broadcast last lane of
 // (A, B), off the path.
