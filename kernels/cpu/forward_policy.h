@@ -128,43 +128,57 @@ struct ForwardPolicy {
     }
   }
 
-  // Forward walks time upwards: rows are read in ascending order whatever whole_rows says.
-  void channel_aggregate(const Lane& L, int n, bool, int64_t k0, int64_t k1, Acc* A,
+  // Whether step k+1 lies below step k in memory (a reverse scan).
+  bool time_descends() const { return as.time < 0; }
+
+  void channel_aggregate(const Lane& L, int n, bool descending, int64_t k0, int64_t k1, Acc* A,
                          Acc* B) const {
     Acc cA[engine::kChannelLanes], cB[engine::kChannelLanes];
     for (int l = 0; l < n; ++l) {
       cA[l] = acc_one<Acc>();
       cB[l] = acc_zero<Acc>();
     }
-    const S* __restrict pa = L.a + k0 * as.time;
-    const S* __restrict pb = L.b + k0 * bs.time;
-    for (int64_t k = k0; k < k1; ++k, pa += as.time, pb += bs.time) {
-      for (int l = 0; l < n; ++l) {
-        const Acc c = load(pa + l);
-        cA[l] = c * cA[l];
-        cB[l] = c * cB[l] + load(pb + l);
-      }
-    }
+    const S* pa = L.a + k0 * as.time;
+    const S* pb = L.b + k0 * bs.time;
+    for (int64_t k = k0; k < k1; ++k, pa += as.time, pb += bs.time)
+      engine::for_lane_blocks(n, descending,
+                              [&](int l0, int l1) { aggregate_lanes(pa, pb, cA, cB, l0, l1); });
     for (int l = 0; l < n; ++l) {
       A[l] = cA[l];
       B[l] = cB[l];
     }
   }
 
-  void channel_run(const Lane& L, int n, bool, int64_t k0, int64_t k1, Acc* s) const {
+  void channel_run(const Lane& L, int n, bool descending, int64_t k0, int64_t k1,
+                   Acc* s) const {
     Acc st[engine::kChannelLanes];
     for (int l = 0; l < n; ++l) st[l] = s[l];
-    const S* __restrict pa = L.a + k0 * as.time;
-    const S* __restrict pb = L.b + k0 * bs.time;
-    S* __restrict ph = L.h + k0 * hs.time;
-    for (int64_t k = k0; k < k1; ++k, pa += as.time, pb += bs.time, ph += hs.time) {
-      for (int l = 0; l < n; ++l) {
-        const Acc v = load(pa + l) * st[l] + load(pb + l);
-        st[l] = v;
-        store(ph + l, v);
-      }
-    }
+    const S* pa = L.a + k0 * as.time;
+    const S* pb = L.b + k0 * bs.time;
+    S* ph = L.h + k0 * hs.time;
+    for (int64_t k = k0; k < k1; ++k, pa += as.time, pb += bs.time, ph += hs.time)
+      engine::for_lane_blocks(n, descending,
+                              [&](int l0, int l1) { run_lanes(pa, pb, ph, st, l0, l1); });
     for (int l = 0; l < n; ++l) s[l] = st[l];
+  }
+
+  // One step of lanes [l0, l1) of a channel-inner group (restrict parameters, so that the
+  // compiler vectorizes without run-time overlap checks).
+  static void aggregate_lanes(const S* __restrict pa, const S* __restrict pb,
+                              Acc* __restrict cA, Acc* __restrict cB, int l0, int l1) {
+    for (int l = l0; l < l1; ++l) {
+      const Acc c = load(pa + l);
+      cA[l] = c * cA[l];
+      cB[l] = c * cB[l] + load(pb + l);
+    }
+  }
+  static void run_lanes(const S* __restrict pa, const S* __restrict pb, S* __restrict ph,
+                        Acc* __restrict st, int l0, int l1) {
+    for (int l = l0; l < l1; ++l) {
+      const Acc v = load(pa + l) * st[l] + load(pb + l);
+      st[l] = v;
+      store(ph + l, v);
+    }
   }
 
   void chains_aggregate(const Lane* chains, int n, int64_t len, Acc* A, Acc* B) const {

@@ -172,7 +172,10 @@ struct BackwardPolicy {
     u = load(pa + (n - 1) * kDir) * lam;
   }
 
-  void channel_aggregate(const Lane& L, int n, bool whole_rows, int64_t k0, int64_t k1, Acc* A,
+  // Whether step k+1 (time t-1) lies below step k in memory: the usual case.
+  bool time_descends() const { return as.time > 0; }
+
+  void channel_aggregate(const Lane& L, int n, bool descending, int64_t k0, int64_t k1, Acc* A,
                          Acc* B) const {
     Acc cA[engine::kChannelLanes], cB[engine::kChannelLanes];
     for (int l = 0; l < n; ++l) {
@@ -182,7 +185,7 @@ struct BackwardPolicy {
     const S* pa = L.a - k0 * as.time;
     const S* pg = L.g - k0 * gs.time;
     for (int64_t k = k0; k < k1; ++k, pa -= as.time, pg -= gs.time)
-      engine::for_lane_blocks(n, whole_rows,
+      engine::for_lane_blocks(n, descending,
                               [&](int l0, int l1) { aggregate_lanes(pa, pg, cA, cB, l0, l1); });
     for (int l = 0; l < n; ++l) {
       A[l] = cA[l];
@@ -190,7 +193,7 @@ struct BackwardPolicy {
     }
   }
 
-  void channel_run(const Lane& L, int n, bool whole_rows, int64_t k0, int64_t k1,
+  void channel_run(const Lane& L, int n, bool descending, int64_t k0, int64_t k1,
                    Acc* s) const {
     Acc st[engine::kChannelLanes];
     for (int l = 0; l < n; ++l) st[l] = s[l];
@@ -201,7 +204,7 @@ struct BackwardPolicy {
     S* pgb = L.gb - k0 * gbs.time;
     for (int64_t k = k0; k < k1; ++k, pa -= as.time, ph -= hs.time, pg -= gs.time,
                  pga -= gas.time, pgb -= gbs.time)
-      engine::for_lane_blocks(n, whole_rows, [&](int l0, int l1) {
+      engine::for_lane_blocks(n, descending, [&](int l0, int l1) {
         run_lanes(pa, ph, pg, pga, pgb, st, l0, l1);
       });
     for (int l = 0; l < n; ++l) s[l] = st[l];

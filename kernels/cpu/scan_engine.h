@@ -6,7 +6,7 @@
 // work:
 //
 // * Channel-inner mode (all operands have unit channel stride and channels >= 16): a group is
-//   64 to 2048 neighbouring channels of one batch row, as wide as leaves one group per thread; the
+//   64 to 4096 neighbouring channels of one batch row, as wide as leaves one group per thread; the
 //   inner loop runs across channels and vectorizes. Wide groups matter: each time step of a
 //   group is one contiguous run of memory, and with rows of only 64 floats the prefetchers see
 //   thousands of short strided streams instead of three long ones.
@@ -31,10 +31,11 @@
 //   Lane lane(int64_t batch, int64_t channel) const;
 //   Lane advance(const Lane&, int64_t k) const;     the same sequence at step k
 //   channel mode, n neighbouring channels from `lane`, steps [k0, k1):
-//     void channel_aggregate(const Lane&, int n, bool whole_rows, int64_t k0, int64_t k1,
+//     void channel_aggregate(const Lane&, int n, bool descending, int64_t k0, int64_t k1,
 //                            Acc* A, Acc* B) const;
-//     void channel_run(const Lane&, int n, bool whole_rows, int64_t k0, int64_t k1, Acc* s) const;
-//     (whole_rows: the n channels are every channel of their batch row; see for_lane_blocks)
+//     void channel_run(const Lane&, int n, bool descending, int64_t k0, int64_t k1, Acc* s) const;
+//     (descending: visit the lanes of a step through for_lane_blocks in descending blocks)
+//   bool time_descends() const;                     step k+1 lies below step k in memory
 //   time mode, n chains each starting at its own Lane, `len` steps:
 //     void chains_aggregate(const Lane* chains, int n, int64_t len, Acc* A, Acc* B) const;
 //     void chains_run(const Lane* chains, int n, int64_t len, Acc* s) const;
@@ -176,14 +177,14 @@ void store_final(const P& p, const Layout& lay, const Group<P>& grp, const Acc* 
 // ---- channel-inner loops -------------------------------------------------------------------
 
 // Visits lanes [0, n) of one step of a channel-inner group, as f(l0, l1) on blocks. A pass
-// that walks time from the end (backward) reads its rows in descending address order; when
-// the group holds whole rows, it visits them in descending blocks of 32 lanes (128 bytes of
-// float32), so that each operand's address stream descends with only short upward runs and
-// hardware prefetchers follow it. Measured on Zen 4, one thread, 256 and 4096 channels: rows
-// read upwards inside the descending walk ran the backward at 27-50% of triad, blocks of 32
-// or 64 lanes at 80-100% (64 lost half of that with AVX-512), blocks of 128 or more at 30-40%.
-// A group that holds part of a row (rows split between threads) reads upwards, which
-// measured better there.
+// whose time walk descends in memory (the backward pass; a reverse forward scan) reads its
+// rows in descending address order; when the group holds whole rows it visits them in
+// descending blocks of 32 lanes (128 bytes of float32), so that each operand's address stream
+// descends with only short upward runs and hardware prefetchers follow it. Measured with
+// cpu_scan_bench on Zen 4, one thread, 256 and 4096 channels (docs/cpu_kernels.md): rows read
+// upwards inside the descending walk ran the backward at 26-51% of triad, blocks of 32 lanes
+// at 82-97%, blocks of 64 lost half of that on the 4096-channel shape with AVX-512. A group
+// that holds part of a row (rows split between threads) reads upwards.
 constexpr int kDescendingBlock = 32;
 template <class F>
 inline void for_lane_blocks(int n, bool descending, F&& f) {
@@ -194,12 +195,19 @@ inline void for_lane_blocks(int n, bool descending, F&& f) {
   for (int l1 = n; l1 > 0; l1 -= kDescendingBlock) f(std::max(0, l1 - kDescendingBlock), l1);
 }
 
+// Whether channel-inner groups visit their lanes in descending blocks: whole rows walked
+// downwards in memory.
+template <class P>
+bool descending_rows(const P& p, const Layout& lay) {
+  return lay.groups_per_batch == 1 && p.time_descends();
+}
+
 template <class P, class Acc>
-void channel_run(const P& p, const typename P::Lane& lane, int n, bool whole_rows, int64_t k0,
+void channel_run(const P& p, const typename P::Lane& lane, int n, bool descending, int64_t k0,
                  int64_t k1, int64_t time, Acc* s) {
   const bool peel = P::kSpecialLast && k1 == time && k1 > k0;
   const int64_t end = peel ? k1 - 1 : k1;
-  if (end > k0) p.channel_run(lane, n, whole_rows, k0, end, s);
+  if (end > k0) p.channel_run(lane, n, descending, k0, end, s);
   if (peel)
     for (int l = 0; l < n; ++l) s[l] = p.step_last(lane, end, l, s[l]);
 }
@@ -313,7 +321,7 @@ void group_aggregate(const P& p, const Layout& lay, const Group<P>& grp, int64_t
     return;
   }
   if (lay.channel_inner) {
-    p.channel_aggregate(grp.lanes[0], grp.count, lay.groups_per_batch == 1, k0, k1, A, B);
+    p.channel_aggregate(grp.lanes[0], grp.count, descending_rows(p, lay), k0, k1, A, B);
     return;
   }
   *chains = make_chains(grp.count, k0, k1);
@@ -334,7 +342,7 @@ void group_run(const P& p, const Layout& lay, const Group<P>& grp, int64_t k0, i
     return;
   }
   if (lay.channel_inner) {
-    channel_run(p, grp.lanes[0], grp.count, lay.groups_per_batch == 1, k0, k1, lay.time, s);
+    channel_run(p, grp.lanes[0], grp.count, descending_rows(p, lay), k0, k1, lay.time, s);
     return;
   }
   if (chains != nullptr) {

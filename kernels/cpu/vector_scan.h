@@ -47,7 +47,6 @@ struct Vec {
   static type loadu(const T* p) { return hn::LoadU(D(), p); }
   static void storeu(T* p, type v) { hn::StoreU(v, D(), p); }
   static type mul(type x, type y) { return hn::Mul(x, y); }
-  static type add(type x, type y) { return hn::Add(x, y); }
   static type fma(type x, type y, type z) { return hn::MulAdd(x, y, z); }
   static T lane0(type v) { return hn::GetLane(v); }
 

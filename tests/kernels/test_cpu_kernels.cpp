@@ -74,6 +74,38 @@ Op scan_order(Seq& s, bool reverse) {
   return op;
 }
 
+// Forward params over Seq operands in scan order (no h0; float64).
+ScanForwardParams forward_params(Seq& a, Seq& b, Seq& h, bool reverse, double* h_last,
+                                 int threads) {
+  ScanForwardParams fp;
+  fp.dtype = ScalarKind::kFloat64;
+  fp.shape = {a.B, a.T, a.D};
+  fp.a = scan_order<seqpar::kernels::ConstOperand3>(a, reverse);
+  fp.b = scan_order<seqpar::kernels::ConstOperand3>(b, reverse);
+  fp.h = scan_order<seqpar::kernels::Operand3>(h, reverse);
+  fp.h_last = {h_last, {a.D, 1}};
+  fp.num_threads = threads;
+  return fp;
+}
+
+// Backward params for the forward pass fp (same a, h0, threads and determinism).
+ScanBackwardParams backward_params(const ScanForwardParams& fp, Seq& h, Seq& g, Seq& ga, Seq& gb,
+                                   bool reverse, double* grad_h0) {
+  ScanBackwardParams bp;
+  bp.dtype = fp.dtype;
+  bp.shape = fp.shape;
+  bp.a = fp.a;
+  bp.h0 = fp.h0;
+  bp.h = scan_order<seqpar::kernels::ConstOperand3>(h, reverse);
+  bp.grad_h = scan_order<seqpar::kernels::ConstOperand3>(g, reverse);
+  bp.grad_a = scan_order<seqpar::kernels::Operand3>(ga, reverse);
+  bp.grad_b = scan_order<seqpar::kernels::Operand3>(gb, reverse);
+  bp.grad_h0 = {grad_h0, {fp.shape.channels, 1}};
+  bp.num_threads = fp.num_threads;
+  bp.deterministic = fp.deterministic;
+  return bp;
+}
+
 class CpuKernels : public testing::TestWithParam<Case> {};
 
 TEST_P(CpuKernels, ForwardBackwardSummaryMatchReference) {
@@ -96,29 +128,12 @@ TEST_P(CpuKernels, ForwardBackwardSummaryMatchReference) {
   for (auto& x : gl) x = ub(rng);
   const Strides2 s2{c.D, 1};
 
-  ScanForwardParams fp;
-  fp.dtype = ScalarKind::kFloat64;
-  fp.shape = {c.B, c.T, c.D};
-  fp.a = scan_order<seqpar::kernels::ConstOperand3>(a, c.reverse);
-  fp.b = scan_order<seqpar::kernels::ConstOperand3>(b, c.reverse);
-  fp.h = scan_order<seqpar::kernels::Operand3>(h, c.reverse);
+  ScanForwardParams fp = forward_params(a, b, h, c.reverse, hl.data(), c.threads);
   fp.h0 = {h0.data(), s2};
-  fp.h_last = {hl.data(), s2};
-  fp.num_threads = c.threads;
   seqpar::kernels::cpu::scan_forward(fp);
 
-  ScanBackwardParams bp;
-  bp.dtype = ScalarKind::kFloat64;
-  bp.shape = fp.shape;
-  bp.a = fp.a;
-  bp.h = scan_order<seqpar::kernels::ConstOperand3>(h, c.reverse);
-  bp.h0 = fp.h0;
-  bp.grad_h = scan_order<seqpar::kernels::ConstOperand3>(g, c.reverse);
+  ScanBackwardParams bp = backward_params(fp, h, g, ga, gb, c.reverse, gh0.data());
   bp.grad_h_last = {gl.data(), s2};
-  bp.grad_a = scan_order<seqpar::kernels::Operand3>(ga, c.reverse);
-  bp.grad_b = scan_order<seqpar::kernels::Operand3>(gb, c.reverse);
-  bp.grad_h0 = {gh0.data(), s2};
-  bp.num_threads = c.threads;
   seqpar::kernels::cpu::scan_backward(bp);
 
   ScanSummaryParams sp;
@@ -204,27 +219,11 @@ TEST(CpuKernelsDeterministic, RepeatsBitwise) {
         }
     std::vector<double> hl(B * D), gh0(B * D);
     auto run = [&](int threads, bool deterministic) {
-      ScanForwardParams fp;
-      fp.dtype = ScalarKind::kFloat64;
-      fp.shape = {B, T, D};
-      fp.a = scan_order<seqpar::kernels::ConstOperand3>(a, false);
-      fp.b = scan_order<seqpar::kernels::ConstOperand3>(b, false);
-      fp.h = scan_order<seqpar::kernels::Operand3>(h, false);
-      fp.h_last = {hl.data(), {D, 1}};
-      fp.num_threads = threads;
+      ScanForwardParams fp = forward_params(a, b, h, false, hl.data(), threads);
       fp.deterministic = deterministic;
       seqpar::kernels::cpu::scan_forward(fp);
-      ScanBackwardParams bp;
-      bp.dtype = ScalarKind::kFloat64;
-      bp.shape = fp.shape;
-      bp.a = fp.a;
-      bp.h = scan_order<seqpar::kernels::ConstOperand3>(h, false);
-      bp.grad_h = fp.b;  // any cotangent
-      bp.grad_a = scan_order<seqpar::kernels::Operand3>(ga, false);
-      bp.grad_b = scan_order<seqpar::kernels::Operand3>(gb, false);
-      bp.grad_h0 = {gh0.data(), {D, 1}};
-      bp.num_threads = threads;
-      bp.deterministic = deterministic;
+      // b as the cotangent: any will do
+      const ScanBackwardParams bp = backward_params(fp, h, b, ga, gb, false, gh0.data());
       seqpar::kernels::cpu::scan_backward(bp);
       return std::make_tuple(h.data, ga.data, gb.data);
     };
