@@ -1,7 +1,8 @@
 // Run-time choice of the CPU engine's instruction-set target (cpu_scan.h).
 //
 // The engine is compiled once per target (kernels/CMakeLists.txt: on x86-64 "scalar" at
-// x86-64-v2, "avx2" at x86-64-v3, "avx512" at x86-64-v4; elsewhere one baseline target), each
+// x86-64-v2, "avx2" at x86-64-v3, "avx512" at x86-64-v4; on aarch64 "neon" at armv8-a and
+// "sve" at armv8.2-a+sve for 256-bit vectors; elsewhere one baseline target), each
 // copy in its own namespace (target.h). This file, compiled for the baseline, picks the best
 // copy this CPU can run, capped by SEQPAR_CPU_CAPABILITY or set_capability_cap(), as ATen does
 // with ATEN_CPU_CAPABILITY: a cap above what the CPU has runs the best target below it, an
@@ -15,6 +16,24 @@
 #include <vector>
 
 #include "seqpar/kernels/cpu_scan.h"
+
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#include <sys/prctl.h>
+// Linux UAPI values, for C libraries whose headers predate SVE.
+#ifndef HWCAP_SVE
+#define HWCAP_SVE (1UL << 22)
+#endif
+#ifndef HWCAP_AES
+#define HWCAP_AES (1UL << 3)
+#endif
+#ifndef PR_SVE_GET_VL
+#define PR_SVE_GET_VL 51
+#endif
+#ifndef PR_SVE_VL_LEN_MASK
+#define PR_SVE_VL_LEN_MASK 0xffff
+#endif
+#endif
 
 // One declaration set per compiled target (SEQPAR_CPU_HAVE_<TARGET> from CMake).
 #define SEQPAR_DECLARE_TARGET(T)                              \
@@ -34,6 +53,9 @@ SEQPAR_DECLARE_TARGET(avx512)
 #endif
 #ifdef SEQPAR_CPU_HAVE_NEON
 SEQPAR_DECLARE_TARGET(neon)
+#endif
+#ifdef SEQPAR_CPU_HAVE_SVE
+SEQPAR_DECLARE_TARGET(sve)
 #endif
 #ifdef SEQPAR_CPU_HAVE_NATIVE
 SEQPAR_DECLARE_TARGET(native)
@@ -57,6 +79,22 @@ bool has_aes_clmul() { return __builtin_cpu_supports("aes") && __builtin_cpu_sup
 bool has_v3() { return __builtin_cpu_supports("x86-64-v3") && has_aes_clmul(); }
 bool has_v4() { return __builtin_cpu_supports("x86-64-v4") && has_aes_clmul(); }
 #endif
+#ifdef SEQPAR_CPU_HAVE_SVE
+// The sve copy is compiled for 256-bit vectors (-msve-vector-bits=256, Highway's SVE_256
+// target: Neoverse V1, Graviton3), so it runs only where this thread's vector length is 256
+// bits; other lengths (128 on Neoverse N2/V2) run the neon copy. Also compiled with the
+// crypto extension, like the neon copy (kernels/CMakeLists.txt).
+bool has_sve256() {
+#if defined(__aarch64__) && defined(__linux__)
+  const unsigned long hwcap = getauxval(AT_HWCAP);
+  if ((hwcap & HWCAP_SVE) == 0 || (hwcap & HWCAP_AES) == 0) return false;
+  const int vl = prctl(PR_SVE_GET_VL, 0, 0, 0, 0);
+  return vl >= 0 && (vl & PR_SVE_VL_LEN_MASK) == 32;
+#else
+  return false;
+#endif
+}
+#endif
 
 // Compiled targets, lowest first.
 #define SEQPAR_TARGET_ENTRY(T, check) \
@@ -72,6 +110,9 @@ const std::vector<Target>& compiled() {
 #endif
 #ifdef SEQPAR_CPU_HAVE_NEON
     SEQPAR_TARGET_ENTRY(neon, always);
+#endif
+#ifdef SEQPAR_CPU_HAVE_SVE
+    SEQPAR_TARGET_ENTRY(sve, has_sve256);
 #endif
 #ifdef SEQPAR_CPU_HAVE_AVX2
     SEQPAR_TARGET_ENTRY(avx2, has_v3);

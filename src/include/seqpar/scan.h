@@ -46,8 +46,8 @@ std::tuple<at::Tensor, at::Tensor> scan_summary(const at::Tensor& a, const at::T
                                                 bool reverse = false);
 
 // The CPU engine's instruction-set target chosen at run time: "scalar", "avx2" or "avx512" on
-// x86-64 ("native" for a SEQPAR_NATIVE_CPU=ON build). The environment variable
-// SEQPAR_CPU_CAPABILITY caps it; set_cpu_capability_cap does the same from code (an unknown
+// x86-64, "neon" or "sve" on aarch64 ("native" for a SEQPAR_NATIVE_CPU=ON build). The
+// environment variable SEQPAR_CPU_CAPABILITY caps it; set_cpu_capability_cap does the same from code (an unknown
 // name throws std::invalid_argument listing the accepted ones).
 std::string cpu_capability();
 void set_cpu_capability_cap(const std::string& name);

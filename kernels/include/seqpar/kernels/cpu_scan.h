@@ -3,8 +3,9 @@
 //
 // The engine is built for several instruction-set targets in one library and the best one
 // this CPU supports is chosen at run time (kernels/cpu/target_dispatch.cpp): on x86-64
-// "scalar" (x86-64-v2), "avx2" (x86-64-v3: AVX2, FMA, F16C) and "avx512" (x86-64-v4); a build
-// with SEQPAR_NATIVE_CPU=ON has the single target "native". The environment variable
+// "scalar" (x86-64-v2), "avx2" (x86-64-v3: AVX2, FMA, F16C) and "avx512" (x86-64-v4); on
+// aarch64 "neon" (armv8-a) and "sve" (SVE with 256-bit vectors); a build with
+// SEQPAR_NATIVE_CPU=ON has the single target "native". The environment variable
 // SEQPAR_CPU_CAPABILITY (scalar, avx2, avx512 on x86-64; scalar, neon, sve on aarch64) caps the
 // choice: a cap above what the CPU has runs the best target below it; an unknown value makes
 // the first scan throw std::invalid_argument naming the variable and the accepted values.
