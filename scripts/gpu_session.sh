@@ -25,6 +25,7 @@
 #   torch-smoke    the LibTorch ops on CUDA against the CPU op (launch-blocking), and
 #                  sp_scan / sp_comm_check over a one-rank NCCL process group
 #   pytest         tests/python/test_scan_cuda.py, tests/python/test_accuracy.py
+#   pytest-matrix-state  the CUDA cases of tests/python/test_matrix_state.py
 #   torch-bench    benchmarks/cuda_scan_bench.py --quick (the op through PyTorch, baselines)
 #   accuracy       benchmarks/accuracy_bench.py --device cuda: error against float64 at
 #                  T = 2^14 .. 2^24, float32 and bfloat16 (docs/accuracy.md)
@@ -170,6 +171,8 @@ if [ -f "$lib" ]; then
   if [ $quick = 0 ]; then
     step pytest 120 "$python" -m pytest -q --maxfail 10 --timeout 60 -p no:cacheprovider \
       tests/python/test_scan_cuda.py tests/python/test_accuracy.py -rs --junitxml "$out/pytest.xml"
+    step pytest-matrix-state 90 "$python" -m pytest -q --maxfail 10 -p no:cacheprovider \
+      tests/python/test_matrix_state.py -k cuda -rs --junitxml "$out/pytest_matrix_state.xml"
   fi
   step torch-bench 60 "$python" benchmarks/cuda_scan_bench.py --quick \
     --json "$out/torch_bench.json" --markdown "$out/torch_bench.md"

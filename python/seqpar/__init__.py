@@ -17,7 +17,8 @@ import os
 
 import torch
 
-__all__ = ["load_library", "library_path", "scan", "scan_summary", "cpu_capability"]
+__all__ = ["load_library", "library_path", "scan", "scan_summary", "cpu_capability",
+           "chunk_gla", "chunk_gated_delta_rule"]
 
 _here = os.path.dirname(os.path.abspath(__file__))
 _repo = os.path.dirname(os.path.dirname(_here))
@@ -71,7 +72,36 @@ def scan_summary(a, b, reverse=False):
 
 
 def cpu_capability():
-    """The CPU engine's instruction-set target ("scalar", "avx2", "avx512"), chosen at run time
+    """The CPU engine's instruction-set target ("scalar", "avx2", "avx512"; "neon", "sve" on
+    aarch64), chosen at run time
     from what the CPU supports and capped by the environment variable SEQPAR_CPU_CAPABILITY."""
     load_library()
     return torch.ops.seqpar.cpu_capability()
+
+
+def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False,
+              chunk_size=64):
+    """Gated linear attention, chunked; flash-linear-attention's chunk_gla conventions.
+
+    S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T and o_t = scale * S_t^T q_t per head, with
+    q, k, g: (B, T, H, K); v: (B, T, H, V); initial_state: (B, H, K, V); scale defaults to
+    K ** -0.5. Returns (o, final_state), final_state None unless output_final_state.
+    """
+    load_library()
+    o, final_state = torch.ops.seqpar.chunk_gla(q, k, v, g, scale, initial_state, chunk_size)
+    return o, (final_state if output_final_state else None)
+
+
+def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
+                           output_final_state=False, chunk_size=64):
+    """Gated DeltaNet, chunked; flash-linear-attention's chunk_gated_delta_rule conventions.
+
+    S_t = exp(g_t) (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T and o_t = scale * S_t^T q_t
+    per head, with q, k: (B, T, H, K); v: (B, T, H, V); g, beta: (B, T, H); initial_state:
+    (B, H, K, V); scale defaults to K ** -0.5. Returns (o, final_state), final_state None unless
+    output_final_state.
+    """
+    load_library()
+    o, final_state = torch.ops.seqpar.chunk_gated_delta_rule(q, k, v, g, beta, scale,
+                                                             initial_state, chunk_size)
+    return o, (final_state if output_final_state else None)

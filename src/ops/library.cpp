@@ -1,7 +1,8 @@
 // The seqpar operator library: every schema is declared here, once (docs/design.md rule 4).
 // Backends register implementations with TORCH_LIBRARY_IMPL in their own files:
 //   scan_cpu.cpp (CPU), scan_cuda.cpp (CUDA), scan_meta.cpp (Meta, for fake tensors and
-//   torch.compile), scan_autograd.cpp (Autograd). Other layers add ops with
+//   torch.compile), scan_autograd.cpp (Autograd); the matrix-state ops are
+//   CompositeImplicitAutograd (src/matrix_state/ops.cpp). Other layers add ops with
 //   TORCH_LIBRARY_FRAGMENT(seqpar, m).
 #include <torch/library.h>
 
@@ -24,6 +25,15 @@ TORCH_LIBRARY(seqpar, m) {
       " bool reverse) -> (Tensor grad_a, Tensor grad_b, Tensor grad_h0)");
   // Propagator summary of the whole time range: (A, B) with h_last = A * h0 + B.
   m.def("scan_summary(Tensor a, Tensor b, bool reverse=False) -> (Tensor A, Tensor B)");
+  // Matrix-state recurrences, chunked (seqpar/matrix_state.h; src/matrix_state/): flash-linear-
+  // attention's layout, (batch, time, heads, dim). Return the outputs and the final state.
+  m.def(
+      "chunk_gla(Tensor q, Tensor k, Tensor v, Tensor g, float? scale=None,"
+      " Tensor? initial_state=None, int chunk_size=64) -> (Tensor o, Tensor final_state)");
+  m.def(
+      "chunk_gated_delta_rule(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,"
+      " float? scale=None, Tensor? initial_state=None, int chunk_size=64)"
+      " -> (Tensor o, Tensor final_state)");
   // The CPU engine's instruction-set target ("scalar", "avx2", "avx512", ...), chosen at run
   // time and capped by SEQPAR_CPU_CAPABILITY (kernels/include/seqpar/kernels/cpu_scan.h).
   m.def("cpu_capability() -> str", [] { return seqpar::kernels::cpu::capability(); });

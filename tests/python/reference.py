@@ -53,3 +53,28 @@ def max_err(x, ref):
 
 def mean_err(x, ref):
     return (x.to(ref.dtype) - ref).abs().mean().item() if x.numel() else 0.0
+
+
+def matrix_state_reference(q, k, v, g, beta=None, scale=None, initial_state=None):
+    """Gated linear attention (beta None, g: (B, T, H, K)) or gated DeltaNet (g, beta:
+    (B, T, H)), one step at a time in float64: S_t = diag(exp g_t) S_{t-1} + k_t v_t^T, or
+    S_t = exp(g_t) (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T; o_t = scale S_t^T q_t.
+    Returns (o, S_T) in float64."""
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    scale = K ** -0.5 if scale is None else scale
+    q, k, v, g = (x.double() for x in (q, k, v, g))
+    S = (torch.zeros(B, H, K, V, dtype=torch.float64) if initial_state is None
+         else initial_state.double().clone())
+    o = torch.empty(B, T, H, V, dtype=torch.float64)
+    for t in range(T):
+        kt, vt = k[:, t], v[:, t]                      # (B, H, K), (B, H, V)
+        if beta is None:
+            S = g[:, t].exp().unsqueeze(-1) * S + kt.unsqueeze(-1) * vt.unsqueeze(-2)
+        else:
+            bt = beta[:, t].double().unsqueeze(-1)     # (B, H, 1)
+            kS = torch.einsum("bhk,bhkv->bhv", kt, S)
+            S = g[:, t].exp()[..., None, None] * (S - (bt * kt).unsqueeze(-1) * kS.unsqueeze(-2))
+            S = S + (bt * kt).unsqueeze(-1) * vt.unsqueeze(-2)
+        o[:, t] = scale * torch.einsum("bhkv,bhk->bhv", S, q[:, t])
+    return o, S

@@ -1,0 +1,7 @@
+# Sources of the matrix-state recurrences (src/matrix_state/), added to libseqpar by
+# src/CMakeLists.txt.
+set(SEQPAR_MATRIX_STATE_SOURCES
+  ${CMAKE_CURRENT_LIST_DIR}/chunking.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/chunk_gla.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/chunk_gated_delta_rule.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/ops.cpp)
