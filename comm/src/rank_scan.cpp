@@ -1,11 +1,14 @@
 // Cross-rank exclusive scan of summaries: recursive doubling, MPI_Exscan with a
-// non-commutative user op, and all-gather + local fold (see rank_scan.h).
+// non-commutative user op, and all-gather + local fold, written once over a SummaryKind
+// (see rank_scan.h). Summaries travel packed into one flat buffer: their parts flattened and
+// concatenated.
 #include "seqpar/comm/rank_scan.h"
 
 #include <cmath>
 #include <complex>
 #include <cstdlib>
 #include <limits>
+#include <sstream>
 
 #include "error.h"
 #ifdef SEQPAR_COMM_WITH_MPI
@@ -62,11 +65,6 @@ MutableBuffer mutable_buffer_of(at::Tensor& t) {
   const bool host = t.device().is_cpu();
   return {t.data_ptr(), static_cast<std::size_t>(t.nbytes()), data_type_of(t.scalar_type()),
           host ? MemoryKind::kHost : MemoryKind::kDevice, host ? -1 : t.device().index()};
-}
-
-std::pair<at::Tensor, at::Tensor> compose(const std::pair<at::Tensor, at::Tensor>& later,
-                                          const std::pair<at::Tensor, at::Tensor>& earlier) {
-  return {later.first * earlier.first, at::addcmul(later.second, later.first, earlier.second)};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -132,10 +130,11 @@ double predict_rank_scan_seconds(RankScanAlgo algo, int P, double m, const CostM
 }
 
 RankScanAlgo choose_rank_scan_algo(const Communicator& comm, double summary_bytes,
-                                   RankScanAlgo requested) {
+                                   RankScanAlgo requested, bool exscan_possible) {
   if (requested != RankScanAlgo::kAuto) return requested;
   if (const char* env = std::getenv("SEQPAR_SP_ALGO")) {
     RankScanAlgo algo = parse_rank_scan_algo(env);
+    if (algo == RankScanAlgo::kExscan && !exscan_possible) return RankScanAlgo::kTree;
     if (algo != RankScanAlgo::kAuto) return algo;
   }
   const std::string backend = comm.backend_name();
@@ -147,13 +146,86 @@ RankScanAlgo choose_rank_scan_algo(const Communicator& comm, double summary_byte
   if (gather_s < best_s) best = RankScanAlgo::kAllGather, best_s = gather_s;
 #ifdef SEQPAR_COMM_WITH_MPI
   // MPI_Exscan needs the MPI communicator itself, not a wrapper that reports the same backend.
-  if (dynamic_cast<const MpiCommunicator*>(&comm) != nullptr) {
+  if (exscan_possible && dynamic_cast<const MpiCommunicator*>(&comm) != nullptr) {
     const double exscan_s =
         predict_rank_scan_seconds(RankScanAlgo::kExscan, comm.size(), summary_bytes, model);
     if (exscan_s < best_s) best = RankScanAlgo::kExscan, best_s = exscan_s;
   }
 #endif
   return best;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Summary kinds.
+
+namespace {
+
+[[noreturn]] void bad_summary(const char* kind, const std::string& detail) {
+  throw std::invalid_argument(std::string("seqpar::comm ") + kind + " summary: " + detail);
+}
+
+class DiagonalSummary final : public SummaryKind {
+ public:
+  const char* name() const override { return "diagonal"; }
+  void check(const SummaryParts& s) const override {
+    if (s.size() != 2) bad_summary(name(), "expected 2 parts (A, B)");
+    if (s[0].sizes() != s[1].sizes()) bad_summary(name(), "A and B shapes differ");
+  }
+  SummaryParts identity_like(const SummaryParts& s) const override {
+    return {at::ones_like(s[0]), at::zeros_like(s[1])};
+  }
+  SummaryParts combine(const SummaryParts& later, const SummaryParts& earlier) const override {
+    return {later[0] * earlier[0], at::addcmul(later[1], later[0], earlier[1])};
+  }
+  at::Tensor adjoint_transition(const at::Tensor& A) const override {
+    return A.conj().resolve_conj();
+  }
+  bool elementwise() const override { return true; }
+};
+
+class MatrixSummary final : public SummaryKind {
+ public:
+  const char* name() const override { return "matrix"; }
+  void check(const SummaryParts& s) const override {
+    if (s.size() != 2) bad_summary(name(), "expected 2 parts (M, E)");
+    const at::Tensor &M = s[0], &E = s[1];
+    if (M.dim() < 2 || E.dim() != M.dim() || M.size(-1) != M.size(-2) ||
+        E.size(-2) != M.size(-1) ||
+        M.sizes().slice(0, M.dim() - 2) != E.sizes().slice(0, E.dim() - 2)) {
+      std::ostringstream os;
+      os << "expected M (..., K, K) and E (..., K, V) with the same leading dims, got M "
+         << M.sizes() << " and E " << E.sizes();
+      bad_summary(name(), os.str());
+    }
+  }
+  SummaryParts identity_like(const SummaryParts& s) const override {
+    const at::Tensor eye = at::eye(s[0].size(-1), s[0].options());
+    return {eye.expand(s[0].sizes()).contiguous(), at::zeros_like(s[1])};
+  }
+  SummaryParts combine(const SummaryParts& later, const SummaryParts& earlier) const override {
+    return {at::matmul(later[0], earlier[0]), at::matmul(later[0], earlier[1]) + later[1]};
+  }
+  at::Tensor adjoint_transition(const at::Tensor& M) const override {
+    return M.transpose(-1, -2).conj().resolve_conj().contiguous();
+  }
+};
+
+}  // namespace
+
+const SummaryKind& diagonal_summary() {
+  static const DiagonalSummary kind;
+  return kind;
+}
+const SummaryKind& matrix_summary() {
+  static const MatrixSummary kind;
+  return kind;
+}
+
+std::pair<at::Tensor, at::Tensor> compose(const std::pair<at::Tensor, at::Tensor>& later,
+                                          const std::pair<at::Tensor, at::Tensor>& earlier) {
+  const SummaryParts s = diagonal_summary().combine({later.first, later.second},
+                                                    {earlier.first, earlier.second});
+  return {s[0], s[1]};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -164,48 +236,70 @@ namespace {
 using Summary = std::pair<at::Tensor, at::Tensor>;
 constexpr int kTreeTag = 7101;
 
-Summary identity_like(const at::Tensor& A) { return {at::ones_like(A), at::zeros_like(A)}; }
+// One flat buffer holding every part, flattened, in order.
+at::Tensor pack(const SummaryParts& s) {
+  std::vector<at::Tensor> flat;
+  for (const at::Tensor& t : s) flat.push_back(t.reshape({-1}));
+  return at::cat(flat);
+}
+int64_t packed_numel(const SummaryParts& s) {
+  int64_t n = 0;
+  for (const at::Tensor& t : s) n += t.numel();
+  return n;
+}
+// Views of `flat` shaped like the parts of `like`.
+SummaryParts unpack(const at::Tensor& flat, const SummaryParts& like) {
+  SummaryParts out;
+  int64_t offset = 0;
+  for (const at::Tensor& t : like) {
+    out.push_back(flat.narrow(0, offset, t.numel()).view(t.sizes()));
+    offset += t.numel();
+  }
+  return out;
+}
 
-Summary tree_scan(Communicator& comm, const Summary& own, bool reverse, Stream stream) {
+SummaryParts tree_scan(Communicator& comm, const SummaryKind& kind, const SummaryParts& own,
+                       bool reverse, Stream stream) {
   const int P = comm.size();
   const int q = reverse ? P - 1 - comm.rank() : comm.rank();
   auto rank_of = [&](int position) { return reverse ? P - 1 - position : position; };
-  const int64_t D = own.first.numel();
-  Summary exclusive = identity_like(own.first);
-  Summary inclusive = own;  // composition of the window of positions ending at q
-  at::Tensor incoming = at::empty({2, D}, own.first.options());
+  SummaryParts exclusive = kind.identity_like(own);
+  SummaryParts inclusive = own;  // composition of the window of positions ending at q
+  const int64_t n = packed_numel(own);
+  at::Tensor incoming = at::empty({n}, own[0].options());
   for (int d = 1; d < P; d *= 2) {
     const int dst = q + d < P ? rank_of(q + d) : -1;
     const int src = q - d >= 0 ? rank_of(q - d) : -1;
-    at::Tensor outgoing = at::stack({inclusive.first.reshape({D}), inclusive.second.reshape({D})});
+    at::Tensor outgoing = pack(inclusive);
     comm.send_recv(const_buffer_of(outgoing), dst, mutable_buffer_of(incoming), src, kTreeTag,
                    stream);
     if (src >= 0) {
       // The received window lies just before ours: it is applied first.
-      Summary earlier{incoming[0].view(own.first.sizes()), incoming[1].view(own.first.sizes())};
-      exclusive = compose(exclusive, earlier);
-      inclusive = compose(inclusive, earlier);
-      incoming = at::empty({2, D}, own.first.options());
+      const SummaryParts earlier = unpack(incoming, own);
+      exclusive = kind.combine(exclusive, earlier);
+      inclusive = kind.combine(inclusive, earlier);
+      incoming = at::empty({n}, own[0].options());
     }
   }
   return exclusive;
 }
 
-Summary all_gather_scan(Communicator& comm, const Summary& own, bool reverse, Stream stream) {
+SummaryParts all_gather_scan(Communicator& comm, const SummaryKind& kind,
+                             const SummaryParts& own, bool reverse, Stream stream) {
   const int P = comm.size();
   const int q = reverse ? P - 1 - comm.rank() : comm.rank();
-  const int64_t D = own.first.numel();
-  at::Tensor mine = at::stack({own.first.reshape({D}), own.second.reshape({D})});
-  at::Tensor all = at::empty({P, 2, D}, own.first.options());
+  at::Tensor mine = pack(own);
+  at::Tensor all = at::empty({P, mine.numel()}, mine.options());
   comm.all_gather(const_buffer_of(mine), mutable_buffer_of(all), stream);
-  Summary exclusive = identity_like(own.first);
+  SummaryParts exclusive = kind.identity_like(own);
   for (int position = 0; position < q; ++position) {
     const int r = reverse ? P - 1 - position : position;
-    Summary s{all[r][0].view(own.first.sizes()), all[r][1].view(own.first.sizes())};
-    exclusive = compose(s, exclusive);
+    exclusive = kind.combine(unpack(all[r], own), exclusive);
   }
   return exclusive;
 }
+
+Summary identity_like(const at::Tensor& A) { return {at::ones_like(A), at::zeros_like(A)}; }
 
 #ifdef SEQPAR_COMM_WITH_MPI
 // MPI applies a user op as inoutvec[i] = invec[i] (op) inoutvec[i], where invec comes from the
@@ -286,36 +380,54 @@ Summary exscan(MpiCommunicator& comm, const Summary& own, bool reverse, Stream s
 
 }  // namespace
 
-std::pair<at::Tensor, at::Tensor> rank_exclusive_scan(Communicator& comm, const at::Tensor& A,
-                                                      const at::Tensor& B, bool reverse,
-                                                      RankScanAlgo algo, Stream stream) {
-  TORCH_CHECK(A.sizes() == B.sizes(), "seqpar rank_exclusive_scan: A and B shapes differ (",
-              A.sizes(), " vs ", B.sizes(), ")");
-  TORCH_CHECK(A.scalar_type() == B.scalar_type() && A.device() == B.device(),
-              "seqpar rank_exclusive_scan: A and B must share dtype and device");
-  const auto t = A.scalar_type();
+SummaryParts rank_exclusive_scan(Communicator& comm, const SummaryKind& kind,
+                                 const SummaryParts& own_in, bool reverse, RankScanAlgo algo,
+                                 Stream stream) {
+  kind.check(own_in);
+  SummaryParts own;
+  for (const at::Tensor& t : own_in) {
+    TORCH_CHECK(t.scalar_type() == own_in[0].scalar_type() && t.device() == own_in[0].device(),
+                "seqpar rank_exclusive_scan: the parts of a ", kind.name(),
+                " summary must share dtype and device");
+    own.push_back(t.contiguous());
+  }
+  const auto t = own[0].scalar_type();
   TORCH_CHECK(t == at::kFloat || t == at::kDouble || t == at::kComplexFloat ||
                   t == at::kComplexDouble,
               "seqpar rank_exclusive_scan: summaries must be float32, float64, complex64 or "
               "complex128, got ",
               t);
-  Summary own{A.contiguous(), B.contiguous()};
-  if (comm.size() == 1) return identity_like(own.first);
-  const double m = 2.0 * static_cast<double>(A.numel()) * static_cast<double>(A.element_size());
-  switch (choose_rank_scan_algo(comm, m, algo)) {
-    case RankScanAlgo::kTree: return tree_scan(comm, own, reverse, stream);
-    case RankScanAlgo::kAllGather: return all_gather_scan(comm, own, reverse, stream);
+  if (comm.size() == 1) return kind.identity_like(own);
+  const double m = static_cast<double>(packed_numel(own)) * own[0].element_size();
+  switch (choose_rank_scan_algo(comm, m, algo, kind.elementwise())) {
+    case RankScanAlgo::kTree: return tree_scan(comm, kind, own, reverse, stream);
+    case RankScanAlgo::kAllGather: return all_gather_scan(comm, kind, own, reverse, stream);
     case RankScanAlgo::kExscan: {
 #ifdef SEQPAR_COMM_WITH_MPI
-      if (auto* mpi = dynamic_cast<MpiCommunicator*>(&comm)) return exscan(*mpi, own, reverse, stream);
+      auto* mpi = dynamic_cast<MpiCommunicator*>(&comm);
+      if (mpi != nullptr && kind.elementwise()) {
+        auto [A, B] = exscan(*mpi, {own[0], own[1]}, reverse, stream);
+        return {A, B};
+      }
 #endif
       SEQPAR_COMM_FAIL(CommError, comm.backend_name(), "rank_exclusive_scan", comm.rank(), -1,
-                       "the exscan algorithm needs the MPI backend");
+                       std::string("the exscan algorithm needs the MPI backend and an "
+                                   "elementwise summary kind (this one is '") +
+                           kind.name() + "')");
     }
     case RankScanAlgo::kAuto: break;
   }
   SEQPAR_COMM_FAIL(CommError, comm.backend_name(), "rank_exclusive_scan", comm.rank(), -1,
                    "no algorithm chosen");
+}
+
+std::pair<at::Tensor, at::Tensor> rank_exclusive_scan(Communicator& comm, const at::Tensor& A,
+                                                      const at::Tensor& B, bool reverse,
+                                                      RankScanAlgo algo, Stream stream) {
+  TORCH_CHECK(A.sizes() == B.sizes(), "seqpar rank_exclusive_scan: A and B shapes differ (",
+              A.sizes(), " vs ", B.sizes(), ")");
+  const SummaryParts e = rank_exclusive_scan(comm, diagonal_summary(), {A, B}, reverse, algo, stream);
+  return {e[0], e[1]};
 }
 
 }  // namespace seqpar::comm

@@ -1,5 +1,6 @@
-// The cross-rank exclusive scan against a sequential fold of every rank's summary. Summaries
-// are derived from (rank, element) with values in {±1/2, ±1, ±2} and small integers, so every
+// The cross-rank exclusive scan against a sequential fold of every rank's summary, for the
+// diagonal and the matrix kinds. Summaries are derived from (rank, element) with values in
+// {±1/2, ±1, ±2} (diagonal), {-1, 0, 1} (matrix transitions) and small integers, so every
 // composition is exact in binary floating point and results compare with equality whatever
 // the parenthesization of the algorithm.
 #include <gtest/gtest.h>
@@ -80,6 +81,85 @@ INSTANTIATE_TEST_SUITE_P(AllAlgorithms, RankScan, testing::ValuesIn(all_cases())
                                   (info.param.reverse ? "_reverse_" : "_forward_") +
                                   std::string(c10::toString(info.param.dtype));
                          });
+
+// Matrix kind: M_r (2, 3, 3) with entries in {-1, 0, 1}, E_r (2, 3, 4) small integers; products
+// of up to 8 such maps stay integers below 2^24, exact in float32.
+SummaryParts matrix_summary_of_rank(int r, at::ScalarType dtype) {
+  at::Tensor i = at::arange(3, at::kDouble).view({1, 3, 1});
+  at::Tensor j = at::arange(3, at::kDouble).view({1, 1, 3});
+  at::Tensor b = at::arange(2, at::kDouble).view({2, 1, 1});
+  at::Tensor M = at::remainder(i + 2 * j + b + r, 3) - 1;
+  at::Tensor E = at::remainder(at::arange(24, at::kDouble).view({2, 3, 4}) + r, 5) - 2;
+  return {M.to(dtype), E.to(dtype)};
+}
+
+class MatrixRankScan : public testing::TestWithParam<Case> {};
+
+TEST_P(MatrixRankScan, MatchesSequentialFoldExactly) {
+  const Case c = GetParam();
+  MpiCommunicator comm;
+  const SummaryKind& kind = matrix_summary();
+  const int P = comm.size(), q = c.reverse ? P - 1 - comm.rank() : comm.rank();
+  SummaryParts want = kind.identity_like(matrix_summary_of_rank(0, c.dtype));
+  for (int position = 0; position < q; ++position)
+    want = kind.combine(matrix_summary_of_rank(c.reverse ? P - 1 - position : position, c.dtype), want);
+  const SummaryParts got = rank_exclusive_scan(comm, kind, matrix_summary_of_rank(comm.rank(), c.dtype),
+                                               c.reverse, c.algo);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_TRUE(at::equal(got[0], want[0])) << "rank " << comm.rank() << "\n" << got[0] << "\n" << want[0];
+  EXPECT_TRUE(at::equal(got[1], want[1])) << "rank " << comm.rank() << "\n" << got[1] << "\n" << want[1];
+}
+
+std::vector<Case> matrix_cases() {
+  std::vector<Case> cases;
+  for (RankScanAlgo algo : {RankScanAlgo::kTree, RankScanAlgo::kAllGather, RankScanAlgo::kAuto})
+    for (bool reverse : {false, true})
+      for (at::ScalarType dtype : {at::kDouble, at::kFloat}) cases.push_back({algo, reverse, dtype});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(MatrixKind, MatrixRankScan, testing::ValuesIn(matrix_cases()),
+                         [](const testing::TestParamInfo<Case>& info) {
+                           return std::string(rank_scan_algo_name(info.param.algo)) +
+                                  (info.param.reverse ? "_reverse_" : "_forward_") +
+                                  std::string(c10::toString(info.param.dtype));
+                         });
+
+// MPI_Exscan's elementwise op cannot combine matrices: asked for, it is an error naming the
+// kind; through SEQPAR_SP_ALGO=exscan, the tree runs instead.
+TEST(MatrixRankScan, ExscanIsRefusedOrReplaced) {
+  MpiCommunicator comm;
+  const SummaryParts own = matrix_summary_of_rank(comm.rank(), at::kDouble);
+  if (comm.size() > 1) {
+    try {
+      rank_exclusive_scan(comm, matrix_summary(), own, false, RankScanAlgo::kExscan);
+      FAIL() << "no error";
+    } catch (const CommError& e) {
+      EXPECT_NE(std::string(e.what()).find("'matrix'"), std::string::npos) << e.what();
+    }
+  }
+  setenv("SEQPAR_SP_ALGO", "exscan", 1);
+  EXPECT_EQ(choose_rank_scan_algo(comm, 1024, RankScanAlgo::kAuto, /*exscan_possible=*/false),
+            RankScanAlgo::kTree);
+  const SummaryParts via_env = rank_exclusive_scan(comm, matrix_summary(), own, false);
+  unsetenv("SEQPAR_SP_ALGO");
+  const SummaryParts via_tree = rank_exclusive_scan(comm, matrix_summary(), own, false, RankScanAlgo::kTree);
+  EXPECT_TRUE(at::equal(via_env[1], via_tree[1]));
+}
+
+TEST(SummaryKinds, IdentityAdjointAndShapeChecks) {
+  const SummaryKind& m = matrix_summary();
+  const SummaryParts s = matrix_summary_of_rank(1, at::kDouble);
+  const SummaryParts id = m.identity_like(s);
+  const SummaryParts left = m.combine(id, s), right = m.combine(s, id);
+  EXPECT_TRUE(at::equal(left[0], s[0]) && at::equal(left[1], s[1]));
+  EXPECT_TRUE(at::equal(right[0], s[0]) && at::equal(right[1], s[1]));
+  EXPECT_TRUE(at::equal(m.adjoint_transition(s[0]), s[0].transpose(-1, -2)));
+  EXPECT_THROW(m.check({s[0], s[1].transpose(-1, -2)}), std::invalid_argument);
+  EXPECT_THROW(diagonal_summary().check({s[0], s[1]}), std::invalid_argument);
+  EXPECT_TRUE(diagonal_summary().elementwise());
+  EXPECT_FALSE(m.elementwise());
+}
 
 TEST(RankScanAlgoChoice, EnvironmentOverridesAuto) {
   MpiCommunicator comm;

@@ -1,22 +1,39 @@
-// Cross-rank exclusive scan of propagator summaries (docs/design.md section 2, step 2).
+// Cross-rank exclusive scan of propagator summaries (docs/design.md sections 2 and 3).
 //
-// Each rank r holds S_r = (A_r, B_r), D elements each (any shape, same on all ranks). The
-// operator is composition, later after earlier: (A2, B2) o (A1, B1) = (A2*A1, A2*B1 + B2).
-// Forward rank order returns E_r = S_{r-1} o ... o S_0 on rank r (identity (1, 0) on rank 0);
-// reverse rank order returns E_r = S_{r+1} o ... o S_{P-1} (identity on rank P-1). The state
-// entering rank r is then A(E_r) * h0 + B(E_r).
+// Each rank r holds a summary S_r of its slice: an affine map on the state. The scan is written
+// once over a SummaryKind, which says how summaries compose; two kinds are provided:
+//   diagonal_summary()  (A, B), h -> A*h + B elementwise (A, B the same shape);
+//   matrix_summary()    (M, E), S -> M S + E per leading index (M (..., K, K), E (..., K, V)).
+// The operator is composition, later after earlier: (A2, B2) o (A1, B1) = (A2*A1, A2*B1 + B2),
+// and (M2, E2) o (M1, E1) = (M2 M1, M2 E1 + E2). Forward rank order returns
+// E_r = S_{r-1} o ... o S_0 on rank r (the identity on rank 0); reverse rank order returns
+// E_r = S_{r+1} o ... o S_{P-1} (identity on rank P-1). The state entering rank r is then
+// E_r applied to h0. Backward passes scan the adjoint summaries (SummaryKind::adjoint: the
+// conjugate-transposed maps) in the opposite rank order.
 //
-// Algorithms (P ranks, m = 2*D*element_size bytes per summary):
+// Algorithms (P ranks, m bytes per summary):
 //   kTree       recursive doubling over send_recv: ceil(log2 P) rounds, each rank sends and
 //               receives m bytes per round and composes once. Partners beyond the ends are
 //               missing and act as the identity, so any P works.
-//   kExscan     MPI_Iexscan with a user-defined non-commutative MPI_Op over (A_i, B_i) pairs
-//               (MPI backend only). Reverse order runs on a rank-reversed duplicate
-//               communicator.
+//   kExscan     MPI_Iexscan with a user-defined non-commutative MPI_Op (MPI backend and
+//               elementwise kinds only: the diagonal one). Reverse order runs on a
+//               rank-reversed duplicate communicator.
 //   kAllGather  one all_gather of every summary ((P-1)*m bytes received per rank), then each
 //               rank folds its predecessors locally.
 // kAuto picks the algorithm with the smallest predicted time under the alpha-beta model below;
-// the environment variable SEQPAR_SP_ALGO=tree|exscan|allgather overrides kAuto.
+// the environment variable SEQPAR_SP_ALGO=tree|exscan|allgather overrides kAuto (exscan falls
+// back to tree for kinds it cannot run).
+//
+// Order of combines. An associative kind gets the same result from every algorithm up to
+// rounding; a kind that is not associative (learned aggregations) needs to know which
+// parenthesization it gets, so it is part of each algorithm's contract:
+//   kTree       at scan position q, round d = 1, 2, 4, ... composes the window received from
+//               position q - d on the earlier side: E_q = ((I o W_1) o W_2) o W_4 ..., where
+//               W_d is itself built the same way on position q - d. The parenthesization
+//               depends on (P, q) only, never on timing, but differs between positions.
+//   kAllGather  a left fold in scan order: E_q = S_{q-1} o (... o (S_1 o S_0)), the same
+//               shape on every rank.
+//   kExscan     MPI's (unspecified) order.
 //
 // Summaries must be float32, float64, complex64 or complex128 (callers upcast half types so
 // the boundary states keep the accumulation precision). Tensors may live on any device the
@@ -27,6 +44,7 @@
 
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "seqpar/comm/communicator.h"
 
@@ -59,19 +77,50 @@ double predict_rank_scan_seconds(RankScanAlgo algo, int P, double summary_bytes,
                                  const CostModel& model);
 
 // The algorithm a call with `requested` runs: requested unless kAuto; kAuto honours
-// SEQPAR_SP_ALGO, then takes the cheapest predicted algorithm the backend offers.
+// SEQPAR_SP_ALGO, then takes the cheapest predicted algorithm the backend offers. With
+// exscan_possible = false (a kind MPI_Exscan cannot combine) kAuto never picks kExscan.
 RankScanAlgo choose_rank_scan_algo(const Communicator& comm, double summary_bytes,
-                                   RankScanAlgo requested = RankScanAlgo::kAuto);
+                                   RankScanAlgo requested = RankScanAlgo::kAuto,
+                                   bool exscan_possible = true);
 
-// Exclusive scan of (A, B) across the ranks of `comm` (see above). Collective: every rank
-// calls with the same shape, dtype and algorithm. Returns (A(E_r), B(E_r)) shaped like A.
-// `stream` orders device work (CUDA stream handle; ignored for CPU tensors).
+// The tensors of one summary, on one device, in one dtype.
+using SummaryParts = std::vector<at::Tensor>;
+
+// What the cross-rank scan needs to know about a kind of summary: how two compose. Which ranks
+// exchange what and in which order belongs to the algorithm (above), not to the kind.
+class SummaryKind {
+ public:
+  virtual ~SummaryKind() = default;
+  virtual const char* name() const = 0;
+  // Throws std::invalid_argument naming the kind when the parts do not form a summary.
+  virtual void check(const SummaryParts& s) const = 0;
+  virtual SummaryParts identity_like(const SummaryParts& s) const = 0;
+  // later o earlier: the map that applies `earlier` first.
+  virtual SummaryParts combine(const SummaryParts& later, const SummaryParts& earlier) const = 0;
+  // The summary of the adjoint's transition: conjugate-transposed maps, which compose in the
+  // opposite order (the second part, the adjoint's input, is the caller's).
+  virtual at::Tensor adjoint_transition(const at::Tensor& transition) const = 0;
+  // True when combine acts independently on aligned scalars of same-shaped parts, so that
+  // MPI_Exscan's elementwise user op can run it.
+  virtual bool elementwise() const { return false; }
+};
+const SummaryKind& diagonal_summary();
+const SummaryKind& matrix_summary();
+
+// Exclusive scan of this rank's summary across the ranks of `comm` (see above). Collective:
+// every rank calls with the same kind, shapes, dtype and algorithm. Returns E_r, shaped like
+// `own`. `stream` orders device work (CUDA stream handle; ignored for CPU tensors).
+SummaryParts rank_exclusive_scan(Communicator& comm, const SummaryKind& kind,
+                                 const SummaryParts& own, bool reverse,
+                                 RankScanAlgo algo = RankScanAlgo::kAuto, Stream stream = {});
+
+// The diagonal kind with its two parts as a pair: (A(E_r), B(E_r)) shaped like A.
 std::pair<at::Tensor, at::Tensor> rank_exclusive_scan(Communicator& comm, const at::Tensor& A,
                                                       const at::Tensor& B, bool reverse,
                                                       RankScanAlgo algo = RankScanAlgo::kAuto,
                                                       Stream stream = {});
 
-// Composition, later after earlier: (A_l*A_e, A_l*B_e + B_l).
+// Composition of diagonal summaries, later after earlier: (A_l*A_e, A_l*B_e + B_l).
 std::pair<at::Tensor, at::Tensor> compose(const std::pair<at::Tensor, at::Tensor>& later,
                                           const std::pair<at::Tensor, at::Tensor>& earlier);
 
