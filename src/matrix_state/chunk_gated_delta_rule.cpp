@@ -19,9 +19,41 @@
 #include <vector>
 
 #include "matrix_state/chunking.h"
+#include "matrix_state/slice_summary.h"
 #include "seqpar/matrix_state.h"
 
 namespace seqpar {
+namespace {
+
+// Per chunk: G (running log decay), gamma, D, the solved U and W, and the summary (M, E).
+struct DeltaChunks {
+  at::Tensor G, gamma, D, U, W, M, E;
+};
+
+DeltaChunks delta_chunks(const at::Tensor& kc, const at::Tensor& vc, const at::Tensor& gc,
+                         const at::Tensor& b, const matrix_state::Dims& d) {
+  DeltaChunks c;
+  c.G = gc.cumsum(3);                    // (B, H, N, C)
+  c.gamma = c.G.exp().unsqueeze(-1);     // (B, H, N, C, 1)
+  const at::Tensor lower = at::ones({d.C, d.C}, kc.options().dtype(at::kBool)).tril();
+  c.D = at::where(lower, c.G.unsqueeze(-1) - c.G.unsqueeze(-2),
+                  -std::numeric_limits<double>::infinity())
+            .exp();  // (B, H, N, C, C)
+  const at::Tensor system =
+      at::eye(d.C, kc.options()) + b * (c.D * at::matmul(kc, kc.transpose(-1, -2))).tril(-1);
+  c.U = at::linalg_solve_triangular(system, b * vc, /*upper=*/false, /*left=*/true,
+                                    /*unitriangular=*/true);
+  c.W = at::linalg_solve_triangular(system, (b * c.gamma) * kc, /*upper=*/false, /*left=*/true,
+                                    /*unitriangular=*/true);
+  const at::Tensor G_last = c.G.narrow(3, d.C - 1, 1);              // (B, H, N, 1)
+  const at::Tensor k_bar = kc * (G_last - c.G).exp().unsqueeze(-1);  // (B, H, N, C, K)
+  c.M = G_last.exp().unsqueeze(-1) * at::eye(d.K, kc.options()) -
+        at::matmul(k_bar.transpose(-1, -2), c.W);                    // (B, H, N, K, K)
+  c.E = at::matmul(k_bar.transpose(-1, -2), c.U);                    // (B, H, N, K, V)
+  return c;
+}
+
+}  // namespace
 
 std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
@@ -38,41 +70,49 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
   if (d.N == 0) return {at::empty({d.B, 0, d.H, d.V}, v.options()), S.clone()};
 
   const at::Tensor qc = matrix_state::to_chunks(q, d, dt) * s;  // (B, H, N, C, K)
-  const at::Tensor kc = matrix_state::to_chunks(k, d, dt);
-  const at::Tensor vc = matrix_state::to_chunks(v, d, dt);  // (B, H, N, C, V)
-  const at::Tensor b = matrix_state::to_chunks_per_head(beta, d, dt).unsqueeze(-1);  // (.., C, 1)
-  const at::Tensor G = matrix_state::to_chunks_per_head(g, d, dt).cumsum(3);          // (.., C)
-  const at::Tensor gamma = G.exp().unsqueeze(-1);                                      // (.., C, 1)
+  const DeltaChunks c = delta_chunks(
+      matrix_state::to_chunks(k, d, dt), matrix_state::to_chunks(v, d, dt),
+      matrix_state::to_chunks_per_head(g, d, dt),
+      matrix_state::to_chunks_per_head(beta, d, dt).unsqueeze(-1), d);
 
-  const auto bopts = q.options().dtype(at::kBool);
-  const at::Tensor lower = at::ones({d.C, d.C}, bopts).tril();
-  const at::Tensor D = at::where(lower, G.unsqueeze(-1) - G.unsqueeze(-2),
-                                 -std::numeric_limits<double>::infinity())
-                           .exp();  // (B, H, N, C, C)
-  const at::Tensor system =
-      at::eye(d.C, qc.options()) + b * (D * at::matmul(kc, kc.transpose(-1, -2))).tril(-1);
-  const at::Tensor U = at::linalg_solve_triangular(system, b * vc, /*upper=*/false,
-                                                   /*left=*/true, /*unitriangular=*/true);
-  const at::Tensor W = at::linalg_solve_triangular(system, (b * gamma) * kc, /*upper=*/false,
-                                                   /*left=*/true, /*unitriangular=*/true);
-
-  // Chunk summaries and the states entering each chunk.
-  const at::Tensor G_last = G.narrow(3, d.C - 1, 1);                   // (B, H, N, 1)
-  const at::Tensor k_bar = kc * (G_last - G).exp().unsqueeze(-1);     // (B, H, N, C, K)
-  const at::Tensor M = G_last.exp().unsqueeze(-1) * at::eye(d.K, qc.options()) -
-                       at::matmul(k_bar.transpose(-1, -2), W);         // (B, H, N, K, K)
-  const at::Tensor E = at::matmul(k_bar.transpose(-1, -2), U);         // (B, H, N, K, V)
+  // The states entering each chunk, in order.
   std::vector<at::Tensor> entering;
   entering.reserve(d.N);
   for (int64_t n = 0; n < d.N; ++n) {
     entering.push_back(S);
-    S = at::matmul(M.select(2, n), S) + E.select(2, n);
+    S = at::matmul(c.M.select(2, n), S) + c.E.select(2, n);
   }
   const at::Tensor S_in = at::stack(entering, 2);  // (B, H, N, K, V)
 
-  const at::Tensor scores = D * at::matmul(qc, kc.transpose(-1, -2));
-  const at::Tensor o = gamma * at::matmul(qc, S_in) + at::matmul(scores, U - at::matmul(W, S_in));
+  const at::Tensor kc = matrix_state::to_chunks(k, d, dt);
+  const at::Tensor scores = c.D * at::matmul(qc, kc.transpose(-1, -2));
+  const at::Tensor o =
+      c.gamma * at::matmul(qc, S_in) + at::matmul(scores, c.U - at::matmul(c.W, S_in));
   return {matrix_state::from_chunks(o, d, v.scalar_type()), S};
+}
+
+std::tuple<at::Tensor, at::Tensor> gated_delta_rule_slice_summary(
+    const at::Tensor& k, const at::Tensor& v, const at::Tensor& g, const at::Tensor& beta,
+    int64_t chunk_size) {
+  constexpr const char* op = "seqpar.sp.chunk_gated_delta_rule";
+  const matrix_state::Dims d = matrix_state::check_qkv(op, k, k, v, chunk_size);
+  const at::ScalarType dt = matrix_state::compute_dtype(k.scalar_type());
+  const auto opts = k.options().dtype(dt);
+  // Identity for an empty slice, built from the inputs (sums over no steps) so that autograd
+  // still reaches this rank's backward collectives.
+  const at::Tensor k0 = k.to(dt).narrow(1, 0, 0), v0 = v.to(dt).narrow(1, 0, 0);
+  at::Tensor M = at::eye(d.K, opts) - at::einsum("bthk,bthj->bhkj", {k0, k0});
+  at::Tensor E = at::einsum("bthk,bthv->bhkv", {k0, v0});
+  if (d.N == 0) return {M, E};
+  const DeltaChunks c = delta_chunks(
+      matrix_state::to_chunks(k, d, dt), matrix_state::to_chunks(v, d, dt),
+      matrix_state::to_chunks_per_head(g, d, dt),
+      matrix_state::to_chunks_per_head(beta, d, dt).unsqueeze(-1), d);
+  for (int64_t n = 0; n < d.N; ++n) {  // (M_n, E_n) o (M, E)
+    E = at::matmul(c.M.select(2, n), E) + c.E.select(2, n);
+    M = at::matmul(c.M.select(2, n), M);
+  }
+  return {M, E};
 }
 
 }  // namespace seqpar

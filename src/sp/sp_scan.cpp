@@ -26,9 +26,7 @@
 #include "seqpar/comm/c10d_communicator.h"
 #include "seqpar/comm/rank_scan.h"
 #include "seqpar/scan.h"
-#ifdef SEQPAR_WITH_CUDA
-#include <c10/cuda/CUDAStream.h>
-#endif
+#include "sp/autograd_support.h"
 
 namespace seqpar::sp {
 namespace {
@@ -36,11 +34,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Holds the communicator in the autograd context (saved_data takes IValues only).
-struct CommunicatorHolder : torch::CustomClassHolder {
-  explicit CommunicatorHolder(std::shared_ptr<comm::Communicator> c) : comm(std::move(c)) {}
-  std::shared_ptr<comm::Communicator> comm;
-};
 const auto kHolderRegistration = torch::class_<CommunicatorHolder>("seqpar", "_SpCommunicator");
 
 at::ScalarType accumulation_type(at::ScalarType t) {
@@ -61,14 +54,6 @@ comm::RankScanAlgo to_rank_scan_algo(ExchangeAlgo algo) {
     case ExchangeAlgo::kAllGather: return comm::RankScanAlgo::kAllGather;
   }
   return comm::RankScanAlgo::kAuto;
-}
-
-comm::Stream stream_for(const at::Tensor& t) {
-#ifdef SEQPAR_WITH_CUDA
-  if (t.is_cuda()) return {c10::cuda::getCurrentCUDAStream(t.device().index()).stream()};
-#endif
-  (void)t;
-  return {};
 }
 
 std::optional<at::Tensor> defined_or_null(const at::Tensor& t) {

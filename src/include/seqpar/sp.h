@@ -65,4 +65,24 @@ std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b
                                         const std::string& group_name,
                                         const SpOptions& options = {});
 
+// Chunked GLA and gated DeltaNet (seqpar/matrix_state.h) with the sequence split along time
+// across the ranks of `group`: each rank passes its own slice (any length, including 0 and
+// lengths that are not a multiple of chunk_size; batch, heads, K, V and dtype must agree), the
+// ranks' slice summaries (M, E) are combined by the cross-rank scan, and each rank finishes its
+// slice from the state entering it. initial_state is read on rank 0 (ignored elsewhere, where
+// its gradient is zero); the returned final state is the global one, the same on every rank,
+// and its gradient is summed over ranks, as for scan above. Differentiable in every tensor.
+std::tuple<at::Tensor, at::Tensor> chunk_gla(const at::Tensor& q, const at::Tensor& k,
+                                             const at::Tensor& v, const at::Tensor& g,
+                                             std::optional<double> scale,
+                                             const std::optional<at::Tensor>& initial_state,
+                                             int64_t chunk_size,
+                                             const std::shared_ptr<comm::Communicator>& group,
+                                             const SpOptions& options = {});
+std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
+    const at::Tensor& beta, std::optional<double> scale,
+    const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
+    const std::shared_ptr<comm::Communicator>& group, const SpOptions& options = {});
+
 }  // namespace seqpar::sp

@@ -1,0 +1,45 @@
+"""Sequence-parallel ops over a torch.distributed group: each rank passes its own time slice.
+
+    import seqpar.sp
+    o, final_state = seqpar.sp.chunk_gla(q, k, v, g, output_final_state=True, group=None)
+
+initial_state is read on rank 0 (ignored on the others); final_state is the global final state,
+the same on every rank; gradients of the replicated final state are summed over ranks
+(torch.distributed's functional-collective convention). group=None means the world group.
+"""
+import torch
+
+from . import load_library
+
+__all__ = ["scan", "chunk_gla", "chunk_gated_delta_rule"]
+
+
+def _group_name(group):
+    import torch.distributed as dist
+    return (group if group is not None else dist.group.WORLD).group_name
+
+
+def scan(a, b, h0=None, reverse=False, group=None):
+    """h_t = a_t * h_{t-1} + b_t with time split across the group's ranks (seqpar.scan's
+    arguments). Returns (h of this slice, the global final state)."""
+    load_library()
+    return torch.ops.seqpar.sp_scan(a, b, h0, reverse, _group_name(group))
+
+
+def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False,
+              chunk_size=64, group=None):
+    """seqpar.chunk_gla with the sequence split along time across the group's ranks."""
+    load_library()
+    o, final_state = torch.ops.seqpar.sp_chunk_gla(q, k, v, g, scale, initial_state, chunk_size,
+                                                   _group_name(group))
+    return o, (final_state if output_final_state else None)
+
+
+def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
+                           output_final_state=False, chunk_size=64, group=None):
+    """seqpar.chunk_gated_delta_rule with the sequence split along time across the group's
+    ranks."""
+    load_library()
+    o, final_state = torch.ops.seqpar.sp_chunk_gated_delta_rule(
+        q, k, v, g, beta, scale, initial_state, chunk_size, _group_name(group))
+    return o, (final_state if output_final_state else None)

@@ -1,0 +1,234 @@
+// Sequence-parallel chunked GLA and gated DeltaNet (seqpar/sp.h; docs/design.md sections 2-3).
+//
+// On rank r of P, holding slice r of the sequence:
+//   1. (M_r, E_r) = the slice's summary (matrix_state/slice_summary.h), by local autograd;
+//   2. x_r = the state entering the slice, from the cross-rank exclusive scan of the summaries
+//      (EnteringState below; rank 0 folds h0 into its summary, E_0 <- M_0 h0 + E_0);
+//   3. (o_r, f_r) = the local chunked op from x_r, by local autograd;
+//   4. the final state f_{P-1} broadcast from the last rank (FinalFromLast).
+// Only steps 2 and 4 cross ranks, so only they are autograd Functions. Backward of step 2,
+// with g_r the gradient reaching x_r: the total adjoint of x_r is mu_r = g_r + M_r^T mu_{r+1}
+// (mu_P = 0, the final state's gradient reaches the last slice through step 4 and 3), an
+// affine recurrence run backwards, so one exclusive scan of (M_r^T, g_r) in reverse rank order
+// gives every rank mu_{r+1}; then dE_r = mu_{r+1}, dM_r = mu_{r+1} x_r^T (elementwise
+// mu_{r+1} * x_r for GLA's diagonal M), dh0 = M_0^T mu_1 + g_0 on rank 0 and zeros elsewhere.
+// The gradient of the replicated final state is summed over ranks (functional collectives'
+// convention, as for sp_scan). The summaries travel in the compute dtype (float32; float64 for
+// float64 inputs). Every combine runs in a fixed order for a given P and algorithm, so results
+// are the same run to run.
+#include <torch/autograd.h>
+
+#include "matrix_state/slice_summary.h"
+#include "seqpar/comm/c10d_communicator.h"
+#include "seqpar/comm/rank_scan.h"
+#include "seqpar/matrix_state.h"
+#include "seqpar/sp.h"
+#include "sp/autograd_support.h"
+
+namespace seqpar::sp {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// GLA's transition is diagonal (per key channel, broadcast over values); gated DeltaNet's is
+// a K x K matrix.
+enum class Transition : int64_t { kDiagonal = 0, kMatrix = 1 };
+
+const comm::SummaryKind& kind_of(Transition t) {
+  return t == Transition::kDiagonal ? comm::diagonal_summary() : comm::matrix_summary();
+}
+at::Tensor apply_transition(Transition t, const at::Tensor& M, const at::Tensor& x) {
+  return t == Transition::kDiagonal ? M * x : at::matmul(M, x);
+}
+at::Tensor transition_gradient(Transition t, const at::Tensor& mu, const at::Tensor& x) {
+  return t == Transition::kDiagonal ? mu * x : at::matmul(mu, x.transpose(-1, -2));
+}
+
+class EnteringState : public torch::autograd::Function<EnteringState> {
+ public:
+  // M: (B, H, K, V) for kDiagonal, (B, H, K, K) for kMatrix; E and h0: (B, H, K, V).
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& M, const at::Tensor& E,
+                            const std::optional<at::Tensor>& h0_opt, int64_t transition,
+                            std::shared_ptr<comm::Communicator> group, int64_t algo) {
+    const Transition t = static_cast<Transition>(transition);
+    comm::Communicator& g = *group;
+    const at::Tensor h0 = h0_opt ? *h0_opt : at::Tensor();
+    const bool first = g.rank() == 0;
+    at::Tensor own_E = E;
+    if (first && h0.defined()) own_E = apply_transition(t, M, h0) + E;
+    const comm::SummaryParts ex =
+        comm::rank_exclusive_scan(g, kind_of(t), {M.contiguous(), own_E.contiguous()},
+                                  /*reverse=*/false, static_cast<comm::RankScanAlgo>(algo),
+                                  stream_for(E));
+    at::Tensor x = first ? (h0.defined() ? h0.clone() : at::zeros_like(E)) : ex[1];
+    ctx->saved_data["transition"] = transition;
+    ctx->saved_data["algo"] = algo;
+    ctx->saved_data["has_h0"] = h0.defined();
+    ctx->saved_data["group"] = c10::make_intrusive<CommunicatorHolder>(group);
+    ctx->save_for_backward({M, x});
+    return x;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const Transition t = static_cast<Transition>(ctx->saved_data["transition"].toInt());
+    const auto algo = static_cast<comm::RankScanAlgo>(ctx->saved_data["algo"].toInt());
+    const bool has_h0 = ctx->saved_data["has_h0"].toBool();
+    comm::Communicator& g = *ctx->saved_data["group"].toCustomClass<CommunicatorHolder>()->comm;
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor &M = saved[0], &x = saved[1];
+    const at::Tensor gx = grads[0].defined() ? grads[0].contiguous() : at::zeros_like(x);
+    const comm::SummaryKind& kind = kind_of(t);
+    // mu_{r+1}: the adjoint entering this slice from its end.
+    const at::Tensor mu_next = comm::rank_exclusive_scan(g, kind, {kind.adjoint_transition(M), gx},
+                                                         /*reverse=*/true, algo, stream_for(x))[1];
+    at::Tensor grad_h0;
+    if (has_h0) {
+      grad_h0 = g.rank() == 0 ? apply_transition(t, kind.adjoint_transition(M), mu_next) + gx
+                              : at::zeros_like(x);
+    }
+    return {transition_gradient(t, mu_next, x), mu_next, grad_h0, at::Tensor(), at::Tensor(),
+            at::Tensor()};
+  }
+};
+
+// The last rank's final state on every rank; its gradient is the sum of the ranks' gradients,
+// entering at the last rank.
+class FinalFromLast : public torch::autograd::Function<FinalFromLast> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& f,
+                            std::shared_ptr<comm::Communicator> group) {
+    comm::Communicator& g = *group;
+    at::Tensor out = f.contiguous().clone();
+    if (g.size() > 1) g.broadcast(comm::mutable_buffer_of(out), g.size() - 1, stream_for(out));
+    ctx->saved_data["group"] = c10::make_intrusive<CommunicatorHolder>(group);
+    return out;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    comm::Communicator& g = *ctx->saved_data["group"].toCustomClass<CommunicatorHolder>()->comm;
+    at::Tensor total = grads[0].contiguous().clone();
+    if (g.size() > 1) g.all_reduce_sum(comm::mutable_buffer_of(total), stream_for(total));
+    if (g.rank() != g.size() - 1) total.zero_();
+    return {total, at::Tensor()};
+  }
+};
+
+// Every rank's (B, H, K, V, dtype) must agree before summaries are exchanged.
+void check_ranks_agree(comm::Communicator& g, const char* op, const at::Tensor& q,
+                       const at::Tensor& v) {
+  std::vector<int64_t> mine{q.size(0), q.size(2), q.size(3), v.size(3),
+                            static_cast<int64_t>(q.scalar_type())};
+  std::vector<int64_t> all(mine.size() * g.size());
+  g.all_gather(comm::host_buffer(mine.data(), mine.size() * sizeof(int64_t), comm::DataType::kInt64),
+               comm::host_buffer(all.data(), all.size() * sizeof(int64_t), comm::DataType::kInt64));
+  for (int r = 0; r < g.size(); ++r)
+    for (size_t i = 0; i < mine.size(); ++i)
+      TORCH_CHECK(all[r * mine.size() + i] == all[i], op, ": rank ", r,
+                  " has (batch, heads, K, V, dtype) different from rank 0's; every rank must pass "
+                  "its own time slice of the same batch, heads and dims");
+}
+
+int64_t resolve_algo(comm::Communicator& g, const SpOptions& options, const at::Tensor& M,
+                     const at::Tensor& E, bool elementwise) {
+  const double bytes = static_cast<double>(M.numel() + E.numel()) * E.element_size();
+  comm::RankScanAlgo algo = comm::RankScanAlgo::kAuto;
+  switch (options.algo) {
+    case ExchangeAlgo::kAuto: break;
+    case ExchangeAlgo::kTree: algo = comm::RankScanAlgo::kTree; break;
+    case ExchangeAlgo::kExscan: algo = comm::RankScanAlgo::kExscan; break;
+    case ExchangeAlgo::kAllGather: algo = comm::RankScanAlgo::kAllGather; break;
+  }
+  return static_cast<int64_t>(comm::choose_rank_scan_algo(g, bytes, algo, elementwise));
+}
+
+std::optional<at::Tensor> state_in_compute_dtype(const std::optional<at::Tensor>& h0,
+                                                 at::ScalarType dt) {
+  if (!h0 || !h0->defined()) return std::nullopt;
+  return h0->to(dt);
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> chunk_gla(const at::Tensor& q, const at::Tensor& k,
+                                             const at::Tensor& v, const at::Tensor& g,
+                                             std::optional<double> scale,
+                                             const std::optional<at::Tensor>& initial_state,
+                                             int64_t chunk_size,
+                                             const std::shared_ptr<comm::Communicator>& group,
+                                             const SpOptions& options) {
+  TORCH_CHECK(group != nullptr, "seqpar::sp::chunk_gla: group is null");
+  // The local op checks every argument; run its checks first on the whole slice.
+  seqpar::chunk_gla(q.narrow(1, 0, 0), k.narrow(1, 0, 0), v.narrow(1, 0, 0), g.narrow(1, 0, 0),
+                    scale, group->rank() == 0 ? initial_state : std::nullopt, chunk_size);
+  check_ranks_agree(*group, "seqpar.sp.chunk_gla", q, v);
+  auto [decay, E] = gla_slice_summary(k, v, g, chunk_size);
+  const at::Tensor M = decay.unsqueeze(-1).expand(E.sizes());
+  const int64_t algo = resolve_algo(*group, options, M, E, true);
+  const at::Tensor x = EnteringState::apply(
+      M, E, group->rank() == 0 ? state_in_compute_dtype(initial_state, E.scalar_type()) : std::nullopt,
+      static_cast<int64_t>(Transition::kDiagonal), group, algo);
+  auto [o, f] = seqpar::chunk_gla(q, k, v, g, scale, x, chunk_size);
+  return {o, FinalFromLast::apply(f, group)};
+}
+
+std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
+    const at::Tensor& beta, std::optional<double> scale,
+    const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
+    const std::shared_ptr<comm::Communicator>& group, const SpOptions& options) {
+  TORCH_CHECK(group != nullptr, "seqpar::sp::chunk_gated_delta_rule: group is null");
+  seqpar::chunk_gated_delta_rule(q.narrow(1, 0, 0), k.narrow(1, 0, 0), v.narrow(1, 0, 0),
+                                 g.narrow(1, 0, 0), beta.narrow(1, 0, 0), scale,
+                                 group->rank() == 0 ? initial_state : std::nullopt, chunk_size);
+  check_ranks_agree(*group, "seqpar.sp.chunk_gated_delta_rule", q, v);
+  auto [M, E] = gated_delta_rule_slice_summary(k, v, g, beta, chunk_size);
+  const int64_t algo = resolve_algo(*group, options, M, E, false);
+  const at::Tensor x = EnteringState::apply(
+      M, E, group->rank() == 0 ? state_in_compute_dtype(initial_state, E.scalar_type()) : std::nullopt,
+      static_cast<int64_t>(Transition::kMatrix), group, algo);
+  auto [o, f] = seqpar::chunk_gated_delta_rule(q, k, v, g, beta, scale, x, chunk_size);
+  return {o, FinalFromLast::apply(f, group)};
+}
+
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> sp_chunk_gla_op(const at::Tensor& q, const at::Tensor& k,
+                                                   const at::Tensor& v, const at::Tensor& g,
+                                                   std::optional<double> scale,
+                                                   const std::optional<at::Tensor>& initial_state,
+                                                   int64_t chunk_size,
+                                                   c10::string_view group_name) {
+  return chunk_gla(q, k, v, g, scale, initial_state, chunk_size,
+                   comm::communicator_for_group(std::string(group_name)));
+}
+
+std::tuple<at::Tensor, at::Tensor> sp_chunk_gated_delta_rule_op(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
+    const at::Tensor& beta, std::optional<double> scale,
+    const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
+    c10::string_view group_name) {
+  return chunk_gated_delta_rule(q, k, v, g, beta, scale, initial_state, chunk_size,
+                                comm::communicator_for_group(std::string(group_name)));
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(seqpar, m) {
+  // Sequence-parallel chunked GLA and gated DeltaNet over the torch.distributed group named
+  // group_name: each rank passes its own time slice; initial_state is read on rank 0; the
+  // final state is the global one, the same on every rank (seqpar/sp.h).
+  m.def(
+      "sp_chunk_gla(Tensor q, Tensor k, Tensor v, Tensor g, float? scale, Tensor? initial_state,"
+      " int chunk_size, str group_name) -> (Tensor o, Tensor final_state)");
+  m.def(
+      "sp_chunk_gated_delta_rule(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,"
+      " float? scale, Tensor? initial_state, int chunk_size, str group_name)"
+      " -> (Tensor o, Tensor final_state)");
+}
+
+TORCH_LIBRARY_IMPL(seqpar, CompositeImplicitAutograd, m) {
+  m.impl("sp_chunk_gla", &sp_chunk_gla_op);
+  m.impl("sp_chunk_gated_delta_rule", &sp_chunk_gated_delta_rule_op);
+}
+
+}  // namespace seqpar::sp
