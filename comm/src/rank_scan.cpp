@@ -23,6 +23,7 @@ const char* rank_scan_algo_name(RankScanAlgo algo) {
     case RankScanAlgo::kTree: return "tree";
     case RankScanAlgo::kExscan: return "exscan";
     case RankScanAlgo::kAllGather: return "allgather";
+    case RankScanAlgo::kRing: return "ring";
   }
   return "unknown";
 }
@@ -32,8 +33,9 @@ RankScanAlgo parse_rank_scan_algo(const std::string& name) {
   if (name == "tree") return RankScanAlgo::kTree;
   if (name == "exscan") return RankScanAlgo::kExscan;
   if (name == "allgather" || name == "all_gather") return RankScanAlgo::kAllGather;
+  if (name == "ring") return RankScanAlgo::kRing;
   throw std::invalid_argument("seqpar: unknown sequence-parallel exchange algorithm '" + name +
-                              "' (expected auto, tree, exscan or allgather)");
+                              "' (expected auto, tree, exscan, allgather or ring)");
 }
 
 DataType data_type_of(at::ScalarType type) {
@@ -87,68 +89,103 @@ CostModel cost_model_for(const std::string& backend) {
     m.tree = cost(6.8, 2.56);
     m.exscan = cost(4.95, 1.42);
     m.allgather = cost(7.15, 3.54);
+    m.ring = m.tree;  // the same point-to-point messages
     m.combine_s_per_byte = 1.0 / 4e9;
+    // One thread's float32 matrix products of 128 x 128 blocks on the 2-core reference
+    // machine (benchmarks/matrix_exchange_bench prints it; 87 GFLOP/s measured).
+    m.flops_per_s = 80e9;
   } else if (backend.rfind("c10d", 0) == 0) {
     // gloo over loopback TCP: every message pays a socket round trip.
-    m.tree = m.exscan = m.allgather = cost(60, 1.5);
+    m.tree = m.exscan = m.allgather = m.ring = cost(60, 1.5);
     m.combine_s_per_byte = 1.0 / 4e9;
+    m.flops_per_s = 80e9;
   } else if (backend == "nccl") {
     // The NVLink parameters of the prediction (docs/sequence_parallel.md).
     m.tree = m.exscan = cost(6, 300);
     m.allgather = cost(6, 300);
+    m.ring = cost(6, 300);
     m.combine_s_per_byte = 1.0 / 3000e9;
+    m.flops_per_s = 50e12;  // stated: an H100's float32 matrix products
   }
-  for (AlgoCost* c : {&m.tree, &m.exscan, &m.allgather}) {
+  for (AlgoCost* c : {&m.tree, &m.exscan, &m.allgather, &m.ring}) {
     c->alpha_s = env_double("SEQPAR_SP_ALPHA_US", c->alpha_s * 1e6) * 1e-6;
     c->beta_s_per_byte = 1.0 / (env_double("SEQPAR_SP_BETA_GBPS", 1e-9 / c->beta_s_per_byte) * 1e9);
   }
   m.combine_s_per_byte =
       1.0 / (env_double("SEQPAR_SP_COMBINE_GBPS", 1e-9 / m.combine_s_per_byte) * 1e9);
+  m.flops_per_s = env_double("SEQPAR_SP_COMBINE_GFLOPS", m.flops_per_s * 1e-9) * 1e9;
   return m;
 }
 
-double predict_rank_scan_seconds(RankScanAlgo algo, int P, double m, const CostModel& model) {
+double predict_rank_scan_seconds(RankScanAlgo algo, int P, double m, const CostModel& model,
+                                 double s) {
+  return predict_rank_scan_seconds(algo, P, ExchangeSize{m, s < 0 ? m / 2 : s, 0, 0}, model);
+}
+
+double predict_rank_scan_seconds(RankScanAlgo algo, int P, const ExchangeSize& size,
+                                 const CostModel& model) {
   if (P <= 1) return 0.0;
+  const double m = size.summary_bytes, s = size.state_bytes;
+  const double combine_s = size.combine_flops / model.flops_per_s;
+  const double apply_s = size.apply_flops / model.flops_per_s;
   const double rounds = std::ceil(std::log2(static_cast<double>(P)));
   switch (algo) {
     case RankScanAlgo::kTree:
       // Every round: one send_recv of m bytes, then two compositions (exclusive and
       // inclusive accumulators), each reading 2 and writing 1 summary.
       return rounds * (model.tree.alpha_s + m * model.tree.beta_s_per_byte +
-                       3.0 * m * model.combine_s_per_byte);
+                       3.0 * m * model.combine_s_per_byte + 2.0 * combine_s);
     case RankScanAlgo::kExscan:
       // Open MPI runs Exscan as log-depth rounds with the user op on the host.
-      return rounds * (model.exscan.alpha_s + m * model.exscan.beta_s_per_byte);
+      return rounds * (model.exscan.alpha_s + m * model.exscan.beta_s_per_byte + combine_s);
     case RankScanAlgo::kAllGather:
       // Latency of a log-depth all-gather, bandwidth of receiving (P-1) summaries, and the
       // fold of up to P-1 predecessors.
       return rounds * model.allgather.alpha_s + (P - 1) * m * model.allgather.beta_s_per_byte +
-             (P - 1) * 1.5 * m * model.combine_s_per_byte;
+             (P - 1) * (1.5 * m * model.combine_s_per_byte + combine_s);
+    case RankScanAlgo::kRing:
+      // P - 1 hops one after another, each a message of one state and one application of a
+      // summary to it (reads the summary and the state, writes a state).
+      return (P - 1) * (model.ring.alpha_s + s * model.ring.beta_s_per_byte +
+                        (m + 2.0 * s) * model.combine_s_per_byte + apply_s);
     case RankScanAlgo::kAuto: break;
   }
   return std::numeric_limits<double>::infinity();
 }
 
 RankScanAlgo choose_rank_scan_algo(const Communicator& comm, double summary_bytes,
+                                   RankScanAlgo requested, bool exscan_possible,
+                                   double state_bytes) {
+  return choose_rank_scan_algo(comm, ExchangeSize{summary_bytes, state_bytes, 0, 0}, requested,
+                               exscan_possible);
+}
+
+RankScanAlgo choose_rank_scan_algo(const Communicator& comm, const ExchangeSize& size,
                                    RankScanAlgo requested, bool exscan_possible) {
+  const double state_bytes = size.state_bytes;
   if (requested != RankScanAlgo::kAuto) return requested;
   if (const char* env = std::getenv("SEQPAR_SP_ALGO")) {
     RankScanAlgo algo = parse_rank_scan_algo(env);
     if (algo == RankScanAlgo::kExscan && !exscan_possible) return RankScanAlgo::kTree;
+    if (algo == RankScanAlgo::kRing && state_bytes <= 0) return RankScanAlgo::kTree;
     if (algo != RankScanAlgo::kAuto) return algo;
   }
   const std::string backend = comm.backend_name();
   const CostModel model = cost_model_for(backend);
   RankScanAlgo best = RankScanAlgo::kTree;
-  double best_s = predict_rank_scan_seconds(best, comm.size(), summary_bytes, model);
+  double best_s = predict_rank_scan_seconds(best, comm.size(), size, model);
   const double gather_s =
-      predict_rank_scan_seconds(RankScanAlgo::kAllGather, comm.size(), summary_bytes, model);
+      predict_rank_scan_seconds(RankScanAlgo::kAllGather, comm.size(), size, model);
   if (gather_s < best_s) best = RankScanAlgo::kAllGather, best_s = gather_s;
+  if (state_bytes > 0) {
+    const double ring_s = predict_rank_scan_seconds(RankScanAlgo::kRing, comm.size(), size, model);
+    if (ring_s < best_s) best = RankScanAlgo::kRing, best_s = ring_s;
+  }
 #ifdef SEQPAR_COMM_WITH_MPI
   // MPI_Exscan needs the MPI communicator itself, not a wrapper that reports the same backend.
   if (exscan_possible && dynamic_cast<const MpiCommunicator*>(&comm) != nullptr) {
     const double exscan_s =
-        predict_rank_scan_seconds(RankScanAlgo::kExscan, comm.size(), summary_bytes, model);
+        predict_rank_scan_seconds(RankScanAlgo::kExscan, comm.size(), size, model);
     if (exscan_s < best_s) best = RankScanAlgo::kExscan, best_s = exscan_s;
   }
 #endif
@@ -180,6 +217,13 @@ class DiagonalSummary final : public SummaryKind {
   at::Tensor adjoint_transition(const at::Tensor& A) const override {
     return A.conj().resolve_conj();
   }
+  at::Tensor apply(const SummaryParts& s, const at::Tensor& x) const override {
+    return at::addcmul(s[1], s[0], x);
+  }
+  ExchangeSize exchange_size(const SummaryParts& s) const override {
+    const double e = static_cast<double>(s[0].element_size());
+    return {2.0 * s[0].numel() * e, s[1].numel() * e, 0, 0};  // elementwise: bytes only
+  }
   bool elementwise() const override { return true; }
 };
 
@@ -207,6 +251,17 @@ class MatrixSummary final : public SummaryKind {
   }
   at::Tensor adjoint_transition(const at::Tensor& M) const override {
     return M.transpose(-1, -2).conj().resolve_conj().contiguous();
+  }
+  at::Tensor apply(const SummaryParts& s, const at::Tensor& x) const override {
+    return at::matmul(s[0], x) + s[1];
+  }
+  ExchangeSize exchange_size(const SummaryParts& s) const override {
+    const double e = static_cast<double>(s[0].element_size());
+    const double K = static_cast<double>(s[0].size(-1)), V = static_cast<double>(s[1].size(-1));
+    const double heads = static_cast<double>(s[0].numel()) / (K * K);
+    // combine: M_l M_e and M_l E_e; apply: M x.
+    return {(s[0].numel() + s[1].numel()) * e, s[1].numel() * e, 2.0 * heads * K * K * (K + V),
+            2.0 * heads * K * K * V};
   }
 };
 
@@ -297,6 +352,27 @@ SummaryParts all_gather_scan(Communicator& comm, const SummaryKind& kind,
     exclusive = kind.combine(unpack(all[r], own), exclusive);
   }
   return exclusive;
+}
+
+// The state handed from rank to rank: position q receives the state entering it from q - 1 and
+// sends its summary applied to it to q + 1.
+at::Tensor ring_entering_state(Communicator& comm, const SummaryKind& kind,
+                               const SummaryParts& own, bool reverse, Stream stream) {
+  const int P = comm.size();
+  const int q = reverse ? P - 1 - comm.rank() : comm.rank();
+  auto rank_of = [&](int position) { return reverse ? P - 1 - position : position; };
+  at::Tensor state = at::zeros_like(own[1]);
+  if (q > 0) {
+    comm.send_recv(ConstBuffer{}, -1, mutable_buffer_of(state), rank_of(q - 1), kTreeTag + 1,
+                   stream);
+  }
+  if (q + 1 < P) {
+    at::Tensor next = kind.apply(own, state).contiguous();
+    at::Tensor none = at::empty({0}, own[1].options());
+    comm.send_recv(const_buffer_of(next), rank_of(q + 1), mutable_buffer_of(none), -1,
+                   kTreeTag + 1, stream);
+  }
+  return state;
 }
 
 Summary identity_like(const at::Tensor& A) { return {at::ones_like(A), at::zeros_like(A)}; }
@@ -398,8 +474,9 @@ SummaryParts rank_exclusive_scan(Communicator& comm, const SummaryKind& kind,
               "complex128, got ",
               t);
   if (comm.size() == 1) return kind.identity_like(own);
-  const double m = static_cast<double>(packed_numel(own)) * own[0].element_size();
-  switch (choose_rank_scan_algo(comm, m, algo, kind.elementwise())) {
+  ExchangeSize size = kind.exchange_size(own);
+  size.state_bytes = 0;  // whole summaries: no ring
+  switch (choose_rank_scan_algo(comm, size, algo, kind.elementwise())) {
     case RankScanAlgo::kTree: return tree_scan(comm, kind, own, reverse, stream);
     case RankScanAlgo::kAllGather: return all_gather_scan(comm, kind, own, reverse, stream);
     case RankScanAlgo::kExscan: {
@@ -415,10 +492,26 @@ SummaryParts rank_exclusive_scan(Communicator& comm, const SummaryKind& kind,
                                    "elementwise summary kind (this one is '") +
                            kind.name() + "')");
     }
+    case RankScanAlgo::kRing:
+      SEQPAR_COMM_FAIL(CommError, comm.backend_name(), "rank_exclusive_scan", comm.rank(), -1,
+                       "the ring passes states, not summaries: use rank_entering_state");
     case RankScanAlgo::kAuto: break;
   }
   SEQPAR_COMM_FAIL(CommError, comm.backend_name(), "rank_exclusive_scan", comm.rank(), -1,
                    "no algorithm chosen");
+}
+
+at::Tensor rank_entering_state(Communicator& comm, const SummaryKind& kind,
+                               const SummaryParts& own_in, bool reverse, RankScanAlgo algo,
+                               Stream stream) {
+  kind.check(own_in);
+  if (comm.size() == 1) return at::zeros_like(own_in[1]);
+  SummaryParts own;
+  for (const at::Tensor& t : own_in) own.push_back(t.contiguous());
+  const RankScanAlgo chosen =
+      choose_rank_scan_algo(comm, kind.exchange_size(own), algo, kind.elementwise());
+  if (chosen == RankScanAlgo::kRing) return ring_entering_state(comm, kind, own, reverse, stream);
+  return rank_exclusive_scan(comm, kind, own, reverse, chosen, stream)[1];
 }
 
 std::pair<at::Tensor, at::Tensor> rank_exclusive_scan(Communicator& comm, const at::Tensor& A,

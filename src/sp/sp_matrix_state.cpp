@@ -57,11 +57,10 @@ class EnteringState : public torch::autograd::Function<EnteringState> {
     const bool first = g.rank() == 0;
     at::Tensor own_E = E;
     if (first && h0.defined()) own_E = apply_transition(t, M, h0) + E;
-    const comm::SummaryParts ex =
-        comm::rank_exclusive_scan(g, kind_of(t), {M.contiguous(), own_E.contiguous()},
-                                  /*reverse=*/false, static_cast<comm::RankScanAlgo>(algo),
-                                  stream_for(E));
-    at::Tensor x = first ? (h0.defined() ? h0.clone() : at::zeros_like(E)) : ex[1];
+    const at::Tensor entering =
+        comm::rank_entering_state(g, kind_of(t), {M, own_E}, /*reverse=*/false,
+                                  static_cast<comm::RankScanAlgo>(algo), stream_for(E));
+    at::Tensor x = first ? (h0.defined() ? h0.clone() : at::zeros_like(E)) : entering;
     ctx->saved_data["transition"] = transition;
     ctx->saved_data["algo"] = algo;
     ctx->saved_data["has_h0"] = h0.defined();
@@ -80,8 +79,8 @@ class EnteringState : public torch::autograd::Function<EnteringState> {
     const at::Tensor gx = grads[0].defined() ? grads[0].contiguous() : at::zeros_like(x);
     const comm::SummaryKind& kind = kind_of(t);
     // mu_{r+1}: the adjoint entering this slice from its end.
-    const at::Tensor mu_next = comm::rank_exclusive_scan(g, kind, {kind.adjoint_transition(M), gx},
-                                                         /*reverse=*/true, algo, stream_for(x))[1];
+    const at::Tensor mu_next = comm::rank_entering_state(
+        g, kind, {kind.adjoint_transition(M), gx}, /*reverse=*/true, algo, stream_for(x));
     at::Tensor grad_h0;
     if (has_h0) {
       grad_h0 = g.rank() == 0 ? apply_transition(t, kind.adjoint_transition(M), mu_next) + gx
@@ -128,17 +127,19 @@ void check_ranks_agree(comm::Communicator& g, const char* op, const at::Tensor& 
                   "its own time slice of the same batch, heads and dims");
 }
 
-int64_t resolve_algo(comm::Communicator& g, const SpOptions& options, const at::Tensor& M,
-                     const at::Tensor& E, bool elementwise) {
-  const double bytes = static_cast<double>(M.numel() + E.numel()) * E.element_size();
+int64_t resolve_algo(comm::Communicator& g, const SpOptions& options, Transition t,
+                     const at::Tensor& M, const at::Tensor& E) {
   comm::RankScanAlgo algo = comm::RankScanAlgo::kAuto;
   switch (options.algo) {
     case ExchangeAlgo::kAuto: break;
     case ExchangeAlgo::kTree: algo = comm::RankScanAlgo::kTree; break;
     case ExchangeAlgo::kExscan: algo = comm::RankScanAlgo::kExscan; break;
     case ExchangeAlgo::kAllGather: algo = comm::RankScanAlgo::kAllGather; break;
+    case ExchangeAlgo::kRing: algo = comm::RankScanAlgo::kRing; break;
   }
-  return static_cast<int64_t>(comm::choose_rank_scan_algo(g, bytes, algo, elementwise));
+  const comm::SummaryKind& kind = kind_of(t);
+  return static_cast<int64_t>(
+      comm::choose_rank_scan_algo(g, kind.exchange_size({M, E}), algo, kind.elementwise()));
 }
 
 std::optional<at::Tensor> state_in_compute_dtype(const std::optional<at::Tensor>& h0,
@@ -163,7 +164,7 @@ std::tuple<at::Tensor, at::Tensor> chunk_gla(const at::Tensor& q, const at::Tens
   check_ranks_agree(*group, "seqpar.sp.chunk_gla", q, v);
   auto [decay, E] = gla_slice_summary(k, v, g, chunk_size);
   const at::Tensor M = decay.unsqueeze(-1).expand(E.sizes());
-  const int64_t algo = resolve_algo(*group, options, M, E, true);
+  const int64_t algo = resolve_algo(*group, options, Transition::kDiagonal, M, E);
   const at::Tensor x = EnteringState::apply(
       M, E, group->rank() == 0 ? state_in_compute_dtype(initial_state, E.scalar_type()) : std::nullopt,
       static_cast<int64_t>(Transition::kDiagonal), group, algo);
@@ -182,7 +183,7 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
                                  group->rank() == 0 ? initial_state : std::nullopt, chunk_size);
   check_ranks_agree(*group, "seqpar.sp.chunk_gated_delta_rule", q, v);
   auto [M, E] = gated_delta_rule_slice_summary(k, v, g, beta, chunk_size);
-  const int64_t algo = resolve_algo(*group, options, M, E, false);
+  const int64_t algo = resolve_algo(*group, options, Transition::kMatrix, M, E);
   const at::Tensor x = EnteringState::apply(
       M, E, group->rank() == 0 ? state_in_compute_dtype(initial_state, E.scalar_type()) : std::nullopt,
       static_cast<int64_t>(Transition::kMatrix), group, algo);

@@ -52,6 +52,7 @@ comm::RankScanAlgo to_rank_scan_algo(ExchangeAlgo algo) {
     case ExchangeAlgo::kTree: return comm::RankScanAlgo::kTree;
     case ExchangeAlgo::kExscan: return comm::RankScanAlgo::kExscan;
     case ExchangeAlgo::kAllGather: return comm::RankScanAlgo::kAllGather;
+    case ExchangeAlgo::kRing: return comm::RankScanAlgo::kRing;
   }
   return comm::RankScanAlgo::kAuto;
 }
@@ -159,8 +160,9 @@ class SpScanFunction : public torch::autograd::Function<SpScanFunction> {
     at::Tensor A = A_in.to(acc).contiguous();
     at::Tensor B = B_in.to(acc).contiguous();
     if (rank == first_rank && h0.defined()) B = at::addcmul(B, A, h0.to(acc)).contiguous();
-    auto [EA, EB] = comm::rank_exclusive_scan(g, A, B, reverse, algo, stream);
-    (void)EA;  // h0 is folded into the first summary, so B(E_r) alone is the entering state.
+    // h0 is folded into the first summary, so B(E_r) alone is the entering state.
+    const at::Tensor EB =
+        comm::rank_entering_state(g, comm::diagonal_summary(), {A, B}, reverse, algo, stream);
 
     at::Tensor entering;  // the state this slice starts from; undefined means zeros
     if (rank == first_rank) {
@@ -211,8 +213,8 @@ class SpScanFunction : public torch::autograd::Function<SpScanFunction> {
     at::Tensor adjoint_B = slice_adjoint_summary(a, grad_h, reverse, acc);
     if (rank == last_rank) adjoint_B = at::addcmul(adjoint_B, adjoint_A, ghl);
     adjoint_B = adjoint_B.contiguous();
-    auto [EA, EB] = comm::rank_exclusive_scan(g, adjoint_A, adjoint_B, !reverse, algo, stream);
-    (void)EA;
+    const at::Tensor EB = comm::rank_entering_state(g, comm::diagonal_summary(),
+                                                    {adjoint_A, adjoint_B}, !reverse, algo, stream);
     const at::Tensor incoming = (rank == last_rank ? ghl : EB).to(a.scalar_type());
 
     auto [grad_a, grad_b, grad_entering] = seqpar_scan_backward(
@@ -254,11 +256,11 @@ std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b
   // uses the one forward used. A summary is (A, B): 2 x batch x channels accumulation elements.
   int64_t state_elems = a.size(0);
   for (int64_t d = 2; d < a.dim(); ++d) state_elems *= a.size(d);
-  algo = comm::choose_rank_scan_algo(
-      *group,
-      2.0 * static_cast<double>(state_elems) *
-          static_cast<double>(c10::elementSize(accumulation_type(a.scalar_type()))),
-      algo);
+  const double state_bytes =
+      static_cast<double>(state_elems) *
+      static_cast<double>(c10::elementSize(accumulation_type(a.scalar_type())));
+  algo = comm::choose_rank_scan_algo(*group, 2.0 * state_bytes, algo, /*exscan_possible=*/true,
+                                     state_bytes);
   auto outputs = SpScanFunction::apply(a, b, h0, reverse,
                                        group, algo);
   return {outputs[0], outputs[1]};

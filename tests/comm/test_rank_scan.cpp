@@ -147,6 +147,50 @@ TEST(MatrixRankScan, ExscanIsRefusedOrReplaced) {
   EXPECT_TRUE(at::equal(via_env[1], via_tree[1]));
 }
 
+// rank_entering_state, every algorithm (the ring passes states), both kinds and directions:
+// the second part of the sequential fold, exactly.
+TEST(EnteringState, EveryAlgorithmMatchesTheFold) {
+  MpiCommunicator comm;
+  const int P = comm.size();
+  for (const SummaryKind* kind : {&diagonal_summary(), &matrix_summary()})
+    for (bool reverse : {false, true})
+      for (RankScanAlgo algo : {RankScanAlgo::kTree, RankScanAlgo::kAllGather, RankScanAlgo::kRing,
+                                RankScanAlgo::kExscan, RankScanAlgo::kAuto}) {
+        if (algo == RankScanAlgo::kExscan && !kind->elementwise()) continue;
+        auto summary = [&](int r) {
+          if (kind->elementwise()) {
+            Summary s = summary_of_rank(r, at::kDouble);
+            return SummaryParts{s.first, s.second};
+          }
+          return matrix_summary_of_rank(r, at::kDouble);
+        };
+        const int q = reverse ? P - 1 - comm.rank() : comm.rank();
+        SummaryParts want = kind->identity_like(summary(0));
+        for (int position = 0; position < q; ++position)
+          want = kind->combine(summary(reverse ? P - 1 - position : position), want);
+        const at::Tensor got = rank_entering_state(comm, *kind, summary(comm.rank()), reverse, algo);
+        EXPECT_TRUE(at::equal(got, want[1]))
+            << kind->name() << " " << rank_scan_algo_name(algo) << (reverse ? " reverse" : "")
+            << " rank " << comm.rank() << "\n" << got << "\n" << want[1];
+      }
+}
+
+TEST(RankScanCostModel, RingPredictionAndChoice) {
+  CostModel m;
+  m.tree = m.ring = m.allgather = AlgoCost{10e-6, 1.0 / 10e9};
+  m.combine_s_per_byte = 0;
+  const double bytes = 2.0 * (1 << 20), state = bytes / 2;
+  // P - 1 hops of one state.
+  EXPECT_DOUBLE_EQ(predict_rank_scan_seconds(RankScanAlgo::kRing, 3, bytes, m, state),
+                   2 * (10e-6 + state / 10e9));
+  // Two and three ranks: as many hops as the tree has rounds, half the bytes each.
+  EXPECT_LT(predict_rank_scan_seconds(RankScanAlgo::kRing, 3, bytes, m, state),
+            predict_rank_scan_seconds(RankScanAlgo::kTree, 3, bytes, m));
+  EXPECT_GT(predict_rank_scan_seconds(RankScanAlgo::kRing, 1024, bytes, m, state),
+            predict_rank_scan_seconds(RankScanAlgo::kTree, 1024, bytes, m));
+  EXPECT_EQ(parse_rank_scan_algo("ring"), RankScanAlgo::kRing);
+}
+
 TEST(SummaryKinds, IdentityAdjointAndShapeChecks) {
   const SummaryKind& m = matrix_summary();
   const SummaryParts s = matrix_summary_of_rank(1, at::kDouble);
@@ -170,7 +214,7 @@ TEST(RankScanAlgoChoice, EnvironmentOverridesAuto) {
   // An explicit request beats the environment.
   EXPECT_EQ(choose_rank_scan_algo(comm, 1024, RankScanAlgo::kExscan), RankScanAlgo::kExscan);
   unsetenv("SEQPAR_SP_ALGO");
-  EXPECT_THROW(parse_rank_scan_algo("ring"), std::invalid_argument);
+  EXPECT_THROW(parse_rank_scan_algo("butterfly"), std::invalid_argument);
 }
 
 TEST(RankScanCostModel, TreeBeatsAllGatherForLargeSummariesAndManyRanks) {

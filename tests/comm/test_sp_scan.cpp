@@ -64,7 +64,8 @@ std::string case_name(const testing::TestParamInfo<Case>& info) {
   const char* split = c.split == Split::kEven ? "even" : (c.split == Split::kUneven ? "uneven" : "empty");
   const char* algo = c.algo == ExchangeAlgo::kTree ? "tree"
                      : c.algo == ExchangeAlgo::kAllGather ? "allgather"
-                     : c.algo == ExchangeAlgo::kExscan ? "exscan" : "auto";
+                     : c.algo == ExchangeAlgo::kExscan ? "exscan"
+                     : c.algo == ExchangeAlgo::kRing ? "ring" : "auto";
   return std::string(split) + (c.reverse ? "_reverse" : "_forward") + (c.with_h0 ? "_h0_" : "_noh0_") +
          algo + "_" + c10::toString(c.dtype);
 }
@@ -149,7 +150,8 @@ std::vector<Case> sp_cases() {
   std::vector<Case> cases;
   for (Split split : {Split::kEven, Split::kUneven, Split::kEmptySlices})
     for (bool reverse : {false, true})
-      for (ExchangeAlgo algo : {ExchangeAlgo::kTree, ExchangeAlgo::kAllGather, ExchangeAlgo::kExscan})
+      for (ExchangeAlgo algo : {ExchangeAlgo::kTree, ExchangeAlgo::kAllGather, ExchangeAlgo::kExscan,
+                                ExchangeAlgo::kRing})
         cases.push_back({split, reverse, /*with_h0=*/split != Split::kEven, algo, at::kDouble});
   cases.push_back({Split::kUneven, false, false, ExchangeAlgo::kAuto, at::kDouble});
   cases.push_back({Split::kUneven, false, true, ExchangeAlgo::kAuto, at::kFloat});

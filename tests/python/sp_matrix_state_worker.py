@@ -48,7 +48,8 @@ def run(model, inputs, h0, chunk, group=None):
     return fn(*inputs, initial_state=h0, output_final_state=True, chunk_size=chunk, group=group)
 
 
-def check_case(model, split, chunk, dtype, tol):
+def check_case(model, split, chunk, dtype, tol, algo="auto"):
+    os.environ["SEQPAR_SP_ALGO"] = algo
     P, r = dist.get_world_size(), dist.get_rank()
     lengths = slice_lengths(split, P)
     start, total = sum(lengths[:r]), sum(lengths)
@@ -75,7 +76,7 @@ def check_case(model, split, chunk, dtype, tol):
         err = (got.double() - want.double()).abs().max().item() if got.numel() else 0.0
         scale = max(want.double().abs().max().item() if want.numel() else 0.0, 1.0)
         assert err <= tol * scale, (f"rank {r} P={P} {model} {split} chunk={chunk} {dtype}: "
-                                    f"{name} differs by {err:.3g} (scale {scale:.3g})")
+                                    f"({algo}) {name} differs by {err:.3g} (scale {scale:.3g})")
 
     close("o", o, o_ref[:, start:start + lengths[r]])
     close("final_state", S, S_ref)
@@ -99,7 +100,9 @@ def main():
                 check_case(model, split, chunk, torch.float64, 1e-10)
                 cases += 1
         check_case(model, "uneven", 16, torch.float32, 2e-4)
-        cases += 1
+        for algo in ("tree", "allgather", "ring"):
+            check_case(model, "empty", 16, torch.float64, 1e-10, algo)
+        cases += 4
     print(f"rank {dist.get_rank()}: sp matrix-state checks passed on {dist.get_world_size()} "
           f"ranks ({cases} cases)", flush=True)
     dist.destroy_process_group()

@@ -82,7 +82,7 @@ def run_checks():
     assert report.startswith("ok: c10d:gloo"), report
     for split in ("even", "uneven", "empty"):
         for reverse in (False, True):
-            for algo in ("tree", "allgather"):
+            for algo in ("tree", "allgather", "ring"):
                 check_case(world, split, reverse, split != "even", algo, torch.float64, 1e-12)
     check_case(world, "uneven", False, True, "auto", torch.float32, 2e-5)
     check_case(world, "uneven", True, True, "tree", torch.complex64, 2e-5)

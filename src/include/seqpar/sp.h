@@ -2,7 +2,7 @@
 // rank holding one contiguous slice (docs/design.md section 2).
 //
 //   1. local summary (A_r, B_r) of the slice            (seqpar::scan_summary)
-//   2. exclusive scan of the summaries across ranks      (seqpar::comm::rank_exclusive_scan)
+//   2. exclusive scan of the summaries across ranks      (seqpar::comm::rank_entering_state)
 //      -> the state H_r entering this rank
 //   3. local scan of the slice from H_r                  (seqpar::scan)
 //
@@ -44,6 +44,7 @@ enum class ExchangeAlgo : int {
   kTree,       // recursive doubling over send/recv: ceil(log2 P) rounds of 2D elements
   kExscan,     // MPI_Exscan with a non-commutative user MPI_Op (MPI backend only)
   kAllGather,  // all-gather every summary, fold the predecessors locally
+  kRing,       // the state passed rank to rank: P - 1 hops of D elements, one after another
 };
 
 struct SpOptions {

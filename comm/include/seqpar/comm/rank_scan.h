@@ -20,6 +20,9 @@
 //               rank-reversed duplicate communicator.
 //   kAllGather  one all_gather of every summary ((P-1)*m bytes received per rank), then each
 //               rank folds its predecessors locally.
+//   kRing       the state passed rank to rank (LASP-1's scheme): P-1 sequential hops, each
+//               carrying one state (s bytes: B's, E's size), applied to the next rank's summary.
+//               Gives the entering state only (rank_entering_state), not whole summaries.
 // kAuto picks the algorithm with the smallest predicted time under the alpha-beta model below;
 // the environment variable SEQPAR_SP_ALGO=tree|exscan|allgather overrides kAuto (exscan falls
 // back to tree for kinds it cannot run).
@@ -34,6 +37,7 @@
 //   kAllGather  a left fold in scan order: E_q = S_{q-1} o (... o (S_1 o S_0)), the same
 //               shape on every rank.
 //   kExscan     MPI's (unspecified) order.
+//   kRing       the state itself, S_{q-1}(... S_1(S_0(0))): no summaries are combined.
 //
 // Summaries must be float32, float64, complex64 or complex128 (callers upcast half types so
 // the boundary states keep the accumulation precision). Tensors may live on any device the
@@ -50,38 +54,58 @@
 
 namespace seqpar::comm {
 
-enum class RankScanAlgo : int { kAuto, kTree, kExscan, kAllGather };
+enum class RankScanAlgo : int { kAuto, kTree, kExscan, kAllGather, kRing };
 const char* rank_scan_algo_name(RankScanAlgo algo);
-RankScanAlgo parse_rank_scan_algo(const std::string& name);  // auto|tree|exscan|allgather
+RankScanAlgo parse_rank_scan_algo(const std::string& name);  // auto|tree|exscan|allgather|ring
 
 // Alpha-beta model of one exchange, per algorithm: a step costs alpha + bytes * beta, where
-//   tree, exscan: ceil(log2 P) steps of m bytes;  allgather: ceil(log2 P) * alpha + (P-1) m beta.
+//   tree, exscan: ceil(log2 P) steps of m bytes;  allgather: ceil(log2 P) * alpha + (P-1) m beta;
+//   ring: P - 1 steps of s bytes (one state), one after another.
+// Composition adds combine_s_per_byte per byte of the summaries it reads and writes, and, for
+// kinds whose combine is a matrix product, its floating-point operations at flops_per_s.
 // Composition adds combine_s_per_byte per byte of the summaries it reads and writes.
 struct AlgoCost {
   double alpha_s = 20e-6;
   double beta_s_per_byte = 1.0 / 10e9;
 };
 struct CostModel {
-  AlgoCost tree, exscan, allgather;
+  AlgoCost tree, exscan, allgather, ring;
   double combine_s_per_byte = 1.0 / 20e9;
+  double flops_per_s = 20e9;
+};
+
+// What one exchange moves and computes (SummaryKind::exchange_size gives it for a summary).
+struct ExchangeSize {
+  double summary_bytes = 0;  // m
+  double state_bytes = 0;    // s; 0 when the caller needs whole summaries (no ring)
+  double combine_flops = 0;  // arithmetic of one combine beyond its memory traffic
+  double apply_flops = 0;    // of applying a summary to a state
 };
 
 // The model used for `backend` ("mpi", "nccl", "c10d:gloo", ...): values fitted by
 // benchmarks/sp_exchange_bench and benchmarks/sp_cost_model.py (docs/sequence_parallel.md).
 // SEQPAR_SP_ALPHA_US and SEQPAR_SP_BETA_GBPS override alpha and beta of every algorithm,
-// SEQPAR_SP_COMBINE_GBPS the composition speed.
+// SEQPAR_SP_COMBINE_GBPS the composition speed, SEQPAR_SP_COMBINE_GFLOPS its arithmetic rate.
 CostModel cost_model_for(const std::string& backend);
 
-// Predicted seconds of one exclusive scan of P summaries of `summary_bytes` (= m) each.
+// Predicted seconds of one exclusive scan of P summaries of `summary_bytes` (= m) each; the
+// ring's hops carry one state of `state_bytes` (s; m / 2 when not given: B or E of a K = V
+// summary).
 double predict_rank_scan_seconds(RankScanAlgo algo, int P, double summary_bytes,
+                                 const CostModel& model, double state_bytes = -1);
+double predict_rank_scan_seconds(RankScanAlgo algo, int P, const ExchangeSize& size,
                                  const CostModel& model);
 
 // The algorithm a call with `requested` runs: requested unless kAuto; kAuto honours
 // SEQPAR_SP_ALGO, then takes the cheapest predicted algorithm the backend offers. With
-// exscan_possible = false (a kind MPI_Exscan cannot combine) kAuto never picks kExscan.
+// exscan_possible = false (a kind MPI_Exscan cannot combine) kAuto never picks kExscan; with
+// state_bytes = 0 (the caller needs whole summaries) never kRing; an environment choice that is
+// not possible runs kTree.
 RankScanAlgo choose_rank_scan_algo(const Communicator& comm, double summary_bytes,
                                    RankScanAlgo requested = RankScanAlgo::kAuto,
-                                   bool exscan_possible = true);
+                                   bool exscan_possible = true, double state_bytes = 0);
+RankScanAlgo choose_rank_scan_algo(const Communicator& comm, const ExchangeSize& size,
+                                   RankScanAlgo requested, bool exscan_possible);
 
 // The tensors of one summary, on one device, in one dtype.
 using SummaryParts = std::vector<at::Tensor>;
@@ -97,9 +121,13 @@ class SummaryKind {
   virtual SummaryParts identity_like(const SummaryParts& s) const = 0;
   // later o earlier: the map that applies `earlier` first.
   virtual SummaryParts combine(const SummaryParts& later, const SummaryParts& earlier) const = 0;
+  // The state after the map: A*x + B, or M x + E.
+  virtual at::Tensor apply(const SummaryParts& s, const at::Tensor& state) const = 0;
   // The summary of the adjoint's transition: conjugate-transposed maps, which compose in the
   // opposite order (the second part, the adjoint's input, is the caller's).
   virtual at::Tensor adjoint_transition(const at::Tensor& transition) const = 0;
+  // Bytes and arithmetic of exchanging and combining this summary, for the cost model.
+  virtual ExchangeSize exchange_size(const SummaryParts& s) const = 0;
   // True when combine acts independently on aligned scalars of same-shaped parts, so that
   // MPI_Exscan's elementwise user op can run it.
   virtual bool elementwise() const { return false; }
@@ -113,6 +141,14 @@ const SummaryKind& matrix_summary();
 SummaryParts rank_exclusive_scan(Communicator& comm, const SummaryKind& kind,
                                  const SummaryParts& own, bool reverse,
                                  RankScanAlgo algo = RankScanAlgo::kAuto, Stream stream = {});
+
+// The state entering this rank when the scan starts from zeros: E_r applied to 0, i.e. the
+// second part of rank_exclusive_scan's result (callers fold h0 into the first rank's summary).
+// Runs every algorithm, the ring included (which then passes states, not summaries). Shaped
+// like own[1].
+at::Tensor rank_entering_state(Communicator& comm, const SummaryKind& kind,
+                               const SummaryParts& own, bool reverse,
+                               RankScanAlgo algo = RankScanAlgo::kAuto, Stream stream = {});
 
 // The diagonal kind with its two parts as a pair: (A(E_r), B(E_r)) shaped like A.
 std::pair<at::Tensor, at::Tensor> rank_exclusive_scan(Communicator& comm, const at::Tensor& A,

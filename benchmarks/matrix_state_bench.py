@@ -1,0 +1,251 @@
+"""Speed and memory of the chunked matrix-state ops (docs/matrix_state.md), as ratios in one run.
+
+    python benchmarks/matrix_state_bench.py [--device cpu|cuda] [--log2-t 16] [--heads 4]
+        [--dim 64] [--chunk 64] [--recurrence-log2-t 11] [--sp-ranks 2] [--reps 3] [--json out]
+
+For gated linear attention and gated DeltaNet (float32, batch 1), forward + backward of
+loss = sum(o * w) + sum(S_T * u):
+  * chunked   seqpar.chunk_gla / chunk_gated_delta_rule at T = 2^log2_t: median time, tokens/s;
+  * flops     its matrix-multiply FLOPs (forward + backward, counted by
+              torch.utils.flop_counter; the triangular solves and elementwise work are not
+              counted) divided by its time, and that as a fraction of a batched matmul of
+              (C x K) @ (K x C) blocks measured here (the figure the issue asks to push);
+  * recurrence  the per-step recurrence (a loop of T steps in PyTorch, autograd through it) at
+              T = 2^recurrence_log2_t (its cost is linear in T; a long one would not fit in
+              memory), and the chunked op's tokens/s over the recurrence's;
+  * memory    peak memory of forward + backward beyond the inputs: the process's peak RSS
+              growth on CPU (each case in a fresh process), torch.cuda.max_memory_allocated on
+              CUDA;
+  * sp        seqpar.sp.* over a gloo group of --sp-ranks processes on this machine, one thread
+              each, T split evenly, against one process with torch's default threads (CPU only).
+Every figure comes from this run; the machine, torch and thread counts are printed with it.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+import seqpar  # noqa: E402
+import seqpar.sp  # noqa: E402
+
+MODELS = ["gla", "gated_delta"]
+
+
+def inputs(model, T, H, D, device, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(1, T, H, D, generator=gen)
+    k = F.normalize(torch.randn(1, T, H, D, generator=gen), dim=-1)
+    v = torch.randn(1, T, H, D, generator=gen)
+    g = F.logsigmoid(torch.randn(1, T, H, D if model == "gla" else 1, generator=gen) + 4)
+    if model != "gla":
+        g = g.squeeze(-1)
+    xs = [q, k, v, g]
+    if model != "gla":
+        xs.append(torch.rand(1, T, H, generator=gen))
+    return [x.to(device).requires_grad_() for x in xs]
+
+
+def chunked(model, xs, chunk, group=None):
+    mod = seqpar.sp if group is not None else seqpar
+    fn = mod.chunk_gla if model == "gla" else mod.chunk_gated_delta_rule
+    kw = {"group": group} if group is not None else {}
+    return fn(*xs, output_final_state=True, chunk_size=chunk, **kw)
+
+
+def recurrence(model, xs):
+    """The per-step recurrence in float32 with autograd (the baseline a user would write)."""
+    q, k, v, g = xs[:4]
+    B, T, H, K = q.shape
+    S = torch.zeros(B, H, K, v.shape[-1], device=q.device)
+    outs = []
+    for t in range(T):
+        kt, vt = k[:, t].unsqueeze(-1), v[:, t].unsqueeze(-2)
+        if model == "gla":
+            S = g[:, t].exp().unsqueeze(-1) * S + kt * vt
+        else:
+            bt = xs[4][:, t][..., None, None]
+            S = g[:, t].exp()[..., None, None] * (S - bt * kt * (kt.transpose(-1, -2) @ S))
+            S = S + bt * kt * vt
+        outs.append((S.transpose(-1, -2) @ q[:, t].unsqueeze(-1)).squeeze(-1) * K ** -0.5)
+    return torch.stack(outs, 1), S
+
+
+def fwd_bwd(fn, xs):
+    o, S = fn(xs)
+    (o.sum() + S.sum()).backward()
+    for x in xs:
+        x.grad = None
+
+
+def timed(fn, xs, device, reps):
+    fwd_bwd(fn, xs)  # warm up
+    times = []
+    for _ in range(reps):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fwd_bwd(fn, xs)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def matmul_flops(fn, xs):
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        fwd_bwd(fn, xs)
+    return counter.get_total_flops()
+
+
+def bmm_rate(device, batch, C, K, reps):
+    a = torch.randn(batch, C, K, device=device)
+    b = torch.randn(batch, K, C, device=device)
+    torch.bmm(a, b)
+    times = []
+    for _ in range(max(reps, 3)):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        torch.bmm(a, b)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return 2.0 * batch * C * K * C / statistics.median(times)
+
+
+def peak_memory_child(args):
+    """Runs one forward + backward in this (fresh) process and prints the peak growth."""
+    model, T = args.memory_case.split(":")
+    T = int(T)
+    xs = inputs(model, T, args.heads, args.dim, args.device)
+    if args.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fwd_bwd(lambda z: chunked(model, z, args.chunk), xs)
+        print(torch.cuda.max_memory_allocated() - base)
+    else:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        fwd_bwd(lambda z: chunked(model, z, args.chunk), xs)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base)
+
+
+def peak_memory(args, model, T):
+    cmd = [sys.executable, os.path.abspath(__file__), "--memory-case", f"{model}:{T}",
+           "--device", args.device, "--heads", str(args.heads), "--dim", str(args.dim),
+           "--chunk", str(args.chunk)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return int(out.strip().splitlines()[-1])
+
+
+def sp_rank(rank, world, port, model, T, args, result):
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                           world_size=world)
+    xs_full = inputs(model, T, args.heads, args.dim, "cpu")
+    n = T // world
+    xs = [x.detach()[:, rank * n:(rank + 1) * n].clone().requires_grad_() for x in xs_full]
+    fn = lambda z: chunked(model, z, args.chunk, group=dist.group.WORLD)  # noqa: E731
+    fwd_bwd(fn, xs)
+    times = []
+    for _ in range(args.reps):
+        dist.barrier()
+        t0 = time.perf_counter()
+        fwd_bwd(fn, xs)
+        dist.barrier()
+        times.append(time.perf_counter() - t0)
+    if rank == 0:
+        result.put(statistics.median(times))
+    dist.destroy_process_group()
+
+
+def sp_time(args, model, T):
+    import torch.multiprocessing as mp
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    result = ctx.Queue()
+    procs = [ctx.Process(target=sp_rank, args=(r, args.sp_ranks, port, model, T, args, result))
+             for r in range(args.sp_ranks)]
+    for p in procs:
+        p.start()
+    t = result.get(timeout=600)
+    for p in procs:
+        p.join(timeout=60)
+    return t
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--log2-t", type=int, default=16)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--chunk", type=int, default=64)
+    ap.add_argument("--recurrence-log2-t", type=int, default=11)
+    ap.add_argument("--sp-ranks", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--json")
+    ap.add_argument("--memory-case", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    seqpar.load_library()
+    if args.memory_case:
+        return peak_memory_child(args)
+
+    T, Tr = 2 ** args.log2_t, 2 ** args.recurrence_log2_t
+    device = args.device
+    machine = platform.processor() or platform.machine()
+    if device == "cuda":
+        machine = torch.cuda.get_device_name()
+    print(f"# matrix_state_bench: {machine}, torch {torch.__version__}, {torch.get_num_threads()} "
+          f"threads, cpu target {seqpar.cpu_capability()}; T = 2^{args.log2_t}, H = {args.heads}, "
+          f"K = V = {args.dim}, C = {args.chunk}, float32, forward + backward")
+    rate = bmm_rate(device, args.heads * (T // args.chunk), args.chunk, args.dim, args.reps)
+    print(f"# batched matmul ({args.heads * (T // args.chunk)} x ({args.chunk}x{args.dim} @ "
+          f"{args.dim}x{args.chunk})): {rate / 1e9:.1f} GFLOP/s")
+    rows = []
+    for model in MODELS:
+        xs = inputs(model, T, args.heads, args.dim, device)
+        fn = lambda z: chunked(model, z, args.chunk)  # noqa: E731
+        t = timed(fn, xs, device, args.reps)
+        flops = matmul_flops(fn, xs)
+        xr = inputs(model, Tr, args.heads, args.dim, device)
+        tr = timed(lambda z: recurrence(model, z), xr, device, 1)
+        row = {"model": model, "T": T, "seconds": t, "tokens_per_s": T / t,
+               "matmul_flops": flops, "gflops_per_s": flops / t / 1e9,
+               "fraction_of_bmm": flops / t / rate, "recurrence_T": Tr,
+               "recurrence_tokens_per_s": Tr / tr, "speedup_over_recurrence": (T / t) / (Tr / tr),
+               "peak_memory_bytes": peak_memory(args, model, T)}
+        if device == "cpu" and args.sp_ranks > 1:
+            ts = sp_time(args, model, T)
+            row.update({"sp_ranks": args.sp_ranks, "sp_seconds": ts, "sp_speedup": t / ts})
+        rows.append(row)
+        print(f"{model:12s} chunked {t * 1e3:8.1f} ms ({T / t / 1e6:.2f} M tok/s)  "
+              f"matmul {flops / t / 1e9:6.1f} GFLOP/s = {flops / t / rate:5.1%} of bmm  "
+              f"recurrence (T=2^{args.recurrence_log2_t}) {Tr / tr / 1e3:7.1f} k tok/s -> "
+              f"x{row['speedup_over_recurrence']:.0f}  peak mem {row['peak_memory_bytes'] / 2**20:.0f} MiB"
+              + (f"  sp P={args.sp_ranks}: {row['sp_seconds'] * 1e3:.1f} ms (x{row['sp_speedup']:.2f} "
+                 f"vs one process)" if "sp_seconds" in row else ""))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine, "torch": torch.__version__,
+                       "threads": torch.get_num_threads(), "bmm_flops_per_s": rate,
+                       "args": {k: v for k, v in vars(args).items() if k != "memory_case"},
+                       "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
