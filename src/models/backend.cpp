@@ -1,6 +1,7 @@
 // The two SequenceBackends: one rank (seqpar::scan) and a sequence-parallel group
 // (seqpar::sp::scan). The models never see which one they run on.
 #include <seqpar/comm/communicator.h>
+#include <seqpar/matrix_state.h>
 #include <seqpar/models/manifold_scan.h>
 #include <seqpar/scan.h>
 #include <seqpar/sp.h>
@@ -13,6 +14,15 @@ SequenceBackend local_backend() {
                     const std::optional<at::Tensor>& h0) {
     return seqpar::scan(a, b, h0, /*reverse=*/false);
   };
+  backend.chunk_gla = [](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         const at::Tensor& g, const std::optional<at::Tensor>& h0,
+                         int64_t chunk) { return seqpar::chunk_gla(q, k, v, g, std::nullopt, h0, chunk); };
+  backend.chunk_gated_delta_rule = [](const at::Tensor& q, const at::Tensor& k,
+                                      const at::Tensor& v, const at::Tensor& g,
+                                      const at::Tensor& beta, const std::optional<at::Tensor>& h0,
+                                      int64_t chunk) {
+    return seqpar::chunk_gated_delta_rule(q, k, v, g, beta, std::nullopt, h0, chunk);
+  };
   return backend;
 }
 
@@ -22,6 +32,17 @@ SequenceBackend sp_backend(std::shared_ptr<comm::Communicator> group) {
   backend.scan = [group](const at::Tensor& a, const at::Tensor& b,
                          const std::optional<at::Tensor>& h0) {
     return seqpar::sp::scan(a, b, h0, /*reverse=*/false, group);
+  };
+  backend.chunk_gla = [group](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                              const at::Tensor& g, const std::optional<at::Tensor>& h0,
+                              int64_t chunk) {
+    return seqpar::sp::chunk_gla(q, k, v, g, std::nullopt, h0, chunk, group);
+  };
+  backend.chunk_gated_delta_rule = [group](const at::Tensor& q, const at::Tensor& k,
+                                           const at::Tensor& v, const at::Tensor& g,
+                                           const at::Tensor& beta,
+                                           const std::optional<at::Tensor>& h0, int64_t chunk) {
+    return seqpar::sp::chunk_gated_delta_rule(q, k, v, g, beta, std::nullopt, h0, chunk, group);
   };
   return backend;
 }

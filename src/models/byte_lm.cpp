@@ -1,37 +1,54 @@
-// ByteLM: embedding -> ManifoldScan blocks -> norm -> head (seqpar/models/byte_lm.h).
+// ByteLM: embedding -> ManifoldScan or MatrixStateBlock blocks -> norm -> head
+// (seqpar/models/byte_lm.h).
 #include "seqpar/models/byte_lm.h"
 
 namespace seqpar::models {
 
 ByteLMImpl::ByteLMImpl(const ByteLMOptions& options) : options_(options) {
   TORCH_CHECK(options.layers > 0, "ByteLM: layers must be positive, got ", options.layers);
-  const int64_t D = options.block.d_model;
+  const bool manifold = options.block_type == "manifold";
+  TORCH_CHECK(manifold || options.block_type == "gla" || options.block_type == "gated_deltanet",
+              "ByteLM: block_type must be manifold, gla or gated_deltanet, got '",
+              options.block_type, "'");
+  const int64_t D = manifold ? options.block.d_model : options.matrix_block.d_model;
   embed_ = register_module("embed", torch::nn::Embedding(ByteLMOptions::kVocab, D));
   blocks_ = register_module("blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < options.layers; ++i) {
-    block_refs_.push_back(ManifoldScan(options.block));
-    blocks_->push_back(block_refs_.back());
+    if (manifold) {
+      block_refs_.push_back(ManifoldScan(options.block));
+      blocks_->push_back(block_refs_.back());
+    } else {
+      MatrixStateBlockOptions m = options.matrix_block;
+      m.variant = options.block_type;
+      matrix_refs_.push_back(MatrixStateBlock(m));
+      blocks_->push_back(matrix_refs_.back());
+    }
   }
   final_norm_ = register_module("final_norm", RMSNorm(D));
   head_ = register_module("head", torch::nn::Linear(D, ByteLMOptions::kVocab));
 }
 
 at::Tensor ByteLMImpl::forward(const at::Tensor& tokens, const SequenceBackend& backend,
-                               std::vector<ManifoldState>* states, at::Tensor* energy_drift) {
+                               std::vector<LayerState>* states, at::Tensor* energy_drift) {
   TORCH_CHECK(tokens.dim() == 2, "ByteLM: tokens must be (batch, time), got ", tokens.sizes());
-  if (states) states->resize(block_refs_.size());
+  if (states) states->resize(options_.layers);
   auto x = embed_->forward(tokens);
   for (size_t i = 0; i < block_refs_.size(); ++i) {
-    x = block_refs_[i]->forward(x, backend, states ? &(*states)[i] : nullptr, energy_drift);
+    x = block_refs_[i]->forward(x, backend, states ? &(*states)[i].manifold : nullptr,
+                                energy_drift);
+  }
+  for (size_t i = 0; i < matrix_refs_.size(); ++i) {
+    x = matrix_refs_[i]->forward(x, backend, states ? &(*states)[i].matrix : nullptr);
   }
   return head_->forward(final_norm_->forward(x));
 }
 
-at::Tensor ByteLMImpl::step(const at::Tensor& tokens, std::vector<ManifoldState>& states) {
+at::Tensor ByteLMImpl::step(const at::Tensor& tokens, std::vector<LayerState>& states) {
   TORCH_CHECK(tokens.dim() == 1, "ByteLM::step: tokens must be (batch,), got ", tokens.sizes());
-  states.resize(block_refs_.size());
+  states.resize(options_.layers);
   auto x = embed_->forward(tokens);
-  for (size_t i = 0; i < block_refs_.size(); ++i) x = block_refs_[i]->step(x, states[i]);
+  for (size_t i = 0; i < block_refs_.size(); ++i) x = block_refs_[i]->step(x, states[i].manifold);
+  for (size_t i = 0; i < matrix_refs_.size(); ++i) x = matrix_refs_[i]->step(x, states[i].matrix);
   return head_->forward(final_norm_->forward(x));
 }
 

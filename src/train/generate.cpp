@@ -10,7 +10,7 @@ std::string generate(models::ByteLM& model, const std::string& prompt, int64_t c
                      double temperature) {
   if (prompt.empty()) throw std::invalid_argument("generate: the prompt must not be empty");
   torch::NoGradGuard no_grad;
-  std::vector<models::ManifoldState> states;
+  std::vector<models::LayerState> states;
   at::Tensor logits;
   for (unsigned char byte : prompt) {
     logits = model->step(torch::full({1}, static_cast<int64_t>(byte), torch::kInt64), states);

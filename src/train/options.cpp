@@ -38,7 +38,7 @@ void describe(po::options_description& desc, TrainOptions& o, std::string& data)
     ("help,h", "print this help")
     ("config", po::value(&o.config), "INI file of key = value lines (command line overrides it)")
     ("mode", po::value(&o.mode)->default_value(o.mode), "train | generate")
-    ("model", po::value(&o.model)->default_value(o.model), "model family: manifold")
+    ("model", po::value(&o.model)->default_value(o.model), "model family: manifold | gla | gated_deltanet")
     ("steps", po::value(&o.steps)->default_value(o.steps), "optimizer steps (the LR schedule's length)")
     ("stop_after", po::value(&o.stop_after)->default_value(o.stop_after), "stop after this step, schedule unchanged (0: run all steps)")
     ("log_every", po::value(&o.log_every)->default_value(o.log_every), "progress line every N steps")
@@ -137,7 +137,8 @@ bool parse_options(int argc, const char* const* argv, TrainOptions& options,
 
 void validate(const TrainOptions& o) {
   require(o.mode == "train" || o.mode == "generate", "mode", "train or generate", o.mode);
-  require(o.model == "manifold", "model", "one of: manifold", o.model);
+  require(o.model == "manifold" || o.model == "gla" || o.model == "gated_deltanet", "model",
+          "one of: manifold, gla, gated_deltanet", o.model);
   require(o.steps >= 1, "steps", ">= 1", o.steps);
   require(o.stop_after >= 0 && o.stop_after <= o.steps, "stop_after", "in [0, steps]",
           o.stop_after);

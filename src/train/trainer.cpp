@@ -79,6 +79,10 @@ models::ByteLMOptions model_options(const TrainOptions& o) {
   m.block.rotation = o.rotation;
   m.block.dt_min = o.dt_min;
   m.block.dt_max = o.dt_max;
+  m.block_type = o.model == "manifold" ? "manifold" : o.model;
+  m.matrix_block.d_model = o.d_model;
+  m.matrix_block.heads = o.heads;
+  m.matrix_block.mlp_hidden = o.effective_mlp_hidden();
   return m;
 }
 
@@ -154,7 +158,7 @@ double Trainer::compute_gradients(int64_t first_sequence) {
       logits.reshape({-1, models::ByteLMOptions::kVocab}), slice.targets.reshape(-1).to(device_),
       torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
   auto loss = (ce * slice.weights.reshape(-1).to(device_)).sum() / (options_.batch * task_->train_weight());
-  if (regularize) {
+  if (regularize && drift.defined()) {  // matrix-state models have no energy term
     loss = loss + options_.energy_lambda * drift /
                       (options_.batch * std::max<int64_t>(options_.seq_len - 1, 1));
   }
@@ -247,7 +251,7 @@ TrainSummary Trainer::run() {
   const bool bar = out && options_.progress_bar && ::isatty(STDOUT_FILENO);
   if (out) {
     *out << "seqpar-train: " << task_->describe() << "\n"
-         << "  model manifold: d_model " << options_.d_model << ", layers " << options_.layers
+         << "  model " << options_.model << ": d_model " << options_.d_model << ", layers " << options_.layers
          << ", heads " << options_.heads << ", " << [&] {
               int64_t n = 0;
               for (auto& p : model_->parameters()) n += p.numel();

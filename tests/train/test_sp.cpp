@@ -70,6 +70,23 @@ TEST_P(SpTraining, LossAndGradientsMatchOneRank) {
 
 INSTANTIATE_TEST_SUITE_P(Tasks, SpTraining, testing::Values("text", "copy", "mqar"));
 
+// The matrix-state models (MatrixStateBlock through seqpar::sp::chunk_*): loss and gradients
+// of every parameter equal one rank's.
+class SpMatrixTraining : public testing::TestWithParam<std::string> {};
+
+TEST_P(SpMatrixTraining, LossAndGradientsMatchOneRank) {
+  auto world = test_world();
+  auto o = sp_options("mqar");
+  o.model = GetParam();
+  Trainer reference(o, single_rank_grid(), nullptr);
+  Trainer parallel(o, seqpar::comm::make_grid(world, world->size()), nullptr);
+  const double l_ref = reference.compute_gradients(0), l_par = parallel.compute_gradients(0);
+  EXPECT_NEAR(l_par, l_ref, 1e-5 * std::abs(l_ref)) << "loss";
+  expect_same_gradients(reference, parallel, GetParam().c_str());
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, SpMatrixTraining, testing::Values("gla", "gated_deltanet"));
+
 TEST(SpTraining, RotationAndEnergyDrift) {
   auto world = test_world();
   auto o = sp_options("text");

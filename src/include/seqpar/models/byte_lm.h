@@ -1,5 +1,6 @@
-// A byte-level language model built from ManifoldScan blocks: embedding(256) -> N blocks ->
-// final RMS norm -> linear head over 256 bytes.
+// A byte-level language model: embedding(256) -> N blocks -> final RMS norm -> linear head
+// over 256 bytes. The blocks are ManifoldScan layers (block_type "manifold") or matrix-state
+// layers (MatrixStateBlock: "gla" or "gated_deltanet").
 //
 // forward() is the training path (parallel scans through a SequenceBackend, so a rank may hold
 // only a slice of each sequence); step() is the streaming path (constant state per layer, one
@@ -7,6 +8,7 @@
 #pragma once
 
 #include <seqpar/models/manifold_scan.h>
+#include <seqpar/models/matrix_state_block.h>
 
 #include <torch/torch.h>
 
@@ -17,8 +19,17 @@ namespace seqpar::models {
 
 struct ByteLMOptions {
   int64_t layers = 2;
-  ManifoldScanOptions block;
+  std::string block_type = "manifold";  // or "gla", "gated_deltanet"
+  ManifoldScanOptions block;            // manifold blocks
+  MatrixStateBlockOptions matrix_block; // gla / gated_deltanet blocks (variant = block_type)
   static constexpr int64_t kVocab = 256;
+};
+
+// Recurrent state of one layer: the manifold block's (velocity, position) or a matrix-state
+// block's S (batch, heads, K, V).
+struct LayerState {
+  ManifoldState manifold;
+  at::Tensor matrix;
 };
 
 class ByteLMImpl : public torch::nn::Module {
@@ -26,14 +37,14 @@ class ByteLMImpl : public torch::nn::Module {
   explicit ByteLMImpl(const ByteLMOptions& options);
 
   // tokens: (batch, time) int64 in [0, 256). Returns logits (batch, time, 256).
-  // states (optional): one per layer, read and replaced (see ManifoldScan::forward).
-  // energy_drift (optional): summed over layers.
+  // states (optional): one per layer, read and replaced (see the blocks' forward).
+  // energy_drift (optional): summed over the manifold layers (matrix-state layers add none).
   at::Tensor forward(const at::Tensor& tokens, const SequenceBackend& backend,
-                     std::vector<ManifoldState>* states = nullptr,
+                     std::vector<LayerState>* states = nullptr,
                      at::Tensor* energy_drift = nullptr);
 
   // tokens: (batch,) int64. Returns logits (batch, 256); states sized to the layer count.
-  at::Tensor step(const at::Tensor& tokens, std::vector<ManifoldState>& states);
+  at::Tensor step(const at::Tensor& tokens, std::vector<LayerState>& states);
 
   const ByteLMOptions& options() const { return options_; }
 
@@ -41,7 +52,8 @@ class ByteLMImpl : public torch::nn::Module {
   ByteLMOptions options_;
   torch::nn::Embedding embed_{nullptr};
   torch::nn::ModuleList blocks_;
-  std::vector<ManifoldScan> block_refs_;
+  std::vector<ManifoldScan> block_refs_;          // manifold blocks
+  std::vector<MatrixStateBlock> matrix_refs_;     // or matrix-state blocks
   RMSNorm final_norm_{nullptr};
   torch::nn::Linear head_{nullptr};
 };

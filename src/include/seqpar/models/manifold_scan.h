@@ -45,6 +45,16 @@ struct SequenceBackend {
   std::function<std::tuple<at::Tensor, at::Tensor>(const at::Tensor& a, const at::Tensor& b,
                                                    const std::optional<at::Tensor>& h0)>
       scan;
+  // (o, S_T) of chunked gated linear attention / gated DeltaNet (seqpar/matrix_state.h) from
+  // the state h0 (zeros when absent), differentiable; used by MatrixStateBlock.
+  std::function<std::tuple<at::Tensor, at::Tensor>(
+      const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
+      const std::optional<at::Tensor>& h0, int64_t chunk_size)>
+      chunk_gla;
+  std::function<std::tuple<at::Tensor, at::Tensor>(
+      const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
+      const at::Tensor& beta, const std::optional<at::Tensor>& h0, int64_t chunk_size)>
+      chunk_gated_delta_rule;
 };
 
 SequenceBackend local_backend();

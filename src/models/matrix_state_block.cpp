@@ -1,0 +1,95 @@
+// MatrixStateBlock (seqpar/models/matrix_state_block.h documents the math and the choices).
+#include "seqpar/models/matrix_state_block.h"
+
+#include <cmath>
+
+namespace seqpar::models {
+
+MatrixStateBlockImpl::MatrixStateBlockImpl(const MatrixStateBlockOptions& options)
+    : options_(options) {
+  const int64_t D = options.d_model, H = options.heads;
+  TORCH_CHECK(options.variant == "gla" || options.variant == "gated_deltanet",
+              "MatrixStateBlock: variant must be gla or gated_deltanet, got '", options.variant,
+              "'");
+  TORCH_CHECK(D > 0 && H > 0 && D % H == 0, "MatrixStateBlock: d_model (", D,
+              ") must be a positive multiple of heads (", H, ")");
+  head_dim_ = D / H;
+  force_norm_ = register_module("force_norm", RMSNorm(D));
+  mlp_norm_ = register_module("mlp_norm", RMSNorm(D));
+  w_qkv_ = register_module("w_qkv", torch::nn::Linear(torch::nn::LinearOptions(D, 3 * D).bias(false)));
+  w_g_ = register_module("w_g", torch::nn::Linear(D, gla() ? D : H));
+  if (!gla()) w_beta_ = register_module("w_beta", torch::nn::Linear(D, H));
+  w_o_ = register_module("w_o", torch::nn::Linear(D, D));
+  mlp_in_ = register_module("mlp_in", torch::nn::Linear(D, options.mlp_hidden));
+  mlp_out_ = register_module("mlp_out", torch::nn::Linear(options.mlp_hidden, D));
+  torch::NoGradGuard no_grad;
+  if (!gla()) w_g_->bias.fill_(4.0);  // decays start near sigmoid(4) = 0.98
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+MatrixStateBlockImpl::project(const at::Tensor& force) {
+  const int64_t H = options_.heads, K = head_dim_;
+  auto heads = [&](const at::Tensor& t) {
+    auto shape = t.sizes().vec();
+    shape.pop_back();
+    shape.insert(shape.end(), {H, K});
+    return t.reshape(shape);
+  };
+  auto qkv = w_qkv_->forward(force).chunk(3, -1);
+  auto q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);
+  at::Tensor g, beta;
+  if (gla()) {
+    g = heads(torch::log_sigmoid(w_g_->forward(force)) / 16.0);
+  } else {
+    k = k * torch::rsqrt(k.pow(2).sum(-1, /*keepdim=*/true) + 1e-6);
+    g = torch::log_sigmoid(w_g_->forward(force));
+    beta = torch::sigmoid(w_beta_->forward(force));
+  }
+  return {q, k, v, g, beta};
+}
+
+at::Tensor MatrixStateBlockImpl::readout(const at::Tensor& x, const at::Tensor& o) {
+  // Per-head RMS normalisation of the outputs, then the projection and the MLP.
+  auto normed = o * torch::rsqrt(o.pow(2).mean(-1, /*keepdim=*/true) + 1e-6);
+  auto flat = normed.sizes().vec();
+  flat.pop_back();
+  flat.back() = options_.d_model;
+  auto y = x + w_o_->forward(normed.reshape(flat));
+  return y + mlp_out_->forward(torch::gelu(mlp_in_->forward(mlp_norm_->forward(y))));
+}
+
+at::Tensor MatrixStateBlockImpl::forward(const at::Tensor& x, const SequenceBackend& backend,
+                                         at::Tensor* state) {
+  TORCH_CHECK(x.dim() == 3 && x.size(2) == options_.d_model, "MatrixStateBlock: x must be (batch, time, ",
+              options_.d_model, "), got ", x.sizes());
+  TORCH_CHECK(gla() ? bool(backend.chunk_gla) : bool(backend.chunk_gated_delta_rule),
+              "MatrixStateBlock: the sequence backend has no ", options_.variant, " recurrence");
+  auto [q, k, v, g, beta] = project(force_norm_->forward(x));
+  std::optional<at::Tensor> s0;
+  if (state && state->defined()) s0 = *state;
+  auto [o, last] = gla() ? backend.chunk_gla(q, k, v, g, s0, options_.chunk_size)
+                         : backend.chunk_gated_delta_rule(q, k, v, g, beta, s0, options_.chunk_size);
+  if (state) *state = last;
+  return readout(x, o);
+}
+
+at::Tensor MatrixStateBlockImpl::step(const at::Tensor& x, at::Tensor& state) {
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == options_.d_model,
+              "MatrixStateBlock::step: x must be (batch, ", options_.d_model, "), got ", x.sizes());
+  auto [q, k, v, g, beta] = project(force_norm_->forward(x));  // (B, H, K), g (B, H[, K])
+  const int64_t K = head_dim_;
+  if (!state.defined()) state = torch::zeros({x.size(0), options_.heads, K, K}, x.options());
+  auto kv = k.unsqueeze(-1) * v.unsqueeze(-2);  // (B, H, K, V)
+  if (gla()) {
+    state = g.exp().unsqueeze(-1) * state + kv;
+  } else {
+    auto b = beta.unsqueeze(-1).unsqueeze(-1);
+    auto kS = torch::matmul(k.unsqueeze(-2), state);  // (B, H, 1, V)
+    state = g.exp().unsqueeze(-1).unsqueeze(-1) * (state - b * k.unsqueeze(-1) * kS) + b * kv;
+  }
+  auto o = torch::matmul(state.transpose(-1, -2), q.unsqueeze(-1)).squeeze(-1) /
+           std::sqrt(static_cast<double>(K));
+  return readout(x, o);
+}
+
+}  // namespace seqpar::models
