@@ -13,9 +13,10 @@ loss = sum(o * w) + sum(S_T * u):
   * recurrence  the per-step recurrence (a loop of T steps in PyTorch, autograd through it) at
               T = 2^recurrence_log2_t (its cost is linear in T; a long one would not fit in
               memory), and the chunked op's tokens/s over the recurrence's;
-  * memory    peak memory of forward + backward beyond the inputs: the process's peak RSS
-              growth on CPU (each case in a fresh process), torch.cuda.max_memory_allocated on
-              CUDA;
+  * memory    peak memory of forward + backward beyond the inputs: on CPU the process's peak
+              resident size over its resident size before the call (each case in a fresh
+              process; an upper bound when the import's own peak was higher),
+              torch.cuda.max_memory_allocated on CUDA;
   * sp        seqpar.sp.* over a gloo group of --sp-ranks processes on this machine, one thread
               each, T split evenly, against one process with torch's default threads (CPU only).
 Every figure comes from this run; the machine, torch and thread counts are printed with it.
@@ -136,9 +137,11 @@ def peak_memory_child(args):
         fwd_bwd(lambda z: chunked(model, z, args.chunk), xs)
         print(torch.cuda.max_memory_allocated() - base)
     else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        # The peak resident size during the call over the resident size before it (Linux).
+        with open("/proc/self/statm") as f:
+            base = int(f.read().split()[1]) * resource.getpagesize()
         fwd_bwd(lambda z: chunked(model, z, args.chunk), xs)
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base)
+        print(max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base, 0))
 
 
 def peak_memory(args, model, T):

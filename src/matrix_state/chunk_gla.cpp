@@ -33,37 +33,33 @@ namespace {
 constexpr int64_t kSub = 16;
 constexpr double kMinLogDecay = -40.0;
 
-// A[t, s] for one chunk (inclusive lower triangle), shaped (B, H, N, C, C).
+// A[t, s] for one chunk (inclusive lower triangle), shaped (B, H, N, C, C), built one row block
+// (sub-chunk j of the queries) at a time: the keys before it relative to its start, its own
+// diagonal block in float64, zeros after it.
 at::Tensor intra_chunk_scores(const at::Tensor& q, const at::Tensor& k, const at::Tensor& g,
                               const at::Tensor& G, const matrix_state::Dims& d) {
   const int64_t c = std::min(d.C, kSub), n = d.C / c;
-  const auto opts = q.options();
-  const auto lopts = opts.dtype(at::kLong);
   const std::vector<int64_t> sub{d.B, d.H, d.N, n, c, d.K};
-  // G at the start of each sub-chunk (the end of the one before; 0 for the first).
-  at::Tensor G_ref = at::zeros({d.B, d.H, d.N, 1, d.K}, opts);
-  if (n > 1) {
-    const at::Tensor ends = at::arange(c - 1, d.C - 1, c, lopts);
-    G_ref = at::cat({G_ref, G.index_select(3, ends)}, 3);  // (B, H, N, n, K)
-  }
-  const at::Tensor q_rel = q.reshape(sub) * (G.reshape(sub) - G_ref.unsqueeze(-2)).exp();
-  // Keys before sub-chunk j's start, relative to it; zero elsewhere. (B, H, N, n, C, K)
-  const at::Tensor pos = at::arange(d.C, lopts);
-  const at::Tensor before = pos.view({1, d.C}) < (at::arange(n, lopts) * c).view({n, 1});
-  const at::Tensor expo = at::where(before.view({n, d.C, 1}), G_ref.unsqueeze(-2) - G.unsqueeze(-3),
-                                    -std::numeric_limits<double>::infinity());
-  const at::Tensor k_rel = k.unsqueeze(-3) * expo.exp();
-  at::Tensor scores = at::matmul(q_rel, k_rel.transpose(-1, -2));  // (B, H, N, n, c, C)
-
-  // Own sub-chunk, float64 with clamped decays.
+  // Own sub-chunk, float64 with clamped decays, relative to the sub-chunk's start.
   const at::Tensor Gd = g.to(at::kDouble).clamp_min(kMinLogDecay).reshape(sub).cumsum(-2);
   const at::Tensor q_hat = q.to(at::kDouble).reshape(sub) * Gd.exp();
   const at::Tensor k_hat = k.to(at::kDouble).reshape(sub) * (-Gd).exp();
-  const at::Tensor diag = at::matmul(q_hat, k_hat.transpose(-1, -2)).tril().to(opts.dtype());
-  // Block j of the diagonal sits in columns [j c, (j + 1) c): multiply by rows of the identity.
-  const at::Tensor place = at::eye(d.C, opts).view({n, c, d.C});
-  scores = scores + at::matmul(diag, place);
-  return scores.reshape({d.B, d.H, d.N, d.C, d.C});
+  const at::Tensor diag = at::matmul(q_hat, k_hat.transpose(-1, -2)).tril().to(q.scalar_type());
+  std::vector<at::Tensor> rows;
+  for (int64_t j = 0; j < n; ++j) {
+    std::vector<at::Tensor> blocks;
+    if (j > 0) {
+      // G at the start of sub-chunk j (the end of sub-chunk j - 1): both factors <= 1.
+      const at::Tensor G_ref = G.narrow(3, j * c - 1, 1);
+      const at::Tensor q_rel = q.narrow(3, j * c, c) * (G.narrow(3, j * c, c) - G_ref).exp();
+      const at::Tensor k_rel = k.narrow(3, 0, j * c) * (G_ref - G.narrow(3, 0, j * c)).exp();
+      blocks.push_back(at::matmul(q_rel, k_rel.transpose(-1, -2)));  // (B, H, N, c, j c)
+    }
+    blocks.push_back(diag.select(3, j));
+    if (j + 1 < n) blocks.push_back(at::zeros({d.B, d.H, d.N, c, (n - j - 1) * c}, q.options()));
+    rows.push_back(at::cat(blocks, -1));
+  }
+  return at::cat(rows, 3);  // (B, H, N, C, C)
 }
 
 }  // namespace
