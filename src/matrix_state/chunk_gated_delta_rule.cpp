@@ -75,12 +75,14 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
       matrix_state::to_chunks_per_head(g, d, dt),
       matrix_state::to_chunks_per_head(beta, d, dt).unsqueeze(-1), d);
 
-  // The states entering each chunk, in order.
+  // The states entering each chunk, in order. unbind, not select: the backward of N selects
+  // would allocate N full-size gradients (quadratic in T); unbind's stacks them once.
+  const std::vector<at::Tensor> Ms = c.M.unbind(2), Es = c.E.unbind(2);
   std::vector<at::Tensor> entering;
   entering.reserve(d.N);
   for (int64_t n = 0; n < d.N; ++n) {
     entering.push_back(S);
-    S = at::matmul(c.M.select(2, n), S) + c.E.select(2, n);
+    S = at::matmul(Ms[n], S) + Es[n];
   }
   const at::Tensor S_in = at::stack(entering, 2);  // (B, H, N, K, V)
 
@@ -108,9 +110,10 @@ std::tuple<at::Tensor, at::Tensor> gated_delta_rule_slice_summary(
       matrix_state::to_chunks(k, d, dt), matrix_state::to_chunks(v, d, dt),
       matrix_state::to_chunks_per_head(g, d, dt),
       matrix_state::to_chunks_per_head(beta, d, dt).unsqueeze(-1), d);
+  const std::vector<at::Tensor> Ms = c.M.unbind(2), Es = c.E.unbind(2);
   for (int64_t n = 0; n < d.N; ++n) {  // (M_n, E_n) o (M, E)
-    E = at::matmul(c.M.select(2, n), E) + c.E.select(2, n);
-    M = at::matmul(c.M.select(2, n), M);
+    E = at::matmul(Ms[n], E) + Es[n];
+    M = at::matmul(Ms[n], M);
   }
   return {M, E};
 }
