@@ -21,13 +21,10 @@ ByteLMOptions tiny(bool rotation) {
 
 double max_abs(const at::Tensor& t) { return t.abs().max().item<double>(); }
 
-class ModelTest : public testing::TestWithParam<bool> {};
-
-TEST_P(ModelTest, StreamingLogitsEqualParallelForward) {
-  torch::manual_seed(7);
-  ByteLM model(tiny(GetParam()));
+// The streaming path (step, one token at a time) against the parallel forward on the same
+// tokens: logits within 1e-4 of their scale, and the same greedy continuation.
+void expect_streaming_equals_parallel(ByteLM& model, const at::Tensor& tokens, const char* what) {
   torch::NoGradGuard no_grad;
-  auto tokens = torch::randint(0, 256, {2, 96}, torch::kInt64);
   auto parallel = model->forward(tokens, local_backend());
   std::vector<LayerState> states;
   std::vector<at::Tensor> streamed;
@@ -35,11 +32,18 @@ TEST_P(ModelTest, StreamingLogitsEqualParallelForward) {
     streamed.push_back(model->step(tokens.select(1, t), states));
   auto sequential = torch::stack(streamed, 1);
   const double err = max_abs(parallel - sequential), scale = max_abs(parallel);
-  std::printf("rotation=%d: max |parallel - streamed| = %.3g (logit scale %.3g)\n", GetParam(),
-              err, scale);
-  EXPECT_LT(err, 1e-4 * std::max(1.0, scale));
-  // Greedy continuation agrees too.
-  EXPECT_TRUE(torch::equal(parallel.argmax(-1), sequential.argmax(-1)));
+  std::printf("%s: max |parallel - streamed| = %.3g (logit scale %.3g)\n", what, err, scale);
+  EXPECT_LT(err, 1e-4 * std::max(1.0, scale)) << what;
+  EXPECT_TRUE(torch::equal(parallel.argmax(-1), sequential.argmax(-1))) << what;
+}
+
+class ModelTest : public testing::TestWithParam<bool> {};
+
+TEST_P(ModelTest, StreamingLogitsEqualParallelForward) {
+  torch::manual_seed(7);
+  ByteLM model(tiny(GetParam()));
+  expect_streaming_equals_parallel(model, torch::randint(0, 256, {2, 96}, torch::kInt64),
+                                   GetParam() ? "rotation" : "real");
 }
 
 TEST_P(ModelTest, ChunkedForwardCarriesState) {
@@ -72,17 +76,8 @@ class MatrixModelTest : public testing::TestWithParam<std::string> {};
 TEST_P(MatrixModelTest, StreamingLogitsEqualParallelForward) {
   torch::manual_seed(17);
   ByteLM model(tiny_matrix(GetParam()));
-  torch::NoGradGuard no_grad;
-  auto tokens = torch::randint(0, 256, {2, 75}, torch::kInt64);
-  auto parallel = model->forward(tokens, local_backend());
-  std::vector<LayerState> states;
-  std::vector<at::Tensor> streamed;
-  for (int64_t t = 0; t < tokens.size(1); ++t)
-    streamed.push_back(model->step(tokens.select(1, t), states));
-  auto sequential = torch::stack(streamed, 1);
-  const double err = max_abs(parallel - sequential), scale = max_abs(parallel);
-  EXPECT_LT(err, 1e-4 * std::max(1.0, scale)) << GetParam();
-  EXPECT_TRUE(torch::equal(parallel.argmax(-1), sequential.argmax(-1)));
+  expect_streaming_equals_parallel(model, torch::randint(0, 256, {2, 75}, torch::kInt64),
+                                   GetParam().c_str());
 }
 
 TEST_P(MatrixModelTest, ChunkedForwardCarriesStateAndGradientsFlow) {
