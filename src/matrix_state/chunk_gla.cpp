@@ -24,7 +24,6 @@
 
 #include "matrix_state/chunking.h"
 #include "ops/op_handles.h"
-#include "matrix_state/slice_summary.h"
 #include "seqpar/matrix_state.h"
 
 namespace seqpar {
@@ -100,27 +99,6 @@ std::tuple<at::Tensor, at::Tensor> chunk_gla(const at::Tensor& q, const at::Tens
                        at::matmul(intra_chunk_scores(qc, kc, gc, G, d), vc);
   return {matrix_state::from_chunks(o, d, v.scalar_type()),
           final_state.view({d.B, d.H, d.K, d.V})};
-}
-
-std::tuple<at::Tensor, at::Tensor> gla_slice_summary(const at::Tensor& k, const at::Tensor& v,
-                                                     const at::Tensor& g, int64_t chunk_size) {
-  constexpr const char* op = "seqpar.sp.chunk_gla";
-  const matrix_state::Dims d = matrix_state::check_qkv(op, k, k, v, chunk_size);
-  const at::ScalarType dt = matrix_state::compute_dtype(k.scalar_type());
-  const at::Tensor decay = g.to(dt).sum(1).exp();  // (B, H, K)
-  // An empty slice: zeros, but built from the inputs so that autograd still reaches this
-  // rank's backward collectives.
-  if (d.N == 0) return {decay, at::einsum("bthk,bthv->bhkv", {k.to(dt), v.to(dt)})};
-  const at::Tensor kc = matrix_state::to_chunks(k, d, dt);
-  const at::Tensor G = matrix_state::to_chunks(g, d, dt).cumsum(3);
-  const at::Tensor G_last = G.narrow(3, d.C - 1, 1);
-  const at::Tensor E = at::matmul((kc * (G_last - G).exp()).transpose(-1, -2),
-                                  matrix_state::to_chunks(v, d, dt));
-  const at::Tensor chunk_decay = G_last.exp().transpose(-1, -2).expand({d.B, d.H, d.N, d.K, d.V});
-  const auto [states, final_state] = ops::scan_op().call(
-      chunk_decay.flatten(0, 1), E.flatten(0, 1), std::nullopt, /*reverse=*/false);
-  (void)states;
-  return {decay, final_state.view({d.B, d.H, d.K, d.V})};
 }
 
 }  // namespace seqpar

@@ -1,4 +1,5 @@
-// The summary of one slice of time for the sequence-parallel matrix-state ops (src/sp/): the
+// The summary of one slice of time for the sequence-parallel gated DeltaNet (src/sp/; GLA needs
+// none: its output is linear in the entering state with a diagonal transition): the
 // affine map S -> M S + E that the slice applies to the state entering it (docs/design.md
 // section 3), computed chunk by chunk without per-step matrices. Differentiable; in the
 // compute dtype (float32, float64 for float64 inputs). An empty slice gives the identity.
@@ -9,10 +10,6 @@
 #include <tuple>
 
 namespace seqpar {
-
-// GLA: (decay (B, H, K), E (B, H, K, V)), M = diag(decay) for every value column.
-std::tuple<at::Tensor, at::Tensor> gla_slice_summary(const at::Tensor& k, const at::Tensor& v,
-                                                     const at::Tensor& g, int64_t chunk_size);
 
 // Gated DeltaNet: (M (B, H, K, K), E (B, H, K, V)).
 std::tuple<at::Tensor, at::Tensor> gated_delta_rule_slice_summary(

@@ -4,7 +4,8 @@
 //   1. (M_r, E_r) = the slice's summary (matrix_state/slice_summary.h), by local autograd;
 //   2. x_r = the state entering the slice, from the cross-rank exclusive scan of the summaries
 //      (EnteringState below; rank 0 folds h0 into its summary, E_0 <- M_0 h0 + E_0);
-//   3. (o_r, f_r) = the local chunked op from x_r, by local autograd;
+//   3. (o_r, f_r) = the local chunked op from x_r, by local autograd (for GLA, steps 1 and 3
+//      are one pass: its output is the zero-state output plus a term linear in x_r);
 //   4. the final state f_{P-1} broadcast from the last rank (FinalFromLast).
 // Only steps 2 and 4 cross ranks, so only they are autograd Functions. Backward of step 2,
 // with g_r the gradient reaching x_r: the total adjoint of x_r is mu_r = g_r + M_r^T mu_{r+1}
@@ -162,14 +163,29 @@ std::tuple<at::Tensor, at::Tensor> chunk_gla(const at::Tensor& q, const at::Tens
   seqpar::chunk_gla(q.narrow(1, 0, 0), k.narrow(1, 0, 0), v.narrow(1, 0, 0), g.narrow(1, 0, 0),
                     scale, group->rank() == 0 ? initial_state : std::nullopt, chunk_size);
   check_ranks_agree(*group, "seqpar.sp.chunk_gla", q, v);
-  auto [decay, E] = gla_slice_summary(k, v, g, chunk_size);
+  // One local pass. GLA's output is linear in the entering state x with a diagonal transition:
+  //   o_t = o_t(x = 0) + scale * (q_t * exp(G_t))^T x,   S_T = diag(exp(G_T)) x + S_T(x = 0),
+  // G_t the running sum of g over the slice (exp(G_t) <= 1). So the op runs once from zeros,
+  // its final state is the slice's E, and x enters through the correction (for 16-bit inputs
+  // the zero-state output is rounded once before the correction is added).
+  auto [o_zero, E_local] = seqpar::chunk_gla(q, k, v, g, scale, std::nullopt, chunk_size);
+  const at::ScalarType dt = E_local.scalar_type();
+  const at::Tensor Gsum = g.to(dt).cumsum(1);  // (B, T, H, K)
+  const at::Tensor decay = g.to(dt).sum(1).exp();  // (B, H, K)
+  // Built from the inputs even for an empty slice (a sum over no steps), so that autograd
+  // reaches this rank's backward collectives whatever requires grad.
+  const at::Tensor k0 = k.to(dt).narrow(1, 0, 0), v0 = v.to(dt).narrow(1, 0, 0);
+  const at::Tensor E = E_local + at::einsum("bthk,bthv->bhkv", {k0, v0});
   const at::Tensor M = decay.unsqueeze(-1).expand(E.sizes());
   const int64_t algo = resolve_algo(*group, options, Transition::kDiagonal, M, E);
   const at::Tensor x = EnteringState::apply(
-      M, E, group->rank() == 0 ? state_in_compute_dtype(initial_state, E.scalar_type()) : std::nullopt,
+      M, E, group->rank() == 0 ? state_in_compute_dtype(initial_state, dt) : std::nullopt,
       static_cast<int64_t>(Transition::kDiagonal), group, algo);
-  auto [o, f] = seqpar::chunk_gla(q, k, v, g, scale, x, chunk_size);
-  return {o, FinalFromLast::apply(f, group)};
+  const double s = scale.value_or(1.0 / std::sqrt(static_cast<double>(q.size(3))));
+  const at::Tensor correction =
+      s * at::einsum("bthk,bhkv->bthv", {q.to(dt) * Gsum.exp(), x});
+  const at::Tensor o = (o_zero.to(dt) + correction).to(o_zero.scalar_type());
+  return {o, FinalFromLast::apply(M * x + E, group)};
 }
 
 std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
