@@ -70,8 +70,9 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
   if (d.N == 0) return {at::empty({d.B, 0, d.H, d.V}, v.options()), S.clone()};
 
   const at::Tensor qc = matrix_state::to_chunks(q, d, dt) * s;  // (B, H, N, C, K)
+  const at::Tensor kc = matrix_state::to_chunks(k, d, dt);
   const DeltaChunks c = delta_chunks(
-      matrix_state::to_chunks(k, d, dt), matrix_state::to_chunks(v, d, dt),
+      kc, matrix_state::to_chunks(v, d, dt),
       matrix_state::to_chunks_per_head(g, d, dt),
       matrix_state::to_chunks_per_head(beta, d, dt).unsqueeze(-1), d);
 
@@ -86,7 +87,6 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
   }
   const at::Tensor S_in = at::stack(entering, 2);  // (B, H, N, K, V)
 
-  const at::Tensor kc = matrix_state::to_chunks(k, d, dt);
   const at::Tensor scores = c.D * at::matmul(qc, kc.transpose(-1, -2));
   const at::Tensor o =
       c.gamma * at::matmul(qc, S_in) + at::matmul(scores, c.U - at::matmul(c.W, S_in));

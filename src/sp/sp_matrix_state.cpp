@@ -130,17 +130,9 @@ void check_ranks_agree(comm::Communicator& g, const char* op, const at::Tensor& 
 
 int64_t resolve_algo(comm::Communicator& g, const SpOptions& options, Transition t,
                      const at::Tensor& M, const at::Tensor& E) {
-  comm::RankScanAlgo algo = comm::RankScanAlgo::kAuto;
-  switch (options.algo) {
-    case ExchangeAlgo::kAuto: break;
-    case ExchangeAlgo::kTree: algo = comm::RankScanAlgo::kTree; break;
-    case ExchangeAlgo::kExscan: algo = comm::RankScanAlgo::kExscan; break;
-    case ExchangeAlgo::kAllGather: algo = comm::RankScanAlgo::kAllGather; break;
-    case ExchangeAlgo::kRing: algo = comm::RankScanAlgo::kRing; break;
-  }
   const comm::SummaryKind& kind = kind_of(t);
-  return static_cast<int64_t>(
-      comm::choose_rank_scan_algo(g, kind.exchange_size({M, E}), algo, kind.elementwise()));
+  return static_cast<int64_t>(comm::choose_rank_scan_algo(
+      g, kind.exchange_size({M, E}), to_rank_scan_algo(options.algo), kind.elementwise()));
 }
 
 std::optional<at::Tensor> state_in_compute_dtype(const std::optional<at::Tensor>& h0,

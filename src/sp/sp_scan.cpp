@@ -46,17 +46,6 @@ at::ScalarType accumulation_type(at::ScalarType t) {
   }
 }
 
-comm::RankScanAlgo to_rank_scan_algo(ExchangeAlgo algo) {
-  switch (algo) {
-    case ExchangeAlgo::kAuto: return comm::RankScanAlgo::kAuto;
-    case ExchangeAlgo::kTree: return comm::RankScanAlgo::kTree;
-    case ExchangeAlgo::kExscan: return comm::RankScanAlgo::kExscan;
-    case ExchangeAlgo::kAllGather: return comm::RankScanAlgo::kAllGather;
-    case ExchangeAlgo::kRing: return comm::RankScanAlgo::kRing;
-  }
-  return comm::RankScanAlgo::kAuto;
-}
-
 std::optional<at::Tensor> defined_or_null(const at::Tensor& t) {
   return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
 }
