@@ -11,6 +11,8 @@
 #include <sstream>
 
 #include "error.h"
+#include "seqpar/comm/scan_schedule.h"
+#include "summary_buffer.h"
 #ifdef SEQPAR_COMM_WITH_MPI
 #include "seqpar/comm/mpi_communicator.h"
 #endif
@@ -24,6 +26,7 @@ const char* rank_scan_algo_name(RankScanAlgo algo) {
     case RankScanAlgo::kExscan: return "exscan";
     case RankScanAlgo::kAllGather: return "allgather";
     case RankScanAlgo::kRing: return "ring";
+    case RankScanAlgo::kBlelloch: return "blelloch";
   }
   return "unknown";
 }
@@ -34,8 +37,9 @@ RankScanAlgo parse_rank_scan_algo(const std::string& name) {
   if (name == "exscan") return RankScanAlgo::kExscan;
   if (name == "allgather" || name == "all_gather") return RankScanAlgo::kAllGather;
   if (name == "ring") return RankScanAlgo::kRing;
+  if (name == "blelloch") return RankScanAlgo::kBlelloch;
   throw std::invalid_argument("seqpar: unknown sequence-parallel exchange algorithm '" + name +
-                              "' (expected auto, tree, exscan, allgather or ring)");
+                              "' (expected auto, tree, exscan, allgather, ring or blelloch)");
 }
 
 DataType data_type_of(at::ScalarType type) {
@@ -148,6 +152,10 @@ double predict_rank_scan_seconds(RankScanAlgo algo, int P, const ExchangeSize& s
       // summary to it (reads the summary and the state, writes a state).
       return (P - 1) * (model.ring.alpha_s + s * model.ring.beta_s_per_byte +
                         (m + 2.0 * s) * model.combine_s_per_byte + apply_s);
+    case RankScanAlgo::kBlelloch:
+      // Up and down sweep: every round one message of m bytes and at most one composition.
+      return 2.0 * rounds * (model.tree.alpha_s + m * model.tree.beta_s_per_byte +
+                             1.5 * m * model.combine_s_per_byte + combine_s);
     case RankScanAlgo::kAuto: break;
   }
   return std::numeric_limits<double>::infinity();
@@ -291,27 +299,9 @@ namespace {
 using Summary = std::pair<at::Tensor, at::Tensor>;
 constexpr int kTreeTag = 7101;
 
-// One flat buffer holding every part, flattened, in order.
-at::Tensor pack(const SummaryParts& s) {
-  std::vector<at::Tensor> flat;
-  for (const at::Tensor& t : s) flat.push_back(t.reshape({-1}));
-  return at::cat(flat);
-}
-int64_t packed_numel(const SummaryParts& s) {
-  int64_t n = 0;
-  for (const at::Tensor& t : s) n += t.numel();
-  return n;
-}
-// Views of `flat` shaped like the parts of `like`.
-SummaryParts unpack(const at::Tensor& flat, const SummaryParts& like) {
-  SummaryParts out;
-  int64_t offset = 0;
-  for (const at::Tensor& t : like) {
-    out.push_back(flat.narrow(0, offset, t.numel()).view(t.sizes()));
-    offset += t.numel();
-  }
-  return out;
-}
+using detail::pack;
+using detail::packed_numel;
+using detail::unpack;
 
 SummaryParts tree_scan(Communicator& comm, const SummaryKind& kind, const SummaryParts& own,
                        bool reverse, Stream stream) {
@@ -479,6 +469,16 @@ SummaryParts rank_exclusive_scan(Communicator& comm, const SummaryKind& kind,
   switch (choose_rank_scan_algo(comm, size, algo, kind.elementwise())) {
     case RankScanAlgo::kTree: return tree_scan(comm, kind, own, reverse, stream);
     case RankScanAlgo::kAllGather: return all_gather_scan(comm, kind, own, reverse, stream);
+    case RankScanAlgo::kBlelloch: {
+      const ScanSchedule schedule = blelloch_schedule(comm.size(), comm.rank(), reverse);
+      auto result = run_scan_schedule(
+          comm, schedule, own,
+          [&kind](std::size_t, const SummaryParts& later, const SummaryParts& earlier) {
+            return kind.combine(later, earlier);
+          },
+          stream);
+      return result ? *result : kind.identity_like(own);
+    }
     case RankScanAlgo::kExscan: {
 #ifdef SEQPAR_COMM_WITH_MPI
       auto* mpi = dynamic_cast<MpiCommunicator*>(&comm);

@@ -68,7 +68,7 @@ TEST_P(RankScan, MatchesSequentialFoldExactly) {
 std::vector<Case> all_cases() {
   std::vector<Case> cases;
   for (RankScanAlgo algo : {RankScanAlgo::kTree, RankScanAlgo::kAllGather, RankScanAlgo::kExscan,
-                            RankScanAlgo::kAuto})
+                            RankScanAlgo::kBlelloch, RankScanAlgo::kAuto})
     for (bool reverse : {false, true})
       for (at::ScalarType dtype : {at::kDouble, at::kFloat, at::kComplexDouble, at::kComplexFloat})
         cases.push_back({algo, reverse, dtype});
@@ -112,7 +112,8 @@ TEST_P(MatrixRankScan, MatchesSequentialFoldExactly) {
 
 std::vector<Case> matrix_cases() {
   std::vector<Case> cases;
-  for (RankScanAlgo algo : {RankScanAlgo::kTree, RankScanAlgo::kAllGather, RankScanAlgo::kAuto})
+  for (RankScanAlgo algo : {RankScanAlgo::kTree, RankScanAlgo::kAllGather, RankScanAlgo::kBlelloch,
+                            RankScanAlgo::kAuto})
     for (bool reverse : {false, true})
       for (at::ScalarType dtype : {at::kDouble, at::kFloat}) cases.push_back({algo, reverse, dtype});
   return cases;

@@ -23,9 +23,13 @@
 //   kRing       the state passed rank to rank (LASP-1's scheme): P-1 sequential hops, each
 //               carrying one state (s bytes: B's, E's size), applied to the next rank's summary.
 //               Gives the entering state only (rank_entering_state), not whole summaries.
+//   kBlelloch   the static Blelloch up/down sweep over send/recv (scan_schedule.h):
+//               2 ceil(log2 P) rounds, at most one combine per rank per round. Never cheaper
+//               than kTree for an associative kind (kAuto never picks it); it exists for its
+//               order of combines, below, which equals one device's Blelloch scan.
 // kAuto picks the algorithm with the smallest predicted time under the alpha-beta model below;
-// the environment variable SEQPAR_SP_ALGO=tree|exscan|allgather overrides kAuto (exscan falls
-// back to tree for kinds it cannot run).
+// the environment variable SEQPAR_SP_ALGO=tree|exscan|allgather|ring|blelloch overrides kAuto
+// (exscan falls back to tree for kinds it cannot run, ring where whole summaries are needed).
 //
 // Order of combines. An associative kind gets the same result from every algorithm up to
 // rounding; a kind that is not associative (learned aggregations) needs to know which
@@ -38,6 +42,10 @@
 //               shape on every rank.
 //   kExscan     MPI's (unspecified) order.
 //   kRing       the state itself, S_{q-1}(... S_1(S_0(0))): no summaries are combined.
+//   kBlelloch   the left fold of the aligned power-of-two blocks tiling [0, q), largest first,
+//               each block a balanced tree: the same on every rank and equal to a single
+//               device's static Blelloch scan when each rank holds an aligned power-of-two
+//               block of items (scan_schedule.h).
 //
 // Summaries must be float32, float64, complex64 or complex128 (callers upcast half types so
 // the boundary states keep the accumulation precision). Tensors may live on any device the
@@ -54,16 +62,17 @@
 
 namespace seqpar::comm {
 
-enum class RankScanAlgo : int { kAuto, kTree, kExscan, kAllGather, kRing };
+enum class RankScanAlgo : int { kAuto, kTree, kExscan, kAllGather, kRing, kBlelloch };
 const char* rank_scan_algo_name(RankScanAlgo algo);
-RankScanAlgo parse_rank_scan_algo(const std::string& name);  // auto|tree|exscan|allgather|ring
+// auto|tree|exscan|allgather|ring|blelloch
+RankScanAlgo parse_rank_scan_algo(const std::string& name);
 
 // Alpha-beta model of one exchange, per algorithm: a step costs alpha + bytes * beta, where
 //   tree, exscan: ceil(log2 P) steps of m bytes;  allgather: ceil(log2 P) * alpha + (P-1) m beta;
-//   ring: P - 1 steps of s bytes (one state), one after another.
+//   ring: P - 1 steps of s bytes (one state), one after another;
+//   blelloch: 2 ceil(log2 P) steps of m bytes.
 // Composition adds combine_s_per_byte per byte of the summaries it reads and writes, and, for
 // kinds whose combine is a matrix product, its floating-point operations at flops_per_s.
-// Composition adds combine_s_per_byte per byte of the summaries it reads and writes.
 struct AlgoCost {
   double alpha_s = 20e-6;
   double beta_s_per_byte = 1.0 / 10e9;
