@@ -3,6 +3,7 @@
 #include <seqpar/comm/communicator.h>
 #include <seqpar/matrix_state.h>
 #include <seqpar/models/manifold_scan.h>
+#include <seqpar/psm.h>
 #include <seqpar/scan.h>
 #include <seqpar/sp.h>
 
@@ -22,6 +23,9 @@ SequenceBackend local_backend() {
                                       const at::Tensor& beta, const std::optional<at::Tensor>& h0,
                                       int64_t chunk) {
     return seqpar::chunk_gated_delta_rule(q, k, v, g, beta, std::nullopt, h0, chunk);
+  };
+  backend.psm_scan = [](const at::Tensor& chunks, const psm::Aggregate& agg) {
+    return psm::static_scan(chunks, agg);
   };
   return backend;
 }
@@ -43,6 +47,9 @@ SequenceBackend sp_backend(std::shared_ptr<comm::Communicator> group) {
                                            const at::Tensor& beta,
                                            const std::optional<at::Tensor>& h0, int64_t chunk) {
     return seqpar::sp::chunk_gated_delta_rule(q, k, v, g, beta, std::nullopt, h0, chunk, group);
+  };
+  backend.psm_scan = [group](const at::Tensor& chunks, const psm::Aggregate& agg) {
+    return psm::sp_static_scan(chunks, agg, group);
   };
   return backend;
 }

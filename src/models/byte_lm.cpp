@@ -1,4 +1,4 @@
-// ByteLM: embedding -> ManifoldScan or MatrixStateBlock blocks -> norm -> head
+// ByteLM: embedding -> ManifoldScan, MatrixStateBlock or PsmBlock blocks -> norm -> head
 // (seqpar/models/byte_lm.h).
 #include "seqpar/models/byte_lm.h"
 
@@ -6,17 +6,22 @@ namespace seqpar::models {
 
 ByteLMImpl::ByteLMImpl(const ByteLMOptions& options) : options_(options) {
   TORCH_CHECK(options.layers > 0, "ByteLM: layers must be positive, got ", options.layers);
-  const bool manifold = options.block_type == "manifold";
-  TORCH_CHECK(manifold || options.block_type == "gla" || options.block_type == "gated_deltanet",
-              "ByteLM: block_type must be manifold, gla or gated_deltanet, got '",
+  const bool manifold = options.block_type == "manifold", psm = options.block_type == "psm";
+  TORCH_CHECK(manifold || psm || options.block_type == "gla" ||
+                  options.block_type == "gated_deltanet",
+              "ByteLM: block_type must be manifold, gla, gated_deltanet or psm, got '",
               options.block_type, "'");
-  const int64_t D = manifold ? options.block.d_model : options.matrix_block.d_model;
+  const int64_t D = manifold ? options.block.d_model
+                             : psm ? options.psm_block.d_model : options.matrix_block.d_model;
   embed_ = register_module("embed", torch::nn::Embedding(ByteLMOptions::kVocab, D));
   blocks_ = register_module("blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < options.layers; ++i) {
     if (manifold) {
       block_refs_.push_back(ManifoldScan(options.block));
       blocks_->push_back(block_refs_.back());
+    } else if (psm) {
+      psm_refs_.push_back(PsmBlock(options.psm_block));
+      blocks_->push_back(psm_refs_.back());
     } else {
       MatrixStateBlockOptions m = options.matrix_block;
       m.variant = options.block_type;
@@ -40,6 +45,9 @@ at::Tensor ByteLMImpl::forward(const at::Tensor& tokens, const SequenceBackend& 
   for (size_t i = 0; i < matrix_refs_.size(); ++i) {
     x = matrix_refs_[i]->forward(x, backend, states ? &(*states)[i].matrix : nullptr);
   }
+  for (size_t i = 0; i < psm_refs_.size(); ++i) {
+    x = psm_refs_[i]->forward(x, backend, states ? &(*states)[i].psm : nullptr);
+  }
   return head_->forward(final_norm_->forward(x));
 }
 
@@ -49,6 +57,7 @@ at::Tensor ByteLMImpl::step(const at::Tensor& tokens, std::vector<LayerState>& s
   auto x = embed_->forward(tokens);
   for (size_t i = 0; i < block_refs_.size(); ++i) x = block_refs_[i]->step(x, states[i].manifold);
   for (size_t i = 0; i < matrix_refs_.size(); ++i) x = matrix_refs_[i]->step(x, states[i].matrix);
+  for (size_t i = 0; i < psm_refs_.size(); ++i) x = psm_refs_[i]->step(x, states[i].psm);
   return head_->forward(final_norm_->forward(x));
 }
 

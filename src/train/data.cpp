@@ -9,6 +9,7 @@
 #include "seqpar/train/options.h"
 
 #include <algorithm>
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -285,6 +286,68 @@ class RecallTask : public EventTask {
   int64_t pairs_, min_d_, max_d_;
 };
 
+// S5 state tracking: every token is one of the 120 permutations of 5 elements (its index in
+// lexicographic order) and the target at position t is the index of the composition
+// g_t o ... o g_0 (the state after reading token t), scored everywhere. Validation sequences
+// may be longer than training ones (val_length) to measure length generalization.
+class S5Task : public Task {
+ public:
+  explicit S5Task(const TrainOptions& o)
+      : seed_(o.seed), seq_len_(o.seq_len), val_len_(o.val_length > 0 ? o.val_length : o.seq_len),
+        val_count_(o.val_sequences) {
+    std::array<int, 5> p{0, 1, 2, 3, 4};
+    index_.fill(-1);
+    do {
+      index_[code(p)] = static_cast<int>(perms_.size());
+      perms_.push_back(p);
+    } while (std::next_permutation(p.begin(), p.end()));
+  }
+  std::string describe() const override {
+    return "s5: composing permutations of 5 elements, train length " + std::to_string(seq_len_) +
+           ", validation length " + std::to_string(val_len_);
+  }
+  int64_t train_length() const override { return seq_len_; }
+  double train_weight() const override { return static_cast<double>(seq_len_); }
+  int64_t val_count() const override { return val_count_; }
+  int64_t val_length() const override { return val_len_; }
+  double val_weight() const override { return static_cast<double>(val_len_); }
+  void train_tokens(int64_t index, int64_t begin, int64_t end, int64_t* inputs, int64_t* targets,
+                    float* weights) const override {
+    fill(4, index, begin, end, inputs, targets, weights);
+  }
+  void val_tokens(int64_t index, int64_t begin, int64_t end, int64_t* inputs, int64_t* targets,
+                  float* weights) const override {
+    fill(5, index, begin, end, inputs, targets, weights);
+  }
+
+ private:
+  static int code(const std::array<int, 5>& p) {
+    int c = 0;
+    for (int v : p) c = c * 5 + v;
+    return c;
+  }
+  // The state before `begin` is recomputed from the start: cheap integer work.
+  void fill(uint64_t stream, int64_t index, int64_t begin, int64_t end, int64_t* inputs,
+            int64_t* targets, float* weights) const {
+    auto rng = sequence_rng(seed_, stream, index);
+    std::array<int, 5> state{0, 1, 2, 3, 4};
+    for (int64_t t = 0; t < end; ++t) {
+      const auto g = static_cast<int64_t>(below(rng, 120));
+      std::array<int, 5> next;
+      for (int i = 0; i < 5; ++i) next[i] = perms_[g][state[i]];  // g after state
+      state = next;
+      if (t >= begin) {
+        inputs[t - begin] = g;
+        targets[t - begin] = index_[code(state)];
+        weights[t - begin] = 1.0f;
+      }
+    }
+  }
+  int64_t seed_, seq_len_, val_len_, val_count_;
+  std::vector<std::array<int, 5>> perms_;
+  std::array<int, 3125> index_;
+};
+
 }  // namespace
 
 std::vector<std::string> expand_corpus_paths(const std::vector<std::string>& paths) {
@@ -313,6 +376,7 @@ std::unique_ptr<Task> make_task(const TrainOptions& options) {
   if (options.task == "text") return std::make_unique<TextTask>(options);
   if (options.task == "copy") return std::make_unique<CopyTask>(options);
   if (options.task == "mqar") return std::make_unique<RecallTask>(options);
+  if (options.task == "s5") return std::make_unique<S5Task>(options);
   throw std::runtime_error("unknown task '" + options.task + "'");
 }
 

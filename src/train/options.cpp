@@ -38,7 +38,7 @@ void describe(po::options_description& desc, TrainOptions& o, std::string& data)
     ("help,h", "print this help")
     ("config", po::value(&o.config), "INI file of key = value lines (command line overrides it)")
     ("mode", po::value(&o.mode)->default_value(o.mode), "train | generate")
-    ("model", po::value(&o.model)->default_value(o.model), "model family: manifold | gla | gated_deltanet")
+    ("model", po::value(&o.model)->default_value(o.model), "model family: manifold | gla | gated_deltanet | psm")
     ("steps", po::value(&o.steps)->default_value(o.steps), "optimizer steps (the LR schedule's length)")
     ("stop_after", po::value(&o.stop_after)->default_value(o.stop_after), "stop after this step, schedule unchanged (0: run all steps)")
     ("log_every", po::value(&o.log_every)->default_value(o.log_every), "progress line every N steps")
@@ -51,15 +51,17 @@ void describe(po::options_description& desc, TrainOptions& o, std::string& data)
     ("layers", po::value(&o.layers)->default_value(o.layers), "ManifoldScan blocks")
     ("heads", po::value(&o.heads)->default_value(o.heads), "time-scale heads per block (divides d_model)")
     ("mlp_hidden", po::value(&o.mlp_hidden)->default_value(o.mlp_hidden), "MLP hidden width (0: 4 * d_model)")
+    ("psm_chunk", po::value(&o.psm_chunk)->default_value(o.psm_chunk), "psm: tokens per chunk")
     ("rotation", po::value(&o.rotation)->default_value(o.rotation), "complex retention a = decay * exp(i phase)")
     ("dt_min", po::value(&o.dt_min)->default_value(o.dt_min), "smallest base time scale")
     ("dt_max", po::value(&o.dt_max)->default_value(o.dt_max), "largest base time scale")
     ("energy_lambda", po::value(&o.energy_lambda)->default_value(o.energy_lambda), "weight of the energy-drift regularizer")
-    ("task", po::value(&o.task)->default_value(o.task), "text | copy | mqar")
+    ("task", po::value(&o.task)->default_value(o.task), "text | copy | mqar | s5")
     ("data", po::value(&data)->default_value(join_paths(o.data)), "comma-separated files or directories (task = text)")
     ("val_fraction", po::value(&o.val_fraction)->default_value(o.val_fraction), "share of the corpus held out for validation")
     ("val_tokens", po::value(&o.val_tokens)->default_value(o.val_tokens), "text: validation tokens (0: min(seq_len, held-out bytes - 1))")
-    ("val_sequences", po::value(&o.val_sequences)->default_value(o.val_sequences), "copy / mqar: validation sequences")
+    ("val_sequences", po::value(&o.val_sequences)->default_value(o.val_sequences), "copy / mqar / s5: validation sequences")
+    ("val_length", po::value(&o.val_length)->default_value(o.val_length), "s5: tokens per validation sequence (0: seq_len)")
     ("seq_len", po::value(&o.seq_len)->default_value(o.seq_len), "tokens per sequence (split across the sp ranks)")
     ("batch", po::value(&o.batch)->default_value(o.batch), "sequences per data-parallel rank per step")
     ("copy_tokens", po::value(&o.copy_tokens)->default_value(o.copy_tokens), "copy: tokens to remember")
@@ -137,8 +139,10 @@ bool parse_options(int argc, const char* const* argv, TrainOptions& options,
 
 void validate(const TrainOptions& o) {
   require(o.mode == "train" || o.mode == "generate", "mode", "train or generate", o.mode);
-  require(o.model == "manifold" || o.model == "gla" || o.model == "gated_deltanet", "model",
-          "one of: manifold, gla, gated_deltanet", o.model);
+  require(o.model == "manifold" || o.model == "gla" || o.model == "gated_deltanet" ||
+              o.model == "psm",
+          "model", "one of: manifold, gla, gated_deltanet, psm", o.model);
+  require(o.psm_chunk >= 1, "psm_chunk", ">= 1", o.psm_chunk);
   require(o.steps >= 1, "steps", ">= 1", o.steps);
   require(o.stop_after >= 0 && o.stop_after <= o.steps, "stop_after", "in [0, steps]",
           o.stop_after);
@@ -153,8 +157,10 @@ void validate(const TrainOptions& o) {
   require(o.dt_max >= o.dt_min && std::isfinite(o.dt_max), "dt_max", ">= dt_min", o.dt_max);
   require(o.energy_lambda >= 0 && std::isfinite(o.energy_lambda), "energy_lambda", ">= 0",
           o.energy_lambda);
-  require(o.task == "text" || o.task == "copy" || o.task == "mqar", "task",
-          "one of: text, copy, mqar", o.task);
+  require(o.task == "text" || o.task == "copy" || o.task == "mqar" || o.task == "s5", "task",
+          "one of: text, copy, mqar, s5", o.task);
+  require(o.val_length >= 0, "val_length", ">= 0", o.val_length);
+  require(o.val_length == 0 || o.task == "s5", "val_length", "0 unless task = s5", o.val_length);
   require(o.task != "text" || !o.data.empty(), "data", "at least one path for task = text",
           "(empty)");
   require(o.val_fraction > 0 && o.val_fraction < 1, "val_fraction", "in (0, 1)", o.val_fraction);
@@ -209,6 +215,8 @@ std::string fingerprint(const TrainOptions& o) {
     << "\nlr=" << o.lr << "\nmin_lr_ratio=" << o.min_lr_ratio << "\nwarmup=" << o.warmup
     << "\nweight_decay=" << o.weight_decay << "\nbeta1=" << o.beta1 << "\nbeta2=" << o.beta2
     << "\ngrad_clip=" << o.grad_clip << "\nseed=" << o.seed << "\n";
+  // Keys added later enter only where they apply, so earlier checkpoints keep their fingerprint.
+  if (o.model == "psm") f << "psm_chunk=" << o.psm_chunk << "\n";
   return f.str();
 }
 

@@ -83,7 +83,38 @@ models::ByteLMOptions model_options(const TrainOptions& o) {
   m.matrix_block.d_model = o.d_model;
   m.matrix_block.heads = o.heads;
   m.matrix_block.mlp_hidden = o.effective_mlp_hidden();
+  m.psm_block.d_model = o.d_model;
+  m.psm_block.heads = o.heads;
+  m.psm_block.mlp_hidden = o.effective_mlp_hidden();
+  m.psm_block.chunk_size = o.psm_chunk;
   return m;
+}
+
+void check_psm_layout(int64_t length, int sp, int64_t chunk, const std::string& what) {
+  // The sequence-parallel psm scan needs every rank to hold an aligned power-of-two block of
+  // whole chunks (seqpar/psm.h); only the last rank may end in a partial chunk.
+  if (sp <= 1) return;
+  std::vector<int64_t> chunks(sp);
+  std::ostringstream slices;
+  bool ok = true;
+  for (int r = 0; r < sp; ++r) {
+    const auto [b, e] = slice_range(length, r, sp);
+    chunks[r] = (e - b + chunk - 1) / chunk;
+    if (r + 1 < sp && (e - b) % chunk != 0) ok = false;
+    slices << (r ? ", " : "") << e - b;
+  }
+  const int64_t block = chunks[0];
+  if ((block & (block - 1)) != 0) ok = false;
+  for (int r = 1; r + 1 < sp; ++r) ok = ok && chunks[r] == block;
+  ok = ok && chunks[sp - 1] <= block;
+  if (!ok) {
+    std::ostringstream os;
+    os << "model = psm with sp = " << sp << ": " << what << " = " << length
+       << " splits into slices of [" << slices.str() << "] tokens; with psm_chunk = " << chunk
+       << " every slice but the last must be the same power-of-two number of whole chunks "
+          "(e.g. seq_len = sp * psm_chunk * 2^k)";
+    throw std::invalid_argument(os.str());
+  }
 }
 
 double learning_rate(const TrainOptions& o, int64_t step) {
@@ -100,6 +131,11 @@ Trainer::Trainer(const TrainOptions& options, comm::Grid grid, std::ostream* log
   TORCH_CHECK(options_.seq_len >= grid_.sp_size, "seq_len (", options_.seq_len,
               ") must be at least the sp size (", grid_.sp_size, ")");
   task_ = make_task(options_);
+  if (options_.model == "psm") {
+    check_psm_layout(options_.seq_len, grid_.sp_size, options_.psm_chunk, "seq_len");
+    check_psm_layout(task_->val_length(), grid_.sp_size, options_.psm_chunk,
+                     "the validation length (val_tokens / val_length)");
+  }
   // The same seed on every rank: identical initial parameters without a broadcast.
   torch::manual_seed(static_cast<uint64_t>(options_.seed));
   // Initialised on the CPU, then moved: the same parameters whatever the device.
@@ -172,8 +208,9 @@ double Trainer::validate() {
   torch::NoGradGuard no_grad;
   const int64_t length = task_->val_length();
   const auto [begin, end] = slice_range(length, grid_.sp_rank, grid_.sp_size);
-  // [0]: summed cross-entropy, [1..256]: weighted counts of the target bytes.
-  auto totals = torch::zeros({257}, torch::kFloat64);
+  // [0]: summed cross-entropy, [1..256]: weighted counts of the target bytes, [257]: weighted
+  // count of targets predicted by the arg max.
+  auto totals = torch::zeros({258}, torch::kFloat64);
   for (int64_t i = 0; i < task_->val_count(); ++i) {
     auto slice = task_->val_slice(i, begin, end);
     auto logits = model_->forward(slice.inputs.to(device_), backend_);
@@ -182,13 +219,17 @@ double Trainer::validate() {
         torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
     auto w = slice.weights.reshape(-1);
     totals[0] += (ce * w.to(device_)).sum().to(torch::kCPU, torch::kFloat64);
-    totals.slice(0, 1).index_add_(0, slice.targets.reshape(-1), w.to(torch::kFloat64));
+    totals.slice(0, 1, 257).index_add_(0, slice.targets.reshape(-1), w.to(torch::kFloat64));
+    auto hit = (logits.reshape({-1, models::ByteLMOptions::kVocab}).argmax(-1).to(torch::kCPU) ==
+                slice.targets.reshape(-1)).to(torch::kFloat64);
+    totals[257] += (hit * w.to(torch::kFloat64)).sum();
   }
   // dp groups evaluate the same validation data; sum over the sp group only.
   if (grid_.sp->size() > 1) grid_.sp->all_reduce_sum(double_buffer(totals));
   const double count = task_->val_count() * task_->val_weight();
-  auto freq = totals.slice(0, 1);
+  auto freq = totals.slice(0, 1, 257);
   auto p = freq / freq.sum();
+  val_accuracy_ = totals[257].item<double>() / count;
   unigram_loss_ = -(p * torch::log(p.clamp_min(1e-300))).sum().item<double>();
   return totals[0].item<double>() / count;
 }
@@ -293,7 +334,10 @@ TrainSummary Trainer::run() {
     if (metrics.is_open()) {
       nlohmann::json j{{"step", step}, {"loss", loss}, {"tokens_per_s", record.tokens_per_s},
                        {"lr", lr}};
-      if (record.val_loss) j["val_loss"] = *record.val_loss;
+      if (record.val_loss) {
+        j["val_loss"] = *record.val_loss;
+        j["val_accuracy"] = val_accuracy_;
+      }
       if (final_step) j["unigram_loss"] = unigram_loss_;
       metrics << j.dump() << "\n" << std::flush;
     }
@@ -323,13 +367,15 @@ TrainSummary Trainer::run() {
   summary.last_step = step_;
   summary.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   summary.unigram_loss = unigram_loss_;
+  summary.val_accuracy = val_accuracy_;
   if (out) {
     *out << std::fixed << std::setprecision(4) << "summary: steps " << summary.first_step
          << ".." << summary.last_step << " in " << std::setprecision(1) << summary.seconds
          << " s | val loss " << std::setprecision(4) << summary.val_loss
          << " nats/byte | unigram baseline " << summary.unigram_loss << " nats/byte | "
          << (summary.val_loss < summary.unigram_loss ? "below" : "NOT below")
-         << " the baseline by " << summary.unigram_loss - summary.val_loss << "\n"
+         << " the baseline by " << summary.unigram_loss - summary.val_loss
+         << " | val accuracy " << summary.val_accuracy << "\n"
          << std::flush;
   }
   return summary;

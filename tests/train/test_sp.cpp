@@ -87,6 +87,40 @@ TEST_P(SpMatrixTraining, LossAndGradientsMatchOneRank) {
 
 INSTANTIATE_TEST_SUITE_P(Models, SpMatrixTraining, testing::Values("gla", "gated_deltanet"));
 
+// The psm model (PsmBlock through psm::sp_static_scan) on S5 state tracking: 8 chunks of 4
+// tokens per rank for training, 16 for validation (twice as long); loss, gradients, a few
+// steps and validation equal one rank's. A length that does not split into aligned
+// power-of-two blocks of chunks is refused with a message naming the settings.
+TEST(SpPsmTraining, LossAndGradientsMatchOneRank) {
+  auto world = test_world();
+  auto o = sp_options("s5");
+  o.model = "psm";
+  o.psm_chunk = 4;
+  o.seq_len = 32 * world->size();
+  o.val_length = 2 * o.seq_len;
+  Trainer reference(o, single_rank_grid(), nullptr);
+  Trainer parallel(o, seqpar::comm::make_grid(world, world->size()), nullptr);
+  const double l_ref = reference.compute_gradients(0), l_par = parallel.compute_gradients(0);
+  EXPECT_NEAR(l_par, l_ref, 1e-5 * std::abs(l_ref)) << "loss";
+  expect_same_gradients(reference, parallel, "psm");
+  auto s_ref = reference.run(), s_par = parallel.run();
+  ASSERT_EQ(s_ref.history.size(), s_par.history.size());
+  for (size_t i = 0; i < s_ref.history.size(); ++i)
+    EXPECT_NEAR(s_par.history[i].loss, s_ref.history[i].loss, 1e-4 * s_ref.history[i].loss)
+        << "step " << i + 1;
+  EXPECT_NEAR(s_par.val_loss, s_ref.val_loss, 1e-4 * s_ref.val_loss);
+  EXPECT_NEAR(s_par.val_accuracy, s_ref.val_accuracy, 1e-9);
+
+  o.seq_len = 12 * world->size();  // 3 chunks per rank
+  try {
+    Trainer bad(o, seqpar::comm::make_grid(world, world->size()), nullptr);
+    FAIL() << "expected an error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("psm_chunk = 4"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("seq_len"), std::string::npos) << e.what();
+  }
+}
+
 TEST(SpTraining, RotationAndEnergyDrift) {
   auto world = test_world();
   auto o = sp_options("text");

@@ -1,6 +1,7 @@
 // A byte-level language model: embedding(256) -> N blocks -> final RMS norm -> linear head
 // over 256 bytes. The blocks are ManifoldScan layers (block_type "manifold") or matrix-state
-// layers (MatrixStateBlock: "gla" or "gated_deltanet").
+// layers (MatrixStateBlock: "gla" or "gated_deltanet") or prefix-scannable layers (PsmBlock:
+// "psm").
 //
 // forward() is the training path (parallel scans through a SequenceBackend, so a rank may hold
 // only a slice of each sequence); step() is the streaming path (constant state per layer, one
@@ -9,6 +10,7 @@
 
 #include <seqpar/models/manifold_scan.h>
 #include <seqpar/models/matrix_state_block.h>
+#include <seqpar/models/psm_block.h>
 
 #include <torch/torch.h>
 
@@ -19,17 +21,19 @@ namespace seqpar::models {
 
 struct ByteLMOptions {
   int64_t layers = 2;
-  std::string block_type = "manifold";  // or "gla", "gated_deltanet"
+  std::string block_type = "manifold";  // or "gla", "gated_deltanet", "psm"
   ManifoldScanOptions block;            // manifold blocks
   MatrixStateBlockOptions matrix_block; // gla / gated_deltanet blocks (variant = block_type)
+  PsmBlockOptions psm_block;            // psm blocks
   static constexpr int64_t kVocab = 256;
 };
 
-// Recurrent state of one layer: the manifold block's (velocity, position) or a matrix-state
-// block's S (batch, heads, K, V).
+// Recurrent state of one layer: the manifold block's (velocity, position), a matrix-state
+// block's S (batch, heads, K, V) or a psm block's binary counter and pending tokens.
 struct LayerState {
   ManifoldState manifold;
   at::Tensor matrix;
+  PsmState psm;
 };
 
 class ByteLMImpl : public torch::nn::Module {
@@ -54,6 +58,7 @@ class ByteLMImpl : public torch::nn::Module {
   torch::nn::ModuleList blocks_;
   std::vector<ManifoldScan> block_refs_;          // manifold blocks
   std::vector<MatrixStateBlock> matrix_refs_;     // or matrix-state blocks
+  std::vector<PsmBlock> psm_refs_;                // or psm blocks
   RMSNorm final_norm_{nullptr};
   torch::nn::Linear head_{nullptr};
 };

@@ -26,6 +26,7 @@
 //   and gradient equal the one-rank computation on any number of ranks.
 #pragma once
 
+#include <seqpar/psm.h>
 #include <torch/torch.h>
 
 #include <functional>
@@ -55,6 +56,9 @@ struct SequenceBackend {
       const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
       const at::Tensor& beta, const std::optional<at::Tensor>& h0, int64_t chunk_size)>
       chunk_gated_delta_rule;
+  // Exclusive prefixes of chunk states under a learned aggregation (seqpar/psm.h), in the
+  // static Blelloch order; used by PsmBlock.
+  std::function<psm::Prefixes(const at::Tensor& chunks, const psm::Aggregate& agg)> psm_scan;
 };
 
 SequenceBackend local_backend();

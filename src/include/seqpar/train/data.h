@@ -1,5 +1,5 @@
-// Training data for seqpar-train: a byte corpus read from files, and two synthetic long-range
-// tasks (selective copying, multi-query associative recall).
+// Training data for seqpar-train: a byte corpus read from files, two synthetic long-range
+// tasks (selective copying, multi-query associative recall) and S5 state tracking.
 //
 // Every sequence is a pure function of (seed, sequence index): a rank asks for tokens
 // [begin, end) of sequence i and reads or generates only those (plus the one token after

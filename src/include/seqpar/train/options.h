@@ -36,16 +36,18 @@ struct TrainOptions {
   int64_t layers = 2;
   int64_t heads = 4;
   int64_t mlp_hidden = 0;      // 0: 4 * d_model
+  int64_t psm_chunk = 16;      // model = psm: tokens per chunk
   bool rotation = false;
   double dt_min = 0.01;
   double dt_max = 1.0;
   double energy_lambda = 0.0;
   // data
-  std::string task = "text";   // text | copy | mqar
+  std::string task = "text";   // text | copy | mqar | s5
   std::vector<std::string> data{"/usr/share/common-licenses"};
   double val_fraction = 0.1;
   int64_t val_tokens = 0;      // text: tokens in the validation sequence (0: min(seq_len, split))
-  int64_t val_sequences = 2;   // copy / mqar: validation sequences
+  int64_t val_sequences = 2;   // copy / mqar / s5: validation sequences
+  int64_t val_length = 0;      // s5: tokens per validation sequence (0: seq_len)
   int64_t seq_len = 4096;
   int64_t batch = 1;           // sequences per data-parallel rank per step
   int64_t copy_tokens = 16;

@@ -36,6 +36,7 @@ struct TrainSummary {
   double val_loss = NAN;
   double unigram_loss = NAN;  // cross-entropy of the validation targets under their own byte
                               // frequencies: the best any context-free predictor can do
+  double val_accuracy = NAN;  // share of scored validation targets the arg max predicts
   double seconds = 0;
 };
 
@@ -67,6 +68,7 @@ class Trainer {
   // Validation loss (and the unigram baseline) over the task's validation sequences.
   double validate();
   double unigram_loss() const { return unigram_loss_; }
+  double val_accuracy() const { return val_accuracy_; }  // of the last validate()
 
   models::ByteLM& model() { return model_; }
   torch::optim::AdamW& optimizer() { return *optimizer_; }
@@ -88,6 +90,7 @@ class Trainer {
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   int64_t step_ = 0, next_sequence_ = 0;
   double unigram_loss_ = NAN;
+  double val_accuracy_ = NAN;
 };
 
 }  // namespace seqpar::train
