@@ -26,6 +26,16 @@ std::pair<int64_t, int64_t> slice_range(int64_t length, int rank, int size) {
   return {begin, begin + base + (rank < extra ? 1 : 0)};
 }
 
+std::pair<int64_t, int64_t> aligned_slice_range(int64_t length, int rank, int size,
+                                                int64_t chunk) {
+  const int64_t chunks = (length + chunk - 1) / chunk;
+  const int64_t per_rank = (chunks + size - 1) / size;
+  int64_t block = 1;
+  while (block < per_rank) block *= 2;
+  const int64_t begin = std::min(length, rank * block * chunk);
+  return {begin, std::min(length, begin + block * chunk)};
+}
+
 Slice Task::train_slice(int64_t first_index, int64_t batch, int64_t begin, int64_t end) const {
   const int64_t len = end - begin;
   Slice s{torch::empty({batch, len}, torch::kInt64), torch::empty({batch, len}, torch::kInt64),

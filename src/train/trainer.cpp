@@ -90,33 +90,6 @@ models::ByteLMOptions model_options(const TrainOptions& o) {
   return m;
 }
 
-void check_psm_layout(int64_t length, int sp, int64_t chunk, const std::string& what) {
-  // The sequence-parallel psm scan needs every rank to hold an aligned power-of-two block of
-  // whole chunks (seqpar/psm.h); only the last rank may end in a partial chunk.
-  if (sp <= 1) return;
-  std::vector<int64_t> chunks(sp);
-  std::ostringstream slices;
-  bool ok = true;
-  for (int r = 0; r < sp; ++r) {
-    const auto [b, e] = slice_range(length, r, sp);
-    chunks[r] = (e - b + chunk - 1) / chunk;
-    if (r + 1 < sp && (e - b) % chunk != 0) ok = false;
-    slices << (r ? ", " : "") << e - b;
-  }
-  const int64_t block = chunks[0];
-  if ((block & (block - 1)) != 0) ok = false;
-  for (int r = 1; r + 1 < sp; ++r) ok = ok && chunks[r] == block;
-  ok = ok && chunks[sp - 1] <= block;
-  if (!ok) {
-    std::ostringstream os;
-    os << "model = psm with sp = " << sp << ": " << what << " = " << length
-       << " splits into slices of [" << slices.str() << "] tokens; with psm_chunk = " << chunk
-       << " every slice but the last must be the same power-of-two number of whole chunks "
-          "(e.g. seq_len = sp * psm_chunk * 2^k)";
-    throw std::invalid_argument(os.str());
-  }
-}
-
 double learning_rate(const TrainOptions& o, int64_t step) {
   if (o.warmup > 0 && step <= o.warmup) return o.lr * step / o.warmup;
   const double span = std::max<int64_t>(o.steps - o.warmup, 1);
@@ -131,11 +104,6 @@ Trainer::Trainer(const TrainOptions& options, comm::Grid grid, std::ostream* log
   TORCH_CHECK(options_.seq_len >= grid_.sp_size, "seq_len (", options_.seq_len,
               ") must be at least the sp size (", grid_.sp_size, ")");
   task_ = make_task(options_);
-  if (options_.model == "psm") {
-    check_psm_layout(options_.seq_len, grid_.sp_size, options_.psm_chunk, "seq_len");
-    check_psm_layout(task_->val_length(), grid_.sp_size, options_.psm_chunk,
-                     "the validation length (val_tokens / val_length)");
-  }
   // The same seed on every rank: identical initial parameters without a broadcast.
   torch::manual_seed(static_cast<uint64_t>(options_.seed));
   // Initialised on the CPU, then moved: the same parameters whatever the device.
@@ -161,6 +129,13 @@ Trainer::Trainer(const TrainOptions& options, comm::Grid grid, std::ostream* log
   optimizer_ = std::make_unique<torch::optim::AdamW>(groups, defaults);
 }
 
+std::pair<int64_t, int64_t> Trainer::my_slice(int64_t length) const {
+  // psm scans chunks across ranks in one fixed tree: each rank needs an aligned block of them.
+  if (options_.model == "psm")
+    return aligned_slice_range(length, grid_.sp_rank, grid_.sp_size, options_.psm_chunk);
+  return slice_range(length, grid_.sp_rank, grid_.sp_size);
+}
+
 void Trainer::reduce_gradients(double& loss) {
   std::vector<at::Tensor> flat;
   auto params = model_->parameters();
@@ -182,7 +157,7 @@ void Trainer::reduce_gradients(double& loss) {
 }
 
 double Trainer::compute_gradients(int64_t first_sequence) {
-  const auto [begin, end] = slice_range(options_.seq_len, grid_.sp_rank, grid_.sp_size);
+  const auto [begin, end] = my_slice(options_.seq_len);
   auto slice = task_->train_slice(first_sequence + grid_.dp_rank * options_.batch,
                                   options_.batch, begin, end);
   optimizer_->zero_grad();
@@ -207,7 +182,7 @@ double Trainer::compute_gradients(int64_t first_sequence) {
 double Trainer::validate() {
   torch::NoGradGuard no_grad;
   const int64_t length = task_->val_length();
-  const auto [begin, end] = slice_range(length, grid_.sp_rank, grid_.sp_size);
+  const auto [begin, end] = my_slice(length);
   // [0]: summed cross-entropy, [1..256]: weighted counts of the target bytes, [257]: weighted
   // count of targets predicted by the arg max.
   auto totals = torch::zeros({258}, torch::kFloat64);

@@ -54,6 +54,13 @@ std::unique_ptr<Task> make_task(const TrainOptions& options);
 // in rank order, lengths differing by at most one.
 std::pair<int64_t, int64_t> slice_range(int64_t length, int rank, int size);
 
+// The slice for a model whose chunks of `chunk` tokens are scanned across ranks in a fixed
+// tree (model = psm, seqpar/psm.h): rank r holds the aligned block of chunks [r b, (r + 1) b)
+// clipped to the sequence, b the smallest power of two with size * b chunks covering it. The
+// last ranks may hold less, or nothing.
+std::pair<int64_t, int64_t> aligned_slice_range(int64_t length, int rank, int size,
+                                                int64_t chunk);
+
 // The regular files a list of paths names (directories expand to their regular files, sorted;
 // symbolic links are skipped so a directory's aliases are not read twice).
 std::vector<std::string> expand_corpus_paths(const std::vector<std::string>& paths);

@@ -79,6 +79,8 @@ class Trainer {
   void load(const std::string& path);
   void save(int64_t step);
   void reduce_gradients(double& loss);
+  // This sp rank's token range of a sequence of `length` tokens.
+  std::pair<int64_t, int64_t> my_slice(int64_t length) const;
 
   TrainOptions options_;
   comm::Grid grid_;
