@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "seqpar/comm/communicator.h"
+#include "seqpar/comm/delayed_communicator.h"
 #ifdef SEQPAR_COMM_WITH_MPI
 #include "seqpar/comm/mpi_communicator.h"
 #endif
@@ -63,7 +64,7 @@ std::unique_ptr<Communicator> make_world(const BootstrapOptions& options) {
                            " (build with MPI for CPU runs under mpirun, NCCL for GPUs)");
   }
   if (options.timeout.count() > 0) world->set_timeout(options.timeout);
-  return world;
+  return with_injected_delay(std::move(world));
 }
 
 }  // namespace seqpar::comm

@@ -179,7 +179,10 @@ RankScanAlgo choose_rank_scan_algo(const Communicator& comm, const ExchangeSize&
     if (algo != RankScanAlgo::kAuto) return algo;
   }
   const std::string backend = comm.backend_name();
-  const CostModel model = cost_model_for(backend);
+  CostModel model = cost_model_for(backend);
+  // An emulated network's injected latency is part of every message's alpha.
+  for (AlgoCost* c : {&model.tree, &model.exscan, &model.allgather, &model.ring})
+    c->alpha_s += comm.injected_latency_s();
   RankScanAlgo best = RankScanAlgo::kTree;
   double best_s = predict_rank_scan_seconds(best, comm.size(), size, model);
   const double gather_s =

@@ -296,24 +296,26 @@ class RecallTask : public EventTask {
   int64_t pairs_, min_d_, max_d_;
 };
 
-// S5 state tracking: every token is one of the 120 permutations of 5 elements (its index in
-// lexicographic order) and the target at position t is the index of the composition
-// g_t o ... o g_0 (the state after reading token t), scored everywhere. Validation sequences
-// may be longer than training ones (val_length) to measure length generalization.
+// S5 state tracking: every token is one of the k! permutations of k = perm_elements elements
+// (5 by default; its index in lexicographic order) and the target at position t is the index
+// of the composition g_t o ... o g_0 (the state after reading token t), scored everywhere.
+// Validation sequences may be longer than training ones (val_length) to measure length
+// generalization.
 class S5Task : public Task {
  public:
   explicit S5Task(const TrainOptions& o)
       : seed_(o.seed), seq_len_(o.seq_len), val_len_(o.val_length > 0 ? o.val_length : o.seq_len),
-        val_count_(o.val_sequences) {
+        val_count_(o.val_sequences), k_(static_cast<int>(o.perm_elements)) {
     std::array<int, 5> p{0, 1, 2, 3, 4};
     index_.fill(-1);
     do {
       index_[code(p)] = static_cast<int>(perms_.size());
       perms_.push_back(p);
-    } while (std::next_permutation(p.begin(), p.end()));
+    } while (std::next_permutation(p.begin(), p.begin() + k_));
   }
   std::string describe() const override {
-    return "s5: composing permutations of 5 elements, train length " + std::to_string(seq_len_) +
+    return "s5: composing permutations of " + std::to_string(k_) + " elements (" +
+           std::to_string(perms_.size()) + " tokens), train length " + std::to_string(seq_len_) +
            ", validation length " + std::to_string(val_len_);
   }
   int64_t train_length() const override { return seq_len_; }
@@ -331,9 +333,9 @@ class S5Task : public Task {
   }
 
  private:
-  static int code(const std::array<int, 5>& p) {
+  int code(const std::array<int, 5>& p) const {
     int c = 0;
-    for (int v : p) c = c * 5 + v;
+    for (int i = 0; i < k_; ++i) c = c * 5 + p[i];
     return c;
   }
   // The state before `begin` is recomputed from the start: cheap integer work.
@@ -342,9 +344,9 @@ class S5Task : public Task {
     auto rng = sequence_rng(seed_, stream, index);
     std::array<int, 5> state{0, 1, 2, 3, 4};
     for (int64_t t = 0; t < end; ++t) {
-      const auto g = static_cast<int64_t>(below(rng, 120));
-      std::array<int, 5> next;
-      for (int i = 0; i < 5; ++i) next[i] = perms_[g][state[i]];  // g after state
+      const auto g = static_cast<int64_t>(below(rng, perms_.size()));
+      std::array<int, 5> next = state;
+      for (int i = 0; i < k_; ++i) next[i] = perms_[g][state[i]];  // g after state
       state = next;
       if (t >= begin) {
         inputs[t - begin] = g;
@@ -354,6 +356,7 @@ class S5Task : public Task {
     }
   }
   int64_t seed_, seq_len_, val_len_, val_count_;
+  int k_;
   std::vector<std::array<int, 5>> perms_;
   std::array<int, 3125> index_;
 };

@@ -62,6 +62,7 @@ void describe(po::options_description& desc, TrainOptions& o, std::string& data)
     ("val_tokens", po::value(&o.val_tokens)->default_value(o.val_tokens), "text: validation tokens (0: min(seq_len, held-out bytes - 1))")
     ("val_sequences", po::value(&o.val_sequences)->default_value(o.val_sequences), "copy / mqar / s5: validation sequences")
     ("val_length", po::value(&o.val_length)->default_value(o.val_length), "s5: tokens per validation sequence (0: seq_len)")
+    ("perm_elements", po::value(&o.perm_elements)->default_value(o.perm_elements), "s5: permutations of this many elements (3: S3, 4: S4, 5: S5)")
     ("seq_len", po::value(&o.seq_len)->default_value(o.seq_len), "tokens per sequence (split across the sp ranks)")
     ("batch", po::value(&o.batch)->default_value(o.batch), "sequences per data-parallel rank per step")
     ("copy_tokens", po::value(&o.copy_tokens)->default_value(o.copy_tokens), "copy: tokens to remember")
@@ -161,6 +162,8 @@ void validate(const TrainOptions& o) {
           "one of: text, copy, mqar, s5", o.task);
   require(o.val_length >= 0, "val_length", ">= 0", o.val_length);
   require(o.val_length == 0 || o.task == "s5", "val_length", "0 unless task = s5", o.val_length);
+  require(o.perm_elements >= 3 && o.perm_elements <= 5, "perm_elements", "3, 4 or 5",
+          o.perm_elements);
   require(o.task != "text" || !o.data.empty(), "data", "at least one path for task = text",
           "(empty)");
   require(o.val_fraction > 0 && o.val_fraction < 1, "val_fraction", "in (0, 1)", o.val_fraction);
@@ -217,6 +220,7 @@ std::string fingerprint(const TrainOptions& o) {
     << "\ngrad_clip=" << o.grad_clip << "\nseed=" << o.seed << "\n";
   // Keys added later enter only where they apply, so earlier checkpoints keep their fingerprint.
   if (o.model == "psm") f << "psm_chunk=" << o.psm_chunk << "\n";
+  if (o.task == "s5") f << "perm_elements=" << o.perm_elements << "\n";
   return f.str();
 }
 

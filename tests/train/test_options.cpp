@@ -1,9 +1,12 @@
 // Option parsing: config files, command-line overrides, and the error for every kind of bad
 // input naming the key. Also the shipped configs parse and validate.
+#include <seqpar/train/data.h>
 #include <seqpar/train/options.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <filesystem>
 #include <fstream>
 
@@ -76,7 +79,7 @@ TEST(Options, BadValuesNameTheKey) {
 }
 
 TEST(Options, ShippedConfigsValidate) {
-  for (const char* name : {"quickstart", "single_gpu", "multi_node"}) {
+  for (const char* name : {"quickstart", "single_gpu", "multi_node", "mqar_compare", "s5_compare"}) {
     const std::string path = std::string(SEQPAR_SOURCE_DIR) + "/configs/" + name + ".ini";
     EXPECT_NO_THROW(parse({"--config", path})) << path << ": " << error_of({"--config", path});
   }
@@ -88,6 +91,45 @@ TEST(Options, FingerprintTracksModelKeys) {
   auto a = parse({}), b = parse({"--d_model", "128"}), c = parse({"--metrics", "x.jsonl"});
   EXPECT_NE(seqpar::train::fingerprint(a), seqpar::train::fingerprint(b));
   EXPECT_EQ(seqpar::train::fingerprint(a), seqpar::train::fingerprint(c));
+}
+
+// S5 data: token ids are the 120 permutations in lexicographic order; the first target is the
+// first token, every later target the token composed after the previous target (checked with
+// permutations rebuilt here); a slice equals the same range of the whole sequence; validation
+// sequences have val_length tokens.
+TEST(Tasks, S5TargetsComposeTheTokens) {
+  std::vector<std::array<int, 5>> perms;
+  std::array<int, 5> p{0, 1, 2, 3, 4};
+  do perms.push_back(p);
+  while (std::next_permutation(p.begin(), p.end()));
+  auto o = parse({"--task", "s5", "--seq_len", "50", "--val_length", "500"});
+  seqpar::train::validate(o);
+  auto task = seqpar::train::make_task(o);
+  EXPECT_EQ(task->val_length(), 500);
+  auto whole = task->train_slice(3, 2, 0, 50);
+  for (int64_t b = 0; b < 2; ++b) {
+    auto in = whole.inputs[b], tg = whole.targets[b];
+    EXPECT_EQ(tg[0].item<int64_t>(), in[0].item<int64_t>());
+    for (int64_t t = 1; t < 50; ++t) {
+      const auto& g = perms.at(in[t].item<int64_t>());
+      const auto& prev = perms.at(tg[t - 1].item<int64_t>());
+      std::array<int, 5> want;
+      for (int i = 0; i < 5; ++i) want[i] = g[prev[i]];
+      EXPECT_EQ(perms.at(tg[t].item<int64_t>()), want) << "t=" << t;
+    }
+  }
+  EXPECT_TRUE(whole.weights.eq(1).all().item<bool>());
+  auto part = task->train_slice(3, 2, 17, 41);
+  EXPECT_TRUE(torch::equal(part.targets, whole.targets.slice(1, 17, 41)));
+  EXPECT_TRUE(torch::equal(part.inputs, whole.inputs.slice(1, 17, 41)));
+  EXPECT_NE(error_of({"--task", "mqar", "--val_length", "10"}).find("val_length"), std::string::npos);
+  EXPECT_NE(error_of({"--task", "s5", "--perm_elements", "6"}).find("perm_elements"), std::string::npos);
+  // S3: 6 tokens, the same composition rule.
+  auto s3 = seqpar::train::make_task(parse({"--task", "s5", "--perm_elements", "3", "--seq_len", "40"}));
+  auto x = s3->train_slice(0, 1, 0, 40);
+  EXPECT_LT(x.inputs.max().item<int64_t>(), 6);
+  EXPECT_LT(x.targets.max().item<int64_t>(), 6);
+  EXPECT_EQ(x.targets[0][0].item<int64_t>(), x.inputs[0][0].item<int64_t>());
 }
 
 }  // namespace

@@ -115,6 +115,9 @@ class Communicator {
   virtual int size() const = 0;
   // "mpi", "nccl" or "c10d:<backend>" (e.g. "c10d:gloo").
   virtual std::string backend_name() const = 0;
+  // Latency added to every message on purpose (emulated networks: DelayedCommunicator); the
+  // rank scan's cost model adds it to alpha. 0 for real transports.
+  virtual double injected_latency_s() const { return 0.0; }
 
   // Deadline of each blocking call. Default: SEQPAR_COMM_TIMEOUT_MS or 300 s.
   std::chrono::milliseconds timeout() const { return timeout_; }

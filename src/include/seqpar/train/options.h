@@ -48,6 +48,7 @@ struct TrainOptions {
   int64_t val_tokens = 0;      // text: tokens in the validation sequence (0: min(seq_len, split))
   int64_t val_sequences = 2;   // copy / mqar / s5: validation sequences
   int64_t val_length = 0;      // s5: tokens per validation sequence (0: seq_len)
+  int64_t perm_elements = 5;   // s5: permutations of this many elements (3, 4 or 5)
   int64_t seq_len = 4096;
   int64_t batch = 1;           // sequences per data-parallel rank per step
   int64_t copy_tokens = 16;

@@ -1,0 +1,123 @@
+// seqpar-bench exchange: the cross-rank exclusive scan of one summary per rank, for the
+// diagonal (A, B) and the matrix (M, E) kinds and every algorithm (tree, all-gather-and-fold,
+// ring, Blelloch, MPI exscan where it applies, and auto, whose choice is recorded), each next to
+// the alpha-beta model's prediction for this backend (comm::cost_model_for plus any injected
+// latency). Measures comm::rank_entering_state, what the sequence-parallel ops call: the
+// median over repetitions of the slowest rank. Replaces sp_exchange_bench and
+// matrix_exchange_bench.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <boost/program_options.hpp>
+
+#include <cstdio>
+#include <sstream>
+
+#include "bench.h"
+#include "seqpar/comm/rank_scan.h"
+#ifdef SEQPAR_COMM_WITH_MPI
+#include "seqpar/comm/mpi_communicator.h"
+#endif
+
+namespace po = boost::program_options;
+
+namespace seqpar::bench {
+namespace {
+
+struct Case {
+  std::string summary;  // diagonal | matrix
+  int64_t a = 0, b = 0, c = 0;  // diagonal: elements; matrix: H, K, V
+};
+
+comm::SummaryParts make_summary(const Case& c) {
+  if (c.summary == "diagonal") {
+    // float64: what sp_scan exchanges for float32 inputs (the accumulation precision).
+    return {at::full({c.a}, 0.5, at::kDouble), at::rand({c.a}, at::kDouble)};
+  }
+  const at::Tensor M = at::eye(c.b, at::kFloat).expand({c.a, c.b, c.b}).contiguous() * 0.5;
+  return {M, at::rand({c.a, c.b, c.c}, at::kFloat)};
+}
+
+std::string describe(const Case& c) {
+  std::ostringstream os;
+  if (c.summary == "diagonal") os << "diagonal D=" << c.a;
+  else os << "matrix H=" << c.a << " K=" << c.b << " V=" << c.c;
+  return os.str();
+}
+
+}  // namespace
+
+int run_exchange(const CommonOptions& common, const std::vector<std::string>& args,
+                 comm::Communicator& world, RecordFile& out) {
+  std::string summaries = "diagonal,matrix";
+  po::options_description desc("seqpar-bench exchange options");
+  desc.add_options()("summary", po::value(&summaries)->default_value(summaries),
+                     "diagonal, matrix or both (comma-separated)");
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(desc).run(), vm);
+  po::notify(vm);
+  at::set_num_threads(1);
+
+  std::vector<Case> cases;
+  if (summaries.find("diagonal") != std::string::npos) {
+    for (int64_t D : common.quick ? std::vector<int64_t>{1024, 65536}
+                                  : std::vector<int64_t>{256, 4096, 65536, 1 << 20})
+      cases.push_back({"diagonal", D, 0, 0});
+  }
+  if (summaries.find("matrix") != std::string::npos) {
+    cases.push_back({"matrix", 4, 64, 64});
+    if (!common.quick) cases.push_back({"matrix", 16, 128, 128});
+  }
+  if (cases.empty()) throw std::invalid_argument("seqpar-bench exchange: --summary must name diagonal and/or matrix, got '" + summaries + "'");
+  std::vector<comm::RankScanAlgo> algos{comm::RankScanAlgo::kTree, comm::RankScanAlgo::kAllGather,
+                                        comm::RankScanAlgo::kRing, comm::RankScanAlgo::kBlelloch,
+                                        comm::RankScanAlgo::kExscan, comm::RankScanAlgo::kAuto};
+  bool mpi_direct = false;
+#ifdef SEQPAR_COMM_WITH_MPI
+  mpi_direct = dynamic_cast<comm::MpiCommunicator*>(&world) != nullptr;
+#endif
+  const int P = world.size(), reps = common.reps > 0 ? common.reps : (common.quick ? 5 : 20);
+  comm::CostModel model = comm::cost_model_for(world.backend_name());
+  for (comm::AlgoCost* c : {&model.tree, &model.exscan, &model.allgather, &model.ring})
+    c->alpha_s += world.injected_latency_s();
+  int total = 0;
+  for (const Case& c : cases)
+    for (auto algo : algos)
+      total += !(algo == comm::RankScanAlgo::kExscan && (c.summary != "diagonal" || !mpi_direct));
+  Progress progress(total, common.progress && world.rank() == 0);
+  for (const Case& c : cases) {
+    const comm::SummaryParts own = make_summary(c);
+    const comm::SummaryKind& kind =
+        c.summary == "diagonal" ? comm::diagonal_summary() : comm::matrix_summary();
+    const comm::ExchangeSize size = kind.exchange_size(own);
+    for (auto algo : algos) {
+      if (algo == comm::RankScanAlgo::kExscan && (c.summary != "diagonal" || !mpi_direct)) continue;
+      const Timing t = time_slowest(world, reps, [&] {
+        comm::rank_entering_state(world, kind, own, /*reverse=*/false, algo);
+      });
+      Record r;
+      r.bench = "exchange";
+      r.cas = {{"summary", c.summary}, {"algo", comm::rank_scan_algo_name(algo)},
+               {"bytes", size.summary_bytes}, {"state_bytes", size.state_bytes},
+               {"dtype", c.summary == "diagonal" ? "float64" : "float32"}, {"P", P}};
+      if (c.summary == "diagonal") r.cas["elements"] = c.a;
+      else r.cas.update({{"H", c.a}, {"K", c.b}, {"V", c.c}});
+      r.timing = t;
+      comm::RankScanAlgo predicted_algo = algo;
+      if (algo == comm::RankScanAlgo::kAuto) {
+        predicted_algo = comm::choose_rank_scan_algo(world, size, algo, kind.elementwise());
+        r.extra["auto_choice"] = comm::rank_scan_algo_name(predicted_algo);
+      }
+      r.predicted = comm::predict_rank_scan_seconds(predicted_algo, P, size, model);
+      out.add(r);
+      std::ostringstream what;
+      what.precision(1);
+      what << std::fixed << "exchange " << comm::rank_scan_algo_name(algo) << " " << describe(c)
+           << " P=" << P << ": " << t.median * 1e6 << " us (model " << *r.predicted * 1e6
+           << " us)";
+      progress.done(what.str());
+    }
+  }
+  return 0;
+}
+
+}  // namespace seqpar::bench
