@@ -2,6 +2,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -24,9 +25,14 @@ struct CommonOptions {
 // counts the slowest rank's time (every rank gets the same summary).
 Timing time_slowest(comm::Communicator& world, int reps, const std::function<void()>& fn);
 
+// Each subcommand parses its own options from `args` and adds its records to `out`.
+using Subcommand = int (*)(const CommonOptions& common, const std::vector<std::string>& args,
+                           std::shared_ptr<comm::Communicator> world, RecordFile& out);
 int run_exchange(const CommonOptions& common, const std::vector<std::string>& args,
-                 comm::Communicator& world, RecordFile& out);
+                 std::shared_ptr<comm::Communicator> world, RecordFile& out);
+int run_sp_scan(const CommonOptions& common, const std::vector<std::string>& args,
+                std::shared_ptr<comm::Communicator> world, RecordFile& out);
 int run_psm(const CommonOptions& common, const std::vector<std::string>& args,
-            comm::Communicator& world, RecordFile& out);
+            std::shared_ptr<comm::Communicator> world, RecordFile& out);
 
 }  // namespace seqpar::bench

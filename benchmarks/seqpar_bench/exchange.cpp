@@ -47,7 +47,8 @@ std::string describe(const Case& c) {
 }  // namespace
 
 int run_exchange(const CommonOptions& common, const std::vector<std::string>& args,
-                 comm::Communicator& world, RecordFile& out) {
+                 std::shared_ptr<comm::Communicator> world_ptr, RecordFile& out) {
+  comm::Communicator& world = *world_ptr;
   std::string summaries = "diagonal,matrix";
   po::options_description desc("seqpar-bench exchange options");
   desc.add_options()("summary", po::value(&summaries)->default_value(summaries),

@@ -2,6 +2,7 @@
 // torchrun (docs/benchmarks.md). Every result is a record carrying its environment (record.h).
 //
 //   seqpar-bench exchange [--summary diagonal,matrix] [common options]
+//   seqpar-bench sp_scan (--tokens N | --tokens_per_rank N) [--channels 64] [common options]
 //   seqpar-bench psm [--d_model 64 --chunk 16 --max_tokens N --max_chunks N] [common options]
 //   common: --quick (a smoke test of about a minute), --reps N, --json PATH, --no-progress
 //
@@ -41,11 +42,11 @@ Timing time_slowest(comm::Communicator& world, int reps, const std::function<voi
 }  // namespace seqpar::bench
 
 int main(int argc, char** argv) {
-  const std::map<std::string, decltype(&bench::run_exchange)> commands{
-      {"exchange", &bench::run_exchange}, {"psm", &bench::run_psm}};
+  const std::map<std::string, bench::Subcommand> commands{
+      {"exchange", &bench::run_exchange}, {"sp_scan", &bench::run_sp_scan}, {"psm", &bench::run_psm}};
   auto usage = [&] {
     std::fprintf(stderr,
-                 "usage: seqpar-bench SUBCOMMAND [options]\n  subcommands: exchange, psm\n"
+                 "usage: seqpar-bench SUBCOMMAND [options]\n  subcommands: exchange, sp_scan, psm\n"
                  "  common options: --quick --reps N --json PATH --no-progress\n"
                  "  seqpar-bench SUBCOMMAND --help lists its own options\n");
   };
@@ -77,9 +78,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (common.reps < 0) throw std::invalid_argument("--reps must be >= 0");
-    auto world = comm::make_world();
+    std::shared_ptr<comm::Communicator> world = comm::make_world();
     bench::RecordFile out(bench::environment(world.get(), world->size()));
-    const int rc = commands.at(sub)(common, rest, *world, out);
+    const int rc = commands.at(sub)(common, rest, world, out);
     if (world->rank() == 0) {
       out.write(common.json);
       if (!common.json.empty())

@@ -22,7 +22,8 @@ namespace po = boost::program_options;
 namespace seqpar::bench {
 
 int run_psm(const CommonOptions& common, const std::vector<std::string>& args,
-            comm::Communicator& world, RecordFile& out) {
+            std::shared_ptr<comm::Communicator> world_ptr, RecordFile& out) {
+  comm::Communicator& world = *world_ptr;
   models::PsmBlockOptions o;
   int64_t max_tokens = 0, max_chunks = 0;
   int threads = 1;
