@@ -42,6 +42,8 @@ fi
 python3 -c 'import numpy, pytest' 2>/dev/null || python3 -m pip install -q numpy pytest
 # scikit-build-core: the build backend of `pip install --no-build-isolation .` (pyproject.toml).
 python3 -c 'import scikit_build_core' 2>/dev/null || python3 -m pip install -q scikit-build-core
+# matplotlib: the PNG plots of benchmarks/bench_results.py (and their test).
+python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q matplotlib
 
 if [ "$want_cuda" = 1 ]; then
   venv=${SEQPAR_CUDA_VENV:-/opt/seqpar/torch-cuda}

@@ -37,6 +37,14 @@ void expect_streaming_equals_parallel(ByteLM& model, const at::Tensor& tokens, c
   EXPECT_TRUE(torch::equal(parallel.argmax(-1), sequential.argmax(-1))) << what;
 }
 
+void expect_every_parameter_gets_a_gradient(ByteLM& model, const at::Tensor& tokens) {
+  model->forward(tokens, local_backend()).logsumexp(-1).sum().backward();
+  for (const auto& p : model->named_parameters()) {
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    EXPECT_GT(max_abs(p.value().grad()), 0.0) << p.key();
+  }
+}
+
 class ModelTest : public testing::TestWithParam<bool> {};
 
 TEST_P(ModelTest, StreamingLogitsEqualParallelForward) {
@@ -92,11 +100,7 @@ TEST_P(MatrixModelTest, ChunkedForwardCarriesStateAndGradientsFlow) {
     auto second = model->forward(tokens.slice(1, 29), local_backend(), &states);
     EXPECT_LT(max_abs(whole - torch::cat({first, second}, 1)), 1e-4);
   }
-  model->forward(tokens, local_backend()).logsumexp(-1).sum().backward();
-  for (const auto& p : model->named_parameters()) {
-    ASSERT_TRUE(p.value().grad().defined()) << p.key();
-    EXPECT_GT(max_abs(p.value().grad()), 0.0) << p.key();
-  }
+  expect_every_parameter_gets_a_gradient(model, tokens);
 }
 
 INSTANTIATE_TEST_SUITE_P(Blocks, MatrixModelTest, testing::Values("gla", "gated_deltanet"));
@@ -135,11 +139,7 @@ TEST(PsmModelTest, ChunkedForwardCarriesStateAndGradientsFlow) {
     EXPECT_EQ(states[0].psm.counter->chunks(), 70 / 4);
     EXPECT_EQ(states[0].psm.counter->roots(), 2);  // 17 chunks = 10001b: one root per set bit
   }
-  model->forward(tokens, local_backend()).logsumexp(-1).sum().backward();
-  for (const auto& p : model->named_parameters()) {
-    ASSERT_TRUE(p.value().grad().defined()) << p.key();
-    EXPECT_GT(max_abs(p.value().grad()), 0.0) << p.key();
-  }
+  expect_every_parameter_gets_a_gradient(model, tokens);
 }
 
 TEST(ModelTest, EnergyDriftMatchesStreamedVelocities) {

@@ -35,6 +35,20 @@ void expect_same_gradients(Trainer& reference, Trainer& parallel, const char* wh
   if (test_world()->rank() == 0) std::printf("%s: worst relative gradient error %.3g\n", what, worst);
 }
 
+// Losses of a few full steps (AdamW, clipping, cosine LR) and validation stay together.
+// accuracy_tolerance < 0: validation accuracy not compared.
+void expect_same_runs(const TrainSummary& s_ref, const TrainSummary& s_par,
+                      double accuracy_tolerance = -1) {
+  ASSERT_EQ(s_ref.history.size(), s_par.history.size());
+  for (size_t i = 0; i < s_ref.history.size(); ++i)
+    EXPECT_NEAR(s_par.history[i].loss, s_ref.history[i].loss, 1e-4 * s_ref.history[i].loss)
+        << "step " << i + 1;
+  EXPECT_NEAR(s_par.val_loss, s_ref.val_loss, 1e-4 * s_ref.val_loss);
+  EXPECT_NEAR(s_par.unigram_loss, s_ref.unigram_loss, 1e-9);
+  if (accuracy_tolerance >= 0)
+    EXPECT_NEAR(s_par.val_accuracy, s_ref.val_accuracy, accuracy_tolerance);
+}
+
 TrainOptions sp_options(const std::string& task) {
   auto o = tiny_options();
   o.task = task;
@@ -58,14 +72,7 @@ TEST_P(SpTraining, LossAndGradientsMatchOneRank) {
   EXPECT_NEAR(l_par, l_ref, 1e-5 * std::abs(l_ref)) << "loss";
   expect_same_gradients(reference, parallel, GetParam().c_str());
 
-  // A few full steps (AdamW, clipping, cosine LR) stay together, and so does validation.
-  auto s_ref = reference.run(), s_par = parallel.run();
-  ASSERT_EQ(s_ref.history.size(), s_par.history.size());
-  for (size_t i = 0; i < s_ref.history.size(); ++i)
-    EXPECT_NEAR(s_par.history[i].loss, s_ref.history[i].loss, 1e-4 * s_ref.history[i].loss)
-        << "step " << i + 1;
-  EXPECT_NEAR(s_par.val_loss, s_ref.val_loss, 1e-4 * s_ref.val_loss);
-  EXPECT_NEAR(s_par.unigram_loss, s_ref.unigram_loss, 1e-9);
+  expect_same_runs(reference.run(), parallel.run());
 }
 
 INSTANTIATE_TEST_SUITE_P(Tasks, SpTraining, testing::Values("text", "copy", "mqar"));
@@ -103,13 +110,9 @@ TEST(SpPsmTraining, LossAndGradientsMatchOneRank) {
   const double l_ref = reference.compute_gradients(0), l_par = parallel.compute_gradients(0);
   EXPECT_NEAR(l_par, l_ref, 1e-5 * std::abs(l_ref)) << "loss";
   expect_same_gradients(reference, parallel, "psm");
-  auto s_ref = reference.run(), s_par = parallel.run();
-  ASSERT_EQ(s_ref.history.size(), s_par.history.size());
-  for (size_t i = 0; i < s_ref.history.size(); ++i)
-    EXPECT_NEAR(s_par.history[i].loss, s_ref.history[i].loss, 1e-4 * s_ref.history[i].loss)
-        << "step " << i + 1;
-  EXPECT_NEAR(s_par.val_loss, s_ref.val_loss, 1e-4 * s_ref.val_loss);
-  EXPECT_NEAR(s_par.val_accuracy, s_ref.val_accuracy, 1e-9);
+  // An arg max may flip on a near tie between the two summation orders: allow one of the
+  // 128 (P = 2) or 192 (P = 3) scored validation positions.
+  expect_same_runs(reference.run(), parallel.run(), 1.0 / 128);
 
   // 3 chunks per rank's worth: ranks hold aligned blocks of 4 chunks, the last ones less.
   o.seq_len = 12 * world->size() + 3;
