@@ -7,7 +7,7 @@ measured case; docs/benchmarks.md defines the fields. This tool works on those f
 needs nothing beyond the standard library (matplotlib for --plots, imported only then):
 
     bench_results.py validate FILE...                       one line per problem; exit 1 if any
-    bench_results.py merge FILE... [--markdown OUT.md] [--plots DIR]
+    bench_results.py merge FILE... [--where KEY=VALUE ...] [--markdown OUT.md] [--plots DIR]
     bench_results.py compare BASE.json NEW.json [--threshold 0.10] [--metric median]
 
 A case's identity, used by merge (a later file replaces an earlier file's record) and compare, is
@@ -27,12 +27,16 @@ import sys
 from datetime import datetime
 
 SCHEMA = "seqpar-bench/1"
-BENCHES = ("local_scan", "exchange", "sp_scan", "train_step")
+BENCHES = ("local_scan", "exchange", "sp_scan", "train_step", "psm_inference", "psm_train")
 METRICS = ("seconds",)
 RECORD_FIELDS = ("bench", "case", "metric", "median", "min", "max", "repeats", "predicted",
                  "bytes_moved", "roofline_gbps", "env")
 ENV_FIELDS = ("commit", "build", "device", "host", "date", "world_size", "sp_size", "versions",
               "emulation")
+# Optional: bench-specific figures beside the timing ("extra", an object) and the
+# communicator backend ("env.backend").
+RECORD_OPTIONAL = ("extra",)
+ENV_OPTIONAL = ("backend",)
 VERSION_FIELDS = ("libtorch", "cuda", "nccl", "mpi")
 EMULATION_FIELDS = ("hosts", "latency_us", "bandwidth_gbps", "latency_kind", "bandwidth_kind")
 PROG = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "bench_results.py"
@@ -85,7 +89,7 @@ def _check_str(problems, path, v, *, nullable=False):
         problems.append(f"{path}: expected {want}, got {_type_name(v)} {v!r}")
 
 
-def _check_fields(problems, path, obj, fields):
+def _check_fields(problems, path, obj, fields, optional=()):
     """Missing and unknown keys of a dict; returns False when obj is not a dict."""
     prefix = f"{path}." if path else ""
     if not isinstance(obj, dict):
@@ -95,16 +99,19 @@ def _check_fields(problems, path, obj, fields):
         if f not in obj:
             problems.append(f"{prefix}{f}: missing")
     for f in obj:
-        if f not in fields:
-            problems.append(f"{prefix}{f}: unknown field (expected one of {', '.join(fields)})")
+        if f not in fields and f not in optional:
+            problems.append(f"{prefix}{f}: unknown field (expected one of "
+                            f"{', '.join(fields + tuple(optional))})")
     return True
 
 
 def record_problems(rec):
     """Problems of one record, each as 'field.path: what is wrong'."""
     p = []
-    if not _check_fields(p, "", rec, RECORD_FIELDS):
+    if not _check_fields(p, "", rec, RECORD_FIELDS, RECORD_OPTIONAL):
         return p
+    if "extra" in rec and not isinstance(rec["extra"], dict):
+        p.append(f"extra: expected object, got {_type_name(rec['extra'])}")
     if "bench" in rec and rec["bench"] not in BENCHES:
         p.append(f"bench: expected one of {', '.join(BENCHES)}, got {rec['bench']!r}")
     if "case" in rec:
@@ -145,9 +152,9 @@ def record_problems(rec):
 
 def _env_problems(env):
     p = []
-    if not _check_fields(p, "env", env, ENV_FIELDS):
+    if not _check_fields(p, "env", env, ENV_FIELDS, ENV_OPTIONAL):
         return p
-    for f in ("commit", "device", "host"):
+    for f in ("commit", "device", "host") + (("backend",) if "backend" in env else ()):
         if f in env:
             _check_str(p, f"env.{f}", env[f])
     if "build" in env:
@@ -181,7 +188,8 @@ def _env_problems(env):
     em = env.get("emulation")
     if em is not None and _check_fields(p, "env.emulation", em, EMULATION_FIELDS):
         if "hosts" in em:
-            _check_int(p, "env.emulation.hosts", em["hosts"], 1)
+            # 0: one machine, latency injected only (no emulated hosts)
+            _check_int(p, "env.emulation.hosts", em["hosts"], 0)
         if "latency_us" in em:
             _check_number(p, "env.emulation.latency_us", em["latency_us"])
         if "bandwidth_gbps" in em:
@@ -189,8 +197,9 @@ def _env_problems(env):
                           positive=True)
         if "latency_kind" in em and em["latency_kind"] != "injected":
             p.append(f"env.emulation.latency_kind: expected \"injected\", got {em['latency_kind']!r}")
-        if "bandwidth_kind" in em and em["bandwidth_kind"] != "tbf":
-            p.append(f"env.emulation.bandwidth_kind: expected \"tbf\", got {em['bandwidth_kind']!r}")
+        if "bandwidth_kind" in em and em["bandwidth_kind"] not in ("tbf", "real"):
+            p.append(f"env.emulation.bandwidth_kind: expected \"tbf\" or \"real\", got "
+                     f"{em['bandwidth_kind']!r}")
     return p
 
 
@@ -406,8 +415,33 @@ def markdown_tables(records):
     return "\n".join(lines)
 
 
+def _matches(rec, condition):
+    """condition "key=value": a case item, or latency_us / bandwidth_gbps of the emulation
+    (value "none" matches a record without emulation); numbers compare as numbers."""
+    key, _, want = condition.partition("=")
+    em = rec["env"].get("emulation")
+    if key in ("latency_us", "bandwidth_gbps"):
+        have = None if em is None else em.get(key)
+    elif key in rec["case"]:
+        have = rec["case"][key]
+    else:
+        return False
+    if have is None:
+        return want in ("none", "null")
+    if _is_number(have):
+        try:
+            return math.isclose(float(want), float(have), rel_tol=1e-9, abs_tol=1e-9)
+        except ValueError:
+            return False
+    return str(have) == want
+
+
 def cmd_merge(args):
     records, replaced = merge_files(args.files)
+    for condition in args.where or []:
+        if "=" not in condition:
+            raise InputError(f"--where {condition!r}: expected KEY=VALUE")
+        records = [r for r in records if _matches(r, condition)]
     head = (f"# seqpar benchmark results\n\n{len(records)} records from {len(args.files)} file(s)"
             f" ({replaced} replaced by a later file). P/world: sequence-parallel group size / world"
             f" size; spread: (max - min) / median.\n")
@@ -657,6 +691,9 @@ def main(argv=None):
     mg = sub.add_parser("merge", help="merge files, print markdown tables, optionally plot")
     mg.add_argument("files", nargs="+", metavar="FILE")
     mg.add_argument("--markdown", metavar="OUT.md", help="also write the tables here")
+    mg.add_argument("--where", action="append", metavar="KEY=VALUE",
+                    help="keep records whose case item (or emulated latency_us / bandwidth_gbps;"
+                         " 'none' for no emulation) equals VALUE; repeatable")
     mg.add_argument("--plots", metavar="DIR", help="write exchange_vs_P.png, "
                     "scaling_efficiency.png, kernel_gbps.png here (needs matplotlib)")
     c = sub.add_parser("compare", help="new/base ratio per common case; exit 1 on a regression")

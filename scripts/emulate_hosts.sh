@@ -42,9 +42,11 @@
 #   mpirun 4.1.4 fails with "No nodes are available for this job" (seen here; the same lines
 #   in a file work).
 # - --bind-to none: every emulated host is the whole machine to Open MPI, so its default binding
-#   puts rank 0 of each host on core 0, all of them on the same real core. Measured with a
-#   ping-pong of 8 B between two hosts: 8.0 ms per round trip bound that way (time slices),
-#   16 us with --bind-to none.
+#   puts rank 0 of each host on core 0, all of them on the same real core, where the busy-polling
+#   ranks take turns by scheduler time slice. 8-byte MPI ping-pong between two hosts on the idle
+#   2-core dev VM: 8.0 ms per round trip with the default binding, 13-16 us with --bind-to none.
+#   (Whatever else keeps the cores busy has the same effect: with another job running, --bind-to
+#   none measured 8 ms too. Time emulated runs on an otherwise idle machine, P <= cores.)
 # Notes: all hosts share this machine's hostname, file system, /tmp and /dev/shm, only the network
 # is separate; with btl tcp,self Open MPI never uses shared memory between them. Open MPI treats
 # 10.77.0.1 as local (it is an address of the namespace mpirun runs in) and launches the others
@@ -61,6 +63,7 @@ MAX_HOSTS=253   # 10.77.0.1 .. 10.77.0.253 (.254/.255 kept free)
 PROG=$(basename "$0")
 
 die() { echo "$PROG: $*" >&2; exit 1; }
+# shellcheck disable=SC2016  # the $ is a literal in the sed address
 usage() { sed -n '/^# Usage/,/^# \$SEQPAR_EMULATE_STATE/s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 
 DRY_RUN=0
@@ -100,7 +103,10 @@ rate_bits() {
         bit) mult=1 ;; kbit) mult=1000 ;; mbit) mult=1000000 ;;
         gbit) mult=1000000000 ;; tbit) mult=1000000000000 ;;
     esac
-    awk -v n="$num" -v m="$mult" 'BEGIN { printf "%.0f\n", n * m }'
+    local bits
+    bits=$(awk -v n="$num" -v m="$mult" 'BEGIN { printf "%.0f\n", n * m }')
+    (( bits >= 8000 )) || die "--rate must be at least 8kbit (tc cannot express less), got '$1'"
+    echo "$bits"
 }
 
 # tbf parameters for RATE. burst (bucket size): 1 ms worth of RATE, but at least 64 KiB, because
@@ -146,9 +152,10 @@ cmd_up() {
     fi
     [[ $DRY_RUN == 1 ]] || need_root up
 
-    # On failure half way, remove what was made so that 'up' can simply be run again.
+    # On failure half way (set -e exits), remove what was made so that 'up' can simply be run
+    # again. An EXIT trap, because an ERR trap does not reach into functions without set -E.
     if [[ $DRY_RUN == 0 ]]; then
-        trap 'echo "$PROG: up failed; removing what it created" >&2; cmd_down >/dev/null 2>&1 || true' ERR
+        trap 'rc=$?; if (( rc != 0 )); then echo "$PROG: up failed; removing what it created" >&2; cmd_down >/dev/null 2>&1 || true; fi' EXIT
     fi
     run ip netns add "$BRNS"
     run ip -n "$BRNS" link set lo up
@@ -175,7 +182,7 @@ cmd_up() {
         printf '+ %s\n' "printf 'hosts=$n\\nrate=${rate:-none}\\n' > $STATE"
     else
         printf 'hosts=%s\nrate=%s\n' "$n" "${rate:-none}" > "$STATE"
-        trap - ERR
+        trap - EXIT
         echo "$PROG: $n hosts up (${SUBNET}.1 .. ${SUBNET}.$n, rate ${rate:-unlimited}); state in $STATE"
     fi
 }
@@ -205,7 +212,9 @@ cmd_down() {
     [[ $DRY_RUN == 1 || -z $present ]] || need_root down
     # Deleting a host namespace destroys its veth0 and with it the peer port on br0; the bridge
     # goes with seqpar-br. Hosts first, sorted numerically, then the bridge.
-    for ns in $(grep -E "^${PREFIX}[0-9]+\$" <<<"$present" | sort -t h -k 2 -n); do
+    local hosts=()
+    mapfile -t hosts < <(host_namespaces "$present")
+    for ns in "${hosts[@]}"; do
         if [[ $DRY_RUN == 0 ]] && [[ -n $(ip netns pids "$ns" 2>/dev/null) ]]; then
             echo "$PROG: warning: processes still run in $ns (pids $(ip netns pids "$ns" | tr '\n' ' ')); its network lives on until they exit" >&2
         fi
@@ -215,6 +224,11 @@ cmd_down() {
         run ip netns del "$BRNS"
     fi
     run rm -f "$STATE"
+}
+
+# Host namespaces among the names in $1 (one per line), in numeric order, one per line.
+host_namespaces() {
+    grep -E "^${PREFIX}[0-9]+\$" <<<"$1" | sort -t h -k 2 -n || true
 }
 
 state_hosts() {
@@ -240,7 +254,9 @@ cmd_status() {
         echo "(addresses, qdiscs and processes need root)"
         return 0
     fi
-    for ns in $(grep -E "^${PREFIX}[0-9]+\$" <<<"$present" | sort -t h -k 2 -n); do
+    local hosts=()
+    mapfile -t hosts < <(host_namespaces "$present")
+    for ns in "${hosts[@]}"; do
         local addr qdisc pids
         addr=$(ip -n "$ns" -4 -o addr show dev veth0 2>/dev/null | awk '{print $4}')
         qdisc=$(tc -n "$ns" qdisc show dev veth0 2>/dev/null | head -n 1)
@@ -323,12 +339,15 @@ cmd_check() {
             *) die "check: unknown argument '$1' (expected [--seconds S])" ;;
         esac
     done
-    [[ $secs =~ ^[0-9]+$ ]] && (( secs >= 1 && secs <= 60 )) || die "--seconds must be an integer from 1 to 60, got '$secs'"
+    if ! [[ $secs =~ ^[0-9]+$ ]] || (( secs < 1 || secs > 60 )); then
+        die "--seconds must be an integer from 1 to 60, got '$secs'"
+    fi
     need_root check
     local present
     present=$(existing_namespaces)
-    grep -qx "${PREFIX}0" <<<"$present" && grep -qx "${PREFIX}1" <<<"$present" ||
+    if ! grep -qx "${PREFIX}0" <<<"$present" || ! grep -qx "${PREFIX}1" <<<"$present"; then
         die "check: needs hosts 0 and 1 (scripts/emulate_hosts.sh up --hosts 2)"
+    fi
     local to=$SUBNET.2
     echo "state: $(tr '\n' ' ' < "$STATE" 2>/dev/null || echo none); $(tc -n "${PREFIX}0" qdisc show dev veth0 | head -n 1)"
     timeout 30 ip netns exec "${PREFIX}1" python3 -c "$NETCHECK_PY" udp-server "$to" &

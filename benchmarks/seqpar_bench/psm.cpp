@@ -9,6 +9,7 @@
 //                  through a wrapped aggregation).
 #include <boost/program_options.hpp>
 #include <seqpar/models/psm_block.h>
+#include <seqpar/train/trainer.h>
 
 #include <chrono>
 #include <cstdio>
@@ -47,6 +48,8 @@ int run_psm(const CommonOptions& common, const std::vector<std::string>& args,
     return 0;
   }
   using Clock = std::chrono::steady_clock;
+  // As seqpar-train does: large activation buffers are reused instead of mapped afresh.
+  train::keep_freed_host_memory();
   torch::set_num_threads(threads);
   torch::manual_seed(1);
   models::PsmBlock block(o);

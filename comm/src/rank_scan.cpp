@@ -153,9 +153,10 @@ double predict_rank_scan_seconds(RankScanAlgo algo, int P, const ExchangeSize& s
       return (P - 1) * (model.ring.alpha_s + s * model.ring.beta_s_per_byte +
                         (m + 2.0 * s) * model.combine_s_per_byte + apply_s);
     case RankScanAlgo::kBlelloch:
-      // Up and down sweep: every round one message of m bytes and at most one composition.
-      return 2.0 * rounds * (model.tree.alpha_s + m * model.tree.beta_s_per_byte +
-                             1.5 * m * model.combine_s_per_byte + combine_s);
+      // Up and down sweep: every round one message of m bytes and at most one composition;
+      // the down-sweep's top round carries only the identity, which is never sent.
+      return (2.0 * rounds - 1.0) * (model.tree.alpha_s + m * model.tree.beta_s_per_byte +
+                                     1.5 * m * model.combine_s_per_byte + combine_s);
     case RankScanAlgo::kAuto: break;
   }
   return std::numeric_limits<double>::infinity();

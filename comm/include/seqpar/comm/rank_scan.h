@@ -70,7 +70,7 @@ RankScanAlgo parse_rank_scan_algo(const std::string& name);
 // Alpha-beta model of one exchange, per algorithm: a step costs alpha + bytes * beta, where
 //   tree, exscan: ceil(log2 P) steps of m bytes;  allgather: ceil(log2 P) * alpha + (P-1) m beta;
 //   ring: P - 1 steps of s bytes (one state), one after another;
-//   blelloch: 2 ceil(log2 P) steps of m bytes.
+//   blelloch: 2 ceil(log2 P) - 1 steps of m bytes (the top of the down-sweep sends nothing).
 // Composition adds combine_s_per_byte per byte of the summaries it reads and writes, and, for
 // kinds whose combine is a matrix product, its floating-point operations at flops_per_s.
 struct AlgoCost {
