@@ -51,7 +51,8 @@
 # is separate; with btl tcp,self Open MPI never uses shared memory between them. Open MPI treats
 # 10.77.0.1 as local (it is an address of the namespace mpirun runs in) and launches the others
 # through the agent. Latency is not injected here (tc netem is not available on the dev VM); the
-# C++ delay layer (SEQPAR_COMM_DELAY_US, to come) adds it on the Communicator instead.
+# delay layer on the Communicator adds it (SEQPAR_COMM_DELAY_US; pass it to the ranks with
+# mpirun -x, see docs/benchmarks.md).
 set -euo pipefail
 shopt -s inherit_errexit   # a failing $(...) (e.g. a bad --rate) stops the script too
 
