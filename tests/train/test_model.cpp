@@ -37,6 +37,19 @@ void expect_streaming_equals_parallel(ByteLM& model, const at::Tensor& tokens, c
   EXPECT_TRUE(torch::equal(parallel.argmax(-1), sequential.argmax(-1))) << what;
 }
 
+// Two forward calls that continue each other through the layer states equal one call over the
+// whole sequence; returns the states after both.
+std::vector<LayerState> expect_chunked_forward_carries_state(ByteLM& model, const at::Tensor& tokens,
+                                                             int64_t split) {
+  torch::NoGradGuard no_grad;
+  auto whole = model->forward(tokens, local_backend());
+  std::vector<LayerState> states;
+  auto first = model->forward(tokens.slice(1, 0, split), local_backend(), &states);
+  auto second = model->forward(tokens.slice(1, split), local_backend(), &states);
+  EXPECT_LT(max_abs(whole - torch::cat({first, second}, 1)), 1e-4);
+  return states;
+}
+
 void expect_every_parameter_gets_a_gradient(ByteLM& model, const at::Tensor& tokens) {
   model->forward(tokens, local_backend()).logsumexp(-1).sum().backward();
   for (const auto& p : model->named_parameters()) {
@@ -92,14 +105,7 @@ TEST_P(MatrixModelTest, ChunkedForwardCarriesStateAndGradientsFlow) {
   torch::manual_seed(18);
   ByteLM model(tiny_matrix(GetParam()));
   auto tokens = torch::randint(0, 256, {1, 70}, torch::kInt64);
-  {
-    torch::NoGradGuard no_grad;
-    auto whole = model->forward(tokens, local_backend());
-    std::vector<LayerState> states;
-    auto first = model->forward(tokens.slice(1, 0, 29), local_backend(), &states);
-    auto second = model->forward(tokens.slice(1, 29), local_backend(), &states);
-    EXPECT_LT(max_abs(whole - torch::cat({first, second}, 1)), 1e-4);
-  }
+  expect_chunked_forward_carries_state(model, tokens, 29);
   expect_every_parameter_gets_a_gradient(model, tokens);
 }
 
@@ -129,16 +135,9 @@ TEST(PsmModelTest, ChunkedForwardCarriesStateAndGradientsFlow) {
   torch::manual_seed(28);
   ByteLM model(tiny_psm());
   auto tokens = torch::randint(0, 256, {1, 70}, torch::kInt64);
-  {
-    torch::NoGradGuard no_grad;
-    auto whole = model->forward(tokens, local_backend());
-    std::vector<LayerState> states;
-    auto first = model->forward(tokens.slice(1, 0, 29), local_backend(), &states);
-    auto second = model->forward(tokens.slice(1, 29), local_backend(), &states);
-    EXPECT_LT(max_abs(whole - torch::cat({first, second}, 1)), 1e-4);
-    EXPECT_EQ(states[0].psm.counter->chunks(), 70 / 4);
-    EXPECT_EQ(states[0].psm.counter->roots(), 2);  // 17 chunks = 10001b: one root per set bit
-  }
+  const auto states = expect_chunked_forward_carries_state(model, tokens, 29);
+  EXPECT_EQ(states[0].psm.counter->chunks(), 70 / 4);
+  EXPECT_EQ(states[0].psm.counter->roots(), 2);  // 17 chunks = 10001b: one root per set bit
   expect_every_parameter_gets_a_gradient(model, tokens);
 }
 
