@@ -141,8 +141,10 @@ def test_float32_gradients_match_reference(model):
     o_ref, S_ref = matrix_state_reference(full["q"], full["k"], full["v"], full["g"],
                                           full.get("beta"), None, full["s0"])
     ref_grads = torch.autograd.grad((o_ref * wo.double()).sum() + (S_ref * wS.double()).sum(), leaves)
+    # Measured: at most 7.2e-7 relative (gated DeltaNet's g; GLA's at most 3.9e-7), a few float32
+    # roundings accumulated over 200 steps; 5e-6 leaves about 7x.
     for name, got, want in zip(full, grads, ref_grads):
-        assert rel_err(got, want) < 2e-5, name
+        assert rel_err(got, want) < 5e-6, name
 
 
 @pytest.mark.parametrize("model", MODELS)
