@@ -58,8 +58,9 @@ Prefixes static_scan(const at::Tensor& chunks, const Aggregate& agg,
 // (batch, n_r, ...) in rank order. Layout: rank 0's count n_0 is a power of two; every rank
 // before the last non-empty one holds n_0 chunks, that one at most n_0, later ranks none
 // (std::invalid_argument naming the counts otherwise, on every rank). Returns this rank's
-// prefixes, equal to one device's static_scan of the concatenation. Collective, also in
-// backward; the group must outlive the backward pass.
+// prefixes, equal to one device's static_scan of the concatenation (a rank without chunks gets
+// an empty tensor; its flag means nothing). Collective, also in backward; the group must
+// outlive the backward pass.
 Prefixes sp_static_scan(const at::Tensor& chunks, const Aggregate& agg,
                         std::shared_ptr<comm::Communicator> group);
 
