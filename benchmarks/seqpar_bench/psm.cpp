@@ -98,7 +98,7 @@ int run_psm(const CommonOptions& common, const std::vector<std::string>& args,
   block->train();
   int64_t agg_calls = 0;
   models::SequenceBackend counted = models::local_backend();
-  counted.psm_scan = [&](const at::Tensor& chunks, const psm::Aggregate& agg) {
+  counted.psm_scan = [&](const at::Tensor& chunks, const psm::Aggregate& agg, bool) {
     psm::Aggregate wrapped = agg;
     wrapped.fn = [&agg_calls, fn = agg.fn](const at::Tensor& l, const at::Tensor& r) {
       ++agg_calls;

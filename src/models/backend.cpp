@@ -24,7 +24,7 @@ SequenceBackend local_backend() {
                                       int64_t chunk) {
     return seqpar::chunk_gated_delta_rule(q, k, v, g, beta, std::nullopt, h0, chunk);
   };
-  backend.psm_scan = [](const at::Tensor& chunks, const psm::Aggregate& agg) {
+  backend.psm_scan = [](const at::Tensor& chunks, const psm::Aggregate& agg, bool) {
     return psm::static_scan(chunks, agg);
   };
   return backend;
@@ -48,8 +48,9 @@ SequenceBackend sp_backend(std::shared_ptr<comm::Communicator> group) {
                                            const std::optional<at::Tensor>& h0, int64_t chunk) {
     return seqpar::sp::chunk_gated_delta_rule(q, k, v, g, beta, std::nullopt, h0, chunk, group);
   };
-  backend.psm_scan = [group](const at::Tensor& chunks, const psm::Aggregate& agg) {
-    return psm::sp_static_scan(chunks, agg, group);
+  backend.psm_scan = [group](const at::Tensor& chunks, const psm::Aggregate& agg,
+                             bool partial_last_chunk) {
+    return psm::sp_static_scan(chunks, agg, group, partial_last_chunk);
   };
   return backend;
 }

@@ -104,7 +104,7 @@ at::Tensor PsmBlockImpl::forward(const at::Tensor& x, const SequenceBackend& bac
   if (T == 0) return x;
   at::Tensor padded = n * c == T ? x : torch::cat({x, torch::zeros({B, n * c - T, D}, x.options())}, 1);
   at::Tensor chunks = padded.view({B, n, c, D});
-  psm::Prefixes prefixes = backend.psm_scan(encode(chunks), aggregate());
+  psm::Prefixes prefixes = backend.psm_scan(encode(chunks), aggregate(), n * c != T);
   at::Tensor states = prefixes.states;
   if (prefixes.first_is_identity) {
     // where, not cat: the placeholder of chunk 0 keeps its (zero) gradient path, which the

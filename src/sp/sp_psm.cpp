@@ -134,7 +134,7 @@ class CrossRankScan : public torch::autograd::Function<CrossRankScan> {
 }  // namespace
 
 Prefixes sp_static_scan(const at::Tensor& chunks, const Aggregate& agg,
-                        std::shared_ptr<comm::Communicator> group) {
+                        std::shared_ptr<comm::Communicator> group, bool partial_last_chunk) {
   TORCH_CHECK(group, "seqpar::psm::sp_static_scan: group is null");
   TORCH_CHECK(agg.fn, "seqpar::psm::sp_static_scan: agg has no function");
   TORCH_CHECK(chunks.dim() >= 2, "seqpar::psm::sp_static_scan: chunks must be (batch, n, ...), got ",
@@ -145,7 +145,8 @@ Prefixes sp_static_scan(const at::Tensor& chunks, const Aggregate& agg,
   // Every rank learns every rank's chunk count and state size; all check the same layout, so
   // a bad one throws on every rank instead of hanging one.
   const int64_t state_numel = chunks.size(1) > 0 ? chunks.select(1, 0).numel() : -1;
-  std::vector<int64_t> mine{chunks.size(1), state_numel, static_cast<int64_t>(chunks.scalar_type())};
+  std::vector<int64_t> mine{chunks.size(1), state_numel, static_cast<int64_t>(chunks.scalar_type()),
+                            partial_last_chunk && chunks.size(1) > 0 ? 1 : 0};
   std::vector<int64_t> all(mine.size() * P);
   group->all_gather(
       comm::host_buffer(mine.data(), mine.size() * sizeof(int64_t), comm::DataType::kInt64),
@@ -162,6 +163,13 @@ Prefixes sp_static_scan(const at::Tensor& chunks, const Aggregate& agg,
     for (int r = 0; r < last; ++r)
       if (counts[r] != block) bad_layout(counts, "rank " + std::to_string(r) + " differs from rank 0");
     if (counts[last] > block) bad_layout(counts, "the last non-empty rank holds more than rank 0");
+    for (int r = 0; r < last; ++r) {
+      if (all[r * mine.size() + 3] != 0) {
+        bad_layout(counts, "rank " + std::to_string(r) +
+                               "'s slice ends in a partial chunk (its slice is not a whole number "
+                               "of chunks); only the last non-empty rank's may");
+      }
+    }
     for (int r = 0; r <= last; ++r) {
       if (all[r * mine.size() + 1] != all[1] || all[r * mine.size() + 2] != all[2]) {
         throw std::invalid_argument(

@@ -130,6 +130,18 @@ TEST(SpPsm, UnalignedLayoutThrowsOnEveryRank) {
     EXPECT_NE(std::string(e.what()).find("chunks per rank [3, 3"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("not a power of two"), std::string::npos) << e.what();
   }
+  // A partial (padded) last chunk anywhere but on the last non-empty rank.
+  const torch::Tensor two = torch::zeros({1, 2, 3, 4}, torch::kDouble);
+  try {
+    sp_static_scan(two, mixer.aggregate(), group, /*partial_last_chunk=*/group->rank() == 0);
+    FAIL() << "expected an error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("rank 0's slice ends in a partial chunk"), std::string::npos)
+        << e.what();
+  }
+  // The last rank's partial chunk is fine.
+  EXPECT_NO_THROW(sp_static_scan(two, mixer.aggregate(), group,
+                                 /*partial_last_chunk=*/group->rank() == group->size() - 1));
   // Rank 1 holding more than rank 0 breaks the alignment too.
   const torch::Tensor mine = torch::zeros({1, group->rank() == 1 ? 4 : 2, 3, 4}, torch::kDouble);
   EXPECT_THROW(sp_static_scan(mine, mixer.aggregate(), group), std::invalid_argument);

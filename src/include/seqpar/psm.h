@@ -56,13 +56,15 @@ Prefixes static_scan(const at::Tensor& chunks, const Aggregate& agg,
 
 // The same with the chunks of one sequence split over `group`: rank r passes its chunks
 // (batch, n_r, ...) in rank order. Layout: rank 0's count n_0 is a power of two; every rank
-// before the last non-empty one holds n_0 chunks, that one at most n_0, later ranks none
-// (std::invalid_argument naming the counts otherwise, on every rank). Returns this rank's
-// prefixes, equal to one device's static_scan of the concatenation (a rank without chunks gets
-// an empty tensor; its flag means nothing). Collective, also in backward; the group must
-// outlive the backward pass.
+// before the last non-empty one holds n_0 chunks, that one at most n_0, later ranks none; and
+// only the last non-empty rank's last chunk may be partial (`partial_last_chunk`: its state
+// encodes padding, so no other rank's prefix may read it). Otherwise std::invalid_argument,
+// naming the counts, on every rank. Returns this rank's prefixes, equal to one device's
+// static_scan of the concatenation (a rank without chunks gets an empty tensor; its flag means
+// nothing). Collective, also in backward; the group must outlive the backward pass.
 Prefixes sp_static_scan(const at::Tensor& chunks, const Aggregate& agg,
-                        std::shared_ptr<comm::Communicator> group);
+                        std::shared_ptr<comm::Communicator> group,
+                        bool partial_last_chunk = false);
 
 // Online inference: push chunk states one at a time. Holds one root per set bit of the chunk
 // count (the values of the aligned blocks tiling [0, n)) and, with each, the left fold of the

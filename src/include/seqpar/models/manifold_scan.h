@@ -57,8 +57,11 @@ struct SequenceBackend {
       const at::Tensor& beta, const std::optional<at::Tensor>& h0, int64_t chunk_size)>
       chunk_gated_delta_rule;
   // Exclusive prefixes of chunk states under a learned aggregation (seqpar/psm.h), in the
-  // static Blelloch order; used by PsmBlock.
-  std::function<psm::Prefixes(const at::Tensor& chunks, const psm::Aggregate& agg)> psm_scan;
+  // static Blelloch order; used by PsmBlock. partial_last_chunk: this slice's last chunk was
+  // padded (across ranks only the last rank's may be).
+  std::function<psm::Prefixes(const at::Tensor& chunks, const psm::Aggregate& agg,
+                              bool partial_last_chunk)>
+      psm_scan;
 };
 
 SequenceBackend local_backend();

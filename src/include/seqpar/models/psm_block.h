@@ -16,7 +16,8 @@
 //   (psm::static_scan) or with the chunks split over a group (psm::sp_static_scan), unchanged.
 // - A sequence that is not a whole number of chunks is padded at the end; padded tokens come
 //   after every real one in the causal mask and the padded chunk's state is the last leaf,
-//   which no real prefix reads.
+//   which no real prefix reads. Across ranks only the last rank's slice may end that way
+//   (the scan refuses otherwise).
 // - Streaming (step) keeps a psm::BinaryCounter of chunk states and the tokens of the current
 //   chunk; its prefixes equal the static scan's, so streamed outputs equal the parallel ones.
 //   forward with a state runs the same counter chunk by chunk (O(n) sequential Agg calls
