@@ -8,6 +8,7 @@
 #include <ATen/Parallel.h>
 #include <boost/program_options.hpp>
 #include <seqpar/sp.h>
+#include <seqpar/train/trainer.h>
 #include <torch/torch.h>
 
 #include <sstream>
@@ -39,6 +40,8 @@ int run_sp_scan(const CommonOptions& common, const std::vector<std::string>& arg
   }
   if (channels < 1 || batch < 1) throw std::invalid_argument("seqpar-bench sp_scan: --channels and --batch must be >= 1");
   at::set_num_threads(threads);
+  // As seqpar-train does: the outputs' buffers are reused, not mapped and faulted in afresh.
+  train::keep_freed_host_memory();
   const int P = world->size(), r = world->rank();
   const bool weak = tokens_per_rank > 0;
   const int64_t total = weak ? tokens_per_rank * P : tokens;
