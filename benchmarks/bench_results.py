@@ -154,7 +154,7 @@ def _env_problems(env):
     p = []
     if not _check_fields(p, "env", env, ENV_FIELDS, ENV_OPTIONAL):
         return p
-    for f in ("commit", "device", "host") + (("backend",) if "backend" in env else ()):
+    for f in ("commit", "device", "host", "backend"):
         if f in env:
             _check_str(p, f"env.{f}", env[f])
     if "build" in env:

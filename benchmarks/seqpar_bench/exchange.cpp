@@ -77,9 +77,7 @@ int run_exchange(const CommonOptions& common, const std::vector<std::string>& ar
   mpi_direct = dynamic_cast<comm::MpiCommunicator*>(&world) != nullptr;
 #endif
   const int P = world.size(), reps = common.reps > 0 ? common.reps : (common.quick ? 5 : 20);
-  comm::CostModel model = comm::cost_model_for(world.backend_name());
-  for (comm::AlgoCost* c : {&model.tree, &model.exscan, &model.allgather, &model.ring})
-    c->alpha_s += world.injected_latency_s();
+  const comm::CostModel model = comm::cost_model_for(world);
   int total = 0;
   for (const Case& c : cases)
     for (auto algo : algos)

@@ -121,6 +121,13 @@ CostModel cost_model_for(const std::string& backend) {
   return m;
 }
 
+CostModel cost_model_for(const Communicator& comm) {
+  CostModel m = cost_model_for(comm.backend_name());
+  for (AlgoCost* c : {&m.tree, &m.exscan, &m.allgather, &m.ring})
+    c->alpha_s += comm.injected_latency_s();
+  return m;
+}
+
 double predict_rank_scan_seconds(RankScanAlgo algo, int P, double m, const CostModel& model,
                                  double s) {
   return predict_rank_scan_seconds(algo, P, ExchangeSize{m, s < 0 ? m / 2 : s, 0, 0}, model);
@@ -179,11 +186,7 @@ RankScanAlgo choose_rank_scan_algo(const Communicator& comm, const ExchangeSize&
     if (algo == RankScanAlgo::kRing && state_bytes <= 0) return RankScanAlgo::kTree;
     if (algo != RankScanAlgo::kAuto) return algo;
   }
-  const std::string backend = comm.backend_name();
-  CostModel model = cost_model_for(backend);
-  // An emulated network's injected latency is part of every message's alpha.
-  for (AlgoCost* c : {&model.tree, &model.exscan, &model.allgather, &model.ring})
-    c->alpha_s += comm.injected_latency_s();
+  const CostModel model = cost_model_for(comm);
   RankScanAlgo best = RankScanAlgo::kTree;
   double best_s = predict_rank_scan_seconds(best, comm.size(), size, model);
   const double gather_s =

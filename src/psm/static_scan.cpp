@@ -23,10 +23,10 @@ at::Tensor unfold_batch(const at::Tensor& x, int64_t batch) {
 
 at::Tensor call_agg(const Aggregate& agg, const at::Tensor& left, const at::Tensor& right) {
   const int64_t batch = left.size(0);
-  at::Tensor out = agg(fold_batch(left), fold_batch(right));
-  TORCH_CHECK(out.sizes() == fold_batch(left).sizes(), "seqpar::psm: Agg returned shape ",
-              out.sizes(), " for inputs of shape ", fold_batch(left).sizes(),
-              " (it must keep the chunk state's shape)");
+  const at::Tensor l = fold_batch(left);  // strided views: reshape copies, so once
+  at::Tensor out = agg(l, fold_batch(right));
+  TORCH_CHECK(out.sizes() == l.sizes(), "seqpar::psm: Agg returned shape ", out.sizes(),
+              " for inputs of shape ", l.sizes(), " (it must keep the chunk state's shape)");
   return unfold_batch(out, batch);
 }
 

@@ -35,6 +35,7 @@ struct RankScanState : torch::CustomClassHolder {
   std::shared_ptr<comm::Communicator> group;
   comm::ScanSchedule schedule;
   Aggregate agg;
+  at::Tensor root_zeros;  // shaped like the root: the adjoint's "like" and the identity's value
   struct Call {
     at::Tensor later, earlier, out;  // Agg(earlier, later) = out, inputs detached leaves
   };
@@ -42,8 +43,8 @@ struct RankScanState : torch::CustomClassHolder {
 };
 const auto kStateRegistration = torch::class_<RankScanState>("seqpar", "_PsmRankScan");
 
-comm::SummaryParts run_forward(RankScanState& s, const at::Tensor& root, bool record,
-                               bool* identity) {
+// This rank's exclusive prefix of the roots; the identity comes back as zeros.
+at::Tensor run_forward(RankScanState& s, const at::Tensor& root, bool record) {
   auto result = comm::run_scan_schedule(
       *s.group, s.schedule, {root.detach()},
       [&](std::size_t step, const comm::SummaryParts& later, const comm::SummaryParts& earlier) {
@@ -56,8 +57,9 @@ comm::SummaryParts run_forward(RankScanState& s, const at::Tensor& root, bool re
         return comm::SummaryParts{out.detach()};
       },
       sp::stream_for(root));
-  *identity = !result.has_value();
-  return result ? *result : comm::SummaryParts{at::zeros_like(root)};
+  // A fresh tensor, never root_zeros itself: the output gets this Function as grad_fn, and the
+  // state holding it would then hold the graph (a reference cycle).
+  return result ? (*result)[0] : at::zeros_like(s.root_zeros);
 }
 
 class CrossRankScan : public torch::autograd::Function<CrossRankScan> {
@@ -65,28 +67,18 @@ class CrossRankScan : public torch::autograd::Function<CrossRankScan> {
   // root: this rank's block value (batch, ...); params: Agg's parameters (for their gradients).
   static variable_list forward(AutogradContext* ctx, const at::Tensor& root, at::TensorList params,
                                c10::intrusive_ptr<RankScanState> state) {
-    bool identity = false;
-    comm::SummaryParts out = run_forward(*state, root, /*record=*/true, &identity);
+    at::Tensor out = run_forward(*state, root, /*record=*/true);
     ctx->saved_data["state"] = state;
-    ctx->saved_data["root_sizes"] = root.sizes().vec();
-    ctx->saved_data["params"] = static_cast<int64_t>(params.size());
-    return {out[0]};
+    return {out};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto state = ctx->saved_data["state"].toCustomClass<RankScanState>();
-    const int64_t n_params = ctx->saved_data["params"].toInt();
     const std::vector<at::Tensor>& params = state->agg.parameters;
+    const int64_t n_params = static_cast<int64_t>(params.size());
     std::vector<at::Tensor> param_grads(n_params);
-    at::Tensor like;
-    if (!state->calls.empty()) {
-      like = state->calls.begin()->second.later;
-    } else {
-      like = at::zeros(ctx->saved_data["root_sizes"].toIntVector(), grads[0].options());
-    }
-    like = at::zeros_like(like);
     comm::SummaryParts grad_own = comm::run_scan_schedule_adjoint(
-        *state->group, state->schedule, {like}, {grads[0]},
+        *state->group, state->schedule, {state->root_zeros}, {grads[0]},
         [&](std::size_t step, const comm::SummaryParts& g) {
           RankScanState::Call& call = state->calls.at(step);
           std::vector<at::Tensor> inputs{call.later, call.earlier};
@@ -190,14 +182,11 @@ Prefixes sp_static_scan(const at::Tensor& chunks, const Aggregate& agg,
   state->group = group;
   state->schedule = comm::blelloch_schedule(last + 1, rank, /*reverse=*/false);
   state->agg = agg;
+  state->root_zeros = at::zeros_like(root.detach());
   const bool record = torch::GradMode::is_enabled();
-  at::Tensor entering;
-  if (record) {
-    entering = CrossRankScan::apply(root, at::TensorList(agg.parameters), state)[0];
-  } else {
-    bool identity = false;
-    entering = run_forward(*state, root, /*record=*/false, &identity)[0];
-  }
+  const at::Tensor entering =
+      record ? CrossRankScan::apply(root, at::TensorList(agg.parameters), state)[0]
+             : run_forward(*state, root, /*record=*/false);
   if (state->schedule.result < 0) {
     // The identity: the output (zeros) is the placeholder of chunk 0's prefix.
     return detail::down_sweep(levels, agg, std::nullopt, entering);

@@ -96,6 +96,9 @@ struct ExchangeSize {
 // SEQPAR_SP_ALPHA_US and SEQPAR_SP_BETA_GBPS override alpha and beta of every algorithm,
 // SEQPAR_SP_COMBINE_GBPS the composition speed, SEQPAR_SP_COMBINE_GFLOPS its arithmetic rate.
 CostModel cost_model_for(const std::string& backend);
+// The model for this communicator: its backend's, with the latency it injects on purpose
+// (emulated networks, Communicator::injected_latency_s) added to every algorithm's alpha.
+CostModel cost_model_for(const Communicator& comm);
 
 // Predicted seconds of one exclusive scan of P summaries of `summary_bytes` (= m) each; the
 // ring's hops carry one state of `state_bytes` (s; m / 2 when not given: B or E of a K = V
