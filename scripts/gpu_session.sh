@@ -22,6 +22,8 @@
 #   bench          forward/backward GB/s at T = 2^17, 2^20, 2^23, B*D = 1, 16, 256, 4096,
 #                  float32 and bfloat16, both layouts, and % of a device copy of the same bytes,
 #                  all timed as CUDA graphs (no launch gaps)
+#   lib-abi        libseqpar.so exports none of libstdc++'s symbols (a statically linked
+#                  libstdc++ copy crashed the first error message)
 #   torch-smoke    the LibTorch ops on CUDA against the CPU op (launch-blocking), and
 #                  sp_scan / sp_comm_check over a one-rank NCCL process group
 #   pytest         tests/python/test_scan_cuda.py, tests/python/test_accuracy.py
@@ -165,8 +167,17 @@ fi
 # ---- the LibTorch side ----------------------------------------------------------------
 wait $lib_pid
 lib=$build/src/libseqpar.so
+# lib-abi: libseqpar.so must not export libstdc++'s own symbols (a toolchain that links
+# libstdc++ statically did, and every message with a number in it crashed; src/CMakeLists.txt).
+lib_abi() {
+  local n
+  n=$(nm -DC --defined-only "$lib" | grep -cE ' [TW] std::(locale|ios_base|basic_ostream)')
+  echo "libstdc++ symbols exported by libseqpar.so: $n"
+  [ "$n" = 0 ]
+}
 if [ -f "$lib" ]; then
   export SEQPAR_LIBRARY=$lib PYTHONUNBUFFERED=1
+  step lib-abi 15 lib_abi
   step torch-smoke 60 env CUDA_LAUNCH_BLOCKING=1 "$python" scripts/gpu_session_torch.py
   if [ $quick = 0 ]; then
     step pytest 120 "$python" -m pytest -q --maxfail 10 --timeout 60 -p no:cacheprovider \

@@ -51,7 +51,7 @@ inline int multiprocessors() {
 
 template <class S, OpKind kOp, int kCols, bool kVec>
 int launch_tiles(KernelArgs args, cudaStream_t stream, Workspace workspace) {
-  constexpr int K = items_per_thread<S>();
+  constexpr int K = items_per_thread<S, kOp, kCols>();
   constexpr int kThreads = threads_for<kOp>();
   const int64_t tiles = plan_tiles<S, kCols, kOp>(args);
   // With a column group per two SMs or more, each chain has about one or two tiles in flight:

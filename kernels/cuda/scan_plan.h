@@ -34,8 +34,15 @@ namespace seqpar::kernels::cuda::detail {
 #ifndef SEQPAR_CUDA_ITEMS_2B
 #define SEQPAR_CUDA_ITEMS_2B 16
 #endif
-#ifndef SEQPAR_CUDA_ITEMS_4B  // float32 accumulates in double: 8 halves the register arrays
+#ifndef SEQPAR_CUDA_ITEMS_4B
 #define SEQPAR_CUDA_ITEMS_4B 16
+#endif
+// float32 accumulates in double, which doubles backward's register arrays: with threads
+// along time (one column per CTA), 8 items per thread raised float32 backward from 43-66% to
+// 60-92% of copy on an H200 while 8 lost 3-13 points in forward and in the channel layouts
+// (docs/cuda.md, "Tuning").
+#ifndef SEQPAR_CUDA_ITEMS_4B_BWD_TIME
+#define SEQPAR_CUDA_ITEMS_4B_BWD_TIME 8
 #endif
 constexpr int kNumThreads = SEQPAR_CUDA_THREADS;
 
@@ -47,12 +54,16 @@ constexpr int threads_for() {
   return kOp == OpKind::kBackward ? SEQPAR_CUDA_BWD_THREADS : kNumThreads;
 }
 
-// Items per thread: SEQPAR_CUDA_ITEMS_4B (16: four 128-bit loads) for 4-byte types,
+// Items per thread of an op with kCols columns per CTA: SEQPAR_CUDA_ITEMS_4B (16: four
+// 128-bit loads) for 4-byte types, except backward along time (SEQPAR_CUDA_ITEMS_4B_BWD_TIME),
 // SEQPAR_CUDA_ITEMS_2B for 2-byte types, 8 for 8-byte types (double, complex64), which keeps
 // the accumulators of backward in registers.
-template <class S>
+template <class S, OpKind kOp, int kCols>
 constexpr int items_per_thread() {
-  return sizeof(S) >= 8 ? 8 : (sizeof(S) == 2 ? SEQPAR_CUDA_ITEMS_2B : SEQPAR_CUDA_ITEMS_4B);
+  if constexpr (sizeof(S) >= 8) return 8;
+  if constexpr (sizeof(S) == 2) return SEQPAR_CUDA_ITEMS_2B;
+  return kOp == OpKind::kBackward && kCols == 1 ? SEQPAR_CUDA_ITEMS_4B_BWD_TIME
+                                                : SEQPAR_CUDA_ITEMS_4B;
 }
 
 template <class S>
@@ -207,7 +218,7 @@ Plan plan_summary(const ScanSummaryParams& p) {
 // Tile geometry of a launch with kCols columns per CTA; fills channel_blocks and time_tiles.
 template <class S, int kCols, OpKind kOp>
 int64_t plan_tiles(KernelArgs& args) {
-  constexpr int64_t kTileLen = int64_t(threads_for<kOp>() / kCols) * items_per_thread<S>();
+  constexpr int64_t kTileLen = int64_t(threads_for<kOp>() / kCols) * items_per_thread<S, kOp, kCols>();
   args.channel_blocks = (args.channels + kCols - 1) / kCols;
   args.time_tiles = (args.time + args.phase + kTileLen - 1) / kTileLen;
   return args.batch * args.channel_blocks * args.time_tiles;

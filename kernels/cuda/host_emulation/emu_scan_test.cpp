@@ -39,7 +39,7 @@ template <class S> constexpr bool is_complex() { return std::is_same_v<S, float2
 template <class S, OpKind kOp, int kCols, bool kVec>
 void run_kernel(KernelArgs args) {
   using M = Map<typename Traits<S>::Acc>;
-  constexpr int K = items_per_thread<S>();
+  constexpr int K = items_per_thread<S, kOp, kCols>();
   const int64_t tiles = plan_tiles<S, kCols, kOp>(args);
   std::vector<int> flags(tiles + 1, 0);
   std::vector<M> aggs(tiles * kCols), incls(tiles * kCols);
