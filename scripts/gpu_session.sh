@@ -11,7 +11,9 @@
 #                  (kernels/cuda/gpu_check) for the device's architecture; registers and
 #                  spills from ptxas go to ptxas.txt
 #   build-lib      (in the background from the start) CMake builds libseqpar against this
-#                  machine's PyTorch, CUDA on, trainer/tests/benchmarks off, in build-gpu/
+#                  machine's PyTorch, CUDA on, tests/benchmarks off, in build-gpu/; with
+#                  .gpu_deps/ present (scripts/gpu_deps.sh made it here; carry it along) it
+#                  unpacks those Debian packages into build-gpu-deps/ and builds seqpar-train too
 #   check          CUDA_LAUNCH_BLOCKING=1: every dtype x layout (channels 32/8 per CTA, time
 #                  with 128-bit loads, vector phase, general strides) x forward/backward/summary,
 #                  reverse, h0, T = 0, 1, deep tile chains, decay near 0 and near 1, caller
@@ -26,6 +28,8 @@
 #                  libstdc++ copy crashed the first error message)
 #   torch-smoke    the LibTorch ops on CUDA against the CPU op (launch-blocking), and
 #                  sp_scan / sp_comm_check over a one-rank NCCL process group
+#   train-smoke    (needs .gpu_deps/) scripts/gpu_train_smoke.sh: every model family trains
+#                  3 steps on the CPU and on CUDA with equal losses, then tokens/s at 2^20
 #   pytest         tests/python/test_scan_cuda.py, tests/python/test_accuracy.py
 #   pytest-matrix-state  the CUDA cases of tests/python/test_matrix_state.py
 #   torch-bench    benchmarks/cuda_scan_bench.py --quick (the op through PyTorch, baselines)
@@ -38,7 +42,7 @@
 # DIR/summary.txt (the tables, ready to paste into docs/cuda.md), plus one log per step.
 # Without a GPU it stops at once with status 3. --quick skips the sanitizers and pytest;
 # SEQPAR_GPU_SESSION_SKIP="pytest racecheck" skips the named steps; SEQPAR_GPU_SESSION_SECONDS
-# caps the whole session (default 450).
+# caps the whole session (default 500).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -68,9 +72,9 @@ sanitizer=$(command -v compute-sanitizer || echo "$(dirname "$nvcc")/compute-san
 start=$(date +%s)
 : >"$out/steps.tsv"
 
-# The whole session keeps to SEQPAR_GPU_SESSION_SECONDS (default 450): a step gets at most
+# The whole session keeps to SEQPAR_GPU_SESSION_SECONDS (default 500): a step gets at most
 # what is left, and is skipped when under 15 s are.
-deadline=$((start + ${SEQPAR_GPU_SESSION_SECONDS:-450}))
+deadline=$((start + ${SEQPAR_GPU_SESSION_SECONDS:-500}))
 
 # step NAME SECONDS CMD...: runs CMD under timeout with its log in DIR/NAME.log.
 step() {
@@ -122,13 +126,24 @@ cat "$out/device.txt"
 
 # ---- build-lib in the background ---------------------------------------------------------
 build=$repo/build-gpu
+# The trainer needs Boost.Program_options and nlohmann JSON, which the GPU image lacks: with
+# .gpu_deps/*.deb (scripts/gpu_deps.sh) they are unpacked here, not installed.
+trainer="-DSEQPAR_BUILD_TRAINER=OFF" more=true
+if ls "$repo"/.gpu_deps/*.deb >/dev/null 2>&1; then
+  deps=$repo/build-gpu-deps
+  mkdir -p "$deps"
+  for deb in "$repo"/.gpu_deps/*.deb; do dpkg-deb -x "$deb" "$deps"; done
+  trainer="-DSEQPAR_BUILD_TRAINER=ON -DCMAKE_PREFIX_PATH=$deps/usr -DHWY_ROOT=$deps/usr"
+  # A trainer that fails to build must not cost the library: built second, failure logged.
+  more="cmake --build '$build' -j $jobs --target seqpar-train >'$out/build-train.log' 2>&1 || echo 'seqpar-train did not build: build-train.log' >&2"
+fi
 (
   step build-lib 300 bash -c "
     cmake -S '$repo' -B '$build' -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DSEQPAR_PYTHON='$python' -DSEQPAR_WITH_CUDA=ON -DSEQPAR_WITH_MPI=OFF \
-      -DSEQPAR_BUILD_TESTS=OFF -DSEQPAR_BUILD_BENCHMARKS=OFF -DSEQPAR_BUILD_TRAINER=OFF \
+      -DSEQPAR_BUILD_TESTS=OFF -DSEQPAR_BUILD_BENCHMARKS=OFF $trainer \
       -DCMAKE_CUDA_COMPILER='$nvcc' -DCMAKE_CUDA_ARCHITECTURES=$cc &&
-    cmake --build '$build' -j $jobs --target seqpar" >/dev/null
+    cmake --build '$build' -j $jobs --target seqpar && { $more; }" >/dev/null
 ) &
 lib_pid=$!
 
@@ -179,6 +194,10 @@ if [ -f "$lib" ]; then
   export SEQPAR_LIBRARY=$lib PYTHONUNBUFFERED=1
   step lib-abi 15 lib_abi
   step torch-smoke 60 env CUDA_LAUNCH_BLOCKING=1 "$python" scripts/gpu_session_torch.py
+  if [ -x "$build/bin/seqpar-train" ]; then
+    step train-smoke 150 env SEQPAR_PYTHON="$python" bash scripts/gpu_train_smoke.sh \
+      "$build/bin/seqpar-train" "$out/train_smoke"
+  fi
   if [ $quick = 0 ]; then
     step pytest 120 "$python" -m pytest -q --maxfail 10 --timeout 60 -p no:cacheprovider \
       tests/python/test_scan_cuda.py tests/python/test_accuracy.py -rs --junitxml "$out/pytest.xml"
@@ -232,6 +251,10 @@ if bn:
         lines.append(f"| {r['dtype']} | {r['layout']} | 2^{r['T'].bit_length() - 1} | {r['BD']} | {c:.0f} | "
                      f"{r['fwd_GBs']:.0f} | {100 * r['fwd_GBs'] / c:.0f}% | {r['bwd_GBs']:.0f} | "
                      f"{100 * r['bwd_GBs'] / c:.0f}% | {det} |")
+smoke = os.path.join(out, "train-smoke.log")
+if os.path.exists(smoke):
+    lines += ["", "train-smoke:"] + ["  " + l.rstrip() for l in open(smoke)
+                                      if l.startswith(("ok ", "FAIL", "speed"))]
 open(os.path.join(out, "summary.txt"), "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 EOF
