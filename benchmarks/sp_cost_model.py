@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Fits the alpha-beta model of the sequence-parallel exchange and predicts it for P up to 1024.
 
-Input: JSON files written by sp_exchange_bench (one per mpirun -np P). For each algorithm it fits
+Input: JSON records of `seqpar-bench exchange` (schema seqpar-bench/1; the diagonal summaries
+measured without injected latency are fitted) and `seqpar-bench sp_scan`, or the JSON files of
+the older sp_exchange_bench kept in benchmarks/sp_results/. For each algorithm it fits
     tree, exscan:  t = rounds * alpha + rounds * m * beta          rounds = ceil(log2 P)
     allgather:     t = rounds * alpha + (P - 1) * m * beta
 by least squares on all measured (P, m), and reports alpha, beta and the relative error.
@@ -16,8 +18,9 @@ element at the streaming bandwidth; the summary pass 8 bytes per element. The cr
 is the exchange time divided by the local scan time.
 
 Usage:
-    python3 benchmarks/sp_cost_model.py benchmarks/sp_results/mpi_np*.json \
-        --out benchmarks/sp_results/sp_cost_model.json --plot docs/sequence_parallel.png
+    scripts/bench_sweep.sh --only exchange --latencies 0      # runs/bench_sweep/exchange_d0_p*.json
+    python3 benchmarks/sp_cost_model.py runs/bench_sweep/exchange_d0_p*.json \
+        --out sp_cost_model.json --plot docs/sequence_parallel.png
 """
 import argparse
 import os
@@ -81,6 +84,32 @@ def predict_allgather(P, m):
     return rounds(P) * l["alpha_s"] + (P - 1) * m / l["bw_Bps"] + (P - 1) * 3 * m / PLATFORMS["hbm_Bps"]
 
 
+FITTED = ("tree", "exscan", "allgather")
+
+
+def load(path):
+    """(backend, [(P, m_bytes, seconds, algo)], [sp_scan runs]) of one result file."""
+    with open(path) as f:
+        doc = json.load(f)
+    if str(doc.get("schema", "")).startswith("seqpar-bench/"):
+        backend, points, sp_runs = None, [], []
+        for r in doc["records"]:
+            env, c = r["env"], r["case"]
+            backend = env["backend"]
+            if (env.get("emulation") or {}).get("latency_us", 0):
+                continue  # injected latency: not this backend's own alpha
+            # The algorithms whose cost the fit's formulas describe (ring and Blelloch are
+            # predicted by comm/src/rank_scan.cpp from the tree's alpha and beta).
+            if r["bench"] == "exchange" and c["summary"] == "diagonal" and c["algo"] in FITTED:
+                points.append((c["P"], c["bytes"], r["median"], c["algo"]))
+            elif r["bench"] == "sp_scan":
+                sp_runs.append({"P": c["P"], "T_local": c["tokens_per_rank"],
+                                "channels": c["channels"], "sp_scan_s": r["median"]})
+        return backend, points, sp_runs
+    points = [(doc["P"], e["m_bytes"], e["time_s"], e["algo"]) for e in doc["exchange"]]
+    return doc["backend"], points, [{"P": doc["P"], **doc["sp_scan"]}]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results", nargs="+")
@@ -92,13 +121,11 @@ def main():
 
     points, sp_runs, backend = {}, [], None
     for path in args.results:
-        with open(path) as f:
-            doc = json.load(f)
-        backend = doc["backend"]
-        for e in doc["exchange"]:
-            if 1 < doc["P"] <= args.fit_max_p:
-                points.setdefault(e["algo"], []).append((doc["P"], e["m_bytes"], e["time_s"], e["algo"]))
-        sp_runs.append({"P": doc["P"], **doc["sp_scan"]})
+        backend, file_points, file_sp = load(path)
+        for p in file_points:
+            if 1 < p[0] <= args.fit_max_p:
+                points.setdefault(p[3], []).append(p)
+        sp_runs += file_sp
 
     fitted = {}
     print(f"# alpha-beta fit of the measured exchange ({backend})")

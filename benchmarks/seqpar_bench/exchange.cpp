@@ -3,12 +3,15 @@
 // ring, Blelloch, MPI exscan where it applies, and auto, whose choice is recorded), each next to
 // the alpha-beta model's prediction for this backend (comm::cost_model_for plus any injected
 // latency). Measures comm::rank_entering_state, what the sequence-parallel ops call: the
-// median over repetitions of the slowest rank. Replaces sp_exchange_bench and
-// matrix_exchange_bench.
+// median over repetitions of the slowest rank. With matrix summaries it also measures one
+// thread's float32 matrix-product rate (16 x 128x128 @ 128x128), which the model's combine cost
+// for (M, E) summaries assumes (CostModel::flops_per_s), and records it as extra.matmul_gflops.
+// Replaced sp_exchange_bench and matrix_exchange_bench.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <boost/program_options.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <sstream>
 
@@ -37,6 +40,19 @@ comm::SummaryParts make_summary(const Case& c) {
   return {M, at::rand({c.a, c.b, c.c}, at::kFloat)};
 }
 
+// One thread's float32 matrix products of 128 x 128 blocks, GFLOP/s (median of 5).
+double matmul_gflops() {
+  const at::Tensor a = at::rand({16, 128, 128}), b = at::rand({128, 128});
+  at::matmul(a, b);
+  std::vector<double> s;
+  for (int i = 0; i < 5; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int j = 0; j < 20; ++j) at::matmul(a, b);
+    s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return 20 * 2.0 * 16 * 128 * 128 * 128 / summarize(s).median / 1e9;
+}
+
 std::string describe(const Case& c) {
   std::ostringstream os;
   if (c.summary == "diagonal") os << "diagonal D=" << c.a;
@@ -53,9 +69,7 @@ int run_exchange(const CommonOptions& common, const std::vector<std::string>& ar
   po::options_description desc("seqpar-bench exchange options");
   desc.add_options()("summary", po::value(&summaries)->default_value(summaries),
                      "diagonal, matrix or both (comma-separated)");
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(desc).run(), vm);
-  po::notify(vm);
+  parse_options(desc, args);
   at::set_num_threads(1);
 
   std::vector<Case> cases;
@@ -82,6 +96,11 @@ int run_exchange(const CommonOptions& common, const std::vector<std::string>& ar
   for (const Case& c : cases)
     for (auto algo : algos)
       total += !(algo == comm::RankScanAlgo::kExscan && (c.summary != "diagonal" || !mpi_direct));
+  const bool matrix = summaries.find("matrix") != std::string::npos;
+  const double gflops = matrix ? matmul_gflops() : 0;
+  if (matrix && world.rank() == 0)
+    std::printf("matrix products here: %.1f GFLOP/s (one thread, 16 x 128x128 @ 128x128); the "
+                "model assumes %.1f\n", gflops, model.flops_per_s / 1e9);
   Progress progress(total, common.progress && world.rank() == 0);
   for (const Case& c : cases) {
     const comm::SummaryParts own = make_summary(c);
@@ -100,6 +119,7 @@ int run_exchange(const CommonOptions& common, const std::vector<std::string>& ar
                {"dtype", c.summary == "diagonal" ? "float64" : "float32"}, {"P", P}};
       if (c.summary == "diagonal") r.cas["elements"] = c.a;
       else r.cas.update({{"H", c.a}, {"K", c.b}, {"V", c.c}});
+      if (c.summary == "matrix") r.extra["matmul_gflops"] = gflops;
       r.timing = t;
       comm::RankScanAlgo predicted_algo = algo;
       if (algo == comm::RankScanAlgo::kAuto) {

@@ -4,6 +4,9 @@
 //   seqpar-bench exchange [--summary diagonal,matrix] [common options]
 //   seqpar-bench sp_scan (--tokens N | --tokens_per_rank N) [--channels 64] [common options]
 //   seqpar-bench psm [--d_model 64 --chunk 16 --max_tokens N --max_chunks N] [common options]
+//   seqpar-bench local_scan [--dtype float32 --log2-elements 24 --naive-steps 2048
+//                            --threads 1 N] [common options]                 (one process)
+//   seqpar-bench train_step [--min_log2 12 --max_log2 17 --ops --glibc_defaults] [common options]
 //   common: --quick (a smoke test of about a minute), --reps N, --json PATH, --no-progress
 //
 // Latency can be injected into every message (SEQPAR_COMM_DELAY_US, an emulated network's
@@ -21,6 +24,20 @@ namespace po = boost::program_options;
 using namespace seqpar;
 
 namespace seqpar::bench {
+
+boost::program_options::variables_map parse_options(
+    const boost::program_options::options_description& desc, const std::vector<std::string>& args) {
+  for (const auto& a : args) {
+    if (a == "--help" || a == "-h") {
+      std::cout << desc << "\n";
+      throw HelpShown{};
+    }
+  }
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(desc).run(), vm);
+  po::notify(vm);
+  return vm;
+}
 
 Timing time_slowest(comm::Communicator& world, int reps, const std::function<void()>& fn) {
   fn();
@@ -43,10 +60,12 @@ Timing time_slowest(comm::Communicator& world, int reps, const std::function<voi
 
 int main(int argc, char** argv) {
   const std::map<std::string, bench::Subcommand> commands{
-      {"exchange", &bench::run_exchange}, {"sp_scan", &bench::run_sp_scan}, {"psm", &bench::run_psm}};
+      {"exchange", &bench::run_exchange}, {"sp_scan", &bench::run_sp_scan}, {"psm", &bench::run_psm},
+      {"local_scan", &bench::run_local_scan}, {"train_step", &bench::run_train_step}};
   auto usage = [&] {
     std::fprintf(stderr,
-                 "usage: seqpar-bench SUBCOMMAND [options]\n  subcommands: exchange, sp_scan, psm\n"
+                 "usage: seqpar-bench SUBCOMMAND [options]\n  subcommands: exchange, sp_scan, psm, local_scan, "
+                 "train_step\n"
                  "  common options: --quick --reps N --json PATH --no-progress\n"
                  "  seqpar-bench SUBCOMMAND --help lists its own options\n");
   };
@@ -74,8 +93,9 @@ int main(int argc, char** argv) {
     common.progress = vm.count("no-progress") == 0;
     rest = po::collect_unrecognized(parsed.options, po::include_positional);
     if (vm.count("help")) {
+      // The common options, then the subcommand's own (it prints them and throws HelpShown).
       std::cout << desc << "\n";
-      return 0;
+      rest.push_back("--help");
     }
     if (common.reps < 0) throw std::invalid_argument("--reps must be >= 0");
     std::shared_ptr<comm::Communicator> world = comm::make_world();
@@ -87,6 +107,8 @@ int main(int argc, char** argv) {
         std::printf("wrote %zu records to %s\n", out.size(), common.json.c_str());
     }
     return rc;
+  } catch (const bench::HelpShown&) {
+    return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "seqpar-bench %s: error: %s\n", sub.c_str(), e.what());
     return 2;

@@ -36,9 +36,7 @@ int run_psm(const CommonOptions& common, const std::vector<std::string>& args,
       ("max_tokens", po::value(&max_tokens)->default_value(0), "inference: tokens streamed (0: 4096 quick, 65536)")
       ("max_chunks", po::value(&max_chunks)->default_value(0), "training: largest n (0: 256 quick, 4096)")
       ("threads", po::value(&threads)->default_value(threads), "intra-op threads");
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(desc).run(), vm);
-  po::notify(vm);
+  parse_options(desc, args);
   if (max_tokens <= 0) max_tokens = common.quick ? 4096 : 65536;
   if (max_chunks <= 0) max_chunks = common.quick ? 256 : 4096;
   const int reps = common.reps > 0 ? common.reps : 3;

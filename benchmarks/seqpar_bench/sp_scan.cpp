@@ -31,9 +31,7 @@ int run_sp_scan(const CommonOptions& common, const std::vector<std::string>& arg
       ("channels", po::value(&channels)->default_value(channels), "channels")
       ("batch", po::value(&batch)->default_value(batch), "sequences")
       ("threads", po::value(&threads)->default_value(threads), "intra-op threads per rank");
-  po::variables_map vm;
-  po::store(po::command_line_parser(args).options(desc).run(), vm);
-  po::notify(vm);
+  parse_options(desc, args);
   if ((tokens > 0) == (tokens_per_rank > 0)) {
     throw std::invalid_argument("seqpar-bench sp_scan: give exactly one of --tokens (strong "
                                 "scaling) and --tokens_per_rank (weak scaling)");

@@ -96,7 +96,7 @@ CostModel cost_model_for(const std::string& backend) {
     m.ring = m.tree;  // the same point-to-point messages
     m.combine_s_per_byte = 1.0 / 4e9;
     // One thread's float32 matrix products of 128 x 128 blocks on the 2-core reference
-    // machine (benchmarks/matrix_exchange_bench prints it; 87 GFLOP/s measured).
+    // machine (`seqpar-bench exchange --summary matrix` prints it; 87 and 108 GFLOP/s measured).
     m.flops_per_s = 80e9;
   } else if (backend.rfind("c10d", 0) == 0) {
     // gloo over loopback TCP: every message pays a socket round trip.

@@ -181,7 +181,7 @@ void store_final(const P& p, const Layout& lay, const Group<P>& grp, const Acc* 
 // rows in descending address order; when the group holds whole rows it visits them in
 // descending blocks of 32 lanes (128 bytes of float32), so that each operand's address stream
 // descends with only short upward runs and hardware prefetchers follow it. Measured with
-// cpu_scan_bench on Zen 4, one thread, 256 and 4096 channels (docs/cpu_kernels.md): rows read
+// cpu_scan_bench (now seqpar-bench local_scan) on Zen 4, one thread, 256 and 4096 channels (docs/cpu_kernels.md): rows read
 // upwards inside the descending walk ran the backward at 26-51% of triad, blocks of 32 lanes
 // at 82-97%, blocks of 64 lost half of that on the 4096-channel shape with AVX-512. A group
 // that holds part of a row (rows split between threads) reads upwards.

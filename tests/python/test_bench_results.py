@@ -330,3 +330,52 @@ def test_netns_rsh_rejects_foreign_hosts():
         assert res.returncode == 255 and "not an emulated host address" in res.stderr, args
     res = subprocess.run(["bash", RSH, "10.77.0.2"], capture_output=True, text=True, timeout=30)
     assert res.returncode == 255 and "usage" in res.stderr
+
+
+# ---- benchmarks/sp_cost_model.py: the alpha-beta fit over both result formats -------------
+
+COST_MODEL = os.path.join(REPO, "benchmarks", "sp_cost_model.py")
+
+
+def fit_lines(tmp_path, *inputs):
+    """{algo: (alpha_us, beta_GBps)} printed by sp_cost_model.py for the given result files."""
+    r = subprocess.run([sys.executable, COST_MODEL, *inputs, "--out", str(tmp_path / "fit.json"),
+                        "--fit-max-p", "2"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = {}
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[0] in ("tree", "exscan", "allgather"):
+            rows[parts[0]] = (float(parts[1]), float(parts[2]))
+    return rows
+
+
+def test_cost_model_reproduces_the_committed_fit_from_the_older_program(tmp_path):
+    # benchmarks/sp_results/sp_cost_model.txt was written from these files; the constants of
+    # comm::cost_model_for("mpi") are this fit.
+    files = [os.path.join(REPO, "benchmarks", "sp_results", f"mpi_np{p}.json") for p in (2, 3, 4, 8)]
+    rows = fit_lines(tmp_path, *files)
+    assert rows["tree"] == (6.79, 2.561)
+    assert rows["exscan"] == (4.95, 1.423)
+    assert rows["allgather"] == (7.15, 3.542)
+
+
+def test_cost_model_reads_seqpar_bench_records(tmp_path):
+    # Only the diagonal exchanges without injected latency are fitted: a copy of the file with
+    # every time scaled by 10 and a latency-injected duplicate must fit 10x alpha, beta / 10.
+    path = os.path.join(REPO, "docs", "results", "exchange_fit", "exchange_p2.json")
+    base = fit_lines(tmp_path, path)
+    assert set(base) == {"tree", "exscan", "allgather"}
+    with open(path) as f:
+        doc = json.load(f)
+    slow = copy.deepcopy(doc)
+    for r in slow["records"]:
+        r["median"] *= 10
+    delayed = copy.deepcopy(doc)
+    for r in delayed["records"]:
+        r["median"] = 1.0
+        r["env"]["emulation"] = {"latency_us": 50}
+    scaled = fit_lines(tmp_path, write(tmp_path / "slow.json", slow), write(tmp_path / "delayed.json", delayed))
+    for algo, (alpha, gbps) in base.items():
+        assert scaled[algo][0] == pytest.approx(10 * alpha, rel=0.01, abs=0.05)
+        assert scaled[algo][1] == pytest.approx(gbps / 10, rel=0.02, abs=0.002)

@@ -92,7 +92,7 @@ struct ExchangeSize {
 };
 
 // The model used for `backend` ("mpi", "nccl", "c10d:gloo", ...): values fitted by
-// benchmarks/sp_exchange_bench and benchmarks/sp_cost_model.py (docs/sequence_parallel.md).
+// `seqpar-bench exchange` and benchmarks/sp_cost_model.py (docs/sequence_parallel.md).
 // SEQPAR_SP_ALPHA_US and SEQPAR_SP_BETA_GBPS override alpha and beta of every algorithm,
 // SEQPAR_SP_COMBINE_GBPS the composition speed, SEQPAR_SP_COMBINE_GFLOPS its arithmetic rate.
 CostModel cost_model_for(const std::string& backend);
