@@ -22,9 +22,15 @@ TransformerLayerImpl::TransformerLayerImpl(int64_t d_model, int64_t heads, int64
 at::Tensor TransformerLayerImpl::forward(const at::Tensor& x, const at::Tensor& mask) {
   const int64_t N = x.size(0), L = x.size(1), D = x.size(2), dh = D / heads_;
   auto qkv = qkv_->forward(attn_norm_->forward(x)).view({N, L, 3, heads_, dh}).permute({2, 0, 3, 1, 4});
-  auto scores = torch::matmul(qkv[0], qkv[1].transpose(-1, -2)) / std::sqrt(static_cast<double>(dh));
-  if (mask.defined()) scores = scores + mask;
-  auto y = torch::matmul(torch::softmax(scores, -1), qkv[2]).transpose(1, 2).reshape({N, L, D});
+  // PyTorch's fused attention (flash / memory-efficient kernels where the shape and dtype allow,
+  // the plain formula otherwise): the (L x L) probabilities per head are not kept for backward,
+  // which at 2^16 tokens in chunks of 256 was most of the layer's memory (docs/psm.md).
+  std::optional<at::Tensor> additive;
+  if (mask.defined()) additive = mask.to(x.scalar_type());
+  auto y = at::scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], additive, /*dropout_p=*/0.0,
+                                            /*is_causal=*/false)
+               .transpose(1, 2)
+               .reshape({N, L, D});
   auto h = x + out_->forward(y);
   return h + mlp_out_->forward(torch::gelu(mlp_in_->forward(mlp_norm_->forward(h))));
 }
