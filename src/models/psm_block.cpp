@@ -2,6 +2,8 @@
 // and the choices).
 #include "seqpar/models/psm_block.h"
 
+#include "seqpar/models/recompute.h"
+
 #include <cmath>
 #include <limits>
 
@@ -65,8 +67,18 @@ PsmBlockImpl::PsmBlockImpl(const PsmBlockOptions& options) : options_(options) {
 
 psm::Aggregate PsmBlockImpl::aggregate() {
   PsmAggregator agg = agg_;
-  return {[agg](const at::Tensor& l, const at::Tensor& r) mutable { return agg->forward(l, r); },
-          agg_->parameters()};
+  std::vector<at::Tensor> params = agg_->parameters();
+  if (!options_.recompute) {
+    return {[agg](const at::Tensor& l, const at::Tensor& r) mutable { return agg->forward(l, r); },
+            params};
+  }
+  return {[agg, params](const at::Tensor& l, const at::Tensor& r) {
+            return recompute([agg](const std::vector<at::Tensor>& v) mutable {
+                               return agg->forward(v[0], v[1]);
+                             },
+                             {l, r}, params);
+          },
+          params};
 }
 
 at::Tensor PsmBlockImpl::encode(const at::Tensor& tokens) {
@@ -84,6 +96,13 @@ at::Tensor PsmBlockImpl::infer(const at::Tensor& prefix, const at::Tensor& token
       visible.logical_not(), -std::numeric_limits<float>::infinity());
   auto z = torch::cat({prefix + state_position_, tokens + token_position_.narrow(0, 0, t)}, 1);
   return inf_->forward(z, mask).narrow(1, c, t);
+}
+
+std::vector<at::Tensor> PsmBlockImpl::inf_parameters() const {
+  std::vector<at::Tensor> p = inf_->parameters();
+  p.push_back(state_position_);
+  p.push_back(token_position_);
+  return p;
 }
 
 at::Tensor PsmBlockImpl::empty_prefix(int64_t batch) const {
@@ -118,7 +137,11 @@ at::Tensor PsmBlockImpl::forward(const at::Tensor& x, const SequenceBackend& bac
     auto first = (torch::arange(n, x.options().dtype(torch::kInt64)) == 0).view({1, n, 1, 1});
     states = torch::where(first, empty_state_.view({1, 1, c, D}), states);
   }
-  auto out = infer(states.reshape({B * n, c, D}), chunks.reshape({B * n, c, D}));
+  at::Tensor prefix = states.reshape({B * n, c, D}), tokens = chunks.reshape({B * n, c, D});
+  auto out = options_.recompute
+                 ? recompute([this](const std::vector<at::Tensor>& v) { return infer(v[0], v[1]); },
+                             {prefix, tokens}, inf_parameters())
+                 : infer(prefix, tokens);
   return out.reshape({B, n * c, D}).narrow(1, 0, T);
 }
 

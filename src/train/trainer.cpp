@@ -87,6 +87,7 @@ models::ByteLMOptions model_options(const TrainOptions& o) {
   m.psm_block.heads = o.heads;
   m.psm_block.mlp_hidden = o.effective_mlp_hidden();
   m.psm_block.chunk_size = o.psm_chunk;
+  m.psm_block.recompute = o.psm_recompute;
   return m;
 }
 

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 using namespace seqpar::models;
 
 namespace {
@@ -139,6 +141,33 @@ TEST(PsmModelTest, ChunkedForwardCarriesStateAndGradientsFlow) {
   EXPECT_EQ(states[0].psm.counter->chunks(), 70 / 4);
   EXPECT_EQ(states[0].psm.counter->roots(), 2);  // 17 chunks = 10001b: one root per set bit
   expect_every_parameter_gets_a_gradient(model, tokens);
+}
+
+// Recomputing Agg and Inf in backward (seqpar/models/recompute.h) gives the gradients that
+// keeping their activations gives, for every parameter (float64, so only rounding differs).
+TEST(PsmModelTest, RecomputedBackwardEqualsKeptActivations) {
+  auto tokens = torch::randint(0, 256, {2, 37}, torch::kInt64);  // 10 chunks, the last partial
+  std::map<std::string, at::Tensor> grads[2];
+  at::Tensor losses[2];
+  for (int recompute = 0; recompute < 2; ++recompute) {
+    torch::manual_seed(31);
+    ByteLMOptions o = tiny_psm();
+    o.psm_block.recompute = recompute == 1;
+    ByteLM model(o);
+    model->to(torch::kDouble);
+    losses[recompute] = model->forward(tokens, local_backend()).logsumexp(-1).sum();
+    losses[recompute].backward();
+    for (const auto& p : model->named_parameters()) {
+      ASSERT_TRUE(p.value().grad().defined()) << p.key() << " recompute=" << recompute;
+      grads[recompute][p.key()] = p.value().grad().clone();
+    }
+  }
+  EXPECT_NEAR(losses[0].item<double>(), losses[1].item<double>(), 1e-9);
+  ASSERT_EQ(grads[0].size(), grads[1].size());
+  for (const auto& [name, g] : grads[0]) {
+    const double err = max_abs(g - grads[1].at(name)), scale = std::max(1.0, max_abs(g));
+    EXPECT_LT(err, 1e-10 * scale) << name;
+  }
 }
 
 TEST(ModelTest, EnergyDriftMatchesStreamedVelocities) {

@@ -38,6 +38,10 @@ struct PsmBlockOptions {
   int64_t heads = 4;
   int64_t mlp_hidden = 256;
   int64_t chunk_size = 16;
+  // Recompute every Agg and Inf call in backward instead of keeping its activations
+  // (seqpar/models/recompute.h): memory per token falls from the layers' activations to their
+  // inputs, for about one more forward of the layer.
+  bool recompute = true;
 };
 
 // A pre-norm transformer layer over (N, L, d_model) with an additive attention mask (L, L)
@@ -92,6 +96,8 @@ class PsmBlockImpl : public torch::nn::Module {
   at::Tensor encode(const at::Tensor& tokens);  // (..., c, d) -> (..., c, d)
   // prefix (N, c, d), tokens (N, t <= c, d) -> (N, t, d).
   at::Tensor infer(const at::Tensor& prefix, const at::Tensor& tokens);
+  // The parameters infer reads (Inf's and the position tables).
+  std::vector<at::Tensor> inf_parameters() const;
   at::Tensor empty_prefix(int64_t batch) const;
   psm::BinaryCounter& counter_of(PsmState& state);
 

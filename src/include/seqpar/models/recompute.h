@@ -1,0 +1,23 @@
+// Activation recomputation ("checkpointing") of one differentiable call: the forward keeps only
+// the call's inputs, not the activations inside it; the backward runs the call again with
+// autograd on and takes its vector-Jacobian product. Trades one extra forward of the call for
+// its activations' memory; the prefix-scannable layers use it for every Agg and Inf call
+// (docs/psm.md, "Memory"), whose activations otherwise grow with the sequence.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <vector>
+
+namespace seqpar::models {
+
+using RecomputedCall = std::function<at::Tensor(const std::vector<at::Tensor>& inputs)>;
+
+// fn(inputs), differentiable in `inputs` and in `params` (the parameters fn reads: their
+// gradients accumulate as usual). fn must be deterministic (no dropout) and must not modify its
+// inputs. Outside autograd (no input or parameter requires grad, or grad mode off) it is fn.
+at::Tensor recompute(const RecomputedCall& fn, const std::vector<at::Tensor>& inputs,
+                     const std::vector<at::Tensor>& params);
+
+}  // namespace seqpar::models

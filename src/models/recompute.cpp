@@ -1,0 +1,82 @@
+// See seqpar/models/recompute.h.
+#include "seqpar/models/recompute.h"
+
+#include <torch/custom_class.h>
+#include <torch/torch.h>
+
+namespace seqpar::models {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// The call, kept for backward (saved_data holds IValues only).
+struct RecomputeState : torch::CustomClassHolder {
+  RecomputedCall fn;
+};
+const auto kRecomputeRegistration = torch::class_<RecomputeState>("seqpar", "_Recompute");
+
+bool differentiable(const at::Tensor& t) {
+  return t.defined() && (t.is_floating_point() || t.is_complex());
+}
+
+class Recompute : public torch::autograd::Function<Recompute> {
+ public:
+  static variable_list forward(AutogradContext* ctx, at::TensorList inputs, at::TensorList params,
+                               c10::intrusive_ptr<RecomputeState> state) {
+    // Grad mode is off here: fn builds no graph and keeps no activations.
+    at::Tensor out = state->fn(inputs.vec());
+    ctx->save_for_backward(inputs.vec());
+    ctx->saved_data["state"] = state;
+    ctx->saved_data["params"] = c10::List<at::Tensor>(params.vec());
+    return {out};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto state = ctx->saved_data["state"].toCustomClass<RecomputeState>();
+    const std::vector<at::Tensor> params = ctx->saved_data["params"].toTensorVector();
+    const variable_list saved = ctx->get_saved_variables();
+    std::vector<at::Tensor> leaves, wrt;
+    std::vector<int64_t> slot;  // wrt[j] is the result's slot[j]
+    for (size_t i = 0; i < saved.size(); ++i) {
+      at::Tensor x = saved[i].defined() ? saved[i].detach() : saved[i];
+      if (differentiable(x) && ctx->needs_input_grad(i)) {
+        x.requires_grad_(true);
+        wrt.push_back(x);
+        slot.push_back(static_cast<int64_t>(i));
+      }
+      leaves.push_back(x);
+    }
+    for (size_t k = 0; k < params.size(); ++k) {
+      if (params[k].requires_grad()) {
+        wrt.push_back(params[k]);
+        slot.push_back(static_cast<int64_t>(saved.size() + k));
+      }
+    }
+    variable_list result(saved.size() + params.size() + 1);  // + the state argument
+    if (wrt.empty() || !grads[0].defined()) return result;
+    torch::AutoGradMode grad(true);
+    const at::Tensor out = state->fn(leaves);
+    const variable_list g = torch::autograd::grad({out}, wrt, {grads[0]}, /*retain_graph=*/false,
+                                                  /*create_graph=*/false, /*allow_unused=*/true);
+    for (size_t j = 0; j < wrt.size(); ++j) result[slot[j]] = g[j];
+    return result;
+  }
+};
+
+}  // namespace
+
+at::Tensor recompute(const RecomputedCall& fn, const std::vector<at::Tensor>& inputs,
+                     const std::vector<at::Tensor>& params) {
+  bool tracked = false;
+  if (at::GradMode::is_enabled()) {
+    for (const auto& t : inputs) tracked = tracked || (t.defined() && t.requires_grad());
+    for (const auto& t : params) tracked = tracked || t.requires_grad();
+  }
+  if (!tracked) return fn(inputs);
+  auto state = c10::make_intrusive<RecomputeState>();
+  state->fn = fn;
+  return Recompute::apply(at::TensorList(inputs), at::TensorList(params), state)[0];
+}
+
+}  // namespace seqpar::models
