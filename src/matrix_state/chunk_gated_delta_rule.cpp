@@ -93,29 +93,57 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
   return {matrix_state::from_chunks(o, d, v.scalar_type()), S};
 }
 
-std::tuple<at::Tensor, at::Tensor> gated_delta_rule_slice_summary(
-    const at::Tensor& k, const at::Tensor& v, const at::Tensor& g, const at::Tensor& beta,
-    int64_t chunk_size) {
+GatedDeltaSlice gated_delta_rule_slice(const at::Tensor& q, const at::Tensor& k,
+                                       const at::Tensor& v, const at::Tensor& g,
+                                       const at::Tensor& beta, std::optional<double> scale,
+                                       int64_t chunk_size) {
   constexpr const char* op = "seqpar.sp.chunk_gated_delta_rule";
-  const matrix_state::Dims d = matrix_state::check_qkv(op, k, k, v, chunk_size);
+  const matrix_state::Dims d = matrix_state::check_qkv(op, q, k, v, chunk_size);
   const at::ScalarType dt = matrix_state::compute_dtype(k.scalar_type());
   const auto opts = k.options().dtype(dt);
-  // Identity for an empty slice, built from the inputs (sums over no steps) so that autograd
-  // still reaches this rank's backward collectives.
-  const at::Tensor k0 = k.to(dt).narrow(1, 0, 0), v0 = v.to(dt).narrow(1, 0, 0);
-  at::Tensor M = at::eye(d.K, opts) - at::einsum("bthk,bthj->bhkj", {k0, k0});
-  at::Tensor E = at::einsum("bthk,bthv->bhkv", {k0, v0});
-  if (d.N == 0) return {M, E};
-  const DeltaChunks c = delta_chunks(
-      matrix_state::to_chunks(k, d, dt), matrix_state::to_chunks(v, d, dt),
-      matrix_state::to_chunks_per_head(g, d, dt),
-      matrix_state::to_chunks_per_head(beta, d, dt).unsqueeze(-1), d);
-  const std::vector<at::Tensor> Ms = c.M.unbind(2), Es = c.E.unbind(2);
-  for (int64_t n = 0; n < d.N; ++n) {  // (M_n, E_n) o (M, E)
-    E = at::matmul(Ms[n], E) + Es[n];
-    M = at::matmul(Ms[n], M);
+  GatedDeltaSlice slice;
+  if (d.N == 0) {
+    // Identity built from the inputs (sums over no steps) so that autograd still reaches this
+    // rank's backward collectives.
+    const at::Tensor k0 = k.to(dt).narrow(1, 0, 0), v0 = v.to(dt).narrow(1, 0, 0);
+    slice.M = at::eye(d.K, opts) - at::einsum("bthk,bthj->bhkj", {k0, k0});
+    slice.E = at::einsum("bthk,bthv->bhkv", {k0, v0});
+    slice.finish = [M = slice.M, E = slice.E, d, v](const at::Tensor& x) {
+      return std::make_tuple(at::empty({d.B, 0, d.H, d.V}, v.options()), at::matmul(M, x) + E);
+    };
+    return slice;
   }
-  return {M, E};
+  const double s = scale.value_or(1.0 / std::sqrt(static_cast<double>(d.K)));
+  const at::Tensor qc = matrix_state::to_chunks(q, d, dt) * s;  // (B, H, N, C, K)
+  const at::Tensor kc = matrix_state::to_chunks(k, d, dt);
+  const DeltaChunks c = delta_chunks(
+      kc, matrix_state::to_chunks(v, d, dt), matrix_state::to_chunks_per_head(g, d, dt),
+      matrix_state::to_chunks_per_head(beta, d, dt).unsqueeze(-1), d);
+  // Both chains in one pass over the chunks: P_n = M_{n-1} ... M_0 (the map from the slice's
+  // entering state to chunk n's) and Z_n, chunk n's entering state from a zero state.
+  const std::vector<at::Tensor> Ms = c.M.unbind(2), Es = c.E.unbind(2);
+  at::Tensor P = at::eye(d.K, opts).expand({d.B, d.H, d.K, d.K}), Z = at::zeros({d.B, d.H, d.K, d.V}, opts);
+  std::vector<at::Tensor> P_in, Z_in;
+  P_in.reserve(d.N);
+  Z_in.reserve(d.N);
+  for (int64_t n = 0; n < d.N; ++n) {
+    P_in.push_back(P);
+    Z_in.push_back(Z);
+    P = at::matmul(Ms[n], P);
+    Z = at::matmul(Ms[n], Z) + Es[n];
+  }
+  slice.M = P;
+  slice.E = Z;
+  const at::Tensor prefix = at::stack(P_in, 2), zero_state = at::stack(Z_in, 2);  // (B, H, N, K, *)
+  const at::Tensor scores = c.D * at::matmul(qc, kc.transpose(-1, -2));
+  slice.finish = [c, qc, scores, prefix, zero_state, d, M = slice.M, E = slice.E,
+                  out_dtype = v.scalar_type()](const at::Tensor& x) {
+    const at::Tensor S_in = at::matmul(prefix, x.unsqueeze(2)) + zero_state;  // (B, H, N, K, V)
+    const at::Tensor o =
+        c.gamma * at::matmul(qc, S_in) + at::matmul(scores, c.U - at::matmul(c.W, S_in));
+    return std::make_tuple(matrix_state::from_chunks(o, d, out_dtype), at::matmul(M, x) + E);
+  };
+  return slice;
 }
 
 }  // namespace seqpar

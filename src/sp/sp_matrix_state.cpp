@@ -5,7 +5,8 @@
 //   2. x_r = the state entering the slice, from the cross-rank exclusive scan of the summaries
 //      (EnteringState below; rank 0 folds h0 into its summary, E_0 <- M_0 h0 + E_0);
 //   3. (o_r, f_r) = the local chunked op from x_r, by local autograd (for GLA, steps 1 and 3
-//      are one pass: its output is the zero-state output plus a term linear in x_r);
+//      are one pass: its output is the zero-state output plus a term linear in x_r; gated
+//      DeltaNet's step 1 keeps each chunk's map from x_r, so step 3 is batched products only);
 //   4. the final state f_{P-1} broadcast from the last rank (FinalFromLast).
 // Only steps 2 and 4 cross ranks, so only they are autograd Functions. Backward of step 2,
 // with g_r the gradient reaching x_r: the total adjoint of x_r is mu_r = g_r + M_r^T mu_{r+1}
@@ -190,12 +191,14 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
                                  g.narrow(1, 0, 0), beta.narrow(1, 0, 0), scale,
                                  group->rank() == 0 ? initial_state : std::nullopt, chunk_size);
   check_ranks_agree(*group, "seqpar.sp.chunk_gated_delta_rule", q, v);
-  auto [M, E] = gated_delta_rule_slice_summary(k, v, g, beta, chunk_size);
-  const int64_t algo = resolve_algo(*group, options, Transition::kMatrix, M, E);
+  // Steps 1 and 3 share the slice's chunk work (matrix_state/slice_summary.h).
+  const GatedDeltaSlice slice = gated_delta_rule_slice(q, k, v, g, beta, scale, chunk_size);
+  const int64_t algo = resolve_algo(*group, options, Transition::kMatrix, slice.M, slice.E);
   const at::Tensor x = EnteringState::apply(
-      M, E, group->rank() == 0 ? state_in_compute_dtype(initial_state, E.scalar_type()) : std::nullopt,
+      slice.M, slice.E,
+      group->rank() == 0 ? state_in_compute_dtype(initial_state, slice.E.scalar_type()) : std::nullopt,
       static_cast<int64_t>(Transition::kMatrix), group, algo);
-  auto [o, f] = seqpar::chunk_gated_delta_rule(q, k, v, g, beta, scale, x, chunk_size);
+  auto [o, f] = slice.finish(x);
   return {o, FinalFromLast::apply(f, group)};
 }
 
