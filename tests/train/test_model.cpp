@@ -143,8 +143,9 @@ TEST(PsmModelTest, ChunkedForwardCarriesStateAndGradientsFlow) {
   expect_every_parameter_gets_a_gradient(model, tokens);
 }
 
-// Recomputing Agg and Inf in backward (seqpar/models/recompute.h) gives the gradients that
-// keeping their activations gives, for every parameter (float64, so only rounding differs).
+// Recomputing Agg and Inf in backward (seqpar/models/recompute.h), Inf in slices of 3 chunks,
+// gives the gradients that keeping their activations gives, for every parameter (float64, so
+// only rounding differs).
 TEST(PsmModelTest, RecomputedBackwardEqualsKeptActivations) {
   auto tokens = torch::randint(0, 256, {2, 37}, torch::kInt64);  // 10 chunks, the last partial
   std::map<std::string, at::Tensor> grads[2];
@@ -153,6 +154,7 @@ TEST(PsmModelTest, RecomputedBackwardEqualsKeptActivations) {
     torch::manual_seed(31);
     ByteLMOptions o = tiny_psm();
     o.psm_block.recompute = recompute == 1;
+    o.psm_block.recompute_slice_tokens = 12;  // 20 chunks of 4 in 7 slices
     ByteLM model(o);
     model->to(torch::kDouble);
     losses[recompute] = model->forward(tokens, local_backend()).logsumexp(-1).sum();

@@ -42,6 +42,8 @@ struct PsmBlockOptions {
   // (seqpar/models/recompute.h): memory per token falls from the layers' activations to their
   // inputs, for about one more forward of the layer.
   bool recompute = true;
+  // With recompute: Inf runs (and is recomputed) over slices of about this many tokens.
+  int64_t recompute_slice_tokens = 8192;
 };
 
 // A pre-norm transformer layer over (N, L, d_model) with an additive attention mask (L, L)
