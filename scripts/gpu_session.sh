@@ -35,6 +35,9 @@
 #   torch-bench    benchmarks/cuda_scan_bench.py --quick (the op through PyTorch, baselines)
 #   accuracy       benchmarks/accuracy_bench.py --device cuda: error against float64 at
 #                  T = 2^14 .. 2^24, float32 and bfloat16 (docs/accuracy.md)
+#   matrix-bench   benchmarks/matrix_state_bench.py --device cuda at T = 2^20: chunked GLA and
+#                  gated DeltaNet, forward + backward, against a batched matmul and the
+#                  per-step recurrence, peak memory (docs/matrix_state.md)
 #   racecheck, synccheck
 #                  compute-sanitizer's shared-memory race and barrier checks, same cases
 #
@@ -208,6 +211,8 @@ if [ -f "$lib" ]; then
     --json "$out/torch_bench.json" --markdown "$out/torch_bench.md"
   step accuracy 90 "$python" benchmarks/accuracy_bench.py --device cuda --ranks 0 \
     --json "$out/accuracy.json"
+  step matrix-bench 120 "$python" benchmarks/matrix_state_bench.py --device cuda --log2-t 20 \
+    --json "$out/matrix_state_bench.json"
 fi
 
 # ---- the slower sanitizers last ---------------------------------------------------------
