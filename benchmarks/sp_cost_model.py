@@ -87,8 +87,9 @@ def predict_allgather(P, m):
 FITTED = ("tree", "exscan", "allgather")
 
 
-def load(path):
-    """(backend, [(P, m_bytes, seconds, algo)], [sp_scan runs]) of one result file."""
+def load(path, stat="median"):
+    """(backend, [(P, m_bytes, seconds, algo)], [sp_scan runs]) of one result file; `stat` picks
+    the repetitions' median or min of seqpar-bench records (the older files hold one figure)."""
     with open(path) as f:
         doc = json.load(f)
     if str(doc.get("schema", "")).startswith("seqpar-bench/"):
@@ -101,7 +102,7 @@ def load(path):
             # The algorithms whose cost the fit's formulas describe (ring and Blelloch are
             # predicted by comm/src/rank_scan.cpp from the tree's alpha and beta).
             if r["bench"] == "exchange" and c["summary"] == "diagonal" and c["algo"] in FITTED:
-                points.append((c["P"], c["bytes"], r["median"], c["algo"]))
+                points.append((c["P"], c["bytes"], r[stat], c["algo"]))
             elif r["bench"] == "sp_scan":
                 sp_runs.append({"P": c["P"], "T_local": c["tokens_per_rank"],
                                 "channels": c["channels"], "sp_scan_s": r["median"]})
@@ -117,11 +118,14 @@ def main():
     ap.add_argument("--plot", default=None)
     ap.add_argument("--fit-max-p", type=int, default=os.cpu_count(),
                     help="fit only runs with P <= this (oversubscribed runs time the scheduler)")
+    ap.add_argument("--stat", choices=("median", "min"), default="median",
+                    help="fit the repetitions' median (default) or minimum: the minimum ignores "
+                         "repetitions the host delayed (seqpar-bench records only)")
     args = ap.parse_args()
 
     points, sp_runs, backend = {}, [], None
     for path in args.results:
-        backend, file_points, file_sp = load(path)
+        backend, file_points, file_sp = load(path, args.stat)
         for p in file_points:
             if 1 < p[0] <= args.fit_max_p:
                 points.setdefault(p[3], []).append(p)

@@ -337,10 +337,11 @@ def test_netns_rsh_rejects_foreign_hosts():
 COST_MODEL = os.path.join(REPO, "benchmarks", "sp_cost_model.py")
 
 
-def fit_lines(tmp_path, *inputs):
+def fit_lines(tmp_path, *inputs, stat="median"):
     """{algo: (alpha_us, beta_GBps)} printed by sp_cost_model.py for the given result files."""
     r = subprocess.run([sys.executable, COST_MODEL, *inputs, "--out", str(tmp_path / "fit.json"),
-                        "--fit-max-p", "2"], capture_output=True, text=True, timeout=120)
+                        "--fit-max-p", "2", "--stat", stat], capture_output=True, text=True,
+                       timeout=120)
     assert r.returncode == 0, r.stderr
     rows = {}
     for line in r.stdout.splitlines():
@@ -379,3 +380,15 @@ def test_cost_model_reads_seqpar_bench_records(tmp_path):
     for algo, (alpha, gbps) in base.items():
         assert scaled[algo][0] == pytest.approx(10 * alpha, rel=0.01, abs=0.05)
         assert scaled[algo][1] == pytest.approx(gbps / 10, rel=0.02, abs=0.002)
+
+
+def test_cost_model_min_statistic_ignores_delayed_repetitions(tmp_path):
+    # Medians inflated 100x (every repetition delayed but the fastest) leave the min fit alone.
+    path = os.path.join(REPO, "docs", "results", "exchange_fit", "exchange_p2.json")
+    with open(path) as f:
+        doc = json.load(f)
+    base = fit_lines(tmp_path, path, stat="min")
+    for r in doc["records"]:
+        r["median"] = 100 * r["min"]
+    assert fit_lines(tmp_path, write(tmp_path / "delayed.json", doc), stat="min") == base
+    assert fit_lines(tmp_path, write(tmp_path / "delayed2.json", doc))["tree"] != base["tree"]
