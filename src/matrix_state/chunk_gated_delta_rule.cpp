@@ -61,51 +61,81 @@ DeltaChunks delta_chunks(const at::Tensor& kc, const at::Tensor& vc, const at::T
 // groups of L ~ sqrt(N) chunks are scanned side by side (L steps), then the group totals in
 // order (N / L steps), then one batched product combines them. A loop over the N chunks would
 // be N dependent small products: N kernel launches each way on a GPU (16,384 at 2^20 tokens in
-// chunks of 64). The padding of the last group is identity maps.
+// chunks of 64). The padding of the last group is identity maps. P is left undefined unless
+// with_P (a run from a zero state needs only Z).
 struct ChunkMaps {
   at::Tensor P, Z, M_total, E_total;
 };
 
-ChunkMaps chunk_prefix_maps(const at::Tensor& M, const at::Tensor& E) {
+// One level: maps Ms[i], Es[i] applied in order, starting from the identity map shaped like
+// Ms[0] / Es[0]. Returns the maps entering each step stacked along `dim`, and the total.
+ChunkMaps affine_chain(const std::vector<at::Tensor>& Ms, const std::vector<at::Tensor>& Es,
+                       int64_t dim) {
+  const int64_t K = Ms[0].size(-1);
+  at::Tensor P = at::eye(K, Ms[0].options()).expand(Ms[0].sizes()), Z = at::zeros_like(Es[0]);
+  std::vector<at::Tensor> P_in, Z_in;
+  for (size_t i = 0; i < Ms.size(); ++i) {
+    P_in.push_back(P);
+    Z_in.push_back(Z);
+    P = at::matmul(Ms[i], P);
+    Z = at::matmul(Ms[i], Z) + Es[i];
+  }
+  return {at::stack(P_in, dim), at::stack(Z_in, dim), P, Z};
+}
+
+ChunkMaps chunk_prefix_maps(const at::Tensor& M, const at::Tensor& E, bool with_P) {
   const int64_t B = M.size(0), H = M.size(1), N = M.size(2), K = M.size(3), V = E.size(4);
   const int64_t L = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(N))));
   const int64_t G = (N + L - 1) / L, pad = G * L - N;
-  const at::Tensor eye = at::eye(K, M.options());
   at::Tensor Mp = M, Ep = E;
   if (pad > 0) {
-    Mp = at::cat({M, eye.expand({B, H, pad, K, K})}, 2);
+    Mp = at::cat({M, at::eye(K, M.options()).expand({B, H, pad, K, K})}, 2);
     Ep = at::cat({E, at::zeros({B, H, pad, K, V}, E.options())}, 2);
   }
-  // Inside the groups, side by side: (B, H, G, ...) per step l. unbind, not select: the
-  // backward of many selects would allocate a full-size gradient each; unbind's stacks once.
-  const std::vector<at::Tensor> Ml = Mp.reshape({B, H, G, L, K, K}).unbind(3),
-                                El = Ep.reshape({B, H, G, L, K, V}).unbind(3);
-  at::Tensor P = eye.expand({B, H, G, K, K}), Z = at::zeros({B, H, G, K, V}, E.options());
-  std::vector<at::Tensor> P_in, Z_in;
-  for (int64_t l = 0; l < L; ++l) {
-    P_in.push_back(P);
-    Z_in.push_back(Z);
-    P = at::matmul(Ml[l], P);
-    Z = at::matmul(Ml[l], Z) + El[l];
-  }
-  // The groups in order: the map entering each group.
-  const std::vector<at::Tensor> Mg = P.unbind(2), Eg = Z.unbind(2);
-  at::Tensor PG = eye.expand({B, H, K, K}), ZG = at::zeros({B, H, K, V}, E.options());
-  std::vector<at::Tensor> PG_in, ZG_in;
-  for (int64_t g = 0; g < G; ++g) {
-    PG_in.push_back(PG);
-    ZG_in.push_back(ZG);
-    PG = at::matmul(Mg[g], PG);
-    ZG = at::matmul(Mg[g], ZG) + Eg[g];
-  }
-  const at::Tensor local_P = at::stack(P_in, 3), local_Z = at::stack(Z_in, 3);  // (B, H, G, L, ...)
-  const at::Tensor group_P = at::stack(PG_in, 2).unsqueeze(3), group_Z = at::stack(ZG_in, 2).unsqueeze(3);
+  // Inside the groups, side by side: (B, H, G, ...) per step. unbind, not select: the backward
+  // of many selects would allocate a full-size gradient each; unbind's stacks once.
+  const ChunkMaps local = affine_chain(Mp.reshape({B, H, G, L, K, K}).unbind(3),
+                                       Ep.reshape({B, H, G, L, K, V}).unbind(3), 3);
+  // The groups in order: the map entering each group, (B, H, G, 1, ...).
+  const ChunkMaps group = affine_chain(local.M_total.unbind(2), local.E_total.unbind(2), 2);
+  const at::Tensor group_P = group.P.unsqueeze(3), group_Z = group.Z.unsqueeze(3);
   ChunkMaps maps;
-  maps.P = at::matmul(local_P, group_P).view({B, H, G * L, K, K}).narrow(2, 0, N);
-  maps.Z = (at::matmul(local_P, group_Z) + local_Z).view({B, H, G * L, K, V}).narrow(2, 0, N);
-  maps.M_total = PG;
-  maps.E_total = ZG;
+  if (with_P) maps.P = at::matmul(local.P, group_P).view({B, H, G * L, K, K}).narrow(2, 0, N);
+  maps.Z = (at::matmul(local.P, group_Z) + local.Z).view({B, H, G * L, K, V}).narrow(2, 0, N);
+  maps.M_total = group.M_total;
+  maps.E_total = group.E_total;
   return maps;
+}
+
+// What both entry points compute before the chunk states: the scaled queries in chunks, the
+// per-chunk quantities, and the intra-chunk scores.
+struct PreparedChunks {
+  at::Tensor qc;
+  DeltaChunks c;
+  at::Tensor scores;
+};
+
+PreparedChunks prepare(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                       const at::Tensor& g, const at::Tensor& beta, std::optional<double> scale,
+                       const matrix_state::Dims& d, at::ScalarType dt) {
+  const double s = scale.value_or(1.0 / std::sqrt(static_cast<double>(d.K)));
+  PreparedChunks p;
+  p.qc = matrix_state::to_chunks(q, d, dt) * s;  // (B, H, N, C, K)
+  const at::Tensor kc = matrix_state::to_chunks(k, d, dt);
+  p.c = delta_chunks(kc, matrix_state::to_chunks(v, d, dt),
+                     matrix_state::to_chunks_per_head(g, d, dt),
+                     matrix_state::to_chunks_per_head(beta, d, dt).unsqueeze(-1), d);
+  p.scores = p.c.D * at::matmul(p.qc, kc.transpose(-1, -2));
+  return p;
+}
+
+// o = diag(gamma) Q S + (D * Q K^T)(U - W S) for the states S_in (B, H, N, K, V) entering the
+// chunks, as (B, T, H, V) in `out`.
+at::Tensor chunk_outputs(const PreparedChunks& p, const at::Tensor& S_in,
+                         const matrix_state::Dims& d, at::ScalarType out) {
+  const at::Tensor o = p.c.gamma * at::matmul(p.qc, S_in) +
+                       at::matmul(p.scores, p.c.U - at::matmul(p.c.W, S_in));
+  return matrix_state::from_chunks(o, d, out);
 }
 
 }  // namespace
@@ -120,27 +150,16 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
   matrix_state::check_per_step(op, "beta", beta, q, d, std::nullopt);
   if (initial_state && initial_state->defined()) matrix_state::check_state(op, *initial_state, q, d);
   const at::ScalarType dt = matrix_state::compute_dtype(q.scalar_type());
-  const double s = scale.value_or(1.0 / std::sqrt(static_cast<double>(d.K)));
   at::Tensor S = matrix_state::initial_state_or_zeros(initial_state, q, d, dt);
   if (d.N == 0) return {at::empty({d.B, 0, d.H, d.V}, v.options()), S.clone()};
 
-  const at::Tensor qc = matrix_state::to_chunks(q, d, dt) * s;  // (B, H, N, C, K)
-  const at::Tensor kc = matrix_state::to_chunks(k, d, dt);
-  const DeltaChunks c = delta_chunks(
-      kc, matrix_state::to_chunks(v, d, dt),
-      matrix_state::to_chunks_per_head(g, d, dt),
-      matrix_state::to_chunks_per_head(beta, d, dt).unsqueeze(-1), d);
-
+  const PreparedChunks p = prepare(q, k, v, g, beta, scale, d, dt);
   // The states entering each chunk (B, H, N, K, V), and the final state.
-  const ChunkMaps maps = chunk_prefix_maps(c.M, c.E);
   const bool from_zero = !(initial_state && initial_state->defined());
+  const ChunkMaps maps = chunk_prefix_maps(p.c.M, p.c.E, /*with_P=*/!from_zero);
   const at::Tensor S_in = from_zero ? maps.Z : at::matmul(maps.P, S.unsqueeze(2)) + maps.Z;
   S = from_zero ? maps.E_total : at::matmul(maps.M_total, S) + maps.E_total;
-
-  const at::Tensor scores = c.D * at::matmul(qc, kc.transpose(-1, -2));
-  const at::Tensor o =
-      c.gamma * at::matmul(qc, S_in) + at::matmul(scores, c.U - at::matmul(c.W, S_in));
-  return {matrix_state::from_chunks(o, d, v.scalar_type()), S};
+  return {chunk_outputs(p, S_in, d, v.scalar_type()), S};
 }
 
 GatedDeltaSlice gated_delta_rule_slice(const at::Tensor& q, const at::Tensor& k,
@@ -158,30 +177,21 @@ GatedDeltaSlice gated_delta_rule_slice(const at::Tensor& q, const at::Tensor& k,
     const at::Tensor k0 = k.to(dt).narrow(1, 0, 0), v0 = v.to(dt).narrow(1, 0, 0);
     slice.M = at::eye(d.K, opts) - at::einsum("bthk,bthj->bhkj", {k0, k0});
     slice.E = at::einsum("bthk,bthv->bhkv", {k0, v0});
-    slice.finish = [M = slice.M, E = slice.E, d, v](const at::Tensor& x) {
-      return std::make_tuple(at::empty({d.B, 0, d.H, d.V}, v.options()), at::matmul(M, x) + E);
+    slice.finish = [M = slice.M, E = slice.E, d, out = v.options()](const at::Tensor& x) {
+      return std::make_tuple(at::empty({d.B, 0, d.H, d.V}, out), at::matmul(M, x) + E);
     };
     return slice;
   }
-  const double s = scale.value_or(1.0 / std::sqrt(static_cast<double>(d.K)));
-  const at::Tensor qc = matrix_state::to_chunks(q, d, dt) * s;  // (B, H, N, C, K)
-  const at::Tensor kc = matrix_state::to_chunks(k, d, dt);
-  const DeltaChunks c = delta_chunks(
-      kc, matrix_state::to_chunks(v, d, dt), matrix_state::to_chunks_per_head(g, d, dt),
-      matrix_state::to_chunks_per_head(beta, d, dt).unsqueeze(-1), d);
+  const PreparedChunks p = prepare(q, k, v, g, beta, scale, d, dt);
   // P_n (the map from the slice's entering state to chunk n's) and Z_n (chunk n's entering
   // state from a zero state), and the slice's summary.
-  const ChunkMaps maps = chunk_prefix_maps(c.M, c.E);
+  const ChunkMaps maps = chunk_prefix_maps(p.c.M, p.c.E, /*with_P=*/true);
   slice.M = maps.M_total;
   slice.E = maps.E_total;
-  const at::Tensor prefix = maps.P, zero_state = maps.Z;  // (B, H, N, K, *)
-  const at::Tensor scores = c.D * at::matmul(qc, kc.transpose(-1, -2));
-  slice.finish = [c, qc, scores, prefix, zero_state, d, M = slice.M, E = slice.E,
-                  out_dtype = v.scalar_type()](const at::Tensor& x) {
-    const at::Tensor S_in = at::matmul(prefix, x.unsqueeze(2)) + zero_state;  // (B, H, N, K, V)
-    const at::Tensor o =
-        c.gamma * at::matmul(qc, S_in) + at::matmul(scores, c.U - at::matmul(c.W, S_in));
-    return std::make_tuple(matrix_state::from_chunks(o, d, out_dtype), at::matmul(M, x) + E);
+  slice.finish = [p, maps, d, out = v.scalar_type()](const at::Tensor& x) {
+    const at::Tensor S_in = at::matmul(maps.P, x.unsqueeze(2)) + maps.Z;  // (B, H, N, K, V)
+    return std::make_tuple(chunk_outputs(p, S_in, d, out),
+                           at::matmul(maps.M_total, x) + maps.E_total);
   };
   return slice;
 }
