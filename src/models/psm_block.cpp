@@ -69,15 +69,11 @@ PsmBlockImpl::PsmBlockImpl(const PsmBlockOptions& options) : options_(options) {
 psm::Aggregate PsmBlockImpl::aggregate() {
   PsmAggregator agg = agg_;
   std::vector<at::Tensor> params = agg_->parameters();
-  if (!options_.recompute) {
-    return {[agg](const at::Tensor& l, const at::Tensor& r) mutable { return agg->forward(l, r); },
-            params};
-  }
-  return {[agg, params](const at::Tensor& l, const at::Tensor& r) {
+  return {[agg, params, on = options_.recompute](const at::Tensor& l, const at::Tensor& r) {
             return recompute([agg](const std::vector<at::Tensor>& v) mutable {
                                return agg->forward(v[0], v[1]);
                              },
-                             {l, r}, params);
+                             {l, r}, params, on);
           },
           params};
 }
@@ -139,23 +135,19 @@ at::Tensor PsmBlockImpl::forward(const at::Tensor& x, const SequenceBackend& bac
     states = torch::where(first, empty_state_.view({1, 1, c, D}), states);
   }
   at::Tensor prefix = states.reshape({B * n, c, D}), tokens = chunks.reshape({B * n, c, D});
-  at::Tensor out;
-  if (!options_.recompute) {
-    out = infer(prefix, tokens);
-  } else {
-    // Inf over slices of about recompute_slice_tokens tokens, each recomputed on its own: the
-    // backward then holds one slice's activations at a time, not every chunk's.
-    const int64_t per = std::max<int64_t>(1, options_.recompute_slice_tokens / c);
-    const std::vector<at::Tensor> params = inf_parameters();
-    std::vector<at::Tensor> parts;
-    for (int64_t i = 0; i < B * n; i += per) {
-      const int64_t len = std::min(per, B * n - i);
-      parts.push_back(recompute(
-          [this](const std::vector<at::Tensor>& v) { return infer(v[0], v[1]); },
-          {prefix.narrow(0, i, len), tokens.narrow(0, i, len)}, params));
-    }
-    out = parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
+  // With recompute, Inf runs over slices of about recompute_slice_tokens tokens, each recomputed
+  // on its own: the backward then holds one slice's activations at a time, not every chunk's.
+  const int64_t per =
+      options_.recompute ? std::max<int64_t>(1, options_.recompute_slice_tokens / c) : B * n;
+  const std::vector<at::Tensor> params = inf_parameters();
+  std::vector<at::Tensor> parts;
+  for (int64_t i = 0; i < B * n; i += per) {
+    const int64_t len = std::min(per, B * n - i);
+    parts.push_back(recompute([this](const std::vector<at::Tensor>& v) { return infer(v[0], v[1]); },
+                              {prefix.narrow(0, i, len), tokens.narrow(0, i, len)}, params,
+                              options_.recompute));
   }
+  const at::Tensor out = parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
   return out.reshape({B, n * c, D}).narrow(1, 0, T);
 }
 

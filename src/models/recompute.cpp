@@ -10,9 +10,10 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// The call, kept for backward (saved_data holds IValues only).
+// The call and the parameters it reads, kept for backward (saved_data holds IValues only).
 struct RecomputeState : torch::CustomClassHolder {
   RecomputedCall fn;
+  std::vector<at::Tensor> params;
 };
 const auto kRecomputeRegistration = torch::class_<RecomputeState>("seqpar", "_Recompute");
 
@@ -22,19 +23,19 @@ bool differentiable(const at::Tensor& t) {
 
 class Recompute : public torch::autograd::Function<Recompute> {
  public:
+  // params (state->params, passed again as a list so that autograd routes their gradients).
   static variable_list forward(AutogradContext* ctx, at::TensorList inputs, at::TensorList params,
                                c10::intrusive_ptr<RecomputeState> state) {
     // Grad mode is off here: fn builds no graph and keeps no activations.
     at::Tensor out = state->fn(inputs.vec());
     ctx->save_for_backward(inputs.vec());
     ctx->saved_data["state"] = state;
-    ctx->saved_data["params"] = c10::List<at::Tensor>(params.vec());
     return {out};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto state = ctx->saved_data["state"].toCustomClass<RecomputeState>();
-    const std::vector<at::Tensor> params = ctx->saved_data["params"].toTensorVector();
+    const std::vector<at::Tensor>& params = state->params;
     const variable_list saved = ctx->get_saved_variables();
     std::vector<at::Tensor> leaves, wrt;
     std::vector<int64_t> slot;  // wrt[j] is the result's slot[j]
@@ -67,16 +68,17 @@ class Recompute : public torch::autograd::Function<Recompute> {
 }  // namespace
 
 at::Tensor recompute(const RecomputedCall& fn, const std::vector<at::Tensor>& inputs,
-                     const std::vector<at::Tensor>& params) {
+                     const std::vector<at::Tensor>& params, bool enabled) {
   bool tracked = false;
-  if (at::GradMode::is_enabled()) {
+  if (enabled && at::GradMode::is_enabled()) {
     for (const auto& t : inputs) tracked = tracked || (t.defined() && t.requires_grad());
     for (const auto& t : params) tracked = tracked || t.requires_grad();
   }
   if (!tracked) return fn(inputs);
   auto state = c10::make_intrusive<RecomputeState>();
   state->fn = fn;
-  return Recompute::apply(at::TensorList(inputs), at::TensorList(params), state)[0];
+  state->params = params;
+  return Recompute::apply(at::TensorList(inputs), at::TensorList(state->params), state)[0];
 }
 
 }  // namespace seqpar::models

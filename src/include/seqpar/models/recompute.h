@@ -16,8 +16,9 @@ using RecomputedCall = std::function<at::Tensor(const std::vector<at::Tensor>& i
 
 // fn(inputs), differentiable in `inputs` and in `params` (the parameters fn reads: their
 // gradients accumulate as usual). fn must be deterministic (no dropout) and must not modify its
-// inputs. Outside autograd (no input or parameter requires grad, or grad mode off) it is fn.
+// inputs. With enabled = false, or outside autograd (no input or parameter requires grad, or
+// grad mode off), it is plainly fn(inputs).
 at::Tensor recompute(const RecomputedCall& fn, const std::vector<at::Tensor>& inputs,
-                     const std::vector<at::Tensor>& params);
+                     const std::vector<at::Tensor>& params, bool enabled = true);
 
 }  // namespace seqpar::models
