@@ -33,6 +33,8 @@
 
 #include "bench.h"
 #include "seqpar/comm/communicator.h"
+#include "ops/kernel_params.h"
+#include "ops/op_handles.h"
 #include "seqpar/kernels/cpu_scan.h"
 #include "seqpar/scan.h"
 
@@ -79,56 +81,6 @@ at::Tensor make_sequence(const Shape& s, at::ScalarType dtype, bool coefficient)
   at::Tensor x = coefficient ? torch::rand(shape) * 0.5 + 0.5 : torch::randn(shape);
   x = x.to(dtype);
   return s.time_contiguous ? x.transpose(1, 2) : x;
-}
-
-kernels::ScalarKind scalar_kind(at::ScalarType t) {
-  switch (t) {
-    case at::kBFloat16: return kernels::ScalarKind::kBFloat16;
-    case at::kHalf: return kernels::ScalarKind::kFloat16;
-    case at::kComplexFloat: return kernels::ScalarKind::kComplex64;
-    default: return kernels::ScalarKind::kFloat32;
-  }
-}
-
-kernels::Strides3 strides3(const at::Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2)}; }
-
-// kernels/cpu forward on preallocated h and h_last.
-void kernel_forward(const at::Tensor& a, const at::Tensor& b, at::Tensor& h, at::Tensor& hl) {
-  kernels::ScanForwardParams p;
-  p.dtype = scalar_kind(a.scalar_type());
-  p.shape = {a.size(0), a.size(1), a.size(2)};
-  p.a = {a.data_ptr(), strides3(a)};
-  p.b = {b.data_ptr(), strides3(b)};
-  p.h = {h.data_ptr(), strides3(h)};
-  p.h_last = {hl.data_ptr(), {hl.stride(0), hl.stride(1)}};
-  p.num_threads = at::get_num_threads();
-  kernels::cpu::scan_forward(p);
-}
-
-void kernel_backward(const at::Tensor& a, const at::Tensor& h, const at::Tensor& g, at::Tensor& ga,
-                     at::Tensor& gb, at::Tensor& gh0) {
-  kernels::ScanBackwardParams p;
-  p.dtype = scalar_kind(a.scalar_type());
-  p.shape = {a.size(0), a.size(1), a.size(2)};
-  p.a = {a.data_ptr(), strides3(a)};
-  p.h = {h.data_ptr(), strides3(h)};
-  p.grad_h = {g.data_ptr(), strides3(g)};
-  p.grad_a = {ga.data_ptr(), strides3(ga)};
-  p.grad_b = {gb.data_ptr(), strides3(gb)};
-  p.grad_h0 = {gh0.data_ptr(), {gh0.stride(0), gh0.stride(1)}};
-  p.num_threads = at::get_num_threads();
-  kernels::cpu::scan_backward(p);
-}
-
-// The registered backward op, as autograd calls it.
-void op_backward(const at::Tensor& a, const at::Tensor& h, const at::Tensor& g) {
-  auto r = c10::Dispatcher::singleton()
-               .findSchemaOrThrow("seqpar::scan_backward", "")
-               .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
-                   const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-                   const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, bool)>()
-               .call(a, h, std::nullopt, g, std::nullopt, false);
-  (void)r;
 }
 
 // cpu_scan_bench's spelling (dashes) for every option name; underscores are accepted.
@@ -206,13 +158,21 @@ int run_local_scan(const CommonOptions& common, const std::vector<std::string>& 
         const double elems = double(bd * s.T);
         const at::Tensor a = make_sequence(s, dtype, true), b = make_sequence(s, dtype, false);
         const Timing fwd_op = timed([&] { auto r = seqpar::scan(a, b); (void)r; });
-        auto h = std::get<0>(seqpar::scan(a, b));
-        auto h_last = torch::empty({a.size(0), a.size(2)}, a.options());
-        const Timing fwd = timed([&] { kernel_forward(a, b, h, h_last); });
-        auto g = make_sequence(s, dtype, false);
-        auto ga = torch::empty_like(h), gb = torch::empty_like(h), gh0 = torch::empty_like(h_last);
-        const Timing bwd = timed([&] { kernel_backward(a, h, g, ga, gb, gh0); });
-        const Timing bwd_op = timed([&] { op_backward(a, h, g); });
+        // The kernels on outputs allocated once, with the parameters the op itself would pass
+        // (src/ops/kernel_params.h).
+        ops::PreparedForward pf = ops::prepare_forward(a, b, std::nullopt, /*reverse=*/false);
+        pf.params.num_threads = threads;
+        const Timing fwd = timed([&] { kernels::cpu::scan_forward(pf.params); });
+        const at::Tensor& h = pf.h;
+        const at::Tensor g = make_sequence(s, dtype, false);
+        ops::PreparedBackward pb =
+            ops::prepare_backward(a, h, std::nullopt, g, std::nullopt, /*reverse=*/false);
+        pb.params.num_threads = threads;
+        const Timing bwd = timed([&] { kernels::cpu::scan_backward(pb.params); });
+        const Timing bwd_op = timed([&] {
+          auto r = ops::scan_backward_op().call(a, h, std::nullopt, g, std::nullopt, false);
+          (void)r;
+        });
         const int64_t steps = std::min(naive_steps, s.T);
         auto ap = a.narrow(1, 0, steps), bp = b.narrow(1, 0, steps);
         const Timing naive = timed(
