@@ -2,8 +2,9 @@
 # The training program on a GPU, for scripts/gpu_session.sh's train-smoke step:
 #  1. every model family (manifold, gla, gated_deltanet, psm) trains 3 steps of the byte LM on
 #     the CPU and on CUDA from the same seed (parameters are initialised on the CPU, then moved),
-#     and the per-step losses must agree within 2e-3 relative (float32 on two devices: the
-#     reduction orders differ, so the last digits do);
+#     and the per-step losses must agree within 1e-4 relative (float32 on two devices: the
+#     reduction orders differ, so the last digits do; an H200 agreed within 2e-7 on
+#     2026-11-26, so 1e-4 leaves room for other GPUs and still catches a wrong kernel);
 #  2. throughput on CUDA: tokens/s of a few steps at 2^20 tokens per sequence, per family.
 #
 #   scripts/gpu_train_smoke.sh SEQPAR_TRAIN OUT_DIR
@@ -33,7 +34,7 @@ def losses(p):
         return []
 a, b = losses(cpu), losses(other)
 worst = max((abs(x - y) / abs(x) for x, y in zip(a, b)), default=float("inf"))
-ok = len(a) == len(b) == 3 and worst <= 2e-3
+ok = len(a) == len(b) == 3 and worst <= 1e-4
 print(f"{'ok' if ok else 'FAIL'} {model}: losses cpu {[round(x, 5) for x in a]} {dev} "
       f"{[round(x, 5) for x in b]}, worst relative difference {worst:.1e}")
 sys.exit(0 if ok else 1)
