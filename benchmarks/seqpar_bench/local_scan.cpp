@@ -98,6 +98,7 @@ int run_local_scan(const CommonOptions& common, const std::vector<std::string>& 
   std::string dtype_name = "float32";
   int64_t naive_steps = 2048, log2_elems = 0;
   std::vector<int> thread_counts;
+  std::vector<int64_t> bds;
   po::options_description desc("seqpar-bench local_scan options");
   desc.add_options()
       ("dtype", po::value(&dtype_name)->default_value(dtype_name),
@@ -107,7 +108,9 @@ int run_local_scan(const CommonOptions& common, const std::vector<std::string>& 
       ("naive-steps", po::value(&naive_steps)->default_value(naive_steps),
        "time steps of the naive loop baseline")
       ("threads", po::value(&thread_counts)->multitoken(),
-       "thread counts to run (default: 1 and all hardware threads; --quick: the first only)");
+       "thread counts to run (default: 1 and all hardware threads; --quick: the first only)")
+      ("bd", po::value(&bds)->multitoken(),
+       "B*D values (sequences per input) to run (default: 1 16 256 4096; --quick: 1 256)");
   parse_options(desc, dashed(args));
   if (world->size() > 1) {
     throw std::invalid_argument("it measures one process's memory bandwidth: run it without mpirun "
@@ -127,8 +130,10 @@ int run_local_scan(const CommonOptions& common, const std::vector<std::string>& 
   if (common.quick) thread_counts.resize(1);
   for (int t : thread_counts)
     if (t < 1) throw std::invalid_argument("--threads must be >= 1");
-  const std::vector<int64_t> bds =
-      common.quick ? std::vector<int64_t>{1, 256} : std::vector<int64_t>{1, 16, 256, 4096};
+  if (bds.empty()) bds = common.quick ? std::vector<int64_t>{1, 256} : std::vector<int64_t>{1, 16, 256, 4096};
+  for (int64_t bd : bds)
+    if (bd < 1 || bd > (int64_t(1) << log2_elems))
+      throw std::invalid_argument("--bd must be in [1, 2^--log2-elements]");
   const at::ScalarType dtype = dtypes.at(dtype_name);
   const double es = double(c10::elementSize(dtype));  // bytes per element of every stream
   const int64_t n = int64_t(1) << log2_elems;

@@ -68,8 +68,21 @@ constexpr int kMinChannelLanes = 64;
 constexpr int kTimeLanes = 8;       // sequences of a time-inner group
 constexpr int kChains = 8;          // independent chains wanted in time-inner mode
 constexpr int kMaxChains = kChains * kTimeLanes;
-constexpr int64_t kTileBytes = 256 * 1024;   // input bytes of one look-back tile
+// Input bytes of one look-back tile. A tile's inputs are read twice (summary, then scan), the
+// second time from cache; 1 MiB tiles (the second read partly from L3) ran the two-thread
+// tiled shapes as fast forward and faster backward than 256 KiB tiles in the same session
+// (Zen 4, avx2 target: B*D = 1 backward 35 -> 41-44 GB/s, 256 channels 30 / 34 -> 34-36 /
+// 40 GB/s forward / backward).
+constexpr int64_t kTileBytes = 1024 * 1024;
 constexpr int64_t kBlockBytes = 32 * 1024;   // input bytes of one time-inner block
+// Channel-inner rows are kept whole, and cut into look-back time tiles when there are fewer
+// rows than threads, if a tile holds at least this many steps (rows of up to 8 KiB of input,
+// 1024 float32 channels); wider rows are split between the threads instead. Measured with
+// seqpar-bench local_scan --bd on Zen 4, two threads, float32, avx2 target (docs/
+// cpu_kernels.md): whole rows in tiles beat split rows up to 1024 channels (256: 52 / 46% ->
+// 77-88 / 80-96% of triad forward / backward) and lost at 2048 (44-50 / 59-69%, split
+// 59 / 64%), where a tile holds 64 steps.
+constexpr int64_t kMinWholeRowTileSteps = 128;
 
 template <class Acc>
 struct Summary {
@@ -107,7 +120,14 @@ Layout make_layout(const P& p, int64_t batch, int64_t time, int64_t channels, in
   } else if (lay.channel_inner) {
     int64_t w = kMinChannelLanes;
     const auto groups_of = [&](int64_t width) { return batch * ((channels + width - 1) / width); };
-    while (2 * w <= kChannelLanes && w < channels && groups_of(2 * w) >= int64_t(threads)) w *= 2;
+    // Narrow rows stay whole even when that leaves fewer groups than threads: the threads then
+    // share the rows through look-back time tiles instead (wants_time_tiles), and a tile of
+    // whole rows is one contiguous block of each operand.
+    const bool whole_rows =
+        channels * 2 * int64_t(sizeof(typename P::S)) * kMinWholeRowTileSteps <= kTileBytes;
+    while (2 * w <= kChannelLanes && w < channels &&
+           (whole_rows || groups_of(2 * w) >= int64_t(threads)))
+      w *= 2;
     lay.width = w;
     lay.groups_per_batch = (channels + w - 1) / w;
     lay.groups = batch * lay.groups_per_batch;

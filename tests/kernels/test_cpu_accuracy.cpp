@@ -182,7 +182,7 @@ std::string accuracy_name(const testing::TestParamInfo<std::tuple<Decay, Path>>&
          "_" + std::get<1>(info.param).name;
 }
 
-// Lengths: the long runs have hundreds of look-back tiles (256 KiB of input each).
+// Lengths: the long runs have tens to hundreds of look-back tiles (1 MiB of input each).
 const Path kPaths[] = {
     {"contiguous", 1, true, 1 << 14, 1 << 22},
     {"channel_inner", 16, false, 1 << 12, 1 << 18},

@@ -192,7 +192,11 @@ std::vector<Case> cases() {
       {1, 9001, 64},  {1, 5003, 67}, {5, 301, 17}, {2, 4099, 16},  {1, 70001, 9},
       // wide rows: whole-row groups walked in descending blocks (1000 = 31 * 32 + 8), and
       // more channels than one group holds (4100 = 4096 + 4)
-      {2, 257, 1000}, {1, 129, 4100}};
+      {2, 257, 1000}, {1, 129, 4100},
+      // several look-back tiles (1 MiB of input each) on every path: one sequence (contiguous
+      // or 8 time-inner chains), 3 time-inner lanes, and one row of 300 channels kept whole
+      // and shared by the threads through tiles (300 = 9 * 32 + 12)
+      {1, 300007, 1}, {1, 120007, 3}, {1, 1031, 300}};
   for (auto [B, T, D] : shapes)
     for (bool tm : {false, true})
       for (bool rev : {false, true})
@@ -206,7 +210,7 @@ INSTANTIATE_TEST_SUITE_P(AllPaths, CpuKernels, testing::ValuesIn(cases()), case_
 // path, forward and backward are bitwise identical over repeated runs and equal the
 // single-thread results up to rounding.
 TEST(CpuKernelsDeterministic, RepeatsBitwise) {
-  for (auto [B, T, D, tm] : {std::tuple<int64_t, int64_t, int64_t, bool>{1, 100003, 1, true},
+  for (auto [B, T, D, tm] : {std::tuple<int64_t, int64_t, int64_t, bool>{1, 300007, 1, true},
                              {1, 9001, 64, false}, {2, 20011, 3, true}}) {
     std::mt19937_64 rng(T);
     std::uniform_real_distribution<double> ua(0.5, 1.0), ub(-1.0, 1.0);
