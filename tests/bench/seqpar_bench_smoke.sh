@@ -23,6 +23,9 @@ if "${mpirun[@]}" -np 2 "$bench" local_scan --quick > "$tmp/err" 2>&1; then
   fail "local_scan ran with 2 ranks"
 fi
 grep -q "measures one process" "$tmp/err" || fail "local_scan under -np 2: no clear error"
+"$bench" local_scan --quick --bd 3 --no-progress --json "$tmp/local_scan_bd.json" > /dev/null
+if "$bench" local_scan --quick --bd 0 > "$tmp/err" 2>&1; then fail "local_scan took --bd 0"; fi
+grep -q -- "--bd must be" "$tmp/err" || fail "local_scan --bd 0: no clear error"
 "$python" "$source_dir/benchmarks/bench_results.py" validate "$tmp"/*.json || fail "schema"
 "$python" - "$tmp" <<'PY' || fail "record contents"
 import json, sys
@@ -38,6 +41,8 @@ assert {r["bench"] for r in ls} == {"local_scan"}
 assert {r["case"]["pass"] for r in ls} == {"forward", "backward"}
 assert {r["case"]["batch_x_channels"] for r in ls} == {1, 256}
 assert {r["case"]["layout"] for r in ls} == {"channels", "time"}
+bd = json.load(open(f"{sys.argv[1]}/local_scan_bd.json"))["records"]
+assert {r["case"]["batch_x_channels"] for r in bd} == {3} and len(bd) == 4, bd
 for r in ls:
     streams = 3 if r["case"]["pass"] == "forward" else 5   # float32: 4 bytes per element
     assert r["bytes_moved"] == streams * 4 * r["case"]["batch_x_channels"] * r["case"]["T"] > 0, r
