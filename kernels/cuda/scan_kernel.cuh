@@ -28,6 +28,7 @@
 #include <cuda/atomic>
 
 #include "scan_args.h"
+#include "scan_plan.h"
 #include "scan_types.cuh"
 
 // Predecessors each lane inspects per look-back round with 32 columns per CTA (a tuning knob,
@@ -219,7 +220,8 @@ __device__ __forceinline__ Map<Acc> wait_for_inclusive(const int* flags, const M
 }
 
 template <class S, OpKind kOp, int kCols, bool kVec, int kItems, int kNumThreads>
-__global__ void __launch_bounds__(kNumThreads) scan_tile_kernel(const KernelArgs args) {
+__global__ void __launch_bounds__(kNumThreads, min_blocks_for<S, kOp>())
+    scan_tile_kernel(const KernelArgs args) {
   using Val = typename Traits<S>::Val;
   using Acc = typename Traits<S>::Acc;
   using M = Map<Acc>;

@@ -44,7 +44,26 @@ namespace seqpar::kernels::cuda::detail {
 #ifndef SEQPAR_CUDA_ITEMS_4B_BWD_TIME
 #define SEQPAR_CUDA_ITEMS_4B_BWD_TIME 8
 #endif
+// The same for forward along time: 16 (SEQPAR_CUDA_ITEMS_4B) until a GPU has measured 8
+// together with SEQPAR_CUDA_FWD_MIN_BLOCKS_4B (below); 8 alone took 82 registers, which
+// still leaves two CTAs of 256 threads per SM.
+#ifndef SEQPAR_CUDA_ITEMS_4B_FWD_TIME
+#define SEQPAR_CUDA_ITEMS_4B_FWD_TIME SEQPAR_CUDA_ITEMS_4B
+#endif
 constexpr int kNumThreads = SEQPAR_CUDA_THREADS;
+// CTAs per SM that ptxas must leave registers for (__launch_bounds__' second argument) in the
+// float32 forward, whose float64 state took 114 registers per thread on sm_90 (nvcc 13.0):
+// two CTAs of 256 threads per SM (16 warps), where bfloat16's 61 registers fit four. ptxas
+// here: 3 gives 80 registers with 96-112 bytes of spills at 16 items, 76 and none at 8 items;
+// 4 gives 64 registers and 32-48 bytes of spills at 8 items (docs/cuda.md, "Tuning"). 1
+// leaves ptxas free: the default until a GPU has measured the alternatives.
+#ifndef SEQPAR_CUDA_FWD_MIN_BLOCKS_4B
+#define SEQPAR_CUDA_FWD_MIN_BLOCKS_4B 1
+#endif
+template <class S, OpKind kOp>
+constexpr int min_blocks_for() {
+  return kOp == OpKind::kForward && sizeof(S) == 4 ? SEQPAR_CUDA_FWD_MIN_BLOCKS_4B : 1;
+}
 
 // Threads per CTA of an op. Backward holds ~100 registers per thread; at 128 threads per CTA
 // more CTAs fit an SM and its backward bandwidth rose from ~70% to ~88% of copy on an H100
@@ -55,15 +74,17 @@ constexpr int threads_for() {
 }
 
 // Items per thread of an op with kCols columns per CTA: SEQPAR_CUDA_ITEMS_4B (16: four
-// 128-bit loads) for 4-byte types, except backward along time (SEQPAR_CUDA_ITEMS_4B_BWD_TIME),
+// 128-bit loads) for 4-byte types, except along time (SEQPAR_CUDA_ITEMS_4B_BWD_TIME,
+// SEQPAR_CUDA_ITEMS_4B_FWD_TIME),
 // SEQPAR_CUDA_ITEMS_2B for 2-byte types, 8 for 8-byte types (double, complex64), which keeps
 // the accumulators of backward in registers.
 template <class S, OpKind kOp, int kCols>
 constexpr int items_per_thread() {
   if constexpr (sizeof(S) >= 8) return 8;
   if constexpr (sizeof(S) == 2) return SEQPAR_CUDA_ITEMS_2B;
-  return kOp == OpKind::kBackward && kCols == 1 ? SEQPAR_CUDA_ITEMS_4B_BWD_TIME
-                                                : SEQPAR_CUDA_ITEMS_4B;
+  if constexpr (kCols == 1 && kOp == OpKind::kBackward) return SEQPAR_CUDA_ITEMS_4B_BWD_TIME;
+  if constexpr (kCols == 1 && kOp == OpKind::kForward) return SEQPAR_CUDA_ITEMS_4B_FWD_TIME;
+  return SEQPAR_CUDA_ITEMS_4B;
 }
 
 template <class S>
