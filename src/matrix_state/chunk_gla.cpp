@@ -32,9 +32,14 @@ namespace {
 constexpr int64_t kSub = 16;
 constexpr double kMinLogDecay = -40.0;
 
-// A[t, s] for one chunk (inclusive lower triangle), shaped (B, H, N, C, C), built one row block
-// (sub-chunk j of the queries) at a time: the keys before it relative to its start, its own
-// diagonal block in float64, zeros after it.
+// A[t, s] for one chunk (inclusive lower triangle), shaped (B, H, N, C, C), assembled from
+// blocks of sub-chunks (query sub-chunk j, key sub-chunk i): its own diagonal blocks in float64,
+// the blocks below the diagonal by the factorization
+//   exp(G_t - G_s) = exp(G_t - E_{j-1}) * exp(E_{j-1} - E_i) * exp(E_i - G_s),
+// with E_i the value of G at the end of sub-chunk i: every factor is at most 1 (G does not
+// increase), the first and last are computed once per sub-chunk and the middle one is a
+// K-vector per block. The sub-chunks are views from one unbind, so backward gathers their
+// gradients with one stack instead of a full-size zero tensor per slice.
 at::Tensor intra_chunk_scores(const at::Tensor& q, const at::Tensor& k, const at::Tensor& g,
                               const at::Tensor& G, const matrix_state::Dims& d) {
   const int64_t c = std::min(d.C, kSub), n = d.C / c;
@@ -43,18 +48,25 @@ at::Tensor intra_chunk_scores(const at::Tensor& q, const at::Tensor& k, const at
   const at::Tensor Gd = g.to(at::kDouble).clamp_min(kMinLogDecay).reshape(sub).cumsum(-2);
   const at::Tensor q_hat = q.to(at::kDouble).reshape(sub) * Gd.exp();
   const at::Tensor k_hat = k.to(at::kDouble).reshape(sub) * (-Gd).exp();
-  const at::Tensor diag = at::matmul(q_hat, k_hat.transpose(-1, -2)).tril().to(q.scalar_type());
+  const std::vector<at::Tensor> diag =
+      at::matmul(q_hat, k_hat.transpose(-1, -2)).tril().to(q.scalar_type()).unbind(3);
+  if (n == 1) return diag[0];
+  const at::Tensor Gs = G.reshape(sub);
+  const at::Tensor E = Gs.narrow(4, c - 1, 1);  // (B, H, N, n, 1, K): G at each sub-chunk's end
+  const std::vector<at::Tensor> Es = E.unbind(3);
+  // q relative to the end of the previous sub-chunk (the chunk's start, G = 0, for the first,
+  // whose q_rel no block uses), k relative to the end of its own.
+  const at::Tensor E_before = at::cat({at::zeros_like(E.select(3, 0)).unsqueeze(3), E.narrow(3, 0, n - 1)}, 3);
+  const std::vector<at::Tensor> q_rel = (q.reshape(sub) * (Gs - E_before).exp()).unbind(3);
+  const std::vector<at::Tensor> k_end = (k.reshape(sub) * (E - Gs).exp()).unbind(3);
   std::vector<at::Tensor> rows;
   for (int64_t j = 0; j < n; ++j) {
     std::vector<at::Tensor> blocks;
-    if (j > 0) {
-      // G at the start of sub-chunk j (the end of sub-chunk j - 1): both factors <= 1.
-      const at::Tensor G_ref = G.narrow(3, j * c - 1, 1);
-      const at::Tensor q_rel = q.narrow(3, j * c, c) * (G.narrow(3, j * c, c) - G_ref).exp();
-      const at::Tensor k_rel = k.narrow(3, 0, j * c) * (G_ref - G.narrow(3, 0, j * c)).exp();
-      blocks.push_back(at::matmul(q_rel, k_rel.transpose(-1, -2)));  // (B, H, N, c, j c)
+    for (int64_t i = 0; i < j; ++i) {
+      const at::Tensor between = (Es[j - 1] - Es[i]).exp();  // (B, H, N, 1, K), at most 1
+      blocks.push_back(at::matmul(q_rel[j] * between, k_end[i].transpose(-1, -2)));
     }
-    blocks.push_back(diag.select(3, j));
+    blocks.push_back(diag[j]);
     if (j + 1 < n) blocks.push_back(at::zeros({d.B, d.H, d.N, c, (n - j - 1) * c}, q.options()));
     rows.push_back(at::cat(blocks, -1));
   }

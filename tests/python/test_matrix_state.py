@@ -111,8 +111,9 @@ def test_bfloat16(model):
 
 
 @pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("T,chunk", [(10, 4), (7, 16), (20, 8)], ids=str)
+@pytest.mark.parametrize("T,chunk", [(10, 4), (7, 16), (20, 8), (70, 32), (150, 64)], ids=str)
 def test_gradcheck_float64(model, T, chunk):
+    """Chunks of 32 and 64 hold several of GLA's 16-step sub-chunks (the blocks between them)."""
     q, k, v, g, beta, s0 = make_inputs(model, 1, T, 2, 3, 2, regime="mid")
     args = [x.requires_grad_() for x in (q, k, v, g, s0)]
     if model == "gla":
