@@ -31,6 +31,7 @@
 
 #include "bench.h"
 #include "seqpar/comm/communicator.h"
+#include "seqpar/comm/forwarding_communicator.h"
 
 namespace po = boost::program_options;
 
@@ -78,49 +79,22 @@ void on_exit(const at::RecordFunction& fn, at::ObserverContext*) {
 }
 
 // Forwards every call to `inner` and adds its wall time to g_totals.comm.
-class TimedCommunicator : public comm::Communicator {
+class TimedCommunicator final : public comm::ForwardingCommunicator {
  public:
-  explicit TimedCommunicator(std::shared_ptr<comm::Communicator> inner) : inner_(std::move(inner)) {}
-  int rank() const override { return inner_->rank(); }
-  int size() const override { return inner_->size(); }
-  std::string backend_name() const override { return inner_->backend_name(); }
-  double injected_latency_s() const override { return inner_->injected_latency_s(); }
-  void set_timeout(std::chrono::milliseconds t) override { inner_->set_timeout(t); }
-  void send(comm::ConstBuffer b, int dst, int tag, comm::Stream s) override {
-    timed([&] { inner_->send(b, dst, tag, s); });
-  }
-  void recv(comm::MutableBuffer b, int src, int tag, comm::Stream s) override {
-    timed([&] { inner_->recv(b, src, tag, s); });
-  }
-  void send_recv(comm::ConstBuffer sb, int dst, comm::MutableBuffer rb, int src, int tag,
-                 comm::Stream s) override {
-    timed([&] { inner_->send_recv(sb, dst, rb, src, tag, s); });
-  }
-  void all_gather(comm::ConstBuffer sb, comm::MutableBuffer rb, comm::Stream s) override {
-    timed([&] { inner_->all_gather(sb, rb, s); });
-  }
-  void all_reduce_sum(comm::MutableBuffer b, comm::Stream s) override {
-    timed([&] { inner_->all_reduce_sum(b, s); });
-  }
-  void broadcast(comm::MutableBuffer b, int root, comm::Stream s) override {
-    timed([&] { inner_->broadcast(b, root, s); });
-  }
-  void barrier() override { timed([&] { inner_->barrier(); }); }
-  std::unique_ptr<comm::Communicator> split(int color, int key) override {
-    return std::make_unique<TimedCommunicator>(
-        std::shared_ptr<comm::Communicator>(inner_->split(color, key)));
-  }
+  explicit TimedCommunicator(std::shared_ptr<comm::Communicator> inner)
+      : ForwardingCommunicator(std::move(inner), "TimedCommunicator") {}
 
  private:
-  template <typename F>
-  void timed(F&& f) {
+  void around(Call, bool, const std::function<void()>& forward) override {
     const auto t0 = Clock::now();
-    f();
+    forward();
     const double s = since(t0);
     g_totals.comm += s;
     if (t_scan_depth > 0) g_totals.comm_in_scan += s;
   }
-  std::shared_ptr<comm::Communicator> inner_;
+  std::unique_ptr<comm::Communicator> wrap(std::shared_ptr<comm::Communicator> inner) override {
+    return std::make_unique<TimedCommunicator>(std::move(inner));
+  }
 };
 
 long peak_rss_mib() {

@@ -12,22 +12,15 @@ namespace seqpar::comm {
 
 DelayedCommunicator::DelayedCommunicator(std::shared_ptr<Communicator> inner,
                                          std::chrono::microseconds delay)
-    : inner_(std::move(inner)), delay_(delay) {
-  if (!inner_) throw std::invalid_argument("DelayedCommunicator: inner communicator is null");
+    : ForwardingCommunicator(std::move(inner), "DelayedCommunicator"), delay_(delay) {
   if (delay_.count() < 0) {
     throw std::invalid_argument("DelayedCommunicator: delay must be >= 0 us, got " +
                                 std::to_string(delay_.count()));
   }
-  timeout_ = inner_->timeout();
 }
 
 double DelayedCommunicator::injected_latency_s() const {
-  return 1e-6 * static_cast<double>(delay_.count()) + inner_->injected_latency_s();
-}
-
-void DelayedCommunicator::set_timeout(std::chrono::milliseconds timeout) {
-  Communicator::set_timeout(timeout);
-  inner_->set_timeout(timeout);
+  return 1e-6 * static_cast<double>(delay_.count()) + ForwardingCommunicator::injected_latency_s();
 }
 
 void DelayedCommunicator::wait(int hops) const {
@@ -46,44 +39,24 @@ static int log_rounds(int P) {
   return rounds;
 }
 
-void DelayedCommunicator::send(ConstBuffer buffer, int dst, int tag, Stream stream) {
-  wait(1);
-  inner_->send(buffer, dst, tag, stream);
+// One hop before a message leaves (a receive is not delayed again); ceil(log2 P) hops before a
+// collective.
+void DelayedCommunicator::around(Call call, bool sends, const std::function<void()>& forward) {
+  switch (call) {
+    case Call::kSend:
+    case Call::kSendRecv:
+      if (sends) wait(1);
+      break;
+    case Call::kRecv:
+      break;
+    default:
+      wait(log_rounds(size()));
+  }
+  forward();
 }
 
-void DelayedCommunicator::recv(MutableBuffer buffer, int src, int tag, Stream stream) {
-  inner_->recv(buffer, src, tag, stream);
-}
-
-void DelayedCommunicator::send_recv(ConstBuffer send_buffer, int dst, MutableBuffer recv_buffer,
-                                    int src, int tag, Stream stream) {
-  if (dst >= 0) wait(1);
-  inner_->send_recv(send_buffer, dst, recv_buffer, src, tag, stream);
-}
-
-void DelayedCommunicator::all_gather(ConstBuffer send, MutableBuffer recv, Stream stream) {
-  wait(log_rounds(size()));
-  inner_->all_gather(send, recv, stream);
-}
-
-void DelayedCommunicator::all_reduce_sum(MutableBuffer buffer, Stream stream) {
-  wait(log_rounds(size()));
-  inner_->all_reduce_sum(buffer, stream);
-}
-
-void DelayedCommunicator::broadcast(MutableBuffer buffer, int root, Stream stream) {
-  wait(log_rounds(size()));
-  inner_->broadcast(buffer, root, stream);
-}
-
-void DelayedCommunicator::barrier() {
-  wait(log_rounds(size()));
-  inner_->barrier();
-}
-
-std::unique_ptr<Communicator> DelayedCommunicator::split(int color, int key) {
-  std::shared_ptr<Communicator> sub = inner_->split(color, key);
-  return std::make_unique<DelayedCommunicator>(std::move(sub), delay_);
+std::unique_ptr<Communicator> DelayedCommunicator::wrap(std::shared_ptr<Communicator> inner) {
+  return std::make_unique<DelayedCommunicator>(std::move(inner), delay_);
 }
 
 std::unique_ptr<Communicator> with_injected_delay(std::unique_ptr<Communicator> world) {

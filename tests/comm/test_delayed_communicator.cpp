@@ -1,7 +1,8 @@
 // DelayedCommunicator (the injected latency of emulated networks): a ping-pong between ranks 0
 // and 1 takes at least two delays per round trip and not much more, collectives wait
 // ceil(log2 P) delays, results of the rank scan are unchanged through the wrapper, split keeps
-// the delay, and SEQPAR_COMM_DELAY_US is parsed strictly.
+// the delay, the timeout is shared with the inner communicator, and SEQPAR_COMM_DELAY_US is
+// parsed strictly.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -61,6 +62,19 @@ TEST(DelayedCommunicator, CollectivesWaitLogRounds) {
   EXPECT_GE(ms, rounds * 1.0);
   auto sub = c.split(c.rank() % 2, c.rank());
   EXPECT_GT(sub->injected_latency_s(), 0.0);
+  EXPECT_NE(dynamic_cast<DelayedCommunicator*>(sub.get()), nullptr);
+}
+
+// The forwarding base (ForwardingCommunicator): the decorator starts with the inner
+// communicator's timeout and a new timeout reaches both.
+TEST(DelayedCommunicator, TimeoutIsSharedWithTheInnerCommunicator) {
+  auto world = std::make_shared<MpiCommunicator>();
+  world->set_timeout(std::chrono::milliseconds(4321));
+  DelayedCommunicator c(world, std::chrono::microseconds(10));
+  EXPECT_EQ(c.timeout(), std::chrono::milliseconds(4321));
+  c.set_timeout(std::chrono::milliseconds(1234));
+  EXPECT_EQ(c.timeout(), std::chrono::milliseconds(1234));
+  EXPECT_EQ(world->timeout(), std::chrono::milliseconds(1234));
 }
 
 TEST(DelayedCommunicator, RankScanResultsAreUnchanged) {

@@ -18,36 +18,21 @@
 
 #include <memory>
 
-#include "seqpar/comm/communicator.h"
+#include "seqpar/comm/forwarding_communicator.h"
 
 namespace seqpar::comm {
 
-class DelayedCommunicator final : public Communicator {
+class DelayedCommunicator final : public ForwardingCommunicator {
  public:
   DelayedCommunicator(std::shared_ptr<Communicator> inner, std::chrono::microseconds delay);
 
-  int rank() const override { return inner_->rank(); }
-  int size() const override { return inner_->size(); }
-  std::string backend_name() const override { return inner_->backend_name(); }
   double injected_latency_s() const override;
-  void set_timeout(std::chrono::milliseconds timeout) override;
-
-  void send(ConstBuffer buffer, int dst, int tag, Stream stream = {}) override;
-  void recv(MutableBuffer buffer, int src, int tag, Stream stream = {}) override;
-  void send_recv(ConstBuffer send_buffer, int dst, MutableBuffer recv_buffer, int src, int tag,
-                 Stream stream = {}) override;
-  void all_gather(ConstBuffer send, MutableBuffer recv, Stream stream = {}) override;
-  void all_reduce_sum(MutableBuffer buffer, Stream stream = {}) override;
-  void broadcast(MutableBuffer buffer, int root, Stream stream = {}) override;
-  void barrier() override;
-  std::unique_ptr<Communicator> split(int color, int key) override;
-
-  Communicator& inner() { return *inner_; }
   std::chrono::microseconds delay() const { return delay_; }
 
  private:
+  void around(Call call, bool sends, const std::function<void()>& forward) override;
+  std::unique_ptr<Communicator> wrap(std::shared_ptr<Communicator> inner) override;
   void wait(int hops) const;
-  std::shared_ptr<Communicator> inner_;
   std::chrono::microseconds delay_;
 };
 
