@@ -141,7 +141,7 @@ struct ForwardPolicy {
     const S* pa = L.a + k0 * as.time;
     const S* pb = L.b + k0 * bs.time;
     for (int64_t k = k0; k < k1; ++k, pa += as.time, pb += bs.time)
-      engine::for_lane_blocks(n, descending,
+      engine::for_lane_blocks<engine::descending_block<S>()>(n, descending,
                               [&](int l0, int l1) { aggregate_lanes(pa, pb, cA, cB, l0, l1); });
     for (int l = 0; l < n; ++l) {
       A[l] = cA[l];
@@ -157,7 +157,7 @@ struct ForwardPolicy {
     const S* pb = L.b + k0 * bs.time;
     S* ph = L.h + k0 * hs.time;
     for (int64_t k = k0; k < k1; ++k, pa += as.time, pb += bs.time, ph += hs.time)
-      engine::for_lane_blocks(n, descending,
+      engine::for_lane_blocks<engine::descending_block<S>()>(n, descending,
                               [&](int l0, int l1) { run_lanes(pa, pb, ph, st, l0, l1); });
     for (int l = 0; l < n; ++l) s[l] = st[l];
   }

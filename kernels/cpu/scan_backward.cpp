@@ -185,7 +185,7 @@ struct BackwardPolicy {
     const S* pa = L.a - k0 * as.time;
     const S* pg = L.g - k0 * gs.time;
     for (int64_t k = k0; k < k1; ++k, pa -= as.time, pg -= gs.time)
-      engine::for_lane_blocks(n, descending,
+      engine::for_lane_blocks<engine::descending_block<S>()>(n, descending,
                               [&](int l0, int l1) { aggregate_lanes(pa, pg, cA, cB, l0, l1); });
     for (int l = 0; l < n; ++l) {
       A[l] = cA[l];
@@ -204,7 +204,7 @@ struct BackwardPolicy {
     S* pgb = L.gb - k0 * gbs.time;
     for (int64_t k = k0; k < k1; ++k, pa -= as.time, ph -= hs.time, pg -= gs.time,
                  pga -= gas.time, pgb -= gbs.time)
-      engine::for_lane_blocks(n, descending, [&](int l0, int l1) {
+      engine::for_lane_blocks<engine::descending_block<S>()>(n, descending, [&](int l0, int l1) {
         run_lanes(pa, ph, pg, pga, pgb, st, l0, l1);
       });
     for (int l = 0; l < n; ++l) s[l] = st[l];

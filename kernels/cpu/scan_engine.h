@@ -199,20 +199,26 @@ void store_final(const P& p, const Layout& lay, const Group<P>& grp, const Acc* 
 // Visits lanes [0, n) of one step of a channel-inner group, as f(l0, l1) on blocks. A pass
 // whose time walk descends in memory (the backward pass; a reverse forward scan) reads its
 // rows in descending address order; when the group holds whole rows it visits them in
-// descending blocks of 32 lanes (128 bytes of float32), so that each operand's address stream
-// descends with only short upward runs and hardware prefetchers follow it. Measured with
-// cpu_scan_bench (now seqpar-bench local_scan) on Zen 4, one thread, 256 and 4096 channels (docs/cpu_kernels.md): rows read
-// upwards inside the descending walk ran the backward at 26-51% of triad, blocks of 32 lanes
-// at 82-97%, blocks of 64 lost half of that on the 4096-channel shape with AVX-512. A group
+// descending blocks of 128 bytes of storage (32 float32 lanes, 16 complex64 or float64, 64
+// bfloat16 or float16), so that each operand's address stream descends with only short
+// upward runs and hardware prefetchers follow it. Measured with seqpar-bench local_scan on
+// Zen 4 (docs/cpu_kernels.md): float32, one thread, 256 and 4096 channels: rows read upwards
+// inside the descending walk ran the backward at 26-51% of triad, blocks of 32 lanes at
+// 82-97%, blocks of 64 lost half of that on the 4096-channel shape with AVX-512; complex64
+// with blocks of 32 lanes (256 bytes) ran at 7.6-9.8 GB/s, with 16 at 33-36 GB/s. A group
 // that holds part of a row (rows split between threads) reads upwards.
-constexpr int kDescendingBlock = 32;
-template <class F>
+constexpr int kDescendingBlockBytes = 128;
+template <class S>
+constexpr int descending_block() {
+  return kDescendingBlockBytes / int(sizeof(S));
+}
+template <int kBlock, class F>
 inline void for_lane_blocks(int n, bool descending, F&& f) {
   if (!descending) {
     f(0, n);
     return;
   }
-  for (int l1 = n; l1 > 0; l1 -= kDescendingBlock) f(std::max(0, l1 - kDescendingBlock), l1);
+  for (int l1 = n; l1 > 0; l1 -= kBlock) f(std::max(0, l1 - kBlock), l1);
 }
 
 // Whether channel-inner groups visit their lanes in descending blocks: whole rows walked
