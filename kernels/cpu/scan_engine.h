@@ -6,7 +6,8 @@
 // work:
 //
 // * Channel-inner mode (all operands have unit channel stride and channels >= 16): a group is
-//   64 to 4096 neighbouring channels of one batch row, as wide as leaves one group per thread; the
+//   64 to 4096 neighbouring channels of one batch row: a whole row when the row is narrow
+//   (kMinWholeRowTileSteps) or one thread runs, else as wide as leaves one group per thread; the
 //   inner loop runs across channels and vectorizes. Wide groups matter: each time step of a
 //   group is one contiguous run of memory, and with rows of only 64 floats the prefetchers see
 //   thousands of short strided streams instead of three long ones.
