@@ -85,7 +85,7 @@ class TimedCommunicator final : public comm::ForwardingCommunicator {
       : ForwardingCommunicator(std::move(inner), "TimedCommunicator") {}
 
  private:
-  void around(Call, bool, const std::function<void()>& forward) override {
+  void around(Call, bool, c10::function_ref<void()> forward) override {
     const auto t0 = Clock::now();
     forward();
     const double s = since(t0);

@@ -41,7 +41,7 @@ static int log_rounds(int P) {
 
 // One hop before a message leaves (a receive is not delayed again); ceil(log2 P) hops before a
 // collective.
-void DelayedCommunicator::around(Call call, bool sends, const std::function<void()>& forward) {
+void DelayedCommunicator::around(Call call, bool sends, c10::function_ref<void()> forward) {
   switch (call) {
     case Call::kSend:
     case Call::kSendRecv:

@@ -16,7 +16,7 @@ void ForwardingCommunicator::set_timeout(std::chrono::milliseconds timeout) {
   inner_->set_timeout(timeout);
 }
 
-void ForwardingCommunicator::around(Call, bool, const std::function<void()>& forward) {
+void ForwardingCommunicator::around(Call, bool, c10::function_ref<void()> forward) {
   forward();
 }
 

@@ -30,7 +30,7 @@ class DelayedCommunicator final : public ForwardingCommunicator {
   std::chrono::microseconds delay() const { return delay_; }
 
  private:
-  void around(Call call, bool sends, const std::function<void()>& forward) override;
+  void around(Call call, bool sends, c10::function_ref<void()> forward) override;
   std::unique_ptr<Communicator> wrap(std::shared_ptr<Communicator> inner) override;
   void wait(int hops) const;
   std::chrono::microseconds delay_;

@@ -4,7 +4,8 @@
 // decorator overrides around() and wrap(); it does not re-forward the eleven calls itself.
 #pragma once
 
-#include <functional>
+#include <c10/util/FunctionRef.h>
+
 #include <memory>
 #include <string>
 
@@ -42,8 +43,9 @@ class ForwardingCommunicator : public Communicator {
 
  protected:
   // Runs `forward` (the call on the inner communicator); the default just runs it. `sends` is
-  // false only for a send_recv without a destination.
-  virtual void around(Call call, bool sends, const std::function<void()>& forward);
+  // false only for a send_recv without a destination. A function_ref, not a std::function:
+  // nothing is allocated per call.
+  virtual void around(Call call, bool sends, c10::function_ref<void()> forward);
   // The same decorator around a sub-communicator of the inner one (split()).
   virtual std::unique_ptr<Communicator> wrap(std::shared_ptr<Communicator> inner) = 0;
 
