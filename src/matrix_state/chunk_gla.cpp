@@ -52,19 +52,22 @@ at::Tensor intra_chunk_scores(const at::Tensor& q, const at::Tensor& k, const at
       at::matmul(q_hat, k_hat.transpose(-1, -2)).tril().to(q.scalar_type()).unbind(3);
   if (n == 1) return diag[0];
   const at::Tensor Gs = G.reshape(sub);
-  const at::Tensor E = Gs.narrow(4, c - 1, 1);  // (B, H, N, n, 1, K): G at each sub-chunk's end
-  const std::vector<at::Tensor> Es = E.unbind(3);
-  // q relative to the end of the previous sub-chunk (the chunk's start, G = 0, for the first,
-  // whose q_rel no block uses), k relative to the end of its own.
-  const at::Tensor E_before = at::cat({at::zeros_like(E.select(3, 0)).unsqueeze(3), E.narrow(3, 0, n - 1)}, 3);
-  const std::vector<at::Tensor> q_rel = (q.reshape(sub) * (Gs - E_before).exp()).unbind(3);
-  const std::vector<at::Tensor> k_end = (k.reshape(sub) * (E - Gs).exp()).unbind(3);
+  // G at each sub-chunk's end, (B, H, N, 1, K) each.
+  const std::vector<at::Tensor> Es = Gs.narrow(4, c - 1, 1).unbind(3);
+  const std::vector<at::Tensor> qs = q.reshape(sub).unbind(3), ks = k.reshape(sub).unbind(3),
+                                Gj = Gs.unbind(3);
   std::vector<at::Tensor> rows;
+  std::vector<at::Tensor> k_end;  // keys relative to the end of their sub-chunk (all but the last)
   for (int64_t j = 0; j < n; ++j) {
     std::vector<at::Tensor> blocks;
-    for (int64_t i = 0; i < j; ++i) {
-      const at::Tensor between = (Es[j - 1] - Es[i]).exp();  // (B, H, N, 1, K), at most 1
-      blocks.push_back(at::matmul(q_rel[j] * between, k_end[i].transpose(-1, -2)));
+    if (j > 0) {
+      k_end.push_back(ks[j - 1] * (Es[j - 1] - Gj[j - 1]).exp());
+      // queries relative to the end of the previous sub-chunk
+      const at::Tensor q_rel = qs[j] * (Gj[j] - Es[j - 1]).exp();
+      for (int64_t i = 0; i < j; ++i) {
+        const at::Tensor between = (Es[j - 1] - Es[i]).exp();  // (B, H, N, 1, K), at most 1
+        blocks.push_back(at::matmul(q_rel * between, k_end[i].transpose(-1, -2)));
+      }
     }
     blocks.push_back(diag[j]);
     if (j + 1 < n) blocks.push_back(at::zeros({d.B, d.H, d.N, c, (n - j - 1) * c}, q.options()));
