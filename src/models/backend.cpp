@@ -3,6 +3,7 @@
 #include <seqpar/comm/communicator.h>
 #include <seqpar/matrix_state.h>
 #include <seqpar/models/manifold_scan.h>
+#include <seqpar/previous_steps.h>
 #include <seqpar/psm.h>
 #include <seqpar/scan.h>
 #include <seqpar/sp.h>
@@ -23,6 +24,10 @@ SequenceBackend local_backend() {
                                       const at::Tensor& beta, const std::optional<at::Tensor>& h0,
                                       int64_t chunk) {
     return seqpar::chunk_gated_delta_rule(q, k, v, g, beta, std::nullopt, h0, chunk);
+  };
+  backend.previous_steps = [](const at::Tensor& x, int64_t width,
+                              const std::optional<at::Tensor>& initial) {
+    return seqpar::previous_steps(x, width, initial);
   };
   backend.psm_scan = [](const at::Tensor& chunks, const psm::Aggregate& agg, bool) {
     return psm::static_scan(chunks, agg);
@@ -47,6 +52,10 @@ SequenceBackend sp_backend(std::shared_ptr<comm::Communicator> group) {
                                            const at::Tensor& beta,
                                            const std::optional<at::Tensor>& h0, int64_t chunk) {
     return seqpar::sp::chunk_gated_delta_rule(q, k, v, g, beta, std::nullopt, h0, chunk, group);
+  };
+  backend.previous_steps = [group](const at::Tensor& x, int64_t width,
+                                   const std::optional<at::Tensor>& initial) {
+    return seqpar::sp::previous_steps(x, width, initial, group);
   };
   backend.psm_scan = [group](const at::Tensor& chunks, const psm::Aggregate& agg,
                              bool partial_last_chunk) {

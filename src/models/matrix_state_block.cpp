@@ -13,6 +13,8 @@ MatrixStateBlockImpl::MatrixStateBlockImpl(const MatrixStateBlockOptions& option
               "'");
   TORCH_CHECK(D > 0 && H > 0 && D % H == 0, "MatrixStateBlock: d_model (", D,
               ") must be a positive multiple of heads (", H, ")");
+  TORCH_CHECK(options.conv_size >= 0, "MatrixStateBlock: conv_size must be >= 0, got ",
+              options.conv_size);
   head_dim_ = D / H;
   force_norm_ = register_module("force_norm", RMSNorm(D));
   mlp_norm_ = register_module("mlp_norm", RMSNorm(D));
@@ -22,12 +24,18 @@ MatrixStateBlockImpl::MatrixStateBlockImpl(const MatrixStateBlockOptions& option
   w_o_ = register_module("w_o", torch::nn::Linear(D, D));
   mlp_in_ = register_module("mlp_in", torch::nn::Linear(D, options.mlp_hidden));
   mlp_out_ = register_module("mlp_out", torch::nn::Linear(options.mlp_hidden, D));
+  if (options.conv_size > 0) {
+    // torch.nn.Conv1d's default initialisation for a depthwise kernel: U(-1/sqrt(c), 1/sqrt(c)).
+    const double bound = 1.0 / std::sqrt(static_cast<double>(options.conv_size));
+    conv_weight_ = register_parameter(
+        "conv", torch::empty({3 * D, 1, options.conv_size}).uniform_(-bound, bound));
+  }
   torch::NoGradGuard no_grad;
   if (!gla()) w_g_->bias.fill_(4.0);  // decays start near sigmoid(4) = 0.98
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
-MatrixStateBlockImpl::project(const at::Tensor& force) {
+MatrixStateBlockImpl::project(const at::Tensor& force, const at::Tensor& qkv_in) {
   const int64_t H = options_.heads, K = head_dim_;
   auto heads = [&](const at::Tensor& t) {
     auto shape = t.sizes().vec();
@@ -35,7 +43,7 @@ MatrixStateBlockImpl::project(const at::Tensor& force) {
     shape.insert(shape.end(), {H, K});
     return t.reshape(shape);
   };
-  auto qkv = w_qkv_->forward(force).chunk(3, -1);
+  auto qkv = qkv_in.chunk(3, -1);
   auto q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);
   at::Tensor g, beta;
   if (gla()) {
@@ -59,35 +67,67 @@ at::Tensor MatrixStateBlockImpl::readout(const at::Tensor& x, const at::Tensor& 
 }
 
 at::Tensor MatrixStateBlockImpl::forward(const at::Tensor& x, const SequenceBackend& backend,
-                                         at::Tensor* state) {
+                                         MatrixBlockState* state) {
   TORCH_CHECK(x.dim() == 3 && x.size(2) == options_.d_model, "MatrixStateBlock: x must be (batch, time, ",
               options_.d_model, "), got ", x.sizes());
   TORCH_CHECK(gla() ? bool(backend.chunk_gla) : bool(backend.chunk_gated_delta_rule),
               "MatrixStateBlock: the sequence backend has no ", options_.variant, " recurrence");
-  auto [q, k, v, g, beta] = project(force_norm_->forward(x));
+  const at::Tensor force = force_norm_->forward(x);
+  at::Tensor qkv = w_qkv_->forward(force);
+  const int64_t width = options_.conv_size - 1;
+  if (width > 0) {
+    TORCH_CHECK(bool(backend.previous_steps),
+                "MatrixStateBlock: the sequence backend has no previous_steps (conv_size > 1)");
+    std::optional<at::Tensor> tail;
+    if (state && state->conv.defined()) tail = state->conv;
+    auto [before, last] = backend.previous_steps(qkv, width, tail);
+    if (state) state->conv = last;
+    qkv = at::cat({before, qkv}, 1);
+  }
+  if (options_.conv_size > 0) {
+    // Depthwise, no padding: output t sees inputs t .. t + conv_size - 1 of the window, i.e.
+    // token t and the conv_size - 1 before it.
+    const int64_t one = 1, zero = 0;
+    qkv = torch::silu(at::conv1d(qkv.transpose(1, 2), conv_weight_, /*bias=*/std::nullopt,
+                                 at::IntArrayRef(one), at::IntArrayRef(zero), at::IntArrayRef(one),
+                                 qkv.size(2))
+                          .transpose(1, 2));
+  }
+  auto [q, k, v, g, beta] = project(force, qkv);
   std::optional<at::Tensor> s0;
-  if (state && state->defined()) s0 = *state;
+  if (state && state->S.defined()) s0 = state->S;
   auto [o, last] = gla() ? backend.chunk_gla(q, k, v, g, s0, options_.chunk_size)
                          : backend.chunk_gated_delta_rule(q, k, v, g, beta, s0, options_.chunk_size);
-  if (state) *state = last;
+  if (state) state->S = last;
   return readout(x, o);
 }
 
-at::Tensor MatrixStateBlockImpl::step(const at::Tensor& x, at::Tensor& state) {
+at::Tensor MatrixStateBlockImpl::step(const at::Tensor& x, MatrixBlockState& state) {
   TORCH_CHECK(x.dim() == 2 && x.size(1) == options_.d_model,
               "MatrixStateBlock::step: x must be (batch, ", options_.d_model, "), got ", x.sizes());
-  auto [q, k, v, g, beta] = project(force_norm_->forward(x));  // (B, H, K), g (B, H[, K])
+  const at::Tensor force = force_norm_->forward(x);
+  at::Tensor qkv = w_qkv_->forward(force);  // (B, 3 D)
+  if (options_.conv_size > 0) {
+    // The window of the last conv_size inputs, oldest first, against the kernel written out.
+    const int64_t width = options_.conv_size - 1;
+    if (!state.conv.defined()) state.conv = torch::zeros({x.size(0), width, qkv.size(1)}, qkv.options());
+    auto window = at::cat({state.conv, qkv.unsqueeze(1)}, 1);  // (B, conv_size, 3 D)
+    state.conv = window.narrow(1, 1, width);
+    qkv = torch::silu((window * conv_weight_.squeeze(1).t().unsqueeze(0)).sum(1));
+  }
+  auto [q, k, v, g, beta] = project(force, qkv);  // (B, H, K), g (B, H[, K])
   const int64_t K = head_dim_;
-  if (!state.defined()) state = torch::zeros({x.size(0), options_.heads, K, K}, x.options());
+  at::Tensor& S = state.S;
+  if (!S.defined()) S = torch::zeros({x.size(0), options_.heads, K, K}, x.options());
   auto kv = k.unsqueeze(-1) * v.unsqueeze(-2);  // (B, H, K, V)
   if (gla()) {
-    state = g.exp().unsqueeze(-1) * state + kv;
+    S = g.exp().unsqueeze(-1) * S + kv;
   } else {
     auto b = beta.unsqueeze(-1).unsqueeze(-1);
-    auto kS = torch::matmul(k.unsqueeze(-2), state);  // (B, H, 1, V)
-    state = g.exp().unsqueeze(-1).unsqueeze(-1) * (state - b * k.unsqueeze(-1) * kS) + b * kv;
+    auto kS = torch::matmul(k.unsqueeze(-2), S);  // (B, H, 1, V)
+    S = g.exp().unsqueeze(-1).unsqueeze(-1) * (S - b * k.unsqueeze(-1) * kS) + b * kv;
   }
-  auto o = torch::matmul(state.transpose(-1, -2), q.unsqueeze(-1)).squeeze(-1) /
+  auto o = torch::matmul(S.transpose(-1, -2), q.unsqueeze(-1)).squeeze(-1) /
            std::sqrt(static_cast<double>(K));
   return readout(x, o);
 }

@@ -26,114 +26,18 @@
 #include "seqpar/matrix_state.h"
 #include "seqpar/sp.h"
 #include "sp/autograd_support.h"
+#include "sp/entering_state.h"
 
 namespace seqpar::sp {
 namespace {
 
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
-
-// GLA's transition is diagonal (per key channel, broadcast over values); gated DeltaNet's is
-// a K x K matrix.
-enum class Transition : int64_t { kDiagonal = 0, kMatrix = 1 };
-
-const comm::SummaryKind& kind_of(Transition t) {
-  return t == Transition::kDiagonal ? comm::diagonal_summary() : comm::matrix_summary();
-}
-at::Tensor apply_transition(Transition t, const at::Tensor& M, const at::Tensor& x) {
-  return t == Transition::kDiagonal ? M * x : at::matmul(M, x);
-}
-at::Tensor transition_gradient(Transition t, const at::Tensor& mu, const at::Tensor& x) {
-  return t == Transition::kDiagonal ? mu * x : at::matmul(mu, x.transpose(-1, -2));
-}
-
-class EnteringState : public torch::autograd::Function<EnteringState> {
- public:
-  // M: (B, H, K, V) for kDiagonal, (B, H, K, K) for kMatrix; E and h0: (B, H, K, V).
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& M, const at::Tensor& E,
-                            const std::optional<at::Tensor>& h0_opt, int64_t transition,
-                            std::shared_ptr<comm::Communicator> group, int64_t algo) {
-    const Transition t = static_cast<Transition>(transition);
-    comm::Communicator& g = *group;
-    const at::Tensor h0 = h0_opt ? *h0_opt : at::Tensor();
-    const bool first = g.rank() == 0;
-    at::Tensor own_E = E;
-    if (first && h0.defined()) own_E = apply_transition(t, M, h0) + E;
-    const at::Tensor entering =
-        comm::rank_entering_state(g, kind_of(t), {M, own_E}, /*reverse=*/false,
-                                  static_cast<comm::RankScanAlgo>(algo), stream_for(E));
-    at::Tensor x = first ? (h0.defined() ? h0.clone() : at::zeros_like(E)) : entering;
-    ctx->saved_data["transition"] = transition;
-    ctx->saved_data["algo"] = algo;
-    ctx->saved_data["has_h0"] = h0.defined();
-    ctx->saved_data["group"] = c10::make_intrusive<CommunicatorHolder>(group);
-    ctx->save_for_backward({M, x});
-    return x;
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const Transition t = static_cast<Transition>(ctx->saved_data["transition"].toInt());
-    const auto algo = static_cast<comm::RankScanAlgo>(ctx->saved_data["algo"].toInt());
-    const bool has_h0 = ctx->saved_data["has_h0"].toBool();
-    comm::Communicator& g = *ctx->saved_data["group"].toCustomClass<CommunicatorHolder>()->comm;
-    const auto saved = ctx->get_saved_variables();
-    const at::Tensor &M = saved[0], &x = saved[1];
-    const at::Tensor gx = grads[0].defined() ? grads[0].contiguous() : at::zeros_like(x);
-    const comm::SummaryKind& kind = kind_of(t);
-    // mu_{r+1}: the adjoint entering this slice from its end.
-    const at::Tensor mu_next = comm::rank_entering_state(
-        g, kind, {kind.adjoint_transition(M), gx}, /*reverse=*/true, algo, stream_for(x));
-    at::Tensor grad_h0;
-    if (has_h0) {
-      grad_h0 = g.rank() == 0 ? apply_transition(t, kind.adjoint_transition(M), mu_next) + gx
-                              : at::zeros_like(x);
-    }
-    return {transition_gradient(t, mu_next, x), mu_next, grad_h0, at::Tensor(), at::Tensor(),
-            at::Tensor()};
-  }
-};
-
-// The last rank's final state on every rank; its gradient is the sum of the ranks' gradients,
-// entering at the last rank.
-class FinalFromLast : public torch::autograd::Function<FinalFromLast> {
- public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& f,
-                            std::shared_ptr<comm::Communicator> group) {
-    comm::Communicator& g = *group;
-    at::Tensor out = f.contiguous().clone();
-    if (g.size() > 1) g.broadcast(comm::mutable_buffer_of(out), g.size() - 1, stream_for(out));
-    ctx->saved_data["group"] = c10::make_intrusive<CommunicatorHolder>(group);
-    return out;
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    comm::Communicator& g = *ctx->saved_data["group"].toCustomClass<CommunicatorHolder>()->comm;
-    at::Tensor total = grads[0].contiguous().clone();
-    if (g.size() > 1) g.all_reduce_sum(comm::mutable_buffer_of(total), stream_for(total));
-    if (g.rank() != g.size() - 1) total.zero_();
-    return {total, at::Tensor()};
-  }
-};
-
 // Every rank's (B, H, K, V, dtype) must agree before summaries are exchanged.
-void check_ranks_agree(comm::Communicator& g, const char* op, const at::Tensor& q,
+void check_heads_agree(comm::Communicator& g, const char* op, const at::Tensor& q,
                        const at::Tensor& v) {
-  std::vector<int64_t> mine{q.size(0), q.size(2), q.size(3), v.size(3),
-                            static_cast<int64_t>(q.scalar_type())};
-  std::vector<int64_t> all(mine.size() * g.size());
-  g.all_gather(comm::host_buffer(mine.data(), mine.size() * sizeof(int64_t), comm::DataType::kInt64),
-               comm::host_buffer(all.data(), all.size() * sizeof(int64_t), comm::DataType::kInt64));
-  for (int r = 0; r < g.size(); ++r)
-    for (size_t i = 0; i < mine.size(); ++i)
-      TORCH_CHECK(all[r * mine.size() + i] == all[i], op, ": rank ", r,
-                  " has (batch, heads, K, V, dtype) different from rank 0's; every rank must pass "
-                  "its own time slice of the same batch, heads and dims");
-}
-
-int64_t resolve_algo(comm::Communicator& g, const SpOptions& options, Transition t,
-                     const at::Tensor& M, const at::Tensor& E) {
-  const comm::SummaryKind& kind = kind_of(t);
-  return static_cast<int64_t>(comm::choose_rank_scan_algo(
-      g, kind.exchange_size({M, E}), to_rank_scan_algo(options.algo), kind.elementwise()));
+  check_ranks_agree(g, op, "(batch, heads, K, V, dtype)",
+                    {q.size(0), q.size(2), q.size(3), v.size(3),
+                     static_cast<int64_t>(q.scalar_type())},
+                    "the same batch, heads and dims");
 }
 
 std::optional<at::Tensor> state_in_compute_dtype(const std::optional<at::Tensor>& h0,
@@ -155,7 +59,7 @@ std::tuple<at::Tensor, at::Tensor> chunk_gla(const at::Tensor& q, const at::Tens
   // The local op checks every argument; run its checks first on the whole slice.
   seqpar::chunk_gla(q.narrow(1, 0, 0), k.narrow(1, 0, 0), v.narrow(1, 0, 0), g.narrow(1, 0, 0),
                     scale, group->rank() == 0 ? initial_state : std::nullopt, chunk_size);
-  check_ranks_agree(*group, "seqpar.sp.chunk_gla", q, v);
+  check_heads_agree(*group, "seqpar.sp.chunk_gla", q, v);
   // One local pass. GLA's output is linear in the entering state x with a diagonal transition:
   //   o_t = o_t(x = 0) + scale * (q_t * exp(G_t))^T x,   S_T = diag(exp(G_T)) x + S_T(x = 0),
   // G_t the running sum of g over the slice (exp(G_t) <= 1). So the op runs once from zeros,
@@ -190,7 +94,7 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
   seqpar::chunk_gated_delta_rule(q.narrow(1, 0, 0), k.narrow(1, 0, 0), v.narrow(1, 0, 0),
                                  g.narrow(1, 0, 0), beta.narrow(1, 0, 0), scale,
                                  group->rank() == 0 ? initial_state : std::nullopt, chunk_size);
-  check_ranks_agree(*group, "seqpar.sp.chunk_gated_delta_rule", q, v);
+  check_heads_agree(*group, "seqpar.sp.chunk_gated_delta_rule", q, v);
   // Steps 1 and 3 share the slice's chunk work (matrix_state/slice_summary.h).
   const GatedDeltaSlice slice = gated_delta_rule_slice(q, k, v, g, beta, scale, chunk_size);
   const int64_t algo = resolve_algo(*group, options, Transition::kMatrix, slice.M, slice.E);

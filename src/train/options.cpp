@@ -51,6 +51,7 @@ void describe(po::options_description& desc, TrainOptions& o, std::string& data)
     ("layers", po::value(&o.layers)->default_value(o.layers), "ManifoldScan blocks")
     ("heads", po::value(&o.heads)->default_value(o.heads), "time-scale heads per block (divides d_model)")
     ("mlp_hidden", po::value(&o.mlp_hidden)->default_value(o.mlp_hidden), "MLP hidden width (0: 4 * d_model)")
+    ("conv_size", po::value(&o.conv_size)->default_value(o.conv_size), "gla, gated_deltanet: tokens seen by the short causal convolution on q, k, v (0: none)")
     ("psm_chunk", po::value(&o.psm_chunk)->default_value(o.psm_chunk), "psm: tokens per chunk")
     ("psm_recompute", po::value(&o.psm_recompute)->default_value(o.psm_recompute), "psm: recompute Agg and Inf in backward instead of keeping their activations (less memory, about one more forward)")
     ("rotation", po::value(&o.rotation)->default_value(o.rotation), "complex retention a = decay * exp(i phase)")
@@ -145,6 +146,7 @@ void validate(const TrainOptions& o) {
               o.model == "psm",
           "model", "one of: manifold, gla, gated_deltanet, psm", o.model);
   require(o.psm_chunk >= 1, "psm_chunk", ">= 1", o.psm_chunk);
+  require(o.conv_size >= 0, "conv_size", ">= 0", o.conv_size);
   require(o.steps >= 1, "steps", ">= 1", o.steps);
   require(o.stop_after >= 0 && o.stop_after <= o.steps, "stop_after", "in [0, steps]",
           o.stop_after);
@@ -221,6 +223,7 @@ std::string fingerprint(const TrainOptions& o) {
     << "\ngrad_clip=" << o.grad_clip << "\nseed=" << o.seed << "\n";
   // Keys added later enter only where they apply, so earlier checkpoints keep their fingerprint.
   if (o.model == "psm") f << "psm_chunk=" << o.psm_chunk << "\n";
+  if (o.conv_size != 0) f << "conv_size=" << o.conv_size << "\n";
   if (o.task == "s5") f << "perm_elements=" << o.perm_elements << "\n";
   return f.str();
 }

@@ -81,12 +81,15 @@ TEST_P(ModelTest, ChunkedForwardCarriesState) {
   EXPECT_LT(max_abs(whole - torch::cat({first, second}, 1)), 1e-4);
 }
 
-// Matrix-state blocks (gla, gated_deltanet): the streaming step (the per-step recurrence
-// written out) against the chunked parallel forward, state carry across calls, and gradients.
-ByteLMOptions tiny_matrix(const std::string& type) {
+// Matrix-state blocks (gla, gated_deltanet, "+conv": with a short convolution of 4 tokens):
+// the streaming step (the per-step recurrence and the convolution written out) against the
+// chunked parallel forward, state carry across calls, and gradients.
+ByteLMOptions tiny_matrix(const std::string& name) {
   ByteLMOptions o;
   o.layers = 2;
-  o.block_type = type;
+  const auto plus = name.find('+');
+  o.block_type = name.substr(0, plus);
+  o.matrix_block.conv_size = plus == std::string::npos ? 0 : 4;
   o.matrix_block.d_model = 32;
   o.matrix_block.heads = 4;
   o.matrix_block.mlp_hidden = 64;
@@ -108,10 +111,14 @@ TEST_P(MatrixModelTest, ChunkedForwardCarriesStateAndGradientsFlow) {
   ByteLM model(tiny_matrix(GetParam()));
   auto tokens = torch::randint(0, 256, {1, 70}, torch::kInt64);
   expect_chunked_forward_carries_state(model, tokens, 29);
+  // A first piece shorter than the convolution's window.
+  expect_chunked_forward_carries_state(model, tokens, 2);
   expect_every_parameter_gets_a_gradient(model, tokens);
 }
 
-INSTANTIATE_TEST_SUITE_P(Blocks, MatrixModelTest, testing::Values("gla", "gated_deltanet"));
+INSTANTIATE_TEST_SUITE_P(Blocks, MatrixModelTest,
+                         testing::Values("gla", "gated_deltanet", "gla+conv",
+                                         "gated_deltanet+conv"));
 
 // PSM blocks: the streaming step (binary counter of chunk states) against the parallel
 // forward (static Blelloch scan), with a length that is not a whole number of chunks; calls

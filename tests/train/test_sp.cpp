@@ -77,14 +77,17 @@ TEST_P(SpTraining, LossAndGradientsMatchOneRank) {
 
 INSTANTIATE_TEST_SUITE_P(Tasks, SpTraining, testing::Values("text", "copy", "mqar"));
 
-// The matrix-state models (MatrixStateBlock through seqpar::sp::chunk_*): loss and gradients
-// of every parameter equal one rank's.
+// The matrix-state models (MatrixStateBlock through seqpar::sp::chunk_*, and with "+conv" its
+// short convolution through seqpar::sp::previous_steps): loss and gradients of every parameter
+// equal one rank's.
 class SpMatrixTraining : public testing::TestWithParam<std::string> {};
 
 TEST_P(SpMatrixTraining, LossAndGradientsMatchOneRank) {
   auto world = test_world();
   auto o = sp_options("mqar");
-  o.model = GetParam();
+  const auto plus = GetParam().find('+');
+  o.model = GetParam().substr(0, plus);
+  o.conv_size = plus == std::string::npos ? 0 : 4;
   Trainer reference(o, single_rank_grid(), nullptr);
   Trainer parallel(o, seqpar::comm::make_grid(world, world->size()), nullptr);
   const double l_ref = reference.compute_gradients(0), l_par = parallel.compute_gradients(0);
@@ -92,7 +95,9 @@ TEST_P(SpMatrixTraining, LossAndGradientsMatchOneRank) {
   expect_same_gradients(reference, parallel, GetParam().c_str());
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, SpMatrixTraining, testing::Values("gla", "gated_deltanet"));
+INSTANTIATE_TEST_SUITE_P(Models, SpMatrixTraining,
+                         testing::Values("gla", "gated_deltanet", "gla+conv",
+                                         "gated_deltanet+conv"));
 
 // The psm model (PsmBlock through psm::sp_static_scan) on S5 state tracking: 8 chunks of 4
 // tokens per rank for training, 16 for validation (twice as long); loss, gradients, a few

@@ -86,4 +86,15 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
     const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
     const std::shared_ptr<comm::Communicator>& group, const SpOptions& options = {});
 
+// seqpar::previous_steps (seqpar/previous_steps.h) with the sequence split along time across
+// the ranks of `group`: `before` is the `width` steps preceding this rank's slice, gathered
+// from as many earlier ranks as needed (slices may be shorter than `width`, or empty), `last`
+// the `width` steps ending the whole sequence, the same on every rank (its gradient summed
+// over ranks, as for scan above). initial is read on rank 0. Exact in every dtype (values are
+// moved, not combined); differentiable in x and initial.
+std::tuple<at::Tensor, at::Tensor> previous_steps(const at::Tensor& x, int64_t width,
+                                                  const std::optional<at::Tensor>& initial,
+                                                  const std::shared_ptr<comm::Communicator>& group,
+                                                  const SpOptions& options = {});
+
 }  // namespace seqpar::sp

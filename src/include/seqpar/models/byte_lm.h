@@ -29,10 +29,11 @@ struct ByteLMOptions {
 };
 
 // Recurrent state of one layer: the manifold block's (velocity, position), a matrix-state
-// block's S (batch, heads, K, V) or a psm block's binary counter and pending tokens.
+// block's S (batch, heads, K, V) and short-convolution inputs, or a psm block's binary counter
+// and pending tokens.
 struct LayerState {
   ManifoldState manifold;
-  at::Tensor matrix;
+  MatrixBlockState matrix;
   PsmState psm;
 };
 

@@ -56,6 +56,14 @@ struct SequenceBackend {
       const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
       const at::Tensor& beta, const std::optional<at::Tensor>& h0, int64_t chunk_size)>
       chunk_gated_delta_rule;
+  // (before, last) = previous_steps(x, width, initial): for x (batch, time, channels) the
+  // `width` steps just before this slice of the sequence and the `width` steps ending the whole
+  // sequence, each (batch, width, channels); where fewer than `width` steps precede, the
+  // earlier rows come from `initial` (zeros when absent). Differentiable; used by
+  // MatrixStateBlock's short convolution.
+  std::function<std::tuple<at::Tensor, at::Tensor>(const at::Tensor& x, int64_t width,
+                                                   const std::optional<at::Tensor>& initial)>
+      previous_steps;
   // Exclusive prefixes of chunk states under a learned aggregation (seqpar/psm.h), in the
   // static Blelloch order; used by PsmBlock. partial_last_chunk: this slice's last chunk was
   // padded (across ranks only the last rank's may be).

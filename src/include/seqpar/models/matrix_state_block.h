@@ -2,7 +2,9 @@
 // module, for the byte LM next to ManifoldScan (docs/matrix_state.md, docs/training.md).
 //
 // For an input x (batch, time, d_model), F = rmsnorm(x), per head (K = V = d_model / heads):
-//   q = W_q F, k = W_k F, v = W_v F;
+//   (q, k, v) = W_qkv F, then, with conv_size = c > 0, each channel of (q, k, v) through its
+//   own causal convolution over the last c tokens and SiLU (flash-linear-attention's
+//   ShortConvolution);
 //   GLA:            g = logsigmoid(W_g F) / 16 per key channel (decays start near 1, as in
 //                   flash-linear-attention's GLA layer);
 //   gated DeltaNet: k = k / |k|, g = logsigmoid(W_g F) per head (its bias starts at 4),
@@ -13,6 +15,10 @@
 // Design choices that are not obvious:
 // - The recurrence goes through the SequenceBackend, so the module runs unchanged on one rank
 //   (seqpar::chunk_*) or with the sequence split over a group (seqpar::sp::chunk_*).
+// - The short convolution lets a key see the token before it (recall of a value stored one
+//   token after its key). Its first c - 1 outputs read the c - 1 tokens before the slice,
+//   which under sequence parallelism lie on earlier ranks: SequenceBackend::previous_steps
+//   brings them, as one more cross-rank scan (seqpar/sp.h).
 // - step() runs one token with the per-step recurrence written out (S_t from S_{t-1} with plain
 //   tensor ops), an independent path the tests compare with the chunked forward.
 #pragma once
@@ -31,28 +37,37 @@ struct MatrixStateBlockOptions {
   int64_t heads = 4;
   int64_t mlp_hidden = 256;
   int64_t chunk_size = 64;
+  int64_t conv_size = 0;  // tokens seen by the short convolution (0: none)
+};
+
+// Recurrent state of a MatrixStateBlock: S (batch, heads, K, V) and, with a short convolution,
+// the last conv_size - 1 inputs of it (batch, conv_size - 1, 3 * d_model).
+struct MatrixBlockState {
+  at::Tensor S;
+  at::Tensor conv;
 };
 
 class MatrixStateBlockImpl : public torch::nn::Module {
  public:
   explicit MatrixStateBlockImpl(const MatrixStateBlockOptions& options);
 
-  // x: (batch, time, d_model) float32. state (optional, (batch, heads, K, V)) is read as the
-  // state entering the sequence when defined and replaced by the state after it (with
-  // sp_backend: the global final state).
+  // x: (batch, time, d_model) float32. state (optional) is read as the state entering the
+  // sequence where defined and replaced by the state after it (with sp_backend: the global
+  // final state).
   at::Tensor forward(const at::Tensor& x, const SequenceBackend& backend,
-                     at::Tensor* state = nullptr);
+                     MatrixBlockState* state = nullptr);
 
-  // One token: x (batch, d_model). state is updated in place (zeros when undefined).
-  at::Tensor step(const at::Tensor& x, at::Tensor& state);
+  // One token: x (batch, d_model). state is updated in place (zeros where undefined).
+  at::Tensor step(const at::Tensor& x, MatrixBlockState& state);
 
   const MatrixStateBlockOptions& options() const { return options_; }
 
  private:
   bool gla() const { return options_.variant == "gla"; }
-  // q, k, v (..., heads, K) and g ((..., heads, K) for GLA, (..., heads) otherwise), beta.
+  // q, k, v (..., heads, K) and g ((..., heads, K) for GLA, (..., heads) otherwise), beta,
+  // from F and the (convolved) W_qkv F.
   std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> project(
-      const at::Tensor& force);
+      const at::Tensor& force, const at::Tensor& qkv);
   at::Tensor readout(const at::Tensor& x, const at::Tensor& o);
 
   MatrixStateBlockOptions options_;
@@ -60,6 +75,7 @@ class MatrixStateBlockImpl : public torch::nn::Module {
   RMSNorm force_norm_{nullptr}, mlp_norm_{nullptr};
   torch::nn::Linear w_qkv_{nullptr}, w_g_{nullptr}, w_beta_{nullptr}, w_o_{nullptr};
   torch::nn::Linear mlp_in_{nullptr}, mlp_out_{nullptr};
+  at::Tensor conv_weight_;  // (3 * d_model, 1, conv_size) when conv_size > 0
 };
 TORCH_MODULE(MatrixStateBlock);
 
