@@ -18,7 +18,7 @@ import os
 import torch
 
 __all__ = ["load_library", "library_path", "scan", "scan_summary", "cpu_capability",
-           "chunk_gla", "chunk_gated_delta_rule"]
+           "chunk_gla", "chunk_gated_delta_rule", "previous_steps"]
 
 _here = os.path.dirname(os.path.abspath(__file__))
 _repo = os.path.dirname(os.path.dirname(_here))
@@ -105,3 +105,15 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
     o, final_state = torch.ops.seqpar.chunk_gated_delta_rule(q, k, v, g, beta, scale,
                                                              initial_state, chunk_size)
     return o, (final_state if output_final_state else None)
+
+
+def previous_steps(x, width, initial=None):
+    """The `width` steps before x and the `width` steps ending the sequence after x.
+
+    x: (batch, time, channels). Returns (before, last), each (batch, width, channels): before is
+    `initial` (the tail of an earlier piece of the sequence; zeros when None) and last the final
+    `width` rows of [before, x]. With seqpar.sp.previous_steps the same runs across ranks, for
+    short causal convolutions over a sequence split along time.
+    """
+    load_library()
+    return torch.ops.seqpar.previous_steps(x, width, initial)

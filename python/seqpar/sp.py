@@ -11,7 +11,7 @@ import torch
 
 from . import load_library
 
-__all__ = ["scan", "chunk_gla", "chunk_gated_delta_rule"]
+__all__ = ["scan", "chunk_gla", "chunk_gated_delta_rule", "previous_steps"]
 
 
 def _group_name(group):
@@ -43,3 +43,14 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
     o, final_state = torch.ops.seqpar.sp_chunk_gated_delta_rule(
         q, k, v, g, beta, scale, initial_state, chunk_size, _group_name(group))
     return o, (final_state if output_final_state else None)
+
+
+def previous_steps(x, width, initial=None, group=None):
+    """seqpar.previous_steps with the sequence split along time across the group's ranks:
+    (before, last), the `width` steps before this rank's slice (from as many earlier ranks as
+    needed; slices may be shorter than `width` or empty) and the `width` steps ending the whole
+    sequence (the same on every rank). initial is read on rank 0. A causal convolution of
+    `width + 1` taps over this rank's slice is then an ordinary one over
+    torch.cat([before, x], 1) without padding."""
+    load_library()
+    return torch.ops.seqpar.sp_previous_steps(x, width, initial, _group_name(group))

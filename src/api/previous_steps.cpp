@@ -10,19 +10,19 @@ namespace seqpar {
 
 std::tuple<at::Tensor, at::Tensor> previous_steps(const at::Tensor& x, int64_t width,
                                                   const std::optional<at::Tensor>& initial) {
-  TORCH_CHECK(x.dim() == 3, "seqpar.previous_steps: x must be (batch, time, channels), got ",
+  TORCH_CHECK(x.dim() == 3, "seqpar.previous_steps: 'x' must be (batch, time, channels), got ",
               x.sizes());
   TORCH_CHECK(at::isFloatingType(x.scalar_type()),
-              "seqpar.previous_steps: x must be floating point, got ", x.scalar_type());
-  TORCH_CHECK(width >= 1, "seqpar.previous_steps: width must be >= 1, got ", width);
+              "seqpar.previous_steps: 'x' must be floating point, got ", x.scalar_type());
+  TORCH_CHECK(width >= 1, "seqpar.previous_steps: 'width' must be >= 1, got ", width);
   at::Tensor before;
   if (initial && initial->defined()) {
     TORCH_CHECK(initial->dim() == 3 && initial->size(0) == x.size(0) &&
                     initial->size(1) == width && initial->size(2) == x.size(2),
-                "seqpar.previous_steps: initial must be (batch, width, channels) = (", x.size(0),
+                "seqpar.previous_steps: 'initial' must be (batch, width, channels) = (", x.size(0),
                 ", ", width, ", ", x.size(2), "), got ", initial->sizes());
     TORCH_CHECK(initial->scalar_type() == x.scalar_type() && initial->device() == x.device(),
-                "seqpar.previous_steps: initial must have x's dtype and device (",
+                "seqpar.previous_steps: 'initial' must have x's dtype and device (",
                 x.scalar_type(), ", ", x.device(), "), got ", initial->scalar_type(), ", ",
                 initial->device());
     before = *initial;

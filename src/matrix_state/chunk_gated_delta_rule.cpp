@@ -177,8 +177,11 @@ GatedDeltaSlice gated_delta_rule_slice(const at::Tensor& q, const at::Tensor& k,
     const at::Tensor k0 = k.to(dt).narrow(1, 0, 0), v0 = v.to(dt).narrow(1, 0, 0);
     slice.M = at::eye(d.K, opts) - at::einsum("bthk,bthj->bhkj", {k0, k0});
     slice.E = at::einsum("bthk,bthv->bhkv", {k0, v0});
-    slice.finish = [M = slice.M, E = slice.E, d, out = v.options()](const at::Tensor& x) {
-      return std::make_tuple(at::empty({d.B, 0, d.H, d.V}, out), at::matmul(M, x) + E);
+    // The empty output is built from x too: a loss that reads only the outputs must still
+    // reach the collective backward of the exchange that produced x.
+    slice.finish = [M = slice.M, E = slice.E, out = v.scalar_type()](const at::Tensor& x) {
+      return std::make_tuple(x.sum(2).unsqueeze(1).narrow(1, 0, 0).to(out),
+                             at::matmul(M, x) + E);
     };
     return slice;
   }

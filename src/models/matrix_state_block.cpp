@@ -86,12 +86,16 @@ at::Tensor MatrixStateBlockImpl::forward(const at::Tensor& x, const SequenceBack
   }
   if (options_.conv_size > 0) {
     // Depthwise, no padding: output t sees inputs t .. t + conv_size - 1 of the window, i.e.
-    // token t and the conv_size - 1 before it.
-    const int64_t one = 1, zero = 0;
+    // token t and the conv_size - 1 before it. conv1d refuses an empty output, so an empty
+    // slice convolves one zero step and keeps none: the graph still reaches the window, whose
+    // backward is collective under sequence parallelism, and the kernel.
+    const int64_t T = x.size(1), one = 1, zero = 0;
+    if (T == 0) qkv = at::cat({qkv, at::zeros({qkv.size(0), 1, qkv.size(2)}, qkv.options())}, 1);
     qkv = torch::silu(at::conv1d(qkv.transpose(1, 2), conv_weight_, /*bias=*/std::nullopt,
                                  at::IntArrayRef(one), at::IntArrayRef(zero), at::IntArrayRef(one),
                                  qkv.size(2))
-                          .transpose(1, 2));
+                          .transpose(1, 2))
+              .narrow(1, 0, T);
   }
   auto [q, k, v, g, beta] = project(force, qkv);
   std::optional<at::Tensor> s0;

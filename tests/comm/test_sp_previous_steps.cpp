@@ -92,13 +92,13 @@ TEST(SpPreviousStepsErrors, NameTheArgument) {
     }
     return std::string("no error");
   };
-  EXPECT_NE(message([&] { previous_steps(x, 0, std::nullopt, group); }).find("width"),
+  EXPECT_NE(message([&] { previous_steps(x, 0, std::nullopt, group); }).find("'width'"),
             std::string::npos);
-  EXPECT_NE(message([&] { previous_steps(x.select(0, 0), 2, std::nullopt, group); }).find("x must"),
+  EXPECT_NE(message([&] { previous_steps(x.select(0, 0), 2, std::nullopt, group); }).find("'x' must"),
             std::string::npos);
   if (group->rank() == 0) {
     EXPECT_NE(message([&] { previous_steps(x, 2, torch::zeros({1, 3, 2}), group); })
-                  .find("initial must be"),
+                  .find("'initial' must be"),
               std::string::npos);
   }
 }

@@ -48,7 +48,9 @@ def run(model, inputs, h0, chunk, group=None):
     return fn(*inputs, initial_state=h0, output_final_state=True, chunk_size=chunk, group=group)
 
 
-def check_case(model, split, chunk, dtype, tol, algo="auto"):
+def check_case(model, split, chunk, dtype, tol, algo="auto", final_in_loss=True):
+    """final_in_loss=False: the loss reads the outputs only (an empty slice's backward must
+    still take part in the exchange's collectives)."""
     os.environ["SEQPAR_SP_ALGO"] = algo
     P, r = dist.get_world_size(), dist.get_rank()
     lengths = slice_lengths(split, P)
@@ -59,6 +61,8 @@ def check_case(model, split, chunk, dtype, tol, algo="auto"):
     full = [x.clone().requires_grad_() for x in inputs]
     h0_full = h0.clone().requires_grad_()
     o_ref, S_ref = run(model, full, h0_full, chunk)
+    if not final_in_loss:
+        wS = torch.zeros_like(wS)
     loss_ref = (o_ref.double() * wo).sum() + (S_ref.double() * wS).sum() * P
     grads_ref = torch.autograd.grad(loss_ref, full + [h0_full])
 
@@ -67,7 +71,9 @@ def check_case(model, split, chunk, dtype, tol, algo="auto"):
     mine = [x[:, start:start + lengths[r]].clone().requires_grad_() for x in inputs]
     h0_mine = h0.clone().requires_grad_()
     o, S = run(model, mine, h0_mine, chunk, group=dist.group.WORLD)
-    loss = (o.double() * wo[:, start:start + lengths[r]]).sum() + (S.double() * wS).sum()
+    loss = (o.double() * wo[:, start:start + lengths[r]]).sum()
+    if final_in_loss:
+        loss = loss + (S.double() * wS).sum()
     grads = torch.autograd.grad(loss, mine + [h0_mine], allow_unused=True)
 
     def close(name, got, want):
@@ -91,6 +97,52 @@ def check_case(model, split, chunk, dtype, tol, algo="auto"):
     assert torch.equal(o2, o.detach()) and torch.equal(S2, S.detach()), f"rank {r}: not reproducible"
 
 
+def check_previous_steps(split, width, dtype):
+    """seqpar.sp.previous_steps feeding a depthwise causal convolution of width + 1 taps: the
+    convolution of each slice over [before, x] equals the convolution of the whole sequence,
+    in value and gradient (x, initial, weight)."""
+    P, r = dist.get_world_size(), dist.get_rank()
+    lengths = slice_lengths(split, P)
+    start, total = sum(lengths[:r]), sum(lengths)
+    gen = torch.Generator().manual_seed(99)
+    B, C = 2, 5
+    x = torch.randn(B, total, C, generator=gen, dtype=torch.float64).to(dtype)
+    init = torch.randn(B, width, C, generator=gen, dtype=torch.float64).to(dtype)
+    weight = torch.randn(C, 1, width + 1, generator=gen, dtype=torch.float64).to(dtype)
+    wy = torch.randn(B, C, total, generator=gen, dtype=torch.float64)
+
+    def conv(seq, w):  # seq (B, n + width, C) -> (B, C, n)
+        # conv1d refuses an empty output: an empty slice convolves one zero step and keeps
+        # none, so that its graph still reaches previous_steps' collective backward.
+        n = seq.shape[1] - width
+        if n == 0:
+            seq = torch.cat([seq, seq.new_zeros(B, 1, C)], 1)
+        return F.conv1d(seq.transpose(1, 2), w, groups=C)[:, :, :n]
+
+    full, init_full, w_full = (t.clone().requires_grad_() for t in (x, init, weight))
+    y_ref = conv(torch.cat([init_full, full], 1), w_full)
+    # The weight is replicated: each rank's gradient of it is its own slice's share.
+    grads_ref = torch.autograd.grad((y_ref.double() * wy).sum(), [full, init_full, w_full])
+
+    mine, init_mine, w_mine = (t.clone().requires_grad_()
+                               for t in (x[:, start:start + lengths[r]], init, weight))
+    before, last = seqpar.sp.previous_steps(mine, width, init_mine)
+    y = conv(torch.cat([before, mine], 1), w_mine)
+    loss = (y.double() * wy[:, :, start:start + lengths[r]]).sum()
+    g_x, g_init, g_w = torch.autograd.grad(loss, [mine, init_mine, w_mine], allow_unused=True)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    where = f"rank {r} P={P} previous_steps {split} width={width} {dtype}"
+    assert torch.equal(last, torch.cat([init, x], 1)[:, total:]), where + ": last"
+    assert torch.allclose(y, y_ref[:, :, start:start + lengths[r]], atol=tol), where + ": conv"
+    assert torch.allclose(g_x, grads_ref[0][:, start:start + lengths[r]], atol=tol), where + ": grad x"
+    want_init = grads_ref[1] if r == 0 else torch.zeros_like(grads_ref[1])
+    assert torch.allclose(g_init if g_init is not None else torch.zeros_like(init), want_init,
+                          atol=tol), where + ": grad initial"
+    g_w_sum = g_w.clone()
+    dist.all_reduce(g_w_sum)
+    assert torch.allclose(g_w_sum, grads_ref[2], atol=tol * max(1, total)), where + ": grad weight"
+
+
 def main():
     dist.init_process_group("gloo")
     cases = 0
@@ -102,7 +154,14 @@ def main():
         check_case(model, "uneven", 16, torch.float32, 2e-4)
         for algo in ("tree", "allgather", "ring"):
             check_case(model, "empty", 16, torch.float64, 1e-10, algo)
-        cases += 4
+        check_case(model, "empty", 4, torch.float64, 1e-10, final_in_loss=False)
+        cases += 5
+    for split in ("even", "uneven", "empty"):
+        for width in (1, 3):
+            check_previous_steps(split, width, torch.float64)
+            cases += 1
+    check_previous_steps("empty", 3, torch.float32)
+    cases += 1
     print(f"rank {dist.get_rank()}: sp matrix-state checks passed on {dist.get_world_size()} "
           f"ranks ({cases} cases)", flush=True)
     dist.destroy_process_group()

@@ -194,3 +194,39 @@ def test_errors_name_the_argument():
         with pytest.raises(RuntimeError) as info:
             call()
         assert message in str(info.value), str(info.value)
+
+
+def test_previous_steps():
+    """seqpar.previous_steps: the window before x (initial or zeros) and the last one, as
+    slices of [initial, x]; a short causal convolution over a sequence fed in two pieces
+    equals the whole; gradients; errors name the argument."""
+    x = torch.randn(2, 7, 3, dtype=torch.float64)
+    init = torch.randn(2, 4, 3, dtype=torch.float64)
+    before, last = seqpar.previous_steps(x, 4)
+    assert torch.equal(before, torch.zeros(2, 4, 3, dtype=torch.float64))
+    assert torch.equal(last, x[:, 3:])
+    before, last = seqpar.previous_steps(x[:, :2], 4, init)
+    assert torch.equal(before, init) and torch.equal(last, torch.cat([init[:, 2:], x[:, :2]], 1))
+
+    weight = torch.randn(3, 1, 5, dtype=torch.float64)
+    conv = lambda seq: F.conv1d(seq.transpose(1, 2), weight, groups=3)  # noqa: E731
+    whole = conv(torch.cat([init, x], 1))
+    b1, l1 = seqpar.previous_steps(x[:, :2], 4, init)
+    b2, _ = seqpar.previous_steps(x[:, 2:], 4, l1)
+    pieces = torch.cat([conv(torch.cat([b1, x[:, :2]], 1)), conv(torch.cat([b2, x[:, 2:]], 1))], 2)
+    assert torch.allclose(pieces, whole, atol=1e-12)
+
+    xg, ig = x.clone().requires_grad_(), init.clone().requires_grad_()
+    assert gradcheck(lambda a, b: seqpar.previous_steps(a, 3, b), (xg, ig[:, :3]))
+    torch.library.opcheck(torch.ops.seqpar.previous_steps.default, (xg, 3, ig[:, :3].detach()))
+
+    for call, message in [
+        (lambda: seqpar.previous_steps(x[0], 2), "'x' must be (batch, time, channels)"),
+        (lambda: seqpar.previous_steps(x, 0), "'width' must be >= 1"),
+        (lambda: seqpar.previous_steps(x, 2, init), "'initial' must be (batch, width, channels)"),
+        (lambda: seqpar.previous_steps(x, 4, init.float()), "'initial' must have x's dtype"),
+        (lambda: seqpar.previous_steps(x.int(), 2), "'x' must be floating point"),
+    ]:
+        with pytest.raises(RuntimeError) as info:
+            call()
+        assert message in str(info.value), str(info.value)

@@ -4,6 +4,8 @@
 // With P = 2 the same program also checks dp = 2 (sp = 1) against one rank on the full batch.
 #include "test_world.h"
 
+#include <seqpar/comm/rank_scan.h>
+#include <seqpar/models/matrix_state_block.h>
 #include <seqpar/train/trainer.h>
 
 #include <gtest/gtest.h>
@@ -96,6 +98,58 @@ TEST_P(SpMatrixTraining, LossAndGradientsMatchOneRank) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, SpMatrixTraining,
+                         testing::Values("gla", "gated_deltanet", "gla+conv",
+                                         "gated_deltanet+conv"));
+
+// A matrix-state block on short slices and empty ones (lengths 2, 0, 1, 5, ...: with a short
+// convolution, rank 2's window reaches back over rank 1 into rank 0), with a loss on the
+// outputs only: outputs, the gradient of x and, summed over ranks, of every parameter equal
+// the block on the whole sequence. ("+conv": conv_size 4.)
+class SpMatrixBlock : public testing::TestWithParam<std::string> {};
+
+TEST_P(SpMatrixBlock, ShortAndEmptySlicesMatchTheWholeSequence) {
+  auto world = test_world();
+  const int P = world->size(), r = world->rank();
+  const int64_t kLengths[] = {2, 0, 1, 5};
+  std::vector<int64_t> start(P + 1, 0);
+  for (int i = 0; i < P; ++i) start[i + 1] = start[i] + kLengths[i % 4];
+  const int64_t total = start[P], len = start[r + 1] - start[r];
+  seqpar::models::MatrixStateBlockOptions bo;
+  bo.d_model = 16;
+  bo.heads = 2;
+  bo.mlp_hidden = 32;
+  bo.chunk_size = 4;
+  const auto plus = GetParam().find('+');
+  bo.variant = GetParam().substr(0, plus);
+  bo.conv_size = plus == std::string::npos ? 0 : 4;
+  torch::manual_seed(5);
+  seqpar::models::MatrixStateBlock block(bo);
+  auto x = torch::randn({2, total, 16}), w = torch::randn({2, total, 16});
+  auto x_full = x.clone().requires_grad_();
+  (block->forward(x_full, seqpar::models::local_backend()) * w).sum().backward();
+  std::vector<at::Tensor> grads_ref;
+  for (auto& p : block->parameters()) {
+    grads_ref.push_back(p.grad().clone());
+    p.mutable_grad() = at::Tensor();
+  }
+  auto y_ref = block->forward(x, seqpar::models::local_backend()).detach();
+
+  auto x_mine = x.narrow(1, start[r], len).clone().requires_grad_();
+  auto y = block->forward(x_mine, seqpar::models::sp_backend(world));
+  (y * w.narrow(1, start[r], len)).sum().backward();
+  EXPECT_TRUE(torch::allclose(y, y_ref.narrow(1, start[r], len), 1e-5, 1e-5)) << "rank " << r;
+  EXPECT_TRUE(torch::allclose(x_mine.grad(), x_full.grad().narrow(1, start[r], len), 1e-5, 1e-5))
+      << "grad x on rank " << r;
+  size_t i = 0;
+  for (auto& p : block->named_parameters()) {
+    at::Tensor g = p.value().grad().defined() ? p.value().grad().contiguous()
+                                              : torch::zeros_like(p.value());
+    world->all_reduce_sum(seqpar::comm::mutable_buffer_of(g));
+    EXPECT_TRUE(torch::allclose(g, grads_ref[i++], 1e-4, 1e-5)) << p.key() << " on rank " << r;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Blocks, SpMatrixBlock,
                          testing::Values("gla", "gated_deltanet", "gla+conv",
                                          "gated_deltanet+conv"));
 
