@@ -18,7 +18,7 @@ import os
 import torch
 
 __all__ = ["load_library", "library_path", "scan", "scan_summary", "cpu_capability",
-           "chunk_gla", "chunk_gated_delta_rule", "previous_steps"]
+           "chunk_gla", "chunk_gated_delta_rule", "previous_steps", "causal_conv1d"]
 
 _here = os.path.dirname(os.path.abspath(__file__))
 _repo = os.path.dirname(os.path.dirname(_here))
@@ -117,3 +117,49 @@ def previous_steps(x, width, initial=None):
     """
     load_library()
     return torch.ops.seqpar.previous_steps(x, width, initial)
+
+
+def _causal_conv1d(x, weight, bias, activation, before, last, output_final_state):
+    """The convolution over [before, x] without padding (shared with seqpar.sp)."""
+    if activation not in (None, "silu", "swish"):
+        raise ValueError(f"seqpar.causal_conv1d: 'activation' must be None, 'silu' or 'swish', "
+                         f"got {activation!r}")
+    T, D = x.shape[1], x.shape[2]
+    window = torch.cat([before, x], 1)
+    if T == 0:
+        # conv1d refuses an empty output: convolve one zero step and keep none of it, so that
+        # the graph still reaches the window (whose backward is collective across ranks).
+        window = torch.cat([window, window.new_zeros(x.shape[0], 1, D)], 1)
+    y = torch.nn.functional.conv1d(window.transpose(1, 2), weight.unsqueeze(1), bias,
+                                   groups=D)[:, :, :T].transpose(1, 2)
+    if activation is not None:
+        y = torch.nn.functional.silu(y)
+    return y, (last if output_final_state else None)
+
+
+def _check_conv_weight(x, weight):
+    if x.dim() != 3:
+        raise ValueError(f"seqpar.causal_conv1d: 'x' must be (batch, time, dim), got "
+                         f"{tuple(x.shape)}")
+    if weight.dim() != 2 or weight.shape[0] != x.shape[2] or weight.shape[1] < 1:
+        raise ValueError(f"seqpar.causal_conv1d: 'weight' must be (dim, width) with dim = "
+                         f"{x.shape[2]}, got {tuple(weight.shape)}")
+
+
+def causal_conv1d(x, weight, bias=None, activation=None, initial_state=None,
+                  output_final_state=False):
+    """Depthwise causal convolution over time (flash-linear-attention's ShortConvolution):
+    y[:, t, d] = act(bias[d] + sum_j weight[d, j] * x[:, t - W + 1 + j, d]), W = width.
+
+    x: (batch, time, dim); weight: (dim, W); bias: (dim,) or None; activation None or "silu".
+    initial_state: (batch, W - 1, dim), the inputs before x (zeros when None). Returns
+    (y, final_state), final_state the last W - 1 inputs (None unless output_final_state), so a
+    sequence fed in pieces equals the whole. seqpar.sp.causal_conv1d runs it across ranks.
+    """
+    _check_conv_weight(x, weight)
+    width = weight.shape[1]
+    if width == 1:
+        before = last = x[:, :0]
+    else:
+        before, last = previous_steps(x, width - 1, initial_state)
+    return _causal_conv1d(x, weight, bias, activation, before, last, output_final_state)

@@ -9,9 +9,9 @@ the same on every rank; gradients of the replicated final state are summed over 
 """
 import torch
 
-from . import load_library
+from . import _causal_conv1d, _check_conv_weight, load_library
 
-__all__ = ["scan", "chunk_gla", "chunk_gated_delta_rule", "previous_steps"]
+__all__ = ["scan", "chunk_gla", "chunk_gated_delta_rule", "previous_steps", "causal_conv1d"]
 
 
 def _group_name(group):
@@ -54,3 +54,18 @@ def previous_steps(x, width, initial=None, group=None):
     torch.cat([before, x], 1) without padding."""
     load_library()
     return torch.ops.seqpar.sp_previous_steps(x, width, initial, _group_name(group))
+
+
+def causal_conv1d(x, weight, bias=None, activation=None, initial_state=None,
+                  output_final_state=False, group=None):
+    """seqpar.causal_conv1d with the sequence split along time across the group's ranks: the
+    first W - 1 outputs of a rank read the inputs before its slice (from as many earlier ranks
+    as needed) through previous_steps. initial_state is read on rank 0; final_state is the
+    global one, the same on every rank. Every rank must call it (empty slices included)."""
+    _check_conv_weight(x, weight)
+    width = weight.shape[1]
+    if width == 1:
+        before = last = x[:, :0]
+    else:
+        before, last = previous_steps(x, width - 1, initial_state, group)
+    return _causal_conv1d(x, weight, bias, activation, before, last, output_final_state)

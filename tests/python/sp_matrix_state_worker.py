@@ -143,6 +143,40 @@ def check_previous_steps(split, width, dtype):
     assert torch.allclose(g_w_sum, grads_ref[2], atol=tol * max(1, total)), where + ": grad weight"
 
 
+def check_causal_conv1d(split, width):
+    """seqpar.sp.causal_conv1d (bias, SiLU, initial and final state) against seqpar's one-process
+    causal_conv1d over the whole sequence, values and gradients."""
+    P, r = dist.get_world_size(), dist.get_rank()
+    lengths = slice_lengths(split, P)
+    start, total = sum(lengths[:r]), sum(lengths)
+    gen = torch.Generator().manual_seed(7)
+    B, D = 2, 3
+    x = torch.randn(B, total, D, generator=gen, dtype=torch.float64)
+    w = torch.randn(D, width, generator=gen, dtype=torch.float64)
+    bias = torch.randn(D, generator=gen, dtype=torch.float64)
+    init = torch.randn(B, width - 1, D, generator=gen, dtype=torch.float64)
+    wy = torch.randn(B, total, D, generator=gen, dtype=torch.float64)
+    wf = torch.randn(B, width - 1, D, generator=gen, dtype=torch.float64)
+    full = [t.clone().requires_grad_() for t in (x, w, bias, init)]
+    y_ref, f_ref = seqpar.causal_conv1d(full[0], full[1], full[2], "silu", full[3], True)
+    ref = torch.autograd.grad((y_ref * wy).sum() + P * (f_ref * wf).sum(), full)
+    mine = [t.clone().requires_grad_() for t in (x[:, start:start + lengths[r]], w, bias, init)]
+    y, f = seqpar.sp.causal_conv1d(mine[0], mine[1], mine[2], "silu", mine[3], True)
+    got = torch.autograd.grad((y * wy[:, start:start + lengths[r]]).sum() + (f * wf).sum(), mine,
+                              allow_unused=True)
+    where = f"rank {r} P={P} causal_conv1d {split} width={width}"
+    assert torch.allclose(y, y_ref[:, start:start + lengths[r]], atol=1e-12), where + ": y"
+    assert torch.equal(f, f_ref), where + ": final state"
+    assert torch.allclose(got[0], ref[0][:, start:start + lengths[r]], atol=1e-12), where + ": grad x"
+    for i, name in ((1, "weight"), (2, "bias")):  # replicated: the ranks' shares sum to it
+        total_grad = got[i].clone()
+        dist.all_reduce(total_grad)
+        assert torch.allclose(total_grad, ref[i], atol=1e-10), where + ": grad " + name
+    want_init = ref[3] if r == 0 else torch.zeros_like(ref[3])
+    got_init = got[3] if got[3] is not None else torch.zeros_like(ref[3])
+    assert torch.allclose(got_init, want_init, atol=1e-12), where + ": grad initial_state"
+
+
 def main():
     dist.init_process_group("gloo")
     cases = 0
@@ -162,6 +196,9 @@ def main():
             cases += 1
     check_previous_steps("empty", 3, torch.float32)
     cases += 1
+    for split in ("uneven", "empty"):
+        check_causal_conv1d(split, 4)
+        cases += 1
     print(f"rank {dist.get_rank()}: sp matrix-state checks passed on {dist.get_world_size()} "
           f"ranks ({cases} cases)", flush=True)
     dist.destroy_process_group()

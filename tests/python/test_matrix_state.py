@@ -230,3 +230,31 @@ def test_previous_steps():
         with pytest.raises(RuntimeError) as info:
             call()
         assert message in str(info.value), str(info.value)
+
+
+def test_causal_conv1d():
+    """seqpar.causal_conv1d against the formula written out per step; pieces with the carried
+    state equal the whole; width 1; gradients; errors."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 9, 5, generator=gen, dtype=torch.float64)
+    w = torch.randn(5, 4, generator=gen, dtype=torch.float64)
+    bias = torch.randn(5, generator=gen, dtype=torch.float64)
+    init = torch.randn(2, 3, 5, generator=gen, dtype=torch.float64)
+    padded = torch.cat([init, x], 1)
+    ref = torch.stack([bias + sum(w[:, j] * padded[:, t + j] for j in range(4))
+                       for t in range(9)], 1)
+    y, final = seqpar.causal_conv1d(x, w, bias, "silu", init, output_final_state=True)
+    assert torch.allclose(y, F.silu(ref), atol=1e-12) and torch.equal(final, padded[:, -3:])
+    y1, f1 = seqpar.causal_conv1d(x[:, :2], w, bias, initial_state=init, output_final_state=True)
+    y2, _ = seqpar.causal_conv1d(x[:, 2:], w, bias, initial_state=f1)
+    assert torch.allclose(torch.cat([y1, y2], 1), ref, atol=1e-12)
+    y, final = seqpar.causal_conv1d(x, w[:, :1], output_final_state=True)
+    assert torch.allclose(y, x * w[:, 0]) and final.shape == (2, 0, 5)
+    y, _ = seqpar.causal_conv1d(x[:, :0], w, bias)
+    assert y.shape == (2, 0, 5)
+    args = [t.clone().requires_grad_() for t in (x, w, bias, init)]
+    assert gradcheck(lambda a, b, c, d: seqpar.causal_conv1d(a, b, c, "silu", d)[0], args)
+    with pytest.raises(ValueError, match="'weight' must be"):
+        seqpar.causal_conv1d(x, w[:4])
+    with pytest.raises(ValueError, match="'activation'"):
+        seqpar.causal_conv1d(x, w, activation="relu")
