@@ -163,10 +163,20 @@ struct ForwardPolicy {
   }
 
   // One step of lanes [l0, l1) of a channel-inner group (restrict parameters, so that the
-  // compiler vectorizes without run-time overlap checks).
+  // compiler vectorizes without run-time overlap checks). float16's scalar conversions do not
+  // vectorize, so its lanes go through Highway (simd::kVectorLanes).
   static void aggregate_lanes(const S* __restrict pa, const S* __restrict pb,
                               Acc* __restrict cA, Acc* __restrict cB, int l0, int l1) {
-    for (int l = l0; l < l1; ++l) {
+    int l = l0;
+    if constexpr (simd::kVectorLanes<S>) {
+      using V = simd::Vec<Acc>;
+      for (; l + V::kLanes <= l1; l += V::kLanes) {
+        const auto c = simd::load_lanes(pa + l);
+        V::storeu(cA + l, V::mul(c, V::loadu(cA + l)));
+        V::storeu(cB + l, V::fma(c, V::loadu(cB + l), simd::load_lanes(pb + l)));
+      }
+    }
+    for (; l < l1; ++l) {
       const Acc c = load(pa + l);
       cA[l] = c * cA[l];
       cB[l] = c * cB[l] + load(pb + l);
@@ -174,7 +184,16 @@ struct ForwardPolicy {
   }
   static void run_lanes(const S* __restrict pa, const S* __restrict pb, S* __restrict ph,
                         Acc* __restrict st, int l0, int l1) {
-    for (int l = l0; l < l1; ++l) {
+    int l = l0;
+    if constexpr (simd::kVectorLanes<S>) {
+      using V = simd::Vec<Acc>;
+      for (; l + V::kLanes <= l1; l += V::kLanes) {
+        const auto v = V::fma(simd::load_lanes(pa + l), V::loadu(st + l), simd::load_lanes(pb + l));
+        V::storeu(st + l, v);
+        simd::store_lanes(ph + l, v);
+      }
+    }
+    for (; l < l1; ++l) {
       const Acc v = load(pa + l) * st[l] + load(pb + l);
       st[l] = v;
       store(ph + l, v);

@@ -214,7 +214,16 @@ struct BackwardPolicy {
   // compiler vectorizes without run-time overlap checks).
   static void aggregate_lanes(const S* __restrict pa, const S* __restrict pg,
                               Acc* __restrict cA, Acc* __restrict cB, int l0, int l1) {
-    for (int l = l0; l < l1; ++l) {
+    int l = l0;
+    if constexpr (simd::kVectorLanes<S>) {  // real: conj is the identity
+      using V = simd::Vec<Acc>;
+      for (; l + V::kLanes <= l1; l += V::kLanes) {
+        const auto c = simd::load_lanes(pa + l);
+        V::storeu(cA + l, V::mul(c, V::loadu(cA + l)));
+        V::storeu(cB + l, V::mul(c, V::add(V::loadu(cB + l), simd::load_lanes(pg + l))));
+      }
+    }
+    for (; l < l1; ++l) {
       const Acc c = conj(load(pa + l));
       cA[l] = c * cA[l];
       cB[l] = c * (cB[l] + load(pg + l));
@@ -223,7 +232,17 @@ struct BackwardPolicy {
   static void run_lanes(const S* __restrict pa, const S* __restrict ph, const S* __restrict pg,
                         S* __restrict pga, S* __restrict pgb, Acc* __restrict st, int l0,
                         int l1) {
-    for (int l = l0; l < l1; ++l) {
+    int l = l0;
+    if constexpr (simd::kVectorLanes<S>) {
+      using V = simd::Vec<Acc>;
+      for (; l + V::kLanes <= l1; l += V::kLanes) {
+        const auto lam = V::add(simd::load_lanes(pg + l), V::loadu(st + l));
+        simd::store_lanes(pgb + l, lam);
+        simd::store_lanes(pga + l, V::mul(lam, simd::load_lanes(ph + l)));
+        V::storeu(st + l, V::mul(simd::load_lanes(pa + l), lam));
+      }
+    }
+    for (; l < l1; ++l) {
       const Acc lam = load(pg + l) + st[l];
       store(pgb + l, lam);
       store(pga + l, lam * conj(load(ph + l)));

@@ -46,6 +46,7 @@ struct Vec {
   static type set1(T x) { return hn::Set(D(), x); }
   static type loadu(const T* p) { return hn::LoadU(D(), p); }
   static void storeu(T* p, type v) { hn::StoreU(v, D(), p); }
+  static type add(type x, type y) { return hn::Add(x, y); }
   static type mul(type x, type y) { return hn::Mul(x, y); }
   static type fma(type x, type y, type z) { return hn::MulAdd(x, y, z); }
   static T lane0(type v) { return hn::GetLane(v); }
@@ -123,6 +124,11 @@ constexpr bool kVectorStorage =
      false
 #endif
     );
+
+// Storage types whose channel-inner lanes run through Highway: float16, whose scalar
+// conversions the compiler does not vectorize (the other types' plain loops vectorize).
+template <class S>
+constexpr bool kVectorLanes = std::is_same_v<S, Float16> && kVectorStorage<S>;
 
 using DF = hn::ScalableTag<float>;
 using DBF16 = hn::Rebind<hwy::bfloat16_t, DF>;
@@ -205,8 +211,14 @@ inline void compose_steps(typename Vec<T>::type& A, typename Vec<T>::type& B) {
 namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::simd {
 template <class S>
 constexpr bool kVectorStorage = false;
+template <class S>
+constexpr bool kVectorLanes = false;
 template <class T>
 struct Vec;
+template <class S>
+void load_lanes(const S* p);
+template <class S, class V>
+void store_lanes(S* p, V v);
 template <class S, int kDir>
 void load_steps(const S* p);
 template <class S, int kDir, class V>

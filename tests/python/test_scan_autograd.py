@@ -153,3 +153,30 @@ def test_opcheck(dtype):
     h = torch.ops.seqpar.scan(x[0], x[1])[0]
     torch.library.opcheck(torch.ops.seqpar.scan_backward.default,
                           (x[0], h, None, torch.randn_like(h), None, False))
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 2e-2), (torch.float16, 4e-3)], ids=str)
+def test_16bit_channel_rows_shared_through_tiles(dtype, tol):
+    """One batch row of 40 channels over 60001 steps with 2 threads: the row is shared through
+    several look-back time tiles, so the channel lanes' summary and run loops of the 16-bit types
+    (float16's through Highway) both run, forward and backward. Reference: the same inputs in
+    float64 (the float64 loops, gradchecked above)."""
+    shape = (1, 60001, 40)
+    a, b, h0 = rand_inputs(shape, dtype, 9)
+    g = torch.Generator().manual_seed(10)
+    w = torch.randn(shape, generator=g, dtype=torch.float64)
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for reverse in (False, True):
+            h, hl = torch.ops.seqpar.scan(a, b, h0, reverse)
+            got = torch.autograd.grad((h.double() * w).sum() + hl.double().sum(), (a, b, h0))
+            wide = [x.detach().double().requires_grad_() for x in (a, b, h0)]
+            H, HL = torch.ops.seqpar.scan(*wide, reverse)
+            ref = torch.autograd.grad((H * w).sum() + HL.sum(), wide)
+            for x, r in zip((h, hl) + got, (H, HL) + ref):
+                rel = max_err(x, r) / r.abs().max().item()
+                print(dtype, f"reverse={reverse} rel err {rel:.2e}")
+                assert rel < tol
+    finally:
+        torch.set_num_threads(old)
