@@ -37,6 +37,20 @@ std::map<std::string, std::string> parse_fingerprint(const std::string& text) {
   return keys;
 }
 
+// Tensors in a module archive, nested archives included. Module::load reads the model's own
+// parameters and buffers and ignores anything else, so a checkpoint of a larger model (more
+// layers, a short convolution) would otherwise load silently into a smaller one.
+size_t archive_tensors(torch::serialize::InputArchive& archive) {
+  size_t n = 0;
+  for (const auto& key : archive.keys()) {
+    torch::serialize::InputArchive child;
+    at::Tensor tensor;
+    if (archive.try_read(key, child)) n += archive_tensors(child);
+    else if (archive.try_read(key, tensor)) ++n;
+  }
+  return n;
+}
+
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
   throw CheckpointError("checkpoint '" + path + "': " + what);
 }
@@ -152,6 +166,8 @@ TrainProgress load_checkpoint(const std::string& path, const std::string& expect
       const std::string old = it == saved.end() ? "(absent)" : it->second;
       if (old != v) diff += "\n  " + k + ": checkpoint " + old + ", this run " + v;
     }
+    for (const auto& [k, v] : saved)
+      if (!wanted.count(k)) diff += "\n  " + k + ": checkpoint " + v + ", this run (absent)";
     fail(path, "was written with different options:" + diff +
                    "\n  (resume with the original options, or start a fresh run elsewhere)");
   }
@@ -162,6 +178,13 @@ TrainProgress load_checkpoint(const std::string& path, const std::string& expect
     root.load_from(payload.data(), payload.size(), device);
     root.read("model", model_archive);
     model->load(model_archive);
+    const size_t saved_tensors = archive_tensors(model_archive),
+                 model_tensors = model->parameters().size() + model->buffers().size();
+    if (saved_tensors != model_tensors) {
+      fail(path, "holds " + std::to_string(saved_tensors) + " model tensors, this run's model has " +
+                     std::to_string(model_tensors) +
+                     ": it was written for a different model (model, layers, conv_size, ...)");
+    }
     if (optimizer) {
       root.read("optimizer", optimizer_archive);
       optimizer->load(optimizer_archive);

@@ -139,6 +139,40 @@ TEST_F(BadCheckpoint, DifferentOptionsAreNamed) {
   EXPECT_EQ(read_file(path_), original_);
 }
 
+// A checkpoint with more model tensors than this run's model (here a short convolution the
+// model lacks) is refused even where options are not compared (generate mode passes no
+// fingerprint), instead of loading silently without them; resuming names the option.
+TEST(CheckpointModel, ExtraTensorsAreRefused) {
+  auto o = tiny_options();
+  o.model = "gated_deltanet";
+  o.conv_size = 4;
+  o.steps = 1;
+  o.checkpoint_dir = fresh_dir("conv");
+  Trainer(o, single_rank_grid(), nullptr).run();
+  const auto path = checkpoint_path(o.checkpoint_dir, 1);
+  auto plain = o;
+  plain.conv_size = 0;
+  seqpar::models::ByteLM model(model_options(plain));
+  std::string msg = "(no error)";
+  try {
+    load_checkpoint(path, "", model, nullptr);
+  } catch (const CheckpointError& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("different model"), std::string::npos) << msg;
+  seqpar::models::ByteLM same(model_options(o));
+  EXPECT_NO_THROW(load_checkpoint(path, "", same, nullptr));
+  plain.resume = path;
+  msg = "(no error)";
+  try {
+    Trainer(plain, single_rank_grid(), nullptr).run();
+  } catch (const CheckpointError& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("conv_size: checkpoint 4, this run (absent)"), std::string::npos) << msg;
+  std::filesystem::remove_all(o.checkpoint_dir);
+}
+
 TEST_F(BadCheckpoint, FreshRunDoesNotOverwrite) {
   auto o = options_;
   o.resume.clear();
