@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The training program on a GPU, for scripts/gpu_session.sh's train-smoke step:
-#  1. every model family (manifold, gla, gated_deltanet, psm) trains 3 steps of the byte LM on
+#  1. every model family (manifold, gla, gated_deltanet, gated_deltanet with a 4-tap short
+#     convolution, psm) trains 3 steps of the byte LM on
 #     the CPU and on CUDA from the same seed (parameters are initialised on the CPU, then moved),
 #     and the per-step losses must agree within 1e-4 relative (float32 on two devices: the
 #     reduction orders differ, so the last digits do; an H200 agreed within 2e-7 on
@@ -19,10 +20,13 @@ small=(--task text --seq_len 4096 --batch 1 --d_model 64 --layers 2 --heads 4 --
        --psm_chunk 64 --steps 3 --warmup 1 --lr 0.003 --log_every 1 --val_every 0
        --checkpoint_dir "" --sp 1 --seed 7 --threads 4)
 fail=0
-for model in manifold gla gated_deltanet psm; do
+for model in manifold gla gated_deltanet gated_deltanet+conv psm; do
+  extra=()
+  [[ $model == *+conv ]] && extra=(--conv_size 4)
   for d in cpu "$dev"; do
-    "$train" "${small[@]}" --model "$model" --device "$d" --metrics "$out/${model}_$d.jsonl" \
-      >"$out/${model}_$d.log" 2>&1 || { echo "FAIL $model on $d: exit $? ($out/${model}_$d.log)"; tail -n 3 "$out/${model}_$d.log"; fail=1; }
+    "$train" "${small[@]}" --model "${model%+conv}" "${extra[@]}" --device "$d" \
+      --metrics "$out/${model}_$d.jsonl" >"$out/${model}_$d.log" 2>&1 ||
+      { echo "FAIL $model on $d: exit $? ($out/${model}_$d.log)"; tail -n 3 "$out/${model}_$d.log"; fail=1; }
   done
   "$python" - "$out/${model}_cpu.jsonl" "$out/${model}_$dev.jsonl" "$model" "$dev" <<'PY' || fail=1
 import json, sys
