@@ -119,31 +119,20 @@ def previous_steps(x, width, initial=None):
     return torch.ops.seqpar.previous_steps(x, width, initial)
 
 
-def _causal_conv1d(x, weight, bias, activation, before, last, output_final_state):
-    """The convolution over [before, x] without padding (shared with seqpar.sp)."""
+def _causal_conv1d(x, weight, bias, activation, initial_state, output_final_state, steps):
+    """The convolution over [before, x], `before` from steps(x, W - 1, initial_state): the
+    one-process previous_steps or seqpar.sp's (shared by both causal_conv1d functions)."""
     if activation not in (None, "silu", "swish"):
         raise ValueError(f"seqpar.causal_conv1d: 'activation' must be None, 'silu' or 'swish', "
                          f"got {activation!r}")
-    T, D = x.shape[1], x.shape[2]
-    window = torch.cat([before, x], 1)
-    if T == 0:
-        # conv1d refuses an empty output: convolve one zero step and keep none of it, so that
-        # the graph still reaches the window (whose backward is collective across ranks).
-        window = torch.cat([window, window.new_zeros(x.shape[0], 1, D)], 1)
-    y = torch.nn.functional.conv1d(window.transpose(1, 2), weight.unsqueeze(1), bias,
-                                   groups=D)[:, :, :T].transpose(1, 2)
-    if activation is not None:
-        y = torch.nn.functional.silu(y)
+    if x.dim() != 3 or weight.dim() != 2:
+        raise ValueError(f"seqpar.causal_conv1d: 'x' must be (batch, time, dim) and 'weight' "
+                         f"(dim, width), got {tuple(x.shape)} and {tuple(weight.shape)}")
+    width = weight.shape[1]
+    before, last = steps(x, width - 1, initial_state) if width > 1 else (x[:, :0], x[:, :0])
+    load_library()
+    y = torch.ops.seqpar.causal_conv1d(x, before, weight, bias, activation is not None)
     return y, (last if output_final_state else None)
-
-
-def _check_conv_weight(x, weight):
-    if x.dim() != 3:
-        raise ValueError(f"seqpar.causal_conv1d: 'x' must be (batch, time, dim), got "
-                         f"{tuple(x.shape)}")
-    if weight.dim() != 2 or weight.shape[0] != x.shape[2] or weight.shape[1] < 1:
-        raise ValueError(f"seqpar.causal_conv1d: 'weight' must be (dim, width) with dim = "
-                         f"{x.shape[2]}, got {tuple(weight.shape)}")
 
 
 def causal_conv1d(x, weight, bias=None, activation=None, initial_state=None,
@@ -156,10 +145,5 @@ def causal_conv1d(x, weight, bias=None, activation=None, initial_state=None,
     (y, final_state), final_state the last W - 1 inputs (None unless output_final_state), so a
     sequence fed in pieces equals the whole. seqpar.sp.causal_conv1d runs it across ranks.
     """
-    _check_conv_weight(x, weight)
-    width = weight.shape[1]
-    if width == 1:
-        before = last = x[:, :0]
-    else:
-        before, last = previous_steps(x, width - 1, initial_state)
-    return _causal_conv1d(x, weight, bias, activation, before, last, output_final_state)
+    return _causal_conv1d(x, weight, bias, activation, initial_state, output_final_state,
+                          previous_steps)

@@ -9,7 +9,7 @@ the same on every rank; gradients of the replicated final state are summed over 
 """
 import torch
 
-from . import _causal_conv1d, _check_conv_weight, load_library
+from . import _causal_conv1d, load_library
 
 __all__ = ["scan", "chunk_gla", "chunk_gated_delta_rule", "previous_steps", "causal_conv1d"]
 
@@ -62,10 +62,5 @@ def causal_conv1d(x, weight, bias=None, activation=None, initial_state=None,
     first W - 1 outputs of a rank read the inputs before its slice (from as many earlier ranks
     as needed) through previous_steps. initial_state is read on rank 0; final_state is the
     global one, the same on every rank. Every rank must call it (empty slices included)."""
-    _check_conv_weight(x, weight)
-    width = weight.shape[1]
-    if width == 1:
-        before = last = x[:, :0]
-    else:
-        before, last = previous_steps(x, width - 1, initial_state, group)
-    return _causal_conv1d(x, weight, bias, activation, before, last, output_final_state)
+    return _causal_conv1d(x, weight, bias, activation, initial_state, output_final_state,
+                          lambda x, width, initial: previous_steps(x, width, initial, group))

@@ -1,6 +1,6 @@
-// seqpar::previous_steps on one rank (seqpar/previous_steps.h) and its op
-// torch.ops.seqpar.previous_steps: the window before the slice is `initial` (or zeros), the
-// last one the end of [initial, x].
+// seqpar::previous_steps on one rank and seqpar::causal_conv1d (seqpar/previous_steps.h), and
+// their ops torch.ops.seqpar.previous_steps / causal_conv1d: the window before the slice is
+// `initial` (or zeros), the last one the end of [initial, x].
 #include "seqpar/previous_steps.h"
 
 #include <c10/util/Exception.h>
@@ -33,6 +33,30 @@ std::tuple<at::Tensor, at::Tensor> previous_steps(const at::Tensor& x, int64_t w
   return {before, last};
 }
 
+at::Tensor causal_conv1d(const at::Tensor& x, const at::Tensor& before, const at::Tensor& weight,
+                         const std::optional<at::Tensor>& bias, bool silu) {
+  TORCH_CHECK(x.dim() == 3, "seqpar.causal_conv1d: 'x' must be (batch, time, dim), got ",
+              x.sizes());
+  const int64_t B = x.size(0), T = x.size(1), D = x.size(2);
+  TORCH_CHECK(weight.dim() == 2 && weight.size(0) == D && weight.size(1) >= 1,
+              "seqpar.causal_conv1d: 'weight' must be (dim, width) with dim = ", D, ", got ",
+              weight.sizes());
+  const int64_t W = weight.size(1);
+  TORCH_CHECK(before.dim() == 3 && before.size(0) == B && before.size(1) == W - 1 &&
+                  before.size(2) == D,
+              "seqpar.causal_conv1d: 'before' must be (batch, width - 1, dim) = (", B, ", ",
+              W - 1, ", ", D, "), got ", before.sizes());
+  at::Tensor window = at::cat({before, x}, 1);
+  // conv1d refuses an empty output: an empty x convolves one zero step and keeps none of it.
+  if (T == 0) window = at::cat({window, at::zeros({B, 1, D}, x.options())}, 1);
+  const int64_t one = 1, zero = 0;
+  at::Tensor y = at::conv1d(window.transpose(1, 2), weight.unsqueeze(1), bias,
+                            at::IntArrayRef(one), at::IntArrayRef(zero), at::IntArrayRef(one), D)
+                     .narrow(2, 0, T)
+                     .transpose(1, 2);
+  return silu ? at::silu(y) : y;
+}
+
 namespace {
 
 std::tuple<at::Tensor, at::Tensor> previous_steps_op(const at::Tensor& x, int64_t width,
@@ -45,10 +69,15 @@ std::tuple<at::Tensor, at::Tensor> previous_steps_op(const at::Tensor& x, int64_
 TORCH_LIBRARY_FRAGMENT(seqpar, m) {
   // The `width` steps before x and the `width` steps ending [initial, x] (seqpar/previous_steps.h).
   m.def("previous_steps(Tensor x, int width, Tensor? initial) -> (Tensor before, Tensor last)");
+  // The depthwise causal convolution over [before, x] (seqpar/previous_steps.h).
+  m.def("causal_conv1d(Tensor x, Tensor before, Tensor weight, Tensor? bias, bool silu) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(seqpar, CompositeImplicitAutograd, m) {
   m.impl("previous_steps", &previous_steps_op);
+  m.impl("causal_conv1d", [](const at::Tensor& x, const at::Tensor& before,
+                             const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                             bool silu) { return seqpar::causal_conv1d(x, before, weight, bias, silu); });
 }
 
 }  // namespace seqpar

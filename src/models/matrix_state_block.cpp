@@ -1,6 +1,8 @@
 // MatrixStateBlock (seqpar/models/matrix_state_block.h documents the math and the choices).
 #include "seqpar/models/matrix_state_block.h"
 
+#include <seqpar/previous_steps.h>
+
 #include <cmath>
 
 namespace seqpar::models {
@@ -28,7 +30,7 @@ MatrixStateBlockImpl::MatrixStateBlockImpl(const MatrixStateBlockOptions& option
     // torch.nn.Conv1d's default initialisation for a depthwise kernel: U(-1/sqrt(c), 1/sqrt(c)).
     const double bound = 1.0 / std::sqrt(static_cast<double>(options.conv_size));
     conv_weight_ = register_parameter(
-        "conv", torch::empty({3 * D, 1, options.conv_size}).uniform_(-bound, bound));
+        "conv", torch::empty({3 * D, options.conv_size}).uniform_(-bound, bound));
   }
   torch::NoGradGuard no_grad;
   if (!gla()) w_g_->bias.fill_(4.0);  // decays start near sigmoid(4) = 0.98
@@ -74,28 +76,19 @@ at::Tensor MatrixStateBlockImpl::forward(const at::Tensor& x, const SequenceBack
               "MatrixStateBlock: the sequence backend has no ", options_.variant, " recurrence");
   const at::Tensor force = force_norm_->forward(x);
   at::Tensor qkv = w_qkv_->forward(force);
-  const int64_t width = options_.conv_size - 1;
-  if (width > 0) {
-    TORCH_CHECK(bool(backend.previous_steps),
-                "MatrixStateBlock: the sequence backend has no previous_steps (conv_size > 1)");
-    std::optional<at::Tensor> tail;
-    if (state && state->conv.defined()) tail = state->conv;
-    auto [before, last] = backend.previous_steps(qkv, width, tail);
-    if (state) state->conv = last;
-    qkv = at::cat({before, qkv}, 1);
-  }
   if (options_.conv_size > 0) {
-    // Depthwise, no padding: output t sees inputs t .. t + conv_size - 1 of the window, i.e.
-    // token t and the conv_size - 1 before it. conv1d refuses an empty output, so an empty
-    // slice convolves one zero step and keeps none: the graph still reaches the window, whose
-    // backward is collective under sequence parallelism, and the kernel.
-    const int64_t T = x.size(1), one = 1, zero = 0;
-    if (T == 0) qkv = at::cat({qkv, at::zeros({qkv.size(0), 1, qkv.size(2)}, qkv.options())}, 1);
-    qkv = torch::silu(at::conv1d(qkv.transpose(1, 2), conv_weight_, /*bias=*/std::nullopt,
-                                 at::IntArrayRef(one), at::IntArrayRef(zero), at::IntArrayRef(one),
-                                 qkv.size(2))
-                          .transpose(1, 2))
-              .narrow(1, 0, T);
+    const int64_t width = options_.conv_size - 1;
+    at::Tensor before = qkv.narrow(1, 0, 0);
+    if (width > 0) {
+      TORCH_CHECK(bool(backend.previous_steps),
+                  "MatrixStateBlock: the sequence backend has no previous_steps (conv_size > 1)");
+      std::optional<at::Tensor> tail;
+      if (state && state->conv.defined()) tail = state->conv;
+      at::Tensor last;
+      std::tie(before, last) = backend.previous_steps(qkv, width, tail);
+      if (state) state->conv = last;
+    }
+    qkv = seqpar::causal_conv1d(qkv, before, conv_weight_, std::nullopt, /*silu=*/true);
   }
   auto [q, k, v, g, beta] = project(force, qkv);
   std::optional<at::Tensor> s0;
@@ -117,7 +110,7 @@ at::Tensor MatrixStateBlockImpl::step(const at::Tensor& x, MatrixBlockState& sta
     if (!state.conv.defined()) state.conv = torch::zeros({x.size(0), width, qkv.size(1)}, qkv.options());
     auto window = at::cat({state.conv, qkv.unsqueeze(1)}, 1);  // (B, conv_size, 3 D)
     state.conv = window.narrow(1, 1, width);
-    qkv = torch::silu((window * conv_weight_.squeeze(1).t().unsqueeze(0)).sum(1));
+    qkv = torch::silu((window * conv_weight_.t().unsqueeze(0)).sum(1));
   }
   auto [q, k, v, g, beta] = project(force, qkv);  // (B, H, K), g (B, H[, K])
   const int64_t K = head_dim_;

@@ -254,7 +254,9 @@ def test_causal_conv1d():
     assert y.shape == (2, 0, 5)
     args = [t.clone().requires_grad_() for t in (x, w, bias, init)]
     assert gradcheck(lambda a, b, c, d: seqpar.causal_conv1d(a, b, c, "silu", d)[0], args)
-    with pytest.raises(ValueError, match="'weight' must be"):
+    with pytest.raises(RuntimeError, match="'weight' must be"):
         seqpar.causal_conv1d(x, w[:4])
+    torch.library.opcheck(torch.ops.seqpar.causal_conv1d.default,
+                          (x, init, w.clone().requires_grad_(), bias, True))
     with pytest.raises(ValueError, match="'activation'"):
         seqpar.causal_conv1d(x, w, activation="relu")

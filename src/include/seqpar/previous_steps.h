@@ -9,6 +9,14 @@
 // Differentiable in x and initial.
 //
 // seqpar::sp::previous_steps (seqpar/sp.h) is the same with the sequence split over ranks.
+//
+// causal_conv1d is the short causal convolution built on it (flash-linear-attention's
+// ShortConvolution): depthwise over time, y[:, t, d] = act(bias[d] + sum_j weight[d, j] *
+// [before, x][:, t + j, d]) for x (batch, time, dim), weight (dim, W) and `before` the W - 1
+// steps before x (previous_steps' first result, or (batch, 0, dim) for W = 1); act is SiLU when
+// `silu`. An empty x gives an empty y that still depends on `before` and the weight (conv1d
+// refuses an empty output), so that a loss reaches previous_steps' collective backward on
+// every rank. Differentiable in x, before, weight and bias.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -20,5 +28,8 @@ namespace seqpar {
 
 std::tuple<at::Tensor, at::Tensor> previous_steps(const at::Tensor& x, int64_t width,
                                                   const std::optional<at::Tensor>& initial = std::nullopt);
+
+at::Tensor causal_conv1d(const at::Tensor& x, const at::Tensor& before, const at::Tensor& weight,
+                         const std::optional<at::Tensor>& bias = std::nullopt, bool silu = false);
 
 }  // namespace seqpar

@@ -75,7 +75,7 @@ class MatrixStateBlockImpl : public torch::nn::Module {
   RMSNorm force_norm_{nullptr}, mlp_norm_{nullptr};
   torch::nn::Linear w_qkv_{nullptr}, w_g_{nullptr}, w_beta_{nullptr}, w_o_{nullptr};
   torch::nn::Linear mlp_in_{nullptr}, mlp_out_{nullptr};
-  at::Tensor conv_weight_;  // (3 * d_model, 1, conv_size) when conv_size > 0
+  at::Tensor conv_weight_;  // (3 * d_model, conv_size) when conv_size > 0
 };
 TORCH_MODULE(MatrixStateBlock);
 
