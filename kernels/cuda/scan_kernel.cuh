@@ -220,7 +220,7 @@ __device__ __forceinline__ Map<Acc> wait_for_inclusive(const int* flags, const M
 }
 
 template <class S, OpKind kOp, int kCols, bool kVec, int kItems, int kNumThreads>
-__global__ void __launch_bounds__(kNumThreads, min_blocks_for<S, kOp>())
+__global__ void __launch_bounds__(kNumThreads, min_blocks_for<S, kOp, kCols>())
     scan_tile_kernel(const KernelArgs args) {
   using Val = typename Traits<S>::Val;
   using Acc = typename Traits<S>::Acc;

@@ -44,25 +44,33 @@ namespace seqpar::kernels::cuda::detail {
 #ifndef SEQPAR_CUDA_ITEMS_4B_BWD_TIME
 #define SEQPAR_CUDA_ITEMS_4B_BWD_TIME 8
 #endif
-// The same for forward along time: 16 (SEQPAR_CUDA_ITEMS_4B) until a GPU has measured 8
-// together with SEQPAR_CUDA_FWD_MIN_BLOCKS_4B (below); 8 alone took 82 registers, which
-// still leaves two CTAs of 256 threads per SM.
+// Forward along time too: 8 items with four CTAs per SM (SEQPAR_CUDA_FWD_MIN_BLOCKS_4B_TIME
+// below) raised float32 forward along time from 77-80% to 85-87% of copy at B*D >= 256 on an
+// H200; 8 items alone (82 registers, still two CTAs per SM) had not moved it.
 #ifndef SEQPAR_CUDA_ITEMS_4B_FWD_TIME
-#define SEQPAR_CUDA_ITEMS_4B_FWD_TIME SEQPAR_CUDA_ITEMS_4B
+#define SEQPAR_CUDA_ITEMS_4B_FWD_TIME 8
 #endif
 constexpr int kNumThreads = SEQPAR_CUDA_THREADS;
 // CTAs per SM that ptxas must leave registers for (__launch_bounds__' second argument) in the
-// float32 forward, whose float64 state took 114 registers per thread on sm_90 (nvcc 13.0):
-// two CTAs of 256 threads per SM (16 warps), where bfloat16's 61 registers fit four. ptxas
-// here: 3 gives 80 registers with 96-112 bytes of spills at 16 items, 76 and none at 8 items;
-// 4 gives 64 registers and 32-48 bytes of spills at 8 items (docs/cuda.md, "Tuning"). 1
-// leaves ptxas free: the default until a GPU has measured the alternatives.
+// float32 forward, whose float64 state took 114 registers per thread on sm_90 (nvcc 13.0)
+// when ptxas was free: two CTAs of 256 threads per SM (16 warps, 25% occupancy, Nsight
+// Compute), where bfloat16's 78 fit three. Measured on an H200 in one run (docs/cuda.md,
+// "Tuning"): along time (kCols == 1, 8 items) 4 CTAs, 64 registers with 32-48 bytes of spills,
+// gave +5 to +8 points at B*D >= 256; with channels contiguous 3 CTAs (80 registers, 96-112
+// bytes of spills at 16 items) gave +3 to +10 points, where 4 lost 11 at B*D = 4096.
 #ifndef SEQPAR_CUDA_FWD_MIN_BLOCKS_4B
-#define SEQPAR_CUDA_FWD_MIN_BLOCKS_4B 1
+#define SEQPAR_CUDA_FWD_MIN_BLOCKS_4B 3
 #endif
-template <class S, OpKind kOp>
+#ifndef SEQPAR_CUDA_FWD_MIN_BLOCKS_4B_TIME
+#define SEQPAR_CUDA_FWD_MIN_BLOCKS_4B_TIME 4
+#endif
+template <class S, OpKind kOp, int kCols>
 constexpr int min_blocks_for() {
-  return kOp == OpKind::kForward && sizeof(S) == 4 ? SEQPAR_CUDA_FWD_MIN_BLOCKS_4B : 1;
+  // 0 asks for no minimum, as if the argument were left out (no .minnctapersm in the PTX).
+  // 1 is not the same: with it ptxas gave bfloat16's forward 78 registers instead of 61 and
+  // cost it 16 points of copy bandwidth (docs/cuda.md, "Tuning").
+  if constexpr (kOp != OpKind::kForward || sizeof(S) != 4) return 0;
+  return kCols == 1 ? SEQPAR_CUDA_FWD_MIN_BLOCKS_4B_TIME : SEQPAR_CUDA_FWD_MIN_BLOCKS_4B;
 }
 
 // Threads per CTA of an op. Backward holds ~100 registers per thread; at 128 threads per CTA

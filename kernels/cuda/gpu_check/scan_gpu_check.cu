@@ -611,6 +611,14 @@ static int mode_bench() {
   CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   // SEQPAR_BENCH_DTYPE=float32 (or bfloat16) runs one dtype: half the time, for variants.
   const char* only = std::getenv("SEQPAR_BENCH_DTYPE");
+  // SEQPAR_BENCH_T / SEQPAR_BENCH_BD / SEQPAR_BENCH_LAYOUT (time or channels) keep one shape,
+  // e.g. for a profiler (ncu) that should see only that shape's kernels.
+  auto env_int = [](const char* name) {
+    const char* v = std::getenv(name);
+    return v != nullptr ? std::atoll(v) : 0LL;
+  };
+  const long long only_t = env_int("SEQPAR_BENCH_T"), only_bd = env_int("SEQPAR_BENCH_BD");
+  const char* only_layout = std::getenv("SEQPAR_BENCH_LAYOUT");
   for (const DType* t : {&kF32, &kBF16}) {
     if (only != nullptr && std::string(only) != t->name) continue;
     for (int64_t T : {int64_t(1) << 17, int64_t(1) << 20, int64_t(1) << 23}) {
@@ -618,6 +626,8 @@ static int mode_bench() {
         if (T * bd > (int64_t(1) << 29)) continue;  // <= 2 GiB per fp32 operand
         for (bool time_major : {true, false}) {
           if (bd == 1 && !time_major) continue;
+          if ((only_t != 0 && only_t != T) || (only_bd != 0 && only_bd != bd)) continue;
+          if (only_layout != nullptr && std::string(only_layout) != (time_major ? "time" : "channels")) continue;
           Dense d = time_major ? Dense{t, bd, T, 1, true} : Dense{t, 1, T, bd, false};
           d.alloc(true);
           // Forward h feeds backward.
