@@ -4,7 +4,8 @@
 #   1. torch-free kernel build: nvcc compiles every kernels/cuda/*.cu (and links the GPU
 #      session's check program, kernels/cuda/gpu_check) for each architecture
 #      with -Ikernels/include only (proves kernels/ needs no LibTorch) and reports register
-#      use and any spills from ptxas; then the kernel itself runs on a host emulation of CUDA
+#      use and any spills from ptxas; checks in the PTX that only the float32 forward asks
+#      for a minimum of CTAs per SM; then the kernel itself runs on a host emulation of CUDA
 #      (kernels/cuda/host_emulation) against a double-precision reference;
 #   2. the whole project configured and built against the CUDA build of PyTorch
 #      (torch 2.14.1+cu130 in a venv made by `scripts/setup.sh --cuda`) in build-cuda/;
@@ -75,6 +76,19 @@ max_regs=$(grep -ohE "Used [0-9]+ registers" build-kernels-cuda/*.ptxas.log | aw
 "$nvcc" -o build-kernels-cuda/scan_gpu_check build-kernels-cuda/*.o ||
   { echo "cuda_build_check: scan_gpu_check link failed" >&2; exit 1; }
 echo "   ok: $(ls kernels/cuda/*.cu | wc -l) files for sm_{${archs//;/,}} and scan_gpu_check, max $max_regs registers/thread"
+# Occupancy hints only where a GPU measured them: a __launch_bounds__ minimum of CTAs per SM
+# (PTX .minnctapersm) on any kernel but the float32 forward changes its registers; a minimum of
+# 1 on every kernel once cost bfloat16 16 points of bandwidth unseen (docs/cuda.md).
+echo "== [1a] occupancy hints in the PTX"
+hints=$(for f in kernels/cuda/scan_*.cu; do
+  "$nvcc" -std=c++17 -O3 -Ikernels/include -gencode arch=compute_90,code=compute_90 -ptx "$f" \
+    -o build-kernels-cuda/"$(basename "$f" .cu)".ptx || exit 1
+  awk '/^\.visible \.entry/ {name=$3} /^\.minnctapersm/ {print name, $2}' build-kernels-cuda/"$(basename "$f" .cu)".ptx
+done) || { echo "cuda_build_check: PTX generation failed" >&2; exit 1; }
+# Mangled: scan_tile_kernel<float, OpKind 0 (forward), ...>.
+stray=$(echo "$hints" | grep -v '^$' | grep -v 'scan_tile_kernelIfLNS2_6OpKindE0E' || true)
+[ -z "$stray" ] || { echo "cuda_build_check: CTA minimum on a kernel not measured with one:" >&2; echo "$stray" >&2; exit 1; }
+echo "   ok: a CTA minimum only on the float32 forward ($(echo "$hints" | grep -c . || true) kernels, minimum $(echo "$hints" | awk '{print $2}' | sort -u | tr '\n' ' '))"
 # The kernel's logic on the host: kernels/cuda/host_emulation runs scan_tile_kernel with every
 # CUDA thread as a fiber and checks it against a double-precision reference.
 echo "== [1b] kernel logic on the host emulator (no GPU)"
