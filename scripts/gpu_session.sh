@@ -4,7 +4,7 @@
 # and writes one summary under --out. Every step runs under `timeout`; a step that fails or
 # times out is recorded and the session goes on, so one broken part cannot hide the others.
 #
-#   scripts/gpu_session.sh [--out DIR] [--quick] [--help]
+#   scripts/gpu_session.sh [--out DIR] [--bundle FILE] [--quick] [--help]
 #
 # Steps (the summary names each one with its status, seconds and log):
 #   build-kernels  nvcc builds kernels/cuda/*.cu and the torch-free check program
@@ -43,6 +43,9 @@
 #
 # Output: DIR/summary.json (steps, device, every JSON record of the check program) and
 # DIR/summary.txt (the tables, ready to paste into docs/cuda.md), plus one log per step.
+# --bundle FILE also packs DIR into one .tar.gz (40-odd files, some named with '+': a remote
+# runner that brings back a limited number of plain names, such as the device tool, brings
+# back this one file; use --out outside the folder it returns and --bundle inside it).
 # Without a GPU it stops at once with status 3. --quick skips the sanitizers and pytest;
 # SEQPAR_GPU_SESSION_SKIP="pytest racecheck" skips the named steps; SEQPAR_GPU_SESSION_SECONDS
 # caps the whole session (default 500).
@@ -52,10 +55,13 @@ repo=$(pwd)
 
 out=runs/gpu_session
 quick=0
+bundle=
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift 2 ;;
     --out=*) out=${1#--out=}; shift ;;
+    --bundle) bundle=$2; shift 2 ;;
+    --bundle=*) bundle=${1#--bundle=}; shift ;;
     --quick) quick=1; shift ;;
     -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_session: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -264,4 +270,8 @@ open(os.path.join(out, "summary.txt"), "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 EOF
 echo "gpu_session: done in $(($(date +%s) - start))s; summary in $out/summary.txt"
+if [ -n "$bundle" ]; then
+  mkdir -p "$(dirname "$bundle")"
+  tar -czf "$bundle" -C "$(dirname "$out")" "$(basename "$out")" && echo "gpu_session: bundle $bundle"
+fi
 ! grep -qv $'\tok\t' "$out/steps.tsv"
