@@ -47,11 +47,15 @@ MatrixStateBlockImpl::project(const at::Tensor& force, const at::Tensor& qkv_in)
   };
   auto qkv = qkv_in.chunk(3, -1);
   auto q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);
+  auto l2_normalised = [](const at::Tensor& t) {
+    return t * torch::rsqrt(t.pow(2).sum(-1, /*keepdim=*/true) + 1e-6);
+  };
+  if (options_.qk_l2norm) q = l2_normalised(q);
+  if (options_.qk_l2norm || !gla()) k = l2_normalised(k);
   at::Tensor g, beta;
   if (gla()) {
     g = heads(torch::log_sigmoid(w_g_->forward(force)) / 16.0);
   } else {
-    k = k * torch::rsqrt(k.pow(2).sum(-1, /*keepdim=*/true) + 1e-6);
     g = torch::log_sigmoid(w_g_->forward(force));
     beta = torch::sigmoid(w_beta_->forward(force));
   }

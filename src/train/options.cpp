@@ -52,6 +52,7 @@ void describe(po::options_description& desc, TrainOptions& o, std::string& data)
     ("heads", po::value(&o.heads)->default_value(o.heads), "time-scale heads per block (divides d_model)")
     ("mlp_hidden", po::value(&o.mlp_hidden)->default_value(o.mlp_hidden), "MLP hidden width (0: 4 * d_model)")
     ("conv_size", po::value(&o.conv_size)->default_value(o.conv_size), "gla, gated_deltanet: tokens seen by the short causal convolution on q, k, v (0: none)")
+    ("qk_l2norm", po::value(&o.qk_l2norm)->default_value(o.qk_l2norm), "gla, gated_deltanet: L2-normalise q and k per head (gated_deltanet always normalises k)")
     ("psm_chunk", po::value(&o.psm_chunk)->default_value(o.psm_chunk), "psm: tokens per chunk")
     ("psm_recompute", po::value(&o.psm_recompute)->default_value(o.psm_recompute), "psm: recompute Agg and Inf in backward instead of keeping their activations (less memory, about one more forward)")
     ("rotation", po::value(&o.rotation)->default_value(o.rotation), "complex retention a = decay * exp(i phase)")
@@ -225,6 +226,7 @@ std::string fingerprint(const TrainOptions& o) {
   if (o.model == "psm") f << "psm_chunk=" << o.psm_chunk << "\n";
   if (o.conv_size != 0 && (o.model == "gla" || o.model == "gated_deltanet"))
     f << "conv_size=" << o.conv_size << "\n";
+  if (o.qk_l2norm && (o.model == "gla" || o.model == "gated_deltanet")) f << "qk_l2norm=1\n";
   if (o.task == "s5") f << "perm_elements=" << o.perm_elements << "\n";
   return f.str();
 }

@@ -81,15 +81,16 @@ TEST_P(ModelTest, ChunkedForwardCarriesState) {
   EXPECT_LT(max_abs(whole - torch::cat({first, second}, 1)), 1e-4);
 }
 
-// Matrix-state blocks (gla, gated_deltanet, "+conv": with a short convolution of 4 tokens):
+// Matrix-state blocks (gla, gated_deltanet, "+conv": with a short convolution of 4 tokens,
+// "+qknorm": q and k L2-normalised):
 // the streaming step (the per-step recurrence and the convolution written out) against the
 // chunked parallel forward, state carry across calls, and gradients.
 ByteLMOptions tiny_matrix(const std::string& name) {
   ByteLMOptions o;
   o.layers = 2;
-  const auto plus = name.find('+');
-  o.block_type = name.substr(0, plus);
-  o.matrix_block.conv_size = plus == std::string::npos ? 0 : 4;
+  o.block_type = name.substr(0, name.find('+'));
+  o.matrix_block.conv_size = name.find("+conv") == std::string::npos ? 0 : 4;
+  o.matrix_block.qk_l2norm = name.find("+qknorm") != std::string::npos;
   o.matrix_block.d_model = 32;
   o.matrix_block.heads = 4;
   o.matrix_block.mlp_hidden = 64;
@@ -116,9 +117,34 @@ TEST_P(MatrixModelTest, ChunkedForwardCarriesStateAndGradientsFlow) {
   expect_every_parameter_gets_a_gradient(model, tokens);
 }
 
+// qk_l2norm: the recurrence gets unit q and k per head in both variants; without it GLA's q
+// and k and gated DeltaNet's q keep their projected lengths (gated DeltaNet's k is unit).
+TEST(MatrixModel, QkL2NormGivesUnitQueriesAndKeys) {
+  for (const std::string variant : {"gla", "gated_deltanet"}) {
+    for (const bool norm : {false, true}) {
+      torch::manual_seed(21);
+      seqpar::models::MatrixStateBlockOptions o;
+      o.variant = variant;
+      o.d_model = 32;
+      o.heads = 4;
+      o.qk_l2norm = norm;
+      seqpar::models::MatrixStateBlock block(o);
+      const auto qkv = 3.0 * torch::randn({2, 9, 3 * o.d_model});
+      auto [q, k, v, g, beta] = block->project(torch::randn({2, 9, o.d_model}), qkv);
+      const auto unit = [](const at::Tensor& t) {
+        return (t.pow(2).sum(-1) - 1).abs().max().item<double>() < 1e-5;
+      };
+      EXPECT_EQ(unit(q), norm) << variant;
+      EXPECT_EQ(unit(k), norm || variant == "gated_deltanet") << variant;
+      EXPECT_FALSE(unit(v)) << variant;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Blocks, MatrixModelTest,
                          testing::Values("gla", "gated_deltanet", "gla+conv",
-                                         "gated_deltanet+conv"));
+                                         "gated_deltanet+conv", "gla+qknorm",
+                                         "gated_deltanet+conv+qknorm"));
 
 // PSM blocks: the streaming step (binary counter of chunk states) against the parallel
 // forward (static Blelloch scan), with a length that is not a whole number of chunks; calls

@@ -91,6 +91,14 @@ TEST(Options, FingerprintTracksModelKeys) {
   auto a = parse({}), b = parse({"--d_model", "128"}), c = parse({"--metrics", "x.jsonl"});
   EXPECT_NE(seqpar::train::fingerprint(a), seqpar::train::fingerprint(b));
   EXPECT_EQ(seqpar::train::fingerprint(a), seqpar::train::fingerprint(c));
+  // Keys added later change the fingerprint only where set and where they apply, so earlier
+  // checkpoints keep theirs.
+  auto gla = parse({"--model", "gla"}), gla_norm = parse({"--model", "gla", "--qk_l2norm", "true"});
+  auto man_norm = parse({"--qk_l2norm", "true"});
+  EXPECT_NE(seqpar::train::fingerprint(gla), seqpar::train::fingerprint(gla_norm));
+  EXPECT_NE(seqpar::train::fingerprint(gla_norm).find("qk_l2norm=1"), std::string::npos);
+  EXPECT_EQ(seqpar::train::fingerprint(gla).find("qk_l2norm"), std::string::npos);
+  EXPECT_EQ(seqpar::train::fingerprint(a), seqpar::train::fingerprint(man_norm));
 }
 
 // S5 data: token ids are the 120 permutations in lexicographic order; the first target is the

@@ -9,6 +9,8 @@
 //                   flash-linear-attention's GLA layer);
 //   gated DeltaNet: k = k / |k|, g = logsigmoid(W_g F) per head (its bias starts at 4),
 //                   beta = sigmoid(W_beta F) per head;
+//   with qk_l2norm, q = q / |q| and k = k / |k| per head in either variant (flash-linear-
+//   attention's use_qk_l2norm_in_kernel);
 //   o = the recurrence (seqpar/matrix_state.h) with scale K^-0.5;
 //   y = x + W_o headnorm(o);  out = y + MLP(rmsnorm(y)).
 //
@@ -38,6 +40,7 @@ struct MatrixStateBlockOptions {
   int64_t mlp_hidden = 256;
   int64_t chunk_size = 64;
   int64_t conv_size = 0;  // tokens seen by the short convolution (0: none)
+  bool qk_l2norm = false;  // L2-normalise q and k per head (gated DeltaNet always normalises k)
 };
 
 // Recurrent state of a MatrixStateBlock: S (batch, heads, K, V) and, with a short convolution,
@@ -62,12 +65,14 @@ class MatrixStateBlockImpl : public torch::nn::Module {
 
   const MatrixStateBlockOptions& options() const { return options_; }
 
- private:
-  bool gla() const { return options_.variant == "gla"; }
-  // q, k, v (..., heads, K) and g ((..., heads, K) for GLA, (..., heads) otherwise), beta,
-  // from F and the (convolved) W_qkv F.
+  // The recurrence's inputs: q, k, v (..., heads, K) and g ((..., heads, K) for GLA,
+  // (..., heads) otherwise), beta, from F = rmsnorm(x) and the (convolved) W_qkv F. Public
+  // so that tests can check them; forward and step both go through it.
   std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> project(
       const at::Tensor& force, const at::Tensor& qkv);
+
+ private:
+  bool gla() const { return options_.variant == "gla"; }
   at::Tensor readout(const at::Tensor& x, const at::Tensor& o);
 
   MatrixStateBlockOptions options_;
