@@ -38,6 +38,7 @@ SequenceBackend local_backend() {
 SequenceBackend sp_backend(std::shared_ptr<comm::Communicator> group) {
   TORCH_CHECK(group, "sp_backend: group is null");
   SequenceBackend backend;
+  backend.sequence_parallel = true;
   backend.scan = [group](const at::Tensor& a, const at::Tensor& b,
                          const std::optional<at::Tensor>& h0) {
     return seqpar::sp::scan(a, b, h0, /*reverse=*/false, group);

@@ -3,6 +3,8 @@
 
 #include <seqpar/previous_steps.h>
 
+#include "seqpar/models/recompute.h"
+
 #include <cmath>
 
 namespace seqpar::models {
@@ -17,6 +19,9 @@ MatrixStateBlockImpl::MatrixStateBlockImpl(const MatrixStateBlockOptions& option
               ") must be a positive multiple of heads (", H, ")");
   TORCH_CHECK(options.conv_size >= 0, "MatrixStateBlock: conv_size must be >= 0, got ",
               options.conv_size);
+  TORCH_CHECK(options.recompute_slice_tokens >= 0,
+              "MatrixStateBlock: recompute_slice_tokens must be >= 0, got ",
+              options.recompute_slice_tokens);
   head_dim_ = D / H;
   force_norm_ = register_module("force_norm", RMSNorm(D));
   mlp_norm_ = register_module("mlp_norm", RMSNorm(D));
@@ -97,10 +102,48 @@ at::Tensor MatrixStateBlockImpl::forward(const at::Tensor& x, const SequenceBack
   auto [q, k, v, g, beta] = project(force, qkv);
   std::optional<at::Tensor> s0;
   if (state && state->S.defined()) s0 = state->S;
-  auto [o, last] = gla() ? backend.chunk_gla(q, k, v, g, s0, options_.chunk_size)
-                         : backend.chunk_gated_delta_rule(q, k, v, g, beta, s0, options_.chunk_size);
+  auto [o, last] = recurrence(backend, q, k, v, g, beta, s0);
   if (state) state->S = last;
   return readout(x, o);
+}
+
+std::tuple<at::Tensor, at::Tensor> MatrixStateBlockImpl::recurrence(
+    const SequenceBackend& backend, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    const at::Tensor& g, const at::Tensor& beta, const std::optional<at::Tensor>& s0) {
+  // By value: a recomputed slice calls it again in backward, after this frame has returned.
+  auto call = [is_gla = gla(), chunk = options_.chunk_size, gla_fn = backend.chunk_gla,
+               delta_fn = backend.chunk_gated_delta_rule](
+                  const at::Tensor& q_, const at::Tensor& k_, const at::Tensor& v_,
+                  const at::Tensor& g_, const at::Tensor& beta_, const std::optional<at::Tensor>& s) {
+    return is_gla ? gla_fn(q_, k_, v_, g_, s, chunk) : delta_fn(q_, k_, v_, g_, beta_, s, chunk);
+  };
+  const int64_t chunk = options_.chunk_size;
+  const int64_t T = q.size(1);
+  // Slices of whole chunks, so that every slice chunks the sequence as one call would.
+  const int64_t slice = (options_.recompute_slice_tokens + chunk - 1) / chunk * chunk;
+  if (slice == 0 || T <= slice) return call(q, k, v, g, beta, s0);
+  TORCH_CHECK(!backend.sequence_parallel,
+              "MatrixStateBlock: recompute_slice_tokens needs the local backend (one rank); "
+              "with sequence parallelism each rank's slice is already 1/P of the sequence");
+  std::vector<at::Tensor> outputs;
+  at::Tensor S = s0 ? *s0 : at::Tensor();
+  for (int64_t t0 = 0; t0 < T; t0 += slice) {
+    const int64_t n = std::min(slice, T - t0);
+    const std::vector<at::Tensor> in = {q.narrow(1, t0, n), k.narrow(1, t0, n), v.narrow(1, t0, n),
+                                        g.narrow(1, t0, n),
+                                        beta.defined() ? beta.narrow(1, t0, n) : beta, S};
+    const auto out = recompute(
+        [call](const std::vector<at::Tensor>& a) {
+          std::optional<at::Tensor> s;
+          if (a[5].defined()) s = a[5];
+          auto [o, last] = call(a[0], a[1], a[2], a[3], a[4], s);
+          return std::vector<at::Tensor>{o, last};
+        },
+        in, /*params=*/{});
+    outputs.push_back(out[0]);
+    S = out[1];
+  }
+  return {at::cat(outputs, 1), S};
 }
 
 at::Tensor MatrixStateBlockImpl::step(const at::Tensor& x, MatrixBlockState& state) {

@@ -12,7 +12,7 @@ using torch::autograd::variable_list;
 
 // The call and the parameters it reads, kept for backward (saved_data holds IValues only).
 struct RecomputeState : torch::CustomClassHolder {
-  RecomputedCall fn;
+  RecomputedCalls fn;
   std::vector<at::Tensor> params;
 };
 const auto kRecomputeRegistration = torch::class_<RecomputeState>("seqpar", "_Recompute");
@@ -27,10 +27,10 @@ class Recompute : public torch::autograd::Function<Recompute> {
   static variable_list forward(AutogradContext* ctx, at::TensorList inputs, at::TensorList params,
                                c10::intrusive_ptr<RecomputeState> state) {
     // Grad mode is off here: fn builds no graph and keeps no activations.
-    at::Tensor out = state->fn(inputs.vec());
+    variable_list outs = state->fn(inputs.vec());
     ctx->save_for_backward(inputs.vec());
     ctx->saved_data["state"] = state;
-    return {out};
+    return outs;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -55,10 +55,17 @@ class Recompute : public torch::autograd::Function<Recompute> {
       }
     }
     variable_list result(saved.size() + params.size() + 1);  // + the state argument
-    if (wrt.empty() || !grads[0].defined()) return result;
+    if (wrt.empty()) return result;
     torch::AutoGradMode grad(true);
-    const at::Tensor out = state->fn(leaves);
-    const variable_list g = torch::autograd::grad({out}, wrt, {grads[0]}, /*retain_graph=*/false,
+    const variable_list outs = state->fn(leaves);
+    variable_list with_grad, grad_of;  // the outputs that receive a gradient
+    for (size_t i = 0; i < outs.size() && i < grads.size(); ++i)
+      if (grads[i].defined() && outs[i].defined() && outs[i].requires_grad()) {
+        with_grad.push_back(outs[i]);
+        grad_of.push_back(grads[i]);
+      }
+    if (with_grad.empty()) return result;
+    const variable_list g = torch::autograd::grad(with_grad, wrt, grad_of, /*retain_graph=*/false,
                                                   /*create_graph=*/false, /*allow_unused=*/true);
     for (size_t j = 0; j < wrt.size(); ++j) result[slot[j]] = g[j];
     return result;
@@ -67,18 +74,39 @@ class Recompute : public torch::autograd::Function<Recompute> {
 
 }  // namespace
 
-at::Tensor recompute(const RecomputedCall& fn, const std::vector<at::Tensor>& inputs,
-                     const std::vector<at::Tensor>& params, bool enabled) {
+std::vector<at::Tensor> recompute(const RecomputedCalls& fn, const std::vector<at::Tensor>& inputs,
+                                  const std::vector<at::Tensor>& params, bool enabled) {
   bool tracked = false;
   if (enabled && at::GradMode::is_enabled()) {
     for (const auto& t : inputs) tracked = tracked || (t.defined() && t.requires_grad());
     for (const auto& t : params) tracked = tracked || t.requires_grad();
   }
   if (!tracked) return fn(inputs);
+  // autograd::Function takes no undefined input: pass the defined ones, and let the call see
+  // the undefined ones in their places again.
+  std::vector<at::Tensor> defined;
+  std::vector<size_t> where;
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (inputs[i].defined()) {
+      defined.push_back(inputs[i]);
+      where.push_back(i);
+    }
   auto state = c10::make_intrusive<RecomputeState>();
-  state->fn = fn;
+  state->fn = [fn, where, n = inputs.size()](const std::vector<at::Tensor>& d) {
+    std::vector<at::Tensor> all(n);
+    for (size_t j = 0; j < where.size(); ++j) all[where[j]] = d[j];
+    return fn(all);
+  };
   state->params = params;
-  return Recompute::apply(at::TensorList(inputs), at::TensorList(state->params), state)[0];
+  return Recompute::apply(at::TensorList(defined), at::TensorList(state->params), state);
+}
+
+at::Tensor recompute(const RecomputedCall& fn, const std::vector<at::Tensor>& inputs,
+                     const std::vector<at::Tensor>& params, bool enabled) {
+  const RecomputedCalls one = [fn](const std::vector<at::Tensor>& v) {
+    return std::vector<at::Tensor>{fn(v)};
+  };
+  return recompute(one, inputs, params, enabled)[0];
 }
 
 }  // namespace seqpar::models

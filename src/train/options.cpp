@@ -53,6 +53,7 @@ void describe(po::options_description& desc, TrainOptions& o, std::string& data)
     ("mlp_hidden", po::value(&o.mlp_hidden)->default_value(o.mlp_hidden), "MLP hidden width (0: 4 * d_model)")
     ("conv_size", po::value(&o.conv_size)->default_value(o.conv_size), "gla, gated_deltanet: tokens seen by the short causal convolution on q, k, v (0: none)")
     ("qk_l2norm", po::value(&o.qk_l2norm)->default_value(o.qk_l2norm), "gla, gated_deltanet: L2-normalise q and k per head (gated_deltanet always normalises k)")
+    ("matrix_recompute_tokens", po::value(&o.matrix_recompute_tokens)->default_value(o.matrix_recompute_tokens), "gla, gated_deltanet with one sp rank: run the recurrence over slices of this many tokens, recomputed in backward (less memory, about one more forward of it; 0: off)")
     ("psm_chunk", po::value(&o.psm_chunk)->default_value(o.psm_chunk), "psm: tokens per chunk")
     ("psm_recompute", po::value(&o.psm_recompute)->default_value(o.psm_recompute), "psm: recompute Agg and Inf in backward instead of keeping their activations (less memory, about one more forward)")
     ("rotation", po::value(&o.rotation)->default_value(o.rotation), "complex retention a = decay * exp(i phase)")
@@ -194,6 +195,11 @@ void validate(const TrainOptions& o) {
   require(o.grad_clip >= 0, "grad_clip", ">= 0", o.grad_clip);
   require(o.seed >= 0, "seed", ">= 0", o.seed);
   require(o.sp >= 0, "sp", ">= 0", o.sp);
+  require(o.matrix_recompute_tokens >= 0, "matrix_recompute_tokens", ">= 0",
+          o.matrix_recompute_tokens);
+  require(o.matrix_recompute_tokens == 0 || o.sp == 1, "matrix_recompute_tokens",
+          "0 unless sp = 1 (with sequence parallelism a rank holds 1/sp of the sequence)",
+          o.matrix_recompute_tokens);
   require(o.backend == "auto" || o.backend == "mpi" || o.backend == "nccl", "backend",
           "one of: auto, mpi, nccl", o.backend);
   require(o.device == "cpu" || o.device == "cuda" || o.device.rfind("cuda:", 0) == 0, "device",

@@ -85,6 +85,7 @@ models::ByteLMOptions model_options(const TrainOptions& o) {
   m.matrix_block.mlp_hidden = o.effective_mlp_hidden();
   m.matrix_block.conv_size = o.conv_size;
   m.matrix_block.qk_l2norm = o.qk_l2norm;
+  m.matrix_block.recompute_slice_tokens = o.matrix_recompute_tokens;
   m.psm_block.d_model = o.d_model;
   m.psm_block.heads = o.heads;
   m.psm_block.mlp_hidden = o.effective_mlp_hidden();

@@ -141,6 +141,49 @@ TEST(MatrixModel, QkL2NormGivesUnitQueriesAndKeys) {
   }
 }
 
+// recompute_slice_tokens: the recurrence over recomputed slices (here 32 tokens, two chunks;
+// 75 tokens leave a partial last slice) gives the logits, the final states and every
+// parameter's gradient of one call, also when a state enters; asked of a sequence-parallel
+// backend, it is refused with a message that names the option.
+TEST_P(MatrixModelTest, RecomputedSlicesEqualOneCall) {
+  auto tokens = torch::randint(0, 256, {2, 75}, torch::kInt64);
+  std::map<std::string, at::Tensor> grads[2];
+  at::Tensor logits[2], last[2];
+  for (int sliced = 0; sliced < 2; ++sliced) {
+    torch::manual_seed(23);
+    ByteLMOptions o = tiny_matrix(GetParam());
+    o.matrix_block.recompute_slice_tokens = sliced ? 20 : 0;  // rounded up to 32
+    ByteLM model(o);
+    std::vector<LayerState> states;
+    {
+      torch::NoGradGuard no_grad;
+      model->forward(tokens.slice(1, 0, 9), local_backend(), &states);  // a state to enter with
+    }
+    logits[sliced] = model->forward(tokens, local_backend(), &states);
+    logits[sliced].logsumexp(-1).sum().backward();
+    last[sliced] = states[0].matrix.S.detach();
+    for (const auto& p : model->named_parameters()) grads[sliced][p.key()] = p.value().grad();
+  }
+  EXPECT_LT(max_abs(logits[1] - logits[0]), 1e-4 * max_abs(logits[0]));
+  EXPECT_LT(max_abs(last[1] - last[0]), 1e-4 * max_abs(last[0]));
+  for (const auto& [name, g] : grads[0]) {
+    ASSERT_TRUE(grads[1][name].defined()) << name;
+    EXPECT_LT(max_abs(grads[1][name] - g), 1e-4 * max_abs(g) + 1e-7) << name;
+  }
+
+  ByteLMOptions o = tiny_matrix(GetParam());
+  o.matrix_block.recompute_slice_tokens = 32;
+  ByteLM model(o);
+  SequenceBackend sp = local_backend();
+  sp.sequence_parallel = true;
+  try {
+    model->forward(tokens, sp);
+    ADD_FAILURE() << "a sequence-parallel backend was accepted";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("recompute_slice_tokens"), std::string::npos) << e.what();
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Blocks, MatrixModelTest,
                          testing::Values("gla", "gated_deltanet", "gla+conv",
                                          "gated_deltanet+conv", "gla+qknorm",

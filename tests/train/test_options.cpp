@@ -99,6 +99,16 @@ TEST(Options, FingerprintTracksModelKeys) {
   EXPECT_NE(seqpar::train::fingerprint(gla_norm).find("qk_l2norm=1"), std::string::npos);
   EXPECT_EQ(seqpar::train::fingerprint(gla).find("qk_l2norm"), std::string::npos);
   EXPECT_EQ(seqpar::train::fingerprint(a), seqpar::train::fingerprint(man_norm));
+  // Recomputation changes the memory, not the model: checkpoints move freely between the two.
+  auto sliced = parse({"--model", "gla", "--sp", "1", "--matrix_recompute_tokens", "4096"});
+  EXPECT_EQ(seqpar::train::fingerprint(gla), seqpar::train::fingerprint(sliced));
+}
+
+TEST(Options, MatrixRecomputeNeedsOneSpRank) {
+  const auto msg = error_of({"--model", "gla", "--sp", "2", "--matrix_recompute_tokens", "4096"});
+  EXPECT_NE(msg.find("'matrix_recompute_tokens'"), std::string::npos) << msg;
+  EXPECT_NE(error_of({"--matrix_recompute_tokens", "-1", "--sp", "1"}).find("'matrix_recompute_tokens'"),
+            std::string::npos);
 }
 
 // S5 data: token ids are the 120 permutations in lexicographic order; the first target is the

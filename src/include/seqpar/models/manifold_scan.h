@@ -70,6 +70,9 @@ struct SequenceBackend {
   std::function<psm::Prefixes(const at::Tensor& chunks, const psm::Aggregate& agg,
                               bool partial_last_chunk)>
       psm_scan;
+  // The functions above are collectives over a group that splits the sequence (sp_backend):
+  // a caller may not cut its slice into pieces and call them piece by piece.
+  bool sequence_parallel = false;
 };
 
 SequenceBackend local_backend();

@@ -21,6 +21,8 @@
 //   token after its key). Its first c - 1 outputs read the c - 1 tokens before the slice,
 //   which under sequence parallelism lie on earlier ranks: SequenceBackend::previous_steps
 //   brings them, as one more cross-rank scan (seqpar/sp.h).
+// - With recompute_slice_tokens, the state S passes from slice to slice; the slices' outputs
+//   equal one call's up to rounding (the chunk states compose in another order).
 // - step() runs one token with the per-step recurrence written out (S_t from S_{t-1} with plain
 //   tensor ops), an independent path the tests compare with the chunked forward.
 #pragma once
@@ -41,6 +43,10 @@ struct MatrixStateBlockOptions {
   int64_t chunk_size = 64;
   int64_t conv_size = 0;  // tokens seen by the short convolution (0: none)
   bool qk_l2norm = false;  // L2-normalise q and k per head (gated DeltaNet always normalises k)
+  // > 0: the recurrence runs over slices of about this many tokens (a multiple of chunk_size),
+  // each recomputed in backward (seqpar/models/recompute.h), so that its activations are held
+  // for one slice at a time instead of the whole sequence. One rank only (local backend).
+  int64_t recompute_slice_tokens = 0;
 };
 
 // Recurrent state of a MatrixStateBlock: S (batch, heads, K, V) and, with a short convolution,
@@ -74,6 +80,11 @@ class MatrixStateBlockImpl : public torch::nn::Module {
  private:
   bool gla() const { return options_.variant == "gla"; }
   at::Tensor readout(const at::Tensor& x, const at::Tensor& o);
+  // (o, S_T) of the recurrence, in one call or over recomputed slices.
+  std::tuple<at::Tensor, at::Tensor> recurrence(const SequenceBackend& backend, const at::Tensor& q,
+                                                const at::Tensor& k, const at::Tensor& v,
+                                                const at::Tensor& g, const at::Tensor& beta,
+                                                const std::optional<at::Tensor>& s0);
 
   MatrixStateBlockOptions options_;
   int64_t head_dim_;

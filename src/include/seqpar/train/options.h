@@ -38,6 +38,7 @@ struct TrainOptions {
   int64_t mlp_hidden = 0;      // 0: 4 * d_model
   int64_t conv_size = 0;       // model = gla, gated_deltanet: short convolution width (0: none)
   bool qk_l2norm = false;      // model = gla, gated_deltanet: L2-normalise q and k per head
+  int64_t matrix_recompute_tokens = 0;  // gla, gated_deltanet, sp = 1: recomputed slices (0: off)
   int64_t psm_chunk = 16;      // model = psm: tokens per chunk
   bool psm_recompute = true;   // model = psm: recompute Agg and Inf in backward (memory)
   bool rotation = false;
