@@ -5,6 +5,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <nlohmann/json.hpp>
+#include <seqpar/memory.h>
 
 #include <chrono>
 #include <cstdio>
@@ -317,7 +318,12 @@ TrainSummary Trainer::run() {
         j["val_loss"] = *record.val_loss;
         j["val_accuracy"] = val_accuracy_;
       }
-      if (final_step) j["unigram_loss"] = unigram_loss_;
+      if (final_step) {
+        j["unigram_loss"] = unigram_loss_;
+        j["peak_host_mib"] = peak_host_memory_bytes() >> 20;
+        if (peak_device_memory_bytes(device_) >= 0)
+          j["peak_device_mib"] = peak_device_memory_bytes(device_) >> 20;
+      }
       metrics << j.dump() << "\n" << std::flush;
     }
     if (out && (step % options_.log_every == 0 || final_step || record.val_loss)) {
@@ -347,6 +353,8 @@ TrainSummary Trainer::run() {
   summary.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   summary.unigram_loss = unigram_loss_;
   summary.val_accuracy = val_accuracy_;
+  summary.peak_host_bytes = peak_host_memory_bytes();
+  summary.peak_device_bytes = peak_device_memory_bytes(device_);
   if (out) {
     *out << std::fixed << std::setprecision(4) << "summary: steps " << summary.first_step
          << ".." << summary.last_step << " in " << std::setprecision(1) << summary.seconds
@@ -354,8 +362,10 @@ TrainSummary Trainer::run() {
          << " nats/byte | unigram baseline " << summary.unigram_loss << " nats/byte | "
          << (summary.val_loss < summary.unigram_loss ? "below" : "NOT below")
          << " the baseline by " << summary.unigram_loss - summary.val_loss
-         << " | val accuracy " << summary.val_accuracy << "\n"
-         << std::flush;
+         << " | val accuracy " << summary.val_accuracy << " | peak memory "
+         << (summary.peak_host_bytes >> 20) << " MiB host";
+    if (summary.peak_device_bytes >= 0) *out << ", " << (summary.peak_device_bytes >> 20) << " MiB device";
+    *out << " (rank 0)\n" << std::flush;
   }
   return summary;
 }

@@ -20,7 +20,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 "${mpirun[@]}" -np 2 "$train" "${common[@]}" --checkpoint_dir "$tmp/a" --metrics "$tmp/a.jsonl" \
   > "$tmp/a.out"
-grep -q "summary: .*val loss .*unigram baseline" "$tmp/a.out" || fail "no summary line"
+grep -q "summary: .*val loss .*unigram baseline.* | peak memory [0-9]* MiB host" "$tmp/a.out" || fail "no summary line (with peak memory)"
 "${mpirun[@]}" -np 2 "$train" "${common[@]}" --checkpoint_dir "$tmp/b" --metrics "$tmp/b.jsonl" \
   --stop_after 3 > /dev/null
 "${mpirun[@]}" -np 2 "$train" "${common[@]}" --checkpoint_dir "$tmp/b" --metrics "$tmp/b.jsonl" \

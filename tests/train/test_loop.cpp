@@ -38,6 +38,11 @@ TEST(TrainLoop, LossFallsOverThirtySteps) {
               last, s.val_loss, s.unigram_loss);
   EXPECT_LT(last, first - 1.0);
   EXPECT_LT(s.val_loss, std::log(256.0) - 1.0);
+  // The summary reports what the run needed: a host peak of at least the model's parameters
+  // and at most this machine's memory; no device figure on the CPU.
+  EXPECT_GT(s.peak_host_bytes, int64_t(1) << 20);
+  EXPECT_LT(s.peak_host_bytes, int64_t(1) << 40);
+  EXPECT_EQ(s.peak_device_bytes, -1);
 }
 
 TEST(TrainLoop, ResumeReproducesUninterruptedRun) {

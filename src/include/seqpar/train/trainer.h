@@ -38,6 +38,8 @@ struct TrainSummary {
                               // frequencies: the best any context-free predictor can do
   double val_accuracy = NAN;  // share of scored validation targets the arg max predicts
   double seconds = 0;
+  int64_t peak_host_bytes = -1;    // this rank's peak resident set (seqpar/memory.h)
+  int64_t peak_device_bytes = -1;  // on CUDA: the caching allocator's peak; -1 otherwise
 };
 
 models::ByteLMOptions model_options(const TrainOptions& options);
