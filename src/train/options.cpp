@@ -197,7 +197,8 @@ void validate(const TrainOptions& o) {
   require(o.sp >= 0, "sp", ">= 0", o.sp);
   require(o.matrix_recompute_tokens >= 0, "matrix_recompute_tokens", ">= 0",
           o.matrix_recompute_tokens);
-  require(o.matrix_recompute_tokens == 0 || o.sp == 1, "matrix_recompute_tokens",
+  // sp = 0 (all ranks) is checked by the trainer, which knows the number of ranks.
+  require(o.matrix_recompute_tokens == 0 || o.sp <= 1, "matrix_recompute_tokens",
           "0 unless sp = 1 (with sequence parallelism a rank holds 1/sp of the sequence)",
           o.matrix_recompute_tokens);
   require(o.backend == "auto" || o.backend == "mpi" || o.backend == "nccl", "backend",

@@ -108,6 +108,10 @@ Trainer::Trainer(const TrainOptions& options, comm::Grid grid, std::ostream* log
   if (options_.threads > 0) torch::set_num_threads(options_.threads);
   TORCH_CHECK(options_.seq_len >= grid_.sp_size, "seq_len (", options_.seq_len,
               ") must be at least the sp size (", grid_.sp_size, ")");
+  TORCH_CHECK(options_.matrix_recompute_tokens == 0 || grid_.sp_size == 1,
+              "invalid value for 'matrix_recompute_tokens': must be 0 unless the sp group has "
+              "one rank (it has ", grid_.sp_size, "; with sequence parallelism a rank holds 1/sp "
+              "of the sequence) (got ", options_.matrix_recompute_tokens, ")");
   task_ = make_task(options_);
   // The same seed on every rank: identical initial parameters without a broadcast.
   torch::manual_seed(static_cast<uint64_t>(options_.seed));

@@ -212,6 +212,22 @@ TEST(SpTraining, LongSequenceRecall) {
   expect_same_gradients(reference, parallel, "mqar, 20001 tokens");
 }
 
+// Recomputed slices of the matrix-state recurrence need an sp group of one rank; with sp = 0
+// (all ranks, known only here) the trainer refuses, naming the option, on every rank.
+TEST(SpMatrixTraining, RecomputedSlicesNeedOneSpRank) {
+  auto world = test_world();
+  auto o = sp_options("mqar");
+  o.model = "gla";
+  o.sp = 0;
+  o.matrix_recompute_tokens = 256;
+  try {
+    Trainer parallel(o, seqpar::comm::make_grid(world, world->size()), nullptr);
+    ADD_FAILURE() << "an sp group of " << world->size() << " ranks was accepted";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'matrix_recompute_tokens'"), std::string::npos) << e.what();
+  }
+}
+
 TEST(DpTraining, TwoDataParallelRanksMatchOneRankOnTheWholeBatch) {
   auto world = test_world();
   if (world->size() != 2) GTEST_SKIP() << "needs 2 ranks";
