@@ -110,14 +110,14 @@ at::Tensor MatrixStateBlockImpl::forward(const at::Tensor& x, const SequenceBack
 std::tuple<at::Tensor, at::Tensor> MatrixStateBlockImpl::recurrence(
     const SequenceBackend& backend, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const at::Tensor& g, const at::Tensor& beta, const std::optional<at::Tensor>& s0) {
+  const int64_t chunk = options_.chunk_size;
   // By value: a recomputed slice calls it again in backward, after this frame has returned.
-  auto call = [is_gla = gla(), chunk = options_.chunk_size, gla_fn = backend.chunk_gla,
+  auto call = [is_gla = gla(), chunk, gla_fn = backend.chunk_gla,
                delta_fn = backend.chunk_gated_delta_rule](
                   const at::Tensor& q_, const at::Tensor& k_, const at::Tensor& v_,
                   const at::Tensor& g_, const at::Tensor& beta_, const std::optional<at::Tensor>& s) {
     return is_gla ? gla_fn(q_, k_, v_, g_, s, chunk) : delta_fn(q_, k_, v_, g_, beta_, s, chunk);
   };
-  const int64_t chunk = options_.chunk_size;
   const int64_t T = q.size(1);
   // Slices of whole chunks, so that every slice chunks the sequence as one call would.
   const int64_t slice = (options_.recompute_slice_tokens + chunk - 1) / chunk * chunk;

@@ -40,7 +40,7 @@ class Recompute : public torch::autograd::Function<Recompute> {
     std::vector<at::Tensor> leaves, wrt;
     std::vector<int64_t> slot;  // wrt[j] is the result's slot[j]
     for (size_t i = 0; i < saved.size(); ++i) {
-      at::Tensor x = saved[i].defined() ? saved[i].detach() : saved[i];
+      at::Tensor x = saved[i].detach();  // defined: recompute() passes defined inputs only
       if (differentiable(x) && ctx->needs_input_grad(i)) {
         x.requires_grad_(true);
         wrt.push_back(x);

@@ -231,9 +231,9 @@ std::string fingerprint(const TrainOptions& o) {
     << "\ngrad_clip=" << o.grad_clip << "\nseed=" << o.seed << "\n";
   // Keys added later enter only where they apply, so earlier checkpoints keep their fingerprint.
   if (o.model == "psm") f << "psm_chunk=" << o.psm_chunk << "\n";
-  if (o.conv_size != 0 && (o.model == "gla" || o.model == "gated_deltanet"))
-    f << "conv_size=" << o.conv_size << "\n";
-  if (o.qk_l2norm && (o.model == "gla" || o.model == "gated_deltanet")) f << "qk_l2norm=1\n";
+  const bool matrix_state = o.model == "gla" || o.model == "gated_deltanet";
+  if (matrix_state && o.conv_size != 0) f << "conv_size=" << o.conv_size << "\n";
+  if (matrix_state && o.qk_l2norm) f << "qk_l2norm=1\n";
   if (o.task == "s5") f << "perm_elements=" << o.perm_elements << "\n";
   return f.str();
 }

@@ -325,8 +325,8 @@ TrainSummary Trainer::run() {
       if (final_step) {
         j["unigram_loss"] = unigram_loss_;
         j["peak_host_mib"] = peak_host_memory_bytes() >> 20;
-        if (peak_device_memory_bytes(device_) >= 0)
-          j["peak_device_mib"] = peak_device_memory_bytes(device_) >> 20;
+        const int64_t device_peak = peak_device_memory_bytes(device_);
+        if (device_peak >= 0) j["peak_device_mib"] = device_peak >> 20;
       }
       metrics << j.dump() << "\n" << std::flush;
     }

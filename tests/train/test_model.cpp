@@ -164,6 +164,10 @@ TEST_P(MatrixModelTest, RecomputedSlicesEqualOneCall) {
     last[sliced] = states[0].matrix.S.detach();
     for (const auto& p : model->named_parameters()) grads[sliced][p.key()] = p.value().grad();
   }
+  // float32, and the slices compose the chunk states in another order than one call: measured
+  // relative differences were up to 4.5e-7 (logits), 1.6e-7 (final states) and 2.9e-6
+  // (gradients) over the six variants; 1e-4 leaves 30x room, and a slice that lost the state
+  // carry is off by O(1).
   EXPECT_LT(max_abs(logits[1] - logits[0]), 1e-4 * max_abs(logits[0]));
   EXPECT_LT(max_abs(last[1] - last[0]), 1e-4 * max_abs(last[0]));
   for (const auto& [name, g] : grads[0]) {
