@@ -27,8 +27,9 @@ struct ScanOptions {
   int64_t checkpoint_every = 0;
   // CUDA: bitwise-reproducible results for this call and its backward (the kernels' fixed
   // composition order; slower when few long sequences span many tiles, docs/cuda.md). Also on
-  // for every call while PyTorch's at::globalContext().deterministicAlgorithms() is. The CPU
-  // engine is reproducible for a fixed thread count either way.
+  // for every call while PyTorch's at::globalContext().deterministicAlgorithms() is. On the
+  // CPU it makes several threads on a time-tiled shape bitwise reproducible for a fixed thread
+  // count (the default is reproducible with one thread or untiled shapes; docs/cuda.md).
   bool deterministic = false;
 };
 

@@ -68,9 +68,9 @@ struct ScanForwardParams {
   Operand3 h;
   Operand2 h_last;
   int num_threads = 1;  // CPU only: worker threads to use (>= 1)
-  // CUDA: combine tiles in one fixed order so that results are bitwise identical run to run
-  // (slower for long chains of tiles, see docs/cuda.md). The CPU engine is deterministic for a
-  // fixed num_threads either way.
+  // Combine tiles in one fixed order so that results are bitwise identical run to run (CUDA:
+  // slower for long chains of tiles, see docs/cuda.md; CPU: for a fixed num_threads, where the
+  // default is bitwise reproducible only with one thread or shapes that do not tile time).
   bool deterministic = false;
 };
 
