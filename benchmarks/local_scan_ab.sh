@@ -10,7 +10,8 @@
 #   git worktree add /tmp/seqpar-base <rev> && (cd /tmp/seqpar-base && bash scripts/build.sh)
 #   benchmarks/local_scan_ab.sh /tmp/seqpar-base/build 4 --threads 2 --bd 1 16 256
 #
-# SEQPAR_CPU_CAPABILITY applies to both builds. RAW=file keeps the raw rows.
+# BASE_BUILD_DIR "-" runs this tree's build alone (medians of ROUNDS runs). SEQPAR_CPU_CAPABILITY
+# applies to both builds. RAW=file keeps the raw rows.
 set -euo pipefail
 if [ $# -lt 2 ]; then
   echo "usage: $0 BASE_BUILD_DIR ROUNDS [seqpar-bench local_scan options]" >&2
@@ -20,15 +21,20 @@ base=$1 rounds=$2
 shift 2
 here=$(cd "$(dirname "$0")/.." && pwd)
 new_bin=$here/build/bin/seqpar-bench
-base_bin=$base/bin/seqpar-bench
-[ -x "$base_bin" ] || base_bin=$base/benchmarks/seqpar_bench/seqpar-bench
+builds="base new"
+if [ "$base" = - ]; then
+  builds=new base_bin=$new_bin
+else
+  base_bin=$base/bin/seqpar-bench
+  [ -x "$base_bin" ] || base_bin=$base/benchmarks/seqpar_bench/seqpar-bench
+fi
 for b in "$new_bin" "$base_bin"; do
   [ -x "$b" ] || { echo "$0: no seqpar-bench at $b (build it first)" >&2; exit 2; }
 done
 raw=${RAW:-$(mktemp)}
 : > "$raw"
 for ((i = 1; i <= rounds; i++)); do
-  for which in base new; do
+  for which in $builds; do
     bin=$new_bin
     [ $which = base ] && bin=$base_bin
     "$bin" local_scan --reps 3 --naive-steps 16 --no-progress "$@" 2>&1 |
@@ -45,10 +51,11 @@ for line in open(sys.argv[1]):
         (float(f[6]), float(f[7].rstrip('%')), float(f[10]), float(f[11].rstrip('%'))))
 print("median of %s rounds: forward GB/s (%% triad) / backward GB/s (%% triad)" %
       min(len(v) for r in rows.values() for v in r.values()))
-print("%-7s %-5s %-9s %-4s | %-27s | %-27s" % ("threads", "B*D", "T", "lay", "base", "new"))
+builds = [b for b in ("base", "new") if any(b in r for r in rows.values())]
+print(("%-7s %-5s %-9s %-4s" + " | %-27s" * len(builds)) % (("threads", "B*D", "T", "lay") + tuple(builds)))
 for key, r in rows.items():
     def cell(v):
         m = [statistics.median(x[i] for x in v) for i in range(4)]
         return "%5.1f (%3.0f%%) / %5.1f (%3.0f%%)" % tuple(m)
-    print("%-7s %-5s %-9s %-4s | %s | %s" % (key + (cell(r["base"]), cell(r["new"]))))
+    print(("%-7s %-5s %-9s %-4s" + " | %s" * len(builds)) % (key + tuple(cell(r[b]) for b in builds)))
 EOF
