@@ -47,15 +47,17 @@ rows = collections.defaultdict(lambda: collections.defaultdict(list))
 for line in open(sys.argv[1]):
     f = line.split()
     # which threads B*D T layout | fwd GB/s %triad op | bwd GB/s %triad op | naive log | triad
+    # ... | triad | summary GB/s %triad (newer builds append the summary pass)
+    summary = float(f[19]) if len(f) > 20 else float("nan")
     rows[(f[1], f[2], f[3], f[4])][f[0]].append(
-        (float(f[6]), float(f[7].rstrip('%')), float(f[10]), float(f[11].rstrip('%'))))
-print("median of %s rounds: forward GB/s (%% triad) / backward GB/s (%% triad)" %
+        (float(f[6]), float(f[7].rstrip('%')), float(f[10]), float(f[11].rstrip('%')), summary))
+print("median of %s rounds: forward GB/s (%% triad) / backward GB/s (%% triad) / summary GB/s" %
       min(len(v) for r in rows.values() for v in r.values()))
 builds = [b for b in ("base", "new") if any(b in r for r in rows.values())]
-print(("%-7s %-5s %-9s %-4s" + " | %-27s" * len(builds)) % (("threads", "B*D", "T", "lay") + tuple(builds)))
+print(("%-7s %-5s %-9s %-4s" + " | %-35s" * len(builds)) % (("threads", "B*D", "T", "lay") + tuple(builds)))
 for key, r in rows.items():
     def cell(v):
-        m = [statistics.median(x[i] for x in v) for i in range(4)]
-        return "%5.1f (%3.0f%%) / %5.1f (%3.0f%%)" % tuple(m)
+        m = [statistics.median(x[i] for x in v) for i in range(5)]
+        return "%5.1f (%3.0f%%) / %5.1f (%3.0f%%) / %5.1f" % tuple(m)
     print(("%-7s %-5s %-9s %-4s" + " | %s" * len(builds)) % (key + tuple(cell(r[b]) for b in builds)))
 EOF

@@ -143,9 +143,9 @@ int run_local_scan(const CommonOptions& common, const std::vector<std::string>& 
   // The CPU engine's run-time target (SEQPAR_CPU_CAPABILITY caps it).
   const std::string target = kernels::cpu::capability();
   std::printf("CPU engine target: %s\n", target.c_str());
-  std::printf("%-7s %-6s %-9s %-5s | %8s %6s %7s | %8s %6s %7s | %9s %9s | %7s\n", "threads", "B*D", "T",
-              "lay", "fwd GB/s", "%triad", "fwd op", "bwd GB/s", "%triad", "bwd op", "naive", "log-space",
-              "triad");
+  std::printf("%-7s %-6s %-9s %-5s | %8s %6s %7s | %8s %6s %7s | %9s %9s | %7s | %8s %6s\n", "threads",
+              "B*D", "T", "lay", "fwd GB/s", "%triad", "fwd op", "bwd GB/s", "%triad", "bwd op", "naive",
+              "log-space", "triad", "sum GB/s", "%triad");
   // A progress line per (threads, B*D, layout), after its table row.
   Progress progress(static_cast<int>(thread_counts.size() * bds.size() * 2), common.progress);
 
@@ -174,6 +174,11 @@ int run_local_scan(const CommonOptions& common, const std::vector<std::string>& 
             ops::prepare_backward(a, h, std::nullopt, g, std::nullopt, /*reverse=*/false);
         pb.params.num_threads = threads;
         const Timing bwd = timed([&] { kernels::cpu::scan_backward(pb.params); });
+        // The summary (A, B) of every sequence, sequence parallelism's first local pass: reads
+        // a and b once.
+        ops::PreparedSummary ps = ops::prepare_summary(a, b, /*reverse=*/false);
+        ps.params.num_threads = threads;
+        const Timing sum = timed([&] { kernels::cpu::scan_summary(ps.params); });
         const Timing bwd_op = timed([&] {
           auto r = ops::scan_backward_op().call(a, h, std::nullopt, g, std::nullopt, false);
           (void)r;
@@ -211,18 +216,23 @@ int run_local_scan(const CommonOptions& common, const std::vector<std::string>& 
         const double naive_gbs = 3 * es * double(steps * bd) / naive.median / 1e9;
         const double log_gbs = 3 * es * elems / logspace.median / 1e9;
         Record f = record("forward", 3, fwd, fwd_op), bw = record("backward", 5, bwd, bwd_op);
+        Record sm = record("summary", 2, sum, sum);
+        sm.extra.erase("op_gbs");
         // The baselines compute the forward scan, so they sit beside the forward record.
         f.extra.update(
             {{"naive_loop_gbs", naive_gbs}, {"naive_loop_steps", steps}, {"log_space_gbs", log_gbs}});
         out.add(f);
         out.add(bw);
+        out.add(sm);
         const double fwd_gbs = *f.bytes_moved / fwd.median / 1e9;
         const double bwd_gbs = *bw.bytes_moved / bwd.median / 1e9;
+        const double sum_gbs = *sm.bytes_moved / sum.median / 1e9;
         std::printf("%-7d %-6lld %-9lld %-5s | %8.2f %5.0f%% %7.2f | %8.2f %5.0f%% %7.2f | %9.3f %9.2f | "
-                    "%7.2f\n",
+                    "%7.2f | %8.2f %5.0f%%\n",
                     threads, (long long)bd, (long long)s.T, tc ? "time" : "chan", fwd_gbs,
                     100 * fwd_gbs / triad, f.extra["op_gbs"].get<double>(), bwd_gbs, 100 * bwd_gbs / triad,
-                    bw.extra["op_gbs"].get<double>(), naive_gbs, log_gbs, triad);
+                    bw.extra["op_gbs"].get<double>(), naive_gbs, log_gbs, triad, sum_gbs,
+                    100 * sum_gbs / triad);
         std::fflush(stdout);
         std::ostringstream what;
         what << "local_scan threads=" << threads << " B*D=" << bd << " " << (tc ? "time" : "channels")

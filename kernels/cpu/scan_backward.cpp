@@ -115,18 +115,19 @@ struct BackwardPolicy {
     const S* pa = L.a + k0 * kDir;
     const S* pg = L.g + k0 * kDir;
     const int64_t n = k1 - k0;
-    auto cA = V::set1(Acc(1)), cB = V::set1(Acc(0));
+    // B = sum_t g_t * a_t * ... * a_{n-1}: as the forward summary (forward_policy.h), each
+    // lane's g weighted by the suffix products of the vector's own a.
+    auto cA = V::set1(Acc(1)), X = V::set1(Acc(0));
     int64_t k = 0;
     for (; k + V::kLanes <= n; k += V::kLanes) {
-      auto va = simd::load_steps<S, kDir>(pa + k * kDir);
-      auto vx = V::mul(va, simd::load_steps<S, kDir>(pg + k * kDir));
-      simd::compose_steps<Acc, kDir>(va, vx);
-      const auto la = V::template last_step<kDir>(va);
-      cB = V::fma(la, cB, V::template last_step<kDir>(vx));
-      cA = V::mul(la, cA);
+      auto w = simd::load_steps<S, kDir>(pa + k * kDir);
+      simd::suffix_products<Acc, kDir>(w);
+      const auto product = V::template last_step<-kDir>(w);  // the first step's lane
+      X = V::fma(product, X, V::mul(w, simd::load_steps<S, kDir>(pg + k * kDir)));
+      cA = V::mul(product, cA);
     }
     A = V::lane0(cA);
-    B = V::lane0(cB);
+    B = V::sum(X);
     for (; k < n; ++k) {
       const Acc x = load(pa + k * kDir);
       A = x * A;

@@ -50,6 +50,7 @@ struct Vec {
   static type mul(type x, type y) { return hn::Mul(x, y); }
   static type fma(type x, type y, type z) { return hn::MulAdd(x, y, z); }
   static T lane0(type v) { return hn::GetLane(v); }
+  static T sum(type v) { return hn::GetLane(hn::SumOfLanes(D(), v)); }
 
   // Lanes hold steps in memory order: with kDir = +1 lane i is step i, with kDir = -1 (memory
   // walked backwards) lane i is step V-1-i. Loads and stores then never permute lanes; the
@@ -203,6 +204,17 @@ inline void compose_steps(typename Vec<T>::type& A, typename Vec<T>::type& B) {
   }
 }
 
+// Inclusive suffix products in step order, in place: the lane of step i gets a_i * ... *
+// a_{V-1}. The rounds of compose_steps run the other way (-kDir), on the products alone.
+template <class T, int kDir, int s = 1>
+inline void suffix_products(typename Vec<T>::type& A) {
+  using V = Vec<T>;
+  if constexpr (s < V::kLanes) {
+    A = V::mul(A, V::template earlier_last<-kDir, s>(A, V::set1(T(1))));
+    suffix_products<T, kDir, 2 * s>(A);
+  }
+}
+
 }  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::simd
 
 #else  // no Highway: no in-register path
@@ -225,6 +237,8 @@ template <class S, int kDir, class V>
 void store_steps(S* p, V v);
 template <class T, int kDir, class V>
 void compose_steps(V& A, V& B);
+template <class T, int kDir, class V>
+void suffix_products(V& A);
 }  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::simd
 
 #endif
