@@ -82,8 +82,9 @@ struct ForwardPolicy {
   // a_{n-1}. A vector of b is multiplied by the suffix products of the a one step ahead (a
   // loaded from the next step: the lane of step t gets a_{t+1} * ... * a_{k+V}, the first a
   // of the next vector included), and the lanes accumulate separately, each scaled by the
-  // next vector's product: X <- P * X + w * b, summed once at the end. One round of products
-  // instead of two of maps, and one broadcast instead of two, per vector.
+  // next vector's product: X <- P * X + w * b, summed once at the end. Per vector: log2(V)
+  // rounds on one vector (the products) instead of two (the maps), one broadcast instead of
+  // two (docs/cpu_kernels.md, "The summary without the rounds on B").
   template <int kDir>
   void contig_aggregate_dir(const Lane& L, int64_t k0, int64_t k1, Acc& A, Acc& B) const {
     using V = simd::Vec<Acc>;
