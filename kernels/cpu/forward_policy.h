@@ -77,35 +77,25 @@ struct ForwardPolicy {
         this->template contig_run_dir<-1>(L, k0, k1, s);
     }
   }
-  // The summary (A, B) of steps [k0, k1) needs no per-step prefix, so it skips the rounds on
-  // B: with b_t weighted by the product of the a after it, B = sum_t b_t * a_{t+1} * ... *
-  // a_{n-1}. A vector of b is multiplied by the suffix products of the a one step ahead (a
-  // loaded from the next step: the lane of step t gets a_{t+1} * ... * a_{k+V}, the first a
-  // of the next vector included), and the lanes accumulate separately, each scaled by the
-  // next vector's product: X <- P * X + w * b, summed once at the end. Per vector: log2(V)
-  // rounds on one vector (the products) instead of two (the maps), one broadcast instead of
-  // two (docs/cpu_kernels.md, "The summary without the rounds on B").
+  // The summary (A, B) of steps [k0, k1) without composing maps (docs/cpu_kernels.md, "The
+  // summary without the rounds on B"): B = sum_t b_t * a_{t+1} * ... * a_{n-1}, so b is
+  // weighted by the a one step ahead. The vectors cover steps [0, m) with m < n, their weights
+  // a_1 .. a_m; step m then adds its b alone, and a_0 joins A.
   template <int kDir>
   void contig_aggregate_dir(const Lane& L, int64_t k0, int64_t k1, Acc& A, Acc& B) const {
-    using V = simd::Vec<Acc>;
+    constexpr int64_t kV = simd::Vec<Acc>::kLanes;
     const S* pa = L.a + k0 * kDir;
     const S* pb = L.b + k0 * kDir;
     const int64_t n = k1 - k0;
+    const int64_t vectors = (n - 1) / kV;
+    int64_t k = 0;
     A = Acc(1);
     B = Acc(0);
-    int64_t k = 0;
-    if (n > V::kLanes) {
-      auto cA = V::set1(Acc(1)), X = V::set1(Acc(0));
-      for (; k + V::kLanes < n; k += V::kLanes) {
-        auto w = simd::load_steps<S, kDir>(pa + (k + 1) * kDir);
-        simd::suffix_products<Acc, kDir>(w);
-        const auto product = V::template last_step<-kDir>(w);  // the first step's lane
-        X = V::fma(product, X, V::mul(w, simd::load_steps<S, kDir>(pb + k * kDir)));
-        cA = V::mul(product, cA);
-      }
-      // X and cA already hold step k's a: step k adds only its b (and a_0 joins A).
-      A = load(pa) * V::lane0(cA);
-      B = V::sum(X) + load(pb + k * kDir);
+    if (vectors > 0) {
+      simd::suffix_weighted_sum<S, kDir>(pa + kDir, pb, vectors, A, B);
+      k = vectors * kV;
+      A *= load(pa);
+      B += load(pb + k * kDir);
       ++k;
     }
     for (; k < n; ++k) {

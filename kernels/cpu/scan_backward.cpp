@@ -115,19 +115,11 @@ struct BackwardPolicy {
     const S* pa = L.a + k0 * kDir;
     const S* pg = L.g + k0 * kDir;
     const int64_t n = k1 - k0;
-    // B = sum_t g_t * a_t * ... * a_{n-1}: as the forward summary (forward_policy.h), each
-    // lane's g weighted by the suffix products of the vector's own a.
-    auto cA = V::set1(Acc(1)), X = V::set1(Acc(0));
-    int64_t k = 0;
-    for (; k + V::kLanes <= n; k += V::kLanes) {
-      auto w = simd::load_steps<S, kDir>(pa + k * kDir);
-      simd::suffix_products<Acc, kDir>(w);
-      const auto product = V::template last_step<-kDir>(w);  // the first step's lane
-      X = V::fma(product, X, V::mul(w, simd::load_steps<S, kDir>(pg + k * kDir)));
-      cA = V::mul(product, cA);
-    }
-    A = V::lane0(cA);
-    B = V::sum(X);
+    // B = sum_t g_t * a_t * ... * a_{n-1}: g weighted by the vectors' own a
+    // (simd::suffix_weighted_sum, as the forward summary).
+    const int64_t vectors = n / V::kLanes;
+    simd::suffix_weighted_sum<S, kDir>(pa, pg, vectors, A, B);
+    int64_t k = vectors * V::kLanes;
     for (; k < n; ++k) {
       const Acc x = load(pa + k * kDir);
       A = x * A;

@@ -215,6 +215,30 @@ inline void suffix_products(typename Vec<T>::type& A) {
   }
 }
 
+// sum_t x_t * w_t * ... * w_{n-1} over `vectors` vectors of steps (the x at px, the weights at
+// pw, both walking kDir), and the product of all the w: a summary's B and A without composing
+// maps. Each lane weights its x by the suffix products (in step order) of its vector's w; the
+// lanes accumulate separately, X <- P * X + w * x with P the vector's product, and are summed
+// once at the end. Per vector: log2(V) rounds on one vector and one broadcast, where composing
+// (A, B) takes the rounds on two vectors and two broadcasts.
+template <class S, int kDir>
+inline void suffix_weighted_sum(const S* pw, const S* px, int64_t vectors, acc_t<S>& product,
+                                acc_t<S>& sum) {
+  using T = acc_t<S>;
+  using V = Vec<T>;
+  auto P = V::set1(T(1)), X = V::set1(T(0));
+  for (int64_t i = 0; i < vectors; ++i) {
+    const int64_t k = i * V::kLanes * kDir;
+    auto w = load_steps<S, kDir>(pw + k);
+    suffix_products<T, kDir>(w);
+    const auto p = V::template last_step<-kDir>(w);  // the vector's first step: its product
+    X = V::fma(p, X, V::mul(w, load_steps<S, kDir>(px + k)));
+    P = V::mul(p, P);
+  }
+  product = V::lane0(P);
+  sum = V::sum(X);
+}
+
 }  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::simd
 
 #else  // no Highway: no in-register path
@@ -239,6 +263,8 @@ template <class T, int kDir, class V>
 void compose_steps(V& A, V& B);
 template <class T, int kDir, class V>
 void suffix_products(V& A);
+template <class S, int kDir, class Acc>
+void suffix_weighted_sum(const S* pw, const S* px, int64_t vectors, Acc& product, Acc& sum);
 }  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::simd
 
 #endif
