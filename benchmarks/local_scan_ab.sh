@@ -26,7 +26,6 @@ if [ "$base" = - ]; then
   builds=new base_bin=$new_bin
 else
   base_bin=$base/bin/seqpar-bench
-  [ -x "$base_bin" ] || base_bin=$base/benchmarks/seqpar_bench/seqpar-bench
 fi
 for b in "$new_bin" "$base_bin"; do
   [ -x "$b" ] || { echo "$0: no seqpar-bench at $b (build it first)" >&2; exit 2; }
