@@ -31,10 +31,13 @@
 #include "scan_plan.h"
 #include "scan_types.cuh"
 
-// Predecessors each lane inspects per look-back round with 32 columns per CTA (a tuning knob,
-// see scan_plan.h).
+// Predecessors each lane inspects per look-back round with 32 and with 8 columns per CTA
+// (tuning knobs, see scan_plan.h and docs/cuda.md, "Tuning").
 #ifndef SEQPAR_CUDA_DEPTH32
 #define SEQPAR_CUDA_DEPTH32 8
+#endif
+#ifndef SEQPAR_CUDA_DEPTH8
+#define SEQPAR_CUDA_DEPTH8 2
 #endif
 
 // The host emulator checks that every 128-bit access is 16-byte aligned (x86 would not fault).
@@ -159,7 +162,7 @@ template <int kCols, class Acc>
 __device__ __forceinline__ Map<Acc> look_back(const int* flags, const Map<Acc>* aggregates,
                                               const Map<Acc>* inclusives, int64_t j, int lane) {
   constexpr int kSlots = 32 / kCols;
-  constexpr int kDepth = kCols >= 32 ? SEQPAR_CUDA_DEPTH32 : (kCols >= 8 ? 2 : 1);
+  constexpr int kDepth = kCols >= 32 ? SEQPAR_CUDA_DEPTH32 : (kCols >= 8 ? SEQPAR_CUDA_DEPTH8 : 1);
   constexpr int kPerRound = kSlots * kDepth;
   const int slot = lane / kCols;
   const int col = lane % kCols;

@@ -91,9 +91,16 @@ int launch_tiles(KernelArgs args, cudaStream_t stream, Workspace workspace) {
   return int(err != cudaSuccess ? err : free_err);
 }
 
+// The plan's layout fitted to the current device (fit_to_device): launches and workspace
+// sizes both go through here, so that they agree.
+inline Layout device_layout(const Plan& plan) {
+  return fit_to_device(plan.layout, plan.args.batch, plan.args.channels, multiprocessors());
+}
+
 template <class S, OpKind kOp>
-int launch_layout(Layout layout, const KernelArgs& args, cudaStream_t stream, Workspace ws) {
-  switch (layout) {
+int launch_layout(const Plan& plan, cudaStream_t stream, Workspace ws) {
+  const KernelArgs& args = plan.args;
+  switch (device_layout(plan)) {
     case Layout::kChannels32: return launch_tiles<S, kOp, 32, false>(args, stream, ws);
     case Layout::kChannels8: return launch_tiles<S, kOp, 8, false>(args, stream, ws);
     case Layout::kTimeVector: return launch_tiles<S, kOp, 1, true>(args, stream, ws);
@@ -106,7 +113,7 @@ int launch_layout(Layout layout, const KernelArgs& args, cudaStream_t stream, Wo
 template <class S, OpKind kOp>
 size_t scratch_bytes(const Plan& plan) {
   KernelArgs args = plan.args;
-  switch (plan.layout) {
+  switch (device_layout(plan)) {
     case Layout::kChannels32: return ScratchLayout<S, 32>(plan_tiles<S, 32, kOp>(args)).total;
     case Layout::kChannels8: return ScratchLayout<S, 8>(plan_tiles<S, 8, kOp>(args)).total;
     case Layout::kTimeVector:
@@ -154,7 +161,7 @@ int launch_forward(const ScanForwardParams& p, cudaStream_t stream, Workspace ws
                                 acc_constant<Acc>(0.f), stream);
   }
   const Plan plan = plan_forward<S>(p);
-  return launch_layout<S, OpKind::kForward>(plan.layout, plan.args, stream, ws);
+  return launch_layout<S, OpKind::kForward>(plan, stream, ws);
 }
 
 template <class S>
@@ -167,7 +174,7 @@ int launch_backward(const ScanBackwardParams& p, cudaStream_t stream, Workspace 
                                 n.channels, acc_constant<Acc>(0.f), stream);
   }
   const Plan plan = plan_backward<S>(p);
-  return launch_layout<S, OpKind::kBackward>(plan.layout, plan.args, stream, ws);
+  return launch_layout<S, OpKind::kBackward>(plan, stream, ws);
 }
 
 template <class S>
@@ -184,7 +191,7 @@ int launch_summary(const ScanSummaryParams& p, cudaStream_t stream, Workspace ws
                                 acc_constant<Acc>(0.f), stream);
   }
   const Plan plan = plan_summary<S>(p);
-  return launch_layout<S, OpKind::kSummary>(plan.layout, plan.args, stream, ws);
+  return launch_layout<S, OpKind::kSummary>(plan, stream, ws);
 }
 
 // One explicit instantiation set per element type, in scan_<dtype>.cu.

@@ -37,6 +37,19 @@ namespace seqpar::kernels::cuda::detail {
 #ifndef SEQPAR_CUDA_ITEMS_4B
 #define SEQPAR_CUDA_ITEMS_4B 16
 #endif
+// 2-byte types with channels contiguous (kCols > 1) only.
+#ifndef SEQPAR_CUDA_ITEMS_2B_CHANNELS
+#define SEQPAR_CUDA_ITEMS_2B_CHANNELS SEQPAR_CUDA_ITEMS_2B
+#endif
+// Channel-contiguous inputs with at least this many channels take 32 channels per CTA, fewer
+// take 8 (more column groups, so more chains of tiles, for the same channel count).
+#ifndef SEQPAR_CUDA_CH32_MIN_CHANNELS
+#define SEQPAR_CUDA_CH32_MIN_CHANNELS 24
+#endif
+// 1: 32 channels per CTA only where they make at least SMs / 2 column groups (fit_to_device).
+#ifndef SEQPAR_CUDA_NARROW_CHANNELS
+#define SEQPAR_CUDA_NARROW_CHANNELS 1
+#endif
 // float32 accumulates in double, which doubles backward's register arrays: with threads
 // along time (one column per CTA), 8 items per thread raised float32 backward from 43-66% to
 // 60-92% of copy on an H200 while 8 lost 3-13 points in forward and in the channel layouts
@@ -89,7 +102,7 @@ constexpr int threads_for() {
 template <class S, OpKind kOp, int kCols>
 constexpr int items_per_thread() {
   if constexpr (sizeof(S) >= 8) return 8;
-  if constexpr (sizeof(S) == 2) return SEQPAR_CUDA_ITEMS_2B;
+  if constexpr (sizeof(S) == 2) return kCols > 1 ? SEQPAR_CUDA_ITEMS_2B_CHANNELS : SEQPAR_CUDA_ITEMS_2B;
   if constexpr (kCols == 1 && kOp == OpKind::kBackward) return SEQPAR_CUDA_ITEMS_4B_BWD_TIME;
   if constexpr (kCols == 1 && kOp == OpKind::kForward) return SEQPAR_CUDA_ITEMS_4B_FWD_TIME;
   return SEQPAR_CUDA_ITEMS_4B;
@@ -170,7 +183,9 @@ LayoutChoice choose_layout(const LayoutView* views, int n, int64_t batch, int64_
     if (ph < 0 || (phase >= 0 && ph != phase)) vec = false;
     phase = ph;
   }
-  if (channel_unit) return {channels >= 24 ? Layout::kChannels32 : Layout::kChannels8, 0};
+  if (channel_unit) {
+    return {channels >= SEQPAR_CUDA_CH32_MIN_CHANNELS ? Layout::kChannels32 : Layout::kChannels8, 0};
+  }
   if (time_unit && vec) return {Layout::kTimeVector, phase};
   return {Layout::kTimeScalar, 0};
 }
@@ -179,6 +194,22 @@ struct Plan {
   KernelArgs args;
   Layout layout = Layout::kTimeScalar;
 };
+
+// The layout for a device of `multiprocessors` SMs. With few column groups each chain of
+// tiles has many tiles in flight, and the tiles wait on the look-back: on an H200 the forward
+// at B = 1, D = 256 (8 groups of 32 channels) spent 65% of its warps' cycles at the barrier
+// behind it (Nsight Compute). 8 channels per CTA make four times the groups and raised that
+// shape from 49/47% to 61/72% of copy (forward/backward, T = 2^20), where at D = 4096
+// (128 groups of 32, chained) 8 channels lost 21 points (docs/cuda.md, "Tuning"). So 32 channels
+// per CTA are kept where they give at least SMs / 2 groups, the point from which the launch
+// chains tiles instead of looking back (scan_launch.cuh).
+inline Layout fit_to_device(Layout layout, int64_t batch, int64_t channels, int multiprocessors) {
+  if (SEQPAR_CUDA_NARROW_CHANNELS && layout == Layout::kChannels32 &&
+      2 * batch * ((channels + 31) / 32) < multiprocessors) {
+    return Layout::kChannels8;
+  }
+  return layout;
+}
 
 template <class S>
 Plan plan_forward(const ScanForwardParams& p) {
