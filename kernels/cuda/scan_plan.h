@@ -4,7 +4,8 @@
 //
 // Layout choice (one place, so that every op agrees):
 //   * channels > 1 and every operand has channel stride 1: channel-contiguous kernel, 32 (or 8
-//     when channels < 24) channels per CTA, lanes across channels;
+//     when channels < 24, or on a device where 32 would give few column groups:
+//     fit_to_device) channels per CTA, lanes across channels;
 //   * every operand has time stride +-1: time-contiguous kernel, one sequence per CTA, threads
 //     along time, 128-bit loads when one phase shift of the chunks makes every operand's
 //     chunks 16-byte aligned (see vector_phase), scalar loads otherwise;
@@ -77,11 +78,22 @@ constexpr int kNumThreads = SEQPAR_CUDA_THREADS;
 #ifndef SEQPAR_CUDA_FWD_MIN_BLOCKS_4B_TIME
 #define SEQPAR_CUDA_FWD_MIN_BLOCKS_4B_TIME 4
 #endif
+// bfloat16 forward with channels contiguous: free, ptxas gave it 74-76 registers (3 CTAs of 256
+// threads per SM) and Nsight Compute found it waiting on loads (scoreboard stalls 44% of its
+// cycles at D = 4096, 64-byte warp loads); a minimum of 4 CTAs (64 registers, 24-78 bytes of
+// spills) gave +1 to +8 points of copy bandwidth on every channels shape of an H200
+// (docs/cuda.md, "Tuning"). float16 shares the code but was not measured, so it keeps none.
+#ifndef SEQPAR_CUDA_FWD_MIN_BLOCKS_BF16_CHANNELS
+#define SEQPAR_CUDA_FWD_MIN_BLOCKS_BF16_CHANNELS 4
+#endif
 template <class S, OpKind kOp, int kCols>
 constexpr int min_blocks_for() {
   // 0 asks for no minimum, as if the argument were left out (no .minnctapersm in the PTX).
   // 1 is not the same: with it ptxas gave bfloat16's forward 78 registers instead of 61 and
   // cost it 16 points of copy bandwidth (docs/cuda.md, "Tuning").
+  if constexpr (kOp == OpKind::kForward && std::is_same_v<S, __nv_bfloat16> && kCols > 1) {
+    return SEQPAR_CUDA_FWD_MIN_BLOCKS_BF16_CHANNELS;
+  }
   if constexpr (kOp != OpKind::kForward || sizeof(S) != 4) return 0;
   return kCols == 1 ? SEQPAR_CUDA_FWD_MIN_BLOCKS_4B_TIME : SEQPAR_CUDA_FWD_MIN_BLOCKS_4B;
 }
@@ -197,12 +209,13 @@ struct Plan {
 
 // The layout for a device of `multiprocessors` SMs. With few column groups each chain of
 // tiles has many tiles in flight, and the tiles wait on the look-back: on an H200 the forward
-// at B = 1, D = 256 (8 groups of 32 channels) spent 65% of its warps' cycles at the barrier
-// behind it (Nsight Compute). 8 channels per CTA make four times the groups and raised that
-// shape from 49/47% to 61/72% of copy (forward/backward, T = 2^20), where at D = 4096
-// (128 groups of 32, chained) 8 channels lost 21 points (docs/cuda.md, "Tuning"). So 32 channels
-// per CTA are kept where they give at least SMs / 2 groups, the point from which the launch
-// chains tiles instead of looking back (scan_launch.cuh).
+// at B = 1, D = 256 (8 groups of 32 channels) had its warps waiting at the barrier behind it
+// for 65% of their cycles between instructions (Nsight Compute). 8 channels per CTA make four
+// times the groups and raised that shape from 50/49% to 64/74% of copy (forward/backward,
+// T = 2^20), where at D = 4096 (128 groups of 32, chained) 8 channels lost 21 points
+// (docs/cuda.md, "Tuning"). So 32 channels per CTA are kept where they give at least SMs / 2
+// groups, the point from which the launch chains tiles instead of looking back
+// (scan_launch.cuh).
 inline Layout fit_to_device(Layout layout, int64_t batch, int64_t channels, int multiprocessors) {
   if (SEQPAR_CUDA_NARROW_CHANNELS && layout == Layout::kChannels32 &&
       2 * batch * ((channels + 31) / 32) < multiprocessors) {

@@ -352,7 +352,9 @@ static int mode_check() {
   for (const DType* t : kAll) {
     const int64_t deep = t->size >= 8 ? 40000 : 70001;  // ~10-20 time tiles
     std::vector<Case> cases = {
-        {t, 2, 1000, 64, Mem::kChannels, false, true, true, true},      // 32 channels/CTA, 8 tiles
+        // 4 groups of 32 channels: 8 channels per CTA on a GPU of more than 8 SMs (fit_to_device)
+        {t, 2, 1000, 64, Mem::kChannels, false, true, true, true},
+        {t, 40, 300, 64, Mem::kChannels, true, true, true, true},       // 32 channels/CTA up to 160 SMs
         {t, 3, 777, 10, Mem::kChannels, true, false, true, false},      // 8 channels/CTA, reverse
         {t, 1, 300, 33, Mem::kChannels, false, true, false, true},      // partial column block
         {t, 2, deep, 3, Mem::kTime, false, true, true, true},           // 128-bit loads
@@ -486,7 +488,7 @@ static int mode_stress() {
   const S shapes[] = {
       {&kF32, 1, int64_t(1) << 22, 1, true, 100},   // 1024 tiles in one chain
       {&kBF16, 1, int64_t(1) << 22, 1, true, 100},
-      {&kF32, 1, int64_t(1) << 20, 64, false, 60},  // 2 groups x 8192 tiles of 32 channels
+      {&kF32, 1, int64_t(1) << 20, 64, false, 60},  // 8 groups x 2048 tiles of 8 channels
       {&kF32, 4, int64_t(1) << 18, 8, false, 60},   // 8 channels per CTA
       {&kC64, 3, int64_t(1) << 19, 1, true, 40},
   };
