@@ -38,6 +38,8 @@
 #   matrix-bench   benchmarks/matrix_state_bench.py --device cuda at T = 2^20: chunked GLA and
 #                  gated DeltaNet, forward + backward, against a batched matmul and the
 #                  per-step recurrence, peak memory (docs/matrix_state.md)
+#   profile        Nsight Compute (ncu) on the forward of the three shapes furthest from copy
+#                  bandwidth (one long sequence; 16 channels contiguous; bfloat16 channels)
 #   racecheck, synccheck
 #                  compute-sanitizer's shared-memory race and barrier checks, same cases
 #
@@ -46,7 +48,7 @@
 # --bundle FILE also packs DIR into one .tar.gz (40-odd files, some named with '+': a remote
 # runner that brings back a limited number of plain names, such as the device tool, brings
 # back this one file; use --out outside the folder it returns and --bundle inside it).
-# Without a GPU it stops at once with status 3. --quick skips the sanitizers and pytest;
+# Without a GPU it stops at once with status 3. --quick skips the sanitizers, pytest and the profile;
 # SEQPAR_GPU_SESSION_SKIP="pytest racecheck" skips the named steps; SEQPAR_GPU_SESSION_SECONDS
 # caps the whole session (default 500).
 set -uo pipefail
@@ -219,6 +221,26 @@ if [ -f "$lib" ]; then
     --json "$out/accuracy.json"
   step matrix-bench 120 "$python" benchmarks/matrix_state_bench.py --device cuda --log2-t 20 \
     --json "$out/matrix_state_bench.json"
+fi
+
+# ---- Nsight Compute on the shapes furthest from copy bandwidth -------------------------
+# The forward of each, first scan_tile_kernel launch only, the sections that told the earlier
+# profiles apart (docs/cuda.md): occupancy, stall reasons, memory. --clock-control none leaves
+# the clocks as the bench ran them.
+ncu=$(command -v ncu || ls "$(dirname "$nvcc")"/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
+profile_shapes() {
+  local spec dtype layout t bd
+  for spec in float32:time:8388608:1 float32:channels:1048576:16 bfloat16:channels:131072:4096; do
+    IFS=: read -r dtype layout t bd <<<"$spec"
+    echo "## ncu: $dtype $layout T=$t B*D=$bd, forward"
+    SEQPAR_BENCH_DTYPE=$dtype SEQPAR_BENCH_LAYOUT=$layout SEQPAR_BENCH_T=$t SEQPAR_BENCH_BD=$bd \
+      "$ncu" --clock-control none -k regex:scan_tile_kernel -c 1 --section SpeedOfLight \
+      --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
+      --section WarpStateStats --section SchedulerStats "$check" bench || return 1
+  done
+}
+if [ -x "$check" ] && [ $quick = 0 ] && [ -n "$ncu" ]; then
+  step profile 90 profile_shapes
 fi
 
 # ---- the slower sanitizers last ---------------------------------------------------------
