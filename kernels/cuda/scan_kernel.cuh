@@ -32,7 +32,10 @@
 #include "scan_types.cuh"
 
 // Predecessors each lane inspects per look-back round with 32 and with 8 columns per CTA
-// (tuning knobs, see scan_plan.h and docs/cuda.md, "Tuning").
+// (tuning knobs, see scan_plan.h and docs/cuda.md, "Tuning"). On a GPU, 32 columns per CTA
+// are chosen only with enough column groups to chain tiles (fit_to_device), so their
+// look-back runs in builds with SEQPAR_CUDA_NARROW_CHANNELS=0 or SEQPAR_CUDA_AUTO_CHAIN=0 and
+// in the host emulator's tile-order tests.
 #ifndef SEQPAR_CUDA_DEPTH32
 #define SEQPAR_CUDA_DEPTH32 8
 #endif

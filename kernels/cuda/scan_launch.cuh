@@ -58,7 +58,7 @@ int launch_tiles(KernelArgs args, cudaStream_t stream, Workspace workspace) {
   // the decoupled look-back has little to overlap, and waiting for the predecessor's
   // inclusive prefix was as fast or faster on an H100 at 128 and more groups (docs/cuda.md,
   // "Tuning"), and deterministic.
-  if (SEQPAR_CUDA_AUTO_CHAIN && 2 * args.batch * args.channel_blocks >= multiprocessors()) {
+  if (SEQPAR_CUDA_AUTO_CHAIN && many_groups(args.batch * args.channel_blocks, multiprocessors())) {
     args.chained = 1;
   }
   if (tiles >= int64_t(std::numeric_limits<int>::max())) return int(cudaErrorInvalidConfiguration);

@@ -78,8 +78,8 @@ constexpr int kNumThreads = SEQPAR_CUDA_THREADS;
 #ifndef SEQPAR_CUDA_FWD_MIN_BLOCKS_4B_TIME
 #define SEQPAR_CUDA_FWD_MIN_BLOCKS_4B_TIME 4
 #endif
-// bfloat16 forward with channels contiguous: free, ptxas gave it 74-76 registers (3 CTAs of 256
-// threads per SM) and Nsight Compute found it waiting on loads (scoreboard stalls 44% of its
+// bfloat16 forward with channels contiguous: left free, ptxas gave it 74-76 registers (3 CTAs of
+// 256 threads per SM) and Nsight Compute found it waiting on loads (scoreboard stalls 44% of its
 // cycles at D = 4096, 64-byte warp loads); a minimum of 4 CTAs (64 registers, 24-78 bytes of
 // spills) gave +1 to +8 points of copy bandwidth on every channels shape of an H200
 // (docs/cuda.md, "Tuning"). float16 shares the code but was not measured, so it keeps none.
@@ -207,6 +207,12 @@ struct Plan {
   Layout layout = Layout::kTimeScalar;
 };
 
+// Whether `groups` column groups are enough for each chain of tiles to have only one or two
+// tiles in flight on a device of `multiprocessors` SMs: then waiting for the predecessor's
+// inclusive prefix (chained mode) is as fast as the look-back (scan_launch.cuh), and 32
+// channels per CTA are kept (fit_to_device).
+inline bool many_groups(int64_t groups, int multiprocessors) { return 2 * groups >= multiprocessors; }
+
 // The layout for a device of `multiprocessors` SMs. With few column groups each chain of
 // tiles has many tiles in flight, and the tiles wait on the look-back: on an H200 the forward
 // at B = 1, D = 256 (8 groups of 32 channels) had its warps waiting at the barrier behind it
@@ -218,7 +224,7 @@ struct Plan {
 // (scan_launch.cuh).
 inline Layout fit_to_device(Layout layout, int64_t batch, int64_t channels, int multiprocessors) {
   if (SEQPAR_CUDA_NARROW_CHANNELS && layout == Layout::kChannels32 &&
-      2 * batch * ((channels + 31) / 32) < multiprocessors) {
+      !many_groups(batch * ((channels + 31) / 32), multiprocessors)) {
     return Layout::kChannels8;
   }
   return layout;

@@ -105,6 +105,11 @@ const char* layout_name(Layout l) {
     case Layout::kTimeVector: return "time-vec"; default: return "time-scalar"; }
 }
 
+// The layout a run takes: the real launch path fits the plan to the (emulated) device.
+const char* shown_layout(const Plan& plan) {
+  return layout_name(concurrent ? device_layout(plan) : plan.layout);
+}
+
 // A (B, T, D) buffer with a given memory order; returns operand with optional reverse flip.
 struct Buf3 {
   std::vector<char> mem; int64_t sb, st, sc; int64_t offset;  // offset in elements
@@ -192,7 +197,7 @@ void test_case(const char* tname, int64_t B, int64_t T, int64_t D, Mem mem, bool
     err_last = std::max(err_last, std::abs(to_cd(hl[i * D + c]) - s) / std::max(1.0, std::abs(s)));
   }
   char name[200];
-  std::snprintf(name, sizeof name, "%s fwd B%ld T%ld D%ld %s%s%s", tname, long(B), long(T), long(D), layout_name(concurrent ? device_layout(plan) : plan.layout), rev ? " rev" : "", with_h0 ? " h0" : "");
+  std::snprintf(name, sizeof name, "%s fwd B%ld T%ld D%ld %s%s%s", tname, long(B), long(T), long(D), shown_layout(plan), rev ? " rev" : "", with_h0 ? " h0" : "");
   report(name, std::max(err, err_last), tol_of<S>());
   // backward (uses the kernel's h)
   ScanBackwardParams bp; bp.shape = shape; bp.deterministic = deterministic; bp.a = fp.a; bp.h = {fp.h.data, fp.h.stride};
@@ -217,7 +222,7 @@ void test_case(const char* tname, int64_t B, int64_t T, int64_t D, Mem mem, bool
     cd gh0_ref = std::conj(to_cd(get<S>(bp.a, i, 0, c))) * lam;
     err = std::max(err, std::abs(to_cd(gh0[i * D + c]) - gh0_ref) / std::max(1.0, std::abs(gh0_ref)));
   }
-  std::snprintf(name, sizeof name, "%s bwd B%ld T%ld D%ld %s%s%s", tname, long(B), long(T), long(D), layout_name(concurrent ? device_layout(plan) : plan.layout), rev ? " rev" : "", with_h0 ? " h0" : "");
+  std::snprintf(name, sizeof name, "%s bwd B%ld T%ld D%ld %s%s%s", tname, long(B), long(T), long(D), shown_layout(plan), rev ? " rev" : "", with_h0 ? " h0" : "");
   report(name, err, tol_of<S>() * 2);
   // summary
   ScanSummaryParams sp; sp.shape = shape; sp.deterministic = deterministic; sp.a = fp.a; sp.b = fp.b; sp.A = {A.data(), {D, 1}}; sp.B = {Bv.data(), {D, 1}};
@@ -230,7 +235,7 @@ void test_case(const char* tname, int64_t B, int64_t T, int64_t D, Mem mem, bool
     err = std::max(err, std::abs(to_cd(A[i * D + c]) - Ar) / std::max(1e-30, std::abs(Ar)) * std::min(1.0, std::abs(Ar) * 1e6));
     err = std::max(err, std::abs(to_cd(Bv[i * D + c]) - Br) / std::max(1.0, std::abs(Br)));
   }
-  std::snprintf(name, sizeof name, "%s sum B%ld T%ld D%ld %s%s", tname, long(B), long(T), long(D), layout_name(concurrent ? device_layout(plan) : plan.layout), rev ? " rev" : "");
+  std::snprintf(name, sizeof name, "%s sum B%ld T%ld D%ld %s%s", tname, long(B), long(T), long(D), shown_layout(plan), rev ? " rev" : "");
   report(name, err, tol_of<S>() * 4);
 }
 
