@@ -38,6 +38,8 @@
 #   matrix-bench   benchmarks/matrix_state_bench.py --device cuda at T = 2^20: chunked GLA and
 #                  gated DeltaNet, forward + backward, against a batched matmul and the
 #                  per-step recurrence, peak memory (docs/matrix_state.md)
+#   split-probe    benchmarks/split_long_probe.py: one long sequence cut into P pieces and scanned
+#                  as many (summary, scan of the summaries, scan), against the direct op
 #   profile        Nsight Compute (ncu) on the forward of the three shapes furthest from copy
 #                  bandwidth (one long sequence; 16 channels contiguous; bfloat16 channels)
 #   racecheck, synccheck
@@ -221,6 +223,7 @@ if [ -f "$lib" ]; then
     --json "$out/accuracy.json"
   step matrix-bench 120 "$python" benchmarks/matrix_state_bench.py --device cuda --log2-t 20 \
     --json "$out/matrix_state_bench.json"
+  step split-probe 60 "$python" benchmarks/split_long_probe.py --json "$out/split_long_probe.jsonl"
 fi
 
 # ---- Nsight Compute on the shapes furthest from copy bandwidth -------------------------

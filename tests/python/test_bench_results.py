@@ -392,3 +392,20 @@ def test_cost_model_min_statistic_ignores_delayed_repetitions(tmp_path):
         r["median"] = 100 * r["min"]
     assert fit_lines(tmp_path, write(tmp_path / "delayed.json", doc), stat="min") == base
     assert fit_lines(tmp_path, write(tmp_path / "delayed2.json", doc))["tree"] != base["tree"]
+
+
+def test_split_long_probe_arithmetic_on_cpu(tmp_path):
+    """benchmarks/split_long_probe.py (a GPU probe, run by scripts/gpu_session.sh) on the CPU:
+    the split scan (pieces summarised, their maps scanned, the pieces scanned from the states
+    before them) must equal the float64 reference as closely as the direct op does, give or
+    take the rounding of the piece summaries to float32."""
+    out = tmp_path / "split.jsonl"
+    r = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "split_long_probe.py"),
+                        "--device", "cpu", "--quick", "--reps", "1", "--json", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {(row["BD"], row["P"]) for row in rows} == {(1, 16), (1, 64), (4, 16), (4, 64)}
+    for row in rows:
+        assert row["direct_err"] < 2e-7, row
+        assert row["split_err"] < 1e-6, row
