@@ -22,7 +22,7 @@
 #   stress         look-back stress: hundreds of calls on two streams over chains of up to
 #                  8192 tiles; reports run-to-run bitwise differences
 #   bench          forward/backward GB/s at T = 2^17, 2^20, 2^23, B*D = 1, 16, 256, 4096,
-#                  float32 and bfloat16, both layouts, and % of a device copy of the same bytes,
+#                  float32, bfloat16 and complex64, both layouts, and % of a device copy of the same bytes,
 #                  all timed as CUDA graphs (no launch gaps)
 #   lib-abi        libseqpar.so exports none of libstdc++'s symbols (a statically linked
 #                  libstdc++ copy crashed the first error message)

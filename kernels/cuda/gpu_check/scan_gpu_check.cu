@@ -611,7 +611,7 @@ static int mode_bench() {
               "fwd GB/s", "fwd %", "bwd GB/s", "bwd %", "det fwd%");
   cudaStream_t s;
   CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  // SEQPAR_BENCH_DTYPE=float32 (or bfloat16) runs one dtype: half the time, for variants.
+  // SEQPAR_BENCH_DTYPE=float32 (or bfloat16, complex64) runs one dtype, for variants.
   const char* only = std::getenv("SEQPAR_BENCH_DTYPE");
   // SEQPAR_BENCH_T / SEQPAR_BENCH_BD / SEQPAR_BENCH_LAYOUT (time or channels) keep one shape,
   // e.g. for a profiler (ncu) that should see only that shape's kernels.
@@ -621,7 +621,9 @@ static int mode_bench() {
   };
   const long long only_t = env_int("SEQPAR_BENCH_T"), only_bd = env_int("SEQPAR_BENCH_BD");
   const char* only_layout = std::getenv("SEQPAR_BENCH_LAYOUT");
-  for (const DType* t : {&kF32, &kBF16}) {
+  // complex64 (complex128 accumulation) since 2026-11-26: the one dtype with a vector kernel
+  // and no bandwidth figure before.
+  for (const DType* t : {&kF32, &kBF16, &kC64}) {
     if (only != nullptr && std::string(only) != t->name) continue;
     for (int64_t T : {int64_t(1) << 17, int64_t(1) << 20, int64_t(1) << 23}) {
       for (int64_t bd : {1, 16, 256, 4096}) {
