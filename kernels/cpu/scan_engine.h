@@ -68,9 +68,17 @@ namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::engine {
 // cpu_kernels.md); the float64 state of a full group is 32 KiB, in L1 and L2.
 constexpr int kChannelLanes = 4096;
 constexpr int kMinChannelLanes = 64;
-constexpr int kTimeLanes = 8;       // sequences of a time-inner group
-constexpr int kChains = 8;          // independent chains wanted in time-inner mode
+constexpr int kTimeLanes = 8;       // sequences of a time-inner group (at most)
+constexpr int kChains = 8;          // independent chains wanted in time-inner mode (at most)
 constexpr int kMaxChains = kChains * kTimeLanes;
+// With time-contiguous operands every chain of a time-inner group is its own memory stream per
+// operand, and 8 chains (24 streams in forward) outran the prefetchers: complex64, which has
+// no vector path, ran at 7-9 GB/s with 16 sequences; 4 lanes and 4 chains (12 streams) ran
+// it at 14 GB/s on one thread and 25 GB/s on two (docs/cpu_kernels.md). Sequences whose
+// neighbours share cache lines (unit channel stride, few channels) keep 8 lanes, so that one
+// group reads whole lines.
+constexpr int kTimeLanesContiguous = 4;
+constexpr int kChainsContiguous = 4;
 // Input bytes of one look-back tile. A tile's inputs are read twice (summary, then scan), the
 // second time from cache; 1 MiB tiles (the second read partly from L3) ran the two-thread
 // tiled shapes as fast forward and faster backward than 256 KiB tiles in the same session
@@ -107,6 +115,8 @@ struct Layout {
   int64_t groups_per_batch = 0;  // channel-inner only
   int64_t width = 0;             // channel-inner only: channels per group
   int max_lanes = 0;
+  int time_lanes = kTimeLanes;   // time-inner only: sequences per group
+  int chains = kChains;          // time-inner only: chains wanted per group
 };
 
 template <class P>
@@ -136,9 +146,13 @@ Layout make_layout(const P& p, int64_t batch, int64_t time, int64_t channels, in
     lay.groups = batch * lay.groups_per_batch;
     lay.max_lanes = static_cast<int>(std::min<int64_t>(w, channels));
   } else {
+    if (p.unit_time_direction() != 0) {
+      lay.time_lanes = kTimeLanesContiguous;
+      lay.chains = kChainsContiguous;
+    }
     const int64_t m = batch * channels;
-    lay.groups = (m + kTimeLanes - 1) / kTimeLanes;
-    lay.max_lanes = static_cast<int>(std::min<int64_t>(kTimeLanes, m));
+    lay.groups = (m + lay.time_lanes - 1) / lay.time_lanes;
+    lay.max_lanes = static_cast<int>(std::min<int64_t>(lay.time_lanes, m));
   }
   return lay;
 }
@@ -169,8 +183,8 @@ Group<P> make_group(const P& p, const Layout& lay, int64_t g) {
     grp.batch[0] = bi;
     grp.channel[0] = c0;
   } else {
-    const int64_t m0 = g * kTimeLanes;
-    grp.count = static_cast<int>(std::min<int64_t>(kTimeLanes, lay.batch * lay.channels - m0));
+    const int64_t m0 = g * lay.time_lanes;
+    grp.count = static_cast<int>(std::min<int64_t>(lay.time_lanes, lay.batch * lay.channels - m0));
     for (int i = 0; i < grp.count; ++i) {
       grp.batch[i] = (m0 + i) / lay.channels;
       grp.channel[i] = (m0 + i) % lay.channels;
@@ -250,10 +264,10 @@ struct Chains {
   int64_t span = 0;
 };
 
-inline Chains make_chains(int lanes, int64_t k0, int64_t k1) {
+inline Chains make_chains(int lanes, int chains, int64_t k0, int64_t k1) {
   Chains ch;
   const int64_t n = k1 - k0;
-  ch.parts = std::max(1, (kChains + lanes - 1) / lanes);
+  ch.parts = std::max(1, (chains + lanes - 1) / lanes);
   if (n < 64 * ch.parts) ch.parts = 1;  // too short to be worth splitting
   ch.span = (n + ch.parts - 1) / ch.parts;
   ch.parts = static_cast<int>(n == 0 ? 1 : (n + ch.span - 1) / ch.span);
@@ -353,7 +367,7 @@ void group_aggregate(const P& p, const Layout& lay, const Group<P>& grp, int64_t
     p.channel_aggregate(grp.lanes[0], grp.count, descending_rows(p, lay), k0, k1, A, B);
     return;
   }
-  *chains = make_chains(grp.count, k0, k1);
+  *chains = make_chains(grp.count, lay.chains, k0, k1);
   time_chain_summaries(p, grp, k0, k1, *chains, chain_sum);
   fold_chains(grp.count, *chains, chain_sum, A, B);
 }
@@ -384,7 +398,7 @@ void group_run(const P& p, const Layout& lay, const Group<P>& grp, int64_t k0, i
       std::max<int64_t>(512, kBlockBytes / (grp.count * 2 * int64_t(sizeof(typename P::S))));
   for (int64_t b0 = k0; b0 < k1; b0 += block) {
     const int64_t b1 = std::min(k1, b0 + block);
-    const Chains ch = make_chains(grp.count, b0, b1);
+    const Chains ch = make_chains(grp.count, lay.chains, b0, b1);
     if (ch.parts > 1) time_chain_summaries(p, grp, b0, b1, ch, sum);
     time_run(p, grp, b0, b1, lay.time, ch, sum, s);
   }

@@ -72,6 +72,37 @@ def test_gradcheck_complex128_through_complex_loop():
             assert max_err(x, r) < 1e-5 * max(1.0, r.abs().max().item())
 
 
+@pytest.mark.parametrize("batch,channels", [(1, 1), (2, 5)])
+def test_complex64_time_contiguous_chains(batch, channels):
+    """complex64 along time has no vector path: it runs the time-inner chains, 4 sequences and
+    4 chains per group (kTimeLanesContiguous, scan_engine.h). Outputs and gradients against
+    autograd through the complex128 loop, with a group left partial (10 sequences), one
+    sequence cut into chains, several blocks (T = 3000) and |a| near 1 so that a wrong entry
+    state of a chain would carry far."""
+    T = 3000
+    g = torch.Generator().manual_seed(9)
+    shape = (batch, channels, T)  # made time-contiguous below
+    mag = 0.99 + 0.01 * torch.rand(shape, generator=g, dtype=torch.float64)
+    a = torch.polar(mag, torch.rand(shape, generator=g, dtype=torch.float64) * 2 * math.pi)
+    b = torch.complex(torch.randn(shape, generator=g, dtype=torch.float64),
+                      torch.randn(shape, generator=g, dtype=torch.float64))
+    h0 = torch.complex(torch.randn(batch, channels, generator=g, dtype=torch.float64),
+                       torch.randn(batch, channels, generator=g, dtype=torch.float64))
+    a, b = [x.to(torch.complex64).transpose(1, 2).requires_grad_() for x in (a, b)]
+    h0 = h0.to(torch.complex64).requires_grad_()
+    assert a.stride(1) == 1
+    w = torch.randn(batch, T, channels, generator=g, dtype=torch.complex128)
+    for reverse in (False, True):
+        h, hl = torch.ops.seqpar.scan(a, b, h0, reverse)
+        got = torch.autograd.grad((h * w.to(h.dtype)).real.sum() + hl.imag.sum(), (a, b, h0))
+        wide = [x.detach().to(torch.complex128).requires_grad_() for x in (a, b, h0)]
+        H, HL = loop_scan(*wide, reverse)
+        assert max_err(h, H) < 1e-5 * H.abs().max().item()
+        ref = torch.autograd.grad((H * w).real.sum() + HL.imag.sum(), wide)
+        for x, r in zip(got, ref):
+            assert max_err(x, r) < 1e-5 * max(1.0, r.abs().max().item())
+
+
 @pytest.mark.parametrize("time_contiguous", [False, True])
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2),
                                        (torch.float16, 4e-3)], ids=str)
