@@ -13,10 +13,12 @@
 //   thousands of short strided streams instead of three long ones.
 // * Contiguous mode (time-contiguous operands of a storage type with a vector path, every
 //   target built with Highway): a group is one sequence, scanned in registers by vector_scan.h.
-// * Time-inner mode (everything else, e.g. time-contiguous tensors or few channels): a group is
-//   up to 8 sequences; when it has fewer than 8, each cache-sized block of time is cut into
-//   sub-ranges that run as independent chains (their entry states come from the sub-range
-//   summaries), so even one sequence is not bound by the latency of one multiply-add chain.
+// * Time-inner mode (everything else, e.g. complex time-contiguous tensors or few channels): a
+//   group is up to 8 sequences (4 when time is contiguous, so that one thread walks fewer
+//   memory streams); when it has fewer than the chains wanted (8, or 4), each cache-sized
+//   block of time is cut into sub-ranges that run as independent chains (their entry states
+//   come from the sub-range summaries), so even one sequence is not bound by the latency of
+//   one multiply-add chain.
 // * When there are too few groups to keep every thread busy, time is cut into cache-sized
 //   tiles that threads claim in order. A tile first composes its own summary (A, B) while it
 //   streams its inputs into cache, publishes it, looks back over its predecessors' published
