@@ -75,8 +75,9 @@ constexpr int kChains = 8;          // independent chains wanted in time-inner m
 constexpr int kMaxChains = kChains * kTimeLanes;
 // With time-contiguous operands every chain of a time-inner group is its own memory stream per
 // operand, and 8 chains (24 streams in forward) outran the prefetchers: complex64, which has
-// no vector path, ran at 7-9 GB/s with 16 sequences; 4 lanes and 4 chains (12 streams) ran
-// it at 14 GB/s on one thread and 25 GB/s on two (docs/cpu_kernels.md). Sequences whose
+// no vector path, ran its forward at 8.1 (one thread) and 8.9 GB/s (two) with 16 sequences;
+// 4 lanes and 4 chains (12 streams) at 12.6 and 23.8 GB/s (avx2, medians of three alternating
+// runs, docs/cpu_kernels.md). Sequences whose
 // neighbours share cache lines (unit channel stride, few channels) keep 8 lanes, so that one
 // group reads whole lines.
 constexpr int kTimeLanesContiguous = 4;

@@ -621,8 +621,7 @@ static int mode_bench() {
   };
   const long long only_t = env_int("SEQPAR_BENCH_T"), only_bd = env_int("SEQPAR_BENCH_BD");
   const char* only_layout = std::getenv("SEQPAR_BENCH_LAYOUT");
-  // complex64 (complex128 accumulation) since 2026-11-26: the one dtype with a vector kernel
-  // and no bandwidth figure before.
+  // complex64 (complex128 accumulation) since 2026-11-26: it had no bandwidth figure.
   for (const DType* t : {&kF32, &kBF16, &kC64}) {
     if (only != nullptr && std::string(only) != t->name) continue;
     for (int64_t T : {int64_t(1) << 17, int64_t(1) << 20, int64_t(1) << 23}) {
