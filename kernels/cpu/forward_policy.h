@@ -89,13 +89,13 @@ struct ForwardPolicy {
     const int64_t n = k1 - k0;
     const int64_t vectors = (n - 1) / kV;
     int64_t k = 0;
-    A = Acc(1);
-    B = Acc(0);
+    A = acc_one<Acc>();
+    B = acc_zero<Acc>();
     if (vectors > 0) {
       simd::suffix_weighted_sum<S, kDir>(pa + kDir, pb, vectors, A, B);
       k = vectors * kV;
-      A *= load(pa);
-      B += load(pb + k * kDir);
+      A = load(pa) * A;
+      B = B + load(pb + k * kDir);
       ++k;
     }
     for (; k < n; ++k) {

@@ -108,26 +108,26 @@ struct BackwardPolicy {
         this->template contig_run_dir<-1>(L, k0, k1, s);
     }
   }
-  // u' = a * (u + g) per step (real dtypes: conj is the identity here).
+  // u' = conj(a) * (u + g) per step (conj is the identity for real dtypes).
   template <int kDir>
   void contig_aggregate_dir(const Lane& L, int64_t k0, int64_t k1, Acc& A, Acc& B) const {
     using V = simd::Vec<Acc>;
     const S* pa = L.a + k0 * kDir;
     const S* pg = L.g + k0 * kDir;
     const int64_t n = k1 - k0;
-    // B = sum_t g_t * a_t * ... * a_{n-1}: g weighted by the vectors' own a
+    // B = sum_t g_t * c_t * ... * c_{n-1} with c = conj(a): g weighted by the vectors' own c
     // (simd::suffix_weighted_sum, as the forward summary).
     const int64_t vectors = n / V::kLanes;
-    simd::suffix_weighted_sum<S, kDir>(pa, pg, vectors, A, B);
+    simd::suffix_weighted_sum<S, kDir, /*kConjW=*/true>(pa, pg, vectors, A, B);
     int64_t k = vectors * V::kLanes;
     for (; k < n; ++k) {
-      const Acc x = load(pa + k * kDir);
+      const Acc x = conj(load(pa + k * kDir));
       A = x * A;
       B = x * (B + load(pg + k * kDir));
     }
   }
-  // The run is written for lam = u entering a step plus g (grad_b): lam_k = a_{k-1} lam_{k-1}
-  // + g_k, whose coefficient is the previous step's a. Loading a one step behind keeps every
+  // The run is written for lam = u entering a step plus g (grad_b): lam_k = conj(a_{k-1})
+  // lam_{k-1} + g_k, whose coefficient is the previous step's a. Loading a one step behind keeps every
   // load and store in memory order with no lane shift, and the vector loop is the forward
   // scan's. The first step, whose entry is the state u, runs before it.
   template <int kDir>
@@ -142,27 +142,27 @@ struct BackwardPolicy {
     if (n <= 0) return;
     Acc lam = load(pg) + u;
     store(pgb, lam);
-    store(pga, lam * load(ph));
+    store(pga, lam * conj(load(ph)));
     auto vlam = V::set1(lam);
     int64_t k = 1;
     for (; k + V::kLanes <= n; k += V::kLanes) {
-      auto vc = simd::load_steps<S, kDir>(pa + (k - 1) * kDir);
+      auto vc = V::conj(simd::load_steps<S, kDir>(pa + (k - 1) * kDir));
       auto vg = simd::load_steps<S, kDir>(pg + k * kDir);
       simd::compose_steps<Acc, kDir>(vc, vg);
       const auto out = V::fma(vc, vlam, vg);  // lam of each step
       simd::store_steps<S, kDir>(pgb + k * kDir, out);
-      simd::store_steps<S, kDir>(pga + k * kDir,
-                                 V::mul(out, simd::load_steps<S, kDir>(ph + k * kDir)));
+      simd::store_steps<S, kDir>(
+          pga + k * kDir, V::mul(out, V::conj(simd::load_steps<S, kDir>(ph + k * kDir))));
       // The carry, as forward's: one FMA on the loop-carried path (equal to out's last step).
       vlam = V::fma(V::template last_step<kDir>(vc), vlam, V::template last_step<kDir>(vg));
     }
     lam = V::lane0(vlam);
     for (; k < n; ++k) {
-      lam = load(pa + (k - 1) * kDir) * lam + load(pg + k * kDir);
+      lam = conj(load(pa + (k - 1) * kDir)) * lam + load(pg + k * kDir);
       store(pgb + k * kDir, lam);
-      store(pga + k * kDir, lam * load(ph + k * kDir));
+      store(pga + k * kDir, lam * conj(load(ph + k * kDir)));
     }
-    u = load(pa + (n - 1) * kDir) * lam;
+    u = conj(load(pa + (n - 1) * kDir)) * lam;
   }
 
   // Whether step k+1 (time t-1) lies below step k in memory: the usual case.

@@ -13,7 +13,8 @@
 //   thousands of short strided streams instead of three long ones.
 // * Contiguous mode (time-contiguous operands of a storage type with a vector path, every
 //   target built with Highway): a group is one sequence, scanned in registers by vector_scan.h.
-// * Time-inner mode (everything else, e.g. complex time-contiguous tensors or few channels): a
+// * Time-inner mode (everything else: few channels, general strides, float16 along time where
+//   the target has no rounding conversion, builds without Highway): a
 //   group is up to 8 sequences (4 when time is contiguous, so that one thread walks fewer
 //   memory streams); when it has fewer than the chains wanted (8, or 4), each cache-sized
 //   block of time is cut into sub-ranges that run as independent chains (their entry states
@@ -74,8 +75,8 @@ constexpr int kTimeLanes = 8;       // sequences of a time-inner group (at most)
 constexpr int kChains = 8;          // independent chains wanted in time-inner mode (at most)
 constexpr int kMaxChains = kChains * kTimeLanes;
 // With time-contiguous operands every chain of a time-inner group is its own memory stream per
-// operand, and 8 chains (24 streams in forward) outran the prefetchers: complex64, which has
-// no vector path, ran its forward at 8.1 (one thread) and 8.9 GB/s (two) with 16 sequences;
+// operand, and 8 chains (24 streams in forward) outran the prefetchers: complex64, before it
+// had a vector path, ran its forward at 8.1 (one thread) and 8.9 GB/s (two) with 16 sequences;
 // 4 lanes and 4 chains (12 streams) at 12.6 and 23.8 GB/s (avx2, medians of three alternating
 // runs, docs/cpu_kernels.md). Sequences whose
 // neighbours share cache lines (unit channel stride, few channels) keep 8 lanes, so that one

@@ -1,5 +1,6 @@
 // In-register scan of one time-contiguous sequence, written once with Google Highway for every
-// CPU target: float and double, and bfloat16 / float16 storage widened to float lanes.
+// CPU target: float and double, bfloat16 / float16 storage widened to float lanes, and
+// complex64 as pairs of double vectors (real and imaginary parts).
 //
 // When time is the unit-stride dimension, a sequence has no neighbouring channels to
 // vectorize across, and a scalar recurrence is bound by the latency of one multiply-add per
@@ -49,6 +50,7 @@ struct Vec {
   static type add(type x, type y) { return hn::Add(x, y); }
   static type mul(type x, type y) { return hn::Mul(x, y); }
   static type fma(type x, type y, type z) { return hn::MulAdd(x, y, z); }
+  static type conj(type x) { return x; }
   static T lane0(type v) { return hn::GetLane(v); }
   static T sum(type v) { return hn::GetLane(hn::SumOfLanes(D(), v)); }
 
@@ -113,12 +115,51 @@ struct Vec {
   }
 };
 
+// Complex lanes: V consecutive complex steps split into a vector of real parts and one of
+// imaginary parts (loads and stores de-interleave), so that the scan's rounds move both parts
+// with the real lanes' permutes and a complex product is four multiply-adds with no swap of
+// real and imaginary lanes. Everything written over Vec (compose_steps, the suffix sums, the
+// policies' loops) runs on these unchanged.
+template <class R>
+struct Vec<Complex<R>> {
+  using Real = Vec<R>;
+  using T = Complex<R>;
+  struct type {
+    typename Real::type re, im;
+  };
+  static constexpr int kLanes = Real::kLanes;
+
+  static type set1(T x) { return {Real::set1(x.re), Real::set1(x.im)}; }
+  static type add(type x, type y) { return {hn::Add(x.re, y.re), hn::Add(x.im, y.im)}; }
+  static type mul(type x, type y) {
+    return {hn::NegMulAdd(x.im, y.im, hn::Mul(x.re, y.re)),
+            hn::MulAdd(x.im, y.re, hn::Mul(x.re, y.im))};
+  }
+  static type fma(type x, type y, type z) {
+    return {hn::NegMulAdd(x.im, y.im, hn::MulAdd(x.re, y.re, z.re)),
+            hn::MulAdd(x.im, y.re, hn::MulAdd(x.re, y.im, z.im))};
+  }
+  static type conj(type x) { return {x.re, hn::Neg(x.im)}; }
+  static T lane0(type v) { return {Real::lane0(v.re), Real::lane0(v.im)}; }
+  static T sum(type v) { return {Real::sum(v.re), Real::sum(v.im)}; }
+  template <int kDir>
+  static type last_step(type v) {
+    return {Real::template last_step<kDir>(v.re), Real::template last_step<kDir>(v.im)};
+  }
+  template <int kDir, int s>
+  static type earlier_last(type v, type fill) {
+    return {Real::template earlier_last<kDir, s>(v.re, fill.re),
+            Real::template earlier_last<kDir, s>(v.im, fill.im)};
+  }
+};
+
 // Storage types with a vector path. float16 needs a rounding conversion from float lanes:
 // F16C on x86 (Highway's fallback truncates), always there on aarch64.
 template <class S>
 constexpr bool kVectorStorage =
     HWY_LANES(float) >= 4 &&
     (std::is_same_v<S, float> || std::is_same_v<S, double> || std::is_same_v<S, BFloat16> ||
+     std::is_same_v<S, Complex<float>> ||
 #if defined(__F16C__) || HWY_ARCH_ARM_A64
      std::is_same_v<S, Float16>
 #else
@@ -146,6 +187,10 @@ inline typename Vec<acc_t<S>>::type load_lanes(const S* p) {
     return hn::PromoteTo(DF(), hn::LoadU(DF16(), reinterpret_cast<const hwy::float16_t*>(p)));
   } else if constexpr (std::is_same_v<S, float> && std::is_same_v<acc_t<S>, double>) {
     return hn::PromoteTo(DD(), hn::LoadU(DFD(), p));
+  } else if constexpr (std::is_same_v<S, Complex<float>>) {
+    hn::Vec<DFD> re, im;
+    hn::LoadInterleaved2(DFD(), reinterpret_cast<const float*>(p), re, im);
+    return {hn::PromoteTo(DD(), re), hn::PromoteTo(DD(), im)};
   } else {
     return Vec<S>::loadu(p);
   }
@@ -172,6 +217,9 @@ inline void store_lanes(S* p, typename Vec<acc_t<S>>::type v) {
     hn::StoreU(hn::DemoteTo(DF16(), v), DF16(), reinterpret_cast<hwy::float16_t*>(p));
   } else if constexpr (std::is_same_v<S, float> && std::is_same_v<acc_t<S>, double>) {
     hn::StoreU(hn::DemoteTo(DFD(), v), DFD(), p);
+  } else if constexpr (std::is_same_v<S, Complex<float>>) {
+    hn::StoreInterleaved2(hn::DemoteTo(DFD(), v.re), hn::DemoteTo(DFD(), v.im), DFD(),
+                          reinterpret_cast<float*>(p));
   } else {
     Vec<S>::storeu(p, v);
   }
@@ -196,8 +244,8 @@ template <class T, int kDir, int s = 1>
 inline void compose_steps(typename Vec<T>::type& A, typename Vec<T>::type& B) {
   using V = Vec<T>;
   if constexpr (s < V::kLanes) {
-    const auto Ae = V::template earlier_last<kDir, s>(A, V::set1(T(1)));
-    const auto Be = V::template earlier_last<kDir, s>(B, V::set1(T(0)));
+    const auto Ae = V::template earlier_last<kDir, s>(A, V::set1(acc_one<T>()));
+    const auto Be = V::template earlier_last<kDir, s>(B, V::set1(acc_zero<T>()));
     B = V::fma(A, Be, B);
     A = V::mul(A, Ae);
     compose_steps<T, kDir, 2 * s>(A, B);
@@ -210,7 +258,7 @@ template <class T, int kDir, int s = 1>
 inline void suffix_products(typename Vec<T>::type& A) {
   using V = Vec<T>;
   if constexpr (s < V::kLanes) {
-    A = V::mul(A, V::template earlier_last<-kDir, s>(A, V::set1(T(1))));
+    A = V::mul(A, V::template earlier_last<-kDir, s>(A, V::set1(acc_one<T>())));
     suffix_products<T, kDir, 2 * s>(A);
   }
 }
@@ -220,16 +268,18 @@ inline void suffix_products(typename Vec<T>::type& A) {
 // maps. Each lane weights its x by the suffix products (in step order) of its vector's w; the
 // lanes accumulate separately, X <- P * X + w * x with P the vector's product, and are summed
 // once at the end. Per vector: log2(V) rounds on one vector and one broadcast, where composing
-// (A, B) takes the rounds on two vectors and two broadcasts.
-template <class S, int kDir>
+// (A, B) takes the rounds on two vectors and two broadcasts. kConjW weights by conj(w) (the
+// backward's coefficients).
+template <class S, int kDir, bool kConjW = false>
 inline void suffix_weighted_sum(const S* pw, const S* px, int64_t vectors, acc_t<S>& product,
                                 acc_t<S>& sum) {
   using T = acc_t<S>;
   using V = Vec<T>;
-  auto P = V::set1(T(1)), X = V::set1(T(0));
+  auto P = V::set1(acc_one<T>()), X = V::set1(acc_zero<T>());
   for (int64_t i = 0; i < vectors; ++i) {
     const int64_t k = i * V::kLanes * kDir;
     auto w = load_steps<S, kDir>(pw + k);
+    if constexpr (kConjW) w = V::conj(w);
     suffix_products<T, kDir>(w);
     const auto p = V::template last_step<-kDir>(w);  // the vector's first step: its product
     X = V::fma(p, X, V::mul(w, load_steps<S, kDir>(px + k)));
@@ -263,7 +313,7 @@ template <class T, int kDir, class V>
 void compose_steps(V& A, V& B);
 template <class T, int kDir, class V>
 void suffix_products(V& A);
-template <class S, int kDir, class Acc>
+template <class S, int kDir, bool kConjW = false, class Acc>
 void suffix_weighted_sum(const S* pw, const S* px, int64_t vectors, Acc& product, Acc& sum);
 }  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::simd
 

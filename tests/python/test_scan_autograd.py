@@ -73,13 +73,14 @@ def test_gradcheck_complex128_through_complex_loop():
 
 
 @pytest.mark.parametrize("batch,channels", [(1, 1), (2, 5)])
-def test_complex64_time_contiguous_chains(batch, channels):
-    """complex64 along time has no vector path: it runs the time-inner chains, 4 sequences and
-    4 chains per group (kTimeLanesContiguous, scan_engine.h). Outputs and gradients against
-    autograd through the complex128 loop, with a group left partial (10 sequences), one
-    sequence cut into chains, several blocks (T = 3000) and |a| near 1 so that a wrong entry
-    state of a chain would carry far."""
-    T = 3000
+def test_complex64_time_contiguous(batch, channels):
+    """complex64 along time runs the contiguous mode's in-register scan on complex lanes (real
+    and imaginary parts in two vectors, vector_scan.h). Outputs and gradients against autograd
+    through the complex128 loop, both directions, with a length that leaves a partial vector
+    at both ends of the backward's vector loop and the forward's (T = 3001), random phases so
+    that a missing conj in the adjoint shows, and |a| near 1 so that a wrong carry between
+    vectors would carry far."""
+    T = 3001
     g = torch.Generator().manual_seed(9)
     shape = (batch, channels, T)  # made time-contiguous below
     mag = 0.99 + 0.01 * torch.rand(shape, generator=g, dtype=torch.float64)
