@@ -119,7 +119,9 @@ struct Vec {
 // imaginary parts (loads and stores de-interleave), so that the scan's rounds move both parts
 // with the real lanes' permutes and a complex product is four multiply-adds with no swap of
 // real and imaginary lanes. Everything written over Vec (compose_steps, the suffix sums, the
-// policies' loops) runs on these unchanged.
+// policies' loops) runs on these unchanged. Not on SVE, whose vector types are sizeless and
+// cannot be members of a struct: complex there runs the engine's time-inner chains.
+#if !HWY_HAVE_SCALABLE
 template <class R>
 struct Vec<Complex<R>> {
   using Real = Vec<R>;
@@ -152,6 +154,7 @@ struct Vec<Complex<R>> {
             Real::template earlier_last<kDir, s>(v.im, fill.im)};
   }
 };
+#endif
 
 // Storage types with a vector path. float16 needs a rounding conversion from float lanes:
 // F16C on x86 (Highway's fallback truncates), always there on aarch64.
@@ -159,7 +162,7 @@ template <class S>
 constexpr bool kVectorStorage =
     HWY_LANES(float) >= 4 &&
     (std::is_same_v<S, float> || std::is_same_v<S, double> || std::is_same_v<S, BFloat16> ||
-     std::is_same_v<S, Complex<float>> ||
+     (std::is_same_v<S, Complex<float>> && !HWY_HAVE_SCALABLE) ||
 #if defined(__F16C__) || HWY_ARCH_ARM_A64
      std::is_same_v<S, Float16>
 #else
