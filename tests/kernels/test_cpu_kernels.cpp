@@ -278,6 +278,60 @@ float from_f16(uint16_t b) {
   return static_cast<float>(h);
 }
 
+// The buffers of B time-contiguous sequences of T steps, (batch, time, 1), and of their
+// (batch, 1) states; A and Bs (the summary) may be absent.
+struct TimeContiguousBuffers {
+  void *a, *b, *g, *h, *ga, *gb, *h0, *hl, *gh0, *A = nullptr, *Bs = nullptr;
+};
+
+// Forward, backward and (with A) summary on two threads over those buffers, in elements of
+// `es` bytes; reverse starts at the last step.
+void run_time_contiguous(ScalarKind kind, int64_t B, int64_t T, size_t es, bool reverse,
+                         const TimeContiguousBuffers& buf) {
+  auto op3 = [&](void* p) {
+    seqpar::kernels::Operand3 o;
+    o.data = static_cast<char*>(p) + (reverse ? (T - 1) * es : 0);
+    o.stride = {T, reverse ? -1 : 1, T};
+    return o;
+  };
+  auto cop3 = [&](void* p) {
+    const auto o = op3(p);
+    return seqpar::kernels::ConstOperand3{o.data, o.stride};
+  };
+  ScanForwardParams fp;
+  fp.dtype = kind;
+  fp.shape = {B, T, 1};
+  fp.a = cop3(buf.a);
+  fp.b = cop3(buf.b);
+  fp.h = op3(buf.h);
+  fp.h0 = {buf.h0, {1, 1}};
+  fp.h_last = {buf.hl, {1, 1}};
+  fp.num_threads = 2;
+  seqpar::kernels::cpu::scan_forward(fp);
+  ScanBackwardParams bp;
+  bp.dtype = kind;
+  bp.shape = fp.shape;
+  bp.a = fp.a;
+  bp.h = cop3(buf.h);
+  bp.h0 = {buf.h0, {1, 1}};
+  bp.grad_h = cop3(buf.g);
+  bp.grad_a = op3(buf.ga);
+  bp.grad_b = op3(buf.gb);
+  bp.grad_h0 = {buf.gh0, {1, 1}};
+  bp.num_threads = 2;
+  seqpar::kernels::cpu::scan_backward(bp);
+  if (buf.A == nullptr) return;
+  seqpar::kernels::ScanSummaryParams sp;
+  sp.dtype = kind;
+  sp.shape = fp.shape;
+  sp.a = fp.a;
+  sp.b = fp.b;
+  sp.A = {buf.A, {1, 1}};
+  sp.B = {buf.Bs, {1, 1}};
+  sp.num_threads = 2;
+  seqpar::kernels::cpu::scan_summary(sp);
+}
+
 // float32, bfloat16 and float16 time-contiguous sequences (the contiguous mode of every target
 // that has it; ctest runs this per target), forward and backward in both directions, against
 // a long-double reference on the stored inputs. Tolerance: every output is rounded once to
@@ -320,39 +374,9 @@ TEST(CpuKernelsStorage, TimeContiguousMatchesReference) {
         put(g, i, ub(rng));
       }
       for (int64_t i = 0; i < B; ++i) put(h0, i, ub(rng));
-      // (batch, time, 1) with time contiguous; reverse starts at the last step.
-      auto op3 = [&](std::vector<char>& buf) {
-        seqpar::kernels::Operand3 o;
-        o.data = buf.data() + (reverse ? (T - 1) * es : 0);
-        o.stride = {T, reverse ? -1 : 1, T};
-        return o;
-      };
-      auto cop3 = [&](std::vector<char>& buf) {
-        const auto o = op3(buf);
-        return seqpar::kernels::ConstOperand3{o.data, o.stride};
-      };
-      ScanForwardParams fp;
-      fp.dtype = kind;
-      fp.shape = {B, T, 1};
-      fp.a = cop3(a);
-      fp.b = cop3(b);
-      fp.h = op3(h);
-      fp.h0 = {h0.data(), {1, 1}};
-      fp.h_last = {hl.data(), {1, 1}};
-      fp.num_threads = 2;
-      seqpar::kernels::cpu::scan_forward(fp);
-      ScanBackwardParams bp;
-      bp.dtype = kind;
-      bp.shape = fp.shape;
-      bp.a = fp.a;
-      bp.h = cop3(h);
-      bp.h0 = {h0.data(), {1, 1}};
-      bp.grad_h = cop3(g);
-      bp.grad_a = op3(ga);
-      bp.grad_b = op3(gb);
-      bp.grad_h0 = {gh0.data(), {1, 1}};
-      bp.num_threads = 2;
-      seqpar::kernels::cpu::scan_backward(bp);
+      run_time_contiguous(kind, B, T, es, reverse,
+                          {a.data(), b.data(), g.data(), h.data(), ga.data(), gb.data(),
+                           h0.data(), hl.data(), gh0.data()});
       double worst = 0;
       for (int64_t i = 0; i < B; ++i) {
         auto at = [&](int64_t k) { return i * T + (reverse ? T - 1 - k : k); };  // step k
@@ -397,47 +421,9 @@ TEST(CpuKernelsStorage, ComplexTimeContiguousMatchesReference) {
       g[i] = C(float(ub(rng)), float(ub(rng)));
     }
     for (auto& x : h0) x = C(float(ub(rng)), float(ub(rng)));
-    auto op3 = [&](std::vector<C>& buf) {
-      seqpar::kernels::Operand3 o;
-      o.data = buf.data() + (reverse ? T - 1 : 0);
-      o.stride = {T, reverse ? -1 : 1, T};
-      return o;
-    };
-    auto cop3 = [&](std::vector<C>& buf) {
-      const auto o = op3(buf);
-      return seqpar::kernels::ConstOperand3{o.data, o.stride};
-    };
-    ScanForwardParams fp;
-    fp.dtype = ScalarKind::kComplex64;
-    fp.shape = {B, T, 1};
-    fp.a = cop3(a);
-    fp.b = cop3(b);
-    fp.h = op3(h);
-    fp.h0 = {h0.data(), {1, 1}};
-    fp.h_last = {hl.data(), {1, 1}};
-    fp.num_threads = 2;
-    seqpar::kernels::cpu::scan_forward(fp);
-    ScanBackwardParams bp;
-    bp.dtype = fp.dtype;
-    bp.shape = fp.shape;
-    bp.a = fp.a;
-    bp.h = cop3(h);
-    bp.h0 = {h0.data(), {1, 1}};
-    bp.grad_h = cop3(g);
-    bp.grad_a = op3(ga);
-    bp.grad_b = op3(gb);
-    bp.grad_h0 = {gh0.data(), {1, 1}};
-    bp.num_threads = 2;
-    seqpar::kernels::cpu::scan_backward(bp);
-    seqpar::kernels::ScanSummaryParams sp;
-    sp.dtype = fp.dtype;
-    sp.shape = fp.shape;
-    sp.a = fp.a;
-    sp.b = fp.b;
-    sp.A = {A.data(), {1, 1}};
-    sp.B = {Bs.data(), {1, 1}};
-    sp.num_threads = 2;
-    seqpar::kernels::cpu::scan_summary(sp);
+    run_time_contiguous(ScalarKind::kComplex64, B, T, sizeof(C), reverse,
+                        {a.data(), b.data(), g.data(), h.data(), ga.data(), gb.data(),
+                         h0.data(), hl.data(), gh0.data(), A.data(), Bs.data()});
     double worst = 0;
     auto check = [&](C got, LC ref) {
       const long double scale = std::max<long double>(1, std::abs(ref));
