@@ -13,10 +13,10 @@
 //   thousands of short strided streams instead of three long ones.
 // * Contiguous mode (time-contiguous operands of a storage type with a vector path, every
 //   target built with Highway): a group is one sequence, scanned in registers by vector_scan.h.
-// * Time-inner mode (everything else: few channels, general strides, float16 along time where
-//   the target has no rounding conversion, builds without Highway): a
-//   group is up to 8 sequences (4 when time is contiguous, so that one thread walks fewer
-//   memory streams); when it has fewer than the chains wanted (8, or 4), each cache-sized
+// * Time-inner mode (everything else: few channels, general strides, complex64 on SVE,
+//   float16 along time where the target has no rounding conversion, builds without
+//   Highway): a group is up to 8 sequences (4 when time is contiguous, so that one thread
+//   walks fewer memory streams); when it has fewer than the chains wanted (8, or 4), each cache-sized
 //   block of time is cut into sub-ranges that run as independent chains (their entry states
 //   come from the sub-range summaries), so even one sequence is not bound by the latency of
 //   one multiply-add chain.
