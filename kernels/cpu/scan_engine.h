@@ -16,10 +16,10 @@
 // * Time-inner mode (everything else: few channels, general strides, complex64 on SVE,
 //   float16 along time where the target has no rounding conversion, builds without
 //   Highway): a group is up to 8 sequences (4 when time is contiguous, so that one thread
-//   walks fewer memory streams); when it has fewer than the chains wanted (8, or 4), each cache-sized
-//   block of time is cut into sub-ranges that run as independent chains (their entry states
-//   come from the sub-range summaries), so even one sequence is not bound by the latency of
-//   one multiply-add chain.
+//   walks fewer memory streams); when it has fewer than the chains wanted (8, or 4), each
+//   cache-sized block of time is cut into sub-ranges that run as independent chains (their
+//   entry states come from the sub-range summaries), so even one sequence is not bound by the
+//   latency of one multiply-add chain.
 // * When there are too few groups to keep every thread busy, time is cut into cache-sized
 //   tiles that threads claim in order. A tile first composes its own summary (A, B) while it
 //   streams its inputs into cache, publishes it, looks back over its predecessors' published
