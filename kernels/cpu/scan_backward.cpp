@@ -127,9 +127,9 @@ struct BackwardPolicy {
     }
   }
   // The run is written for lam = u entering a step plus g (grad_b): lam_k = conj(a_{k-1})
-  // lam_{k-1} + g_k, whose coefficient is the previous step's a. Loading a one step behind keeps every
-  // load and store in memory order with no lane shift, and the vector loop is the forward
-  // scan's. The first step, whose entry is the state u, runs before it.
+  // lam_{k-1} + g_k, whose coefficient is the previous step's a. Loading a one step behind
+  // keeps every load and store in memory order with no lane shift, and the vector loop is the
+  // forward scan's. The first step, whose entry is the state u, runs before it.
   template <int kDir>
   void contig_run_dir(const Lane& L, int64_t k0, int64_t k1, Acc& u) const {
     using V = simd::Vec<Acc>;

@@ -17,8 +17,9 @@
 // foreach_target re-inclusion is needed; Highway's ops have internal linkage, so the copies
 // never share code. kDir = -1 walks memory backwards (reverse scans, and the backward pass,
 // which visits time from the end): lanes keep memory order and the scan runs from the last
-// lane to the first, so that no load or store permutes lanes. Built without Highway (SEQPAR_HAVE_HWY unset), kVectorStorage is false
-// and the engine uses its scalar multi-chain path.
+// lane to the first, so that no load or store permutes lanes. Built without Highway
+// (SEQPAR_HAVE_HWY unset), kVectorStorage is false and the engine uses its scalar multi-chain
+// path.
 #pragma once
 
 #include "target.h"
