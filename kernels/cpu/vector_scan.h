@@ -133,7 +133,6 @@ struct Vec<Complex<R>> {
   static constexpr int kLanes = Real::kLanes;
 
   static type set1(T x) { return {Real::set1(x.re), Real::set1(x.im)}; }
-  static type add(type x, type y) { return {hn::Add(x.re, y.re), hn::Add(x.im, y.im)}; }
   static type mul(type x, type y) {
     return {hn::NegMulAdd(x.im, y.im, hn::Mul(x.re, y.re)),
             hn::MulAdd(x.im, y.re, hn::Mul(x.re, y.im))};
