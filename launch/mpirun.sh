@@ -43,9 +43,12 @@ mpi_args=(-np "$np" --bind-to none -x OMP_NUM_THREADS -x SEQPAR_COMM_TIMEOUT_MS)
 (( np > cores )) && mpi_args+=(--oversubscribe)
 
 # Ranks write through mpirun's pseudo-terminals, so they cannot tell whether the user's
-# stdout is a terminal: the launcher decides, and turns the progress bar off for logs/pipes.
+# stdout is a terminal: the launcher decides, and turns the progress bar off for logs/pipes
+# unless the command line sets it (the program takes each option once).
 extra=()
-[[ -t 1 ]] || extra+=(--progress_bar false)
+user_sets_bar=false
+for arg in "$@"; do [[ $arg == --progress_bar || $arg == --progress_bar=* ]] && user_sets_bar=true; done
+[[ -t 1 ]] || $user_sets_bar || extra+=(--progress_bar false)
 
 exec mpirun "${mpi_args[@]}" "${hostfile_args[@]}" \
   "$build/bin/seqpar-train" --config "$config" "${extra[@]}" "$@"

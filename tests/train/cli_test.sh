@@ -3,7 +3,8 @@
 # quickstart config with small overrides: a run stopped at step 3 and resumed reproduces the
 # uninterrupted run's losses (compared as printed in the metrics files), the last metrics
 # record carries val_loss and unigram_loss, the summary prints both, a corrupted checkpoint
-# stops the program with exit status 1 and is left untouched, and generate mode runs.
+# stops the program with exit status 1 and is left untouched, generate mode runs, and
+# launch/mpirun.sh passes a --progress_bar given on its command line once.
 #
 #   cli_test.sh SEQPAR_TRAIN SOURCE_DIR MPIRUN [MPIRUN ARGS...]
 set -euo pipefail
@@ -50,5 +51,13 @@ cp "$tmp/copy.ckpt" "$ckpt"
 out=$("$train" "${common[@]}" --checkpoint_dir "$tmp/a" --mode generate --resume latest \
   --prompt "GNU " --generate_tokens 20)
 [[ "$out" == "GNU "* ]] || fail "generate output does not start with the prompt"
+# The launcher with its output piped, where it turns the progress bar off itself, and the
+# same option on the command line: the program must get it once.
+SEQPAR_BUILD_DIR=$(dirname "$(dirname "$train")") bash launch/mpirun.sh configs/quickstart.ini \
+  --seq_len 4096 --d_model 32 --mlp_hidden 64 --layers 1 --steps 1 --val_every 0 \
+  --checkpoint_every 0 --checkpoint_dir "$tmp/l" \
+  --metrics "$tmp/l.jsonl" --progress_bar false > "$tmp/l.out" 2>&1 \
+  || fail "launch/mpirun.sh with --progress_bar: $(tail -3 "$tmp/l.out")"
+[[ $(wc -l < "$tmp/l.jsonl") -eq 1 ]] || fail "launcher run: expected 1 metrics record"
 echo "losses: $(grep -o '"loss":[^,}]*' "$tmp/b.jsonl" | tr "\n" " ")"
 echo "cli-test: OK"
