@@ -142,7 +142,8 @@ int run_local_scan(const CommonOptions& common, const std::vector<std::string>& 
   torch::NoGradGuard no_grad;
   // The CPU engine's run-time target (SEQPAR_CPU_CAPABILITY caps it).
   const std::string target = kernels::cpu::capability();
-  std::printf("CPU engine target: %s\n", target.c_str());
+  std::printf("CPU engine target: %s; transparent huge pages: %s\n", target.c_str(),
+              huge_pages().c_str());
   std::printf("%-7s %-6s %-9s %-5s | %8s %6s %7s | %8s %6s %7s | %9s %9s | %7s | %8s %6s\n", "threads",
               "B*D", "T", "lay", "fwd GB/s", "%triad", "fwd op", "bwd GB/s", "%triad", "bwd op", "naive",
               "log-space", "triad", "sum GB/s", "%triad");

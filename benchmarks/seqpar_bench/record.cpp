@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
 #include <stdexcept>
@@ -45,6 +46,17 @@ static std::string cpu_model() {
   return "unknown CPU";
 }
 
+std::string huge_pages() {
+  std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string modes, mode = "unknown";
+  std::getline(in, modes);  // "always [madvise] never": the bracketed one is in force
+  const auto open = modes.find('['), close = modes.find(']');
+  if (open != std::string::npos && close != std::string::npos && close > open)
+    mode = modes.substr(open + 1, close - open - 1);
+  const char* alloc = std::getenv("THP_MEM_ALLOC_ENABLE");
+  return mode + ", THP_MEM_ALLOC_ENABLE" + (alloc ? std::string("=") + alloc : std::string(" unset"));
+}
+
 nlohmann::json environment(const comm::Communicator* world, int sp_size) {
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
@@ -77,6 +89,7 @@ nlohmann::json environment(const comm::Communicator* world, int sp_size) {
             {"compiler", SEQPAR_BENCH_COMPILER},
             {"native_cpu", SEQPAR_BENCH_NATIVE_CPU},
             {"cpu_capability", seqpar::cpu_capability()},
+            {"huge_pages", huge_pages()},
             {"threads", std::to_string(at::get_num_threads())}}},
           {"device", "cpu: " + cpu_model() + ", " +
                          std::to_string(std::thread::hardware_concurrency()) + " threads"},

@@ -35,6 +35,11 @@ struct Record {
 
 // The environment block of every record. comm may be null (single process).
 nlohmann::json environment(const comm::Communicator* world, int sp_size);
+
+// The kernel's transparent-huge-page mode and PyTorch's THP_MEM_ALLOC_ENABLE, e.g.
+// "madvise, THP_MEM_ALLOC_ENABLE unset": where PyTorch places large tensors, which moved the
+// CPU scan's figures by up to 1.6x on one VM (docs/cpu_kernels.md).
+std::string huge_pages();
 nlohmann::json to_json(const Record& r, const nlohmann::json& env);
 
 // Collects records; rank 0 writes {"schema": "seqpar-bench/1", "records": [...]}.
