@@ -40,6 +40,7 @@ nlohmann::json environment(const comm::Communicator* world, int sp_size);
 // "madvise, THP_MEM_ALLOC_ENABLE unset": where PyTorch places large tensors, which moved the
 // CPU scan's figures by up to 1.6x on one VM (docs/cpu_kernels.md).
 std::string huge_pages();
+
 nlohmann::json to_json(const Record& r, const nlohmann::json& env);
 
 // Collects records; rank 0 writes {"schema": "seqpar-bench/1", "records": [...]}.
