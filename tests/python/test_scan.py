@@ -285,3 +285,29 @@ def test_unknown_cpu_capability_is_an_error_naming_the_variable():
     r = _run_with_capability("avx9000", "import torch, seqpar; seqpar.scan(torch.rand(1, 4, 2), torch.rand(1, 4, 2))")
     assert r.returncode != 0
     assert "SEQPAR_CPU_CAPABILITY='avx9000'" in r.stderr and "scalar" in r.stderr
+
+
+@pytest.mark.parametrize("layout", ["channels", "time"])
+def test_large_outputs_start_on_2mib_and_match_reference(layout):
+    """CPU outputs of 8 MiB or more are allocated by hand on a 2 MiB boundary
+    (src/ops/kernel_params.cpp); they keep the inputs' layout, and the values and gradients
+    written into them match the fp64 reference."""
+    gen = torch.Generator().manual_seed(11)
+    shape = (1, 1024, 2100)  # 8.2 MiB of float32 per tensor
+    a, b, h0 = make_inputs(shape, torch.float32, gen)
+    if layout == "time":  # time-contiguous: (batch, channels, time) storage
+        a, b = (x.transpose(1, 2).contiguous().transpose(1, 2) for x in (a, b))
+    h, h_last = torch.ops.seqpar.scan(a, b, h0, False)
+    assert h.data_ptr() % (2 << 20) == 0 and h.stride() == a.stride()
+    assert_close_to_reference(h, h_last, a, b, h0, False, f"large {layout}")
+    g = torch.randn(shape, generator=gen)
+    ga, gb, gh0 = torch.ops.seqpar.scan_backward(a, h, h0, g, None, False)
+    for t in (ga, gb):
+        assert t.data_ptr() % (2 << 20) == 0 and t.stride() == a.stride()
+    a64, b64, h064 = (x.double().requires_grad_() for x in (a, b, h0))
+    ref, _ = scan_reference(a64, b64, h064)
+    ref.backward(g.double())
+    for got, want, name in ((ga, a64.grad, "grad_a"), (gb, b64.grad, "grad_b"),
+                            (gh0, h064.grad, "grad_h0")):
+        err = ((got.double() - want).abs().max() / want.abs().max()).item()
+        assert err < 1e-5, (layout, name, err)
