@@ -30,9 +30,9 @@ const char* byte_ptr(const void* p) { return static_cast<const char*>(p); }
 // CPU outputs of this size or more start on a 2 MiB boundary. On the project's 2-core Zen 4 VM
 // the backward scan read and wrote memory at half speed when its two outputs lay where
 // PyTorch's allocator puts them (64 bytes into a page), and as fast as triad when they started
-// on 2 MiB (docs/cpu_kernels.md, "Where the outputs lie"; not explained). Only the address
-// changes: pages are still mapped on first touch, so the padding costs address space, not
-// memory.
+// on 2 MiB (docs/cpu_kernels.md, "Where the outputs lie"; not explained). Where freed blocks
+// are kept for reuse (seqpar-train's keep_freed_memory) the alignment leaves gaps in the heap:
+// the quickstart's peak host memory rose 9-17% (same doc).
 constexpr size_t kAlignedOutputBytes = size_t(8) << 20;
 constexpr size_t kOutputAlignment = size_t(2) << 20;
 
