@@ -309,5 +309,8 @@ def test_large_outputs_start_on_2mib_and_match_reference(layout):
     ref.backward(g.double())
     for got, want, name in ((ga, a64.grad, "grad_a"), (gb, b64.grad, "grad_b"),
                             (gh0, h064.grad, "grad_h0")):
+        # The kernel accumulates in float64 and rounds each gradient to float32 once (measured
+        # about 7e-8 of the largest); 16 float32 ulps leave room for that rounding of both
+        # factors of grad_a = lam * h, as in the forward's ULPS floor.
         err = ((got.double() - want).abs().max() / want.abs().max()).item()
-        assert err < 1e-5, (layout, name, err)
+        assert err < 16 * ULPS[torch.float32], (layout, name, err)
