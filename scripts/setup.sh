@@ -18,8 +18,9 @@ for arg in "$@"; do
 done
 
 # Debian packages: compiler toolchain, MPI, option parsing, JSON, test and benchmark frameworks,
-# Google Highway (portable SIMD for the CPU engine), and the aarch64 cross compiler and qemu-user
-# for the Arm build check of the kernels (scripts/aarch64_check.sh).
+# Google Highway (portable SIMD for the CPU engine), the aarch64 cross compiler, and qemu-user
+# for the Arm build check of the kernels (scripts/aarch64_check.sh) and the runs on emulated
+# x86-64 CPUs without AVX-512 (scripts/x86_emulated_check.sh).
 debian_packages=(cmake ninja-build g++ openmpi-bin libopenmpi-dev libboost-program-options-dev
                  libgtest-dev libgmock-dev nlohmann-json3-dev libhwy-dev ccache
                  g++-aarch64-linux-gnu qemu-user)

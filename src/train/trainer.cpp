@@ -6,6 +6,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <nlohmann/json.hpp>
 #include <seqpar/memory.h>
+#include <seqpar/scan.h>
 
 #include <chrono>
 #include <cstdio>
@@ -285,7 +286,9 @@ TrainSummary Trainer::run() {
          << "  ranks " << grid_.world->size() << " (dp " << grid_.dp_size << " x sp "
          << grid_.sp_size << "), " << options_.seq_len << " tokens per sequence ("
          << options_.seq_len / grid_.sp_size << " per sp rank), batch " << options_.batch
-         << " per dp rank, steps " << step_ + 1 << ".." << last << "\n";
+         << " per dp rank, steps " << step_ + 1 << ".." << last << "\n"
+         << "  device " << device_.str() << ", CPU kernels " << seqpar::cpu_capability()
+         << ", intra-op threads " << at::get_num_threads() << "\n";
   }
 
   TrainSummary summary;
