@@ -31,8 +31,8 @@ const char* byte_ptr(const void* p) { return static_cast<const char*>(p); }
 // the backward scan read and wrote memory at half speed when its two outputs lay where
 // PyTorch's allocator puts them (64 bytes into a page), and as fast as triad when they started
 // on 2 MiB (docs/cpu_kernels.md, "Where the outputs lie"; not explained). Where freed blocks
-// are kept for reuse (seqpar-train's keep_freed_memory) the alignment leaves gaps in the heap:
-// the quickstart's peak host memory rose 9-17% (same doc).
+// are kept for reuse (seqpar-train's keep_freed_memory) the alignment can leave gaps in the
+// heap: the quickstart's peak host memory, median of five, rose 2% (same doc).
 constexpr size_t kAlignedOutputBytes = size_t(8) << 20;
 constexpr size_t kOutputAlignment = size_t(2) << 20;
 
