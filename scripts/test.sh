@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The test command (README.md; .ci/run calls it). On a fresh Debian machine it installs what
 # is missing, builds seqpar, checks that the CUDA path compiles and links against the CUDA
-# build of PyTorch (no GPU needed), then runs every test through ctest: the kernel tests, the
-# C++ API tests, the find_package consumer, the MPI tests for P = 1, 2, 3, 4, 5, 8, the
-# torchrun/gloo tests, the training tests and the pytest suite. ctest's summary is the last
-# thing printed.
+# build of PyTorch (no GPU needed), then runs every test through ctest: the kernel tests (once
+# per CPU target, on qemu-emulated CPUs without AVX-512 or AVX, and cross-built for aarch64
+# under qemu), the C++ API tests, the find_package consumer, the MPI tests for
+# P = 1, 2, 3, 4, 5, 8, the torchrun/gloo tests, the training tests and the pytest suite.
+# ctest's summary is the last thing printed.
 #
 #   scripts/test.sh               # everything
 #   SEQPAR_SKIP_CUDA_CHECK=1 scripts/test.sh   # skip the CUDA build check (saves minutes)
