@@ -23,8 +23,9 @@ shift 2
 mpirun=("$@")
 [ ${#mpirun[@]} -gt 0 ] || mpirun=(mpirun --oversubscribe --allow-run-as-root --bind-to none)
 command -v qemu-x86_64 >/dev/null || { echo "x86_emulated_check: qemu-x86_64 missing; scripts/setup.sh installs it" >&2; exit 1; }
-# qemu-user runs ELF files only: resolve a launcher script (a pyenv shim) to the interpreter.
-python=$("$python" -c 'import os, sys; print(os.path.realpath(sys.executable))')
+# qemu-user runs ELF files only: resolve a launcher script (a pyenv shim) to the interpreter
+# (sys.executable, not its realpath, which would leave a venv).
+python=$("$python" -c 'import sys; print(sys.executable)')
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # qemu warns once per CPU feature its TCG lacks (clzero, xsaves, ...); those are not ours.
