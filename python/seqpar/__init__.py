@@ -91,8 +91,8 @@ def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=Fal
     S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T and o_t = scale * S_t^T q_t per head, with
     q, k: (B, T, H, K); v: (B, T, HV, V); g: (B, T, HV, K); initial_state: (B, HV, K, V), or
     (B, HV, V, K) with state_v_first. HV is H, or a multiple of it (grouped value heads, which
-    FLA's chunk_gla does not have): value head j reads q/k head j // (HV // H). scale defaults
-    to K ** -0.5. Returns (o, final_state): o (B, T, HV, V) in v's dtype; final_state float32
+    FLA's chunk_gla does not have): value head j reads q/k head j // (HV // H). A float32 g
+    with bfloat16/float16 q, k, v is rounded to q's dtype. scale defaults to K ** -0.5. Returns (o, final_state): o (B, T, HV, V) in v's dtype; final_state float32
     (float64 for float64 inputs) in initial_state's layout, None unless output_final_state.
     cu_seqlens and cu_seqlens_cpu (packed sequences) are not supported yet, and any other
     keyword argument is refused: RuntimeError naming the argument.
@@ -101,6 +101,7 @@ def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=Fal
     state_v_first = _fla.state_v_first_alias(fn, state_v_first, kwargs)
     _fla.refuse_unsupported(fn, {"cu_seqlens": cu_seqlens, "cu_seqlens_cpu": cu_seqlens_cpu},
                             kwargs)
+    (g,) = _fla.half_precision_gates(q, g)
     q, k = _fla.grouped_value_heads(fn, q, k, v)
     load_library()
     o, final_state = torch.ops.seqpar.chunk_gla(q, k, v, g, scale,
@@ -130,7 +131,8 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
     use_gate_in_kernel: g = -exp(A_log) * softplus(g + dt_bias), A_log and dt_bias (HV,), dt_bias
     optional; A_log and dt_bias are read only with use_gate_in_kernel, as in FLA.
     These run in float32 and are stored in the inputs' dtype (FLA keeps the activated gate and
-    beta in float32). chunk_size: any positive value (FLA: 16, 32 or 64).
+    beta in float32); a float32 g or beta with bfloat16/float16 q, k, v (as transformers passes
+    them) is rounded to q's dtype likewise. chunk_size: any positive value (FLA: 16, 32 or 64).
     Returns (o, final_state): o (B, T, HV, V) in v's dtype; final_state float32 (float64 for
     float64 inputs) in initial_state's layout, None unless output_final_state.
     cu_seqlens, cu_seqlens_cpu, chunk_indices (packed sequences: not supported yet),

@@ -77,6 +77,17 @@ def grouped_value_heads(fn, q, k, v):
     return q.repeat_interleave(HV // H, dim=2), k.repeat_interleave(HV // H, dim=2)
 
 
+def half_precision_gates(q, *gates):
+    """g and beta in float32 with bfloat16 or float16 q, k, v, rounded to q's dtype. FLA takes
+    that mix (transformers' Qwen3-Next computes g in float32 for a bfloat16 model); seqpar's
+    op takes one dtype, and computes half-precision inputs in float32 either way. Any other
+    mismatch is left for the op to report with the argument's name."""
+    if q.dtype not in (torch.bfloat16, torch.float16):
+        return gates
+    return tuple(x.to(q.dtype) if x is not None and x.dtype == torch.float32 else x
+                 for x in gates)
+
+
 def _compute_dtype(x):
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
@@ -92,7 +103,8 @@ def gated_delta_rule_inputs(fn, q, k, v, g, beta, use_qk_l2norm_in_kernel, use_g
     """(q, k, g, beta) for the op from FLA's options, in FLA's order: L2 norm of q and k, beta
     through a sigmoid (times 2 with allow_neg_eigval), the gate -exp(A_log) softplus(g + dt_bias),
     then q and k repeated to v's heads. The activations run in float32 (float64 for float64
-    inputs) and are stored in the inputs' dtype, which the op requires of all of them."""
+    inputs) and are stored in the inputs' dtype, which the op requires of all of them (a
+    float32 g or beta with half-precision q is rounded to q's dtype)."""
     if allow_neg_eigval and not use_beta_sigmoid_in_kernel:
         raise ValueError(f"{fn}: 'allow_neg_eigval=True' requires "
                          f"'use_beta_sigmoid_in_kernel=True'")
@@ -111,5 +123,6 @@ def gated_delta_rule_inputs(fn, q, k, v, g, beta, use_qk_l2norm_in_kernel, use_g
         if dt_bias is not None:
             x = x + dt_bias.to(ct).reshape(-1)
         g = (-torch.exp(A_log.to(ct).reshape(-1)) * F.softplus(x)).to(g.dtype)
+    g, beta = half_precision_gates(q, g, beta)
     q, k = grouped_value_heads(fn, q, k, v)
     return q, k, g, beta

@@ -37,6 +37,7 @@ def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=Fal
     state_v_first = _fla.state_v_first_alias(fn, state_v_first, kwargs)
     _fla.refuse_unsupported(fn, {"cu_seqlens": cu_seqlens, "cu_seqlens_cpu": cu_seqlens_cpu},
                             kwargs)
+    (g,) = _fla.half_precision_gates(q, g)
     q, k = _fla.grouped_value_heads(fn, q, k, v)
     load_library()
     o, final_state = torch.ops.seqpar.sp_chunk_gla(q, k, v, g, scale,

@@ -355,3 +355,44 @@ def test_gla_against_fla_naive():
                                              output_final_state=True)
     assert rel_err(o, o_fla) < 1e-5 and rel_err(S, S_fla) < 1e-5
 
+
+
+def test_float32_gates_with_half_precision_inputs():
+    """FLA takes g and beta in float32 with bfloat16 q, k, v (transformers passes them so):
+    rounded to q's dtype, the same as passing them rounded."""
+    tensors, kw = problem("gated_delta", T=40, G=2, opts=("l2norm",), dtype=torch.bfloat16)
+    rounded = call(seqpar.chunk_gated_delta_rule, "gated_delta", tensors, kw)
+    mixed = dict(tensors, g=tensors["g"].float() * (1 + 1e-4), beta=tensors["beta"].float())
+    got = call(seqpar.chunk_gated_delta_rule, "gated_delta", mixed, kw)
+    assert got[0].dtype == torch.bfloat16
+    assert torch.equal(got[0], rounded[0]) and torch.equal(got[1], rounded[1])
+    gla, gla_kw = problem("gla", T=40, dtype=torch.bfloat16)
+    o, S = call(seqpar.chunk_gla, "gla", dict(gla, g=gla["g"].float()), gla_kw)
+    o2, S2 = call(seqpar.chunk_gla, "gla", gla, gla_kw)
+    assert torch.equal(o, o2) and torch.equal(S, S2)
+
+
+def test_assigned_in_transformers_qwen3_next_layer():
+    """seqpar.chunk_gated_delta_rule assigned where transformers' Qwen3-Next gated DeltaNet
+    layer calls FLA's function (grouped value heads, L2 norm in the kernel, cu_seqlens=None,
+    float32 g with a bfloat16 model), against the layer's own PyTorch fallback."""
+    modeling = pytest.importorskip("transformers.models.qwen3_next.modeling_qwen3_next",
+                                   reason="transformers (with Qwen3-Next) not installed")
+    from transformers import Qwen3NextConfig
+    config = Qwen3NextConfig(hidden_size=64, linear_num_value_heads=4, linear_num_key_heads=2,
+                             linear_key_head_dim=16, linear_value_head_dim=8,
+                             linear_conv_kernel_dim=4, num_attention_heads=2,
+                             num_key_value_heads=1, head_dim=16, intermediate_size=64,
+                             num_hidden_layers=1, vocab_size=32)
+    torch.manual_seed(0)
+    fallback = modeling.torch_chunk_gated_delta_rule
+    for dtype, tol in ((torch.float64, 1e-5), (torch.bfloat16, 5e-2)):
+        layer = modeling.Qwen3NextGatedDeltaNet(config, 0).to(dtype)
+        x = torch.randn(2, 100, 64, dtype=dtype)
+        y_ref = layer(x)  # the fallback computes in float32
+        try:
+            modeling.torch_chunk_gated_delta_rule = seqpar.chunk_gated_delta_rule
+            y = layer(x)
+        finally:
+            modeling.torch_chunk_gated_delta_rule = fallback
+        assert y.dtype == dtype and rel_err(y, y_ref) < tol, (dtype, rel_err(y, y_ref))
