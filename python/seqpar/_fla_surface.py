@@ -40,6 +40,16 @@ def refuse_unsupported(fn, given, kwargs):
                            f"seqpar's nor of flash-linear-attention's function)")
 
 
+def check_flags(fn, **flags):
+    """TypeError for a flag given a number other than 0 or 1: before FLA's arguments were added,
+    seqpar's chunk_size came right after output_final_state, where FLA has a flag, so an old
+    positional chunk_size would otherwise switch an option on silently."""
+    for name, value in flags.items():
+        if isinstance(value, int) and not isinstance(value, bool) and value not in (0, 1):
+            raise TypeError(f"{fn}: argument '{name}' must be a bool, got {value!r} "
+                            f"(chunk_size is keyword-only: chunk_size={value!r})")
+
+
 def state_v_first_alias(fn, state_v_first, kwargs):
     """FLA's deprecated name for state_v_first, accepted as FLA does (popped from kwargs)."""
     if "transpose_state_layout" not in kwargs:

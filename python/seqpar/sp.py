@@ -37,6 +37,7 @@ def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=Fal
     state_v_first = _fla.state_v_first_alias(fn, state_v_first, kwargs)
     _fla.refuse_unsupported(fn, {"cu_seqlens": cu_seqlens, "cu_seqlens_cpu": cu_seqlens_cpu},
                             kwargs)
+    _fla.check_flags(fn, state_v_first=state_v_first)
     (g,) = _fla.half_precision_gates(q, g)
     q, k = _fla.grouped_value_heads(fn, q, k, v)
     load_library()
@@ -63,6 +64,10 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
     _fla.refuse_unsupported(fn, {"cu_seqlens": cu_seqlens, "cu_seqlens_cpu": cu_seqlens_cpu,
                                  "chunk_indices": chunk_indices, "cp_context": cp_context},
                             kwargs)
+    _fla.check_flags(fn, use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel,
+                     use_beta_sigmoid_in_kernel=use_beta_sigmoid_in_kernel,
+                     allow_neg_eigval=allow_neg_eigval, state_v_first=state_v_first,
+                     use_gate_in_kernel=use_gate_in_kernel)
     q, k, g, beta = _fla.gated_delta_rule_inputs(
         fn, q, k, v, g, beta, use_qk_l2norm_in_kernel, use_gate_in_kernel, A_log, dt_bias,
         use_beta_sigmoid_in_kernel, allow_neg_eigval)

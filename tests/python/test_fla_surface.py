@@ -396,3 +396,17 @@ def test_assigned_in_transformers_qwen3_next_layer():
         finally:
             modeling.torch_chunk_gated_delta_rule = fallback
         assert y.dtype == dtype and rel_err(y, y_ref) < tol, (dtype, rel_err(y, y_ref))
+
+
+@pytest.mark.parametrize("model", ["gated_delta", "gla"])
+def test_old_positional_chunk_size_is_refused(model):
+    """seqpar's chunk_size used to follow output_final_state; in FLA's order a flag is there,
+    and a chunk size passed by position must not switch it on."""
+    tensors, _ = problem(model, T=20)
+    t = tensors
+    args = [t["q"], t["k"], t["v"], t["g"]] + ([t["beta"]] if model != "gla" else [])
+    flag = "use_qk_l2norm_in_kernel" if model != "gla" else "state_v_first"
+    with pytest.raises(TypeError, match=f"'{flag}' must be a bool, got 16"):
+        FUNCTIONS[model](*args, None, t["initial_state"], True, 16)
+    with pytest.raises(TypeError, match="'state_v_first' must be a bool"):
+        SP_FUNCTIONS[model](*args, state_v_first=16)
