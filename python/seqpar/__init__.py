@@ -92,8 +92,9 @@ def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=Fal
     q, k: (B, T, H, K); v: (B, T, HV, V); g: (B, T, HV, K); initial_state: (B, HV, K, V), or
     (B, HV, V, K) with state_v_first. HV is H, or a multiple of it (grouped value heads, which
     FLA's chunk_gla does not have): value head j reads q/k head j // (HV // H). A float32 g
-    with bfloat16/float16 q, k, v is rounded to q's dtype. scale defaults to K ** -0.5. Returns (o, final_state): o (B, T, HV, V) in v's dtype; final_state float32
-    (float64 for float64 inputs) in initial_state's layout, None unless output_final_state.
+    with bfloat16/float16 q, k, v is rounded to q's dtype. scale defaults to K ** -0.5.
+    Returns (o, final_state): o (B, T, HV, V) in v's dtype; final_state float32 (float64 for
+    float64 inputs) in initial_state's layout, None unless output_final_state.
     cu_seqlens and cu_seqlens_cpu (packed sequences) are not supported yet, and any other
     keyword argument is refused: RuntimeError naming the argument.
     """

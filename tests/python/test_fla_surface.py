@@ -93,7 +93,9 @@ def problem(model, T=100, B=2, H=2, G=1, K=8, V=6, opts=(), seed=0, dtype=torch.
     q, v = rn(B, T, H, K), rn(B, T, HV, V)
     # Without the in-kernel L2 norm the keys are unit vectors already (the delta rule's step is
     # a contraction for beta in (0, 1]); with it, keys of any length.
-    k = rn(B, T, H, K) if "l2norm" in opts or model == "gla" else F.normalize(rn(B, T, H, K), dim=-1)
+    k = rn(B, T, H, K)
+    if "l2norm" not in opts and model != "gla":
+        k = F.normalize(k, dim=-1)
     gate = "gate" in opts or "gate_no_bias" in opts
     if model == "gla":
         g = -ru(B, T, HV, K)
