@@ -20,7 +20,9 @@
 // are the same run to run.
 #include <torch/autograd.h>
 
+#include "matrix_state/fused_chunks.h"
 #include "matrix_state/slice_summary.h"
+#include "matrix_state/chunking.h"
 #include "seqpar/comm/c10d_communicator.h"
 #include "seqpar/comm/rank_scan.h"
 #include "seqpar/matrix_state.h"
@@ -95,6 +97,25 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
                                  g.narrow(1, 0, 0), beta.narrow(1, 0, 0), scale,
                                  group->rank() == 0 ? initial_state : std::nullopt, chunk_size);
   check_heads_agree(*group, "seqpar.sp.chunk_gated_delta_rule", q, v);
+  if (matrix_state::use_fused_chunks(q)) {
+    // On the fused chunk kernels, three local passes, each saving only its chunk states: the
+    // slice's map M is the run from the identity with zero values (S_T = M I + 0), E the run
+    // from zeros, and the outputs the run from the entering state x.
+    const at::ScalarType dt = matrix_state::compute_dtype(q.scalar_type());
+    const int64_t B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3);
+    const at::Tensor zero_values = at::zeros({1}, v.options()).expand({B, T, H, K});
+    const at::Tensor identity = at::eye(K, q.options().dtype(dt)).expand({B, H, K, K});
+    const at::Tensor M = std::get<1>(seqpar::chunk_gated_delta_rule(
+        q, k, zero_values, g, beta, scale, identity, chunk_size));
+    const at::Tensor E = std::get<1>(
+        seqpar::chunk_gated_delta_rule(q, k, v, g, beta, scale, std::nullopt, chunk_size));
+    const int64_t algo = resolve_algo(*group, options, Transition::kMatrix, M, E);
+    const at::Tensor x = EnteringState::apply(
+        M, E, group->rank() == 0 ? state_in_compute_dtype(initial_state, dt) : std::nullopt,
+        static_cast<int64_t>(Transition::kMatrix), group, algo);
+    auto [o, f] = seqpar::chunk_gated_delta_rule(q, k, v, g, beta, scale, x, chunk_size);
+    return {o, FinalFromLast::apply(f, group)};
+  }
   // Steps 1 and 3 share the slice's chunk work (matrix_state/slice_summary.h).
   const GatedDeltaSlice slice = gated_delta_rule_slice(q, k, v, g, beta, scale, chunk_size);
   const int64_t algo = resolve_algo(*group, options, Transition::kMatrix, slice.M, slice.E);
