@@ -159,6 +159,28 @@ def test_opcheck(model):
                               (q, k, v, g, beta, 0.5, s0, 16))
 
 
+@pytest.mark.parametrize("model", MODELS)
+def test_opcheck_fused_chunk_ops(model):
+    """The fused CPU kernels' ops (their CPU and Meta kernels): schema, fake tensors, and the
+    backward op's gradients against autograd through the float64 reference."""
+    q, k, v, g, beta, s0 = make_inputs(model, 1, 40, 2, 4, 3, torch.float64)
+    name, b = ("gla", None) if model == "gla" else ("gated_delta", beta)
+    o, final, states = torch.ops.seqpar.matrix_chunk_forward(name, q, k, v, g, b, 0.5, s0, 16)
+    assert states.shape == (1, 2, 3, 4, 3)  # (B, H, chunks, K, V): all that backward keeps
+    torch.library.opcheck(torch.ops.seqpar.matrix_chunk_forward.default,
+                          (name, q, k, v, g, b, 0.5, s0, 16))
+    go, gf = torch.randn_like(o), torch.randn_like(final)
+    torch.library.opcheck(torch.ops.seqpar.matrix_chunk_backward.default,
+                          (name, q, k, v, g, b, 0.5, states, go, gf, 16))
+    grads = torch.ops.seqpar.matrix_chunk_backward(name, q, k, v, g, b, 0.5, states, go, gf, 16)
+    xs = [x.clone().requires_grad_() for x in (q, k, v, g) + (() if b is None else (b,)) + (s0,)]
+    ref_o, ref_s = matrix_state_reference(*xs[:4], None if b is None else xs[4], 0.5, xs[-1])
+    ref = torch.autograd.grad((ref_o * go).sum() + (ref_s * gf).sum(), xs)
+    got = list(grads[:4]) + ([] if b is None else [grads[4]]) + [grads[5]]
+    for x, y in zip(got, ref):
+        assert rel_err(x, y) < 1e-10
+
+
 def test_conventions():
     """scale defaults to K^-0.5; final_state is None unless asked for; empty T."""
     q, k, v, g, _, s0 = make_inputs("gla", 1, 20, 2, 9, 3)
