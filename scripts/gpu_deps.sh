@@ -4,7 +4,10 @@
 # nlohmann JSON and Google Highway, as .deb files in .gpu_deps/ (ignored by git). They travel
 # with the working tree (about 11 MB); scripts/gpu_session.sh unpacks them there with
 # `dpkg-deb -x` into build-gpu-deps/ (nothing is installed system-wide) and then builds the
-# trainer too, for its train-smoke step.
+# trainer too, for its train-smoke step. It also puts the pure-Python wheels of
+# flash-linear-attention (fla-core) and einops in .gpu_deps/wheels/, which the session's
+# fla-bench step installs with --no-index into a folder of its own (Triton comes with the GPU
+# image's PyTorch).
 #
 #   scripts/gpu_deps.sh            # idempotent: downloads only what is missing
 set -euo pipefail
@@ -20,4 +23,7 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get download "${missing[@]}" 2>/dev/null || { apt-get update -qq && apt-get download "${missing[@]}"; }
 fi
-du -ch ./*.deb | tail -n 1
+mkdir -p wheels
+ls wheels/fla_core-*.whl >/dev/null 2>&1 || python3 -m pip download -q --no-deps -d wheels fla-core
+ls wheels/einops-*.whl >/dev/null 2>&1 || python3 -m pip download -q --no-deps -d wheels einops
+du -ch ./*.deb wheels/*.whl | tail -n 1

@@ -42,6 +42,11 @@
 #   matrix-bench   benchmarks/matrix_state_bench.py --device cuda at T = 2^20: chunked GLA and
 #                  gated DeltaNet, forward + backward, against a batched matmul and the
 #                  per-step recurrence, peak memory (docs/matrix_state.md)
+#   fla-bench      (needs .gpu_deps/wheels: scripts/gpu_deps.sh) benchmarks/fla_compare_bench.py:
+#                  seqpar against flash-linear-attention's Triton kernels, forward + backward,
+#                  bfloat16, at B = 1, T = 32768, H = 16, K = V = 128 and T = 2^20, H = 4,
+#                  K = V = 64: time and peak memory of each (skips FLA, saying why, without
+#                  Triton)
 #   split-probe    benchmarks/split_long_probe.py: one long sequence cut into P pieces and scanned
 #                  as many (summary, scan of the summaries, scan), against the direct op
 #   profile        Nsight Compute (ncu) on the forward of the three shapes furthest from copy
@@ -230,6 +235,11 @@ if [ -f "$lib" ]; then
     --json "$out/accuracy.json"
   step matrix-bench 120 "$python" benchmarks/matrix_state_bench.py --device cuda --log2-t 20 \
     --json "$out/matrix_state_bench.json"
+  if ls .gpu_deps/wheels/fla_core-*.whl >/dev/null 2>&1; then
+    step fla-bench 180 bash -c '"$0" -m pip install -q --no-index --no-deps --target "$1/fla_site" \
+        .gpu_deps/wheels/*.whl && PYTHONPATH="$1/fla_site" "$0" benchmarks/fla_compare_bench.py \
+        --json "$1/fla_compare.json"' "$python" "$out"
+  fi
   step split-probe 60 "$python" benchmarks/split_long_probe.py --json "$out/split_long_probe.jsonl"
 fi
 
