@@ -25,6 +25,7 @@ template <class T>
 struct GlaTiles {
   int64_t C, K, V;
   std::vector<T> q, k, v, G, E, qh, kb, eb, P, o, S, kref, qref, ediff, elast;
+  std::vector<T> eq, ek, qf, kf, dqf, dkf;  // one diagonal block, kSub x K each
   std::vector<T> dout, dP, dq, dk, dv, dG, dS, dS_prev, tmp, dqh, qr, kr;
 
   GlaTiles(int64_t C_, int64_t K_, int64_t V_, bool backward) : C(C_), K(K_), V(V_) {
@@ -34,6 +35,7 @@ struct GlaTiles {
     S.resize(K * V);
     ediff.resize(K);
     elast.resize(K);
+    for (auto* t : {&eq, &ek, &qf, &kf, &dqf, &dkf}) t->resize(kSub * K);
     if (backward) {
       for (auto* t : {&dq, &dk, &dG, &tmp, &dqh, &qr, &kr}) t->resize(C * K);
       for (auto* t : {&dout, &dv}) t->resize(C * V);
@@ -42,6 +44,40 @@ struct GlaTiles {
     }
   }
 };
+
+// A diagonal block (steps a0 .. a0 + rows - 1) may factor through r = G at its middle step,
+// exp(G_i - G_j) = exp(G_i - r) exp(r - G_j), when no |G - r| in it exceeds kMaxFactoredLog
+// (each factor then stays below e^30, far inside float32's range): then its P block is one
+// product of Qf = Q exp(G - r) and Kf = K exp(r - G), masked to j <= i. Otherwise (decays
+// below about e^-4 per step) it is summed exactly, one exponential per (i, j, k). On a
+// factored block the tiles eq, ek (the factors), qf, kf are filled.
+constexpr double kMaxFactoredLog = 30.0;
+
+template <class T>
+bool factor_block(int64_t a0, int64_t rows, GlaTiles<T>& x) {
+  const int64_t K = x.K;
+  const T* r = x.G.data() + (a0 + rows / 2) * K;
+  T worst = 0;
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < K; ++j) {
+      const T d = x.G[(a0 + i) * K + j] - r[j];
+      worst = std::max(worst, d < 0 ? -d : d);
+    }
+  if (!(worst <= static_cast<T>(kMaxFactoredLog))) return false;
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < K; ++j) {
+      const T d = x.G[(a0 + i) * K + j] - r[j];
+      x.eq[i * K + j] = d;
+      x.ek[i * K + j] = -d;
+    }
+  exp_inplace(x.eq.data(), rows * K);
+  exp_inplace(x.ek.data(), rows * K);
+  for (int64_t m = 0; m < rows * K; ++m) {
+    x.qf[m] = x.q[a0 * K + m] * x.eq[m];
+    x.kf[m] = x.k[a0 * K + m] * x.ek[m];
+  }
+  return true;
+}
 
 // Loads the chunk and forms G, E, Qh, Kb (with eb = exp(G_last - G)), elast and P.
 template <class In, class T>
@@ -84,18 +120,26 @@ void chunk_prepare(const StepOperand& q, const StepOperand& k, const StepOperand
     gemm(false, true, rows, a0, K, T(1), x.qref.data(), K, x.kref.data(), K, T(0),
          x.P.data() + a0 * C, C);
   }
-  for (int64_t i = 0; i < c; ++i) {
-    const int64_t j0 = (i / kSub) * kSub;
-    const T* Gi = x.G.data() + i * K;
-    const T* qi = x.q.data() + i * K;
-    for (int64_t j = j0; j <= i; ++j) {
-      const T* Gj = x.G.data() + j * K;
-      for (int64_t m = 0; m < K; ++m) x.ediff[m] = Gi[m] - Gj[m];
-      exp_inplace(x.ediff.data(), K);
-      const T* kj = x.k.data() + j * K;
-      T s = 0;
-      for (int64_t m = 0; m < K; ++m) s += qi[m] * kj[m] * x.ediff[m];
-      x.P[i * C + j] = s;
+  for (int64_t a0 = 0; a0 < c; a0 += kSub) {
+    const int64_t rows = std::min(kSub, c - a0);
+    if (factor_block(a0, rows, x)) {
+      T* Pb = x.P.data() + a0 * C + a0;
+      gemm(false, true, rows, rows, K, T(1), x.qf.data(), K, x.kf.data(), K, T(0), Pb, C);
+      for (int64_t i = 0; i < rows; ++i) std::fill(Pb + i * C + i + 1, Pb + i * C + rows, T(0));
+      continue;
+    }
+    for (int64_t i = a0; i < a0 + rows; ++i) {
+      const T* Gi = x.G.data() + i * K;
+      const T* qi = x.q.data() + i * K;
+      for (int64_t j = a0; j <= i; ++j) {
+        const T* Gj = x.G.data() + j * K;
+        for (int64_t m = 0; m < K; ++m) x.ediff[m] = Gi[m] - Gj[m];
+        exp_inplace(x.ediff.data(), K);
+        const T* kj = x.k.data() + j * K;
+        T s = 0;
+        for (int64_t m = 0; m < K; ++m) s += qi[m] * kj[m] * x.ediff[m];
+        x.P[i * C + j] = s;
+      }
     }
   }
 }
@@ -212,25 +256,40 @@ void backward_head(const MatrixChunkBackwardParams& p, int64_t b, int64_t h, Gla
         x.dG[m] -= x.k[m] * add;
       }
     }
-    // The diagonal blocks, exactly: e_ijk = exp(G_ik - G_jk), j <= i in one sub-chunk.
-    for (int64_t i = 0; i < c; ++i) {
-      const int64_t j0 = (i / kSub) * kSub;
-      const T* Gi = x.G.data() + i * K;
-      const T* qi = x.q.data() + i * K;
-      for (int64_t j = j0; j <= i; ++j) {
-        const T d = x.dP[i * C + j];
-        if (d == T(0)) continue;
-        const T* Gj = x.G.data() + j * K;
-        const T* kj = x.k.data() + j * K;
-        for (int64_t m = 0; m < K; ++m) x.ediff[m] = Gi[m] - Gj[m];
-        exp_inplace(x.ediff.data(), K);
-        for (int64_t m = 0; m < K; ++m) {
-          const T e = d * x.ediff[m];
-          const T t = qi[m] * kj[m] * e;
-          x.dq[i * K + m] += kj[m] * e;
-          x.dk[j * K + m] += qi[m] * e;
-          x.dG[i * K + m] += t;
-          x.dG[j * K + m] -= t;
+    // The diagonal blocks: factored where factor_block allows (dQf = dP Kf, dKf = dP^T Qf;
+    // r's own gradient cancels), else exactly with e_ijk = exp(G_ik - G_jk).
+    for (int64_t a0 = 0; a0 < c; a0 += kSub) {
+      const int64_t rows = std::min(kSub, c - a0);
+      if (factor_block(a0, rows, x)) {
+        const T* dPb = x.dP.data() + a0 * C + a0;
+        gemm(false, false, rows, K, rows, T(1), dPb, C, x.kf.data(), K, T(0), x.dqf.data(), K);
+        gemm(true, false, rows, K, rows, T(1), dPb, C, x.qf.data(), K, T(0), x.dkf.data(), K);
+        for (int64_t m = 0; m < rows * K; ++m) {
+          const int64_t at = a0 * K + m;
+          x.dq[at] += x.eq[m] * x.dqf[m];
+          x.dk[at] += x.ek[m] * x.dkf[m];
+          x.dG[at] += x.qf[m] * x.dqf[m] - x.kf[m] * x.dkf[m];
+        }
+        continue;
+      }
+      for (int64_t i = a0; i < a0 + rows; ++i) {
+        const T* Gi = x.G.data() + i * K;
+        const T* qi = x.q.data() + i * K;
+        for (int64_t j = a0; j <= i; ++j) {
+          const T d = x.dP[i * C + j];
+          if (d == T(0)) continue;
+          const T* Gj = x.G.data() + j * K;
+          const T* kj = x.k.data() + j * K;
+          for (int64_t m = 0; m < K; ++m) x.ediff[m] = Gi[m] - Gj[m];
+          exp_inplace(x.ediff.data(), K);
+          for (int64_t m = 0; m < K; ++m) {
+            const T e = d * x.ediff[m];
+            const T t = qi[m] * kj[m] * e;
+            x.dq[i * K + m] += kj[m] * e;
+            x.dk[j * K + m] += qi[m] * e;
+            x.dG[i * K + m] += t;
+            x.dG[j * K + m] -= t;
+          }
         }
       }
     }
