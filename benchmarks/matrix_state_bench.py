@@ -178,6 +178,10 @@ def peak_memory_child(args):
     """Runs one forward + backward in this (fresh) process and prints the peak growth."""
     model, T = args.memory_case.split(":")
     T = int(T)
+    # One small call first: the library's one-time allocations (thread pool, BLAS buffers) are
+    # not the call's memory.
+    fwd_bwd(lambda z: chunked(model, z, args.chunk), inputs(model, 2 * args.chunk, args.heads,
+                                                           args.dim, args.device))
     xs = inputs(model, T, args.heads, args.dim, args.device)
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
