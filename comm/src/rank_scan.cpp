@@ -19,29 +19,6 @@
 
 namespace seqpar::comm {
 
-const char* rank_scan_algo_name(RankScanAlgo algo) {
-  switch (algo) {
-    case RankScanAlgo::kAuto: return "auto";
-    case RankScanAlgo::kTree: return "tree";
-    case RankScanAlgo::kExscan: return "exscan";
-    case RankScanAlgo::kAllGather: return "allgather";
-    case RankScanAlgo::kRing: return "ring";
-    case RankScanAlgo::kBlelloch: return "blelloch";
-  }
-  return "unknown";
-}
-
-RankScanAlgo parse_rank_scan_algo(const std::string& name) {
-  if (name == "auto" || name.empty()) return RankScanAlgo::kAuto;
-  if (name == "tree") return RankScanAlgo::kTree;
-  if (name == "exscan") return RankScanAlgo::kExscan;
-  if (name == "allgather" || name == "all_gather") return RankScanAlgo::kAllGather;
-  if (name == "ring") return RankScanAlgo::kRing;
-  if (name == "blelloch") return RankScanAlgo::kBlelloch;
-  throw std::invalid_argument("seqpar: unknown sequence-parallel exchange algorithm '" + name +
-                              "' (expected auto, tree, exscan, allgather, ring or blelloch)");
-}
-
 DataType data_type_of(at::ScalarType type) {
   switch (type) {
     case at::kByte: return DataType::kUInt8;
@@ -128,12 +105,12 @@ CostModel cost_model_for(const Communicator& comm) {
   return m;
 }
 
-double predict_rank_scan_seconds(RankScanAlgo algo, int P, double m, const CostModel& model,
+double predict_exchange_seconds(ExchangeAlgo algo, int P, double m, const CostModel& model,
                                  double s) {
-  return predict_rank_scan_seconds(algo, P, ExchangeSize{m, s < 0 ? m / 2 : s, 0, 0}, model);
+  return predict_exchange_seconds(algo, P, ExchangeSize{m, s < 0 ? m / 2 : s, 0, 0}, model);
 }
 
-double predict_rank_scan_seconds(RankScanAlgo algo, int P, const ExchangeSize& size,
+double predict_exchange_seconds(ExchangeAlgo algo, int P, const ExchangeSize& size,
                                  const CostModel& model) {
   if (P <= 1) return 0.0;
   const double m = size.summary_bytes, s = size.state_bytes;
@@ -141,67 +118,60 @@ double predict_rank_scan_seconds(RankScanAlgo algo, int P, const ExchangeSize& s
   const double apply_s = size.apply_flops / model.flops_per_s;
   const double rounds = std::ceil(std::log2(static_cast<double>(P)));
   switch (algo) {
-    case RankScanAlgo::kTree:
+    case ExchangeAlgo::kTree:
       // Every round: one send_recv of m bytes, then two compositions (exclusive and
       // inclusive accumulators), each reading 2 and writing 1 summary.
       return rounds * (model.tree.alpha_s + m * model.tree.beta_s_per_byte +
                        3.0 * m * model.combine_s_per_byte + 2.0 * combine_s);
-    case RankScanAlgo::kExscan:
+    case ExchangeAlgo::kExscan:
       // Open MPI runs Exscan as log-depth rounds with the user op on the host.
       return rounds * (model.exscan.alpha_s + m * model.exscan.beta_s_per_byte + combine_s);
-    case RankScanAlgo::kAllGather:
+    case ExchangeAlgo::kAllGather:
       // Latency of a log-depth all-gather, bandwidth of receiving (P-1) summaries, and the
       // fold of up to P-1 predecessors.
       return rounds * model.allgather.alpha_s + (P - 1) * m * model.allgather.beta_s_per_byte +
              (P - 1) * (1.5 * m * model.combine_s_per_byte + combine_s);
-    case RankScanAlgo::kRing:
+    case ExchangeAlgo::kRing:
       // P - 1 hops one after another, each a message of one state and one application of a
       // summary to it (reads the summary and the state, writes a state).
       return (P - 1) * (model.ring.alpha_s + s * model.ring.beta_s_per_byte +
                         (m + 2.0 * s) * model.combine_s_per_byte + apply_s);
-    case RankScanAlgo::kBlelloch:
+    case ExchangeAlgo::kBlelloch:
       // Up and down sweep: every round one message of m bytes and at most one composition;
       // the down-sweep's top round carries only the identity, which is never sent.
       return (2.0 * rounds - 1.0) * (model.tree.alpha_s + m * model.tree.beta_s_per_byte +
                                      1.5 * m * model.combine_s_per_byte + combine_s);
-    case RankScanAlgo::kAuto: break;
+    case ExchangeAlgo::kAuto: break;
   }
   return std::numeric_limits<double>::infinity();
 }
 
-RankScanAlgo choose_rank_scan_algo(const Communicator& comm, double summary_bytes,
-                                   RankScanAlgo requested, bool exscan_possible,
-                                   double state_bytes) {
-  return choose_rank_scan_algo(comm, ExchangeSize{summary_bytes, state_bytes, 0, 0}, requested,
-                               exscan_possible);
-}
-
-RankScanAlgo choose_rank_scan_algo(const Communicator& comm, const ExchangeSize& size,
-                                   RankScanAlgo requested, bool exscan_possible) {
+ExchangeAlgo choose_exchange_algo(const Communicator& comm, const ExchangeSize& size,
+                                   ExchangeAlgo requested, bool exscan_possible) {
   const double state_bytes = size.state_bytes;
-  if (requested != RankScanAlgo::kAuto) return requested;
+  if (requested != ExchangeAlgo::kAuto) return requested;
   if (const char* env = std::getenv("SEQPAR_SP_ALGO")) {
-    RankScanAlgo algo = parse_rank_scan_algo(env);
-    if (algo == RankScanAlgo::kExscan && !exscan_possible) return RankScanAlgo::kTree;
-    if (algo == RankScanAlgo::kRing && state_bytes <= 0) return RankScanAlgo::kTree;
-    if (algo != RankScanAlgo::kAuto) return algo;
+    ExchangeAlgo algo = parse_exchange_algo(env);
+    if (algo == ExchangeAlgo::kExscan && !exscan_possible) return ExchangeAlgo::kTree;
+    if (algo == ExchangeAlgo::kRing && state_bytes <= 0) return ExchangeAlgo::kTree;
+    if (algo != ExchangeAlgo::kAuto) return algo;
   }
   const CostModel model = cost_model_for(comm);
-  RankScanAlgo best = RankScanAlgo::kTree;
-  double best_s = predict_rank_scan_seconds(best, comm.size(), size, model);
+  ExchangeAlgo best = ExchangeAlgo::kTree;
+  double best_s = predict_exchange_seconds(best, comm.size(), size, model);
   const double gather_s =
-      predict_rank_scan_seconds(RankScanAlgo::kAllGather, comm.size(), size, model);
-  if (gather_s < best_s) best = RankScanAlgo::kAllGather, best_s = gather_s;
+      predict_exchange_seconds(ExchangeAlgo::kAllGather, comm.size(), size, model);
+  if (gather_s < best_s) best = ExchangeAlgo::kAllGather, best_s = gather_s;
   if (state_bytes > 0) {
-    const double ring_s = predict_rank_scan_seconds(RankScanAlgo::kRing, comm.size(), size, model);
-    if (ring_s < best_s) best = RankScanAlgo::kRing, best_s = ring_s;
+    const double ring_s = predict_exchange_seconds(ExchangeAlgo::kRing, comm.size(), size, model);
+    if (ring_s < best_s) best = ExchangeAlgo::kRing, best_s = ring_s;
   }
 #ifdef SEQPAR_COMM_WITH_MPI
   // MPI_Exscan needs the MPI communicator itself, not a wrapper that reports the same backend.
   if (exscan_possible && dynamic_cast<const MpiCommunicator*>(&comm) != nullptr) {
     const double exscan_s =
-        predict_rank_scan_seconds(RankScanAlgo::kExscan, comm.size(), size, model);
-    if (exscan_s < best_s) best = RankScanAlgo::kExscan, best_s = exscan_s;
+        predict_exchange_seconds(ExchangeAlgo::kExscan, comm.size(), size, model);
+    if (exscan_s < best_s) best = ExchangeAlgo::kExscan, best_s = exscan_s;
   }
 #endif
   return best;
@@ -289,6 +259,14 @@ const SummaryKind& diagonal_summary() {
 const SummaryKind& matrix_summary() {
   static const MatrixSummary kind;
   return kind;
+}
+
+ExchangeAlgo resolve_exchange_algo(const Communicator& comm, const SummaryKind& kind,
+                                   const SummaryParts& own, ExchangeAlgo requested,
+                                   bool whole_summaries) {
+  ExchangeSize size = kind.exchange_size(own);
+  if (whole_summaries) size.state_bytes = 0;
+  return choose_exchange_algo(comm, size, requested, kind.elementwise());
 }
 
 std::pair<at::Tensor, at::Tensor> compose(const std::pair<at::Tensor, at::Tensor>& later,
@@ -454,7 +432,7 @@ Summary exscan(MpiCommunicator& comm, const Summary& own, bool reverse, Stream s
 }  // namespace
 
 SummaryParts rank_exclusive_scan(Communicator& comm, const SummaryKind& kind,
-                                 const SummaryParts& own_in, bool reverse, RankScanAlgo algo,
+                                 const SummaryParts& own_in, bool reverse, ExchangeAlgo algo,
                                  Stream stream) {
   kind.check(own_in);
   SummaryParts own;
@@ -471,12 +449,10 @@ SummaryParts rank_exclusive_scan(Communicator& comm, const SummaryKind& kind,
               "complex128, got ",
               t);
   if (comm.size() == 1) return kind.identity_like(own);
-  ExchangeSize size = kind.exchange_size(own);
-  size.state_bytes = 0;  // whole summaries: no ring
-  switch (choose_rank_scan_algo(comm, size, algo, kind.elementwise())) {
-    case RankScanAlgo::kTree: return tree_scan(comm, kind, own, reverse, stream);
-    case RankScanAlgo::kAllGather: return all_gather_scan(comm, kind, own, reverse, stream);
-    case RankScanAlgo::kBlelloch: {
+  switch (resolve_exchange_algo(comm, kind, own, algo, /*whole_summaries=*/true)) {
+    case ExchangeAlgo::kTree: return tree_scan(comm, kind, own, reverse, stream);
+    case ExchangeAlgo::kAllGather: return all_gather_scan(comm, kind, own, reverse, stream);
+    case ExchangeAlgo::kBlelloch: {
       const ScanSchedule schedule = blelloch_schedule(comm.size(), comm.rank(), reverse);
       auto result = run_scan_schedule(
           comm, schedule, own,
@@ -486,7 +462,7 @@ SummaryParts rank_exclusive_scan(Communicator& comm, const SummaryKind& kind,
           stream);
       return result ? *result : kind.identity_like(own);
     }
-    case RankScanAlgo::kExscan: {
+    case ExchangeAlgo::kExscan: {
 #ifdef SEQPAR_COMM_WITH_MPI
       auto* mpi = dynamic_cast<MpiCommunicator*>(&comm);
       if (mpi != nullptr && kind.elementwise()) {
@@ -499,31 +475,30 @@ SummaryParts rank_exclusive_scan(Communicator& comm, const SummaryKind& kind,
                                    "elementwise summary kind (this one is '") +
                            kind.name() + "')");
     }
-    case RankScanAlgo::kRing:
+    case ExchangeAlgo::kRing:
       SEQPAR_COMM_FAIL(CommError, comm.backend_name(), "rank_exclusive_scan", comm.rank(), -1,
                        "the ring passes states, not summaries: use rank_entering_state");
-    case RankScanAlgo::kAuto: break;
+    case ExchangeAlgo::kAuto: break;
   }
   SEQPAR_COMM_FAIL(CommError, comm.backend_name(), "rank_exclusive_scan", comm.rank(), -1,
                    "no algorithm chosen");
 }
 
 at::Tensor rank_entering_state(Communicator& comm, const SummaryKind& kind,
-                               const SummaryParts& own_in, bool reverse, RankScanAlgo algo,
+                               const SummaryParts& own_in, bool reverse, ExchangeAlgo algo,
                                Stream stream) {
   kind.check(own_in);
   if (comm.size() == 1) return at::zeros_like(own_in[1]);
   SummaryParts own;
   for (const at::Tensor& t : own_in) own.push_back(t.contiguous());
-  const RankScanAlgo chosen =
-      choose_rank_scan_algo(comm, kind.exchange_size(own), algo, kind.elementwise());
-  if (chosen == RankScanAlgo::kRing) return ring_entering_state(comm, kind, own, reverse, stream);
+  const ExchangeAlgo chosen = resolve_exchange_algo(comm, kind, own, algo);
+  if (chosen == ExchangeAlgo::kRing) return ring_entering_state(comm, kind, own, reverse, stream);
   return rank_exclusive_scan(comm, kind, own, reverse, chosen, stream)[1];
 }
 
 std::pair<at::Tensor, at::Tensor> rank_exclusive_scan(Communicator& comm, const at::Tensor& A,
                                                       const at::Tensor& B, bool reverse,
-                                                      RankScanAlgo algo, Stream stream) {
+                                                      ExchangeAlgo algo, Stream stream) {
   TORCH_CHECK(A.sizes() == B.sizes(), "seqpar rank_exclusive_scan: A and B shapes differ (",
               A.sizes(), " vs ", B.sizes(), ")");
   const SummaryParts e = rank_exclusive_scan(comm, diagonal_summary(), {A, B}, reverse, algo, stream);

@@ -5,6 +5,7 @@
 #include "seqpar/train/options.h"
 
 #include <boost/program_options.hpp>
+#include <seqpar/comm/exchange_algo.h>
 
 #include <cmath>
 #include <fstream>
@@ -83,6 +84,7 @@ void describe(po::options_description& desc, TrainOptions& o, std::string& data)
     ("seed", po::value(&o.seed)->default_value(o.seed), "seed of the initialisation and the data order")
     ("sp", po::value(&o.sp)->default_value(o.sp), "sequence-parallel group size (0: all ranks)")
     ("backend", po::value(&o.backend)->default_value(o.backend), "communicator: auto | mpi | nccl")
+    ("sp_algo", po::value(&o.sp_algo)->default_value(o.sp_algo), "exchange of the sp ranks' summaries: auto | tree | exscan | allgather | ring | blelloch")
     ("device", po::value(&o.device)->default_value(o.device), "cpu | cuda (GPU local_rank % count) | cuda:N")
     ("checkpoint_dir", po::value(&o.checkpoint_dir)->default_value(o.checkpoint_dir), "directory of checkpoints (empty: none)")
     ("checkpoint_every", po::value(&o.checkpoint_every)->default_value(o.checkpoint_every), "checkpoint every N steps (0: only at the end)")
@@ -203,6 +205,14 @@ void validate(const TrainOptions& o) {
           o.matrix_recompute_tokens);
   require(o.backend == "auto" || o.backend == "mpi" || o.backend == "nccl", "backend",
           "one of: auto, mpi, nccl", o.backend);
+  bool known_sp_algo = true;
+  try {
+    comm::parse_exchange_algo(o.sp_algo);
+  } catch (const std::invalid_argument&) {
+    known_sp_algo = false;
+  }
+  require(known_sp_algo, "sp_algo", "one of: auto, tree, exscan, allgather, ring, blelloch",
+          o.sp_algo);
   require(o.device == "cpu" || o.device == "cuda" || o.device.rfind("cuda:", 0) == 0, "device",
           "cpu, cuda or cuda:N", o.device);
   require(o.checkpoint_every >= 0, "checkpoint_every", ">= 0", o.checkpoint_every);

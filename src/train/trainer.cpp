@@ -5,6 +5,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <nlohmann/json.hpp>
+#include <seqpar/comm/exchange_algo.h>
 #include <seqpar/memory.h>
 #include <seqpar/scan.h>
 
@@ -120,7 +121,9 @@ Trainer::Trainer(const TrainOptions& options, comm::Grid grid, std::ostream* log
   model_ = models::ByteLM(model_options(options_));
   device_ = select_device(options_.device);
   model_->to(device_);
-  backend_ = grid_.sp_size > 1 ? models::sp_backend(grid_.sp) : models::local_backend();
+  backend_ = grid_.sp_size > 1
+                 ? models::sp_backend(grid_.sp, comm::parse_exchange_algo(options_.sp_algo))
+                 : models::local_backend();
 
   // Weight decay on matrices only; norms, biases, phases and the embedding are not decayed.
   std::vector<at::Tensor> decayed, plain;

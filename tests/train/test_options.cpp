@@ -72,6 +72,8 @@ TEST(Options, BadValuesNameTheKey) {
   EXPECT_NE(msg.find("'task'"), std::string::npos) << msg;
   msg = error_of({"--model", "transformer"});
   EXPECT_NE(msg.find("'model'"), std::string::npos) << msg;
+  msg = error_of({"--sp_algo", "butterfly"});
+  EXPECT_NE(msg.find("'sp_algo'"), std::string::npos) << msg;
   msg = error_of({"--rotation", "maybe"});
   EXPECT_NE(msg.find("rotation"), std::string::npos) << msg;
   msg = error_of({"--config", "/nonexistent/x.ini"});
@@ -102,6 +104,15 @@ TEST(Options, FingerprintTracksModelKeys) {
   // Recomputation changes the memory, not the model: checkpoints move freely between the two.
   auto sliced = parse({"--model", "gla", "--sp", "1", "--matrix_recompute_tokens", "4096"});
   EXPECT_EQ(seqpar::train::fingerprint(gla), seqpar::train::fingerprint(sliced));
+}
+
+TEST(Options, SpAlgoNamesAnExchangeAndStaysOutOfTheFingerprint) {
+  auto a = parse({}), ring = parse({"--sp_algo", "ring"});
+  EXPECT_EQ(a.sp_algo, "auto");
+  EXPECT_EQ(ring.sp_algo, "ring");
+  EXPECT_EQ(seqpar::train::fingerprint(a), seqpar::train::fingerprint(ring));
+  auto cfg = write_config("sp_algo", "sp_algo = allgather\n");
+  EXPECT_EQ(parse({"--config", cfg}).sp_algo, "allgather");
 }
 
 TEST(Options, MatrixRecomputeNeedsOneSpRank) {

@@ -101,6 +101,27 @@ INSTANTIATE_TEST_SUITE_P(Models, SpMatrixTraining,
                          testing::Values("gla", "gated_deltanet", "gla+conv",
                                          "gated_deltanet+conv"));
 
+// sp_algo reaches every cross-rank exchange: each algorithm gives one rank's loss, and exscan,
+// which the matrix summaries cannot run, is refused on every rank.
+TEST(SpAlgo, EveryExchangeGivesOneRanksLoss) {
+  auto world = test_world();
+  auto o = sp_options("mqar");
+  o.model = "gated_deltanet";
+  o.conv_size = 4;
+  Trainer reference(o, single_rank_grid(), nullptr);
+  const double l_ref = reference.compute_gradients(0);
+  for (const char* algo : {"tree", "allgather", "ring", "blelloch"}) {
+    o.sp_algo = algo;
+    Trainer parallel(o, seqpar::comm::make_grid(world, world->size()), nullptr);
+    EXPECT_NEAR(parallel.compute_gradients(0), l_ref, 1e-5 * std::abs(l_ref)) << algo;
+  }
+  if (world->size() > 1) {
+    o.sp_algo = "exscan";
+    Trainer parallel(o, seqpar::comm::make_grid(world, world->size()), nullptr);
+    EXPECT_THROW(parallel.compute_gradients(0), std::exception);
+  }
+}
+
 // A matrix-state block on short slices and empty ones (lengths 2, 0, 1, 5, ...: with a short
 // convolution, rank 2's window reaches back over rank 1 into rank 0), with a loss on the
 // outputs only: outputs, the gradient of x and, summed over ranks, of every parameter equal

@@ -27,9 +27,9 @@
 //               2 ceil(log2 P) rounds, at most one combine per rank per round. Never cheaper
 //               than kTree for an associative kind (kAuto never picks it); it exists for its
 //               order of combines, below, which equals one device's Blelloch scan.
-// kAuto picks the algorithm with the smallest predicted time under the alpha-beta model below;
-// the environment variable SEQPAR_SP_ALGO=tree|exscan|allgather|ring|blelloch overrides kAuto
-// (exscan falls back to tree for kinds it cannot run, ring where whole summaries are needed).
+// kAuto picks the algorithm with the smallest predicted time under the alpha-beta model below,
+// unless the environment says otherwise (resolve_exchange_algo; docs/sequence_parallel.md,
+// "Choosing the exchange", documents SEQPAR_SP_ALGO).
 //
 // Order of combines. An associative kind gets the same result from every algorithm up to
 // rounding; a kind that is not associative (learned aggregations) needs to know which
@@ -59,13 +59,9 @@
 #include <vector>
 
 #include "seqpar/comm/communicator.h"
+#include "seqpar/comm/exchange_algo.h"
 
 namespace seqpar::comm {
-
-enum class RankScanAlgo : int { kAuto, kTree, kExscan, kAllGather, kRing, kBlelloch };
-const char* rank_scan_algo_name(RankScanAlgo algo);
-// auto|tree|exscan|allgather|ring|blelloch
-RankScanAlgo parse_rank_scan_algo(const std::string& name);
 
 // Alpha-beta model of one exchange, per algorithm: a step costs alpha + bytes * beta, where
 //   tree, exscan: ceil(log2 P) steps of m bytes;  allgather: ceil(log2 P) * alpha + (P-1) m beta;
@@ -103,21 +99,18 @@ CostModel cost_model_for(const Communicator& comm);
 // Predicted seconds of one exclusive scan of P summaries of `summary_bytes` (= m) each; the
 // ring's hops carry one state of `state_bytes` (s; m / 2 when not given: B or E of a K = V
 // summary).
-double predict_rank_scan_seconds(RankScanAlgo algo, int P, double summary_bytes,
+double predict_exchange_seconds(ExchangeAlgo algo, int P, double summary_bytes,
                                  const CostModel& model, double state_bytes = -1);
-double predict_rank_scan_seconds(RankScanAlgo algo, int P, const ExchangeSize& size,
+double predict_exchange_seconds(ExchangeAlgo algo, int P, const ExchangeSize& size,
                                  const CostModel& model);
 
-// The algorithm a call with `requested` runs: requested unless kAuto; kAuto honours
-// SEQPAR_SP_ALGO, then takes the cheapest predicted algorithm the backend offers. With
+// The cost model's choice for an exchange of `size`: requested unless kAuto; kAuto honours
+// SEQPAR_SP_ALGO, then takes the cheapest predicted algorithm the communicator offers. With
 // exscan_possible = false (a kind MPI_Exscan cannot combine) kAuto never picks kExscan; with
-// state_bytes = 0 (the caller needs whole summaries) never kRing; an environment choice that is
-// not possible runs kTree.
-RankScanAlgo choose_rank_scan_algo(const Communicator& comm, double summary_bytes,
-                                   RankScanAlgo requested = RankScanAlgo::kAuto,
-                                   bool exscan_possible = true, double state_bytes = 0);
-RankScanAlgo choose_rank_scan_algo(const Communicator& comm, const ExchangeSize& size,
-                                   RankScanAlgo requested, bool exscan_possible);
+// size.state_bytes = 0 (the caller needs whole summaries) never kRing; an environment choice
+// that is not possible runs kTree.
+ExchangeAlgo choose_exchange_algo(const Communicator& comm, const ExchangeSize& size,
+                                  ExchangeAlgo requested, bool exscan_possible);
 
 // The tensors of one summary, on one device, in one dtype.
 using SummaryParts = std::vector<at::Tensor>;
@@ -147,12 +140,20 @@ class SummaryKind {
 const SummaryKind& diagonal_summary();
 const SummaryKind& matrix_summary();
 
+// The algorithm an exchange of `own` (summaries of `kind`) runs: the one place where kAuto is
+// resolved, from the kind's exchange size and the cost model (choose_exchange_algo). Callers
+// that must run the same algorithm in a later collective (backward passes) resolve once and
+// pass the result on. whole_summaries: the caller needs E_r itself, so not the ring.
+ExchangeAlgo resolve_exchange_algo(const Communicator& comm, const SummaryKind& kind,
+                                   const SummaryParts& own, ExchangeAlgo requested,
+                                   bool whole_summaries = false);
+
 // Exclusive scan of this rank's summary across the ranks of `comm` (see above). Collective:
 // every rank calls with the same kind, shapes, dtype and algorithm. Returns E_r, shaped like
 // `own`. `stream` orders device work (CUDA stream handle; ignored for CPU tensors).
 SummaryParts rank_exclusive_scan(Communicator& comm, const SummaryKind& kind,
                                  const SummaryParts& own, bool reverse,
-                                 RankScanAlgo algo = RankScanAlgo::kAuto, Stream stream = {});
+                                 ExchangeAlgo algo = ExchangeAlgo::kAuto, Stream stream = {});
 
 // The state entering this rank when the scan starts from zeros: E_r applied to 0, i.e. the
 // second part of rank_exclusive_scan's result (callers fold h0 into the first rank's summary).
@@ -160,12 +161,12 @@ SummaryParts rank_exclusive_scan(Communicator& comm, const SummaryKind& kind,
 // like own[1].
 at::Tensor rank_entering_state(Communicator& comm, const SummaryKind& kind,
                                const SummaryParts& own, bool reverse,
-                               RankScanAlgo algo = RankScanAlgo::kAuto, Stream stream = {});
+                               ExchangeAlgo algo = ExchangeAlgo::kAuto, Stream stream = {});
 
 // The diagonal kind with its two parts as a pair: (A(E_r), B(E_r)) shaped like A.
 std::pair<at::Tensor, at::Tensor> rank_exclusive_scan(Communicator& comm, const at::Tensor& A,
                                                       const at::Tensor& B, bool reverse,
-                                                      RankScanAlgo algo = RankScanAlgo::kAuto,
+                                                      ExchangeAlgo algo = ExchangeAlgo::kAuto,
                                                       Stream stream = {});
 
 // Composition of diagonal summaries, later after earlier: (A_l*A_e, A_l*B_e + B_l).

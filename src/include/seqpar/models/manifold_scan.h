@@ -26,6 +26,7 @@
 //   and gradient equal the one-rank computation on any number of ranks.
 #pragma once
 
+#include <seqpar/comm/exchange_algo.h>
 #include <seqpar/psm.h>
 #include <torch/torch.h>
 
@@ -76,8 +77,10 @@ struct SequenceBackend {
 };
 
 SequenceBackend local_backend();
-// `group` must outlive every backward pass through modules using the backend.
-SequenceBackend sp_backend(std::shared_ptr<comm::Communicator> group);
+// `group` must outlive every backward pass through modules using the backend; `algo` is the
+// exchange of the scans' summaries (the psm scan always runs the Blelloch schedule).
+SequenceBackend sp_backend(std::shared_ptr<comm::Communicator> group,
+                           comm::ExchangeAlgo algo = comm::ExchangeAlgo::kAuto);
 
 struct ManifoldScanOptions {
   int64_t d_model = 64;

@@ -71,6 +71,10 @@ struct TrainOptions {
   // parallelism
   int64_t sp = 0;              // sequence-parallel group size (0: all ranks)
   std::string backend = "auto";
+  // How the sp ranks exchange their summaries: auto, tree, exscan, allgather, ring, blelloch
+  // (seqpar/comm/exchange_algo.h; SEQPAR_SP_ALGO replaces auto). Not in the fingerprint: the
+  // algorithms differ by rounding only. The psm model's scan is always the Blelloch schedule.
+  std::string sp_algo = "auto";
   // cpu, cuda (the GPU of this rank's local rank) or cuda:N. Data and gradients pass through
   // the host for communication, which every communicator backend accepts.
   std::string device = "cpu";
