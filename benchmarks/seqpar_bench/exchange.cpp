@@ -17,9 +17,6 @@
 
 #include "bench.h"
 #include "seqpar/comm/rank_scan.h"
-#ifdef SEQPAR_COMM_WITH_MPI
-#include "seqpar/comm/mpi_communicator.h"
-#endif
 
 namespace po = boost::program_options;
 
@@ -86,10 +83,7 @@ int run_exchange(const CommonOptions& common, const std::vector<std::string>& ar
   std::vector<comm::ExchangeAlgo> algos{comm::ExchangeAlgo::kTree, comm::ExchangeAlgo::kAllGather,
                                         comm::ExchangeAlgo::kRing, comm::ExchangeAlgo::kBlelloch,
                                         comm::ExchangeAlgo::kExscan, comm::ExchangeAlgo::kAuto};
-  bool mpi_direct = false;
-#ifdef SEQPAR_COMM_WITH_MPI
-  mpi_direct = dynamic_cast<comm::MpiCommunicator*>(&world) != nullptr;
-#endif
+  const bool mpi_direct = world.offers_pair_exscan();
   const int P = world.size(), reps = common.reps > 0 ? common.reps : (common.quick ? 5 : 20);
   const comm::CostModel model = comm::cost_model_for(world);
   int total = 0;

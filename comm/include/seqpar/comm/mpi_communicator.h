@@ -42,6 +42,9 @@ class MpiCommunicator final : public Communicator {
   void broadcast(MutableBuffer buffer, int root, Stream stream = {}) override;
   void barrier() override;
   std::unique_ptr<Communicator> split(int color, int key) override;
+  // MPI_Iexscan with a non-commutative user op (mpi_pair_exscan.cpp); host buffers only.
+  bool offers_pair_exscan() const override { return true; }
+  void pair_exscan(ConstBuffer pairs, MutableBuffer result, bool reverse) override;
 
   MPI_Comm mpi_comm() const { return comm_; }
   // The same group with ranks numbered in reverse (rank r -> size-1-r), created on first use;
