@@ -115,6 +115,32 @@ TEST(Options, SpAlgoNamesAnExchangeAndStaysOutOfTheFingerprint) {
   EXPECT_EQ(parse({"--config", cfg}).sp_algo, "allgather");
 }
 
+// save_every is the training checkpoint interval; the old key still works, with a deprecation
+// message on stderr, and loses to save_every when both are given.
+TEST(Options, CheckpointEveryIsTheDeprecatedSaveEvery) {
+  EXPECT_EQ(parse({"--save_every", "7"}).save_every, 7);
+  testing::internal::CaptureStderr();
+  const auto old = parse({"--checkpoint_every", "5"});
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(old.save_every, 5);
+  EXPECT_NE(err.find("'checkpoint_every' is deprecated"), std::string::npos) << err;
+  auto cfg = write_config("old_key", "checkpoint_every = 4\n");
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(parse({"--config", cfg}).save_every, 4);
+  testing::internal::GetCapturedStderr();
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(parse({"--checkpoint_every", "5", "--save_every", "3"}).save_every, 3);
+  testing::internal::GetCapturedStderr();
+  EXPECT_NE(error_of({"--save_every", "-1"}).find("'save_every'"), std::string::npos);
+}
+
+TEST(Options, ModelIsAKind) {
+  EXPECT_EQ(parse({}).model, seqpar::models::ModelKind::kManifold);
+  EXPECT_EQ(parse({"--model", "gated_deltanet"}).model, seqpar::models::ModelKind::kGatedDeltaNet);
+  EXPECT_NE(seqpar::train::fingerprint(parse({"--model", "psm"})).find("model=psm\n"),
+            std::string::npos);
+}
+
 TEST(Options, MatrixRecomputeNeedsOneSpRank) {
   const auto msg = error_of({"--model", "gla", "--sp", "2", "--matrix_recompute_tokens", "4096"});
   EXPECT_NE(msg.find("'matrix_recompute_tokens'"), std::string::npos) << msg;

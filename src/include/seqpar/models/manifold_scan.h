@@ -82,10 +82,14 @@ SequenceBackend local_backend();
 SequenceBackend sp_backend(std::shared_ptr<comm::Communicator> group,
                            comm::ExchangeAlgo algo = comm::ExchangeAlgo::kAuto);
 
-struct ManifoldScanOptions {
+// What every block family's options share: the width, the heads and the MLP's hidden width.
+struct BlockOptions {
   int64_t d_model = 64;
   int64_t heads = 4;
   int64_t mlp_hidden = 256;
+};
+
+struct ManifoldScanOptions : BlockOptions {
   bool rotation = false;
   // Base time scales: base_0 = dt_max, ..., base_{H-1} = dt_min, geometric in between.
   double dt_min = 0.01;
