@@ -78,7 +78,7 @@ int launch_tiles(KernelArgs args, cudaStream_t stream, Workspace workspace) {
     args.tile_counter = reinterpret_cast<unsigned int*>(base + size_t(tiles) * sizeof(int));
     args.aggregates = base + layout.map_offset;
     args.inclusives = base + layout.map_offset + layout.map_bytes;
-#ifdef SEQPAR_HOST_EMULATION  // kernels/cuda/host_emulation runs this launch path on the CPU
+#ifdef SEQPAR_HOST_EMULATION  // tests/kernels/cuda/host_emulation runs this launch path on the CPU
     emu::launch(unsigned(tiles), kThreads,
                 [args] { scan_tile_kernel<S, kOp, kCols, kVec, K, kThreads>(args); });
 #else
