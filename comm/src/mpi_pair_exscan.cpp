@@ -2,6 +2,7 @@
 // a non-commutative user MPI_Op, polled against the communicator's deadline like every other
 // call. Reverse rank order runs on a rank-reversed duplicate communicator, since MPI scans run
 // in rank order only.
+#include <algorithm>
 #include <complex>
 #include <stdexcept>
 #include <string>
@@ -26,11 +27,6 @@ void compose_pairs(void* invec, void* inoutvec, int* len, MPI_Datatype*) {
     later[2 * i + 1] = a_l * b_e + b_l;
   }
 }
-
-struct PairOp {
-  MPI_Datatype type = MPI_DATATYPE_NULL;
-  MPI_Op op = MPI_OP_NULL;
-};
 
 struct PairOp {
   MPI_Datatype type = MPI_DATATYPE_NULL;

@@ -25,6 +25,8 @@
 
 #include "seqpar/comm/c10d_communicator.h"
 #include "seqpar/comm/rank_scan.h"
+#include "ops/kernel_params.h"
+#include "ops/op_handles.h"
 #include "seqpar/scan.h"
 #include "sp/autograd_support.h"
 
@@ -36,19 +38,8 @@ using torch::autograd::variable_list;
 
 const auto kHolderRegistration = torch::class_<CommunicatorHolder>("seqpar", "_SpCommunicator");
 
-at::ScalarType accumulation_type(at::ScalarType t) {
-  switch (t) {
-    case at::kHalf:
-    case at::kBFloat16: return at::kFloat;
-    case at::kFloat: return at::kDouble;
-    case at::kComplexFloat: return at::kComplexDouble;
-    default: return t;
-  }
-}
-
-std::optional<at::Tensor> defined_or_null(const at::Tensor& t) {
-  return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
-}
+using ops::accumulation_dtype;
+using ops::defined_or_null;
 
 // Every rank describes its inputs in a fixed-size header; all ranks gather all headers and
 // throw the same error when any two disagree, before any summary is exchanged.
@@ -141,7 +132,7 @@ class SpScanFunction : public torch::autograd::Function<SpScanFunction> {
     const int P = g.size(), rank = g.rank();
     const int first_rank = reverse ? P - 1 : 0;
     const int last_rank = reverse ? 0 : P - 1;
-    const at::ScalarType acc = accumulation_type(a.scalar_type());
+    const at::ScalarType acc = accumulation_dtype(a.scalar_type());
     const comm::Stream stream = stream_for(a);
 
     auto [A_in, B_in] = seqpar::scan_summary(a, b, reverse);
@@ -209,26 +200,13 @@ class SpScanFunction : public torch::autograd::Function<SpScanFunction> {
                                                     {adjoint_A, adjoint_B}, !reverse, algo, stream);
     const at::Tensor incoming = (rank == last_rank ? ghl : EB).to(a.scalar_type());
 
-    auto [grad_a, grad_b, grad_entering] = seqpar_scan_backward(
+    auto [grad_a, grad_b, grad_entering] = ops::scan_backward_op().call(
         a, h, defined_or_null(entering), defined_or_null(grad_h), incoming, reverse);
     at::Tensor grad_h0;
     if (has_h0) {
       grad_h0 = rank == first_rank ? grad_entering : at::zeros_like(grad_entering);
     }
     return {grad_a, grad_b, grad_h0, at::Tensor(), at::Tensor(), at::Tensor()};
-  }
-
- private:
-  static std::tuple<at::Tensor, at::Tensor, at::Tensor> seqpar_scan_backward(
-      const at::Tensor& a, const at::Tensor& h, const std::optional<at::Tensor>& h0,
-      const std::optional<at::Tensor>& grad_h, const at::Tensor& grad_h_last, bool reverse) {
-    using Sig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
-        const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-        const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, bool);
-    static const auto op = c10::Dispatcher::singleton()
-                               .findSchemaOrThrow("seqpar::scan_backward", "")
-                               .typed<Sig>();
-    return op.call(a, h, h0, grad_h, grad_h_last, reverse);
   }
 };
 
