@@ -164,6 +164,9 @@ int launch_copy_state(StateOut out, StateIn in, int64_t batch, int64_t channels,
   return int(cudaGetLastError());
 }
 
+// The three entry points share their shape (nothing for no batch or channels, a state copy for
+// an empty time range, else plan + launch_layout) but not what an empty range writes (h0 to
+// h_last, grad_h_last to grad_h0, the identity summary), which is why each is written out.
 template <class S>
 int launch_forward(const ScanForwardParams& p, cudaStream_t stream, Workspace ws) {
   using Acc = typename Traits<S>::Acc;

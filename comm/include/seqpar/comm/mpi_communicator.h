@@ -29,6 +29,8 @@ class MpiCommunicator final : public Communicator {
   MpiCommunicator(MpiCommunicator&& other) noexcept;
   MpiCommunicator& operator=(MpiCommunicator&& other) noexcept;
 
+  // The Communicator overrides, declared again in every backend's header (nccl_, c10d_,
+  // forwarding_communicator.h): the interface repeated, not shared logic.
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string backend_name() const override { return "mpi"; }
