@@ -2,6 +2,7 @@
 
     import seqpar                       # with PYTHONPATH=<repo>/python
     h, h_last = seqpar.scan(a, b, h0=None, reverse=False)
+    h, h_last = seqpar.sp.scan(a_slice, b_slice)   # time split across a torch.distributed group
 
 or, without this package, one line on the built library:
 
@@ -18,7 +19,7 @@ import os
 import torch
 
 __all__ = ["load_library", "library_path", "scan", "scan_summary", "cpu_capability",
-           "chunk_gla", "chunk_gated_delta_rule", "previous_steps", "causal_conv1d"]
+           "chunk_gla", "chunk_gated_delta_rule", "previous_steps", "causal_conv1d", "sp"]
 
 _here = os.path.dirname(os.path.abspath(__file__))
 _repo = os.path.dirname(os.path.dirname(_here))
@@ -147,3 +148,9 @@ def causal_conv1d(x, weight, bias=None, activation=None, initial_state=None,
     """
     return _causal_conv1d(x, weight, bias, activation, initial_state, output_final_state,
                           previous_steps)
+
+
+# seqpar.sp after `import seqpar`, as torch.distributed is after `import torch`. It costs no
+# import time: torch itself already imports torch.distributed, and seqpar.sp loads nothing more
+# until a function is called.
+from . import sp  # noqa: E402

@@ -1,0 +1,84 @@
+"""One rank of the clean-exit job, written as a user script is: everything at module level, so
+the tensors (and their autograd graphs) are still alive when the interpreter shuts down.
+
+It runs seqpar.sp.scan forward and backward in both directions on float64 (2, 5003, 3) and
+float32 (1, 65536, 4, 2) tensors with uneven slices, plus sp.chunk_gla and
+sp.chunk_gated_delta_rule, checks each against one process, then (unless argv[1] is
+"no-destroy") calls dist.destroy_process_group() and sys.exit(0). Run by
+scripts/sp_abort_repeat.sh (ctest sp_clean_exit), which repeats it and counts the runs in which a rank aborted at exit ("terminate called without an
+active exception": a gloo worker thread of a group kept alive past destroy_process_group, found
+still running during interpreter shutdown; docs/sequence_parallel.md, "Clean exits").
+"""
+import datetime
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+import seqpar  # noqa: E402
+
+destroy = (sys.argv[1] if len(sys.argv) > 1 else "destroy") != "no-destroy"
+dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+P, r = dist.get_world_size(), dist.get_rank()
+
+
+def bounds(total):
+    """Uneven slices: rank q holds a share proportional to q + 1."""
+    weights = [q + 1 for q in range(P)]
+    cuts = [total * sum(weights[:q]) // sum(weights) for q in range(P + 1)]
+    return cuts[r], cuts[r + 1]
+
+
+def close(got, want, tol, what):
+    err = (got.double() - want.double()).abs().max().item() if got.numel() else 0.0
+    assert err <= tol * max(1.0, want.abs().max().item()), f"rank {r}: {what}: error {err}"
+
+
+g = torch.Generator().manual_seed(7)
+results = []  # kept alive to the end, as a user's variables are
+for shape, dtype, tol in (((2, 5003, 3), torch.float64, 1e-10),
+                          ((1, 65536, 4, 2), torch.float32, 1e-4)):
+    a = (0.5 + 0.5 * torch.rand(shape, generator=g, dtype=torch.float64)).to(dtype)
+    b = (torch.rand(shape, generator=g, dtype=torch.float64) - 0.5).to(dtype)
+    s, e = bounds(shape[1])
+    for reverse in (False, True):
+        full_a, full_b = a.clone().requires_grad_(), b.clone().requires_grad_()
+        h_ref, last_ref = seqpar.scan(full_a, full_b, reverse=reverse)
+        (h_ref.sum() + P * last_ref.sum()).backward()
+        sa, sb = a[:, s:e].clone().requires_grad_(), b[:, s:e].clone().requires_grad_()
+        h, last = seqpar.sp.scan(sa, sb, reverse=reverse)
+        (h.sum() + last.sum()).backward()
+        close(h, h_ref[:, s:e].detach(), tol, "h")
+        close(last, last_ref.detach(), tol, "h_last")
+        close(sa.grad, full_a.grad[:, s:e], tol, "grad a")
+        close(sb.grad, full_b.grad[:, s:e], tol, "grad b")
+        results += [h, last, sa, sb]
+
+# The matrix-state ops across ranks, against one process.
+B, T, H, K, V = 1, 203, 2, 8, 6
+q, k = torch.randn(B, T, H, K, generator=g), torch.randn(B, T, H, K, generator=g)
+k = torch.nn.functional.normalize(k, dim=-1)
+v = torch.randn(B, T, H, V, generator=g)
+gate = -torch.rand(B, T, H, generator=g)
+beta = torch.rand(B, T, H, generator=g)
+s, e = bounds(T)
+o_ref, _ = seqpar.chunk_gated_delta_rule(q, k, v, gate, beta, chunk_size=16)
+o, state = seqpar.sp.chunk_gated_delta_rule(
+    *(x[:, s:e].clone().requires_grad_() for x in (q, k, v, gate, beta)),
+    output_final_state=True, chunk_size=16)
+o.sum().backward()
+close(o, o_ref[:, s:e], 1e-4, "chunk_gated_delta_rule")
+gk = -torch.rand(B, T, H, K, generator=g)
+o_ref, _ = seqpar.chunk_gla(q, k, v, gk, chunk_size=16)
+o2, _ = seqpar.sp.chunk_gla(*(x[:, s:e].clone().requires_grad_() for x in (q, k, v, gk)),
+                            chunk_size=16)
+o2.sum().backward()
+close(o2, o_ref[:, s:e], 1e-4, "chunk_gla")
+results += [o, state, o2]
+
+print(f"rank {r}: exit checks passed on {P} ranks", flush=True)
+if destroy:
+    dist.destroy_process_group()
+sys.exit(0)
