@@ -28,6 +28,10 @@
 #                  libstdc++ copy crashed the first error message)
 #   torch-smoke    the LibTorch ops on CUDA against the CPU op (launch-blocking), and
 #                  sp_scan / sp_comm_check over a one-rank NCCL process group
+#   sp-cuda        seqpar.sp.scan, sp.chunk_gla and sp.chunk_gated_delta_rule on CUDA tensors,
+#                  P = 2 and 4 ranks on the one GPU over gloo (NCCL refuses two ranks on one
+#                  GPU), against one process: outputs, final states, all gradients
+#                  (tests/python/sp_device_worker.py; the image has no MPI)
 #   train-smoke    (needs .gpu_deps/) scripts/gpu_train_smoke.sh: every model family trains
 #                  3 steps on the CPU and on CUDA with equal losses, then tokens/s at 2^20
 #   pytest         tests/python/test_scan_cuda.py, tests/python/test_accuracy.py
@@ -207,6 +211,9 @@ if [ -f "$lib" ]; then
   export SEQPAR_LIBRARY=$lib PYTHONUNBUFFERED=1
   step lib-abi 15 lib_abi
   step torch-smoke 60 env CUDA_LAUNCH_BLOCKING=1 "$python" scripts/gpu_session_torch.py
+  step sp-cuda 150 bash -c 'for P in 2 4; do OMP_NUM_THREADS=1 "$0" -m torch.distributed.run \
+      --nproc-per-node=$P --master-addr=127.0.0.1 --master-port=$((29600 + P)) \
+      tests/python/sp_device_worker.py --device cuda || exit 1; done' "$python"
   if [ -x "$build/bin/seqpar-train" ]; then
     step train-smoke 150 env SEQPAR_PYTHON="$python" bash scripts/gpu_train_smoke.sh \
       "$build/bin/seqpar-train" "$out/train_smoke"

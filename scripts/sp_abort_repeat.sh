@@ -28,7 +28,7 @@ for mode in ${SEQPAR_EXIT_MODES:-destroy no-destroy}; do
       timeout 300 "$py" -m torch.distributed.run --nproc-per-node="$P" --master-addr=127.0.0.1 \
         --master-port="$port" tests/python/sp_exit_worker.py "$mode" >"$log" 2>&1
       rc=$?
-      passed=$(grep -c "exit checks passed on $P ranks" "$log")
+      passed=$(grep -o "exit checks passed on $P ranks" "$log" | wc -l)
       if grep -qE "terminate called|Aborted|core dumped|Signal [0-9]+|exitcode *: *-" "$log"; then
         aborts=$((aborts + 1)); echo "$mode P=$P run $i: abort (rc $rc, $passed/$P ranks passed) -> $log"
       elif [ "$rc" -ne 0 ] || [ "$passed" -ne "$P" ]; then

@@ -64,26 +64,44 @@ void unstage_bytes(const at::Tensor& staged, MutableBuffer buffer) {
 
 }  // namespace
 
-C10dCommunicator::C10dCommunicator(c10::intrusive_ptr<c10d::ProcessGroup> group)
-    : group_(std::move(group)) {
-  if (!group_) throw std::invalid_argument("seqpar::comm::C10dCommunicator: null process group");
-  rank_ = group_->getRank();
-  size_ = group_->getSize();
+C10dCommunicator::C10dCommunicator(const c10::intrusive_ptr<c10d::ProcessGroup>& group)
+    : group_(group) {
+  if (!group) throw std::invalid_argument("seqpar::comm::C10dCommunicator: null process group");
+  rank_ = group->getRank();
+  size_ = group->getSize();
+  backend_name_ = "c10d:" + group->getBackendName();
   // A group without a CPU backend (NCCL alone) cannot move host tensors.
   try {
-    host_ok_ = group_->getBackend(c10::DeviceType::CPU) != nullptr;
+    host_ok_ = group->getBackend(c10::DeviceType::CPU) != nullptr;
   } catch (const std::exception&) {
     host_ok_ = false;
   }
 }
 
-std::string C10dCommunicator::backend_name() const {
-  return "c10d:" + group_->getBackendName();
+std::string C10dCommunicator::backend_name() const { return backend_name_; }
+
+bool C10dCommunicator::wraps(const c10d::ProcessGroup* group) const {
+  const auto live = group_.lock();
+  return live && live.get() == group;
 }
 
-void C10dCommunicator::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* call,
-                            int peer) {
-  const std::string backend = backend_name();
+c10::intrusive_ptr<c10d::ProcessGroup> C10dCommunicator::group(const char* call) const {
+  auto live = group_.lock();
+  if (!live) {
+    SEQPAR_COMM_FAIL(CommError, backend_name_, call, rank_, -1,
+                     "the torch.distributed group was destroyed (destroy_process_group) after "
+                     "this seqpar object was made; run the op again on a live group");
+  }
+  return live;
+}
+
+void C10dCommunicator::wait(c10::intrusive_ptr<c10d::Work> work, const char* call, int peer) {
+  const std::string& backend = backend_name_;
+  // Released here, on the calling thread, whatever happens (docs/sequence_parallel.md).
+  struct Release {
+    c10::intrusive_ptr<c10d::Work>& w;
+    ~Release() { w.reset(); }
+  } release{work};
   try {
     if (!work->wait(timeout_)) {
       SEQPAR_COMM_FAIL(CommError, backend, call, rank_, peer, "work did not complete");
@@ -129,21 +147,22 @@ void C10dCommunicator::send_recv(ConstBuffer send_buffer, int dst, MutableBuffer
   }
   SEQPAR_COMM_CHECK(dst != rank_ && src != rank_, backend_name(), call, rank_, rank_,
                     "a message to itself must be a send_recv with dst == src == rank");
+  const auto pg = group(call);
   std::vector<at::Tensor> sent, received;
   c10::intrusive_ptr<c10d::Work> send_work, recv_work;
   // Post the receive first so that two ranks exchanging with each other never wait on
   // each other's send.
   if (src >= 0) {
     received.push_back(staged_bytes(recv_buffer, /*copy=*/false, host_ok_));
-    recv_work = group_->recv(received, src, tag);
+    recv_work = pg->recv(received, src, tag);
   }
   if (dst >= 0) {
     sent.push_back(staged_bytes(send_buffer, /*copy=*/true, host_ok_));
-    send_work = group_->send(sent, dst, tag);
+    send_work = pg->send(sent, dst, tag);
   }
-  if (send_work) wait(send_work, dst >= 0 && src >= 0 ? "send_recv(send)" : call, dst);
+  if (send_work) wait(std::move(send_work), dst >= 0 && src >= 0 ? "send_recv(send)" : call, dst);
   if (recv_work) {
-    wait(recv_work, dst >= 0 && src >= 0 ? "send_recv(recv)" : call, src);
+    wait(std::move(recv_work), dst >= 0 && src >= 0 ? "send_recv(recv)" : call, src);
     unstage_bytes(received[0], recv_buffer);
   }
 }
@@ -156,7 +175,7 @@ void C10dCommunicator::all_gather(ConstBuffer send, MutableBuffer recv, Stream) 
   std::vector<at::Tensor> inputs{staged_bytes(send, /*copy=*/true, host_ok_)};
   std::vector<std::vector<at::Tensor>> outputs(1);
   for (int r = 0; r < size_; ++r) outputs[0].push_back(at::empty_like(inputs[0]));
-  wait(group_->allgather(outputs, inputs), "all_gather", -1);
+  wait(group("all_gather")->allgather(outputs, inputs), "all_gather", -1);
   unstage_bytes(at::cat(outputs[0]), recv);
 }
 
@@ -172,7 +191,7 @@ void C10dCommunicator::all_reduce_sum(MutableBuffer buffer, Stream) {
   std::vector<at::Tensor> tensors{staged.is_complex() ? at::view_as_real(staged) : staged};
   c10d::AllreduceOptions opts;
   opts.reduceOp = c10d::ReduceOp::SUM;
-  wait(group_->allreduce(tensors, opts), "all_reduce_sum", -1);
+  wait(group("all_reduce_sum")->allreduce(tensors, opts), "all_reduce_sum", -1);
   if (elem > 0) at::from_blob(buffer.data, {elem}, options).copy_(staged);
 }
 
@@ -180,11 +199,11 @@ void C10dCommunicator::broadcast(MutableBuffer buffer, int root, Stream) {
   std::vector<at::Tensor> tensors{staged_bytes(buffer, /*copy=*/rank_ == root, host_ok_)};
   c10d::BroadcastOptions opts;
   opts.rootRank = root;
-  wait(group_->broadcast(tensors, opts), "broadcast", root);
+  wait(group("broadcast")->broadcast(tensors, opts), "broadcast", root);
   if (rank_ != root) unstage_bytes(tensors[0], buffer);
 }
 
-void C10dCommunicator::barrier() { wait(group_->barrier(), "barrier", -1); }
+void C10dCommunicator::barrier() { wait(group("barrier")->barrier(), "barrier", -1); }
 
 std::unique_ptr<Communicator> C10dCommunicator::split(int, int) {
   SEQPAR_COMM_FAIL(CommError, backend_name(), "split", rank_, -1,
@@ -202,18 +221,18 @@ std::shared_ptr<Communicator> communicator_for_group(const std::string& group_na
                                 "' (pass dist.group.WORLD.group_name or a group's .group_name): " +
                                 what.substr(0, what.find('\n')));
   }
-  // One wrapper per live group, so repeated calls reuse it.
+  // One wrapper per live group, so repeated calls reuse it. Neither the cache nor the wrapper
+  // keeps the group alive; a group made again under the same name gets a new wrapper.
   static std::mutex mutex;
   static std::unordered_map<std::string, std::weak_ptr<Communicator>> cache;
   std::lock_guard<std::mutex> lock(mutex);
   auto it = cache.find(group_name);
   if (it != cache.end()) {
     if (auto c = it->second.lock()) {
-      auto* wrapped = static_cast<C10dCommunicator*>(c.get());
-      if (wrapped->process_group().get() == group.get()) return c;
+      if (static_cast<C10dCommunicator*>(c.get())->wraps(group.get())) return c;
     }
   }
-  auto c = std::make_shared<C10dCommunicator>(std::move(group));
+  auto c = std::make_shared<C10dCommunicator>(group);
   cache[group_name] = c;
   return c;
 }

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "seqpar/kernels/cpu_matrix_state.h"
 #include "seqpar/kernels/cpu_scan.h"
 
 #if defined(__aarch64__) && defined(__linux__)
@@ -41,6 +42,10 @@
   void scan_forward(const ScanForwardParams& params);         \
   void scan_backward(const ScanBackwardParams& params);       \
   void scan_summary(const ScanSummaryParams& params);         \
+  void chunk_delta_rule_forward(const MatrixChunkForwardParams&);   \
+  void chunk_delta_rule_backward(const MatrixChunkBackwardParams&); \
+  void chunk_gla_forward(const MatrixChunkForwardParams&);          \
+  void chunk_gla_backward(const MatrixChunkBackwardParams&);        \
   }
 #ifdef SEQPAR_CPU_HAVE_SCALAR
 SEQPAR_DECLARE_TARGET(scalar)
@@ -70,6 +75,10 @@ struct Target {
   void (*forward)(const ScanForwardParams&);
   void (*backward)(const ScanBackwardParams&);
   void (*summary)(const ScanSummaryParams&);
+  void (*delta_forward)(const MatrixChunkForwardParams&);
+  void (*delta_backward)(const MatrixChunkBackwardParams&);
+  void (*gla_forward)(const MatrixChunkForwardParams&);
+  void (*gla_backward)(const MatrixChunkBackwardParams&);
 };
 
 bool always() { return true; }
@@ -98,7 +107,9 @@ bool has_sve256() {
 
 // Compiled targets, lowest first.
 #define SEQPAR_TARGET_ENTRY(T, check) \
-  t.push_back({#T, check, T::scan_forward, T::scan_backward, T::scan_summary})
+  t.push_back({#T, check, T::scan_forward, T::scan_backward, T::scan_summary,       \
+               T::chunk_delta_rule_forward, T::chunk_delta_rule_backward,          \
+               T::chunk_gla_forward, T::chunk_gla_backward})
 const std::vector<Target>& compiled() {
   static const std::vector<Target> targets = [] {
     std::vector<Target> t;
@@ -194,6 +205,15 @@ const Target& active() {
 void scan_forward(const ScanForwardParams& params) { active().forward(params); }
 void scan_backward(const ScanBackwardParams& params) { active().backward(params); }
 void scan_summary(const ScanSummaryParams& params) { active().summary(params); }
+
+void matrix_chunk_forward(const MatrixChunkForwardParams& params) {
+  const Target& t = active();
+  (params.recurrence == MatrixRecurrence::kGla ? t.gla_forward : t.delta_forward)(params);
+}
+void matrix_chunk_backward(const MatrixChunkBackwardParams& params) {
+  const Target& t = active();
+  (params.recurrence == MatrixRecurrence::kGla ? t.gla_backward : t.delta_backward)(params);
+}
 
 std::string capability() { return active().name; }
 

@@ -18,6 +18,8 @@ import os
 
 import torch
 
+from . import _fla_surface as _fla
+
 __all__ = ["load_library", "library_path", "scan", "scan_summary", "cpu_capability",
            "chunk_gla", "chunk_gated_delta_rule", "previous_steps", "causal_conv1d", "sp"]
 
@@ -81,31 +83,80 @@ def cpu_capability():
 
 
 def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False,
-              chunk_size=64):
-    """Gated linear attention, chunked; flash-linear-attention's chunk_gla conventions.
+              state_v_first=False, cu_seqlens=None, cu_seqlens_cpu=None, *, chunk_size=64,
+              **kwargs):
+    """Gated linear attention, chunked; flash-linear-attention's chunk_gla (fla-core 0.6.0):
+    the same arguments in the same order with the same defaults, plus seqpar's chunk_size.
 
     S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T and o_t = scale * S_t^T q_t per head, with
-    q, k, g: (B, T, H, K); v: (B, T, H, V); initial_state: (B, H, K, V); scale defaults to
-    K ** -0.5. Returns (o, final_state), final_state None unless output_final_state.
+    q, k: (B, T, H, K); v: (B, T, HV, V); g: (B, T, HV, K); initial_state: (B, HV, K, V), or
+    (B, HV, V, K) with state_v_first. HV is H, or a multiple of it (grouped value heads, which
+    FLA's chunk_gla does not have): value head j reads q/k head j // (HV // H). A float32 g
+    with bfloat16/float16 q, k, v is rounded to q's dtype. scale defaults to K ** -0.5.
+    Returns (o, final_state): o (B, T, HV, V) in v's dtype; final_state float32 (float64 for
+    float64 inputs) in initial_state's layout, None unless output_final_state.
+    cu_seqlens and cu_seqlens_cpu (packed sequences) are not supported yet, and any other
+    keyword argument is refused: RuntimeError naming the argument.
     """
+    fn = "seqpar.chunk_gla"
+    state_v_first = _fla.state_v_first_alias(fn, state_v_first, kwargs)
+    _fla.refuse_unsupported(fn, {"cu_seqlens": cu_seqlens, "cu_seqlens_cpu": cu_seqlens_cpu},
+                            kwargs)
+    _fla.check_flags(fn, state_v_first=state_v_first)
+    (g,) = _fla.half_precision_gates(q, g)
+    q, k = _fla.grouped_value_heads(fn, q, k, v)
     load_library()
-    o, final_state = torch.ops.seqpar.chunk_gla(q, k, v, g, scale, initial_state, chunk_size)
-    return o, (final_state if output_final_state else None)
+    o, final_state = torch.ops.seqpar.chunk_gla(q, k, v, g, scale,
+                                                _fla.state_in(initial_state, state_v_first),
+                                                chunk_size)
+    return o, _fla.state_out(final_state, output_final_state, state_v_first)
 
 
 def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
-                           output_final_state=False, chunk_size=64):
-    """Gated DeltaNet, chunked; flash-linear-attention's chunk_gated_delta_rule conventions.
+                           output_final_state=False, use_qk_l2norm_in_kernel=False,
+                           use_beta_sigmoid_in_kernel=False, allow_neg_eigval=False,
+                           state_v_first=False, cu_seqlens=None, cu_seqlens_cpu=None,
+                           chunk_indices=None, cp_context=None, *, use_gate_in_kernel=False,
+                           A_log=None, dt_bias=None, chunk_size=64, **kwargs):
+    """Gated DeltaNet, chunked; flash-linear-attention's chunk_gated_delta_rule (fla-core
+    0.6.0): the same arguments in the same order with the same defaults; FLA's keyword
+    arguments use_gate_in_kernel, A_log, dt_bias and chunk_size are keyword-only here.
 
     S_t = exp(g_t) (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T and o_t = scale * S_t^T q_t
-    per head, with q, k: (B, T, H, K); v: (B, T, H, V); g, beta: (B, T, H); initial_state:
-    (B, H, K, V); scale defaults to K ** -0.5. Returns (o, final_state), final_state None unless
-    output_final_state.
+    per value head, with q, k: (B, T, H, K); v: (B, T, HV, V); g, beta: (B, T, HV);
+    initial_state: (B, HV, K, V), or (B, HV, V, K) with state_v_first. HV is a multiple of H
+    (grouped value heads: value head j reads q/k head j // (HV // H); otherwise ValueError).
+    scale defaults to K ** -0.5. As in FLA, applied before the recurrence and differentiable:
+    use_qk_l2norm_in_kernel: q and k divided by sqrt(|x|^2 + 1e-6);
+    use_beta_sigmoid_in_kernel: beta = sigmoid(beta), 2 * sigmoid(beta) with allow_neg_eigval
+    (which needs use_beta_sigmoid_in_kernel);
+    use_gate_in_kernel: g = -exp(A_log) * softplus(g + dt_bias), A_log and dt_bias (HV,), dt_bias
+    optional; A_log and dt_bias are read only with use_gate_in_kernel, as in FLA.
+    These run in float32 and are stored in the inputs' dtype (FLA keeps the activated gate and
+    beta in float32); a float32 g or beta with bfloat16/float16 q, k, v (as transformers passes
+    them) is rounded to q's dtype likewise. chunk_size: any positive value (FLA: 16, 32 or 64).
+    Returns (o, final_state): o (B, T, HV, V) in v's dtype; final_state float32 (float64 for
+    float64 inputs) in initial_state's layout, None unless output_final_state.
+    cu_seqlens, cu_seqlens_cpu, chunk_indices (packed sequences: not supported yet),
+    cp_context (see seqpar.sp) and any other keyword argument are refused: RuntimeError naming
+    the argument.
     """
+    fn = "seqpar.chunk_gated_delta_rule"
+    state_v_first = _fla.state_v_first_alias(fn, state_v_first, kwargs)
+    _fla.refuse_unsupported(fn, {"cu_seqlens": cu_seqlens, "cu_seqlens_cpu": cu_seqlens_cpu,
+                                 "chunk_indices": chunk_indices, "cp_context": cp_context},
+                            kwargs)
+    _fla.check_flags(fn, use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel,
+                     use_beta_sigmoid_in_kernel=use_beta_sigmoid_in_kernel,
+                     allow_neg_eigval=allow_neg_eigval, state_v_first=state_v_first,
+                     use_gate_in_kernel=use_gate_in_kernel)
+    q, k, g, beta = _fla.gated_delta_rule_inputs(
+        fn, q, k, v, g, beta, use_qk_l2norm_in_kernel, use_gate_in_kernel, A_log, dt_bias,
+        use_beta_sigmoid_in_kernel, allow_neg_eigval)
     load_library()
-    o, final_state = torch.ops.seqpar.chunk_gated_delta_rule(q, k, v, g, beta, scale,
-                                                             initial_state, chunk_size)
-    return o, (final_state if output_final_state else None)
+    o, final_state = torch.ops.seqpar.chunk_gated_delta_rule(
+        q, k, v, g, beta, scale, _fla.state_in(initial_state, state_v_first), chunk_size)
+    return o, _fla.state_out(final_state, output_final_state, state_v_first)
 
 
 def previous_steps(x, width, initial=None):

@@ -15,6 +15,7 @@ group must pass the same one.
 import torch
 
 from . import _causal_conv1d, load_library
+from . import _fla_surface as _fla
 
 __all__ = ["scan", "chunk_gla", "chunk_gated_delta_rule", "previous_steps", "causal_conv1d"]
 
@@ -32,22 +33,56 @@ def scan(a, b, h0=None, reverse=False, group=None, algo="auto"):
 
 
 def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False,
-              chunk_size=64, group=None, algo="auto"):
-    """seqpar.chunk_gla with the sequence split along time across the group's ranks."""
+              state_v_first=False, cu_seqlens=None, cu_seqlens_cpu=None, *, chunk_size=64,
+              group=None, **kwargs):
+    """seqpar.chunk_gla with the sequence split along time across the group's ranks: the same
+    arguments (flash-linear-attention's chunk_gla surface, grouped value heads included) plus
+    group and algo. Every rank must call it, with the same head counts and options."""
+    fn = "seqpar.sp.chunk_gla"
+    state_v_first = _fla.state_v_first_alias(fn, state_v_first, kwargs)
+    _fla.refuse_unsupported(fn, {"cu_seqlens": cu_seqlens, "cu_seqlens_cpu": cu_seqlens_cpu},
+                            kwargs)
+    _fla.check_flags(fn, state_v_first=state_v_first)
+    (g,) = _fla.half_precision_gates(q, g)
+    q, k = _fla.grouped_value_heads(fn, q, k, v)
     load_library()
-    o, final_state = torch.ops.seqpar.sp_chunk_gla(q, k, v, g, scale, initial_state, chunk_size,
-                                                   _group_name(group), algo)
-    return o, (final_state if output_final_state else None)
+    o, final_state = torch.ops.seqpar.sp_chunk_gla(q, k, v, g, scale,
+                                                   _fla.state_in(initial_state, state_v_first),
+                                                   chunk_size, _group_name(group), algo)
+    return o, _fla.state_out(final_state, output_final_state, state_v_first)
 
 
 def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
-                           output_final_state=False, chunk_size=64, group=None, algo="auto"):
+                           output_final_state=False, use_qk_l2norm_in_kernel=False,
+                           use_beta_sigmoid_in_kernel=False, allow_neg_eigval=False,
+                           state_v_first=False, cu_seqlens=None, cu_seqlens_cpu=None,
+                           chunk_indices=None, cp_context=None, *, use_gate_in_kernel=False,
+                           A_log=None, dt_bias=None, chunk_size=64, group=None, algo="auto",
+                           **kwargs):
     """seqpar.chunk_gated_delta_rule with the sequence split along time across the group's
-    ranks."""
+    ranks: the same arguments (flash-linear-attention's surface: grouped value heads, the
+    in-kernel L2 norm, gate and beta activations, applied to each rank's slice) plus group and
+    algo.
+    Every rank must call it, with the same head counts and options. A_log and dt_bias are
+    replicated: each rank's gradient is its slice's share (sum them over the group, as for
+    any weight under sequence parallelism)."""
+    fn = "seqpar.sp.chunk_gated_delta_rule"
+    state_v_first = _fla.state_v_first_alias(fn, state_v_first, kwargs)
+    _fla.refuse_unsupported(fn, {"cu_seqlens": cu_seqlens, "cu_seqlens_cpu": cu_seqlens_cpu,
+                                 "chunk_indices": chunk_indices, "cp_context": cp_context},
+                            kwargs)
+    _fla.check_flags(fn, use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel,
+                     use_beta_sigmoid_in_kernel=use_beta_sigmoid_in_kernel,
+                     allow_neg_eigval=allow_neg_eigval, state_v_first=state_v_first,
+                     use_gate_in_kernel=use_gate_in_kernel)
+    q, k, g, beta = _fla.gated_delta_rule_inputs(
+        fn, q, k, v, g, beta, use_qk_l2norm_in_kernel, use_gate_in_kernel, A_log, dt_bias,
+        use_beta_sigmoid_in_kernel, allow_neg_eigval)
     load_library()
     o, final_state = torch.ops.seqpar.sp_chunk_gated_delta_rule(
-        q, k, v, g, beta, scale, initial_state, chunk_size, _group_name(group), algo)
-    return o, (final_state if output_final_state else None)
+        q, k, v, g, beta, scale, _fla.state_in(initial_state, state_v_first), chunk_size,
+        _group_name(group), algo)
+    return o, _fla.state_out(final_state, output_final_state, state_v_first)
 
 
 def previous_steps(x, width, initial=None, group=None, algo="auto"):

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "matrix_state/chunking.h"
+#include "matrix_state/fused_chunks.h"
 #include "matrix_state/slice_summary.h"
 #include "seqpar/matrix_state.h"
 
@@ -149,6 +150,11 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
   matrix_state::check_per_step(op, "g", g, q, d, std::nullopt);
   matrix_state::check_per_step(op, "beta", beta, q, d, std::nullopt);
   if (initial_state && initial_state->defined()) matrix_state::check_state(op, *initial_state, q, d);
+  if (matrix_state::use_fused_chunks(q)) {
+    return matrix_state::fused_chunk_recurrence(
+        "gated_delta", q, k, v, g, beta,
+        scale.value_or(1.0 / std::sqrt(static_cast<double>(d.K))), initial_state, chunk_size);
+  }
   const at::ScalarType dt = matrix_state::compute_dtype(q.scalar_type());
   at::Tensor S = matrix_state::initial_state_or_zeros(initial_state, q, d, dt);
   if (d.N == 0) return {at::empty({d.B, 0, d.H, d.V}, v.options()), S.clone()};

@@ -23,6 +23,7 @@
 #include <limits>
 
 #include "matrix_state/chunking.h"
+#include "matrix_state/fused_chunks.h"
 #include "ops/op_handles.h"
 #include "seqpar/matrix_state.h"
 
@@ -91,6 +92,9 @@ std::tuple<at::Tensor, at::Tensor> chunk_gla(const at::Tensor& q, const at::Tens
               kSub, " or a multiple of ", kSub, ", got ", d.C);
   const at::ScalarType dt = matrix_state::compute_dtype(q.scalar_type());
   const double s = scale.value_or(1.0 / std::sqrt(static_cast<double>(d.K)));
+  if (matrix_state::use_fused_chunks(q))
+    return matrix_state::fused_chunk_recurrence("gla", q, k, v, g, at::Tensor(), s, initial_state,
+                                                chunk_size);
   const at::Tensor S0 = matrix_state::initial_state_or_zeros(initial_state, q, d, dt);
   if (d.N == 0) return {at::empty({d.B, 0, d.H, d.V}, v.options()), S0.clone()};
 

@@ -34,6 +34,20 @@ TORCH_LIBRARY(seqpar, m) {
       "chunk_gated_delta_rule(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,"
       " float? scale=None, Tensor? initial_state=None, int chunk_size=64)"
       " -> (Tensor o, Tensor final_state)");
+  // The fused chunk kernels behind chunk_gla and chunk_gated_delta_rule on the CPU
+  // (src/matrix_state/fused_chunks.cpp): recurrence is "gated_delta" (g per head, beta given) or
+  // "gla" (g per key channel, no beta). The forward also returns the state entering each chunk,
+  // (batch, heads, chunks, K, V), from which the backward recomputes everything else; the
+  // backward's grad_beta is empty for "gla".
+  m.def(
+      "matrix_chunk_forward(str recurrence, Tensor q, Tensor k, Tensor v, Tensor g, Tensor? beta,"
+      " float scale, Tensor? initial_state, int chunk_size)"
+      " -> (Tensor o, Tensor final_state, Tensor chunk_states)");
+  m.def(
+      "matrix_chunk_backward(str recurrence, Tensor q, Tensor k, Tensor v, Tensor g, Tensor? beta,"
+      " float scale, Tensor chunk_states, Tensor? grad_o, Tensor? grad_final_state,"
+      " int chunk_size) -> (Tensor grad_q, Tensor grad_k, Tensor grad_v, Tensor grad_g,"
+      " Tensor grad_beta, Tensor grad_initial_state)");
   // The `width` steps before x and the `width` steps ending [initial, x] (seqpar/previous_steps.h).
   m.def("previous_steps(Tensor x, int width, Tensor? initial) -> (Tensor before, Tensor last)");
   // The depthwise causal convolution over [before, x] (seqpar/previous_steps.h).

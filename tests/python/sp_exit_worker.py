@@ -10,6 +10,7 @@ active exception": a gloo worker thread of a group kept alive past destroy_proce
 still running during interpreter shutdown; docs/sequence_parallel.md, "Clean exits").
 """
 import datetime
+import glob
 import os
 import sys
 
@@ -78,7 +79,51 @@ o2.sum().backward()
 close(o2, o_ref[:, s:e], 1e-4, "chunk_gla")
 results += [o, state, o2]
 
-print(f"rank {r}: exit checks passed on {P} ranks", flush=True)
+
+
+def gloo_worker_threads():
+    """Threads of this process that run a gloo group's work loop (Linux names them)."""
+    count = 0
+    for path in glob.glob("/proc/self/task/*/comm"):
+        try:
+            with open(path) as f:
+                count += "gloo" in f.read()
+        except OSError:
+            pass  # the thread ended while we looked
+    return count
+
+
 if destroy:
+    # A graph whose backward has not run yet: after destroy_process_group it must fail with a
+    # clear error, not hang or crash.
+    pending_a = torch.rand(1, 7, 2, generator=g, requires_grad=True)
+    pending_h, _ = seqpar.sp.scan(pending_a, pending_a.detach())
+    threads_before = gloo_worker_threads()
     dist.destroy_process_group()
+    # seqpar must not keep the group (and its worker threads) alive past destroy_process_group,
+    # although the outputs above, and their autograd graphs, are still referenced.
+    if sys.platform.startswith("linux") and threads_before > 0:
+        left = gloo_worker_threads()
+        assert left == 0, f"rank {r}: {left} gloo worker threads alive after destroy_process_group"
+    if P > 1:  # (one rank exchanges nothing)
+        try:
+            pending_h.sum().backward()
+            raise AssertionError(f"rank {r}: backward on a destroyed group did not raise")
+        except RuntimeError as e:
+            assert "destroyed" in str(e), str(e)
+    # A group made again works, under the same name as the destroyed one ("0": the default
+    # group's counter restarts). A fresh store: the first group's keys would be read again.
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]) + 17, P,
+                          r == 0, timeout=datetime.timedelta(seconds=60))
+    dist.init_process_group("gloo", store=store, rank=r, world_size=P,
+                            timeout=datetime.timedelta(seconds=60))
+    a = torch.rand(1, 9, 2, generator=torch.Generator().manual_seed(3))
+    mine = slice(9 * r // P, 9 * (r + 1) // P)
+    h, last = seqpar.sp.scan(a[:, mine], a[:, mine])
+    h_ref, last_ref = seqpar.scan(a, a)
+    close(h, h_ref[:, mine], 1e-5, "h after re-init")
+    close(last, last_ref, 1e-5, "h_last after re-init")
+    results += [h, last]
+    dist.destroy_process_group()
+print(f"rank {r}: exit checks passed on {P} ranks", flush=True)
 sys.exit(0)

@@ -5,7 +5,8 @@ Every rank builds the same full problem from a fixed seed, takes its slice (even
 with empty slices; lengths not multiples of the chunk), and checks seqpar.sp.chunk_gla and
 seqpar.sp.chunk_gated_delta_rule, outputs, the final state and the gradients of every input,
 against one process running the local op over the whole sequence. Then it checks that two runs
-give bitwise-equal results. Any failure raises and the rank exits non-zero.
+give bitwise-equal results, and the flash-linear-attention call surface (grouped value heads,
+the in-kernel options) across ranks. Any failure raises and the rank exits non-zero.
 """
 import os
 import sys
@@ -185,6 +186,62 @@ def check_causal_conv1d(split, width, algo="auto"):
     assert torch.allclose(got_init, want_init, atol=1e-12), where + ": grad initial_state"
 
 
+def check_fla_surface(model, split):
+    """The flash-linear-attention call surface across ranks: grouped value heads (HV = 2H) and,
+    for gated DeltaNet, the in-kernel L2 norm, gate (A_log, dt_bias) and beta sigmoid with
+    allow_neg_eigval; for GLA the V-first state layout. Against the one-process function with
+    the same arguments; A_log and dt_bias are replicated, so their gradients sum over ranks."""
+    P, r = dist.get_world_size(), dist.get_rank()
+    lengths = slice_lengths(split, P)
+    start, total = sum(lengths[:r]), sum(lengths)
+    gen = torch.Generator().manual_seed(2024)
+    rn = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64)  # noqa: E731
+    B, H, HV, K, V = 2, 2, 4, 4, 3
+    tensors = [rn(B, total, H, K), rn(B, total, H, K), rn(B, total, HV, V)]
+    if model == "gla":
+        tensors.append(-torch.rand(B, total, HV, K, generator=gen, dtype=torch.float64))
+        replicated = [rn(B, HV, V, K)]  # initial_state, V-first
+        options = {"state_v_first": True}
+    else:
+        tensors += [rn(B, total, HV), rn(B, total, HV)]  # raw gate inputs, beta logits
+        replicated = [rn(B, HV, K, V), rn(HV) - 1, rn(HV)]  # initial_state, A_log, dt_bias
+        options = {"use_qk_l2norm_in_kernel": True, "use_gate_in_kernel": True,
+                   "use_beta_sigmoid_in_kernel": True, "allow_neg_eigval": True}
+    wo = rn(B, total, HV, V)
+    wS = rn(*replicated[0].shape)
+
+    def run_fla(fn, xs, reps, **kw):
+        named = dict(zip(["initial_state", "A_log", "dt_bias"], reps))
+        return fn(*xs, **named, output_final_state=True, chunk_size=4, **options, **kw)
+
+    fn = seqpar.chunk_gla if model == "gla" else seqpar.chunk_gated_delta_rule
+    sp_fn = seqpar.sp.chunk_gla if model == "gla" else seqpar.sp.chunk_gated_delta_rule
+    full = [x.clone().requires_grad_() for x in tensors + replicated]
+    o_ref, S_ref = run_fla(fn, full[:len(tensors)], full[len(tensors):])
+    ref = torch.autograd.grad((o_ref * wo).sum() + P * (S_ref * wS).sum(), full)
+
+    sl = slice(start, start + lengths[r])
+    mine = [x[:, sl].clone().requires_grad_() for x in tensors]
+    mine += [x.clone().requires_grad_() for x in replicated]
+    o, S = run_fla(sp_fn, mine[:len(tensors)], mine[len(tensors):], group=dist.group.WORLD)
+    got = torch.autograd.grad((o * wo[:, sl]).sum() + (S * wS).sum(), mine, allow_unused=True)
+    where = f"rank {r} P={P} FLA surface {model} {split}"
+    assert torch.allclose(o, o_ref[:, sl], atol=1e-10), where + ": o"
+    assert torch.allclose(S, S_ref, atol=1e-10), where + ": final_state"
+    names = ["q", "k", "v", "g", "beta"][:len(tensors)] + ["initial_state", "A_log", "dt_bias"]
+    for i, name in enumerate(names[:len(mine)]):
+        grad = got[i] if got[i] is not None else torch.zeros_like(mine[i])
+        want = ref[i]
+        if i < len(tensors):
+            want = want[:, sl]
+        elif name == "initial_state":
+            want = want if r == 0 else torch.zeros_like(want)
+        else:
+            grad = grad.clone()
+            dist.all_reduce(grad)
+        assert torch.allclose(grad, want, atol=1e-9), where + ": grad " + name
+
+
 def main():
     dist.init_process_group("gloo")
     cases = 0
@@ -212,6 +269,10 @@ def main():
         cases += 1
     check_causal_conv1d("empty", 4, algo="ring")
     cases += 1
+    for model in ("gla", "gated_delta"):
+        for split in ("uneven", "empty"):
+            check_fla_surface(model, split)
+            cases += 1
     print(f"rank {dist.get_rank()}: sp matrix-state checks passed on {dist.get_world_size()} "
           f"ranks ({cases} cases)", flush=True)
     dist.destroy_process_group()

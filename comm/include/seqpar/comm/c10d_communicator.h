@@ -9,6 +9,13 @@
 //
 // The deadline is applied with Work::wait(timeout); the group's own timeout (set when it was
 // created) still bounds the background work.
+//
+// The group is held weakly: torch.distributed owns it, and destroy_process_group() must end it
+// (and join its worker threads) even while seqpar objects that used it live on, such as the
+// autograd graph of an sp op's outputs held by a user's variable. A communicator whose group
+// was destroyed throws CommError naming the group; every call takes a strong reference for its
+// own duration only, and waits for and releases its Work objects on the calling thread
+// (docs/sequence_parallel.md, "Clean exits").
 #pragma once
 
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
@@ -22,7 +29,7 @@ namespace seqpar::comm {
 
 class C10dCommunicator final : public Communicator {
  public:
-  explicit C10dCommunicator(c10::intrusive_ptr<c10d::ProcessGroup> group);
+  explicit C10dCommunicator(const c10::intrusive_ptr<c10d::ProcessGroup>& group);
   ~C10dCommunicator() override = default;
   C10dCommunicator(C10dCommunicator&&) = default;
   C10dCommunicator& operator=(C10dCommunicator&&) = default;
@@ -43,11 +50,15 @@ class C10dCommunicator final : public Communicator {
   // Python with torch.distributed.new_group and pass their names.
   std::unique_ptr<Communicator> split(int color, int key) override;
 
-  const c10::intrusive_ptr<c10d::ProcessGroup>& process_group() const { return group_; }
+  // Whether this communicator wraps `group` (false once that group was destroyed).
+  bool wraps(const c10d::ProcessGroup* group) const;
 
  private:
-  void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* call, int peer);
-  c10::intrusive_ptr<c10d::ProcessGroup> group_;
+  // The group, strongly, for one call; throws CommError if it was destroyed.
+  c10::intrusive_ptr<c10d::ProcessGroup> group(const char* call) const;
+  void wait(c10::intrusive_ptr<c10d::Work> work, const char* call, int peer);
+  c10::weak_intrusive_ptr<c10d::ProcessGroup> group_;
+  std::string backend_name_;
   int rank_ = 0, size_ = 1;
   bool host_ok_ = true;  // the group has a CPU backend; else host buffers go through CUDA
 };

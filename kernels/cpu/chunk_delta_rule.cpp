@@ -1,0 +1,335 @@
+// Fused chunk kernels of gated DeltaNet on the CPU, forward and backward (matrix_state_params.h;
+// the math in docs/matrix_state.md, "Fused kernels").
+//
+// One (batch, head) pair runs through its chunks in order, all of a chunk's work in tiles of a
+// few tens of KiB that stay in cache. Per chunk, entered with state S (K x V), with G the
+// running sum of g inside the chunk, gam = exp(G), D[i, j] = exp(G_i - G_j) (j <= i):
+//   A  = strictly_lower(diag(beta) D * K K^T),  (I + A) [U | W] = [diag(beta) V | diag(beta gam) K]
+//   w  = U - W S                      (the delta rule's pseudo-values)
+//   o  = diag(gam) Q S + (D * Q K^T) w
+//   S' = gam_last S + Kbar^T w,       Kbar = diag(exp(G_last - G)) K
+// (Q already scaled.) Every exponential is of a non-positive number. The forward saves only the
+// state entering each chunk; the backward runs the chunks from the last, recomputes the chunk's
+// quantities from its saved state and applies the adjoint of each line above (derived in
+// docs/matrix_state.md), carrying dS, the gradient of the state entering the chunk.
+#include <cstring>
+#include <memory>
+
+#include "chunk_tiles.h"
+
+namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET {
+namespace {
+
+// The tiles one worker needs for one chunk (C steps, K keys, V values), reused chunk to chunk.
+template <class T>
+struct DeltaTiles {
+  int64_t C, K, V, R;  // R = V + K, the width of [U | W]
+  std::vector<T> q, k, v, G, gam, beta, D, KK, A, UW, w, QK, o, S, kbar, ebar;
+  // backward only
+  std::vector<T> dout, dw, dP, doS, dq, dk, dS, dS_prev, dkbar, X, dA, dG, dgam, dbeta, dv, qg;
+
+  DeltaTiles(int64_t C_, int64_t K_, int64_t V_, bool backward) : C(C_), K(K_), V(V_), R(V_ + K_) {
+    for (auto* t : {&q, &k, &kbar}) t->resize(C * K);
+    for (auto* t : {&v, &w, &o}) t->resize(C * V);
+    for (auto* t : {&G, &gam, &beta, &ebar}) t->resize(C);
+    for (auto* t : {&D, &KK, &A, &QK}) t->resize(C * C);
+    UW.resize(C * R);
+    S.resize(K * V);
+    if (backward) {
+      for (auto* t : {&doS, &dq, &dk, &dkbar, &qg}) t->resize(C * K);
+      for (auto* t : {&dout, &dw, &dv}) t->resize(C * V);
+      for (auto* t : {&dP, &dA}) t->resize(C * C);
+      for (auto* t : {&dS, &dS_prev}) t->resize(K * V);
+      for (auto* t : {&dG, &dgam, &dbeta}) t->resize(C);
+      X.resize(C * R);
+    }
+  }
+};
+
+// Everything of a chunk that does not depend on the state: G, gam, D, KK, A, [U | W], Kbar.
+// Leaves q (scaled), k, v, beta loaded. c = steps in this chunk.
+template <class In, class T>
+void chunk_prepare(const MatrixChunkForwardParams& p, int64_t b, int64_t h, int64_t t0, int64_t c,
+                   const Gemm<T>& gemm, DeltaTiles<T>& x) {
+  const int64_t C = x.C, K = x.K, V = x.V, R = x.R;
+  load_tile<In, T>(p.q, b, t0, h, c, K, static_cast<T>(p.scale), x.q.data());
+  load_tile<In, T>(p.k, b, t0, h, c, K, T(1), x.k.data());
+  load_tile<In, T>(p.v, b, t0, h, c, V, T(1), x.v.data());
+  load_gate<In, T>(p.g, b, t0, h, c, x.G.data());
+  load_gate<In, T>(p.beta, b, t0, h, c, x.beta.data());
+  for (int64_t i = 1; i < c; ++i) x.G[i] += x.G[i - 1];
+  std::copy(x.G.begin(), x.G.begin() + c, x.gam.begin());
+  exp_inplace(x.gam.data(), c);
+  const T G_last = x.G[c - 1];
+  for (int64_t i = 0; i < c; ++i) x.ebar[i] = G_last - x.G[i];
+  exp_inplace(x.ebar.data(), c);
+  // D[i, j] = exp(G_i - G_j) on and below the diagonal, 0 above.
+  for (int64_t i = 0; i < c; ++i) {
+    T* row = x.D.data() + i * C;
+    for (int64_t j = 0; j <= i; ++j) row[j] = x.G[i] - x.G[j];
+    exp_inplace(row, i + 1);
+    std::fill(row + i + 1, row + c, T(0));
+  }
+  gemm(false, true, c, c, K, T(1), x.k.data(), K, x.k.data(), K, T(0), x.KK.data(), C);
+  for (int64_t i = 0; i < c; ++i) {
+    T* a = x.A.data() + i * C;
+    const T* d = x.D.data() + i * C;
+    const T* kk = x.KK.data() + i * C;
+    for (int64_t j = 0; j < i; ++j) a[j] = x.beta[i] * d[j] * kk[j];
+    std::fill(a + i, a + c, T(0));
+  }
+  // [U | W]: forward substitution with the unit lower triangular I + A.
+  for (int64_t i = 0; i < c; ++i) {
+    T* row = x.UW.data() + i * R;
+    const T* vi = x.v.data() + i * V;
+    const T* ki = x.k.data() + i * K;
+    const T bi = x.beta[i], bgi = x.beta[i] * x.gam[i];
+    for (int64_t j = 0; j < V; ++j) row[j] = bi * vi[j];
+    for (int64_t j = 0; j < K; ++j) row[V + j] = bgi * ki[j];
+    const T* a = x.A.data() + i * C;
+    for (int64_t j = 0; j < i; ++j) {
+      const T aij = a[j];
+      if (aij == T(0)) continue;
+      const T* rj = x.UW.data() + j * R;
+      for (int64_t m = 0; m < R; ++m) row[m] -= aij * rj[m];
+    }
+  }
+  for (int64_t i = 0; i < c; ++i) {
+    const T e = x.ebar[i];
+    for (int64_t j = 0; j < K; ++j) x.kbar[i * K + j] = e * x.k[i * K + j];
+  }
+}
+
+// w = U - W S and the masked scores P = D * Q K^T (in QK) for the state in x.S.
+template <class T>
+void chunk_mix(int64_t c, const Gemm<T>& gemm, DeltaTiles<T>& x) {
+  const int64_t C = x.C, K = x.K, V = x.V, R = x.R;
+  for (int64_t i = 0; i < c; ++i) std::copy_n(x.UW.data() + i * R, V, x.w.data() + i * V);
+  gemm(false, false, c, V, K, T(-1), x.UW.data() + V, R, x.S.data(), V, T(1), x.w.data(), V);
+  gemm(false, true, c, c, K, T(1), x.q.data(), K, x.k.data(), K, T(0), x.QK.data(), C);
+  for (int64_t i = 0; i < c; ++i)
+    for (int64_t j = 0; j < c; ++j) x.QK[i * C + j] *= x.D[i * C + j];  // D is 0 above
+}
+
+template <class In, class T>
+void forward_head(const MatrixChunkForwardParams& p, int64_t b, int64_t h, DeltaTiles<T>& x) {
+  const MatrixChunkShape& s = p.shape;
+  const int64_t C = x.C, K = x.K, V = x.V, N = s.chunks();
+  const Gemm<T> gemm{gemm_of<T>(p.gemm)};
+  if (p.initial_state.data != nullptr) {
+    const T* init = static_cast<const T*>(p.initial_state.data) + b * p.initial_state.batch +
+                    h * p.initial_state.head;
+    std::copy_n(init, K * V, x.S.data());
+  } else {
+    std::fill(x.S.begin(), x.S.end(), T(0));
+  }
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t t0 = n * C, c = std::min(C, s.time - t0);
+    if (p.chunk_states != nullptr) {
+      T* saved = static_cast<T*>(p.chunk_states) + ((b * s.heads + h) * N + n) * K * V;
+      std::copy_n(x.S.data(), K * V, saved);
+    }
+    chunk_prepare<In, T>(p, b, h, t0, c, gemm, x);
+    chunk_mix(c, gemm, x);
+    if (p.o.data != nullptr) {
+      gemm(false, false, c, V, K, T(1), x.q.data(), K, x.S.data(), V, T(0), x.o.data(), V);
+      for (int64_t i = 0; i < c; ++i)
+        for (int64_t j = 0; j < V; ++j) x.o[i * V + j] *= x.gam[i];
+      gemm(false, false, c, V, c, T(1), x.QK.data(), C, x.w.data(), V, T(1), x.o.data(), V);
+      store_tile<In, T>(p.o, b, t0, h, c, V, T(1), x.o.data());
+    }
+    const T gam_last = x.gam[c - 1];
+    for (auto& e : x.S) e *= gam_last;
+    gemm(true, false, K, V, c, T(1), x.kbar.data(), K, x.w.data(), V, T(1), x.S.data(), V);
+  }
+  if (p.final_state.data != nullptr) {
+    T* out = static_cast<T*>(p.final_state.data) + b * p.final_state.batch + h * p.final_state.head;
+    std::copy_n(x.S.data(), K * V, out);
+  }
+}
+
+template <class In, class T>
+void backward_head(const MatrixChunkBackwardParams& p, int64_t b, int64_t h, DeltaTiles<T>& x) {
+  const MatrixChunkShape& s = p.shape;
+  const int64_t C = x.C, K = x.K, V = x.V, R = x.R, N = s.chunks();
+  const Gemm<T> gemm{gemm_of<T>(p.gemm)};
+  // The forward's view of the inputs, for chunk_prepare.
+  MatrixChunkForwardParams fp;
+  fp.shape = s;
+  fp.scale = p.scale;
+  fp.q = p.q; fp.k = p.k; fp.v = p.v; fp.g = p.g; fp.beta = p.beta;
+  if (p.grad_final_state.data != nullptr) {
+    const T* g = static_cast<const T*>(p.grad_final_state.data) + b * p.grad_final_state.batch +
+                 h * p.grad_final_state.head;
+    std::copy_n(g, K * V, x.dS.data());
+  } else {
+    std::fill(x.dS.begin(), x.dS.end(), T(0));
+  }
+  const T scale = static_cast<T>(p.scale);
+  for (int64_t n = N - 1; n >= 0; --n) {
+    const int64_t t0 = n * C, c = std::min(C, s.time - t0);
+    const T* saved = static_cast<const T*>(p.chunk_states) + ((b * s.heads + h) * N + n) * K * V;
+    std::copy_n(saved, K * V, x.S.data());
+    chunk_prepare<In, T>(fp, b, h, t0, c, gemm, x);
+    chunk_mix(c, gemm, x);  // x.QK now holds P = D * Q K^T
+    if (p.grad_o.data != nullptr) {
+      load_tile<In, T>(p.grad_o, b, t0, h, c, V, T(1), x.dout.data());
+    } else {
+      std::fill(x.dout.begin(), x.dout.end(), T(0));
+    }
+    std::fill(x.dG.begin(), x.dG.end(), T(0));
+    std::fill(x.dgam.begin(), x.dgam.end(), T(0));
+    // dw = P^T dO + Kbar dS'
+    gemm(true, false, c, V, c, T(1), x.QK.data(), C, x.dout.data(), V, T(0), x.dw.data(), V);
+    gemm(false, false, c, V, K, T(1), x.kbar.data(), K, x.dS.data(), V, T(1), x.dw.data(), V);
+    // dP = dO w^T on and below the diagonal; P = D * QK, so dQK = dP * D and the decay's share
+    // t_ij = dP_ij P_ij goes to G_i (+) and G_j (-).
+    gemm(false, true, c, c, V, T(1), x.dout.data(), V, x.w.data(), V, T(0), x.dP.data(), C);
+    for (int64_t i = 0; i < c; ++i) {
+      T* dp = x.dP.data() + i * C;
+      const T* pij = x.QK.data() + i * C;
+      const T* d = x.D.data() + i * C;
+      for (int64_t j = 0; j <= i; ++j) {
+        const T t = dp[j] * pij[j];
+        x.dG[i] += t;
+        x.dG[j] -= t;
+        dp[j] *= d[j];
+      }
+      std::fill(dp + i + 1, dp + c, T(0));
+    }
+    // dQ = diag(gam) dO S^T + dQK K;  dK = dQK^T Q;  dgam_i = q_i . (dO S^T)_i
+    gemm(false, true, c, K, V, T(1), x.dout.data(), V, x.S.data(), V, T(0), x.doS.data(), K);
+    for (int64_t i = 0; i < c; ++i) {
+      const T* ds = x.doS.data() + i * K;
+      x.dgam[i] += dot(x.q.data() + i * K, ds, K);
+      for (int64_t j = 0; j < K; ++j) {
+        x.dq[i * K + j] = x.gam[i] * ds[j];
+        x.qg[i * K + j] = x.gam[i] * x.q[i * K + j];
+      }
+    }
+    gemm(false, false, c, K, c, T(1), x.dP.data(), C, x.k.data(), K, T(1), x.dq.data(), K);
+    gemm(true, false, c, K, c, T(1), x.dP.data(), C, x.q.data(), K, T(0), x.dk.data(), K);
+    // The state entering the chunk: dS = (gam Q)^T dO + gam_last dS' - W^T dw.
+    const T gam_last = x.gam[c - 1];
+    gemm(true, false, K, V, c, T(1), x.qg.data(), K, x.dout.data(), V, T(0), x.dS_prev.data(), V);
+    x.dgam[c - 1] += dot(x.S.data(), x.dS.data(), K * V);
+    for (int64_t m = 0; m < K * V; ++m) x.dS_prev[m] += gam_last * x.dS[m];
+    gemm(true, false, K, V, c, T(-1), x.UW.data() + V, R, x.dw.data(), V, T(1), x.dS_prev.data(), V);
+    // Kbar = diag(exp(G_last - G)) K: dKbar = w dS'^T.
+    gemm(false, true, c, K, V, T(1), x.w.data(), V, x.dS.data(), V, T(0), x.dkbar.data(), K);
+    for (int64_t i = 0; i < c; ++i) {
+      const T* dkb = x.dkbar.data() + i * K;
+      const T r = dot(dkb, x.kbar.data() + i * K, K);
+      x.dG[c - 1] += r;
+      x.dG[i] -= r;
+      for (int64_t j = 0; j < K; ++j) x.dk[i * K + j] += x.ebar[i] * dkb[j];
+    }
+    // [dU | dW] = [dw | -dw S^T], then solve (I + A)^T Y = [dU | dW] (backward substitution).
+    for (int64_t i = 0; i < c; ++i) std::copy_n(x.dw.data() + i * V, V, x.X.data() + i * R);
+    gemm(false, true, c, K, V, T(-1), x.dw.data(), V, x.S.data(), V, T(0), x.X.data() + V, R);
+    for (int64_t j = c - 1; j > 0; --j) {
+      const T* yj = x.X.data() + j * R;
+      const T* a = x.A.data() + j * C;
+      for (int64_t i = 0; i < j; ++i) {
+        const T aji = a[i];
+        if (aji == T(0)) continue;
+        T* yi = x.X.data() + i * R;
+        for (int64_t m = 0; m < R; ++m) yi[m] -= aji * yj[m];
+      }
+    }
+    // dA = -strictly_lower(Y [U | W]^T).
+    gemm(false, true, c, c, R, T(-1), x.X.data(), R, x.UW.data(), R, T(0), x.dA.data(), C);
+    for (int64_t i = 0; i < c; ++i) {
+      const T* dRv = x.X.data() + i * R;
+      const T* dRk = dRv + V;
+      const T rk = dot(dRk, x.k.data() + i * K, K);
+      x.dbeta[i] = dot(dRv, x.v.data() + i * V, V) + x.gam[i] * rk;
+      x.dgam[i] += x.beta[i] * rk;
+      for (int64_t j = 0; j < V; ++j) x.dv[i * V + j] = x.beta[i] * dRv[j];
+      const T bg = x.beta[i] * x.gam[i];
+      for (int64_t j = 0; j < K; ++j) x.dk[i * K + j] += bg * dRk[j];
+    }
+    // A_ij = beta_i D_ij KK_ij (j < i): u_ij = dA_ij D_ij KK_ij feeds beta_i and G (+i, -j);
+    // dKK_ij = beta_i dA_ij D_ij, symmetrized into dA (reused) for dK += (dKK + dKK^T) K.
+    for (int64_t i = 0; i < c; ++i) {
+      T* da = x.dA.data() + i * C;
+      const T* d = x.D.data() + i * C;
+      const T* kk = x.KK.data() + i * C;
+      T row = 0;
+      for (int64_t j = 0; j < i; ++j) {
+        const T u = da[j] * d[j] * kk[j];
+        row += u;
+        x.dG[j] -= x.beta[i] * u;
+        da[j] *= x.beta[i] * d[j];
+      }
+      x.dbeta[i] += row;
+      x.dG[i] += x.beta[i] * row;
+      std::fill(da + i, da + c, T(0));
+    }
+    for (int64_t i = 0; i < c; ++i)
+      for (int64_t j = 0; j < i; ++j) x.dA[j * C + i] = x.dA[i * C + j];
+    gemm(false, false, c, K, c, T(1), x.dA.data(), C, x.k.data(), K, T(1), x.dk.data(), K);
+    // gam = exp(G); G = cumsum(g): dg is the reverse running sum of dG.
+    for (int64_t i = 0; i < c; ++i) x.dG[i] += x.gam[i] * x.dgam[i];
+    for (int64_t i = c - 2; i >= 0; --i) x.dG[i] += x.dG[i + 1];
+    store_tile<In, T>(p.grad_q, b, t0, h, c, K, scale, x.dq.data());
+    store_tile<In, T>(p.grad_k, b, t0, h, c, K, T(1), x.dk.data());
+    store_tile<In, T>(p.grad_v, b, t0, h, c, V, T(1), x.dv.data());
+    store_gate<In, T>(p.grad_g, b, t0, h, c, x.dG.data());
+    store_gate<In, T>(p.grad_beta, b, t0, h, c, x.dbeta.data());
+    std::swap(x.dS, x.dS_prev);
+  }
+  if (p.grad_initial_state.data != nullptr) {
+    T* out = static_cast<T*>(p.grad_initial_state.data) + b * p.grad_initial_state.batch +
+             h * p.grad_initial_state.head;
+    std::copy_n(x.dS.data(), K * V, out);
+  }
+}
+
+template <class In>
+void forward_typed(const MatrixChunkForwardParams& p) {
+  using T = typename ComputeOf<In>::type;
+  const MatrixChunkShape& s = p.shape;
+  std::vector<std::unique_ptr<DeltaTiles<T>>> tiles(static_cast<size_t>(std::max(1, p.num_threads)));
+  for_each_head(s.batch, s.heads, p.num_threads, [&](int64_t b, int64_t h, int worker) {
+    auto& t = tiles[static_cast<size_t>(worker)];
+    if (!t) t = std::make_unique<DeltaTiles<T>>(s.chunk, s.key, s.value, false);
+    forward_head<In, T>(p, b, h, *t);
+  });
+}
+
+template <class In>
+void backward_typed(const MatrixChunkBackwardParams& p) {
+  using T = typename ComputeOf<In>::type;
+  const MatrixChunkShape& s = p.shape;
+  std::vector<std::unique_ptr<DeltaTiles<T>>> tiles(static_cast<size_t>(std::max(1, p.num_threads)));
+  for_each_head(s.batch, s.heads, p.num_threads, [&](int64_t b, int64_t h, int worker) {
+    auto& t = tiles[static_cast<size_t>(worker)];
+    if (!t) t = std::make_unique<DeltaTiles<T>>(s.chunk, s.key, s.value, true);
+    backward_head<In, T>(p, b, h, *t);
+  });
+}
+
+}  // namespace
+
+void chunk_delta_rule_forward(const MatrixChunkForwardParams& p) {
+  switch (p.dtype) {
+    case ScalarKind::kFloat32: return forward_typed<float>(p);
+    case ScalarKind::kFloat64: return forward_typed<double>(p);
+    case ScalarKind::kBFloat16: return forward_typed<BFloat16>(p);
+    case ScalarKind::kFloat16: return forward_typed<Float16>(p);
+    default: throw std::invalid_argument("chunk_delta_rule_forward: unsupported dtype");
+  }
+}
+
+void chunk_delta_rule_backward(const MatrixChunkBackwardParams& p) {
+  switch (p.dtype) {
+    case ScalarKind::kFloat32: return backward_typed<float>(p);
+    case ScalarKind::kFloat64: return backward_typed<double>(p);
+    case ScalarKind::kBFloat16: return backward_typed<BFloat16>(p);
+    case ScalarKind::kFloat16: return backward_typed<Float16>(p);
+    default: throw std::invalid_argument("chunk_delta_rule_backward: unsupported dtype");
+  }
+}
+
+}  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET

@@ -1,0 +1,284 @@
+// Fused chunk kernels of gated linear attention (GLA) on the CPU, forward and backward
+// (matrix_state_params.h; the math in docs/matrix_state.md, "Fused kernels").
+//
+// Per chunk, entered with state S (K x V), G the running sum of g (c x K, one decay per key
+// channel), E = exp(G), Qh = Q * E (Q already scaled), Kb = K * exp(G_last - G):
+//   o  = Qh S + P V,   P[i, j] = sum_k q_ik k_jk exp(G_ik - G_jk)  (j <= i)
+//   S' = diag(exp(G_last)) S + Kb^T V
+// P must not be formed as (q exp(G)) (k exp(-G))^T: exp(-G) overflows once a chunk's decay
+// passes the dtype's range. The chunk is cut into sub-chunks of kSub steps: a block below the
+// diagonal (query sub-chunk a, keys before it) factors through r = G at the end of sub-chunk
+// a - 1, exp(G_i - G_j) = exp(G_i - r) exp(r - G_j), both factors <= 1, and is one matrix
+// product; the diagonal blocks are summed exactly, one exponential per (i, j, k) with j <= i,
+// each of a non-positive number. Nothing is clamped or approximated.
+// The forward saves only the state entering each chunk; backward recomputes the rest.
+#include <memory>
+
+#include "chunk_tiles.h"
+
+namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET {
+namespace {
+
+constexpr int64_t kSub = 16;
+
+template <class T>
+struct GlaTiles {
+  int64_t C, K, V;
+  std::vector<T> q, k, v, G, E, qh, kb, eb, P, o, S, kref, qref, ediff, elast;
+  std::vector<T> dout, dP, dq, dk, dv, dG, dS, dS_prev, tmp, dqh, qr, kr;
+
+  GlaTiles(int64_t C_, int64_t K_, int64_t V_, bool backward) : C(C_), K(K_), V(V_) {
+    for (auto* t : {&q, &k, &G, &E, &qh, &kb, &eb, &kref, &qref}) t->resize(C * K);
+    for (auto* t : {&v, &o}) t->resize(C * V);
+    P.resize(C * C);
+    S.resize(K * V);
+    ediff.resize(K);
+    elast.resize(K);
+    if (backward) {
+      for (auto* t : {&dq, &dk, &dG, &tmp, &dqh, &qr, &kr}) t->resize(C * K);
+      for (auto* t : {&dout, &dv}) t->resize(C * V);
+      dP.resize(C * C);
+      for (auto* t : {&dS, &dS_prev}) t->resize(K * V);
+    }
+  }
+};
+
+// Loads the chunk and forms G, E, Qh, Kb (with eb = exp(G_last - G)), elast and P.
+template <class In, class T>
+void chunk_prepare(const StepOperand& q, const StepOperand& k, const StepOperand& v,
+                   const StepOperand& g, double scale, int64_t b, int64_t h, int64_t t0,
+                   int64_t c, const Gemm<T>& gemm, GlaTiles<T>& x) {
+  const int64_t C = x.C, K = x.K, V = x.V;
+  load_tile<In, T>(q, b, t0, h, c, K, static_cast<T>(scale), x.q.data());
+  load_tile<In, T>(k, b, t0, h, c, K, T(1), x.k.data());
+  load_tile<In, T>(v, b, t0, h, c, V, T(1), x.v.data());
+  load_tile<In, T>(g, b, t0, h, c, K, T(1), x.G.data());
+  for (int64_t i = 1; i < c; ++i)
+    for (int64_t j = 0; j < K; ++j) x.G[i * K + j] += x.G[(i - 1) * K + j];
+  std::copy_n(x.G.data(), c * K, x.E.data());
+  exp_inplace(x.E.data(), c * K);
+  const T* G_last = x.G.data() + (c - 1) * K;
+  std::copy_n(x.E.data() + (c - 1) * K, K, x.elast.data());
+  for (int64_t i = 0; i < c; ++i)
+    for (int64_t j = 0; j < K; ++j) x.eb[i * K + j] = G_last[j] - x.G[i * K + j];
+  exp_inplace(x.eb.data(), c * K);
+  for (int64_t m = 0; m < c * K; ++m) {
+    x.qh[m] = x.q[m] * x.E[m];
+    x.kb[m] = x.k[m] * x.eb[m];
+  }
+  // P: blocks below the diagonal through the reference r, then the exact diagonal blocks.
+  std::fill(x.P.begin(), x.P.end(), T(0));
+  for (int64_t a0 = kSub; a0 < c; a0 += kSub) {
+    const int64_t rows = std::min(kSub, c - a0);
+    const T* r = x.G.data() + (a0 - 1) * K;
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < K; ++j) x.qref[i * K + j] = x.G[(a0 + i) * K + j] - r[j];
+    for (int64_t i = 0; i < a0; ++i)
+      for (int64_t j = 0; j < K; ++j) x.kref[i * K + j] = r[j] - x.G[i * K + j];
+    exp_inplace(x.qref.data(), rows * K);
+    exp_inplace(x.kref.data(), a0 * K);
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < K; ++j) x.qref[i * K + j] *= x.q[(a0 + i) * K + j];
+    for (int64_t i = 0; i < a0; ++i)
+      for (int64_t j = 0; j < K; ++j) x.kref[i * K + j] *= x.k[i * K + j];
+    gemm(false, true, rows, a0, K, T(1), x.qref.data(), K, x.kref.data(), K, T(0),
+         x.P.data() + a0 * C, C);
+  }
+  for (int64_t i = 0; i < c; ++i) {
+    const int64_t j0 = (i / kSub) * kSub;
+    const T* Gi = x.G.data() + i * K;
+    const T* qi = x.q.data() + i * K;
+    for (int64_t j = j0; j <= i; ++j) {
+      const T* Gj = x.G.data() + j * K;
+      for (int64_t m = 0; m < K; ++m) x.ediff[m] = Gi[m] - Gj[m];
+      exp_inplace(x.ediff.data(), K);
+      const T* kj = x.k.data() + j * K;
+      T s = 0;
+      for (int64_t m = 0; m < K; ++m) s += qi[m] * kj[m] * x.ediff[m];
+      x.P[i * C + j] = s;
+    }
+  }
+}
+
+template <class In, class T>
+void forward_head(const MatrixChunkForwardParams& p, int64_t b, int64_t h, GlaTiles<T>& x) {
+  const MatrixChunkShape& s = p.shape;
+  const int64_t C = x.C, K = x.K, V = x.V, N = s.chunks();
+  const Gemm<T> gemm{gemm_of<T>(p.gemm)};
+  if (p.initial_state.data != nullptr) {
+    std::copy_n(static_cast<const T*>(p.initial_state.data) + b * p.initial_state.batch +
+                    h * p.initial_state.head, K * V, x.S.data());
+  } else {
+    std::fill(x.S.begin(), x.S.end(), T(0));
+  }
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t t0 = n * C, c = std::min(C, s.time - t0);
+    if (p.chunk_states != nullptr)
+      std::copy_n(x.S.data(), K * V,
+                  static_cast<T*>(p.chunk_states) + ((b * s.heads + h) * N + n) * K * V);
+    chunk_prepare<In, T>(p.q, p.k, p.v, p.g, p.scale, b, h, t0, c, gemm, x);
+    if (p.o.data != nullptr) {
+      gemm(false, false, c, V, K, T(1), x.qh.data(), K, x.S.data(), V, T(0), x.o.data(), V);
+      gemm(false, false, c, V, c, T(1), x.P.data(), C, x.v.data(), V, T(1), x.o.data(), V);
+      store_tile<In, T>(p.o, b, t0, h, c, V, T(1), x.o.data());
+    }
+    for (int64_t i = 0; i < K; ++i)
+      for (int64_t j = 0; j < V; ++j) x.S[i * V + j] *= x.elast[i];
+    gemm(true, false, K, V, c, T(1), x.kb.data(), K, x.v.data(), V, T(1), x.S.data(), V);
+  }
+  if (p.final_state.data != nullptr)
+    std::copy_n(x.S.data(), K * V,
+                static_cast<T*>(p.final_state.data) + b * p.final_state.batch + h * p.final_state.head);
+}
+
+template <class In, class T>
+void backward_head(const MatrixChunkBackwardParams& p, int64_t b, int64_t h, GlaTiles<T>& x) {
+  const MatrixChunkShape& s = p.shape;
+  const int64_t C = x.C, K = x.K, V = x.V, N = s.chunks();
+  const Gemm<T> gemm{gemm_of<T>(p.gemm)};
+  if (p.grad_final_state.data != nullptr) {
+    std::copy_n(static_cast<const T*>(p.grad_final_state.data) + b * p.grad_final_state.batch +
+                    h * p.grad_final_state.head, K * V, x.dS.data());
+  } else {
+    std::fill(x.dS.begin(), x.dS.end(), T(0));
+  }
+  for (int64_t n = N - 1; n >= 0; --n) {
+    const int64_t t0 = n * C, c = std::min(C, s.time - t0);
+    std::copy_n(static_cast<const T*>(p.chunk_states) + ((b * s.heads + h) * N + n) * K * V,
+                K * V, x.S.data());
+    chunk_prepare<In, T>(p.q, p.k, p.v, p.g, p.scale, b, h, t0, c, gemm, x);
+    if (p.grad_o.data != nullptr) {
+      load_tile<In, T>(p.grad_o, b, t0, h, c, V, T(1), x.dout.data());
+    } else {
+      std::fill(x.dout.begin(), x.dout.end(), T(0));
+    }
+    // dV = P^T dO + Kb dS';  dP = dO V^T (on and below the diagonal).
+    gemm(true, false, c, V, c, T(1), x.P.data(), C, x.dout.data(), V, T(0), x.dv.data(), V);
+    gemm(false, false, c, V, K, T(1), x.kb.data(), K, x.dS.data(), V, T(1), x.dv.data(), V);
+    gemm(false, true, c, c, V, T(1), x.dout.data(), V, x.v.data(), V, T(0), x.dP.data(), C);
+    for (int64_t i = 0; i < c; ++i) std::fill(x.dP.data() + i * C + i + 1, x.dP.data() + i * C + c, T(0));
+    // Qh = Q * E: dQh = dO S^T; dQ = E * dQh; dG += Qh * dQh.
+    gemm(false, true, c, K, V, T(1), x.dout.data(), V, x.S.data(), V, T(0), x.dqh.data(), K);
+    for (int64_t m = 0; m < c * K; ++m) {
+      x.dq[m] = x.E[m] * x.dqh[m];
+      x.dG[m] = x.qh[m] * x.dqh[m];
+    }
+    // dS = Qh^T dO + diag(exp(G_last)) dS'; exp(G_last) gets sum_v S dS'.
+    gemm(true, false, K, V, c, T(1), x.qh.data(), K, x.dout.data(), V, T(0), x.dS_prev.data(), V);
+    T* dG_last = x.dG.data() + (c - 1) * K;
+    for (int64_t i = 0; i < K; ++i) {
+      const T* Si = x.S.data() + i * V;
+      const T* dSi = x.dS.data() + i * V;
+      dG_last[i] += x.elast[i] * dot(Si, dSi, V);
+      for (int64_t j = 0; j < V; ++j) x.dS_prev[i * V + j] += x.elast[i] * dSi[j];
+    }
+    // Kb = K * exp(G_last - G): dKb = V dS'^T.
+    gemm(false, true, c, K, V, T(1), x.v.data(), V, x.dS.data(), V, T(0), x.tmp.data(), K);
+    for (int64_t i = 0; i < c; ++i)
+      for (int64_t j = 0; j < K; ++j) {
+        const T dkb = x.tmp[i * K + j];
+        const T r = dkb * x.kb[i * K + j];
+        x.dk[i * K + j] = x.eb[i * K + j] * dkb;
+        dG_last[j] += r;
+        x.dG[i * K + j] -= r;
+      }
+    // P below the diagonal blocks: P_blk = Qr Kr^T with Qr = Q exp(G - r), Kr = K exp(r - G).
+    for (int64_t a0 = kSub; a0 < c; a0 += kSub) {
+      const int64_t rows = std::min(kSub, c - a0);
+      const T* r = x.G.data() + (a0 - 1) * K;
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < K; ++j) x.qref[i * K + j] = x.G[(a0 + i) * K + j] - r[j];
+      for (int64_t i = 0; i < a0; ++i)
+        for (int64_t j = 0; j < K; ++j) x.kref[i * K + j] = r[j] - x.G[i * K + j];
+      exp_inplace(x.qref.data(), rows * K);
+      exp_inplace(x.kref.data(), a0 * K);
+      for (int64_t m = 0; m < a0 * K; ++m) x.kr[m] = x.kref[m] * x.k[m];
+      const T* dPb = x.dP.data() + a0 * C;
+      // dQr = dP_blk Kr; dQ += exp(G - r) dQr; the decay's share q exp(G - r) dQr goes to G_i.
+      gemm(false, false, rows, K, a0, T(1), dPb, C, x.kr.data(), K, T(0), x.dqh.data(), K);
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < K; ++j) {
+          const int64_t m = (a0 + i) * K + j;
+          const T add = x.qref[i * K + j] * x.dqh[i * K + j];
+          x.dq[m] += add;
+          x.dG[m] += x.q[m] * add;
+          x.qr[i * K + j] = x.qref[i * K + j] * x.q[m];
+        }
+      // dKr = dP_blk^T Qr; dK += exp(r - G) dKr; G_j loses k exp(r - G) dKr.
+      gemm(true, false, a0, K, rows, T(1), dPb, C, x.qr.data(), K, T(0), x.tmp.data(), K);
+      for (int64_t m = 0; m < a0 * K; ++m) {
+        const T add = x.kref[m] * x.tmp[m];
+        x.dk[m] += add;
+        x.dG[m] -= x.k[m] * add;
+      }
+    }
+    // The diagonal blocks, exactly: e_ijk = exp(G_ik - G_jk), j <= i in one sub-chunk.
+    for (int64_t i = 0; i < c; ++i) {
+      const int64_t j0 = (i / kSub) * kSub;
+      const T* Gi = x.G.data() + i * K;
+      const T* qi = x.q.data() + i * K;
+      for (int64_t j = j0; j <= i; ++j) {
+        const T d = x.dP[i * C + j];
+        if (d == T(0)) continue;
+        const T* Gj = x.G.data() + j * K;
+        const T* kj = x.k.data() + j * K;
+        for (int64_t m = 0; m < K; ++m) x.ediff[m] = Gi[m] - Gj[m];
+        exp_inplace(x.ediff.data(), K);
+        for (int64_t m = 0; m < K; ++m) {
+          const T e = d * x.ediff[m];
+          const T t = qi[m] * kj[m] * e;
+          x.dq[i * K + m] += kj[m] * e;
+          x.dk[j * K + m] += qi[m] * e;
+          x.dG[i * K + m] += t;
+          x.dG[j * K + m] -= t;
+        }
+      }
+    }
+    // G = cumsum(g) over time: dg is the reverse running sum of dG.
+    for (int64_t i = c - 2; i >= 0; --i)
+      for (int64_t j = 0; j < K; ++j) x.dG[i * K + j] += x.dG[(i + 1) * K + j];
+    store_tile<In, T>(p.grad_q, b, t0, h, c, K, static_cast<T>(p.scale), x.dq.data());
+    store_tile<In, T>(p.grad_k, b, t0, h, c, K, T(1), x.dk.data());
+    store_tile<In, T>(p.grad_v, b, t0, h, c, V, T(1), x.dv.data());
+    store_tile<In, T>(p.grad_g, b, t0, h, c, K, T(1), x.dG.data());
+    std::swap(x.dS, x.dS_prev);
+  }
+  if (p.grad_initial_state.data != nullptr)
+    std::copy_n(x.dS.data(), K * V,
+                static_cast<T*>(p.grad_initial_state.data) + b * p.grad_initial_state.batch +
+                    h * p.grad_initial_state.head);
+}
+
+template <class In, bool kBackward, class Params>
+void run_typed(const Params& p) {
+  using T = typename ComputeOf<In>::type;
+  const MatrixChunkShape& s = p.shape;
+  std::vector<std::unique_ptr<GlaTiles<T>>> tiles(static_cast<size_t>(std::max(1, p.num_threads)));
+  for_each_head(s.batch, s.heads, p.num_threads, [&](int64_t b, int64_t h, int worker) {
+    auto& t = tiles[static_cast<size_t>(worker)];
+    if (!t) t = std::make_unique<GlaTiles<T>>(s.chunk, s.key, s.value, kBackward);
+    if constexpr (kBackward) {
+      backward_head<In, T>(p, b, h, *t);
+    } else {
+      forward_head<In, T>(p, b, h, *t);
+    }
+  });
+}
+
+template <bool kBackward, class Params>
+void run(const Params& p) {
+  switch (p.dtype) {
+    case ScalarKind::kFloat32: return run_typed<float, kBackward>(p);
+    case ScalarKind::kFloat64: return run_typed<double, kBackward>(p);
+    case ScalarKind::kBFloat16: return run_typed<BFloat16, kBackward>(p);
+    case ScalarKind::kFloat16: return run_typed<Float16, kBackward>(p);
+    default: throw std::invalid_argument("chunk_gla: unsupported dtype");
+  }
+}
+
+}  // namespace
+
+void chunk_gla_forward(const MatrixChunkForwardParams& p) { run<false>(p); }
+void chunk_gla_backward(const MatrixChunkBackwardParams& p) { run<true>(p); }
+
+}  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET

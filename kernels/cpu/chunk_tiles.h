@@ -1,0 +1,135 @@
+// What the fused chunk kernels of the matrix-state recurrences share (chunk_delta_rule.cpp,
+// chunk_gla.cpp): moving one chunk of one head between the users' strided layout and a small
+// contiguous row-major tile in the compute type, vectorized exponentials, the row-major GEMM
+// through the caller's BLAS, and the per-worker scheduling of (batch, head) pairs.
+//
+// Compiled per instruction-set target like the scan engine (target.h). Exponentials use
+// Highway's vectorized Exp where the build has Highway (std::exp otherwise): a chunk needs
+// thousands of them, and scalar calls would cost as much as the chunk's matrix products.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+#include "element_types.h"
+#include "seqpar/kernels/matrix_state_params.h"
+#include "thread_pool.h"
+
+#if defined(SEQPAR_HAVE_HWY)
+#include <hwy/highway.h>
+#include <hwy/contrib/math/math-inl.h>
+#endif
+
+namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET {
+
+// x[i] = exp(x[i]) for i < n.
+template <class T>
+inline void exp_inplace(T* x, int64_t n) {
+#if defined(SEQPAR_HAVE_HWY)
+  namespace hn = hwy::HWY_NAMESPACE;
+  const hn::ScalableTag<T> d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) hn::StoreU(hn::Exp(d, hn::LoadU(d, x + i)), d, x + i);
+  for (; i < n; ++i) x[i] = std::exp(x[i]);
+#else
+  for (int64_t i = 0; i < n; ++i) x[i] = std::exp(x[i]);
+#endif
+}
+
+// Storage type of a ScalarKind's elements; the compute type is double for float64, else float.
+template <class In> struct ComputeOf { using type = float; };
+template <> struct ComputeOf<double> { using type = double; };
+
+template <class T> GemmFn<T> gemm_of(const MatrixGemm& g);
+template <> inline GemmFn<float> gemm_of<float>(const MatrixGemm& g) { return g.f32; }
+template <> inline GemmFn<double> gemm_of<double>(const MatrixGemm& g) { return g.f64; }
+
+// Row-major products on contiguous tiles (leading dimension = columns after no transpose).
+template <class T>
+struct Gemm {
+  GemmFn<T> fn;
+  // C (m x n, ldc) = alpha * op(A) op(B) + beta * C.
+  void operator()(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+                  int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) const {
+    if (m == 0 || n == 0) return;
+    if (k == 0) {
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+      return;
+    }
+    fn(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+};
+
+// Address of element (b, t, h, j) of a per-step operand.
+template <class In>
+inline const In* step_ptr(const StepOperand& x, int64_t b, int64_t t, int64_t h) {
+  return static_cast<const In*>(x.data) + b * x.batch + t * x.time + h * x.head;
+}
+template <class In>
+inline In* step_ptr(const MutableStepOperand& x, int64_t b, int64_t t, int64_t h) {
+  return static_cast<In*>(x.data) + b * x.batch + t * x.time + h * x.head;
+}
+
+// tile[i, j] = mult * x[b, t0 + i, h, j] for i < rows, j < cols (tile row-major, cols wide).
+template <class In, class T>
+inline void load_tile(const StepOperand& x, int64_t b, int64_t t0, int64_t h, int64_t rows,
+                      int64_t cols, T mult, T* tile) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const In* src = step_ptr<In>(x, b, t0 + i, h);
+    T* dst = tile + i * cols;
+    if (x.channel == 1) {
+      for (int64_t j = 0; j < cols; ++j) dst[j] = mult * static_cast<T>(load(src + j));
+    } else {
+      for (int64_t j = 0; j < cols; ++j) dst[j] = mult * static_cast<T>(load(src + j * x.channel));
+    }
+  }
+}
+// One value per step and head: out[i] = x[b, t0 + i, h].
+template <class In, class T>
+inline void load_gate(const StepOperand& x, int64_t b, int64_t t0, int64_t h, int64_t rows,
+                      T* out) {
+  for (int64_t i = 0; i < rows; ++i) out[i] = static_cast<T>(load(step_ptr<In>(x, b, t0 + i, h)));
+}
+// x[b, t0 + i, h, j] = mult * tile[i, j].
+template <class In, class T>
+inline void store_tile(const MutableStepOperand& x, int64_t b, int64_t t0, int64_t h,
+                       int64_t rows, int64_t cols, T mult, const T* tile) {
+  for (int64_t i = 0; i < rows; ++i) {
+    In* dst = step_ptr<In>(x, b, t0 + i, h);
+    const T* src = tile + i * cols;
+    for (int64_t j = 0; j < cols; ++j) store(dst + j * x.channel, mult * src[j]);
+  }
+}
+template <class In, class T>
+inline void store_gate(const MutableStepOperand& x, int64_t b, int64_t t0, int64_t h,
+                       int64_t rows, const T* in) {
+  for (int64_t i = 0; i < rows; ++i) store(step_ptr<In>(x, b, t0 + i, h), in[i]);
+}
+
+template <class T>
+inline T dot(const T* x, const T* y, int64_t n) {
+  T s = 0;
+  for (int64_t i = 0; i < n; ++i) s += x[i] * y[i];
+  return s;
+}
+
+// Runs fn(batch, head, worker) for every (batch, head) pair on up to num_threads workers, each
+// pair once; pairs are claimed in order from an atomic counter.
+template <class Fn>
+inline void for_each_head(int64_t batch, int64_t heads, int num_threads, const Fn& fn) {
+  const int64_t pairs = batch * heads;
+  if (pairs == 0) return;
+  const int workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads, pairs)));
+  std::atomic<int64_t> next{0};
+  run_on_workers(workers, [&](int worker) {
+    for (int64_t p = next.fetch_add(1); p < pairs; p = next.fetch_add(1)) fn(p / heads, p % heads, worker);
+  });
+}
+
+}  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET

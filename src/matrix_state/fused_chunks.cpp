@@ -1,0 +1,299 @@
+// The fused chunk kernels of the matrix-state recurrences (kernels/cpu/chunk_delta_rule.cpp,
+// chunk_gla.cpp) as ops and as the autograd function that chunk_gla and
+// chunk_gated_delta_rule use for CPU tensors:
+//   matrix_chunk_forward  -> (o, final_state, chunk_states)
+//   matrix_chunk_backward -> (grad_q, grad_k, grad_v, grad_g, grad_beta, grad_initial_state)
+// with CPU and Meta kernels (schemas in src/ops/library.cpp). Autograd saves the inputs and the
+// state entering each chunk (batch, heads, chunks, K, V) and nothing else; backward recomputes
+// a chunk's products from its state, so no (chunks, C, C) or (chunks, K, K) tensor ever exists.
+//
+// The kernels' small matrix products go to the BLAS inside the PyTorch wheel (MKL on x86-64,
+// which picks its instruction set at run time; OpenBLAS on aarch64) through its Fortran
+// sgemm_/dgemm_, referenced weakly: a LibTorch without them still loads, and the products then
+// run in a plain loop (docs/design.md, "Dependencies").
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include <ATen/Parallel.h>
+
+#include "matrix_state/chunking.h"
+#include "matrix_state/fused_chunks.h"
+#include "ops/kernel_params.h"
+#include "seqpar/kernels/cpu_matrix_state.h"
+
+extern "C" {
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*,
+            const float*, const int*, const float*, const int*, const float*, float*,
+            const int*) __attribute__((weak));
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*,
+            const double*, const int*, const double*, const int*, const double*, double*,
+            const int*) __attribute__((weak));
+// MKL's C API (the lower-case names are its Fortran interface, taking pointers).
+int MKL_Set_Num_Threads_Local(int) __attribute__((weak));
+}
+
+namespace seqpar::matrix_state {
+namespace {
+
+template <class T>
+void loop_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+               int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  for (int64_t i = 0; i < m; ++i) {
+    T* ci = c + i * ldc;
+    for (int64_t j = 0; j < n; ++j) ci[j] = beta == T(0) ? T(0) : beta * ci[j];
+    for (int64_t p = 0; p < k; ++p) {
+      const T aip = alpha * (ta ? a[p * lda + i] : a[i * lda + p]);
+      if (tb) {
+        for (int64_t j = 0; j < n; ++j) ci[j] += aip * b[j * ldb + p];
+      } else {
+        const T* bp = b + p * ldb;
+        for (int64_t j = 0; j < n; ++j) ci[j] += aip * bp[j];
+      }
+    }
+  }
+}
+
+// Row-major C = alpha op(A) op(B) + beta C is column-major C^T = alpha op(B)^T op(A)^T + beta C^T.
+// Each product is one thread's: the kernels already run one (batch, head) per worker, and MKL
+// would otherwise start its own threads inside every worker (measured: forward + backward of
+// gated DeltaNet at T = 2^15 took 3x as long). The caller's MKL setting is restored after.
+template <class T, class Fortran>
+void blas_gemm(Fortran f, bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+               int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  const char tra = ta ? 'T' : 'N', trb = tb ? 'T' : 'N';
+  const int M = static_cast<int>(n), N = static_cast<int>(m), K = static_cast<int>(k);
+  const int la = static_cast<int>(ldb), lb = static_cast<int>(lda), lc = static_cast<int>(ldc);
+  const int previous = MKL_Set_Num_Threads_Local != nullptr ? MKL_Set_Num_Threads_Local(1) : 0;
+  f(&trb, &tra, &M, &N, &K, &alpha, b, &la, a, &lb, &beta, c, &lc);
+  if (MKL_Set_Num_Threads_Local != nullptr) MKL_Set_Num_Threads_Local(previous);
+}
+
+void gemm_f32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+              int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (sgemm_ != nullptr) return blas_gemm(sgemm_, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  loop_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+void gemm_f64(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+              int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  if (dgemm_ != nullptr) return blas_gemm(dgemm_, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  loop_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+kernels::MatrixRecurrence recurrence_of(c10::string_view name) {
+  if (name == "gated_delta") return kernels::MatrixRecurrence::kGatedDelta;
+  TORCH_CHECK(name == "gla", "seqpar.matrix_chunk: argument 'recurrence' must be 'gated_delta' or ",
+              "'gla', got '", std::string(name), "'");
+  return kernels::MatrixRecurrence::kGla;
+}
+
+kernels::StepOperand step_operand(const at::Tensor& t) {
+  if (!t.defined()) return {};
+  return {t.data_ptr(), t.stride(0), t.stride(1), t.stride(2), t.dim() > 3 ? t.stride(3) : 0};
+}
+kernels::MutableStepOperand mutable_step_operand(const at::Tensor& t) {
+  return {t.data_ptr(), t.stride(0), t.stride(1), t.stride(2), t.dim() > 3 ? t.stride(3) : 0};
+}
+// States are contiguous (batch, heads, K, V) in the compute type.
+at::Tensor state_in(const std::optional<at::Tensor>& s, at::ScalarType dt) {
+  return s && s->defined() ? s->to(dt).contiguous() : at::Tensor();
+}
+kernels::StateOperand state_operand(const at::Tensor& s) {
+  if (!s.defined()) return {};
+  return {s.data_ptr(), s.stride(0), s.stride(1)};
+}
+kernels::MutableStateOperand mutable_state_operand(const at::Tensor& s) {
+  return {s.data_ptr(), s.stride(0), s.stride(1)};
+}
+
+kernels::MatrixGemm blas() { return {&gemm_f32, &gemm_f64}; }
+
+struct Shapes {
+  int64_t B, T, H, K, V, N;
+};
+Shapes shapes_of(const at::Tensor& q, const at::Tensor& v, int64_t chunk_size) {
+  TORCH_CHECK(chunk_size > 0, "seqpar.matrix_chunk: argument 'chunk_size' must be positive, got ",
+              chunk_size);
+  return {q.size(0), q.size(1), q.size(2), q.size(3), v.size(3),
+          (q.size(1) + chunk_size - 1) / chunk_size};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(
+    c10::string_view recurrence, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    const at::Tensor& g, const std::optional<at::Tensor>& beta, double scale,
+    const std::optional<at::Tensor>& initial_state, int64_t chunk_size) {
+  const Shapes s = shapes_of(q, v, chunk_size);
+  const at::ScalarType dt = compute_dtype(q.scalar_type());
+  const auto state_opts = q.options().dtype(dt);
+  at::Tensor o = at::empty({s.B, s.T, s.H, s.V}, v.options());
+  at::Tensor final_state = at::empty({s.B, s.H, s.K, s.V}, state_opts);
+  at::Tensor chunk_states = at::empty({s.B, s.H, s.N, s.K, s.V}, state_opts);
+  const at::Tensor init = state_in(initial_state, dt);
+  kernels::MatrixChunkForwardParams p;
+  p.recurrence = recurrence_of(recurrence);
+  p.dtype = ops::scalar_kind_of("seqpar.matrix_chunk_forward", "q", q);
+  p.shape = {s.B, s.T, s.H, s.K, s.V, chunk_size};
+  p.scale = scale;
+  p.q = step_operand(q);
+  p.k = step_operand(k);
+  p.v = step_operand(v);
+  p.g = step_operand(g);
+  if (beta) p.beta = step_operand(*beta);
+  p.initial_state = state_operand(init);
+  p.o = mutable_step_operand(o);
+  p.final_state = mutable_state_operand(final_state);
+  p.chunk_states = chunk_states.data_ptr();
+  p.gemm = blas();
+  p.num_threads = at::get_num_threads();
+  kernels::cpu::matrix_chunk_forward(p);
+  return {o, final_state, chunk_states};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
+    c10::string_view recurrence, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    const at::Tensor& g, const std::optional<at::Tensor>& beta, double scale,
+    const at::Tensor& chunk_states, const std::optional<at::Tensor>& grad_o,
+    const std::optional<at::Tensor>& grad_final_state, int64_t chunk_size) {
+  const Shapes s = shapes_of(q, v, chunk_size);
+  const at::ScalarType dt = compute_dtype(q.scalar_type());
+  at::Tensor gq = at::empty_like(q, at::MemoryFormat::Contiguous);
+  at::Tensor gk = at::empty_like(k, at::MemoryFormat::Contiguous);
+  at::Tensor gv = at::empty_like(v, at::MemoryFormat::Contiguous);
+  at::Tensor gg = at::empty_like(g, at::MemoryFormat::Contiguous);
+  // GLA has no beta: an empty grad_beta (a schema's Tensor return cannot be None).
+  at::Tensor gb = beta ? at::empty_like(*beta, at::MemoryFormat::Contiguous) : at::empty({0}, q.options());
+  at::Tensor g_init = at::empty({s.B, s.H, s.K, s.V}, q.options().dtype(dt));
+  const at::Tensor states = chunk_states.to(dt).contiguous();
+  const at::Tensor go = grad_o && grad_o->defined() ? grad_o->to(v.scalar_type()) : at::Tensor();
+  const at::Tensor gfs = state_in(grad_final_state, dt);
+  kernels::MatrixChunkBackwardParams p;
+  p.recurrence = recurrence_of(recurrence);
+  p.dtype = ops::scalar_kind_of("seqpar.matrix_chunk_backward", "q", q);
+  p.shape = {s.B, s.T, s.H, s.K, s.V, chunk_size};
+  p.scale = scale;
+  p.q = step_operand(q);
+  p.k = step_operand(k);
+  p.v = step_operand(v);
+  p.g = step_operand(g);
+  if (beta) p.beta = step_operand(*beta);
+  p.chunk_states = states.data_ptr();
+  p.grad_o = step_operand(go);
+  p.grad_final_state = state_operand(gfs);
+  p.grad_q = mutable_step_operand(gq);
+  p.grad_k = mutable_step_operand(gk);
+  p.grad_v = mutable_step_operand(gv);
+  p.grad_g = mutable_step_operand(gg);
+  if (beta) p.grad_beta = mutable_step_operand(gb);
+  p.grad_initial_state = mutable_state_operand(g_init);
+  p.gemm = blas();
+  p.num_threads = at::get_num_threads();
+  kernels::cpu::matrix_chunk_backward(p);
+  return {gq, gk, gv, gg, gb, g_init};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_meta(
+    c10::string_view, const at::Tensor& q, const at::Tensor&, const at::Tensor& v,
+    const at::Tensor&, const std::optional<at::Tensor>&, double, const std::optional<at::Tensor>&,
+    int64_t chunk_size) {
+  const Shapes s = shapes_of(q, v, chunk_size);
+  const auto state_opts = q.options().dtype(compute_dtype(q.scalar_type()));
+  return {at::empty({s.B, s.T, s.H, s.V}, v.options()), at::empty({s.B, s.H, s.K, s.V}, state_opts),
+          at::empty({s.B, s.H, s.N, s.K, s.V}, state_opts)};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_meta(
+    c10::string_view, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    const at::Tensor& g, const std::optional<at::Tensor>& beta, double,
+    const at::Tensor& chunk_states, const std::optional<at::Tensor>&,
+    const std::optional<at::Tensor>&, int64_t) {
+  return {at::empty_like(q), at::empty_like(k), at::empty_like(v), at::empty_like(g),
+          beta ? at::empty_like(*beta) : at::empty({0}, q.options()),
+          at::empty({q.size(0), q.size(2), q.size(3), v.size(3)}, chunk_states.options())};
+}
+
+using ForwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+    c10::string_view, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const std::optional<at::Tensor>&, double, const std::optional<at::Tensor>&, int64_t);
+using BackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
+    c10::string_view, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const std::optional<at::Tensor>&, double, const at::Tensor&, const std::optional<at::Tensor>&,
+    const std::optional<at::Tensor>&, int64_t);
+
+const c10::TypedOperatorHandle<ForwardSig>& forward_op() {
+  static const auto h = c10::Dispatcher::singleton()
+                            .findSchemaOrThrow("seqpar::matrix_chunk_forward", "")
+                            .typed<ForwardSig>();
+  return h;
+}
+const c10::TypedOperatorHandle<BackwardSig>& backward_op() {
+  static const auto h = c10::Dispatcher::singleton()
+                            .findSchemaOrThrow("seqpar::matrix_chunk_backward", "")
+                            .typed<BackwardSig>();
+  return h;
+}
+
+std::optional<at::Tensor> defined(const at::Tensor& t) {
+  return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
+}
+
+// Autograd over the two ops. beta and initial_state are optional: an undefined tensor cannot be
+// an autograd input, an absent one comes as nullopt.
+class FusedChunkFunction : public torch::autograd::Function<FusedChunkFunction> {
+ public:
+  static torch::autograd::variable_list forward(
+      torch::autograd::AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
+      const at::Tensor& v, const at::Tensor& g, const std::optional<at::Tensor>& beta,
+      const std::optional<at::Tensor>& initial_state, std::string recurrence, double scale,
+      int64_t chunk_size) {
+    auto [o, final_state, chunk_states] =
+        forward_op().call(recurrence, q, k, v, g, beta, scale, initial_state, chunk_size);
+    ctx->save_for_backward({q, k, v, g, beta.value_or(at::Tensor()), chunk_states});
+    ctx->saved_data["recurrence"] = recurrence;
+    ctx->saved_data["scale"] = scale;
+    ctx->saved_data["chunk_size"] = chunk_size;
+    ctx->saved_data["has_initial"] = initial_state.has_value();
+    ctx->saved_data["initial_dtype"] =
+        static_cast<int64_t>(initial_state ? initial_state->scalar_type() : at::kFloat);
+    return {o, final_state};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const std::string recurrence = ctx->saved_data["recurrence"].toStringRef();
+    auto [gq, gk, gv, gg, gb, g_init] = backward_op().call(
+        recurrence, saved[0], saved[1], saved[2], saved[3], defined(saved[4]),
+        ctx->saved_data["scale"].toDouble(), saved[5], defined(grads[0]), defined(grads[1]),
+        ctx->saved_data["chunk_size"].toInt());
+    const auto init_dtype = static_cast<at::ScalarType>(ctx->saved_data["initial_dtype"].toInt());
+    return {gq, gk, gv, gg, saved[4].defined() ? gb : at::Tensor(),
+            ctx->saved_data["has_initial"].toBool() ? g_init.to(init_dtype) : at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+bool use_fused_chunks(const at::Tensor& q) { return q.device().is_cpu() || q.is_meta(); }
+
+std::tuple<at::Tensor, at::Tensor> fused_chunk_recurrence(
+    const char* recurrence, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    const at::Tensor& g, const at::Tensor& beta, double scale,
+    const std::optional<at::Tensor>& initial_state, int64_t chunk_size) {
+  auto out = FusedChunkFunction::apply(
+      q, k, v, g, defined(beta),
+      initial_state && initial_state->defined() ? initial_state : std::nullopt,
+      std::string(recurrence), scale, chunk_size);
+  return {out[0], out[1]};
+}
+
+}  // namespace seqpar::matrix_state
+
+TORCH_LIBRARY_IMPL(seqpar, CPU, m) {
+  m.impl("matrix_chunk_forward", &seqpar::matrix_state::forward_cpu);
+  m.impl("matrix_chunk_backward", &seqpar::matrix_state::backward_cpu);
+}
+
+TORCH_LIBRARY_IMPL(seqpar, Meta, m) {
+  m.impl("matrix_chunk_forward", &seqpar::matrix_state::forward_meta);
+  m.impl("matrix_chunk_backward", &seqpar::matrix_state::backward_meta);
+}

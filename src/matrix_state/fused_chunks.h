@@ -1,0 +1,22 @@
+// The fused chunk kernels as a differentiable function (fused_chunks.cpp), used by chunk_gla and
+// chunk_gated_delta_rule for the tensors those kernels run on (CPU; Meta for shape inference).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <tuple>
+
+namespace seqpar::matrix_state {
+
+// Whether the fused kernels take tensors like q (CPU and Meta; CUDA runs the ATen composition).
+bool use_fused_chunks(const at::Tensor& q);
+
+// (o, final_state) of `recurrence` ("gated_delta" or "gla"; beta undefined for "gla"), with
+// autograd that saves the inputs and the chunk states only. Arguments checked by the caller.
+std::tuple<at::Tensor, at::Tensor> fused_chunk_recurrence(
+    const char* recurrence, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    const at::Tensor& g, const at::Tensor& beta, double scale,
+    const std::optional<at::Tensor>& initial_state, int64_t chunk_size);
+
+}  // namespace seqpar::matrix_state
