@@ -34,7 +34,7 @@ def scan(a, b, h0=None, reverse=False, group=None, algo="auto"):
 
 def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False,
               state_v_first=False, cu_seqlens=None, cu_seqlens_cpu=None, *, chunk_size=64,
-              group=None, **kwargs):
+              group=None, algo="auto", **kwargs):
     """seqpar.chunk_gla with the sequence split along time across the group's ranks: the same
     arguments (flash-linear-attention's chunk_gla surface, grouped value heads included) plus
     group and algo. Every rank must call it, with the same head counts and options."""
