@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Compares compile-time variants of the CUDA scan's tile knobs (scan_plan.h, scan_kernel.cuh) in
-# one GPU run: builds kernels/cuda/gpu_check/scan_gpu_check once per variant, in parallel, runs
+# one GPU run: builds tests/kernels/cuda/gpu_check/scan_gpu_check once per variant, in parallel, runs
 # its correctness check and bench for each, and prints fwd/bwd % of copy bandwidth per shape
 # side by side. Needs nvcc and a GPU; measure before changing a default.
 #
@@ -16,7 +16,7 @@ names=()
 for spec in "$@"; do
   name=${spec%%:*}; flags=${spec#*:}; names+=("$name")
   mkdir -p "$out/$name"
-  for src in kernels/cuda/*.cu kernels/cuda/gpu_check/scan_gpu_check.cu; do
+  for src in kernels/cuda/*.cu tests/kernels/cuda/gpu_check/scan_gpu_check.cu; do
     # shellcheck disable=SC2086
     "$nvcc" -std=c++17 -O3 -Ikernels/include -gencode "arch=compute_$cc,code=sm_$cc" $flags \
       -c "$src" -o "$out/$name/$(basename "$src" .cu).o" &

@@ -100,7 +100,7 @@ def load(path, stat="median"):
             if (env.get("emulation") or {}).get("latency_us", 0):
                 continue  # injected latency: not this backend's own alpha
             # The algorithms whose cost the fit's formulas describe (ring and Blelloch are
-            # predicted by comm/src/rank_scan.cpp from the tree's alpha and beta).
+            # predicted by comm/src/cost_model.cpp from the tree's alpha and beta).
             if r["bench"] == "exchange" and c["summary"] == "diagonal" and c["algo"] in FITTED:
                 points.append((c["P"], c["bytes"], r[stat], c["algo"]))
             elif r["bench"] == "sp_scan":

@@ -33,7 +33,8 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( cores / np > 0 ? cores / np : 1 ))
 # SEQPAR_COMM_TIMEOUT_MS: deadline of every blocking communication call; a dead peer makes
 # the job fail with an error naming the call instead of hanging (default here: 10 minutes).
 export SEQPAR_COMM_TIMEOUT_MS=${SEQPAR_COMM_TIMEOUT_MS:-600000}
-# SEQPAR_SP_ALGO: how ranks exchange scan summaries (tree | exscan | allgather; unset: auto).
+# SEQPAR_SP_ALGO: passed on when set; replaces sp_algo = auto (docs/sequence_parallel.md,
+# "Choosing the exchange").
 
 mpi_args=(-np "$np" --bind-to none -x OMP_NUM_THREADS -x SEQPAR_COMM_TIMEOUT_MS)
 [[ -n "${SEQPAR_SP_ALGO:-}" ]] && mpi_args+=(-x SEQPAR_SP_ALGO)

@@ -2,11 +2,11 @@
 # Checks a GPU user's build of seqpar on a machine without a GPU (CI): nothing here runs a
 # kernel. Three steps, each stopping the script on failure:
 #   1. torch-free kernel build: nvcc compiles every kernels/cuda/*.cu (and links the GPU
-#      session's check program, kernels/cuda/gpu_check) for each architecture
+#      session's check program, tests/kernels/cuda/gpu_check) for each architecture
 #      with -Ikernels/include only (proves kernels/ needs no LibTorch) and reports register
 #      use and any spills from ptxas; checks in the PTX that only the float32 forward asks
 #      for a minimum of CTAs per SM; then the kernel itself runs on a host emulation of CUDA
-#      (kernels/cuda/host_emulation) against a double-precision reference;
+#      (tests/kernels/cuda/host_emulation) against a double-precision reference;
 #   2. the whole project configured and built against the CUDA build of PyTorch
 #      (torch 2.14.1+cu130 in a venv made by `scripts/setup.sh --cuda`) in build-cuda/;
 #   3. load checks: the venv's Python loads build-cuda/src/libseqpar.so, the seqpar ops have
@@ -54,7 +54,7 @@ gencode=()
 IFS=';' read -r -a arch_list <<<"$archs"
 for a in "${arch_list[@]}"; do gencode+=(-gencode "arch=compute_${a},code=sm_${a}"); done
 pids=()
-for src in kernels/cuda/*.cu kernels/cuda/gpu_check/scan_gpu_check.cu; do
+for src in kernels/cuda/*.cu tests/kernels/cuda/gpu_check/scan_gpu_check.cu; do
   obj="build-kernels-cuda/$(basename "$src" .cu).o"
   log="build-kernels-cuda/$(basename "$src" .cu).ptxas.log"
   "$nvcc" -std=c++17 -O3 -Ikernels/include "${gencode[@]}" -Xptxas -v \
@@ -72,7 +72,7 @@ done
 spills=$(cat build-kernels-cuda/*.ptxas.log | grep -E "[1-9][0-9]* bytes spill (stores|loads)" || true)
 if [ -n "$spills" ]; then echo "note: ptxas reports spills:"; echo "$spills" | sort | uniq -c; fi
 max_regs=$(grep -ohE "Used [0-9]+ registers" build-kernels-cuda/*.ptxas.log | awk '{print $2}' | sort -n | tail -n 1)
-# The GPU session's check program (kernels/cuda/gpu_check) links against the kernels alone.
+# The GPU session's check program (tests/kernels/cuda/gpu_check) links against the kernels alone.
 "$nvcc" -o build-kernels-cuda/scan_gpu_check build-kernels-cuda/*.o ||
   { echo "cuda_build_check: scan_gpu_check link failed" >&2; exit 1; }
 echo "   ok: $(ls kernels/cuda/*.cu | wc -l) files for sm_{${archs//;/,}} and scan_gpu_check, max $max_regs registers/thread"
@@ -92,11 +92,11 @@ stray=$(echo "$hints" | grep -v '^$' | grep -v 'scan_tile_kernelIfLNS2_6OpKindE0
   grep -v -E 'scan_tile_kernelI13__nv_bfloat16LNS2_6OpKindE0ELi(8|32)E' || true)
 [ -z "$stray" ] || { echo "cuda_build_check: CTA minimum on a kernel not measured with one:" >&2; echo "$stray" >&2; exit 1; }
 echo "   ok: a CTA minimum only on the float32 forward and the bfloat16 channels forward ($(echo "$hints" | grep -c . || true) kernels, minimum $(echo "$hints" | awk '{print $2}' | sort -u | tr '\n' ' '))"
-# The kernel's logic on the host: kernels/cuda/host_emulation runs scan_tile_kernel with every
+# The kernel's logic on the host: tests/kernels/cuda/host_emulation runs scan_tile_kernel with every
 # CUDA thread as a fiber and checks it against a double-precision reference.
 echo "== [1b] kernel logic on the host emulator (no GPU)"
 c++ -std=c++17 -O1 -w -pthread -I"$cuda_home/include" -I"$cuda_home/include/cccl" -Ikernels/cuda \
-  -Ikernels/cuda/host_emulation -Ikernels/include kernels/cuda/host_emulation/emu_scan_test.cpp \
+  -Itests/kernels/cuda/host_emulation -Ikernels/include tests/kernels/cuda/host_emulation/emu_scan_test.cpp \
   -o build-kernels-cuda/emu_scan_test
 ./build-kernels-cuda/emu_scan_test quick >build-kernels-cuda/emu_scan_test.log ||
   { grep -E "FAIL" build-kernels-cuda/emu_scan_test.log; echo "cuda_build_check: emulated kernel tests failed" >&2; exit 1; }

@@ -8,7 +8,7 @@
 #
 # Steps (the summary names each one with its status, seconds and log):
 #   build-kernels  nvcc builds kernels/cuda/*.cu and the torch-free check program
-#                  (kernels/cuda/gpu_check) for the device's architecture; registers and
+#                  (tests/kernels/cuda/gpu_check) for the device's architecture; registers and
 #                  spills from ptxas go to ptxas.txt
 #   build-lib      (in the background from the start) CMake builds libseqpar against this
 #                  machine's PyTorch, CUDA on, tests/benchmarks off, in build-gpu/; with
@@ -174,7 +174,7 @@ kb=$repo/build-gpu-kernels
 mkdir -p "$kb"
 build_kernels() {
   local pids=() fail=0
-  for src in kernels/cuda/*.cu kernels/cuda/gpu_check/scan_gpu_check.cu; do
+  for src in kernels/cuda/*.cu tests/kernels/cuda/gpu_check/scan_gpu_check.cu; do
     local o="$kb/$(basename "$src" .cu).o"
     "$nvcc" -std=c++17 -O3 -Ikernels/include -gencode "arch=compute_$cc,code=sm_$cc" \
       -Xptxas -v -c "$src" -o "$o" >"$o.ptxas" 2>&1 &

@@ -17,9 +17,6 @@
 
 #include "bench.h"
 #include "seqpar/comm/rank_scan.h"
-#ifdef SEQPAR_COMM_WITH_MPI
-#include "seqpar/comm/mpi_communicator.h"
-#endif
 
 namespace po = boost::program_options;
 
@@ -83,19 +80,16 @@ int run_exchange(const CommonOptions& common, const std::vector<std::string>& ar
     if (!common.quick) cases.push_back({"matrix", 16, 128, 128});
   }
   if (cases.empty()) throw std::invalid_argument("seqpar-bench exchange: --summary must name diagonal and/or matrix, got '" + summaries + "'");
-  std::vector<comm::RankScanAlgo> algos{comm::RankScanAlgo::kTree, comm::RankScanAlgo::kAllGather,
-                                        comm::RankScanAlgo::kRing, comm::RankScanAlgo::kBlelloch,
-                                        comm::RankScanAlgo::kExscan, comm::RankScanAlgo::kAuto};
-  bool mpi_direct = false;
-#ifdef SEQPAR_COMM_WITH_MPI
-  mpi_direct = dynamic_cast<comm::MpiCommunicator*>(&world) != nullptr;
-#endif
+  std::vector<comm::ExchangeAlgo> algos{comm::ExchangeAlgo::kTree, comm::ExchangeAlgo::kAllGather,
+                                        comm::ExchangeAlgo::kRing, comm::ExchangeAlgo::kBlelloch,
+                                        comm::ExchangeAlgo::kExscan, comm::ExchangeAlgo::kAuto};
+  const bool mpi_direct = world.offers_pair_exscan();
   const int P = world.size(), reps = common.reps > 0 ? common.reps : (common.quick ? 5 : 20);
   const comm::CostModel model = comm::cost_model_for(world);
   int total = 0;
   for (const Case& c : cases)
     for (auto algo : algos)
-      total += !(algo == comm::RankScanAlgo::kExscan && (c.summary != "diagonal" || !mpi_direct));
+      total += !(algo == comm::ExchangeAlgo::kExscan && (c.summary != "diagonal" || !mpi_direct));
   const bool matrix = summaries.find("matrix") != std::string::npos;
   const double gflops = matrix ? matmul_gflops() : 0;
   if (matrix && world.rank() == 0)
@@ -108,29 +102,29 @@ int run_exchange(const CommonOptions& common, const std::vector<std::string>& ar
         c.summary == "diagonal" ? comm::diagonal_summary() : comm::matrix_summary();
     const comm::ExchangeSize size = kind.exchange_size(own);
     for (auto algo : algos) {
-      if (algo == comm::RankScanAlgo::kExscan && (c.summary != "diagonal" || !mpi_direct)) continue;
+      if (algo == comm::ExchangeAlgo::kExscan && (c.summary != "diagonal" || !mpi_direct)) continue;
       const Timing t = time_slowest(world, reps, [&] {
         comm::rank_entering_state(world, kind, own, /*reverse=*/false, algo);
       });
       Record r;
       r.bench = "exchange";
-      r.cas = {{"summary", c.summary}, {"algo", comm::rank_scan_algo_name(algo)},
+      r.cas = {{"summary", c.summary}, {"algo", comm::exchange_algo_name(algo)},
                {"bytes", size.summary_bytes}, {"state_bytes", size.state_bytes},
                {"dtype", c.summary == "diagonal" ? "float64" : "float32"}, {"P", P}};
       if (c.summary == "diagonal") r.cas["elements"] = c.a;
       else r.cas.update({{"H", c.a}, {"K", c.b}, {"V", c.c}});
       if (c.summary == "matrix") r.extra["matmul_gflops"] = gflops;
       r.timing = t;
-      comm::RankScanAlgo predicted_algo = algo;
-      if (algo == comm::RankScanAlgo::kAuto) {
-        predicted_algo = comm::choose_rank_scan_algo(world, size, algo, kind.elementwise());
-        r.extra["auto_choice"] = comm::rank_scan_algo_name(predicted_algo);
+      comm::ExchangeAlgo predicted_algo = algo;
+      if (algo == comm::ExchangeAlgo::kAuto) {
+        predicted_algo = comm::resolve_exchange_algo(world, kind, own, algo);
+        r.extra["auto_choice"] = comm::exchange_algo_name(predicted_algo);
       }
-      r.predicted = comm::predict_rank_scan_seconds(predicted_algo, P, size, model);
+      r.predicted = comm::predict_exchange_seconds(predicted_algo, P, size, model);
       out.add(r);
       std::ostringstream what;
       what.precision(1);
-      what << std::fixed << "exchange " << comm::rank_scan_algo_name(algo) << " " << describe(c)
+      what << std::fixed << "exchange " << comm::exchange_algo_name(algo) << " " << describe(c)
            << " P=" << P << ": " << t.median * 1e6 << " us (model " << *r.predicted * 1e6
            << " us)";
       progress.done(what.str());

@@ -18,7 +18,7 @@
 #include <map>
 
 #include "bench.h"
-#include "seqpar/comm/communicator.h"
+#include "seqpar/comm/bootstrap.h"
 
 namespace po = boost::program_options;
 using namespace seqpar;

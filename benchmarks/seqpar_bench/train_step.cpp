@@ -30,7 +30,7 @@
 #include <sys/resource.h>
 
 #include "bench.h"
-#include "seqpar/comm/communicator.h"
+#include "seqpar/comm/bootstrap.h"
 #include "seqpar/comm/forwarding_communicator.h"
 
 namespace po = boost::program_options;
@@ -177,7 +177,7 @@ int run_train_step(const CommonOptions& common, const std::vector<std::string>& 
     const double matmul_s = g_totals.matmul - at_start.matmul;
     Record rec;
     rec.bench = "train_step";
-    rec.cas = {{"seq_len", o.seq_len}, {"model", o.model}, {"P", P}, {"d_model", o.d_model},
+    rec.cas = {{"seq_len", o.seq_len}, {"model", seqpar::models::model_kind_name(o.model)}, {"P", P}, {"d_model", o.d_model},
                {"layers", o.layers}, {"heads", o.heads}, {"mlp_hidden", o.mlp_hidden}, {"threads", o.threads},
                {"keep_freed_memory", !glibc_defaults}, {"sp_algo", sp_algo}};
     rec.timing = summarize(seconds);

@@ -1,7 +1,7 @@
 // Internal helpers to throw CommError with the call site's file:line (docs/design.md rule 6).
 #pragma once
 
-#include "seqpar/comm/communicator.h"
+#include "seqpar/comm/comm_error.h"
 
 #define SEQPAR_COMM_FAIL(ErrorType, backend, call, rank, peer, detail) \
   throw ErrorType((backend), (call), (rank), (peer), (detail), __FILE__, __LINE__)

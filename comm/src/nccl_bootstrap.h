@@ -3,7 +3,7 @@
 
 #include <memory>
 
-#include "seqpar/comm/communicator.h"
+#include "seqpar/comm/bootstrap.h"
 
 namespace seqpar::comm {
 

@@ -153,6 +153,16 @@ NcclCommunicator& NcclCommunicator::operator=(NcclCommunicator&& other) noexcept
   return *this;
 }
 
+void NcclCommunicator::abort_after_timeout(const char* call, int peer) {
+  broken_ = true;
+  ncclCommAbort(comm_);
+  comm_ = nullptr;
+  SEQPAR_COMM_FAIL(CommTimeoutError, nccl_version(), call, rank_, peer,
+                   "not complete after " + std::to_string(timeout_.count()) +
+                       " ms; the communicator was aborted (a peer died, hangs, or never made "
+                       "the matching call)");
+}
+
 void NcclCommunicator::wait_ready(const char* call, int peer) {
   const auto deadline = std::chrono::steady_clock::now() + timeout_;
   for (;;) {
@@ -165,13 +175,7 @@ void NcclCommunicator::wait_ready(const char* call, int peer) {
       fail(state, call, peer, __FILE__, __LINE__);
     }
     if (std::chrono::steady_clock::now() > deadline) {
-      broken_ = true;
-      ncclCommAbort(comm_);
-      comm_ = nullptr;
-      SEQPAR_COMM_FAIL(CommTimeoutError, nccl_version(), call, rank_, peer,
-                       "not complete after " + std::to_string(timeout_.count()) +
-                           " ms; the communicator was aborted (a peer died, hangs, or never "
-                           "made the matching call)");
+      abort_after_timeout(call, peer);
     }
     std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
@@ -212,13 +216,7 @@ void NcclCommunicator::run(const char* call, int peer, Stream stream, Enqueue&& 
       fail(state, call, peer, __FILE__, __LINE__);
     }
     if (std::chrono::steady_clock::now() > deadline) {
-      broken_ = true;
-      ncclCommAbort(comm_);
-      comm_ = nullptr;
-      SEQPAR_COMM_FAIL(CommTimeoutError, nccl_version(), call, rank_, peer,
-                       "not complete after " + std::to_string(timeout_.count()) +
-                           " ms; the communicator was aborted (a peer died, hangs, or never "
-                           "made the matching call)");
+      abort_after_timeout(call, peer);
     }
     std::this_thread::sleep_for(std::chrono::microseconds(20));
   }

@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "seqpar/comm/rank_scan.h"
+#include "seqpar/comm/tensor_buffer.h"
 #include "summary_buffer.h"
 
 namespace seqpar::comm {

@@ -3,9 +3,9 @@
 
 #include "target.h"
 
-
 #include "element_types.h"
 #include "seqpar/kernels/scan_params.h"
+#include "seqpar/kernels/static_switch.h"
 
 namespace seqpar::kernels::cpu {
 // Defined once, in the baseline (scalar_kind.cpp): the per-target copies of the engine then
@@ -17,14 +17,8 @@ namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET {
 
 template <class Fn>
 void dispatch_scalar_kind(ScalarKind kind, const char* what, Fn&& fn) {
-  switch (kind) {
-    case ScalarKind::kFloat32: fn(float{}); return;
-    case ScalarKind::kFloat64: fn(double{}); return;
-    case ScalarKind::kBFloat16: fn(BFloat16{}); return;
-    case ScalarKind::kFloat16: fn(Float16{}); return;
-    case ScalarKind::kComplex64: fn(Complex<float>{}); return;
-  }
-  throw_unsupported_kind(what, kind);
+  scalar_kind_switch<StorageTypes<float, double, BFloat16, Float16, Complex<float>>>(
+      kind, fn, [&] { throw_unsupported_kind(what, kind); });
 }
 
 }  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET

@@ -6,6 +6,7 @@
 // multiply (Annex G), which costs more than the whole scan step.
 #pragma once
 
+#include "seqpar/kernels/scan_params.h"
 #include "target.h"
 
 #include <cstdint>
@@ -103,13 +104,18 @@ inline Float16 to_float16(float f) {
 }
 #endif
 
-// Storage type S -> accumulation type.
+// Storage type S -> accumulation type, as the table accumulation_kind (scan_params.h) says.
+template <AccumulationKind K> struct AccumulationType;
+template <> struct AccumulationType<AccumulationKind::kFloat32> { using type = float; };
+template <> struct AccumulationType<AccumulationKind::kFloat64> { using type = double; };
+template <> struct AccumulationType<AccumulationKind::kComplex128> { using type = Complex<double>; };
+template <ScalarKind K> using accumulation_of_kind = typename AccumulationType<accumulation_kind(K)>::type;
 template <class S> struct AccumulateOf;
-template <> struct AccumulateOf<float> { using type = double; };
-template <> struct AccumulateOf<double> { using type = double; };
-template <> struct AccumulateOf<BFloat16> { using type = float; };
-template <> struct AccumulateOf<Float16> { using type = float; };
-template <> struct AccumulateOf<Complex<float>> { using type = Complex<double>; };
+template <> struct AccumulateOf<float> { using type = accumulation_of_kind<ScalarKind::kFloat32>; };
+template <> struct AccumulateOf<double> { using type = accumulation_of_kind<ScalarKind::kFloat64>; };
+template <> struct AccumulateOf<BFloat16> { using type = accumulation_of_kind<ScalarKind::kBFloat16>; };
+template <> struct AccumulateOf<Float16> { using type = accumulation_of_kind<ScalarKind::kFloat16>; };
+template <> struct AccumulateOf<Complex<float>> { using type = accumulation_of_kind<ScalarKind::kComplex64>; };
 template <class S> using acc_t = typename AccumulateOf<S>::type;
 
 inline float load(const float* p) { return *p; }

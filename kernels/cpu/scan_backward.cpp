@@ -168,6 +168,10 @@ struct BackwardPolicy {
   // Whether step k+1 (time t-1) lies below step k in memory: the usual case.
   bool time_descends() const { return as.time > 0; }
 
+  // The same loop skeletons as ForwardPolicy's (forward_policy.h), walking time backwards over
+  // (a, grad_h) instead of forwards over (a, b): kept as two copies on purpose, since each loop
+  // is written with its own restrict locals and step direction so that it vectorizes, and a
+  // shared template over direction and operands would hide exactly what the compiler needs.
   void channel_aggregate(const Lane& L, int n, bool descending, int64_t k0, int64_t k1, Acc* A,
                          Acc* B) const {
     Acc cA[engine::kChannelLanes], cB[engine::kChannelLanes];

@@ -1,38 +1,34 @@
 // The CPU scan engine: scheduling and inner loops shared by forward, backward and summary.
 //
-// Every pass is a first-order recurrence s <- c_k * s + x_k over steps k = 0..T-1 of
-// batch * channels independent sequences; a Policy says how to read (c_k, x_k) and what to
-// emit at each step (forward: h; backward: grad_a, grad_b). The engine decides how to cut the
-// work:
+// Every pass is a first-order recurrence s <- c_k * s + x_k over steps k = 0..T-1 of batch *
+// channels independent sequences; a Policy says how to read (c_k, x_k) and what to emit at each
+// step (forward: h; backward: grad_a, grad_b). The engine decides how to cut the work:
 //
-// * Channel-inner mode (all operands have unit channel stride and channels >= 16): a group is
-//   64 to 4096 neighbouring channels of one batch row: a whole row when the row is narrow
+// * Channel-inner mode (all operands have unit channel stride and channels >= 16): a group is 64 to
+//   4096 neighbouring channels of one batch row: a whole row when the row is narrow
 //   (kMinWholeRowTileSteps) or one thread runs, else as wide as leaves one group per thread; the
-//   inner loop runs across channels and vectorizes. Wide groups matter: each time step of a
-//   group is one contiguous run of memory, and with rows of only 64 floats the prefetchers see
-//   thousands of short strided streams instead of three long ones.
-// * Contiguous mode (time-contiguous operands of a storage type with a vector path, every
-//   target built with Highway): a group is one sequence, scanned in registers by vector_scan.h.
-// * Time-inner mode (everything else: few channels, general strides, complex64 on SVE,
-//   float16 along time where the target has no rounding conversion, builds without
-//   Highway): a group is up to 8 sequences (4 when time is contiguous, so that one thread
-//   walks fewer memory streams); when it has fewer than the chains wanted (8, or 4), each
-//   cache-sized block of time is cut into sub-ranges that run as independent chains (their
-//   entry states come from the sub-range summaries), so even one sequence is not bound by the
-//   latency of one multiply-add chain.
-// * When there are too few groups to keep every thread busy, time is cut into cache-sized
-//   tiles that threads claim in order. A tile first composes its own summary (A, B) while it
-//   streams its inputs into cache, publishes it, looks back over its predecessors' published
-//   summaries until it meets one whose inclusive state is known (decoupled look-back, as GPU
-//   scans do), publishes its own inclusive state, and then scans from cache. Inputs are read
-//   from memory once and outputs written once: 12 B/elem forward in fp32, not the 20 B/elem
-//   of reduce-then-scan. A tile whose entering state is already composable when it is claimed
-//   skips its summary and scans straight from memory (10-50% of the tiles with two threads,
-//   docs/cpu_kernels.md).
+//   inner loop runs across channels and vectorizes. Wide groups matter: each time step of a group
+//   is one contiguous run of memory, and with rows of only 64 floats the prefetchers see thousands
+//   of short strided streams instead of three long ones.
+// * Contiguous mode (time-contiguous operands of a storage type with a vector path, every target
+//   built with Highway): a group is one sequence, scanned in registers by vector_scan.h.
+// * Time-inner mode (everything else: few channels, general strides, complex64 on SVE, float16
+//   along time where the target has no rounding conversion, builds without Highway): a group is up
+//   to 8 sequences (4 when time is contiguous, so that one thread walks fewer memory streams); when
+//   it has fewer than the chains wanted (8, or 4), each cache-sized block of time is cut into
+//   sub-ranges that run as independent chains (their entry states come from the sub-range
+//   summaries), so even one sequence is not bound by the latency of one multiply-add chain.
+// * When there are too few groups to keep every thread busy, time is cut into cache-sized tiles
+//   that threads claim in order. A tile first composes its own summary (A, B) while it streams its
+//   inputs into cache, publishes it, looks back over its predecessors' published summaries until it
+//   meets one whose inclusive state is known (decoupled look-back, as GPU scans do), publishes its
+//   own inclusive state, and then scans from cache. Inputs are read from memory once and outputs
+//   written once: 12 B/elem forward in fp32, not the 20 B/elem of reduce-then-scan. A tile whose
+//   entering state is already composable when it is claimed skips its summary and scans straight
+//   from memory (10-50% of the tiles with two threads, docs/cpu_kernels.md).
 //
-// Policy interface (S = storage type, Acc = accumulation type). The inner loops live in the
-// policy, written with local restrict pointers so that the compiler vectorizes them; the engine
-// only decides which loop runs on which range.
+// Policy interface (S = storage type, Acc = accumulation type): the inner loops, written with
+// local restrict pointers so that they vectorize; the engine decides which runs on which range.
 //   struct Lane;                                   pointers of one sequence at step 0
 //   Lane lane(int64_t batch, int64_t channel) const;
 //   Lane advance(const Lane&, int64_t k) const;     the same sequence at step k
@@ -45,8 +41,7 @@
 //   time mode, n chains each starting at its own Lane, `len` steps:
 //     void chains_aggregate(const Lane* chains, int n, int64_t len, Acc* A, Acc* B) const;
 //     void chains_run(const Lane* chains, int n, int64_t len, Acc* s) const;
-//   Acc step_last(const Lane&, int64_t k, int64_t l, Acc s) const;  the step at k = T-1 when
-//                                                                   kSpecialLast
+//   Acc step_last(const Lane&, int64_t k, int64_t l, Acc s) const;  step k = T-1 (kSpecialLast)
 //   Acc initial(int64_t batch, int64_t channel) const;
 //   void finish(int64_t batch, int64_t channel, Acc s) const;
 //   bool unit_channel_stride() const;

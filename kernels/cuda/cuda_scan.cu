@@ -4,6 +4,7 @@
 #include "seqpar/kernels/cuda_scan.h"
 
 #include "scan_dispatch.h"
+#include "seqpar/kernels/static_switch.h"
 
 namespace seqpar::kernels::cuda {
 namespace {
@@ -11,14 +12,8 @@ namespace {
 // Calls fn with a value of the storage type that matches `kind` (only its type is used).
 template <class Fn>
 int dispatch_storage(ScalarKind kind, Fn&& fn) {
-  switch (kind) {
-    case ScalarKind::kFloat32: return fn(float{});
-    case ScalarKind::kFloat64: return fn(double{});
-    case ScalarKind::kBFloat16: return fn(__nv_bfloat16{});
-    case ScalarKind::kFloat16: return fn(__half{});
-    case ScalarKind::kComplex64: return fn(float2{});
-  }
-  return int(cudaErrorInvalidValue);
+  return scalar_kind_switch<StorageTypes<float, double, __nv_bfloat16, __half, float2>>(
+      kind, fn, [] { return int(cudaErrorInvalidValue); });
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <type_traits>
 
 #include "scan_kernel.cuh"
 #include "scan_plan.h"
@@ -78,7 +79,7 @@ int launch_tiles(KernelArgs args, cudaStream_t stream, Workspace workspace) {
     args.tile_counter = reinterpret_cast<unsigned int*>(base + size_t(tiles) * sizeof(int));
     args.aggregates = base + layout.map_offset;
     args.inclusives = base + layout.map_offset + layout.map_bytes;
-#ifdef SEQPAR_HOST_EMULATION  // kernels/cuda/host_emulation runs this launch path on the CPU
+#ifdef SEQPAR_HOST_EMULATION  // tests/kernels/cuda/host_emulation runs this launch path on the CPU
     emu::launch(unsigned(tiles), kThreads,
                 [args] { scan_tile_kernel<S, kOp, kCols, kVec, K, kThreads>(args); });
 #else
@@ -97,29 +98,41 @@ inline Layout device_layout(const Plan& plan) {
   return fit_to_device(plan.layout, plan.args.batch, plan.args.channels, multiprocessors());
 }
 
+// The layout switch, once: fn(kCols, kVec) with the layout's channels per CTA and whether time
+// runs in 128-bit vectors, as compile-time constants; `unknown` for a value outside the enum.
+template <class Fn, class Unknown>
+decltype(auto) layout_switch(Layout layout, Fn&& fn, Unknown&& unknown) {
+  switch (layout) {
+    case Layout::kChannels32: return fn(std::integral_constant<int, 32>{}, std::false_type{});
+    case Layout::kChannels8: return fn(std::integral_constant<int, 8>{}, std::false_type{});
+    case Layout::kTimeVector: return fn(std::integral_constant<int, 1>{}, std::true_type{});
+    case Layout::kTimeScalar: return fn(std::integral_constant<int, 1>{}, std::false_type{});
+  }
+  return unknown();
+}
+
 template <class S, OpKind kOp>
 int launch_layout(const Plan& plan, cudaStream_t stream, Workspace ws) {
-  const KernelArgs& args = plan.args;
-  switch (device_layout(plan)) {
-    case Layout::kChannels32: return launch_tiles<S, kOp, 32, false>(args, stream, ws);
-    case Layout::kChannels8: return launch_tiles<S, kOp, 8, false>(args, stream, ws);
-    case Layout::kTimeVector: return launch_tiles<S, kOp, 1, true>(args, stream, ws);
-    case Layout::kTimeScalar: return launch_tiles<S, kOp, 1, false>(args, stream, ws);
-  }
-  return int(cudaErrorInvalidValue);
+  return layout_switch(
+      device_layout(plan),
+      [&](auto cols, auto vec) {
+        return launch_tiles<S, kOp, decltype(cols)::value, decltype(vec)::value>(plan.args,
+                                                                                 stream, ws);
+      },
+      [] { return int(cudaErrorInvalidValue); });
 }
 
 // Scratch bytes a plan needs (the same numbers launch_tiles uses).
 template <class S, OpKind kOp>
 size_t scratch_bytes(const Plan& plan) {
-  KernelArgs args = plan.args;
-  switch (device_layout(plan)) {
-    case Layout::kChannels32: return ScratchLayout<S, 32>(plan_tiles<S, 32, kOp>(args)).total;
-    case Layout::kChannels8: return ScratchLayout<S, 8>(plan_tiles<S, 8, kOp>(args)).total;
-    case Layout::kTimeVector:
-    case Layout::kTimeScalar: return ScratchLayout<S, 1>(plan_tiles<S, 1, kOp>(args)).total;
-  }
-  return 0;
+  return layout_switch(
+      device_layout(plan),
+      [&](auto cols, auto) {
+        constexpr int kCols = decltype(cols)::value;
+        KernelArgs args = plan.args;
+        return static_cast<size_t>(ScratchLayout<S, kCols>(plan_tiles<S, kCols, kOp>(args)).total);
+      },
+      [] { return size_t{0}; });
 }
 
 inline bool launches_tiles(const ScanShape& n) { return n.batch > 0 && n.channels > 0 && n.time > 0; }
@@ -151,6 +164,9 @@ int launch_copy_state(StateOut out, StateIn in, int64_t batch, int64_t channels,
   return int(cudaGetLastError());
 }
 
+// The three entry points share their shape (nothing for no batch or channels, a state copy for
+// an empty time range, else plan + launch_layout) but not what an empty range writes (h0 to
+// h_last, grad_h_last to grad_h0, the identity summary), which is why each is written out.
 template <class S>
 int launch_forward(const ScanForwardParams& p, cudaStream_t stream, Workspace ws) {
   using Acc = typename Traits<S>::Acc;

@@ -230,34 +230,43 @@ inline Layout fit_to_device(Layout layout, int64_t batch, int64_t channels, int 
   return layout;
 }
 
+// What every plan shares: the shape, and the layout chosen from the views of its operands
+// (layout, vector phase, and the chained look-back of the deterministic mode).
+inline Plan plan_of_shape(const ScanShape& shape) {
+  Plan plan;
+  plan.args.batch = shape.batch;
+  plan.args.time = shape.time;
+  plan.args.channels = shape.channels;
+  return plan;
+}
+template <class S, int kViews>
+void choose_plan_layout(Plan& plan, const LayoutView (&views)[kViews], bool deterministic) {
+  const LayoutChoice choice =
+      choose_layout<S>(views, kViews, plan.args.batch, plan.args.channels);
+  plan.layout = choice.layout;
+  plan.args.phase = choice.phase;
+  plan.args.chained = deterministic ? 1 : 0;
+}
+
 template <class S>
 Plan plan_forward(const ScanForwardParams& p) {
-  Plan plan;
+  Plan plan = plan_of_shape(p.shape);
   KernelArgs& args = plan.args;
-  args.batch = p.shape.batch;
-  args.time = p.shape.time;
-  args.channels = p.shape.channels;
   args.x0 = walk_in<S>(p.a, false, p.shape.time);
   args.x1 = walk_in<S>(p.b, false, p.shape.time);
   args.y0 = walk_out<S>(p.h, false, p.shape.time);
   args.s0 = state_in(p.h0);
   args.z0 = state_out(p.h_last);
   const LayoutView views[] = {view_of(args.x0), view_of(args.x1), view_of(args.y0)};
-  const LayoutChoice choice = choose_layout<S>(views, 3, p.shape.batch, p.shape.channels);
-  plan.layout = choice.layout;
-  args.phase = choice.phase;
-  args.chained = p.deterministic ? 1 : 0;
+  choose_plan_layout<S>(plan, views, p.deterministic);
   return plan;
 }
 
 // The adjoint runs from the last step to the first: the walk flips the time axis.
 template <class S>
 Plan plan_backward(const ScanBackwardParams& p) {
-  Plan plan;
+  Plan plan = plan_of_shape(p.shape);
   KernelArgs& args = plan.args;
-  args.batch = p.shape.batch;
-  args.time = p.shape.time;
-  args.channels = p.shape.channels;
   args.x0 = walk_in<S>(p.a, true, p.shape.time);
   args.x1 = walk_in<S>(p.grad_h, true, p.shape.time);
   args.x2 = walk_in<S>(p.h, true, p.shape.time);
@@ -268,29 +277,20 @@ Plan plan_backward(const ScanBackwardParams& p) {
   args.z0 = state_out(p.grad_h0);
   const LayoutView views[] = {view_of(args.x0), view_of(args.x1), view_of(args.x2),
                               view_of(args.y0), view_of(args.y1)};
-  const LayoutChoice choice = choose_layout<S>(views, 5, p.shape.batch, p.shape.channels);
-  plan.layout = choice.layout;
-  args.phase = choice.phase;
-  args.chained = p.deterministic ? 1 : 0;
+  choose_plan_layout<S>(plan, views, p.deterministic);
   return plan;
 }
 
 template <class S>
 Plan plan_summary(const ScanSummaryParams& p) {
-  Plan plan;
+  Plan plan = plan_of_shape(p.shape);
   KernelArgs& args = plan.args;
-  args.batch = p.shape.batch;
-  args.time = p.shape.time;
-  args.channels = p.shape.channels;
   args.x0 = walk_in<S>(p.a, false, p.shape.time);
   args.x1 = walk_in<S>(p.b, false, p.shape.time);
   args.z0 = state_out(p.A);
   args.z1 = state_out(p.B);
   const LayoutView views[] = {view_of(args.x0), view_of(args.x1)};
-  const LayoutChoice choice = choose_layout<S>(views, 2, p.shape.batch, p.shape.channels);
-  plan.layout = choice.layout;
-  args.phase = choice.phase;
-  args.chained = p.deterministic ? 1 : 0;
+  choose_plan_layout<S>(plan, views, p.deterministic);
   return plan;
 }
 

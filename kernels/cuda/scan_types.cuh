@@ -19,6 +19,8 @@
 #include <cstring>
 #include <type_traits>
 
+#include "seqpar/kernels/scan_params.h"
+
 namespace seqpar::kernels::cuda::detail {
 
 // Complex values in registers. Plain structs (not cuda::std::complex) so that the multiply is
@@ -38,32 +40,51 @@ __device__ __forceinline__ Complex<T> operator+(Complex<T> x, Complex<T> y) {
   return {x.re + y.re, x.im + y.im};
 }
 
+// The accumulation type of each AccumulationKind; which kind a storage type accumulates in is
+// the table accumulation_kind (scan_params.h).
+template <AccumulationKind K>
+struct AccumulationType;
+template <>
+struct AccumulationType<AccumulationKind::kFloat32> {
+  using type = float;
+};
+template <>
+struct AccumulationType<AccumulationKind::kFloat64> {
+  using type = double;
+};
+template <>
+struct AccumulationType<AccumulationKind::kComplex128> {
+  using type = CDouble;
+};
+template <ScalarKind K>
+using accumulation_of_kind = typename AccumulationType<accumulation_kind(K)>::type;
+
 template <class S>
 struct Traits;
 template <>
 struct Traits<float> {
   using Val = float;
-  using Acc = double;
+  using Acc = accumulation_of_kind<ScalarKind::kFloat32>;
 };
 template <>
 struct Traits<double> {
   using Val = double;
-  using Acc = double;
+  using Acc = accumulation_of_kind<ScalarKind::kFloat64>;
 };
 template <>
 struct Traits<__nv_bfloat16> {
   using Val = float;
-  using Acc = float;
+  using Acc = accumulation_of_kind<ScalarKind::kBFloat16>;
 };
 template <>
 struct Traits<__half> {
   using Val = float;
-  using Acc = float;
+  using Acc = accumulation_of_kind<ScalarKind::kFloat16>;
 };
 template <>
 struct Traits<float2> {
   using Val = CFloat;
-  using Acc = CDouble;
+  using Acc = accumulation_of_kind<ScalarKind::kComplex64>;
 };
 
 template <class T>

@@ -6,6 +6,11 @@
 initial_state is read on rank 0 (ignored on the others); final_state is the global final state,
 the same on every rank; gradients of the replicated final state are summed over ranks
 (torch.distributed's functional-collective convention). group=None means the world group.
+
+algo names how the ranks' summaries are exchanged: "auto" (the cost model's choice, or the
+SEQPAR_SP_ALGO environment variable when set), "tree", "exscan" (MPI groups only), "allgather",
+"ring" or "blelloch" (docs/sequence_parallel.md, "Choosing the exchange"). Every rank of the
+group must pass the same one.
 """
 import torch
 
@@ -20,19 +25,19 @@ def _group_name(group):
     return (group if group is not None else dist.group.WORLD).group_name
 
 
-def scan(a, b, h0=None, reverse=False, group=None):
+def scan(a, b, h0=None, reverse=False, group=None, algo="auto"):
     """h_t = a_t * h_{t-1} + b_t with time split across the group's ranks (seqpar.scan's
     arguments). Returns (h of this slice, the global final state)."""
     load_library()
-    return torch.ops.seqpar.sp_scan(a, b, h0, reverse, _group_name(group))
+    return torch.ops.seqpar.sp_scan(a, b, h0, reverse, _group_name(group), algo)
 
 
 def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False,
               state_v_first=False, cu_seqlens=None, cu_seqlens_cpu=None, *, chunk_size=64,
-              group=None, **kwargs):
+              group=None, algo="auto", **kwargs):
     """seqpar.chunk_gla with the sequence split along time across the group's ranks: the same
     arguments (flash-linear-attention's chunk_gla surface, grouped value heads included) plus
-    group. Every rank must call it, with the same head counts and options."""
+    group and algo. Every rank must call it, with the same head counts and options."""
     fn = "seqpar.sp.chunk_gla"
     state_v_first = _fla.state_v_first_alias(fn, state_v_first, kwargs)
     _fla.refuse_unsupported(fn, {"cu_seqlens": cu_seqlens, "cu_seqlens_cpu": cu_seqlens_cpu},
@@ -43,7 +48,7 @@ def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=Fal
     load_library()
     o, final_state = torch.ops.seqpar.sp_chunk_gla(q, k, v, g, scale,
                                                    _fla.state_in(initial_state, state_v_first),
-                                                   chunk_size, _group_name(group))
+                                                   chunk_size, _group_name(group), algo)
     return o, _fla.state_out(final_state, output_final_state, state_v_first)
 
 
@@ -52,10 +57,12 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
                            use_beta_sigmoid_in_kernel=False, allow_neg_eigval=False,
                            state_v_first=False, cu_seqlens=None, cu_seqlens_cpu=None,
                            chunk_indices=None, cp_context=None, *, use_gate_in_kernel=False,
-                           A_log=None, dt_bias=None, chunk_size=64, group=None, **kwargs):
+                           A_log=None, dt_bias=None, chunk_size=64, group=None, algo="auto",
+                           **kwargs):
     """seqpar.chunk_gated_delta_rule with the sequence split along time across the group's
     ranks: the same arguments (flash-linear-attention's surface: grouped value heads, the
-    in-kernel L2 norm, gate and beta activations, applied to each rank's slice) plus group.
+    in-kernel L2 norm, gate and beta activations, applied to each rank's slice) plus group and
+    algo.
     Every rank must call it, with the same head counts and options. A_log and dt_bias are
     replicated: each rank's gradient is its slice's share (sum them over the group, as for
     any weight under sequence parallelism)."""
@@ -74,11 +81,11 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
     load_library()
     o, final_state = torch.ops.seqpar.sp_chunk_gated_delta_rule(
         q, k, v, g, beta, scale, _fla.state_in(initial_state, state_v_first), chunk_size,
-        _group_name(group))
+        _group_name(group), algo)
     return o, _fla.state_out(final_state, output_final_state, state_v_first)
 
 
-def previous_steps(x, width, initial=None, group=None):
+def previous_steps(x, width, initial=None, group=None, algo="auto"):
     """seqpar.previous_steps with the sequence split along time across the group's ranks:
     (before, last), the `width` steps before this rank's slice (from as many earlier ranks as
     needed; slices may be shorter than `width` or empty) and the `width` steps ending the whole
@@ -86,14 +93,14 @@ def previous_steps(x, width, initial=None, group=None):
     `width + 1` taps over this rank's slice is then an ordinary one over
     torch.cat([before, x], 1) without padding."""
     load_library()
-    return torch.ops.seqpar.sp_previous_steps(x, width, initial, _group_name(group))
+    return torch.ops.seqpar.sp_previous_steps(x, width, initial, _group_name(group), algo)
 
 
 def causal_conv1d(x, weight, bias=None, activation=None, initial_state=None,
-                  output_final_state=False, group=None):
+                  output_final_state=False, group=None, algo="auto"):
     """seqpar.causal_conv1d with the sequence split along time across the group's ranks: the
     first W - 1 outputs of a rank read the inputs before its slice (from as many earlier ranks
     as needed) through previous_steps. initial_state is read on rank 0; final_state is the
     global one, the same on every rank. Every rank must call it (empty slices included)."""
     return _causal_conv1d(x, weight, bias, activation, initial_state, output_final_state,
-                          lambda x, width, initial: previous_steps(x, width, initial, group))
+                          lambda x, width, initial: previous_steps(x, width, initial, group, algo))

@@ -66,13 +66,6 @@ std::tuple<at::Tensor, at::Tensor> previous_steps_op(const at::Tensor& x, int64_
 
 }  // namespace
 
-TORCH_LIBRARY_FRAGMENT(seqpar, m) {
-  // The `width` steps before x and the `width` steps ending [initial, x] (seqpar/previous_steps.h).
-  m.def("previous_steps(Tensor x, int width, Tensor? initial) -> (Tensor before, Tensor last)");
-  // The depthwise causal convolution over [before, x] (seqpar/previous_steps.h).
-  m.def("causal_conv1d(Tensor x, Tensor before, Tensor weight, Tensor? bias, bool silu) -> Tensor");
-}
-
 TORCH_LIBRARY_IMPL(seqpar, CompositeImplicitAutograd, m) {
   m.impl("previous_steps", &previous_steps_op);
   m.impl("causal_conv1d", [](const at::Tensor& x, const at::Tensor& before,

@@ -35,28 +35,32 @@ SequenceBackend local_backend() {
   return backend;
 }
 
-SequenceBackend sp_backend(std::shared_ptr<comm::Communicator> group) {
+SequenceBackend sp_backend(std::shared_ptr<comm::Communicator> group, comm::ExchangeAlgo algo) {
   TORCH_CHECK(group, "sp_backend: group is null");
+  sp::SpOptions options;
+  options.algo = algo;
   SequenceBackend backend;
   backend.sequence_parallel = true;
-  backend.scan = [group](const at::Tensor& a, const at::Tensor& b,
-                         const std::optional<at::Tensor>& h0) {
-    return seqpar::sp::scan(a, b, h0, /*reverse=*/false, group);
+  backend.scan = [group, options](const at::Tensor& a, const at::Tensor& b,
+                                  const std::optional<at::Tensor>& h0) {
+    return seqpar::sp::scan(a, b, h0, /*reverse=*/false, group, options);
   };
-  backend.chunk_gla = [group](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                              const at::Tensor& g, const std::optional<at::Tensor>& h0,
-                              int64_t chunk) {
-    return seqpar::sp::chunk_gla(q, k, v, g, std::nullopt, h0, chunk, group);
+  backend.chunk_gla = [group, options](const at::Tensor& q, const at::Tensor& k,
+                                       const at::Tensor& v, const at::Tensor& g,
+                                       const std::optional<at::Tensor>& h0, int64_t chunk) {
+    return seqpar::sp::chunk_gla(q, k, v, g, std::nullopt, h0, chunk, group, options);
   };
-  backend.chunk_gated_delta_rule = [group](const at::Tensor& q, const at::Tensor& k,
-                                           const at::Tensor& v, const at::Tensor& g,
-                                           const at::Tensor& beta,
-                                           const std::optional<at::Tensor>& h0, int64_t chunk) {
-    return seqpar::sp::chunk_gated_delta_rule(q, k, v, g, beta, std::nullopt, h0, chunk, group);
+  backend.chunk_gated_delta_rule = [group, options](const at::Tensor& q, const at::Tensor& k,
+                                                    const at::Tensor& v, const at::Tensor& g,
+                                                    const at::Tensor& beta,
+                                                    const std::optional<at::Tensor>& h0,
+                                                    int64_t chunk) {
+    return seqpar::sp::chunk_gated_delta_rule(q, k, v, g, beta, std::nullopt, h0, chunk, group,
+                                              options);
   };
-  backend.previous_steps = [group](const at::Tensor& x, int64_t width,
-                                   const std::optional<at::Tensor>& initial) {
-    return seqpar::sp::previous_steps(x, width, initial, group);
+  backend.previous_steps = [group, options](const at::Tensor& x, int64_t width,
+                                            const std::optional<at::Tensor>& initial) {
+    return seqpar::sp::previous_steps(x, width, initial, group, options);
   };
   backend.psm_scan = [group](const at::Tensor& chunks, const psm::Aggregate& agg,
                              bool partial_last_chunk) {

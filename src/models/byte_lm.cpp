@@ -6,11 +6,8 @@ namespace seqpar::models {
 
 ByteLMImpl::ByteLMImpl(const ByteLMOptions& options) : options_(options) {
   TORCH_CHECK(options.layers > 0, "ByteLM: layers must be positive, got ", options.layers);
-  const bool manifold = options.block_type == "manifold", psm = options.block_type == "psm";
-  TORCH_CHECK(manifold || psm || options.block_type == "gla" ||
-                  options.block_type == "gated_deltanet",
-              "ByteLM: block_type must be manifold, gla, gated_deltanet or psm, got '",
-              options.block_type, "'");
+  const bool manifold = options.kind == ModelKind::kManifold;
+  const bool psm = options.kind == ModelKind::kPsm;
   const int64_t D = manifold ? options.block.d_model
                              : psm ? options.psm_block.d_model : options.matrix_block.d_model;
   embed_ = register_module("embed", torch::nn::Embedding(ByteLMOptions::kVocab, D));
@@ -24,7 +21,7 @@ ByteLMImpl::ByteLMImpl(const ByteLMOptions& options) : options_(options) {
       blocks_->push_back(psm_refs_.back());
     } else {
       MatrixStateBlockOptions m = options.matrix_block;
-      m.variant = options.block_type;
+      m.variant = options.kind;
       matrix_refs_.push_back(MatrixStateBlock(m));
       blocks_->push_back(matrix_refs_.back());
     }

@@ -12,9 +12,9 @@ namespace seqpar::models {
 MatrixStateBlockImpl::MatrixStateBlockImpl(const MatrixStateBlockOptions& options)
     : options_(options) {
   const int64_t D = options.d_model, H = options.heads;
-  TORCH_CHECK(options.variant == "gla" || options.variant == "gated_deltanet",
-              "MatrixStateBlock: variant must be gla or gated_deltanet, got '", options.variant,
-              "'");
+  TORCH_CHECK(has_matrix_state(options.variant),
+              "MatrixStateBlock: variant must be gla or gated_deltanet, got '",
+              model_kind_name(options.variant), "'");
   TORCH_CHECK(D > 0 && H > 0 && D % H == 0, "MatrixStateBlock: d_model (", D,
               ") must be a positive multiple of heads (", H, ")");
   TORCH_CHECK(options.conv_size >= 0, "MatrixStateBlock: conv_size must be >= 0, got ",
@@ -82,7 +82,8 @@ at::Tensor MatrixStateBlockImpl::forward(const at::Tensor& x, const SequenceBack
   TORCH_CHECK(x.dim() == 3 && x.size(2) == options_.d_model, "MatrixStateBlock: x must be (batch, time, ",
               options_.d_model, "), got ", x.sizes());
   TORCH_CHECK(gla() ? bool(backend.chunk_gla) : bool(backend.chunk_gated_delta_rule),
-              "MatrixStateBlock: the sequence backend has no ", options_.variant, " recurrence");
+              "MatrixStateBlock: the sequence backend has no ", model_kind_name(options_.variant),
+              " recurrence");
   const at::Tensor force = force_norm_->forward(x);
   at::Tensor qkv = w_qkv_->forward(force);
   if (options_.conv_size > 0) {

@@ -59,6 +59,24 @@ kernels::ScalarKind scalar_kind_of(const char* op, const char* name, const at::T
   }
 }
 
+at::ScalarType accumulation_dtype(at::ScalarType t) {
+  kernels::ScalarKind kind;
+  switch (t) {
+    case at::kFloat: kind = kernels::ScalarKind::kFloat32; break;
+    case at::kDouble: kind = kernels::ScalarKind::kFloat64; break;
+    case at::kBFloat16: kind = kernels::ScalarKind::kBFloat16; break;
+    case at::kHalf: kind = kernels::ScalarKind::kFloat16; break;
+    case at::kComplexFloat: kind = kernels::ScalarKind::kComplex64; break;
+    default: return t;
+  }
+  switch (kernels::accumulation_kind(kind)) {
+    case kernels::AccumulationKind::kFloat32: return at::kFloat;
+    case kernels::AccumulationKind::kFloat64: return at::kDouble;
+    case kernels::AccumulationKind::kComplex128: return at::kComplexDouble;
+  }
+  return t;
+}
+
 at::Tensor empty_sequence_like(const at::Tensor& like) {
   // The layout (dense, in like's dimension order unless that cannot be flattened to
   // (batch, time, channels)), worked out on the meta device, then allocated once.

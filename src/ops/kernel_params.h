@@ -16,6 +16,10 @@
 namespace seqpar::ops {
 
 kernels::ScalarKind scalar_kind_of(const char* op, const char* name, const at::Tensor& t);
+// The dtype the kernels accumulate `t` in (kernels::accumulation_kind): float64 for float32 and
+// float64, complex128 for complex64, float32 for bfloat16 and float16. A dtype the kernels do
+// not take maps to itself.
+at::ScalarType accumulation_dtype(at::ScalarType t);
 
 // Allocates an output shaped and laid out like `like` (batch, time, *channels) whose channel
 // dims can be flattened without a copy; on the CPU, from 8 MiB on, starting on a 2 MiB

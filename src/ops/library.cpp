@@ -2,8 +2,8 @@
 // Backends register implementations with TORCH_LIBRARY_IMPL in their own files:
 //   scan_cpu.cpp (CPU), scan_cuda.cpp (CUDA), scan_meta.cpp (Meta, for fake tensors and
 //   torch.compile), scan_autograd.cpp (Autograd); the matrix-state ops are
-//   CompositeImplicitAutograd (src/matrix_state/ops.cpp). Other layers add ops with
-//   TORCH_LIBRARY_FRAGMENT(seqpar, m).
+//   CompositeImplicitAutograd (src/matrix_state/ops.cpp), as are previous_steps and
+//   causal_conv1d (src/api/previous_steps.cpp) and the sequence-parallel ops (src/sp/sp_ops.cpp).
 #include <torch/library.h>
 
 #include <string>
@@ -48,6 +48,29 @@ TORCH_LIBRARY(seqpar, m) {
       " float scale, Tensor chunk_states, Tensor? grad_o, Tensor? grad_final_state,"
       " int chunk_size) -> (Tensor grad_q, Tensor grad_k, Tensor grad_v, Tensor grad_g,"
       " Tensor grad_beta, Tensor grad_initial_state)");
+  // The `width` steps before x and the `width` steps ending [initial, x] (seqpar/previous_steps.h).
+  m.def("previous_steps(Tensor x, int width, Tensor? initial) -> (Tensor before, Tensor last)");
+  // The depthwise causal convolution over [before, x] (seqpar/previous_steps.h).
+  m.def("causal_conv1d(Tensor x, Tensor before, Tensor weight, Tensor? bias, bool silu) -> Tensor");
+  // Sequence-parallel ops over the torch.distributed group named group_name (seqpar/sp.h): each
+  // rank passes its own time slice; h0 / initial_state is read on the rank the scan enters
+  // first; the final state is the global one, the same on every rank. `algo` names the
+  // exchange of the ranks' summaries (seqpar/comm/exchange_algo.h; "auto": the cost model).
+  m.def(
+      "sp_scan(Tensor a, Tensor b, Tensor? h0, bool reverse, str group_name, str algo=\"auto\")"
+      " -> (Tensor h, Tensor h_last)");
+  m.def(
+      "sp_chunk_gla(Tensor q, Tensor k, Tensor v, Tensor g, float? scale, Tensor? initial_state,"
+      " int chunk_size, str group_name, str algo=\"auto\") -> (Tensor o, Tensor final_state)");
+  m.def(
+      "sp_chunk_gated_delta_rule(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,"
+      " float? scale, Tensor? initial_state, int chunk_size, str group_name,"
+      " str algo=\"auto\") -> (Tensor o, Tensor final_state)");
+  m.def(
+      "sp_previous_steps(Tensor x, int width, Tensor? initial, str group_name,"
+      " str algo=\"auto\") -> (Tensor before, Tensor last)");
+  // Closed-form checks of the group's collectives; returns a one-line report (src/sp/sp_ops.cpp).
+  m.def("sp_comm_check(str group_name) -> str");
   // The CPU engine's instruction-set target ("scalar", "avx2", "avx512", ...), chosen at run
   // time and capped by SEQPAR_CPU_CAPABILITY (kernels/include/seqpar/kernels/cpu_scan.h).
   m.def("cpu_capability() -> str", [] { return seqpar::kernels::cpu::capability(); });

@@ -19,6 +19,11 @@ using ScanBackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
 using ScanSummarySig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
                                                           bool);
 
+// The ops take absent tensors as nullopt; autograd hands them over as undefined tensors.
+inline std::optional<at::Tensor> defined_or_null(const at::Tensor& t) {
+  return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
+}
+
 template <class Sig>
 c10::TypedOperatorHandle<Sig> op_handle(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();

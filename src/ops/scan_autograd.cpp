@@ -21,10 +21,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-std::optional<at::Tensor> defined_or_null(const at::Tensor& t) {
-  return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
-}
-
 // Time range [start, end) of chunk k in scan order.
 struct ChunkRange {
   int64_t start, end;

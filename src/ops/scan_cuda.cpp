@@ -56,6 +56,19 @@ at::Tensor workspace(const at::Tensor& a, size_t bytes) {
 }
 void* data_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 
+// The one launch path of the three ops: the determinism flag (ops/determinism.h), nothing when
+// batch or channels is zero, look-back scratch of the size the kernels ask for, the launch on
+// the current stream and its status checked. `kernel` is the kernels' entry point for Params.
+template <class Params, class WorkspaceSize, class Kernel>
+void launch(const char* op, const at::Tensor& a, Params& params, WorkspaceSize workspace_size,
+            Kernel kernel) {
+  params.deterministic = deterministic_requested();
+  if (params.shape.batch == 0 || params.shape.channels == 0) return;
+  const size_t bytes = workspace_size(params);
+  const at::Tensor scratch = workspace(a, bytes);
+  check_launch(op, kernel(params, current_stream(), data_or_null(scratch), bytes));
+}
+
 std::tuple<at::Tensor, at::Tensor> scan_cuda(const at::Tensor& a, const at::Tensor& b,
                                              const std::optional<at::Tensor>& h0, bool reverse) {
   const char* op = "seqpar::scan";
@@ -63,13 +76,10 @@ std::tuple<at::Tensor, at::Tensor> scan_cuda(const at::Tensor& a, const at::Tens
   check_on_cuda(op, a);
   const c10::cuda::CUDAGuard guard(a.device());
   PreparedForward p = prepare_forward(a, b, h0, reverse);
-  p.params.deterministic = deterministic_requested();  // ops/determinism.h
-  const auto& s = p.params.shape;
-  if (s.batch > 0 && s.channels > 0) {
-    const size_t bytes = kernels::cuda::scan_forward_workspace_size(p.params);
-    const at::Tensor scratch = workspace(a, bytes);
-    check_launch(op, kernels::cuda::scan_forward(p.params, current_stream(), data_or_null(scratch), bytes));
-  }
+  launch(op, a, p.params, kernels::cuda::scan_forward_workspace_size,
+         [](const auto& k, void* stream, void* ws, size_t n) {
+           return kernels::cuda::scan_forward(k, stream, ws, n);
+         });
   return {p.h, p.h_last};
 }
 
@@ -87,13 +97,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> scan_backward_cuda(
   check_on_cuda(op, a);
   const c10::cuda::CUDAGuard guard(a.device());
   PreparedBackward p = prepare_backward(a, h, h0, grad_h, grad_h_last, reverse);
-  p.params.deterministic = deterministic_requested();  // ops/determinism.h
-  const auto& s = p.params.shape;
-  if (s.batch > 0 && s.channels > 0) {
-    const size_t bytes = kernels::cuda::scan_backward_workspace_size(p.params);
-    const at::Tensor scratch = workspace(a, bytes);
-    check_launch(op, kernels::cuda::scan_backward(p.params, current_stream(), data_or_null(scratch), bytes));
-  }
+  launch(op, a, p.params, kernels::cuda::scan_backward_workspace_size,
+         [](const auto& k, void* stream, void* ws, size_t n) {
+           return kernels::cuda::scan_backward(k, stream, ws, n);
+         });
   return {p.grad_a, p.grad_b, p.grad_h0};
 }
 
@@ -104,13 +111,10 @@ std::tuple<at::Tensor, at::Tensor> scan_summary_cuda(const at::Tensor& a, const 
   check_on_cuda(op, a);
   const c10::cuda::CUDAGuard guard(a.device());
   PreparedSummary p = prepare_summary(a, b, reverse);
-  p.params.deterministic = deterministic_requested();  // ops/determinism.h
-  const auto& s = p.params.shape;
-  if (s.batch > 0 && s.channels > 0) {
-    const size_t bytes = kernels::cuda::scan_summary_workspace_size(p.params);
-    const at::Tensor scratch = workspace(a, bytes);
-    check_launch(op, kernels::cuda::scan_summary(p.params, current_stream(), data_or_null(scratch), bytes));
-  }
+  launch(op, a, p.params, kernels::cuda::scan_summary_workspace_size,
+         [](const auto& k, void* stream, void* ws, size_t n) {
+           return kernels::cuda::scan_summary(k, stream, ws, n);
+         });
   return {p.A, p.B};
 }
 

@@ -1,7 +1,7 @@
 // What the sequence-parallel autograd functions (sp_scan.cpp, sp_matrix_state.cpp) share: a
 // holder that keeps the communicator alive in an autograd context (saved_data takes IValues
 // only; registered once, in sp_scan.cpp, as seqpar._SpCommunicator), the stream that
-// orders a tensor's device work, and the mapping of the public exchange option to comm's.
+// orders a tensor's device work.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -22,17 +22,6 @@ struct CommunicatorHolder : torch::CustomClassHolder {
   explicit CommunicatorHolder(std::shared_ptr<comm::Communicator> c) : comm(std::move(c)) {}
   std::shared_ptr<comm::Communicator> comm;
 };
-
-inline comm::RankScanAlgo to_rank_scan_algo(ExchangeAlgo algo) {
-  switch (algo) {
-    case ExchangeAlgo::kAuto: return comm::RankScanAlgo::kAuto;
-    case ExchangeAlgo::kTree: return comm::RankScanAlgo::kTree;
-    case ExchangeAlgo::kExscan: return comm::RankScanAlgo::kExscan;
-    case ExchangeAlgo::kAllGather: return comm::RankScanAlgo::kAllGather;
-    case ExchangeAlgo::kRing: return comm::RankScanAlgo::kRing;
-  }
-  return comm::RankScanAlgo::kAuto;
-}
 
 inline comm::Stream stream_for(const at::Tensor& t) {
 #ifdef SEQPAR_WITH_CUDA

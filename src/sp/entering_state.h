@@ -49,7 +49,7 @@ class EnteringState : public torch::autograd::Function<EnteringState> {
     if (first && h0.defined()) own_E = apply_transition(t, M, h0) + E;
     const at::Tensor entering =
         comm::rank_entering_state(g, kind_of(t), {M, own_E}, /*reverse=*/false,
-                                  static_cast<comm::RankScanAlgo>(algo), stream_for(E));
+                                  static_cast<comm::ExchangeAlgo>(algo), stream_for(E));
     at::Tensor x = first ? (h0.defined() ? h0.clone() : at::zeros_like(E)) : entering;
     ctx->saved_data["transition"] = transition;
     ctx->saved_data["algo"] = algo;
@@ -61,7 +61,7 @@ class EnteringState : public torch::autograd::Function<EnteringState> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const Transition t = static_cast<Transition>(ctx->saved_data["transition"].toInt());
-    const auto algo = static_cast<comm::RankScanAlgo>(ctx->saved_data["algo"].toInt());
+    const auto algo = static_cast<comm::ExchangeAlgo>(ctx->saved_data["algo"].toInt());
     const bool has_h0 = ctx->saved_data["has_h0"].toBool();
     comm::Communicator& g = *ctx->saved_data["group"].toCustomClass<CommunicatorHolder>()->comm;
     const auto saved = ctx->get_saved_variables();
@@ -102,12 +102,11 @@ class FinalFromLast : public torch::autograd::Function<FinalFromLast> {
   }
 };
 
-// The exchange algorithm for summaries (M, E) of kind t under `options`.
+// The exchange algorithm for summaries (M, E) of kind t under `options`, resolved once here
+// so that forward and backward run the same one.
 inline int64_t resolve_algo(comm::Communicator& g, const SpOptions& options, Transition t,
                             const at::Tensor& M, const at::Tensor& E) {
-  const comm::SummaryKind& kind = kind_of(t);
-  return static_cast<int64_t>(comm::choose_rank_scan_algo(
-      g, kind.exchange_size({M, E}), to_rank_scan_algo(options.algo), kind.elementwise()));
+  return static_cast<int64_t>(comm::resolve_exchange_algo(g, kind_of(t), {M, E}, options.algo));
 }
 
 // Every rank's `mine` (sizes and dtype, described by `what`) must equal rank 0's before

@@ -23,7 +23,6 @@
 #include "matrix_state/fused_chunks.h"
 #include "matrix_state/slice_summary.h"
 #include "matrix_state/chunking.h"
-#include "seqpar/comm/c10d_communicator.h"
 #include "seqpar/comm/rank_scan.h"
 #include "seqpar/matrix_state.h"
 #include "seqpar/sp.h"
@@ -125,47 +124,6 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
       static_cast<int64_t>(Transition::kMatrix), group, algo);
   auto [o, f] = slice.finish(x);
   return {o, FinalFromLast::apply(f, group)};
-}
-
-namespace {
-
-std::tuple<at::Tensor, at::Tensor> sp_chunk_gla_op(const at::Tensor& q, const at::Tensor& k,
-                                                   const at::Tensor& v, const at::Tensor& g,
-                                                   std::optional<double> scale,
-                                                   const std::optional<at::Tensor>& initial_state,
-                                                   int64_t chunk_size,
-                                                   c10::string_view group_name) {
-  return chunk_gla(q, k, v, g, scale, initial_state, chunk_size,
-                   comm::communicator_for_group(std::string(group_name)));
-}
-
-std::tuple<at::Tensor, at::Tensor> sp_chunk_gated_delta_rule_op(
-    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
-    const at::Tensor& beta, std::optional<double> scale,
-    const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
-    c10::string_view group_name) {
-  return chunk_gated_delta_rule(q, k, v, g, beta, scale, initial_state, chunk_size,
-                                comm::communicator_for_group(std::string(group_name)));
-}
-
-}  // namespace
-
-TORCH_LIBRARY_FRAGMENT(seqpar, m) {
-  // Sequence-parallel chunked GLA and gated DeltaNet over the torch.distributed group named
-  // group_name: each rank passes its own time slice; initial_state is read on rank 0; the
-  // final state is the global one, the same on every rank (seqpar/sp.h).
-  m.def(
-      "sp_chunk_gla(Tensor q, Tensor k, Tensor v, Tensor g, float? scale, Tensor? initial_state,"
-      " int chunk_size, str group_name) -> (Tensor o, Tensor final_state)");
-  m.def(
-      "sp_chunk_gated_delta_rule(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,"
-      " float? scale, Tensor? initial_state, int chunk_size, str group_name)"
-      " -> (Tensor o, Tensor final_state)");
-}
-
-TORCH_LIBRARY_IMPL(seqpar, CompositeImplicitAutograd, m) {
-  m.impl("sp_chunk_gla", &sp_chunk_gla_op);
-  m.impl("sp_chunk_gated_delta_rule", &sp_chunk_gated_delta_rule_op);
 }
 
 }  // namespace seqpar::sp

@@ -1,16 +1,15 @@
-// Registers the sequence-parallel ops with the seqpar library (schemas live next to their only
-// implementation because they take a torch.distributed group by name, like functional
-// collectives):
-//   sp_scan(Tensor a, Tensor b, Tensor? h0, bool reverse, str group_name) -> (Tensor, Tensor)
-//   sp_comm_check(str group_name) -> str
-// sp_scan is CompositeImplicitAutograd: its body is an autograd::Function, so autograd, CPU and
-// CUDA tensors all go through one implementation (src/sp/sp_scan.cpp).
+// The sequence-parallel ops' registrations (their schemas are declared with every other one in
+// src/ops/library.cpp): each takes a torch.distributed group by name, like functional
+// collectives, and the exchange algorithm by name (`algo`, seqpar/comm/exchange_algo.h), and
+// calls the C++ API of seqpar/sp.h. They are CompositeImplicitAutograd: their bodies are
+// autograd::Functions, so autograd, CPU and CUDA tensors all go through one implementation.
 // sp_comm_check runs closed-form checks of send/recv, all_gather, all_reduce and broadcast on
 // the group (inputs derived from the rank, exact expected values, as nccl-tests verify) and
 // returns a one-line report; it throws on the first wrong value. It is collective.
 #include <torch/library.h>
 
 #include <sstream>
+#include <stdexcept>
 
 #include "seqpar/comm/c10d_communicator.h"
 #include "seqpar/sp.h"
@@ -18,10 +17,52 @@
 namespace seqpar::sp {
 namespace {
 
+std::shared_ptr<comm::Communicator> group_named(c10::string_view group_name) {
+  return comm::communicator_for_group(std::string(group_name));
+}
+
+SpOptions options_for(c10::string_view algo) {
+  SpOptions options;
+  try {
+    options.algo = comm::parse_exchange_algo(std::string(algo));
+  } catch (const std::invalid_argument& e) {
+    TORCH_CHECK_VALUE(false, "argument 'algo': ", e.what());
+  }
+  return options;
+}
+
 std::tuple<at::Tensor, at::Tensor> sp_scan_op(const at::Tensor& a, const at::Tensor& b,
                                               const std::optional<at::Tensor>& h0, bool reverse,
-                                              c10::string_view group_name) {
-  return scan(a, b, h0, reverse, std::string(group_name));
+                                              c10::string_view group_name,
+                                              c10::string_view algo) {
+  return scan(a, b, h0, reverse, group_named(group_name), options_for(algo));
+}
+
+std::tuple<at::Tensor, at::Tensor> sp_chunk_gla_op(const at::Tensor& q, const at::Tensor& k,
+                                                   const at::Tensor& v, const at::Tensor& g,
+                                                   std::optional<double> scale,
+                                                   const std::optional<at::Tensor>& initial_state,
+                                                   int64_t chunk_size,
+                                                   c10::string_view group_name,
+                                                   c10::string_view algo) {
+  return chunk_gla(q, k, v, g, scale, initial_state, chunk_size, group_named(group_name),
+                   options_for(algo));
+}
+
+std::tuple<at::Tensor, at::Tensor> sp_chunk_gated_delta_rule_op(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
+    const at::Tensor& beta, std::optional<double> scale,
+    const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
+    c10::string_view group_name, c10::string_view algo) {
+  return chunk_gated_delta_rule(q, k, v, g, beta, scale, initial_state, chunk_size,
+                                group_named(group_name), options_for(algo));
+}
+
+std::tuple<at::Tensor, at::Tensor> sp_previous_steps_op(const at::Tensor& x, int64_t width,
+                                                        const std::optional<at::Tensor>& initial,
+                                                        c10::string_view group_name,
+                                                        c10::string_view algo) {
+  return previous_steps(x, width, initial, group_named(group_name), options_for(algo));
 }
 
 void expect_equal(double got, double want, const char* what, int rank, int64_t index) {
@@ -30,7 +71,7 @@ void expect_equal(double got, double want, const char* what, int rank, int64_t i
 }
 
 std::string sp_comm_check(c10::string_view group_name) {
-  auto group = comm::communicator_for_group(std::string(group_name));
+  auto group = group_named(group_name);
   const int P = group->size(), r = group->rank();
   constexpr int64_t n = 257;  // odd, so no size is a power of two by accident
   std::vector<double> mine(n), got(n);
@@ -69,13 +110,12 @@ std::string sp_comm_check(c10::string_view group_name) {
 
 }  // namespace
 
-TORCH_LIBRARY_FRAGMENT(seqpar, m) {
-  // Sequence-parallel scan over the torch.distributed group named group_name; see seqpar/sp.h
-  // for which rank's h0 is read and the gradient convention.
-  m.def("sp_scan(Tensor a, Tensor b, Tensor? h0, bool reverse, str group_name) -> (Tensor h, Tensor h_last)");
-  m.def("sp_comm_check(str group_name) -> str", &sp_comm_check);
+TORCH_LIBRARY_IMPL(seqpar, CompositeImplicitAutograd, m) {
+  m.impl("sp_scan", &sp_scan_op);
+  m.impl("sp_chunk_gla", &sp_chunk_gla_op);
+  m.impl("sp_chunk_gated_delta_rule", &sp_chunk_gated_delta_rule_op);
+  m.impl("sp_previous_steps", &sp_previous_steps_op);
+  m.impl("sp_comm_check", &sp_comm_check);
 }
-
-TORCH_LIBRARY_IMPL(seqpar, CompositeImplicitAutograd, m) { m.impl("sp_scan", &sp_scan_op); }
 
 }  // namespace seqpar::sp

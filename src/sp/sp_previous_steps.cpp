@@ -12,7 +12,6 @@
 // (M holds zeros and ones), so the result is exact in any dtype.
 #include <algorithm>
 
-#include "seqpar/comm/c10d_communicator.h"
 #include "seqpar/previous_steps.h"
 #include "seqpar/sp.h"
 #include "sp/entering_state.h"
@@ -46,28 +45,6 @@ std::tuple<at::Tensor, at::Tensor> previous_steps(const at::Tensor& x, int64_t w
                                                  group, algo);
   const at::Tensor last = FinalFromLast::apply(at::matmul(M, before) + E, group);
   return {before.to(x.scalar_type()), last.to(x.scalar_type())};
-}
-
-namespace {
-
-std::tuple<at::Tensor, at::Tensor> sp_previous_steps_op(const at::Tensor& x, int64_t width,
-                                                        const std::optional<at::Tensor>& initial,
-                                                        c10::string_view group_name) {
-  return previous_steps(x, width, initial, comm::communicator_for_group(std::string(group_name)));
-}
-
-}  // namespace
-
-TORCH_LIBRARY_FRAGMENT(seqpar, m) {
-  // The `width` steps before this rank's slice and the `width` steps ending the sequence, over
-  // the torch.distributed group named group_name; initial is read on rank 0 (seqpar/sp.h).
-  m.def(
-      "sp_previous_steps(Tensor x, int width, Tensor? initial, str group_name)"
-      " -> (Tensor before, Tensor last)");
-}
-
-TORCH_LIBRARY_IMPL(seqpar, CompositeImplicitAutograd, m) {
-  m.impl("sp_previous_steps", &sp_previous_steps_op);
 }
 
 }  // namespace seqpar::sp

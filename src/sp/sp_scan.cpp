@@ -25,6 +25,8 @@
 
 #include "seqpar/comm/c10d_communicator.h"
 #include "seqpar/comm/rank_scan.h"
+#include "ops/kernel_params.h"
+#include "ops/op_handles.h"
 #include "seqpar/scan.h"
 #include "sp/autograd_support.h"
 
@@ -36,19 +38,8 @@ using torch::autograd::variable_list;
 
 const auto kHolderRegistration = torch::class_<CommunicatorHolder>("seqpar", "_SpCommunicator");
 
-at::ScalarType accumulation_type(at::ScalarType t) {
-  switch (t) {
-    case at::kHalf:
-    case at::kBFloat16: return at::kFloat;
-    case at::kFloat: return at::kDouble;
-    case at::kComplexFloat: return at::kComplexDouble;
-    default: return t;
-  }
-}
-
-std::optional<at::Tensor> defined_or_null(const at::Tensor& t) {
-  return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
-}
+using ops::accumulation_dtype;
+using ops::defined_or_null;
 
 // Every rank describes its inputs in a fixed-size header; all ranks gather all headers and
 // throw the same error when any two disagree, before any summary is exchanged.
@@ -56,7 +47,7 @@ constexpr int64_t kHeaderMagic = 0x5350534341ll;  // "SPSCA"
 constexpr int kMaxChannelDims = 8;
 constexpr int kHeaderSize = 8 + kMaxChannelDims;
 
-std::vector<int64_t> make_header(const at::Tensor& a, bool reverse, comm::RankScanAlgo algo) {
+std::vector<int64_t> make_header(const at::Tensor& a, bool reverse, comm::ExchangeAlgo algo) {
   std::vector<int64_t> h(kHeaderSize, -1);
   h[0] = kHeaderMagic;
   h[1] = static_cast<int64_t>(a.scalar_type());
@@ -76,12 +67,12 @@ std::string describe_header(const int64_t* h) {
      << (h[2] == 0 ? "cpu" : "cuda") << ", batch " << h[4] << ", channels [";
   for (int d = 0; d < h[3] - 2; ++d) os << (d ? ", " : "") << h[8 + d];
   os << "], reverse " << (h[5] ? "true" : "false") << ", algo "
-     << comm::rank_scan_algo_name(static_cast<comm::RankScanAlgo>(h[6]));
+     << comm::exchange_algo_name(static_cast<comm::ExchangeAlgo>(h[6]));
   return os.str();
 }
 
 void check_headers_agree(comm::Communicator& group, const at::Tensor& a, bool reverse,
-                         comm::RankScanAlgo algo) {
+                         comm::ExchangeAlgo algo) {
   TORCH_CHECK(a.dim() - 2 <= kMaxChannelDims, "seqpar.sp_scan: at most ", kMaxChannelDims,
               " channel dims are supported, got ", a.dim() - 2);
   std::vector<int64_t> mine = make_header(a, reverse, algo);
@@ -134,20 +125,23 @@ class SpScanFunction : public torch::autograd::Function<SpScanFunction> {
   static variable_list forward(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& b,
                                const std::optional<at::Tensor>& h0_opt, bool reverse,
                                std::shared_ptr<comm::Communicator> group,
-                               comm::RankScanAlgo algo) {
+                               comm::ExchangeAlgo algo) {
     comm::Communicator& g = *group;
     // An undefined tensor cannot be an autograd input: an absent h0 comes as nullopt.
     const at::Tensor h0 = h0_opt.has_value() ? *h0_opt : at::Tensor();
     const int P = g.size(), rank = g.rank();
     const int first_rank = reverse ? P - 1 : 0;
     const int last_rank = reverse ? 0 : P - 1;
-    check_headers_agree(g, a, reverse, algo);
-    const at::ScalarType acc = accumulation_type(a.scalar_type());
+    const at::ScalarType acc = accumulation_dtype(a.scalar_type());
     const comm::Stream stream = stream_for(a);
 
     auto [A_in, B_in] = seqpar::scan_summary(a, b, reverse);
     at::Tensor A = A_in.to(acc).contiguous();
     at::Tensor B = B_in.to(acc).contiguous();
+    // Resolved here, once, so that every rank runs (and the header check compares) the same
+    // algorithm and backward runs the one forward ran.
+    algo = comm::resolve_exchange_algo(g, comm::diagonal_summary(), {A, B}, algo);
+    check_headers_agree(g, a, reverse, algo);
     if (rank == first_rank && h0.defined()) B = at::addcmul(B, A, h0.to(acc)).contiguous();
     // h0 is folded into the first summary, so B(E_r) alone is the entering state.
     const at::Tensor EB =
@@ -176,7 +170,7 @@ class SpScanFunction : public torch::autograd::Function<SpScanFunction> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const bool reverse = ctx->saved_data["reverse"].toBool();
-    const auto algo = static_cast<comm::RankScanAlgo>(ctx->saved_data["algo"].toInt());
+    const auto algo = static_cast<comm::ExchangeAlgo>(ctx->saved_data["algo"].toInt());
     const bool has_h0 = ctx->saved_data["has_h0"].toBool();
     auto holder = ctx->saved_data["group"].toCustomClass<CommunicatorHolder>();
     comm::Communicator& g = *holder->comm;
@@ -206,26 +200,13 @@ class SpScanFunction : public torch::autograd::Function<SpScanFunction> {
                                                     {adjoint_A, adjoint_B}, !reverse, algo, stream);
     const at::Tensor incoming = (rank == last_rank ? ghl : EB).to(a.scalar_type());
 
-    auto [grad_a, grad_b, grad_entering] = seqpar_scan_backward(
+    auto [grad_a, grad_b, grad_entering] = ops::scan_backward_op().call(
         a, h, defined_or_null(entering), defined_or_null(grad_h), incoming, reverse);
     at::Tensor grad_h0;
     if (has_h0) {
       grad_h0 = rank == first_rank ? grad_entering : at::zeros_like(grad_entering);
     }
     return {grad_a, grad_b, grad_h0, at::Tensor(), at::Tensor(), at::Tensor()};
-  }
-
- private:
-  static std::tuple<at::Tensor, at::Tensor, at::Tensor> seqpar_scan_backward(
-      const at::Tensor& a, const at::Tensor& h, const std::optional<at::Tensor>& h0,
-      const std::optional<at::Tensor>& grad_h, const at::Tensor& grad_h_last, bool reverse) {
-    using Sig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
-        const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-        const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, bool);
-    static const auto op = c10::Dispatcher::singleton()
-                               .findSchemaOrThrow("seqpar::scan_backward", "")
-                               .typed<Sig>();
-    return op.call(a, h, h0, grad_h, grad_h_last, reverse);
   }
 };
 
@@ -240,18 +221,7 @@ std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b
               a.dim(), " dims");
   TORCH_CHECK(a.sizes() == b.sizes() && a.scalar_type() == b.scalar_type(),
               "seqpar::sp::scan: a and b must have the same shape and dtype");
-  comm::RankScanAlgo algo = to_rank_scan_algo(options.algo);
-  // Resolve kAuto here so that every rank runs (and checks) the same algorithm, and backward
-  // uses the one forward used. A summary is (A, B): 2 x batch x channels accumulation elements.
-  int64_t state_elems = a.size(0);
-  for (int64_t d = 2; d < a.dim(); ++d) state_elems *= a.size(d);
-  const double state_bytes =
-      static_cast<double>(state_elems) *
-      static_cast<double>(c10::elementSize(accumulation_type(a.scalar_type())));
-  algo = comm::choose_rank_scan_algo(*group, 2.0 * state_bytes, algo, /*exscan_possible=*/true,
-                                     state_bytes);
-  auto outputs = SpScanFunction::apply(a, b, h0, reverse,
-                                       group, algo);
+  auto outputs = SpScanFunction::apply(a, b, h0, reverse, group, options.algo);
   return {outputs[0], outputs[1]};
 }
 

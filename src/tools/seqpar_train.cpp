@@ -7,7 +7,7 @@
 // Exit status: 0 success, 2 bad options (message names the key), 1 any other error (bad
 // checkpoint, unreadable data, communication failure). Under mpirun a rank exiting non-zero
 // makes mpirun stop the whole job.
-#include <seqpar/comm/communicator.h>
+#include <seqpar/comm/bootstrap.h>
 #include <seqpar/train/checkpoint.h>
 #include <seqpar/train/generate.h>
 #include <seqpar/train/options.h>
@@ -22,13 +22,7 @@ int run_generate(const seqpar::train::TrainOptions& options) {
   if (options.threads > 0) torch::set_num_threads(options.threads);
   torch::manual_seed(static_cast<uint64_t>(options.seed));
   seqpar::models::ByteLM model(model_options(options));
-  std::string path = options.resume;
-  if (path == "latest") {
-    auto files = list_checkpoints(options.checkpoint_dir);
-    if (files.empty())
-      throw CheckpointError("'" + options.checkpoint_dir + "' holds no checkpoints");
-    path = files.back();
-  }
+  const std::string path = resolve_checkpoint(options.resume, options.checkpoint_dir);
   // The model keys must match; the optimizer and schedule keys may differ in generate mode.
   load_checkpoint(path, "", model, nullptr);
   std::cout << options.prompt

@@ -203,4 +203,27 @@ TrainProgress load_checkpoint(const std::string& path, const std::string& expect
   return progress;
 }
 
+std::string resolve_checkpoint(const std::string& resume, const std::string& dir) {
+  if (resume != "latest") return resume;
+  const auto files = list_checkpoints(dir);
+  if (files.empty())
+    throw CheckpointError("resume = latest, but '" + dir + "' holds no checkpoints");
+  return files.back();
+}
+
+ResumePlan plan_resume(const std::string& resume, const std::string& checkpoint_dir,
+                       bool overwrite) {
+  ResumePlan plan;
+  if (!resume.empty()) {
+    plan.checkpoint = resolve_checkpoint(resume, checkpoint_dir);
+  } else if (!checkpoint_dir.empty() && !list_checkpoints(checkpoint_dir).empty()) {
+    if (!overwrite)
+      throw CheckpointError("checkpoint_dir '" + checkpoint_dir +
+                            "' already holds checkpoints; pass --resume latest to continue, "
+                            "--overwrite true to start over, or another --checkpoint_dir");
+    plan.clear_checkpoint_dir = true;
+  }
+  return plan;
+}
+
 }  // namespace seqpar::train

@@ -5,10 +5,13 @@
 #include "seqpar/train/options.h"
 
 #include <boost/program_options.hpp>
+#include <seqpar/comm/exchange_algo.h>
 
 #include <cmath>
 #include <fstream>
+#include <iostream>
 #include <sstream>
+#include <stdexcept>
 
 namespace po = boost::program_options;
 
@@ -32,13 +35,21 @@ std::string join_paths(const std::vector<std::string>& parts) {
   return text;
 }
 
-void describe(po::options_description& desc, TrainOptions& o, std::string& data) {
+// Keys read as text and converted after parsing (so that their errors name the key like
+// every other validation error), and the deprecated checkpoint_every.
+struct TextKeys {
+  std::string data;
+  std::string model;
+  int64_t checkpoint_every = 0;
+};
+
+void describe(po::options_description& desc, TrainOptions& o, TextKeys& text) {
   // clang-format off
   desc.add_options()
     ("help,h", "print this help")
     ("config", po::value(&o.config), "INI file of key = value lines (command line overrides it)")
     ("mode", po::value(&o.mode)->default_value(o.mode), "train | generate")
-    ("model", po::value(&o.model)->default_value(o.model), "model family: manifold | gla | gated_deltanet | psm")
+    ("model", po::value(&text.model)->default_value(models::model_kind_name(o.model)), "model family: manifold | gla | gated_deltanet | psm")
     ("steps", po::value(&o.steps)->default_value(o.steps), "optimizer steps (the LR schedule's length)")
     ("stop_after", po::value(&o.stop_after)->default_value(o.stop_after), "stop after this step, schedule unchanged (0: run all steps)")
     ("log_every", po::value(&o.log_every)->default_value(o.log_every), "progress line every N steps")
@@ -61,7 +72,7 @@ void describe(po::options_description& desc, TrainOptions& o, std::string& data)
     ("dt_max", po::value(&o.dt_max)->default_value(o.dt_max), "largest base time scale")
     ("energy_lambda", po::value(&o.energy_lambda)->default_value(o.energy_lambda), "weight of the energy-drift regularizer")
     ("task", po::value(&o.task)->default_value(o.task), "text | copy | mqar | s5")
-    ("data", po::value(&data)->default_value(join_paths(o.data)), "comma-separated files or directories (task = text)")
+    ("data", po::value(&text.data)->default_value(join_paths(o.data)), "comma-separated files or directories (task = text)")
     ("val_fraction", po::value(&o.val_fraction)->default_value(o.val_fraction), "share of the corpus held out for validation")
     ("val_tokens", po::value(&o.val_tokens)->default_value(o.val_tokens), "text: validation tokens (0: min(seq_len, held-out bytes - 1))")
     ("val_sequences", po::value(&o.val_sequences)->default_value(o.val_sequences), "copy / mqar / s5: validation sequences")
@@ -83,9 +94,11 @@ void describe(po::options_description& desc, TrainOptions& o, std::string& data)
     ("seed", po::value(&o.seed)->default_value(o.seed), "seed of the initialisation and the data order")
     ("sp", po::value(&o.sp)->default_value(o.sp), "sequence-parallel group size (0: all ranks)")
     ("backend", po::value(&o.backend)->default_value(o.backend), "communicator: auto | mpi | nccl")
+    ("sp_algo", po::value(&o.sp_algo)->default_value(o.sp_algo), "exchange of the sp ranks' summaries: auto | tree | exscan | allgather | ring | blelloch")
     ("device", po::value(&o.device)->default_value(o.device), "cpu | cuda (GPU local_rank % count) | cuda:N")
     ("checkpoint_dir", po::value(&o.checkpoint_dir)->default_value(o.checkpoint_dir), "directory of checkpoints (empty: none)")
-    ("checkpoint_every", po::value(&o.checkpoint_every)->default_value(o.checkpoint_every), "checkpoint every N steps (0: only at the end)")
+    ("save_every", po::value(&o.save_every)->default_value(o.save_every), "save a training checkpoint every N steps (0: only at the end)")
+    ("checkpoint_every", po::value(&text.checkpoint_every), "deprecated name of save_every")
     ("keep_checkpoints", po::value(&o.keep_checkpoints)->default_value(o.keep_checkpoints), "keep the newest K checkpoints")
     ("resume", po::value(&o.resume)->default_value(o.resume), "checkpoint file to resume from, or 'latest'")
     ("overwrite", po::value(&o.overwrite)->default_value(o.overwrite), "let a fresh run replace the checkpoints in checkpoint_dir")
@@ -108,8 +121,8 @@ void require(bool ok, const char* key, const char* rule, const T& value) {
 bool parse_options(int argc, const char* const* argv, TrainOptions& options,
                    std::string* help_out) {
   po::options_description desc("seqpar-train options (config keys are the same names)");
-  std::string data;
-  describe(desc, options, data);
+  TextKeys text;
+  describe(desc, options, text);
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -137,16 +150,24 @@ bool parse_options(int argc, const char* const* argv, TrainOptions& options,
   } catch (const po::error& e) {
     throw OptionsError(e.what());
   }
-  options.data = split_paths(data);
+  options.data = split_paths(text.data);
+  try {
+    options.model = models::parse_model_kind(text.model);
+  } catch (const std::invalid_argument&) {
+    require(false, "model", "one of: manifold, gla, gated_deltanet, psm", text.model);
+  }
+  if (vm.count("checkpoint_every")) {
+    std::cerr << "seqpar-train: 'checkpoint_every' is deprecated, use 'save_every' (the training "
+                 "checkpoint interval; seqpar::ScanOptions::checkpoint_every is the scan's "
+                 "recompute chunk)\n";
+    if (vm["save_every"].defaulted()) options.save_every = text.checkpoint_every;
+  }
   validate(options);
   return true;
 }
 
 void validate(const TrainOptions& o) {
   require(o.mode == "train" || o.mode == "generate", "mode", "train or generate", o.mode);
-  require(o.model == "manifold" || o.model == "gla" || o.model == "gated_deltanet" ||
-              o.model == "psm",
-          "model", "one of: manifold, gla, gated_deltanet, psm", o.model);
   require(o.psm_chunk >= 1, "psm_chunk", ">= 1", o.psm_chunk);
   require(o.conv_size >= 0, "conv_size", ">= 0", o.conv_size);
   require(o.steps >= 1, "steps", ">= 1", o.steps);
@@ -203,9 +224,17 @@ void validate(const TrainOptions& o) {
           o.matrix_recompute_tokens);
   require(o.backend == "auto" || o.backend == "mpi" || o.backend == "nccl", "backend",
           "one of: auto, mpi, nccl", o.backend);
+  bool known_sp_algo = true;
+  try {
+    comm::parse_exchange_algo(o.sp_algo);
+  } catch (const std::invalid_argument&) {
+    known_sp_algo = false;
+  }
+  require(known_sp_algo, "sp_algo", "one of: auto, tree, exscan, allgather, ring, blelloch",
+          o.sp_algo);
   require(o.device == "cpu" || o.device == "cuda" || o.device.rfind("cuda:", 0) == 0, "device",
           "cpu, cuda or cuda:N", o.device);
-  require(o.checkpoint_every >= 0, "checkpoint_every", ">= 0", o.checkpoint_every);
+  require(o.save_every >= 0, "save_every", ">= 0", o.save_every);
   require(o.keep_checkpoints >= 1, "keep_checkpoints", ">= 1", o.keep_checkpoints);
   require(o.resume.empty() || !o.checkpoint_dir.empty() || o.resume != "latest", "resume",
           "a file path when checkpoint_dir is empty", o.resume);
@@ -215,10 +244,19 @@ void validate(const TrainOptions& o) {
   require(o.temperature >= 0, "temperature", ">= 0", o.temperature);
 }
 
+void validate_for_sp_size(const TrainOptions& o, int sp_size) {
+  require(o.seq_len >= sp_size, "seq_len", "at least the sp size", o.seq_len);
+  std::ostringstream rule;
+  rule << "0 unless the sp group has one rank (it has " << sp_size
+       << "; with sequence parallelism a rank holds 1/sp of the sequence)";
+  require(o.matrix_recompute_tokens == 0 || sp_size == 1, "matrix_recompute_tokens",
+          rule.str().c_str(), o.matrix_recompute_tokens);
+}
+
 std::string fingerprint(const TrainOptions& o) {
   std::ostringstream f;
   f.precision(17);
-  f << "model=" << o.model << "\nd_model=" << o.d_model << "\nlayers=" << o.layers
+  f << "model=" << models::model_kind_name(o.model) << "\nd_model=" << o.d_model << "\nlayers=" << o.layers
     << "\nheads=" << o.heads << "\nmlp_hidden=" << o.effective_mlp_hidden()
     << "\nrotation=" << o.rotation << "\ndt_min=" << o.dt_min << "\ndt_max=" << o.dt_max
     << "\nenergy_lambda=" << o.energy_lambda << "\ntask=" << o.task
@@ -230,8 +268,8 @@ std::string fingerprint(const TrainOptions& o) {
     << "\nweight_decay=" << o.weight_decay << "\nbeta1=" << o.beta1 << "\nbeta2=" << o.beta2
     << "\ngrad_clip=" << o.grad_clip << "\nseed=" << o.seed << "\n";
   // Keys added later enter only where they apply, so earlier checkpoints keep their fingerprint.
-  if (o.model == "psm") f << "psm_chunk=" << o.psm_chunk << "\n";
-  const bool matrix_state = o.model == "gla" || o.model == "gated_deltanet";
+  if (o.model == models::ModelKind::kPsm) f << "psm_chunk=" << o.psm_chunk << "\n";
+  const bool matrix_state = models::has_matrix_state(o.model);
   if (matrix_state && o.conv_size != 0) f << "conv_size=" << o.conv_size << "\n";
   if (matrix_state && o.qk_l2norm) f << "qk_l2norm=1\n";
   if (o.task == "s5") f << "perm_elements=" << o.perm_elements << "\n";

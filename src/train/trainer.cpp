@@ -5,6 +5,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <nlohmann/json.hpp>
+#include <seqpar/comm/exchange_algo.h>
 #include <seqpar/memory.h>
 #include <seqpar/scan.h>
 
@@ -75,22 +76,20 @@ torch::Device select_device(const std::string& name) {
 models::ByteLMOptions model_options(const TrainOptions& o) {
   models::ByteLMOptions m;
   m.layers = o.layers;
-  m.block.d_model = o.d_model;
-  m.block.heads = o.heads;
-  m.block.mlp_hidden = o.effective_mlp_hidden();
+  m.kind = o.model;
+  models::BlockOptions shared;
+  shared.d_model = o.d_model;
+  shared.heads = o.heads;
+  shared.mlp_hidden = o.effective_mlp_hidden();
+  static_cast<models::BlockOptions&>(m.block) = shared;
+  static_cast<models::BlockOptions&>(m.matrix_block) = shared;
+  static_cast<models::BlockOptions&>(m.psm_block) = shared;
   m.block.rotation = o.rotation;
   m.block.dt_min = o.dt_min;
   m.block.dt_max = o.dt_max;
-  m.block_type = o.model == "manifold" ? "manifold" : o.model;
-  m.matrix_block.d_model = o.d_model;
-  m.matrix_block.heads = o.heads;
-  m.matrix_block.mlp_hidden = o.effective_mlp_hidden();
   m.matrix_block.conv_size = o.conv_size;
   m.matrix_block.qk_l2norm = o.qk_l2norm;
   m.matrix_block.recompute_slice_tokens = o.matrix_recompute_tokens;
-  m.psm_block.d_model = o.d_model;
-  m.psm_block.heads = o.heads;
-  m.psm_block.mlp_hidden = o.effective_mlp_hidden();
   m.psm_block.chunk_size = o.psm_chunk;
   m.psm_block.recompute = o.psm_recompute;
   return m;
@@ -107,12 +106,7 @@ double learning_rate(const TrainOptions& o, int64_t step) {
 Trainer::Trainer(const TrainOptions& options, comm::Grid grid, std::ostream* log)
     : options_(options), grid_(std::move(grid)), log_(log) {
   if (options_.threads > 0) torch::set_num_threads(options_.threads);
-  TORCH_CHECK(options_.seq_len >= grid_.sp_size, "seq_len (", options_.seq_len,
-              ") must be at least the sp size (", grid_.sp_size, ")");
-  TORCH_CHECK(options_.matrix_recompute_tokens == 0 || grid_.sp_size == 1,
-              "invalid value for 'matrix_recompute_tokens': must be 0 unless the sp group has "
-              "one rank (it has ", grid_.sp_size, "; with sequence parallelism a rank holds 1/sp "
-              "of the sequence) (got ", options_.matrix_recompute_tokens, ")");
+  validate_for_sp_size(options_, grid_.sp_size);
   task_ = make_task(options_);
   // The same seed on every rank: identical initial parameters without a broadcast.
   torch::manual_seed(static_cast<uint64_t>(options_.seed));
@@ -120,7 +114,9 @@ Trainer::Trainer(const TrainOptions& options, comm::Grid grid, std::ostream* log
   model_ = models::ByteLM(model_options(options_));
   device_ = select_device(options_.device);
   model_->to(device_);
-  backend_ = grid_.sp_size > 1 ? models::sp_backend(grid_.sp) : models::local_backend();
+  backend_ = grid_.sp_size > 1
+                 ? models::sp_backend(grid_.sp, comm::parse_exchange_algo(options_.sp_algo))
+                 : models::local_backend();
 
   // Weight decay on matrices only; norms, biases, phases and the embedding are not decayed.
   std::vector<at::Tensor> decayed, plain;
@@ -141,7 +137,7 @@ Trainer::Trainer(const TrainOptions& options, comm::Grid grid, std::ostream* log
 
 std::pair<int64_t, int64_t> Trainer::my_slice(int64_t length) const {
   // psm scans chunks across ranks in one fixed tree: each rank needs an aligned block of them.
-  if (options_.model == "psm")
+  if (options_.model == models::ModelKind::kPsm)
     return aligned_slice_range(length, grid_.sp_rank, grid_.sp_size, options_.psm_chunk);
   return slice_range(length, grid_.sp_rank, grid_.sp_size);
 }
@@ -243,23 +239,12 @@ void Trainer::save(int64_t step) {
 TrainSummary Trainer::run() {
   const bool rank0 = grid_.world->rank() == 0;
   std::ostream* out = rank0 ? log_ : nullptr;
-  if (!options_.resume.empty()) {
-    std::string path = options_.resume;
-    if (path == "latest") {
-      auto files = list_checkpoints(options_.checkpoint_dir);
-      if (files.empty())
-        throw CheckpointError("resume = latest, but '" + options_.checkpoint_dir +
-                              "' holds no checkpoints");
-      path = files.back();
-    }
-    load(path);
-    if (out) *out << "resumed from " << path << " at step " << step_ << "\n";
-  } else if (!options_.checkpoint_dir.empty() && !options_.overwrite &&
-             !list_checkpoints(options_.checkpoint_dir).empty()) {
-    throw CheckpointError("checkpoint_dir '" + options_.checkpoint_dir +
-                          "' already holds checkpoints; pass --resume latest to continue, "
-                          "--overwrite true to start over, or another --checkpoint_dir");
-  } else if (!options_.checkpoint_dir.empty() && options_.overwrite && rank0) {
+  const ResumePlan plan =
+      plan_resume(options_.resume, options_.checkpoint_dir, options_.overwrite);
+  if (!plan.checkpoint.empty()) {
+    load(plan.checkpoint);
+    if (out) *out << "resumed from " << plan.checkpoint << " at step " << step_ << "\n";
+  } else if (plan.clear_checkpoint_dir && rank0) {
     for (const auto& f : list_checkpoints(options_.checkpoint_dir)) std::filesystem::remove(f);
   }
   grid_.world->barrier();
@@ -277,7 +262,7 @@ TrainSummary Trainer::run() {
   const bool bar = out && options_.progress_bar && ::isatty(STDOUT_FILENO);
   if (out) {
     *out << "seqpar-train: " << task_->describe() << "\n"
-         << "  model " << options_.model << ": d_model " << options_.d_model << ", layers " << options_.layers
+         << "  model " << models::model_kind_name(options_.model) << ": d_model " << options_.d_model << ", layers " << options_.layers
          << ", heads " << options_.heads << ", " << [&] {
               int64_t n = 0;
               for (auto& p : model_->parameters()) n += p.numel();
@@ -350,7 +335,7 @@ TrainSummary Trainer::run() {
         *out << line.str() << "\n" << std::flush;
       }
     }
-    const bool periodic = options_.checkpoint_every > 0 && step % options_.checkpoint_every == 0;
+    const bool periodic = options_.save_every > 0 && step % options_.save_every == 0;
     if (periodic || final_step) save(step);
   }
   if (summary.history.empty() || !std::isfinite(summary.val_loss)) {

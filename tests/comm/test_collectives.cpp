@@ -5,6 +5,7 @@
 #include <complex>
 #include <numeric>
 
+#include "seqpar/comm/bootstrap.h"
 #include "seqpar/comm/mpi_communicator.h"
 
 namespace seqpar::comm {

@@ -82,11 +82,11 @@ TEST(DelayedCommunicator, RankScanResultsAreUnchanged) {
   DelayedCommunicator c(world, std::chrono::microseconds(50));
   const at::Tensor A = at::full({4}, 0.5 + c.rank(), at::kDouble);
   const at::Tensor B = at::full({4}, 1.0 + c.rank(), at::kDouble);
-  for (RankScanAlgo algo : {RankScanAlgo::kTree, RankScanAlgo::kAllGather, RankScanAlgo::kBlelloch,
-                            RankScanAlgo::kAuto}) {
+  for (ExchangeAlgo algo : {ExchangeAlgo::kTree, ExchangeAlgo::kAllGather, ExchangeAlgo::kBlelloch,
+                            ExchangeAlgo::kAuto}) {
     auto [ea, eb] = rank_exclusive_scan(c, A, B, false, algo);
-    auto [wa, wb] = rank_exclusive_scan(*world, A, B, false, RankScanAlgo::kAllGather);
-    EXPECT_TRUE(at::equal(ea, wa) && at::equal(eb, wb)) << rank_scan_algo_name(algo);
+    auto [wa, wb] = rank_exclusive_scan(*world, A, B, false, ExchangeAlgo::kAllGather);
+    EXPECT_TRUE(at::equal(ea, wa) && at::equal(eb, wb)) << exchange_algo_name(algo);
   }
 }
 

@@ -47,7 +47,7 @@ Summary expected_exclusive(int rank, int P, bool reverse, at::ScalarType dtype) 
 }
 
 struct Case {
-  RankScanAlgo algo;
+  ExchangeAlgo algo;
   bool reverse;
   at::ScalarType dtype;
 };
@@ -67,8 +67,8 @@ TEST_P(RankScan, MatchesSequentialFoldExactly) {
 
 std::vector<Case> all_cases() {
   std::vector<Case> cases;
-  for (RankScanAlgo algo : {RankScanAlgo::kTree, RankScanAlgo::kAllGather, RankScanAlgo::kExscan,
-                            RankScanAlgo::kBlelloch, RankScanAlgo::kAuto})
+  for (ExchangeAlgo algo : {ExchangeAlgo::kTree, ExchangeAlgo::kAllGather, ExchangeAlgo::kExscan,
+                            ExchangeAlgo::kBlelloch, ExchangeAlgo::kAuto})
     for (bool reverse : {false, true})
       for (at::ScalarType dtype : {at::kDouble, at::kFloat, at::kComplexDouble, at::kComplexFloat})
         cases.push_back({algo, reverse, dtype});
@@ -77,7 +77,7 @@ std::vector<Case> all_cases() {
 
 INSTANTIATE_TEST_SUITE_P(AllAlgorithms, RankScan, testing::ValuesIn(all_cases()),
                          [](const testing::TestParamInfo<Case>& info) {
-                           return std::string(rank_scan_algo_name(info.param.algo)) +
+                           return std::string(exchange_algo_name(info.param.algo)) +
                                   (info.param.reverse ? "_reverse_" : "_forward_") +
                                   std::string(c10::toString(info.param.dtype));
                          });
@@ -112,8 +112,8 @@ TEST_P(MatrixRankScan, MatchesSequentialFoldExactly) {
 
 std::vector<Case> matrix_cases() {
   std::vector<Case> cases;
-  for (RankScanAlgo algo : {RankScanAlgo::kTree, RankScanAlgo::kAllGather, RankScanAlgo::kBlelloch,
-                            RankScanAlgo::kAuto})
+  for (ExchangeAlgo algo : {ExchangeAlgo::kTree, ExchangeAlgo::kAllGather, ExchangeAlgo::kBlelloch,
+                            ExchangeAlgo::kAuto})
     for (bool reverse : {false, true})
       for (at::ScalarType dtype : {at::kDouble, at::kFloat}) cases.push_back({algo, reverse, dtype});
   return cases;
@@ -121,7 +121,7 @@ std::vector<Case> matrix_cases() {
 
 INSTANTIATE_TEST_SUITE_P(MatrixKind, MatrixRankScan, testing::ValuesIn(matrix_cases()),
                          [](const testing::TestParamInfo<Case>& info) {
-                           return std::string(rank_scan_algo_name(info.param.algo)) +
+                           return std::string(exchange_algo_name(info.param.algo)) +
                                   (info.param.reverse ? "_reverse_" : "_forward_") +
                                   std::string(c10::toString(info.param.dtype));
                          });
@@ -133,18 +133,18 @@ TEST(MatrixRankScan, ExscanIsRefusedOrReplaced) {
   const SummaryParts own = matrix_summary_of_rank(comm.rank(), at::kDouble);
   if (comm.size() > 1) {
     try {
-      rank_exclusive_scan(comm, matrix_summary(), own, false, RankScanAlgo::kExscan);
+      rank_exclusive_scan(comm, matrix_summary(), own, false, ExchangeAlgo::kExscan);
       FAIL() << "no error";
     } catch (const CommError& e) {
       EXPECT_NE(std::string(e.what()).find("'matrix'"), std::string::npos) << e.what();
     }
   }
   setenv("SEQPAR_SP_ALGO", "exscan", 1);
-  EXPECT_EQ(choose_rank_scan_algo(comm, 1024, RankScanAlgo::kAuto, /*exscan_possible=*/false),
-            RankScanAlgo::kTree);
+  EXPECT_EQ(resolve_exchange_algo(comm, matrix_summary(), own, ExchangeAlgo::kAuto),
+            ExchangeAlgo::kTree);
   const SummaryParts via_env = rank_exclusive_scan(comm, matrix_summary(), own, false);
   unsetenv("SEQPAR_SP_ALGO");
-  const SummaryParts via_tree = rank_exclusive_scan(comm, matrix_summary(), own, false, RankScanAlgo::kTree);
+  const SummaryParts via_tree = rank_exclusive_scan(comm, matrix_summary(), own, false, ExchangeAlgo::kTree);
   EXPECT_TRUE(at::equal(via_env[1], via_tree[1]));
 }
 
@@ -155,9 +155,9 @@ TEST(EnteringState, EveryAlgorithmMatchesTheFold) {
   const int P = comm.size();
   for (const SummaryKind* kind : {&diagonal_summary(), &matrix_summary()})
     for (bool reverse : {false, true})
-      for (RankScanAlgo algo : {RankScanAlgo::kTree, RankScanAlgo::kAllGather, RankScanAlgo::kRing,
-                                RankScanAlgo::kExscan, RankScanAlgo::kAuto}) {
-        if (algo == RankScanAlgo::kExscan && !kind->elementwise()) continue;
+      for (ExchangeAlgo algo : {ExchangeAlgo::kTree, ExchangeAlgo::kAllGather, ExchangeAlgo::kRing,
+                                ExchangeAlgo::kExscan, ExchangeAlgo::kAuto}) {
+        if (algo == ExchangeAlgo::kExscan && !kind->elementwise()) continue;
         auto summary = [&](int r) {
           if (kind->elementwise()) {
             Summary s = summary_of_rank(r, at::kDouble);
@@ -171,7 +171,7 @@ TEST(EnteringState, EveryAlgorithmMatchesTheFold) {
           want = kind->combine(summary(reverse ? P - 1 - position : position), want);
         const at::Tensor got = rank_entering_state(comm, *kind, summary(comm.rank()), reverse, algo);
         EXPECT_TRUE(at::equal(got, want[1]))
-            << kind->name() << " " << rank_scan_algo_name(algo) << (reverse ? " reverse" : "")
+            << kind->name() << " " << exchange_algo_name(algo) << (reverse ? " reverse" : "")
             << " rank " << comm.rank() << "\n" << got << "\n" << want[1];
       }
 }
@@ -182,14 +182,14 @@ TEST(RankScanCostModel, RingPredictionAndChoice) {
   m.combine_s_per_byte = 0;
   const double bytes = 2.0 * (1 << 20), state = bytes / 2;
   // P - 1 hops of one state.
-  EXPECT_DOUBLE_EQ(predict_rank_scan_seconds(RankScanAlgo::kRing, 3, bytes, m, state),
+  EXPECT_DOUBLE_EQ(predict_exchange_seconds(ExchangeAlgo::kRing, 3, bytes, m, state),
                    2 * (10e-6 + state / 10e9));
   // Two and three ranks: as many hops as the tree has rounds, half the bytes each.
-  EXPECT_LT(predict_rank_scan_seconds(RankScanAlgo::kRing, 3, bytes, m, state),
-            predict_rank_scan_seconds(RankScanAlgo::kTree, 3, bytes, m));
-  EXPECT_GT(predict_rank_scan_seconds(RankScanAlgo::kRing, 1024, bytes, m, state),
-            predict_rank_scan_seconds(RankScanAlgo::kTree, 1024, bytes, m));
-  EXPECT_EQ(parse_rank_scan_algo("ring"), RankScanAlgo::kRing);
+  EXPECT_LT(predict_exchange_seconds(ExchangeAlgo::kRing, 3, bytes, m, state),
+            predict_exchange_seconds(ExchangeAlgo::kTree, 3, bytes, m));
+  EXPECT_GT(predict_exchange_seconds(ExchangeAlgo::kRing, 1024, bytes, m, state),
+            predict_exchange_seconds(ExchangeAlgo::kTree, 1024, bytes, m));
+  EXPECT_EQ(parse_exchange_algo("ring"), ExchangeAlgo::kRing);
 }
 
 TEST(SummaryKinds, IdentityAdjointAndShapeChecks) {
@@ -206,16 +206,42 @@ TEST(SummaryKinds, IdentityAdjointAndShapeChecks) {
   EXPECT_FALSE(m.elementwise());
 }
 
-TEST(RankScanAlgoChoice, EnvironmentOverridesAuto) {
+// resolve_exchange_algo is where every caller's choice is made: an explicit algorithm is kept,
+// kAuto takes SEQPAR_SP_ALGO when set, else the cost model's cheapest (never the ring when whole
+// summaries are needed).
+TEST(ExchangeAlgoChoice, ExplicitThenEnvironmentThenCostModel) {
   MpiCommunicator comm;
-  setenv("SEQPAR_SP_ALGO", "allgather", 1);
-  EXPECT_EQ(choose_rank_scan_algo(comm, 1024), RankScanAlgo::kAllGather);
-  setenv("SEQPAR_SP_ALGO", "tree", 1);
-  EXPECT_EQ(choose_rank_scan_algo(comm, 1024), RankScanAlgo::kTree);
-  // An explicit request beats the environment.
-  EXPECT_EQ(choose_rank_scan_algo(comm, 1024, RankScanAlgo::kExscan), RankScanAlgo::kExscan);
+  const Summary s = summary_of_rank(comm.rank(), at::kDouble);
+  const SummaryParts own{s.first, s.second};
   unsetenv("SEQPAR_SP_ALGO");
-  EXPECT_THROW(parse_rank_scan_algo("butterfly"), std::invalid_argument);
+  for (ExchangeAlgo algo : {ExchangeAlgo::kTree, ExchangeAlgo::kExscan, ExchangeAlgo::kAllGather,
+                            ExchangeAlgo::kRing, ExchangeAlgo::kBlelloch})
+    EXPECT_EQ(resolve_exchange_algo(comm, diagonal_summary(), own, algo), algo);
+  const ExchangeAlgo by_model = resolve_exchange_algo(comm, diagonal_summary(), own, ExchangeAlgo::kAuto);
+  EXPECT_EQ(by_model, choose_exchange_algo(comm, diagonal_summary().exchange_size(own),
+                                           ExchangeAlgo::kAuto, /*exscan_possible=*/true));
+  EXPECT_NE(resolve_exchange_algo(comm, diagonal_summary(), own, ExchangeAlgo::kAuto,
+                                  /*whole_summaries=*/true),
+            ExchangeAlgo::kRing);
+  setenv("SEQPAR_SP_ALGO", "allgather", 1);
+  EXPECT_EQ(resolve_exchange_algo(comm, diagonal_summary(), own, ExchangeAlgo::kAuto),
+            ExchangeAlgo::kAllGather);
+  setenv("SEQPAR_SP_ALGO", "ring", 1);
+  EXPECT_EQ(resolve_exchange_algo(comm, diagonal_summary(), own, ExchangeAlgo::kAuto,
+                                  /*whole_summaries=*/true),
+            ExchangeAlgo::kTree);
+  // An explicit request beats the environment.
+  EXPECT_EQ(resolve_exchange_algo(comm, diagonal_summary(), own, ExchangeAlgo::kExscan),
+            ExchangeAlgo::kExscan);
+  unsetenv("SEQPAR_SP_ALGO");
+}
+
+TEST(ExchangeAlgoChoice, NamesRoundTrip) {
+  for (ExchangeAlgo algo : {ExchangeAlgo::kAuto, ExchangeAlgo::kTree, ExchangeAlgo::kExscan,
+                            ExchangeAlgo::kAllGather, ExchangeAlgo::kRing, ExchangeAlgo::kBlelloch})
+    EXPECT_EQ(parse_exchange_algo(exchange_algo_name(algo)), algo);
+  EXPECT_EQ(parse_exchange_algo(""), ExchangeAlgo::kAuto);
+  EXPECT_THROW(parse_exchange_algo("butterfly"), std::invalid_argument);
 }
 
 TEST(RankScanCostModel, TreeBeatsAllGatherForLargeSummariesAndManyRanks) {
@@ -224,12 +250,12 @@ TEST(RankScanCostModel, TreeBeatsAllGatherForLargeSummariesAndManyRanks) {
   m.combine_s_per_byte = 1.0 / 1000e9;
   // 4096 channels x fp32 x 2 (A and B) per batch row, 8 rows: 256 KiB summaries.
   const double bytes = 2.0 * 4096 * 4 * 8;
-  EXPECT_LT(predict_rank_scan_seconds(RankScanAlgo::kTree, 1024, bytes, m),
-            predict_rank_scan_seconds(RankScanAlgo::kAllGather, 1024, bytes, m));
-  EXPECT_EQ(predict_rank_scan_seconds(RankScanAlgo::kTree, 1, bytes, m), 0.0);
+  EXPECT_LT(predict_exchange_seconds(ExchangeAlgo::kTree, 1024, bytes, m),
+            predict_exchange_seconds(ExchangeAlgo::kAllGather, 1024, bytes, m));
+  EXPECT_EQ(predict_exchange_seconds(ExchangeAlgo::kTree, 1, bytes, m), 0.0);
   // Rounds grow like ceil(log2 P): 5 ranks cost the same rounds as 8.
-  EXPECT_EQ(predict_rank_scan_seconds(RankScanAlgo::kTree, 5, bytes, m),
-            predict_rank_scan_seconds(RankScanAlgo::kTree, 8, bytes, m));
+  EXPECT_EQ(predict_exchange_seconds(ExchangeAlgo::kTree, 5, bytes, m),
+            predict_exchange_seconds(ExchangeAlgo::kTree, 8, bytes, m));
 }
 
 }  // namespace

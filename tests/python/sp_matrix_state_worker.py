@@ -41,18 +41,24 @@ def problem(model, total, dtype):
     return inputs, h0.to(torch.float64 if dtype == torch.float64 else torch.float32), wo, wS
 
 
-def run(model, inputs, h0, chunk, group=None):
+def run(model, inputs, h0, chunk, group=None, algo="auto"):
     if group is None:
         fn = seqpar.chunk_gla if model == "gla" else seqpar.chunk_gated_delta_rule
         return fn(*inputs, initial_state=h0, output_final_state=True, chunk_size=chunk)
     fn = seqpar.sp.chunk_gla if model == "gla" else seqpar.sp.chunk_gated_delta_rule
-    return fn(*inputs, initial_state=h0, output_final_state=True, chunk_size=chunk, group=group)
+    return fn(*inputs, initial_state=h0, output_final_state=True, chunk_size=chunk, group=group,
+              algo=algo)
 
 
-def check_case(model, split, chunk, dtype, tol, algo="auto", final_in_loss=True):
+def check_case(model, split, chunk, dtype, tol, algo="auto", final_in_loss=True,
+               via="environment"):
     """final_in_loss=False: the loss reads the outputs only (an empty slice's backward must
-    still take part in the exchange's collectives)."""
-    os.environ["SEQPAR_SP_ALGO"] = algo
+    still take part in the exchange's collectives). via: algo chosen by SEQPAR_SP_ALGO
+    ("environment") or by the functions' algo= argument ("argument")."""
+    os.environ.pop("SEQPAR_SP_ALGO", None)
+    if via == "environment":
+        os.environ["SEQPAR_SP_ALGO"] = algo
+    arg_algo = algo if via == "argument" else "auto"
     P, r = dist.get_world_size(), dist.get_rank()
     lengths = slice_lengths(split, P)
     start, total = sum(lengths[:r]), sum(lengths)
@@ -71,7 +77,7 @@ def check_case(model, split, chunk, dtype, tol, algo="auto", final_in_loss=True)
     # final-state term once, so the reference above counts it P times.
     mine = [x[:, start:start + lengths[r]].clone().requires_grad_() for x in inputs]
     h0_mine = h0.clone().requires_grad_()
-    o, S = run(model, mine, h0_mine, chunk, group=dist.group.WORLD)
+    o, S = run(model, mine, h0_mine, chunk, group=dist.group.WORLD, algo=arg_algo)
     loss = (o.double() * wo[:, start:start + lengths[r]]).sum()
     if final_in_loss:
         loss = loss + (S.double() * wS).sum()
@@ -94,11 +100,12 @@ def check_case(model, split, chunk, dtype, tol, algo="auto", final_in_loss=True)
     close("grad initial_state", grads[-1], want_h0)
 
     # Run to run: bitwise the same.
-    o2, S2 = run(model, [x.detach() for x in mine], h0, chunk, group=dist.group.WORLD)
+    o2, S2 = run(model, [x.detach() for x in mine], h0, chunk, group=dist.group.WORLD,
+                 algo=arg_algo)
     assert torch.equal(o2, o.detach()) and torch.equal(S2, S.detach()), f"rank {r}: not reproducible"
 
 
-def check_previous_steps(split, width, dtype):
+def check_previous_steps(split, width, dtype, algo="auto"):
     """seqpar.sp.previous_steps feeding a depthwise causal convolution of width + 1 taps: the
     convolution of each slice over [before, x] equals the convolution of the whole sequence,
     in value and gradient (x, initial, weight)."""
@@ -127,12 +134,12 @@ def check_previous_steps(split, width, dtype):
 
     mine, init_mine, w_mine = (t.clone().requires_grad_()
                                for t in (x[:, start:start + lengths[r]], init, weight))
-    before, last = seqpar.sp.previous_steps(mine, width, init_mine)
+    before, last = seqpar.sp.previous_steps(mine, width, init_mine, algo=algo)
     y = conv(torch.cat([before, mine], 1), w_mine)
     loss = (y.double() * wy[:, :, start:start + lengths[r]]).sum()
     g_x, g_init, g_w = torch.autograd.grad(loss, [mine, init_mine, w_mine], allow_unused=True)
     tol = 1e-12 if dtype == torch.float64 else 1e-5
-    where = f"rank {r} P={P} previous_steps {split} width={width} {dtype}"
+    where = f"rank {r} P={P} previous_steps {split} width={width} {dtype} {algo}"
     assert torch.equal(last, torch.cat([init, x], 1)[:, total:]), where + ": last"
     assert torch.allclose(y, y_ref[:, :, start:start + lengths[r]], atol=tol), where + ": conv"
     assert torch.allclose(g_x, grads_ref[0][:, start:start + lengths[r]], atol=tol), where + ": grad x"
@@ -145,7 +152,7 @@ def check_previous_steps(split, width, dtype):
     assert torch.allclose(g_w_sum, grads_ref[2], atol=tol * max(1, total)), where + ": grad weight"
 
 
-def check_causal_conv1d(split, width):
+def check_causal_conv1d(split, width, algo="auto"):
     """seqpar.sp.causal_conv1d (bias, SiLU, initial and final state) against seqpar's one-process
     causal_conv1d over the whole sequence, values and gradients."""
     P, r = dist.get_world_size(), dist.get_rank()
@@ -163,10 +170,10 @@ def check_causal_conv1d(split, width):
     y_ref, f_ref = seqpar.causal_conv1d(full[0], full[1], full[2], "silu", full[3], True)
     ref = torch.autograd.grad((y_ref * wy).sum() + P * (f_ref * wf).sum(), full)
     mine = [t.clone().requires_grad_() for t in (x[:, start:start + lengths[r]], w, bias, init)]
-    y, f = seqpar.sp.causal_conv1d(mine[0], mine[1], mine[2], "silu", mine[3], True)
+    y, f = seqpar.sp.causal_conv1d(mine[0], mine[1], mine[2], "silu", mine[3], True, algo=algo)
     got = torch.autograd.grad((y * wy[:, start:start + lengths[r]]).sum() + (f * wf).sum(), mine,
                               allow_unused=True)
-    where = f"rank {r} P={P} causal_conv1d {split} width={width}"
+    where = f"rank {r} P={P} causal_conv1d {split} width={width} {algo}"
     assert torch.allclose(y, y_ref[:, start:start + lengths[r]], atol=1e-12), where + ": y"
     assert torch.equal(f, f_ref), where + ": final state"
     assert torch.allclose(got[0], ref[0][:, start:start + lengths[r]], atol=1e-12), where + ": grad x"
@@ -247,16 +254,21 @@ def main():
         for algo in ("tree", "allgather", "ring"):
             check_case(model, "empty", 16, torch.float64, 1e-10, algo)
         check_case(model, "empty", 4, torch.float64, 1e-10, final_in_loss=False)
-        cases += 5
+        for algo in ("tree", "allgather", "ring", "blelloch"):
+            check_case(model, "uneven", 4, torch.float64, 1e-10, algo, via="argument")
+        cases += 9
     for split in ("even", "uneven", "empty"):
         for width in (1, 3):
             check_previous_steps(split, width, torch.float64)
             cases += 1
     check_previous_steps("empty", 3, torch.float32)
-    cases += 1
+    check_previous_steps("empty", 3, torch.float64, algo="allgather")
+    cases += 2
     for split in ("uneven", "empty"):
         check_causal_conv1d(split, 4)
         cases += 1
+    check_causal_conv1d("empty", 4, algo="ring")
+    cases += 1
     for model in ("gla", "gated_delta"):
         for split in ("uneven", "empty"):
             check_fla_surface(model, split)

@@ -23,7 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sp_common import load_seqpar, reference_scan, slice_lengths  # noqa: E402
 
 
-def check_case(group, split, reverse, with_h0, algo, dtype, tol):
+def check_case(group, split, reverse, with_h0, algo, dtype, tol, via="environment"):
+    """via: how algo is chosen, "environment" (SEQPAR_SP_ALGO, the op's algo left at "auto")
+    or "argument" (the op's algo argument, SEQPAR_SP_ALGO unset)."""
     P, r = dist.get_world_size(group), dist.get_rank(group)
     lengths = slice_lengths(split, P)
     start, total = sum(lengths[:r]), sum(lengths)
@@ -47,9 +49,14 @@ def check_case(group, split, reverse, with_h0, algo, dtype, tol):
     sa = a[:, start:start + lengths[r]].to(dtype).clone().requires_grad_()
     sb = b[:, start:start + lengths[r]].to(dtype).clone().requires_grad_()
     sh0 = h0.to(dtype).clone().requires_grad_()
-    os.environ["SEQPAR_SP_ALGO"] = algo
-    h, h_last = torch.ops.seqpar.sp_scan(sa, sb, sh0 if with_h0 else None, reverse,
-                                         group.group_name)
+    if via == "environment":
+        os.environ["SEQPAR_SP_ALGO"] = algo
+        h, h_last = torch.ops.seqpar.sp_scan(sa, sb, sh0 if with_h0 else None, reverse,
+                                             group.group_name)
+    else:
+        os.environ.pop("SEQPAR_SP_ALGO", None)
+        h, h_last = torch.ops.seqpar.sp_scan(sa, sb, sh0 if with_h0 else None, reverse,
+                                             group.group_name, algo=algo)
     loss = (h * w[:, start:start + lengths[r]].to(dtype)).sum() + (h_last * v.to(dtype)).sum() * (r + 1)
     loss.real.backward()
 
@@ -74,6 +81,28 @@ def check_case(group, split, reverse, with_h0, algo, dtype, tol):
             assert torch.count_nonzero(sh0.grad) == 0, "grad_h0 must be zero off the first rank"
 
 
+def check_algo_argument(group):
+    """The op's algo argument reaches the exchange: an unknown name is a ValueError naming it; on
+    gloo, "exscan" (MPI only) is refused on every rank; an explicit algo beats SEQPAR_SP_ALGO."""
+    P = dist.get_world_size(group)
+    a = torch.full((1, 3, 4), 0.5, dtype=torch.float64)
+    try:
+        torch.ops.seqpar.sp_scan(a, a, None, False, group.group_name, algo="butterfly")
+        raise AssertionError("no error for algo='butterfly'")
+    except ValueError as e:
+        assert "butterfly" in str(e) and "algo" in str(e), str(e)
+    if P > 1:
+        try:
+            torch.ops.seqpar.sp_scan(a, a, None, False, group.group_name, algo="exscan")
+            raise AssertionError("no error for algo='exscan' on a gloo group")
+        except RuntimeError as e:
+            assert "exscan" in str(e), str(e)
+    os.environ["SEQPAR_SP_ALGO"] = "exscan"  # would fail on gloo, but the argument wins
+    h, _ = torch.ops.seqpar.sp_scan(a, a, None, False, group.group_name, algo="tree")
+    os.environ.pop("SEQPAR_SP_ALGO")
+    assert h.shape == a.shape
+
+
 def run_checks():
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
     world = dist.group.WORLD
@@ -86,6 +115,9 @@ def run_checks():
                 check_case(world, split, reverse, split != "even", algo, torch.float64, 1e-12)
     check_case(world, "uneven", False, True, "auto", torch.float32, 2e-5)
     check_case(world, "uneven", True, True, "tree", torch.complex64, 2e-5)
+    for algo in ("tree", "allgather", "ring", "blelloch", "auto"):
+        check_case(world, "empty", True, True, algo, torch.float64, 1e-12, via="argument")
+    check_algo_argument(world)
 
     # Sub-groups: consecutive ranks of size 2 form sp groups (dp x sp), named by their group.
     if P % 2 == 0 and P > 2:

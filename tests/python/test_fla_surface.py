@@ -304,7 +304,8 @@ def fla_parameters(model):
 @pytest.mark.parametrize("model", ["gated_delta", "gla"])
 def test_signature_matches_fla(model, where):
     """FLA's parameters, in order, with FLA's kinds and defaults, then seqpar's keyword-only
-    extras (FLA's own **kwargs names for gated DeltaNet, chunk_size, group), then **kwargs."""
+    extras (FLA's own **kwargs names for gated DeltaNet, chunk_size, group and algo), then
+    **kwargs."""
     fla, fla_has_kwargs = fla_parameters(model)
     ours = list(inspect.signature((FUNCTIONS if where == "one process" else SP_FUNCTIONS)[model])
                 .parameters.values())
@@ -314,10 +315,10 @@ def test_signature_matches_fla(model, where):
     assert all(p.kind == inspect.Parameter.KEYWORD_ONLY for p in extras)
     assert ours[-1].kind == inspect.Parameter.VAR_KEYWORD
     expected = (["use_gate_in_kernel", "A_log", "dt_bias"] if model != "gla" else []) + \
-        ["chunk_size"] + (["group"] if where == "sp" else [])
+        ["chunk_size"] + (["group", "algo"] if where == "sp" else [])
     assert [p.name for p in extras] == expected
     if fla_has_kwargs:  # FLA reads these from its **kwargs, with these defaults
-        assert {p.name: p.default for p in extras if p.name != "group"} == dict(
+        assert {p.name: p.default for p in extras if p.name not in ("group", "algo")} == dict(
             {"chunk_size": 64},
             **({"use_gate_in_kernel": False, "A_log": None, "dt_bias": None}
                if model != "gla" else {}))

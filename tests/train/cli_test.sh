@@ -16,7 +16,7 @@ trap 'rm -rf "$tmp"' EXIT
 cd "$source_dir"
 
 common=(--config configs/quickstart.ini --seq_len 4096 --d_model 32 --mlp_hidden 64 --layers 1
-        --steps 6 --warmup 2 --val_every 3 --val_tokens 2048 --checkpoint_every 3 --threads 1)
+        --steps 6 --warmup 2 --val_every 3 --val_tokens 2048 --save_every 3 --threads 1)
 fail() { echo "FAIL: $*"; exit 1; }
 
 "${mpirun[@]}" -np 2 "$train" "${common[@]}" --checkpoint_dir "$tmp/a" --metrics "$tmp/a.jsonl" \
@@ -55,7 +55,7 @@ out=$("$train" "${common[@]}" --checkpoint_dir "$tmp/a" --mode generate --resume
 # same option on the command line: the program must get it once.
 SEQPAR_BUILD_DIR=$(dirname "$(dirname "$train")") bash launch/mpirun.sh configs/quickstart.ini \
   --seq_len 4096 --d_model 32 --mlp_hidden 64 --layers 1 --steps 1 --val_every 0 \
-  --checkpoint_every 0 --checkpoint_dir "$tmp/l" \
+  --save_every 0 --checkpoint_dir "$tmp/l" \
   --metrics "$tmp/l.jsonl" --progress_bar false > "$tmp/l.out" 2>&1 \
   || fail "launch/mpirun.sh with --progress_bar: $(tail -3 "$tmp/l.out")"
 [[ $(wc -l < "$tmp/l.jsonl") -eq 1 ]] || fail "launcher run: expected 1 metrics record"

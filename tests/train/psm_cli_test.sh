@@ -14,7 +14,7 @@ trap 'rm -rf "$tmp"' EXIT
 cd "$source_dir"
 
 common=(--config configs/quickstart.ini --model psm --seq_len 8192 --val_tokens 4096
-        --steps 4 --warmup 2 --val_every 2 --checkpoint_every 4 --threads 1)
+        --steps 4 --warmup 2 --val_every 2 --save_every 4 --threads 1)
 fail() { echo "FAIL: $*"; exit 1; }
 
 "${mpirun[@]}" -np 2 "$train" "${common[@]}" --sp 2 --checkpoint_dir "$tmp/sp2" \

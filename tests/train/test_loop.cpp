@@ -76,7 +76,7 @@ TEST(TrainLoop, ResumeReproducesUninterruptedRun) {
 TEST(TrainLoop, KeepsTheLastKCheckpoints) {
   auto o = tiny_options();
   o.steps = 5;
-  o.checkpoint_every = 1;
+  o.save_every = 1;
   o.keep_checkpoints = 2;
   o.checkpoint_dir = fresh_dir("keep");
   Trainer(o, single_rank_grid(), nullptr).run();
@@ -149,7 +149,7 @@ TEST_F(BadCheckpoint, DifferentOptionsAreNamed) {
 // fingerprint), instead of loading silently without them; resuming names the option.
 TEST(CheckpointModel, ExtraTensorsAreRefused) {
   auto o = tiny_options();
-  o.model = "gated_deltanet";
+  o.model = seqpar::models::ModelKind::kGatedDeltaNet;
   o.conv_size = 4;
   o.steps = 1;
   o.checkpoint_dir = fresh_dir("conv");

@@ -88,7 +88,7 @@ TEST_P(ModelTest, ChunkedForwardCarriesState) {
 ByteLMOptions tiny_matrix(const std::string& name) {
   ByteLMOptions o;
   o.layers = 2;
-  o.block_type = name.substr(0, name.find('+'));
+  o.kind = seqpar::models::parse_model_kind(name.substr(0, name.find('+')));
   o.matrix_block.conv_size = name.find("+conv") == std::string::npos ? 0 : 4;
   o.matrix_block.qk_l2norm = name.find("+qknorm") != std::string::npos;
   o.matrix_block.d_model = 32;
@@ -124,7 +124,7 @@ TEST(MatrixModel, QkL2NormGivesUnitQueriesAndKeys) {
     for (const bool norm : {false, true}) {
       torch::manual_seed(21);
       seqpar::models::MatrixStateBlockOptions o;
-      o.variant = variant;
+      o.variant = seqpar::models::parse_model_kind(variant);
       o.d_model = 32;
       o.heads = 4;
       o.qk_l2norm = norm;
@@ -199,7 +199,7 @@ INSTANTIATE_TEST_SUITE_P(Blocks, MatrixModelTest,
 ByteLMOptions tiny_psm() {
   ByteLMOptions o;
   o.layers = 2;
-  o.block_type = "psm";
+  o.kind = seqpar::models::ModelKind::kPsm;
   o.psm_block.d_model = 32;
   o.psm_block.heads = 4;
   o.psm_block.mlp_hidden = 64;

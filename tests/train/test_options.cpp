@@ -72,6 +72,8 @@ TEST(Options, BadValuesNameTheKey) {
   EXPECT_NE(msg.find("'task'"), std::string::npos) << msg;
   msg = error_of({"--model", "transformer"});
   EXPECT_NE(msg.find("'model'"), std::string::npos) << msg;
+  msg = error_of({"--sp_algo", "butterfly"});
+  EXPECT_NE(msg.find("'sp_algo'"), std::string::npos) << msg;
   msg = error_of({"--rotation", "maybe"});
   EXPECT_NE(msg.find("rotation"), std::string::npos) << msg;
   msg = error_of({"--config", "/nonexistent/x.ini"});
@@ -102,6 +104,41 @@ TEST(Options, FingerprintTracksModelKeys) {
   // Recomputation changes the memory, not the model: checkpoints move freely between the two.
   auto sliced = parse({"--model", "gla", "--sp", "1", "--matrix_recompute_tokens", "4096"});
   EXPECT_EQ(seqpar::train::fingerprint(gla), seqpar::train::fingerprint(sliced));
+}
+
+TEST(Options, SpAlgoNamesAnExchangeAndStaysOutOfTheFingerprint) {
+  auto a = parse({}), ring = parse({"--sp_algo", "ring"});
+  EXPECT_EQ(a.sp_algo, "auto");
+  EXPECT_EQ(ring.sp_algo, "ring");
+  EXPECT_EQ(seqpar::train::fingerprint(a), seqpar::train::fingerprint(ring));
+  auto cfg = write_config("sp_algo", "sp_algo = allgather\n");
+  EXPECT_EQ(parse({"--config", cfg}).sp_algo, "allgather");
+}
+
+// save_every is the training checkpoint interval; the old key still works, with a deprecation
+// message on stderr, and loses to save_every when both are given.
+TEST(Options, CheckpointEveryIsTheDeprecatedSaveEvery) {
+  EXPECT_EQ(parse({"--save_every", "7"}).save_every, 7);
+  testing::internal::CaptureStderr();
+  const auto old = parse({"--checkpoint_every", "5"});
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(old.save_every, 5);
+  EXPECT_NE(err.find("'checkpoint_every' is deprecated"), std::string::npos) << err;
+  auto cfg = write_config("old_key", "checkpoint_every = 4\n");
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(parse({"--config", cfg}).save_every, 4);
+  testing::internal::GetCapturedStderr();
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(parse({"--checkpoint_every", "5", "--save_every", "3"}).save_every, 3);
+  testing::internal::GetCapturedStderr();
+  EXPECT_NE(error_of({"--save_every", "-1"}).find("'save_every'"), std::string::npos);
+}
+
+TEST(Options, ModelIsAKind) {
+  EXPECT_EQ(parse({}).model, seqpar::models::ModelKind::kManifold);
+  EXPECT_EQ(parse({"--model", "gated_deltanet"}).model, seqpar::models::ModelKind::kGatedDeltaNet);
+  EXPECT_NE(seqpar::train::fingerprint(parse({"--model", "psm"})).find("model=psm\n"),
+            std::string::npos);
 }
 
 TEST(Options, MatrixRecomputeNeedsOneSpRank) {

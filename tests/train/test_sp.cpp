@@ -88,7 +88,7 @@ TEST_P(SpMatrixTraining, LossAndGradientsMatchOneRank) {
   auto world = test_world();
   auto o = sp_options("mqar");
   const auto plus = GetParam().find('+');
-  o.model = GetParam().substr(0, plus);
+  o.model = seqpar::models::parse_model_kind(GetParam().substr(0, plus));
   o.conv_size = plus == std::string::npos ? 0 : 4;
   Trainer reference(o, single_rank_grid(), nullptr);
   Trainer parallel(o, seqpar::comm::make_grid(world, world->size()), nullptr);
@@ -100,6 +100,27 @@ TEST_P(SpMatrixTraining, LossAndGradientsMatchOneRank) {
 INSTANTIATE_TEST_SUITE_P(Models, SpMatrixTraining,
                          testing::Values("gla", "gated_deltanet", "gla+conv",
                                          "gated_deltanet+conv"));
+
+// sp_algo reaches every cross-rank exchange: each algorithm gives one rank's loss, and exscan,
+// which the matrix summaries cannot run, is refused on every rank.
+TEST(SpAlgo, EveryExchangeGivesOneRanksLoss) {
+  auto world = test_world();
+  auto o = sp_options("mqar");
+  o.model = seqpar::models::ModelKind::kGatedDeltaNet;
+  o.conv_size = 4;
+  Trainer reference(o, single_rank_grid(), nullptr);
+  const double l_ref = reference.compute_gradients(0);
+  for (const char* algo : {"tree", "allgather", "ring", "blelloch"}) {
+    o.sp_algo = algo;
+    Trainer parallel(o, seqpar::comm::make_grid(world, world->size()), nullptr);
+    EXPECT_NEAR(parallel.compute_gradients(0), l_ref, 1e-5 * std::abs(l_ref)) << algo;
+  }
+  if (world->size() > 1) {
+    o.sp_algo = "exscan";
+    Trainer parallel(o, seqpar::comm::make_grid(world, world->size()), nullptr);
+    EXPECT_THROW(parallel.compute_gradients(0), std::exception);
+  }
+}
 
 // A matrix-state block on short slices and empty ones (lengths 2, 0, 1, 5, ...: with a short
 // convolution, rank 2's window reaches back over rank 1 into rank 0), with a loss on the
@@ -120,7 +141,7 @@ TEST_P(SpMatrixBlock, ShortAndEmptySlicesMatchTheWholeSequence) {
   bo.mlp_hidden = 32;
   bo.chunk_size = 4;
   const auto plus = GetParam().find('+');
-  bo.variant = GetParam().substr(0, plus);
+  bo.variant = seqpar::models::parse_model_kind(GetParam().substr(0, plus));
   bo.conv_size = plus == std::string::npos ? 0 : 4;
   torch::manual_seed(5);
   seqpar::models::MatrixStateBlock block(bo);
@@ -162,7 +183,7 @@ INSTANTIATE_TEST_SUITE_P(Blocks, SpMatrixBlock,
 TEST(SpPsmTraining, LossAndGradientsMatchOneRank) {
   auto world = test_world();
   auto o = sp_options("s5");
-  o.model = "psm";
+  o.model = seqpar::models::ModelKind::kPsm;
   o.psm_chunk = 4;
   o.seq_len = 32 * world->size();
   o.val_length = 2 * o.seq_len;
@@ -215,17 +236,18 @@ TEST(SpTraining, LongSequenceRecall) {
 }
 
 // Recomputed slices of the matrix-state recurrence need an sp group of one rank; with sp = 0
-// (all ranks, known only here) the trainer refuses, naming the option, on every rank.
+// (all ranks, known only here) the trainer refuses (validate_for_sp_size), naming the option,
+// on every rank.
 TEST(SpMatrixTraining, RecomputedSlicesNeedOneSpRank) {
   auto world = test_world();
   auto o = sp_options("mqar");
-  o.model = "gla";
+  o.model = seqpar::models::ModelKind::kGla;
   o.sp = 0;
   o.matrix_recompute_tokens = 256;
   try {
     Trainer parallel(o, seqpar::comm::make_grid(world, world->size()), nullptr);
     ADD_FAILURE() << "an sp group of " << world->size() << " ranks was accepted";
-  } catch (const c10::Error& e) {
+  } catch (const seqpar::train::OptionsError& e) {
     EXPECT_NE(std::string(e.what()).find("'matrix_recompute_tokens'"), std::string::npos) << e.what();
   }
 }

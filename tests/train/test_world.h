@@ -1,7 +1,7 @@
 // Shared by the mpirun trainer tests: the world communicator and small helpers.
 #pragma once
 
-#include <seqpar/comm/communicator.h>
+#include <seqpar/comm/bootstrap.h>
 #include <seqpar/train/options.h>
 
 #include <filesystem>

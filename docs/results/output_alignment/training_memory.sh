@@ -16,7 +16,7 @@ for r in $(seq "$rounds"); do
   for v in "base:$base" "new:$PWD/build/src"; do
     LD_LIBRARY_PATH=${v#*:} OMP_NUM_THREADS=1 mpirun --allow-run-as-root -np 2 \
       -x LD_LIBRARY_PATH -x OMP_NUM_THREADS build/bin/seqpar-train --config configs/quickstart.ini \
-      --steps 20 --val_every 0 --checkpoint_every 0 --checkpoint_dir "$tmp/ck" \
+      --steps 20 --val_every 0 --save_every 0 --checkpoint_dir "$tmp/ck" \
       --metrics "$tmp/m.jsonl" --progress_bar false > "$tmp/out" 2>&1
     echo "${v%%:*} | $(grep -o 'steps 1..20 in [0-9.]*' "$tmp/out" | awk '{print $4}') |" \
          "$(grep -o 'peak memory [0-9]*' "$tmp/out" | awk '{print $3}') |" \

@@ -5,8 +5,9 @@
 // a, b: (batch, time, *channels), same shape and dtype (float32, float64, bfloat16, float16,
 // complex64), any strides. h0: (batch, *channels) or empty. reverse=true runs time from the
 // end: h_t = a_t * h_{t+1} + b_t. Returns (h, h_last): h shaped like a, h_last like h0 (for
-// reverse, h_last is the state at the first time step). Accumulates in float32 (float64 for
-// float64, complex64 for complex64); outputs are in the input dtype.
+// reverse, h_last is the state at the first time step). Accumulates in float64 for float32 and
+// float64, complex128 for complex64, float32 for bfloat16 and float16 (kernels::accumulation_kind,
+// docs/accuracy.md); outputs are in the input dtype.
 //
 // Differentiable in a, b and h0 through one fused backward pass. These functions call the
 // registered ops (torch.ops.seqpar.*), so they dispatch to CPU or CUDA by the inputs' device.

@@ -30,22 +30,19 @@
 #include <string>
 #include <tuple>
 
+#include "seqpar/comm/exchange_algo.h"
+
 namespace seqpar::comm {
 class Communicator;
 }  // namespace seqpar::comm
 
 namespace seqpar::sp {
 
-// How the summaries are exchanged (comm/include/seqpar/comm/rank_scan.h documents the cost
-// model that kAuto applies). Overridden by the environment variable SEQPAR_SP_ALGO
-// ("tree", "exscan", "allgather") when the option is kAuto.
-enum class ExchangeAlgo : int {
-  kAuto,
-  kTree,       // recursive doubling over send/recv: ceil(log2 P) rounds of 2D elements
-  kExscan,     // MPI_Exscan with a non-commutative user MPI_Op (MPI backend only)
-  kAllGather,  // all-gather every summary, fold the predecessors locally
-  kRing,       // the state passed rank to rank: P - 1 hops of D elements, one after another
-};
+// How the ranks' summaries are exchanged: comm's one exchange-algorithm type (what each
+// algorithm does and costs: seqpar/comm/rank_scan.h). kAuto is resolved by the cost model, or
+// by the environment variable SEQPAR_SP_ALGO when it is set (docs/sequence_parallel.md,
+// "Choosing the exchange"); any other value is run as asked on every rank.
+using comm::ExchangeAlgo;
 
 struct SpOptions {
   ExchangeAlgo algo = ExchangeAlgo::kAuto;

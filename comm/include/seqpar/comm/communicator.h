@@ -1,6 +1,6 @@
 // The transport seqpar's sequence-parallel scan runs on: a small Communicator interface with
-// MPI, NCCL and c10d::ProcessGroup implementations, and the bootstrap that builds one from
-// the mpirun or torchrun environment (docs/design.md section 4).
+// MPI, NCCL and c10d::ProcessGroup implementations (docs/design.md section 4). bootstrap.h
+// builds one from the mpirun or torchrun environment; comm_error.h has the errors it throws.
 //
 // Design choices that are not obvious:
 // - Buffers are plain (pointer, bytes, dtype, memory kind) descriptions, not tensors, so the
@@ -24,6 +24,8 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+
+#include "seqpar/comm/comm_error.h"
 
 namespace seqpar::comm {
 
@@ -75,29 +77,6 @@ inline MutableBuffer host_buffer(void* data, std::size_t bytes, DataType dtype) 
   return {data, bytes, dtype, MemoryKind::kHost, -1};
 }
 
-// Thrown by every communicator call. what() reads
-//   "seqpar::comm <backend> <call> failed on rank R (peer P) at file:line: detail".
-class CommError : public std::runtime_error {
- public:
-  CommError(std::string backend, std::string call, int rank, int peer, std::string detail,
-            const char* file, int line);
-  const std::string& backend() const { return backend_; }
-  const std::string& call() const { return call_; }
-  int rank() const { return rank_; }
-  int peer() const { return peer_; }  // -1 for collectives
-  const std::string& detail() const { return detail_; }
-
- private:
-  std::string backend_, call_, detail_;
-  int rank_, peer_;
-};
-
-// A blocking call's deadline passed (a peer died, hangs, or never called).
-class CommTimeoutError : public CommError {
- public:
-  using CommError::CommError;
-};
-
 // One group of ranks. Implementations are RAII (the destructor releases the MPI communicator,
 // NCCL comm or process-group reference), non-copyable and movable. All members except
 // rank(), size(), backend_name(), timeout() and set_timeout() are collective or point-to-point
@@ -142,65 +121,20 @@ class Communicator {
   // semantics). Collective over this communicator.
   virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
 
+  // An optional capability: the exclusive scan of affine pairs as one library call (MPI_Exscan
+  // with a non-commutative user op). `pairs` holds this rank's n interleaved host pairs
+  // (a_0, b_0, a_1, b_1, ...; dtype float32, float64, complex64 or complex128); rank r's
+  // `result` (same layout) gets, elementwise, the composition of the pairs of the ranks before
+  // it in rank order (after it when `reverse`), later after earlier: (a2, b2) o (a1, b1) =
+  // (a2 a1, a2 b1 + b2). The first rank in that order gets no result (`result` is left as
+  // it was). The cross-rank scan's exscan algorithm runs on it; communicators without it
+  // (the default) leave that algorithm out.
+  virtual bool offers_pair_exscan() const { return false; }
+  virtual void pair_exscan(ConstBuffer pairs, MutableBuffer result, bool reverse);
+
  protected:
   std::chrono::milliseconds timeout_ = default_timeout();
   static std::chrono::milliseconds default_timeout();
 };
-
-// ---------------------------------------------------------------------------------------------
-// Bootstrap.
-
-enum class Launcher : int { kSingle, kMpirun, kTorchrun };
-const char* launcher_name(Launcher launcher);
-
-// What the launcher's environment says about this process.
-//   mpirun (Open MPI): OMPI_COMM_WORLD_RANK / _SIZE / _LOCAL_RANK / _LOCAL_SIZE.
-//   torchrun: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT,
-//             TORCHELASTIC_USE_AGENT_STORE (the agent hosts the store: every rank is a client).
-struct LaunchInfo {
-  Launcher launcher = Launcher::kSingle;
-  int rank = 0;
-  int world_size = 1;
-  int local_rank = 0;
-  int local_world_size = 1;
-  std::string master_addr;  // torchrun only
-  int master_port = 0;      // torchrun only
-  bool agent_store = false; // torchrun with TORCHELASTIC_USE_AGENT_STORE=True
-};
-LaunchInfo detect_launch();
-
-enum class Backend : int {
-  kAuto,      // NCCL when built and CUDA devices exist, else MPI under mpirun, else c10d gloo
-  kMpi,
-  kNccl,
-  kC10dGloo,  // a gloo ProcessGroup built over a TCPStore (torchrun) or an MPI-shared address
-};
-const char* backend_name(Backend backend);
-Backend parse_backend(const std::string& name);  // "auto", "mpi", "nccl", "gloo"
-
-struct BootstrapOptions {
-  Backend backend = Backend::kAuto;
-  std::chrono::milliseconds timeout{0};  // 0: Communicator's default
-  // NCCL: select cudaSetDevice(local_rank % device_count) before creating the communicator.
-  bool select_device = true;
-  // Prefix under which the NCCL unique id / gloo rendezvous keys live in the TCPStore.
-  std::string store_prefix = "seqpar";
-};
-
-// The world communicator of this process, from the launcher's environment.
-std::unique_ptr<Communicator> make_world(const BootstrapOptions& options = {});
-
-// The world split into dp x sp groups: sp_size consecutive ranks form one sequence-parallel
-// group; ranks with the same position inside their sp group form one data-parallel group.
-// world size must be a multiple of sp_size.
-struct Grid {
-  std::shared_ptr<Communicator> world, sp, dp;
-  int sp_size = 1, dp_size = 1;
-  int sp_rank = 0, dp_rank = 0;
-};
-Grid make_grid(std::shared_ptr<Communicator> world, int sp_size);
-
-// Which CUDA device this process should use: local_rank modulo the visible device count.
-int device_for_local_rank(int local_rank, int device_count);
 
 }  // namespace seqpar::comm

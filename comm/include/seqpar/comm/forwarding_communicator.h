@@ -38,6 +38,8 @@ class ForwardingCommunicator : public Communicator {
   void barrier() final;
   // The inner communicator's split, decorated by wrap().
   std::unique_ptr<Communicator> split(int color, int key) final;
+  // pair_exscan is not forwarded (the base's default: not offered): a decorator's hook could
+  // not see inside the library call, so the exchange it decorates runs by messages it can.
 
   Communicator& inner() { return *inner_; }
 

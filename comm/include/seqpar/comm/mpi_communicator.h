@@ -29,6 +29,8 @@ class MpiCommunicator final : public Communicator {
   MpiCommunicator(MpiCommunicator&& other) noexcept;
   MpiCommunicator& operator=(MpiCommunicator&& other) noexcept;
 
+  // The Communicator overrides, declared again in every backend's header (nccl_, c10d_,
+  // forwarding_communicator.h): the interface repeated, not shared logic.
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string backend_name() const override { return "mpi"; }
@@ -42,6 +44,9 @@ class MpiCommunicator final : public Communicator {
   void broadcast(MutableBuffer buffer, int root, Stream stream = {}) override;
   void barrier() override;
   std::unique_ptr<Communicator> split(int color, int key) override;
+  // MPI_Iexscan with a non-commutative user op (mpi_pair_exscan.cpp); host buffers only.
+  bool offers_pair_exscan() const override { return true; }
+  void pair_exscan(ConstBuffer pairs, MutableBuffer result, bool reverse) override;
 
   MPI_Comm mpi_comm() const { return comm_; }
   // The same group with ranks numbered in reverse (rank r -> size-1-r), created on first use;

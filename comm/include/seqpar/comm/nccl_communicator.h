@@ -55,6 +55,9 @@ class NcclCommunicator final : public Communicator {
   // Waits (host side, with the deadline) until the communicator's pending async state is
   // ncclSuccess; aborts and throws on error or timeout.
   void wait_ready(const char* call, int peer);
+  // A deadline passed: aborts the communicator (which also ends a kernel stuck on a dead peer),
+  // marks it broken and throws CommTimeoutError naming the call.
+  [[noreturn]] void abort_after_timeout(const char* call, int peer);
   // Runs `enqueue` on the comm stream between the two event handoffs and waits for it.
   template <typename Enqueue>
   void run(const char* call, int peer, Stream stream, Enqueue&& enqueue);

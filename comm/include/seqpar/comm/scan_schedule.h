@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "seqpar/comm/communicator.h"
+#include "seqpar/comm/summary_kind.h"
 
 namespace seqpar::comm {
 
@@ -55,9 +56,6 @@ struct ScanSchedule {
 // The Blelloch schedule of `rank` among `P` ranks. reverse = false scans in rank order;
 // reverse = true in reverse rank order (position = P - 1 - rank).
 ScanSchedule blelloch_schedule(int P, int rank, bool reverse);
-
-// The tensors of one summary (also declared in rank_scan.h).
-using SummaryParts = std::vector<at::Tensor>;
 
 // later o earlier for the combine step at index `step` of the schedule.
 using ScheduleCombine = std::function<SummaryParts(std::size_t step, const SummaryParts& later,

@@ -13,11 +13,27 @@
 
 namespace seqpar::kernels {
 
-// Element types the scan accepts. Accumulation type per element type (docs/design.md section 1):
-// float32, bfloat16, float16 -> float; float64 -> double; complex64 -> complex<float>.
+// Element types the scan accepts.
 enum class ScalarKind : int { kFloat32, kFloat64, kBFloat16, kFloat16, kComplex64 };
 
 const char* scalar_kind_name(ScalarKind kind);
+
+// The precision every state and composed map is carried in, per element type: the one table
+// (docs/design.md section 1, docs/accuracy.md). float32 and float64 -> float64, complex64 ->
+// complex128 (so that a scan's error does not grow with its length), bfloat16 and float16 ->
+// float32. The CPU and CUDA type maps (cpu/element_types.h, cuda/scan_types.cuh) and the
+// LibTorch side (ops::accumulation_dtype) all read it.
+enum class AccumulationKind : int { kFloat32, kFloat64, kComplex128 };
+constexpr AccumulationKind accumulation_kind(ScalarKind kind) {
+  switch (kind) {
+    case ScalarKind::kFloat32: return AccumulationKind::kFloat64;
+    case ScalarKind::kFloat64: return AccumulationKind::kFloat64;
+    case ScalarKind::kBFloat16: return AccumulationKind::kFloat32;
+    case ScalarKind::kFloat16: return AccumulationKind::kFloat32;
+    case ScalarKind::kComplex64: return AccumulationKind::kComplex128;
+  }
+  return AccumulationKind::kFloat64;
+}
 
 // Strides in elements of a (batch, time, channel) operand.
 struct Strides3 {
@@ -94,7 +110,7 @@ struct ScanBackwardParams {
 
 // Propagator summary of a whole slice (docs/design.md section 2, step 1):
 //   (A, B) = P_{T-1} o ... o P_0, i.e. A = prod_t a_t and h_{T-1} = A * h_{-1} + B.
-// Written in the accumulation precision's storage dtype equal to the input dtype.
+// Composed in the accumulation precision (accumulation_kind), written in the input dtype.
 struct ScanSummaryParams {
   ScalarKind dtype = ScalarKind::kFloat32;
   ScanShape shape;

@@ -1,7 +1,7 @@
 // A byte-level language model: embedding(256) -> N blocks -> final RMS norm -> linear head
-// over 256 bytes. The blocks are ManifoldScan layers (block_type "manifold") or matrix-state
-// layers (MatrixStateBlock: "gla" or "gated_deltanet") or prefix-scannable layers (PsmBlock:
-// "psm").
+// over 256 bytes. The blocks are ManifoldScan layers (ModelKind::kManifold) or matrix-state
+// layers (MatrixStateBlock: kGla or kGatedDeltaNet) or prefix-scannable layers (PsmBlock:
+// kPsm).
 //
 // forward() is the training path (parallel scans through a SequenceBackend, so a rank may hold
 // only a slice of each sequence); step() is the streaming path (constant state per layer, one
@@ -10,6 +10,7 @@
 
 #include <seqpar/models/manifold_scan.h>
 #include <seqpar/models/matrix_state_block.h>
+#include <seqpar/models/model_kind.h>
 #include <seqpar/models/psm_block.h>
 
 #include <torch/torch.h>
@@ -21,9 +22,9 @@ namespace seqpar::models {
 
 struct ByteLMOptions {
   int64_t layers = 2;
-  std::string block_type = "manifold";  // or "gla", "gated_deltanet", "psm"
+  ModelKind kind = ModelKind::kManifold;
   ManifoldScanOptions block;            // manifold blocks
-  MatrixStateBlockOptions matrix_block; // gla / gated_deltanet blocks (variant = block_type)
+  MatrixStateBlockOptions matrix_block; // gla / gated_deltanet blocks (variant = kind)
   PsmBlockOptions psm_block;            // psm blocks
   static constexpr int64_t kVocab = 256;
 };

@@ -26,6 +26,7 @@
 //   and gradient equal the one-rank computation on any number of ranks.
 #pragma once
 
+#include <seqpar/comm/exchange_algo.h>
 #include <seqpar/psm.h>
 #include <torch/torch.h>
 
@@ -76,13 +77,19 @@ struct SequenceBackend {
 };
 
 SequenceBackend local_backend();
-// `group` must outlive every backward pass through modules using the backend.
-SequenceBackend sp_backend(std::shared_ptr<comm::Communicator> group);
+// `group` must outlive every backward pass through modules using the backend; `algo` is the
+// exchange of the scans' summaries (the psm scan always runs the Blelloch schedule).
+SequenceBackend sp_backend(std::shared_ptr<comm::Communicator> group,
+                           comm::ExchangeAlgo algo = comm::ExchangeAlgo::kAuto);
 
-struct ManifoldScanOptions {
+// What every block family's options share: the width, the heads and the MLP's hidden width.
+struct BlockOptions {
   int64_t d_model = 64;
   int64_t heads = 4;
   int64_t mlp_hidden = 256;
+};
+
+struct ManifoldScanOptions : BlockOptions {
   bool rotation = false;
   // Base time scales: base_0 = dt_max, ..., base_{H-1} = dt_min, geometric in between.
   double dt_min = 0.01;

@@ -28,6 +28,7 @@
 #pragma once
 
 #include <seqpar/models/manifold_scan.h>
+#include <seqpar/models/model_kind.h>
 
 #include <torch/torch.h>
 
@@ -35,11 +36,8 @@
 
 namespace seqpar::models {
 
-struct MatrixStateBlockOptions {
-  std::string variant = "gated_deltanet";  // or "gla"
-  int64_t d_model = 64;
-  int64_t heads = 4;
-  int64_t mlp_hidden = 256;
+struct MatrixStateBlockOptions : BlockOptions {
+  ModelKind variant = ModelKind::kGatedDeltaNet;  // or kGla
   int64_t chunk_size = 64;
   int64_t conv_size = 0;  // tokens seen by the short convolution (0: none)
   bool qk_l2norm = false;  // L2-normalise q and k per head (gated DeltaNet always normalises k)
@@ -78,7 +76,7 @@ class MatrixStateBlockImpl : public torch::nn::Module {
       const at::Tensor& force, const at::Tensor& qkv);
 
  private:
-  bool gla() const { return options_.variant == "gla"; }
+  bool gla() const { return options_.variant == ModelKind::kGla; }
   at::Tensor readout(const at::Tensor& x, const at::Tensor& o);
   // (o, S_T) of the recurrence, in one call or over recomputed slices.
   std::tuple<at::Tensor, at::Tensor> recurrence(const SequenceBackend& backend, const at::Tensor& q,

@@ -33,10 +33,7 @@
 
 namespace seqpar::models {
 
-struct PsmBlockOptions {
-  int64_t d_model = 64;
-  int64_t heads = 4;
-  int64_t mlp_hidden = 256;
+struct PsmBlockOptions : BlockOptions {
   int64_t chunk_size = 16;
   // Recompute every Agg and Inf call in backward instead of keeping its activations
   // (seqpar/models/recompute.h): memory per token falls from the layers' activations to their

@@ -49,4 +49,19 @@ std::vector<std::string> list_checkpoints(const std::string& dir);
 // Deletes all but the newest `keep` checkpoints in dir.
 void prune_checkpoints(const std::string& dir, int64_t keep);
 
+// The checkpoint `resume` names: a path as given, or for "latest" the newest in dir (throws
+// CheckpointError when dir holds none).
+std::string resolve_checkpoint(const std::string& resume, const std::string& dir);
+
+// What a training run starts from (seqpar-train's resume, checkpoint_dir and overwrite keys):
+// the checkpoint to load (empty: a fresh run), and whether a fresh run clears the checkpoints
+// already in checkpoint_dir (overwrite). A fresh run into a directory that holds checkpoints
+// without overwrite throws CheckpointError: it would mix two runs' files.
+struct ResumePlan {
+  std::string checkpoint;
+  bool clear_checkpoint_dir = false;
+};
+ResumePlan plan_resume(const std::string& resume, const std::string& checkpoint_dir,
+                       bool overwrite);
+
 }  // namespace seqpar::train

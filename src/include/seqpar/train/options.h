@@ -1,10 +1,13 @@
 // seqpar-train's options: one flat set of keys, read from an INI file (--config) and
-// overridden by the command line (--key value). Every key is validated after parsing; any
-// problem throws OptionsError whose message names the key (and the file for config keys).
+// overridden by the command line (--key value). Every key is validated after parsing, here and
+// nowhere else (options.cpp); any problem throws OptionsError whose message names the key (and
+// the file for config keys).
 //
 // The keys are flat (no INI sections) so that a line `steps = 300` in a config and `--steps 300`
 // on the command line are the same thing; configs group them with comments instead.
 #pragma once
+
+#include <seqpar/models/model_kind.h>
 
 #include <cstdint>
 #include <stdexcept>
@@ -22,7 +25,7 @@ struct TrainOptions {
   // run
   std::string config;
   std::string mode = "train";  // train | generate
-  std::string model = "manifold";
+  models::ModelKind model = models::ModelKind::kManifold;
   int64_t steps = 100;
   int64_t stop_after = 0;      // stop after this step without changing the schedule (0: off)
   int64_t log_every = 1;
@@ -71,12 +74,19 @@ struct TrainOptions {
   // parallelism
   int64_t sp = 0;              // sequence-parallel group size (0: all ranks)
   std::string backend = "auto";
+  // How the sp ranks exchange their summaries: auto, tree, exscan, allgather, ring, blelloch
+  // (seqpar/comm/exchange_algo.h; SEQPAR_SP_ALGO replaces auto). Not in the fingerprint: the
+  // algorithms differ by rounding only. The psm model's scan is always the Blelloch schedule.
+  std::string sp_algo = "auto";
   // cpu, cuda (the GPU of this rank's local rank) or cuda:N. Data and gradients pass through
   // the host for communication, which every communicator backend accepts.
   std::string device = "cpu";
   // checkpoints
   std::string checkpoint_dir;  // "" : no checkpoints
-  int64_t checkpoint_every = 0;
+  // Save a training checkpoint every N steps (0: at the end only). The old key,
+  // checkpoint_every, is still read (with a deprecation message on stderr): it collided with
+  // ScanOptions::checkpoint_every, the scan's recompute chunk.
+  int64_t save_every = 0;
   int64_t keep_checkpoints = 3;
   std::string resume;          // a checkpoint file, or "latest" (newest in checkpoint_dir)
   bool overwrite = false;      // allow a fresh run to replace checkpoints already in the dir
@@ -94,6 +104,9 @@ bool parse_options(int argc, const char* const* argv, TrainOptions& options,
 
 // Checks ranges and choices; throws OptionsError naming the key.
 void validate(const TrainOptions& options);
+// The checks that need the sequence-parallel group's size (sp = 0 means all ranks, known only
+// once the world is up); the trainer calls it. Throws OptionsError naming the key.
+void validate_for_sp_size(const TrainOptions& options, int sp_size);
 
 // "key=value" lines of every option that changes the trained model or the sequence of
 // updates. Checkpoints store it; resuming with a different fingerprint is an error that

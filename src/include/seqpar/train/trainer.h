@@ -9,7 +9,7 @@
 // then applies the same update, so parameters stay identical without a broadcast.
 #pragma once
 
-#include <seqpar/comm/communicator.h>
+#include <seqpar/comm/bootstrap.h>
 #include <seqpar/models/byte_lm.h>
 #include <seqpar/train/data.h>
 #include <seqpar/train/options.h>

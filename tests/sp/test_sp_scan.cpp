@@ -62,10 +62,7 @@ struct Case {
 std::string case_name(const testing::TestParamInfo<Case>& info) {
   const Case& c = info.param;
   const char* split = c.split == Split::kEven ? "even" : (c.split == Split::kUneven ? "uneven" : "empty");
-  const char* algo = c.algo == ExchangeAlgo::kTree ? "tree"
-                     : c.algo == ExchangeAlgo::kAllGather ? "allgather"
-                     : c.algo == ExchangeAlgo::kExscan ? "exscan"
-                     : c.algo == ExchangeAlgo::kRing ? "ring" : "auto";
+  const char* algo = comm::exchange_algo_name(c.algo);
   return std::string(split) + (c.reverse ? "_reverse" : "_forward") + (c.with_h0 ? "_h0_" : "_noh0_") +
          algo + "_" + c10::toString(c.dtype);
 }
@@ -158,6 +155,9 @@ std::vector<Case> sp_cases() {
   cases.push_back({Split::kEmptySlices, true, true, ExchangeAlgo::kTree, at::kFloat});
   cases.push_back({Split::kUneven, false, true, ExchangeAlgo::kTree, at::kComplexFloat});
   cases.push_back({Split::kUneven, true, true, ExchangeAlgo::kAllGather, at::kComplexFloat});
+  // The Blelloch schedule, reachable through SpOptions since the options take comm's type.
+  cases.push_back({Split::kEmptySlices, false, true, ExchangeAlgo::kBlelloch, at::kDouble});
+  cases.push_back({Split::kUneven, true, true, ExchangeAlgo::kBlelloch, at::kDouble});
   return cases;
 }
 

@@ -5,7 +5,7 @@
 // channel-contiguous with 8 and 32 channels per CTA, general strides, reverse, h0, T = 1, and
 // a 40-tile sequence. Exit status 1 on any failure. Modes: (none), quick, stress. Used by scripts/cuda_build_check.sh:
 //   g++ -std=c++17 -O1 -I<cuda>/include -I<cuda>/include/cccl -Ikernels/cuda
-//       -Ikernels/cuda/host_emulation -Ikernels/include emu_scan_test.cpp && ./a.out [quick]
+//       -Itests/kernels/cuda/host_emulation -Ikernels/include tests/kernels/cuda/host_emulation/emu_scan_test.cpp && ./a.out [quick]
 #include "emu_cuda.h"
 #include "scan_kernel.cuh"
 #include "scan_launch.cuh"
