@@ -30,7 +30,8 @@ declare -A target_march=([neon]="-march=armv8-a+crypto"
 pids=()
 for t in neon sve; do
   mkdir -p "$out/$t"
-  for src in kernels/cpu/scan_forward.cpp kernels/cpu/scan_backward.cpp kernels/cpu/scan_summary.cpp; do
+  for src in kernels/cpu/scan_forward.cpp kernels/cpu/scan_backward.cpp kernels/cpu/scan_summary.cpp \
+             kernels/cpu/chunk_delta_rule.cpp kernels/cpu/chunk_gla.cpp; do
     # shellcheck disable=SC2086  # the -march words split on purpose
     "$cxx" "${base_flags[@]}" ${target_march[$t]} -DSEQPAR_CPU_TARGET=$t -DSEQPAR_HAVE_HWY=1 \
       -DHWY_COMPILE_ONLY_STATIC=1 -c "$src" -o "$out/$t/$(basename "$src" .cpp).o" & pids+=($!)
