@@ -98,6 +98,15 @@ if destroy:
     # clear error, not hang or crash.
     pending_a = torch.rand(1, 7, 2, generator=g, requires_grad=True)
     pending_h, _ = seqpar.sp.scan(pending_a, pending_a.detach())
+    # The store of the group made again below: a fresh one (the first group's keys would be read
+    # again), on a port the system picks, told to the other ranks while the first group lives.
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], 0, P, True, wait_for_workers=False,
+                          timeout=datetime.timedelta(seconds=60)) if r == 0 else None
+    port = [store.port if r == 0 else None]
+    dist.broadcast_object_list(port, src=0)
+    if r != 0:
+        store = dist.TCPStore(os.environ["MASTER_ADDR"], port[0], P, False,
+                              timeout=datetime.timedelta(seconds=60))
     threads_before = gloo_worker_threads()
     dist.destroy_process_group()
     # seqpar must not keep the group (and its worker threads) alive past destroy_process_group,
@@ -112,9 +121,7 @@ if destroy:
         except RuntimeError as e:
             assert "destroyed" in str(e), str(e)
     # A group made again works, under the same name as the destroyed one ("0": the default
-    # group's counter restarts). A fresh store: the first group's keys would be read again.
-    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]) + 17, P,
-                          r == 0, timeout=datetime.timedelta(seconds=60))
+    # group's counter restarts).
     dist.init_process_group("gloo", store=store, rank=r, world_size=P,
                             timeout=datetime.timedelta(seconds=60))
     a = torch.rand(1, 9, 2, generator=torch.Generator().manual_seed(3))
