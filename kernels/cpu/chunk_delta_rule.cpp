@@ -286,50 +286,9 @@ void backward_head(const MatrixChunkBackwardParams& p, int64_t b, int64_t h, Del
   }
 }
 
-template <class In>
-void forward_typed(const MatrixChunkForwardParams& p) {
-  using T = typename ComputeOf<In>::type;
-  const MatrixChunkShape& s = p.shape;
-  std::vector<std::unique_ptr<DeltaTiles<T>>> tiles(static_cast<size_t>(std::max(1, p.num_threads)));
-  for_each_head(s.batch, s.heads, p.num_threads, [&](int64_t b, int64_t h, int worker) {
-    auto& t = tiles[static_cast<size_t>(worker)];
-    if (!t) t = std::make_unique<DeltaTiles<T>>(s.chunk, s.key, s.value, false);
-    forward_head<In, T>(p, b, h, *t);
-  });
-}
-
-template <class In>
-void backward_typed(const MatrixChunkBackwardParams& p) {
-  using T = typename ComputeOf<In>::type;
-  const MatrixChunkShape& s = p.shape;
-  std::vector<std::unique_ptr<DeltaTiles<T>>> tiles(static_cast<size_t>(std::max(1, p.num_threads)));
-  for_each_head(s.batch, s.heads, p.num_threads, [&](int64_t b, int64_t h, int worker) {
-    auto& t = tiles[static_cast<size_t>(worker)];
-    if (!t) t = std::make_unique<DeltaTiles<T>>(s.chunk, s.key, s.value, true);
-    backward_head<In, T>(p, b, h, *t);
-  });
-}
-
 }  // namespace
 
-void chunk_delta_rule_forward(const MatrixChunkForwardParams& p) {
-  switch (p.dtype) {
-    case ScalarKind::kFloat32: return forward_typed<float>(p);
-    case ScalarKind::kFloat64: return forward_typed<double>(p);
-    case ScalarKind::kBFloat16: return forward_typed<BFloat16>(p);
-    case ScalarKind::kFloat16: return forward_typed<Float16>(p);
-    default: throw std::invalid_argument("chunk_delta_rule_forward: unsupported dtype");
-  }
-}
-
-void chunk_delta_rule_backward(const MatrixChunkBackwardParams& p) {
-  switch (p.dtype) {
-    case ScalarKind::kFloat32: return backward_typed<float>(p);
-    case ScalarKind::kFloat64: return backward_typed<double>(p);
-    case ScalarKind::kBFloat16: return backward_typed<BFloat16>(p);
-    case ScalarKind::kFloat16: return backward_typed<Float16>(p);
-    default: throw std::invalid_argument("chunk_delta_rule_backward: unsupported dtype");
-  }
-}
+SEQPAR_CHUNK_ENTRY(chunk_delta_rule_forward, DeltaTiles, forward_head, MatrixChunkForwardParams, false)
+SEQPAR_CHUNK_ENTRY(chunk_delta_rule_backward, DeltaTiles, backward_head, MatrixChunkBackwardParams, true)
 
 }  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET

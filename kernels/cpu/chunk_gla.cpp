@@ -308,36 +308,9 @@ void backward_head(const MatrixChunkBackwardParams& p, int64_t b, int64_t h, Gla
                     h * p.grad_initial_state.head);
 }
 
-template <class In, bool kBackward, class Params>
-void run_typed(const Params& p) {
-  using T = typename ComputeOf<In>::type;
-  const MatrixChunkShape& s = p.shape;
-  std::vector<std::unique_ptr<GlaTiles<T>>> tiles(static_cast<size_t>(std::max(1, p.num_threads)));
-  for_each_head(s.batch, s.heads, p.num_threads, [&](int64_t b, int64_t h, int worker) {
-    auto& t = tiles[static_cast<size_t>(worker)];
-    if (!t) t = std::make_unique<GlaTiles<T>>(s.chunk, s.key, s.value, kBackward);
-    if constexpr (kBackward) {
-      backward_head<In, T>(p, b, h, *t);
-    } else {
-      forward_head<In, T>(p, b, h, *t);
-    }
-  });
-}
-
-template <bool kBackward, class Params>
-void run(const Params& p) {
-  switch (p.dtype) {
-    case ScalarKind::kFloat32: return run_typed<float, kBackward>(p);
-    case ScalarKind::kFloat64: return run_typed<double, kBackward>(p);
-    case ScalarKind::kBFloat16: return run_typed<BFloat16, kBackward>(p);
-    case ScalarKind::kFloat16: return run_typed<Float16, kBackward>(p);
-    default: throw std::invalid_argument("chunk_gla: unsupported dtype");
-  }
-}
-
 }  // namespace
 
-void chunk_gla_forward(const MatrixChunkForwardParams& p) { run<false>(p); }
-void chunk_gla_backward(const MatrixChunkBackwardParams& p) { run<true>(p); }
+SEQPAR_CHUNK_ENTRY(chunk_gla_forward, GlaTiles, forward_head, MatrixChunkForwardParams, false)
+SEQPAR_CHUNK_ENTRY(chunk_gla_backward, GlaTiles, backward_head, MatrixChunkBackwardParams, true)
 
 }  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET

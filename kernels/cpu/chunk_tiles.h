@@ -12,7 +12,9 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "element_types.h"
@@ -131,5 +133,44 @@ inline void for_each_head(int64_t batch, int64_t heads, int num_threads, const F
     for (int64_t p = next.fetch_add(1); p < pairs; p = next.fetch_add(1)) fn(p / heads, p % heads, worker);
   });
 }
+
+// fn(In{}) with In the storage type of `kind` (float, double, BFloat16, Float16); throws
+// std::invalid_argument naming `what` for any other kind.
+template <class Fn>
+inline void input_type_switch(ScalarKind kind, const char* what, const Fn& fn) {
+  switch (kind) {
+    case ScalarKind::kFloat32: return fn(float{});
+    case ScalarKind::kFloat64: return fn(double{});
+    case ScalarKind::kBFloat16: return fn(BFloat16{});
+    case ScalarKind::kFloat16: return fn(Float16{});
+    default: throw std::invalid_argument(std::string(what) + ": unsupported dtype");
+  }
+}
+
+// body(batch, head, tiles) for every (batch, head) pair of params.shape, each worker with its
+// own Tiles (made on first use as Tiles(chunk, K, V, backward)).
+template <class Tiles, class Params, class Body>
+inline void run_heads(const Params& p, bool backward, const Body& body) {
+  const MatrixChunkShape& s = p.shape;
+  std::vector<std::unique_ptr<Tiles>> tiles(static_cast<size_t>(std::max(1, p.num_threads)));
+  for_each_head(s.batch, s.heads, p.num_threads, [&](int64_t b, int64_t h, int worker) {
+    auto& t = tiles[static_cast<size_t>(worker)];
+    if (!t) t = std::make_unique<Tiles>(s.chunk, s.key, s.value, backward);
+    body(b, h, *t);
+  });
+}
+
+// The kernel entry points of a recurrence: Head<In, T>::forward / ::backward run one (batch,
+// head) pair on its Tiles<T>.
+#define SEQPAR_CHUNK_ENTRY(name, Tiles, head_fn, Params, backward)                    \
+  void name(const Params& p) {                                                        \
+    input_type_switch(p.dtype, #name, [&](auto in) {                                  \
+      using In = decltype(in);                                                        \
+      using T = typename ComputeOf<In>::type;                                         \
+      run_heads<Tiles<T>>(p, backward, [&](int64_t b, int64_t h, Tiles<T>& x) {       \
+        head_fn<In, T>(p, b, h, x);                                                   \
+      });                                                                             \
+    });                                                                               \
+  }
 
 }  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET
