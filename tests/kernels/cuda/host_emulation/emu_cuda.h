@@ -14,7 +14,8 @@
 //     and around publication, so look-backs and chained waits find flags empty and spin on
 //     each other through real atomics with acquire/release (libcu++ atomic_ref on the host).
 // cudaMallocAsync, cudaMemsetAsync, cudaFreeAsync, cudaGetLastError, cudaGetDevice and
-// cudaDeviceGetAttribute are defined here for the launch path (no CUDA runtime is linked);
+// cudaDeviceGetAttribute are defined here (and dynamic shared memory, for the chunk kernels;
+// their tensor-core fragments are in emu_wmma.h) for the launch path (no CUDA runtime is linked);
 // every 128-bit load and store is checked to be 16-byte aligned (x86 would not fault).
 // Compiled with g++ against the CUDA headers (for the bf16/half types and libcu++ atomics).
 #pragma once
@@ -67,11 +68,14 @@ template <class T> T exchange(T v, int src, bool valid) {
 inline void trampoline() { body(); (*fibers)[cur].done = true; swapcontext(&(*fibers)[cur].ctx, &sched); }
 inline void run_block(int n, std::function<void()> fn) {
   static thread_local std::vector<Fiber> fs;
-  fs.assign(n, Fiber{});
+  // Stacks are kept from block to block (allocating and zeroing them per CTA dominated runs
+  // with many small CTAs).
+  fs.resize(n);
   fibers = &fs; nthreads = n; body = std::move(fn);
   block_bar = Barrier{}; for (auto& w : warp_bar) w = Barrier{};
   for (int i = 0; i < n; ++i) {
-    fs[i].stack.resize(256 * 1024);
+    fs[i].done = false;
+    if (fs[i].stack.size() != 256 * 1024) fs[i].stack.resize(256 * 1024);
     getcontext(&fs[i].ctx);
     fs[i].ctx.uc_stack.ss_sp = fs[i].stack.data();
     fs[i].ctx.uc_stack.ss_size = fs[i].stack.size();
@@ -106,9 +110,20 @@ inline void maybe_pause() {
   }
 }
 
+// Dynamic shared memory (extern __shared__ in CUDA): one buffer per host thread, sized by
+// launch_with_smem before the CTAs of a launch run on that thread.
+inline thread_local std::vector<unsigned char> dyn_smem;
+inline thread_local size_t dyn_smem_bytes = 0;
+inline unsigned char* dynamic_smem() {
+  if (dyn_smem.size() < dyn_smem_bytes) dyn_smem.resize(dyn_smem_bytes);
+  return dyn_smem.data();
+}
+// The device's shared memory per block with opt-in (an H100's), for cudaDeviceGetAttribute.
+inline int smem_optin_bytes = 232448;
+
 // Runs `grid` CTAs of `block` threads; CTA start order is shuffled and spread over `workers`
 // host threads. The kernel takes tile indices from its atomic counter, so any order is legal.
-inline void launch(unsigned grid, int block, std::function<void()> fn) {
+inline void launch(unsigned grid, int block, std::function<void()> fn, size_t smem = 0) {
   ++launches;
   std::vector<unsigned> order(grid);
   for (unsigned i = 0; i < grid; ++i) order[i] = i;
@@ -116,6 +131,7 @@ inline void launch(unsigned grid, int block, std::function<void()> fn) {
   std::atomic<unsigned> next{0};
   auto work = [&](int w) {
     rng.seed(1000u * unsigned(w) + unsigned(launches));
+    dyn_smem_bytes = smem;
     for (unsigned i; (i = next.fetch_add(1)) < grid;) {
       maybe_pause();
       block_x = order[i];
@@ -128,6 +144,10 @@ inline void launch(unsigned grid, int block, std::function<void()> fn) {
   for (int w = 1; w < n; ++w) pool.emplace_back(work, w);
   work(0);
   for (auto& t : pool) t.join();
+}
+// A launch with `smem` bytes of dynamic shared memory per CTA (scan_launch.cuh uses none).
+inline void launch_with_smem(unsigned grid, int block, size_t smem, std::function<void()> fn) {
+  launch(grid, block, std::move(fn), smem);
 }
 }  // namespace emu
 
@@ -182,7 +202,11 @@ inline cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t) { std
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
 inline cudaError_t cudaGetDevice(int* d) { *d = 0; return cudaSuccess; }
 // 8 emulated SMs: 4 or more column groups run chained, fewer use the look-back.
-inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr, int) { *v = 8; return cudaSuccess; }
+// The chunk kernels ask for the shared memory per block with opt-in (an H100's 227 KiB).
+inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr attr, int) {
+  *v = attr == cudaDevAttrMaxSharedMemoryPerBlockOptin ? emu::smem_optin_bytes : 8;
+  return cudaSuccess;
+}
 }
 inline int __ffs(unsigned x) { return __builtin_ffs(int(x)); }
 template <class T> T __shfl_up_sync(unsigned, T v, int d) { int s = emu::lane() - d; return emu::exchange(v, s, s >= 0); }

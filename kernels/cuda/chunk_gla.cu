@@ -1,0 +1,329 @@
+// Fused chunk kernels of gated linear attention (GLA) on CUDA, forward and backward
+// (matrix_state_params.h; the math in docs/matrix_state.md; the CPU kernels in kernels/cpu/
+// chunk_gla.cpp). One CTA per (batch, head, V-tile) walks its chunks (chunk_tiles.cuh).
+//
+// Per chunk, entered with state S (K x VT), G the running sum of g (64 x K, one decay per key
+// channel), E = exp(G), Qh = Q * E (Q scaled), Kb = K * exp(G_last - G):
+//   o  = Qh S + P V,   P[i, j] = sum_k q_ik k_jk exp(G_ik - G_jk)  (j <= i)
+//   S' = diag(exp(G_last)) S + Kb^T V
+// P is never formed as (Q E)(K / E)^T (1 / E overflows): as on the CPU, the chunk is cut into
+// sub-chunks of 16 steps; a block below the diagonal (query sub-chunk starting at a0, keys
+// before a0) factors through r = G[a0 - 1], exp(G_i - G_j) = exp(G_i - r) exp(r - G_j), both
+// factors <= 1, and is one tile product; the diagonal blocks are summed exactly, one
+// exponential per (i, j, k) with j <= i. The backward is the adjoint, from the saved state
+// entering the chunk; gradients of q, k, g are partial sums per V-tile (finalize_backward).
+#include "chunk_tiles.cuh"
+#include "chunk_kernels.h"
+
+namespace seqpar::kernels::cuda::chunk {
+// Named (not anonymous) so that the host emulator's test can include both files in one unit.
+namespace gla_impl {
+
+constexpr int C = kChunk;
+constexpr int kSub = 16;
+
+template <class In>
+struct GlaForwardTiles {
+  using T = typename ComputeOf<In>::type;
+  T *q, *k, *G, *kr, *v, *S, *P, *o;  // o doubles as the 16 x K query factor of a block
+  Stage<In> st;
+  SEQPAR_HD void carve(Carve& cv, int K, int VT) {
+    q = cv.take<T>(C * K);
+    k = cv.take<T>(C * K);
+    G = cv.take<T>(C * K);
+    kr = cv.take<T>((C - kSub) * K);
+    v = cv.take<T>(C * VT);
+    S = cv.take<T>(K * VT);
+    P = cv.take<T>(C * C);
+    o = cv.take<T>(C * VT);
+    st.carve(cv);
+  }
+};
+
+template <class In>
+struct GlaBackwardTiles {
+  using T = typename ComputeOf<In>::type;
+  T *q, *k, *G, *scr, *v, *dO, *stg, *P;  // stg: dV, and the query factor of a block
+  Stage<In> st;
+  SEQPAR_HD void carve(Carve& cv, int K, int VT) {
+    q = cv.take<T>(C * K);
+    k = cv.take<T>(C * K);
+    G = cv.take<T>(C * K);
+    scr = cv.take<T>(C * K);
+    v = cv.take<T>(C * VT);
+    dO = cv.take<T>(C * VT);
+    stg = cv.take<T>(C * VT);
+    P = cv.take<T>(C * C);
+    st.carve(cv);
+  }
+};
+
+// G (64 x K) from g in place: running sum down each channel.
+template <class T>
+__device__ void running_sum(T* G, int K) {
+  __syncthreads();
+  for (int m = threadIdx.x; m < K; m += blockDim.x)
+    for (int i = 1; i < C; ++i) G[i * K + m] += G[(i - 1) * K + m];
+  __syncthreads();
+}
+
+// The masked intra-chunk scores P (64 x 64). kr: (64 - 16) x K, qr: 16 x K scratch.
+template <class In, class T>
+__device__ void chunk_scores(const Stage<In>& st, int K, const T* q, const T* k, const T* G, T* kr,
+                             T* qr, T* P) {
+  for (int e = threadIdx.x; e < C * C; e += blockDim.x) {
+    const int i = e / C, j = e % C;
+    if (j > i) {
+      P[e] = T(0);
+    } else if (i / kSub == j / kSub) {
+      const T* Gi = G + i * K;
+      const T* Gj = G + j * K;
+      const T* qi = q + i * K;
+      const T* kj = k + j * K;
+      T acc = 0;
+      for (int m = 0; m < K; ++m) acc += qi[m] * kj[m] * exp_of(Gi[m] - Gj[m]);
+      P[e] = acc;
+    }
+  }
+  for (int a0 = kSub; a0 < C; a0 += kSub) {
+    const T* r = G + (a0 - 1) * K;
+    __syncthreads();
+    for (int e = threadIdx.x; e < a0 * K; e += blockDim.x) kr[e] = k[e] * exp_of(r[e % K] - G[e]);
+    for (int e = threadIdx.x; e < kSub * K; e += blockDim.x)
+      qr[e] = q[a0 * K + e] * exp_of(G[a0 * K + e] - r[e % K]);
+    __syncthreads();
+    cta_gemm<In, false, true>(st, kSub, a0, K, T(1), qr, K, kr, K, T(0), P + a0 * C, C);
+  }
+  __syncthreads();
+}
+
+template <class In>
+__global__ void __launch_bounds__(kThreads) gla_forward_kernel(MatrixChunkForwardParams p) {
+  using T = typename ComputeOf<In>::type;
+  constexpr int VT = kValueTile<In>;
+  const MatrixChunkShape s = p.shape;
+  const int K = static_cast<int>(s.key), V = static_cast<int>(s.value);
+  const int64_t N = num_chunks(s);
+  const CtaIndex at = cta_index(s, VT);
+  const int col0 = at.vt * VT;
+  SEQPAR_DYNAMIC_SMEM(smem);
+  Carve cv{reinterpret_cast<uintptr_t>(smem)};
+  GlaForwardTiles<In> x;
+  x.carve(cv, K, VT);
+  const T* init = p.initial_state.data ? state_at<const T>(p.initial_state, at.b, at.h) : nullptr;
+  for (int e = threadIdx.x; e < K * VT; e += blockDim.x)
+    x.S[e] = init ? init[(e / VT) * V + col0 + e % VT] : T(0);
+  T* saved = p.chunk_states ? static_cast<T*>(p.chunk_states) + (at.b * s.heads + at.h) * N * K * V
+                            : nullptr;
+  const T scale = static_cast<T>(p.scale);
+  __syncthreads();
+  for (int64_t n = 0; n < N; ++n) {
+    const ChunkSpan sp = chunk_span(s, n);
+    if (saved)
+      for (int e = threadIdx.x; e < K * VT; e += blockDim.x)
+        saved[n * K * V + (e / VT) * V + col0 + e % VT] = x.S[e];
+    load_rows<In>(p.q, at.b, at.h, sp.t0, sp.len, 0, K, scale, x.q);
+    load_rows<In>(p.k, at.b, at.h, sp.t0, sp.len, 0, K, T(1), x.k);
+    load_rows<In>(p.g, at.b, at.h, sp.t0, sp.len, 0, K, T(1), x.G);
+    load_rows<In>(p.v, at.b, at.h, sp.t0, sp.len, col0, VT, T(1), x.v);
+    running_sum(x.G, K);
+    chunk_scores(x.st, K, x.q, x.k, x.G, x.kr, x.o, x.P);
+    const T* G_last = x.G + (C - 1) * K;
+    for (int e = threadIdx.x; e < C * K; e += blockDim.x) {
+      x.q[e] *= exp_of(x.G[e]);                    // Qh
+      x.k[e] *= exp_of(G_last[e % K] - x.G[e]);    // Kb
+    }
+    __syncthreads();
+    cta_gemm<In, false, false>(x.st, C, VT, K, T(1), x.q, K, x.S, VT, T(0), x.o, VT);
+    __syncthreads();
+    for (int e = threadIdx.x; e < K * VT; e += blockDim.x) x.S[e] *= exp_of(G_last[e / VT]);
+    __syncthreads();
+    cta_gemm<In, false, false>(x.st, C, VT, C, T(1), x.P, C, x.v, VT, T(1), x.o, VT);
+    cta_gemm<In, true, false>(x.st, K, VT, C, T(1), x.k, K, x.v, VT, T(1), x.S, VT);
+    __syncthreads();
+    if (p.o.data) store_rows<In>(p.o, at.b, at.h, sp.t0, sp.len, col0, VT, T(1), x.o, VT);
+  }
+  if (p.final_state.data) {
+    T* out = state_at<T>(p.final_state, at.b, at.h);
+    for (int e = threadIdx.x; e < K * VT; e += blockDim.x) out[(e / VT) * V + col0 + e % VT] = x.S[e];
+  }
+}
+
+template <class In>
+__global__ void __launch_bounds__(kThreads)
+    gla_backward_kernel(MatrixChunkBackwardParams p, BackwardScratch ws) {
+  using T = typename ComputeOf<In>::type;
+  constexpr int VT = kValueTile<In>;
+  const MatrixChunkShape s = p.shape;
+  const int K = static_cast<int>(s.key), V = static_cast<int>(s.value);
+  const int64_t N = num_chunks(s), Tpad = N * C;
+  const CtaIndex at = cta_index(s, VT);
+  const int col0 = at.vt * VT;
+  SEQPAR_DYNAMIC_SMEM(smem);
+  Carve cv{reinterpret_cast<uintptr_t>(smem)};
+  GlaBackwardTiles<In> x;
+  x.carve(cv, K, VT);
+  T* dSc = static_cast<T*>(ws.ds) + static_cast<int64_t>(blockIdx.x) * 2 * K * VT;
+  T* dSn = dSc + K * VT;
+  T* tmp = static_cast<T*>(ws.tmp) + static_cast<int64_t>(blockIdx.x) * C * K;
+  const int64_t slot = (at.vt * s.batch + at.b) * s.heads + at.h;
+  const T* states = static_cast<const T*>(p.chunk_states) + (at.b * s.heads + at.h) * N * K * V + col0;
+  const T* gfs = p.grad_final_state.data ? state_at<const T>(p.grad_final_state, at.b, at.h) : nullptr;
+  for (int e = threadIdx.x; e < K * VT; e += blockDim.x)
+    dSc[e] = gfs ? gfs[(e / VT) * V + col0 + e % VT] : T(0);
+  const T scale = static_cast<T>(p.scale);
+  for (int64_t n = N - 1; n >= 0; --n) {
+    const ChunkSpan sp = chunk_span(s, n);
+    const T* S = states + n * K * V;  // ld V
+    T* pdq = static_cast<T*>(ws.dq) + (slot * Tpad + n * C) * K;
+    T* pdk = static_cast<T*>(ws.dk) + (slot * Tpad + n * C) * K;
+    T* pdG = static_cast<T*>(ws.dg) + (slot * Tpad + n * C) * K;
+    load_rows<In>(p.q, at.b, at.h, sp.t0, sp.len, 0, K, scale, x.q);
+    load_rows<In>(p.k, at.b, at.h, sp.t0, sp.len, 0, K, T(1), x.k);
+    load_rows<In>(p.g, at.b, at.h, sp.t0, sp.len, 0, K, T(1), x.G);
+    load_rows<In>(p.v, at.b, at.h, sp.t0, sp.len, col0, VT, T(1), x.v);
+    if (p.grad_o.data) {
+      load_rows<In>(p.grad_o, at.b, at.h, sp.t0, sp.len, col0, VT, T(1), x.dO);
+    } else {
+      for (int e = threadIdx.x; e < C * VT; e += blockDim.x) x.dO[e] = T(0);
+    }
+    running_sum(x.G, K);
+    chunk_scores(x.st, K, x.q, x.k, x.G, x.scr, x.stg, x.P);
+    const T* G_last = x.G + (C - 1) * K;
+    // dV = P^T dO + Kb dS'.
+    cta_gemm<In, true, false>(x.st, C, VT, C, T(1), x.P, C, x.dO, VT, T(0), x.stg, VT);
+    for (int e = threadIdx.x; e < C * K; e += blockDim.x) x.scr[e] = x.k[e] * exp_of(G_last[e % K] - x.G[e]);
+    __syncthreads();
+    cta_gemm<In, false, false>(x.st, C, VT, K, T(1), x.scr, K, dSc, VT, T(1), x.stg, VT);
+    __syncthreads();
+    store_rows<In>(p.grad_v, at.b, at.h, sp.t0, sp.len, col0, VT, T(1), x.stg, VT);
+    // dQh = dO S^T (-> pdq), dKb = V dS'^T (-> pdk), dP = dO V^T (-> P).
+    cta_gemm<In, false, true>(x.st, C, K, VT, T(1), x.dO, VT, S, V, T(0), pdq, K);
+    cta_gemm<In, false, true>(x.st, C, K, VT, T(1), x.v, VT, dSc, VT, T(0), pdk, K);
+    cta_gemm<In, false, true>(x.st, C, C, VT, T(1), x.dO, VT, x.v, VT, T(0), x.P, C);
+    __syncthreads();
+    for (int e = threadIdx.x; e < C * K; e += blockDim.x) {
+      const T E = exp_of(x.G[e]);
+      pdG[e] = x.q[e] * E * pdq[e];
+      pdq[e] *= E;
+    }
+    for (int e = threadIdx.x; e < C * C; e += blockDim.x)
+      if (e % C > e / C) x.P[e] = T(0);
+    __syncthreads();
+    // Per key channel: Kb's decay, S' = diag(exp(G_last)) S + ..., and Qh into scr.
+    for (int m = threadIdx.x; m < K; m += blockDim.x) {
+      const T el = exp_of(G_last[m]);
+      T sdot = 0;
+      for (int j = 0; j < VT; ++j) {
+        sdot += S[m * V + j] * dSc[m * VT + j];
+        dSn[m * VT + j] = el * dSc[m * VT + j];
+      }
+      T acc = 0;
+      for (int i = 0; i < C; ++i) {
+        const int e = i * K + m;
+        const T r = pdk[e] * x.scr[e];
+        pdG[e] -= r;
+        acc += r;
+        pdk[e] *= exp_of(G_last[m] - x.G[e]);
+        x.scr[e] = x.q[e] * exp_of(x.G[e]);
+      }
+      pdG[(C - 1) * K + m] += acc + el * sdot;
+    }
+    __syncthreads();
+    cta_gemm<In, true, false>(x.st, K, VT, C, T(1), x.scr, K, x.dO, VT, T(1), dSn, VT);  // + Qh^T dO
+    // Blocks below the diagonal: P_blk = Qr Kr^T, Qr = Q exp(G - r), Kr = K exp(r - G).
+    for (int a0 = kSub; a0 < C; a0 += kSub) {
+      const T* r = x.G + (a0 - 1) * K;
+      __syncthreads();
+      for (int e = threadIdx.x; e < a0 * K; e += blockDim.x) x.scr[e] = x.k[e] * exp_of(r[e % K] - x.G[e]);
+      for (int e = threadIdx.x; e < kSub * K; e += blockDim.x)
+        x.stg[e] = x.q[a0 * K + e] * exp_of(x.G[a0 * K + e] - r[e % K]);
+      __syncthreads();
+      cta_gemm<In, false, false>(x.st, kSub, K, a0, T(1), x.P + a0 * C, C, x.scr, K, T(0), tmp, K);
+      __syncthreads();
+      for (int e = threadIdx.x; e < kSub * K; e += blockDim.x) {
+        const int at_e = a0 * K + e;
+        const T add = exp_of(x.G[at_e] - r[e % K]) * tmp[e];
+        pdq[at_e] += add;
+        pdG[at_e] += x.q[at_e] * add;
+      }
+      __syncthreads();
+      cta_gemm<In, true, false>(x.st, a0, K, kSub, T(1), x.P + a0 * C, C, x.stg, K, T(0), tmp, K);
+      __syncthreads();
+      for (int e = threadIdx.x; e < a0 * K; e += blockDim.x) {
+        const T add = exp_of(r[e % K] - x.G[e]) * tmp[e];
+        pdk[e] += add;
+        pdG[e] -= x.k[e] * add;
+      }
+    }
+    __syncthreads();
+    // The diagonal blocks, exactly: queries (i, m) first, then keys (j, m).
+    for (int e = threadIdx.x; e < C * K; e += blockDim.x) {
+      const int i = e / K, m = e % K, a0 = i / kSub * kSub;
+      T dq = 0, t = 0;
+      for (int j = a0; j <= i; ++j) {
+        const T de = x.P[i * C + j] * exp_of(x.G[e] - x.G[j * K + m]);
+        dq += x.k[j * K + m] * de;
+      }
+      t = x.q[e] * dq;
+      pdq[e] += dq;
+      pdG[e] += t;
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < C * K; e += blockDim.x) {
+      const int j = e / K, m = e % K, end = j / kSub * kSub + kSub;
+      T dk = 0;
+      for (int i = j; i < end; ++i) dk += x.q[i * K + m] * x.P[i * C + j] * exp_of(x.G[i * K + m] - x.G[e]);
+      pdk[e] += dk;
+      pdG[e] -= x.k[e] * dk;
+    }
+    __syncthreads();
+    T* swap = dSc;
+    dSc = dSn;
+    dSn = swap;
+  }
+  if (p.grad_initial_state.data) {
+    T* out = state_at<T>(p.grad_initial_state, at.b, at.h);
+    for (int e = threadIdx.x; e < K * VT; e += blockDim.x) out[(e / VT) * V + col0 + e % VT] = dSc[e];
+  }
+}
+
+template <class In, template <class> class Tiles>
+size_t tiles_bytes(int K) {
+  Carve cv;
+  Tiles<In> x;
+  x.carve(cv, K, kValueTile<In>);
+  return cv.off;
+}
+
+}  // namespace gla_impl
+
+size_t gla_smem_bytes(ScalarKind dtype, int key, bool backward) {
+  const int r = with_input_type(dtype, [&](auto in) {
+    using In = decltype(in);
+    return static_cast<int>(backward ? gla_impl::tiles_bytes<In, gla_impl::GlaBackwardTiles>(key)
+                                     : gla_impl::tiles_bytes<In, gla_impl::GlaForwardTiles>(key));
+  });
+  return r < 0 ? 0 : static_cast<size_t>(r);
+}
+
+int gla_forward(const MatrixChunkForwardParams& p, void* stream) {
+  return with_input_type(p.dtype, [&](auto in) {
+    using In = decltype(in);
+    const int64_t grid = p.shape.batch * p.shape.heads * (p.shape.value / kValueTile<In>);
+    return launch_cta_kernel(gla_impl::gla_forward_kernel<In>, grid,
+                             gla_impl::tiles_bytes<In, gla_impl::GlaForwardTiles>(static_cast<int>(p.shape.key)), stream, p);
+  });
+}
+
+int gla_backward(const MatrixChunkBackwardParams& p, const BackwardScratch& w, void* stream) {
+  return with_input_type(p.dtype, [&](auto in) {
+    using In = decltype(in);
+    const int64_t grid = p.shape.batch * p.shape.heads * (p.shape.value / kValueTile<In>);
+    return launch_cta_kernel(gla_impl::gla_backward_kernel<In>, grid,
+                             gla_impl::tiles_bytes<In, gla_impl::GlaBackwardTiles>(static_cast<int>(p.shape.key)), stream,
+                             p, w);
+  });
+}
+
+}  // namespace seqpar::kernels::cuda::chunk
