@@ -126,6 +126,7 @@ __global__ void __launch_bounds__(kThreads) delta_forward_kernel(MatrixChunkForw
     }
     __syncthreads();
     solve_unit_lower(x.A, x.w, VT);
+    __syncthreads();
     cta_gemm<In, false, true>(x.st, C, C, K, T(1), x.q, K, x.k, K, T(0), x.A, C);      // Q K^T
     cta_gemm<In, false, false>(x.st, C, VT, K, T(1), x.q, K, x.S, VT, T(0), x.o, VT);  // Q S
     __syncthreads();

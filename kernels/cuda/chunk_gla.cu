@@ -35,7 +35,7 @@ struct GlaForwardTiles {
     v = cv.take<T>(C * VT);
     S = cv.take<T>(K * VT);
     P = cv.take<T>(C * C);
-    o = cv.take<T>(C * VT);
+    o = cv.take<T>(C * VT > kSub * K ? C * VT : kSub * K);
     st.carve(cv);
   }
 };
@@ -52,7 +52,7 @@ struct GlaBackwardTiles {
     scr = cv.take<T>(C * K);
     v = cv.take<T>(C * VT);
     dO = cv.take<T>(C * VT);
-    stg = cv.take<T>(C * VT);
+    stg = cv.take<T>(C * VT > kSub * K ? C * VT : kSub * K);
     P = cv.take<T>(C * C);
     st.carve(cv);
   }

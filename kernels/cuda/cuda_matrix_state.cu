@@ -205,7 +205,7 @@ size_t matrix_chunk_backward_workspace_size(const MatrixChunkBackwardParams& par
 
 MatrixChunkResult cuda_matrix_chunk_forward(const MatrixChunkForwardParams& p, void* stream) {
   if (const char* why = matrix_chunk_unsupported(p.recurrence, p.dtype, p.shape)) return unsupported(why);
-  if (p.recurrence == MatrixRecurrence::kGatedDelta && p.beta.data == nullptr)
+  if (p.recurrence == MatrixRecurrence::kGatedDelta && p.beta.data == nullptr && p.shape.time > 0)
     return unsupported("gated DeltaNet needs beta");
   return from_error(p.recurrence == MatrixRecurrence::kGla ? chunk::gla_forward(p, stream)
                                                            : chunk::delta_forward(p, stream));
@@ -215,7 +215,7 @@ MatrixChunkResult cuda_matrix_chunk_backward(const MatrixChunkBackwardParams& p,
                                              void* workspace, size_t workspace_bytes) {
   if (const char* why = matrix_chunk_unsupported(p.recurrence, p.dtype, p.shape)) return unsupported(why);
   const bool gla = p.recurrence == MatrixRecurrence::kGla;
-  if (!gla && (p.beta.data == nullptr || p.grad_beta.data == nullptr))
+  if (!gla && p.shape.time > 0 && (p.beta.data == nullptr || p.grad_beta.data == nullptr))
     return unsupported("gated DeltaNet needs beta and grad_beta");
   if (p.shape.batch * p.shape.heads == 0) return {};
   const size_t need = chunk::backward_scratch_bytes(p);
