@@ -6,7 +6,8 @@
 #      with -Ikernels/include only (proves kernels/ needs no LibTorch) and reports register
 #      use and any spills from ptxas; checks in the PTX that only the float32 forward asks
 #      for a minimum of CTAs per SM; then the kernel itself runs on a host emulation of CUDA
-#      (tests/kernels/cuda/host_emulation) against a double-precision reference;
+#      (tests/kernels/cuda/host_emulation) against a double-precision reference, and so do the
+#      matrix-state chunk kernels (emu_chunk_test);
 #   2. the whole project configured and built against the CUDA build of PyTorch
 #      (torch 2.14.1+cu130 in a venv made by `scripts/setup.sh --cuda`) in build-cuda/;
 #   3. load checks: the venv's Python loads build-cuda/src/libseqpar.so, the seqpar ops have
@@ -106,6 +107,14 @@ echo "   ok: $(grep -c '^ok' build-kernels-cuda/emu_scan_test.log) emulated kern
 ./build-kernels-cuda/emu_scan_test concurrent >build-kernels-cuda/emu_concurrent.log ||
   { grep -E "FAIL" build-kernels-cuda/emu_concurrent.log; echo "cuda_build_check: concurrent emulation failed" >&2; exit 1; }
 echo "   ok: $(grep -c '^ok' build-kernels-cuda/emu_concurrent.log) concurrent emulated checks; $(grep '^concurrent:' build-kernels-cuda/emu_concurrent.log)"
+# The fused chunk kernels of gated DeltaNet and GLA (forward, backward, finalize, through the
+# entry points of cuda_matrix_state.h) against a float64 per-step recurrence and its adjoint.
+c++ -std=c++17 -O2 -w -pthread -I"$cuda_home/include" -I"$cuda_home/include/cccl" -Ikernels/cuda \
+  -Itests/kernels/cuda/host_emulation -Ikernels/include tests/kernels/cuda/host_emulation/emu_chunk_test.cpp \
+  -o build-kernels-cuda/emu_chunk_test
+./build-kernels-cuda/emu_chunk_test >build-kernels-cuda/emu_chunk_test.log ||
+  { grep -E "FAIL" build-kernels-cuda/emu_chunk_test.log; echo "cuda_build_check: emulated chunk kernel tests failed" >&2; exit 1; }
+echo "   ok: $(grep -c '^ok' build-kernels-cuda/emu_chunk_test.log) emulated chunk kernel checks passed (gated DeltaNet and GLA, forward and backward)"
 [ "$kernels_only" = 1 ] && { echo "cuda_build_check: kernels ok in $(( $(date +%s) - start )) s"; exit 0; }
 
 # ---- 2. whole project against the CUDA wheel ---------------------------------------------

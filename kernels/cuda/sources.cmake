@@ -6,4 +6,8 @@ set(SEQPAR_CUDA_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/scan_f64.cu
   ${CMAKE_CURRENT_LIST_DIR}/scan_bf16.cu
   ${CMAKE_CURRENT_LIST_DIR}/scan_f16.cu
-  ${CMAKE_CURRENT_LIST_DIR}/scan_c64.cu)
+  ${CMAKE_CURRENT_LIST_DIR}/scan_c64.cu
+  # The fused chunk kernels of the matrix-state recurrences (cuda_matrix_state.h).
+  ${CMAKE_CURRENT_LIST_DIR}/cuda_matrix_state.cu
+  ${CMAKE_CURRENT_LIST_DIR}/chunk_delta_rule.cu
+  ${CMAKE_CURRENT_LIST_DIR}/chunk_gla.cu)

@@ -150,7 +150,7 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
   matrix_state::check_per_step(op, "g", g, q, d, std::nullopt);
   matrix_state::check_per_step(op, "beta", beta, q, d, std::nullopt);
   if (initial_state && initial_state->defined()) matrix_state::check_state(op, *initial_state, q, d);
-  if (matrix_state::use_fused_chunks(q)) {
+  if (matrix_state::use_fused_chunks("gated_delta", q, v, chunk_size)) {
     return matrix_state::fused_chunk_recurrence(
         "gated_delta", q, k, v, g, beta,
         scale.value_or(1.0 / std::sqrt(static_cast<double>(d.K))), initial_state, chunk_size);

@@ -1,5 +1,6 @@
 // The fused chunk kernels as a differentiable function (fused_chunks.cpp), used by chunk_gla and
-// chunk_gated_delta_rule for the tensors those kernels run on (CPU; Meta for shape inference).
+// chunk_gated_delta_rule for the tensors those kernels run on (CPU; Meta for shape inference;
+// CUDA for the shapes the CUDA kernels take, fused_chunks_cuda.cpp).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -11,6 +12,16 @@ namespace seqpar::matrix_state {
 
 // Whether the fused kernels take tensors like q (CPU and Meta; CUDA runs the ATen composition).
 bool use_fused_chunks(const at::Tensor& q);
+// Whether the fused kernels take this problem of `recurrence` ("gated_delta" or "gla"): CPU and
+// Meta always; CUDA when built with it and the CUDA chunk kernels take the shape (chunk 64,
+// K and V in {64, 128}, the dtype, shared memory on q's device); otherwise the ATen composition.
+bool use_fused_chunks(const char* recurrence, const at::Tensor& q, const at::Tensor& v,
+                      int64_t chunk_size);
+#ifdef SEQPAR_WITH_CUDA
+// fused_chunks_cuda.cpp: the CUDA part of the above.
+bool cuda_fused_chunks_supported(const char* recurrence, const at::Tensor& q, const at::Tensor& v,
+                                 int64_t chunk_size);
+#endif
 
 // (o, final_state) of `recurrence` ("gated_delta" or "gla"; beta undefined for "gla"), with
 // autograd that saves the inputs and the chunk states only. Arguments checked by the caller.
