@@ -139,7 +139,7 @@ echo "== [3/3] load and link checks"
 PYTHONWARNINGS=ignore "$venv/bin/python" - <<'EOF'
 import torch
 torch.ops.load_library("build-cuda/src/libseqpar.so")
-for op in ("scan", "scan_backward", "scan_summary"):
+for op in ("scan", "scan_backward", "scan_summary", "matrix_chunk_forward", "matrix_chunk_backward"):
     for key in ("CPU", "CUDA"):
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"seqpar::{op}", key), (op, key)
 a = torch.rand(2, 7, 3, dtype=torch.float64)
