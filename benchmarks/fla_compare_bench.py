@@ -93,7 +93,11 @@ def main():
         for model in ("gated_delta", "gla"):
             ours = seqpar.chunk_gated_delta_rule if model == "gated_delta" else seqpar.chunk_gla
             xs = make_inputs(model, B, T, H, D, torch.bfloat16)
-            row = {"model": model, "B": B, "T": T, "H": H, "K": D, "V": D, "dtype": "bfloat16"}
+            row = {"model": model, "B": B, "T": T, "H": H, "K": D, "V": D, "dtype": "bfloat16",
+                   # chunk 64 and K = V in {64, 128}: seqpar runs its fused CUDA chunk kernels
+                   # when the library has them (else the ATen composition)
+                   "seqpar_fused_cuda": torch._C._dispatch_has_kernel_for_dispatch_key(
+                       "seqpar::matrix_chunk_forward", "CUDA")}
             try:
                 row["seqpar_seconds"], row["seqpar_peak_bytes"] = measure(
                     ours, xs, 2 if args.quick else args.reps)
