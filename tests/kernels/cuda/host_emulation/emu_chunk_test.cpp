@@ -395,6 +395,12 @@ int main(int argc, char** argv) {
                 long(x.s.value), long(x.s.chunk), dtype_name(x.dt), why ? why : "accepted");
     if (!why) ++failures;
   }
+  // Shared memory per CTA (bytes; docs/cuda.md quotes this table).
+  for (S dt : {S::kFloat32, S::kBFloat16, S::kFloat64})
+    for (int K : {64, 128})
+      std::printf("smem %s K=%d: gated_delta fwd %zu bwd %zu, gla fwd %zu bwd %zu\n", dtype_name(dt), K,
+                  kc::chunk::delta_smem_bytes(dt, K, false), kc::chunk::delta_smem_bytes(dt, K, true),
+                  kc::chunk::gla_smem_bytes(dt, K, false), kc::chunk::gla_smem_bytes(dt, K, true));
   std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "passed", failures);
   return failures ? 1 : 0;
 }
