@@ -32,6 +32,7 @@ struct Problem {
   int B, H, T, K, V;
   bool h0, gfs;
   const char* regime;  // "mid", "near1", "near0"
+  bool head_major = false;  // per-step operands stored (B, H, T, X): strided views for the kernels
 };
 
 // Inputs in float64, already rounded to the kernel's dtype. Layout (B, T, H, X) contiguous;
@@ -268,6 +269,20 @@ double tolerance(ScalarKind dt, bool grad) {
   }
 }
 
+// (B, T, H, X) <-> (B, H, T, X) storage of a per-step operand.
+Vec permute_bthx(const Vec& x, int B, int T, int H, int X, bool to_head_major) {
+  Vec r(x.size());
+  if (x.empty()) return r;
+  for (int b = 0; b < B; ++b)
+    for (int t = 0; t < T; ++t)
+      for (int h = 0; h < H; ++h)
+        for (int j = 0; j < X; ++j) {
+          const size_t bthx = ((size_t(b) * T + t) * H + h) * X + j, bhtx = ((size_t(b) * H + h) * T + t) * X + j;
+          if (to_head_major) r[bhtx] = x[bthx]; else r[bthx] = x[bhtx];
+        }
+  return r;
+}
+
 template <class In>
 void run(const Problem& p, uint64_t seed) {
   using T = typename kc::chunk::ComputeOf<In>::type;
@@ -276,8 +291,16 @@ void run(const Problem& p, uint64_t seed) {
   const double scale = 1.0 / std::sqrt(double(p.K));
   const Outputs ref = reference(p, in, scale);
   const int K = p.K, V = p.V, T_ = p.T, H = p.H;
-  auto q = convert<In>(in.q), k = convert<In>(in.k), v = convert<In>(in.v), g = convert<In>(in.g);
-  auto beta = convert<In>(in.beta), dO = convert<In>(in.dO);
+  const int gw = gla ? K : 1;
+  auto lay = [&](const Vec& x, int width) {
+    return p.head_major ? permute_bthx(x, p.B, T_, H, width, true) : x;
+  };
+  auto unlay = [&](const Vec& x, int width) {
+    return p.head_major ? permute_bthx(x, p.B, T_, H, width, false) : x;
+  };
+  auto q = convert<In>(lay(in.q, K)), k = convert<In>(lay(in.k, K)), v = convert<In>(lay(in.v, V));
+  auto g = convert<In>(lay(in.g, gw));
+  auto beta = convert<In>(lay(in.beta, 1)), dO = convert<In>(lay(in.dO, V));
   auto s0 = convert<T>(in.s0), dST = convert<T>(in.dST);
   std::vector<In> o(ref.o.size()), dq(ref.dq.size()), dk(ref.dk.size()), dv(ref.dv.size()),
       dg(ref.dg.size()), dbeta(ref.dbeta.size());
@@ -285,12 +308,15 @@ void run(const Problem& p, uint64_t seed) {
   MatrixChunkShape shape{p.B, T_, H, K, V, 64};
   std::vector<T> states(size_t(p.B) * H * shape.chunks() * K * V);
   auto step = [&](const auto& x, int width) {
+    if (p.head_major)
+      return StepOperand{x.data(), int64_t(T_) * H * width, width, int64_t(T_) * width, width > 1 ? 1 : 0};
     return StepOperand{x.data(), int64_t(T_) * H * width, int64_t(H) * width, width, width > 1 ? 1 : 0};
   };
   auto mstep = [&](auto& x, int width) {
+    if (p.head_major)
+      return MutableStepOperand{x.data(), int64_t(T_) * H * width, width, int64_t(T_) * width, width > 1 ? 1 : 0};
     return MutableStepOperand{x.data(), int64_t(T_) * H * width, int64_t(H) * width, width, width > 1 ? 1 : 0};
   };
-  const int gw = gla ? K : 1;
   MatrixChunkForwardParams f;
   f.recurrence = p.rec;
   f.dtype = p.dtype;
@@ -323,20 +349,20 @@ void run(const Problem& p, uint64_t seed) {
   bp.grad_initial_state = {ds0.data(), int64_t(H) * K * V, int64_t(K) * V};
   const auto rb = kc::cuda_matrix_chunk_backward(bp, nullptr);
   char name[160];
-  std::snprintf(name, sizeof name, "%s %s B=%d H=%d T=%d K=%d V=%d h0=%d dS_T=%d %s",
+  std::snprintf(name, sizeof name, "%s %s B=%d H=%d T=%d K=%d V=%d h0=%d dS_T=%d %s%s",
                 gla ? "gla" : "gated_delta", dtype_name(p.dtype), p.B, H, T_, K, V, int(p.h0),
-                int(p.gfs), p.regime);
+                int(p.gfs), p.regime, p.head_major ? " (B, H, T, X) strides" : "");
   if (!rf.ok() || !rb.ok()) {
     std::printf("FAIL %s: entry returned %d/%d (%s%s)\n", name, int(rf.status), int(rb.status), rf.reason, rb.reason);
     ++failures;
     return;
   }
   struct Check { const char* what; Vec got; const Vec* want; bool grad; };
-  std::vector<Check> checks = {{"o", back(o), &ref.o, false},       {"S_T", back(ST), &ref.ST, false},
-                               {"dq", back(dq), &ref.dq, true},     {"dk", back(dk), &ref.dk, true},
-                               {"dv", back(dv), &ref.dv, true},     {"dg", back(dg), &ref.dg, true},
+  std::vector<Check> checks = {{"o", unlay(back(o), V), &ref.o, false}, {"S_T", back(ST), &ref.ST, false},
+                               {"dq", unlay(back(dq), K), &ref.dq, true}, {"dk", unlay(back(dk), K), &ref.dk, true},
+                               {"dv", unlay(back(dv), V), &ref.dv, true}, {"dg", unlay(back(dg), gw), &ref.dg, true},
                                {"dS_0", back(ds0), &ref.ds0, true}};
-  if (!gla) checks.push_back({"dbeta", back(dbeta), &ref.dbeta, true});
+  if (!gla) checks.push_back({"dbeta", unlay(back(dbeta), 1), &ref.dbeta, true});
   bool ok = true;
   std::string line;
   for (const auto& c : checks) {
@@ -374,6 +400,7 @@ int main(int argc, char** argv) {
     problems.push_back({r, S::kFloat32, 2, 1, T, 64, 128, true, false, "near0"});
     problems.push_back({r, S::kBFloat16, 1, 1, T, 64, 64, true, true, "mid"});
     problems.push_back({r, S::kFloat32, 1, 1, 0, 64, 64, true, true, "mid"});  // T = 0
+    problems.push_back({r, S::kFloat32, 2, 2, 100, 64, 64, true, true, "mid", true});
     if (!quick) {
       problems.push_back({r, S::kFloat32, 1, 1, T, 128, 64, false, true, "mid"});
       problems.push_back({r, S::kFloat32, 1, 1, 128, 64, 64, true, true, "near1"});
