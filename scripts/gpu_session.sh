@@ -219,7 +219,7 @@ if [ -f "$lib" ]; then
   export SEQPAR_LIBRARY=$lib PYTHONUNBUFFERED=1
   step lib-abi 15 lib_abi
   step torch-smoke 60 env CUDA_LAUNCH_BLOCKING=1 "$python" scripts/gpu_session_torch.py
-  step chunk-check 120 env CUDA_LAUNCH_BLOCKING=1 "$python" scripts/gpu_chunk_check.py
+  step chunk-check 90 env CUDA_LAUNCH_BLOCKING=1 "$python" scripts/gpu_chunk_check.py
   step sp-cuda 150 bash -c 'for P in 2 4; do OMP_NUM_THREADS=1 "$0" -m torch.distributed.run \
       --nproc-per-node=$P --master-addr=127.0.0.1 --master-port=$((29600 + P)) \
       tests/python/sp_device_worker.py --device cuda || exit 1; done' "$python"
