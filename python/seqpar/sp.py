@@ -40,8 +40,8 @@ def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=Fal
     group and algo. Every rank must call it, with the same head counts and options."""
     fn = "seqpar.sp.chunk_gla"
     state_v_first = _fla.state_v_first_alias(fn, state_v_first, kwargs)
-    _fla.refuse_unsupported(fn, {"cu_seqlens": cu_seqlens, "cu_seqlens_cpu": cu_seqlens_cpu},
-                            kwargs)
+    _fla.refuse_unsupported(fn, {}, kwargs)
+    cu_seqlens = _fla.packed_sequences(fn, cu_seqlens, cu_seqlens_cpu)
     _fla.check_flags(fn, state_v_first=state_v_first)
     (g,) = _fla.half_precision_gates(q, g)
     q, k = _fla.grouped_value_heads(fn, q, k, v)
@@ -68,9 +68,8 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
     any weight under sequence parallelism)."""
     fn = "seqpar.sp.chunk_gated_delta_rule"
     state_v_first = _fla.state_v_first_alias(fn, state_v_first, kwargs)
-    _fla.refuse_unsupported(fn, {"cu_seqlens": cu_seqlens, "cu_seqlens_cpu": cu_seqlens_cpu,
-                                 "chunk_indices": chunk_indices, "cp_context": cp_context},
-                            kwargs)
+    _fla.refuse_unsupported(fn, {"cp_context": cp_context}, kwargs)
+    cu_seqlens = _fla.packed_sequences(fn, cu_seqlens, cu_seqlens_cpu)
     _fla.check_flags(fn, use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel,
                      use_beta_sigmoid_in_kernel=use_beta_sigmoid_in_kernel,
                      allow_neg_eigval=allow_neg_eigval, state_v_first=state_v_first,
@@ -103,4 +102,5 @@ def causal_conv1d(x, weight, bias=None, activation=None, initial_state=None,
     as needed) through previous_steps. initial_state is read on rank 0; final_state is the
     global one, the same on every rank. Every rank must call it (empty slices included)."""
     return _causal_conv1d(x, weight, bias, activation, initial_state, output_final_state,
-                          lambda x, width, initial: previous_steps(x, width, initial, group, algo))
+                          lambda x, width, initial, cu: previous_steps(x, width, initial, group,
+                                                                       algo))

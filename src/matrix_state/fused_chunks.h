@@ -13,10 +13,12 @@ namespace seqpar::matrix_state {
 bool use_fused_chunks(const at::Tensor& q);
 
 // (o, final_state) of `recurrence` ("gated_delta" or "gla"; beta undefined for "gla"), with
-// autograd that saves the inputs and the chunk states only. Arguments checked by the caller.
+// autograd that saves the inputs and the chunk states only. Arguments checked by the caller;
+// cu_seqlens (packed sequences, batch 1): initial_state and final_state have a row per sequence.
 std::tuple<at::Tensor, at::Tensor> fused_chunk_recurrence(
     const char* recurrence, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const at::Tensor& g, const at::Tensor& beta, double scale,
-    const std::optional<at::Tensor>& initial_state, int64_t chunk_size);
+    const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
+    const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
 
 }  // namespace seqpar::matrix_state
