@@ -178,9 +178,11 @@ def previous_steps(x, width, initial=None, cu_seqlens=None):
 
 
 def _causal_conv1d(x, weight, bias, activation, initial_state, output_final_state, steps,
-                   cu_seqlens=None):
+                   conv_cu=None, sequences=None):
     """The convolution over [before, x], `before` from steps(x, W - 1, initial_state): the
-    one-process previous_steps or seqpar.sp's (shared by both causal_conv1d functions)."""
+    one-process previous_steps or seqpar.sp's (shared by both causal_conv1d functions). With
+    packed sequences, conv_cu holds the bounds of x's segments (one `before` row each) and
+    sequences the number of final states."""
     if activation not in (None, "silu", "swish"):
         raise ValueError(f"seqpar.causal_conv1d: 'activation' must be None, 'silu' or 'swish', "
                          f"got {activation!r}")
@@ -189,13 +191,13 @@ def _causal_conv1d(x, weight, bias, activation, initial_state, output_final_stat
                          f"(dim, width), got {tuple(x.shape)} and {tuple(weight.shape)}")
     width = weight.shape[1]
     if width > 1:
-        before, last = steps(x, width - 1, initial_state, cu_seqlens)
+        before, last = steps(x, width - 1, initial_state)
     else:
-        rows = x.shape[0] if cu_seqlens is None else cu_seqlens.shape[0] - 1
-        before = last = x.new_zeros(rows, 0, x.shape[2])
+        rows = x.shape[0] if conv_cu is None else conv_cu.shape[0] - 1
+        before = x.new_zeros(rows, 0, x.shape[2])
+        last = x.new_zeros(rows if sequences is None else sequences, 0, x.shape[2])
     load_library()
-    y = torch.ops.seqpar.causal_conv1d(x, before, weight, bias, activation is not None,
-                                       cu_seqlens)
+    y = torch.ops.seqpar.causal_conv1d(x, before, weight, bias, activation is not None, conv_cu)
     return y, (last if output_final_state else None)
 
 
@@ -212,7 +214,8 @@ def causal_conv1d(x, weight, bias=None, activation=None, initial_state=None,
     sequence start, initial_state and final_state are (N, W - 1, dim).
     """
     return _causal_conv1d(x, weight, bias, activation, initial_state, output_final_state,
-                          previous_steps, cu_seqlens)
+                          lambda x, width, initial: previous_steps(x, width, initial, cu_seqlens),
+                          cu_seqlens)
 
 
 # seqpar.sp after `import seqpar`, as torch.distributed is after `import torch`. It costs no

@@ -114,7 +114,10 @@ at::Tensor causal_conv1d(const at::Tensor& x, const at::Tensor& before, const at
     // sequence again from its own window [before_n, its first W - 1 steps], put in place by
     // index_add into zeros (rows outside their sequence add exact zeros) and a row mask. No
     // shape depends on cu_seqlens' values, so it traces (fake tensors, torch.compile).
-    y = conv(padded(at::cat({at::zeros({1, W - 1, D}, x.options()), x}, 1)), T);
+    // (+ a sum over none of `before`: y depends on it even when no window reads it, so that
+    // a loss reaches sequence parallelism's collective backward behind `before` on every rank.)
+    y = conv(padded(at::cat({at::zeros({1, W - 1, D}, x.options()), x}, 1)), T) +
+        before.narrow(1, 0, 0).sum();
     if (W > 1 && rows > 0 && T > 0) {
       const SequenceRows head = sequence_rows(*cu, W - 1, /*from_end=*/false, T, x.options());
       const at::Tensor inside = head.inside.flatten().unsqueeze(-1);  // (N (W - 1), 1)

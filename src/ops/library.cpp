@@ -69,14 +69,18 @@ TORCH_LIBRARY(seqpar, m) {
       " -> (Tensor h, Tensor h_last)");
   m.def(
       "sp_chunk_gla(Tensor q, Tensor k, Tensor v, Tensor g, float? scale, Tensor? initial_state,"
-      " int chunk_size, str group_name, str algo=\"auto\") -> (Tensor o, Tensor final_state)");
+      " int chunk_size, str group_name, str algo=\"auto\", Tensor? cu_seqlens=None)"
+      " -> (Tensor o, Tensor final_state)");
   m.def(
       "sp_chunk_gated_delta_rule(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,"
       " float? scale, Tensor? initial_state, int chunk_size, str group_name,"
-      " str algo=\"auto\") -> (Tensor o, Tensor final_state)");
+      " str algo=\"auto\", Tensor? cu_seqlens=None) -> (Tensor o, Tensor final_state)");
   m.def(
       "sp_previous_steps(Tensor x, int width, Tensor? initial, str group_name,"
-      " str algo=\"auto\") -> (Tensor before, Tensor last)");
+      " str algo=\"auto\", Tensor? cu_seqlens=None) -> (Tensor before, Tensor last)");
+  // This rank's local segment bounds of packed sequences (sp/packed_slice.h): cu_seqlens of the
+  // whole pack, local_time the length of this rank's slice; checks cu_seqlens on every rank.
+  m.def("sp_packed_bounds(Tensor cu_seqlens, int local_time, str group_name) -> Tensor");
   // Closed-form checks of the group's collectives; returns a one-line report (src/sp/sp_ops.cpp).
   m.def("sp_comm_check(str group_name) -> str");
   // The CPU engine's instruction-set target ("scalar", "avx2", "avx512", ...), chosen at run

@@ -16,7 +16,8 @@ bool holds_values(const at::Tensor& t);
 // Checks cu_seqlens for a (batch, time, ...) input of `op` and returns it as a contiguous int64
 // CPU tensor (a copy when it lives on a GPU; Meta, fake and functional tensors are returned
 // unchecked: the values are checked where the kernel runs).
-// Errors are RuntimeErrors naming 'cu_seqlens' (or the batch).
+// Errors are RuntimeErrors naming 'cu_seqlens' (or the batch). time < 0: the end is not checked
+// (sequence parallelism checks it against the sum of the ranks' slices).
 at::Tensor check_cu_seqlens(const char* op, const at::Tensor& cu_seqlens, int64_t batch,
                             int64_t time);
 
