@@ -271,7 +271,7 @@ struct ForwardPolicy {
     return h0 ? load(h0 + bi * h0s.batch + c * h0s.channel) : acc_zero<Acc>();
   }
   void finish(int64_t bi, int64_t c, Acc s) const {
-    store(h_last + bi * hls.batch + c * hls.channel, s);
+    if (h_last) store(h_last + bi * hls.batch + c * hls.channel, s);
   }
 };
 
