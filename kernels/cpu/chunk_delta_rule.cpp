@@ -114,175 +114,165 @@ void chunk_mix(int64_t c, const Gemm<T>& gemm, DeltaTiles<T>& x) {
 template <class In, class T>
 void forward_head(const MatrixChunkForwardParams& p, int64_t b, int64_t h, DeltaTiles<T>& x) {
   const MatrixChunkShape& s = p.shape;
-  const int64_t C = x.C, K = x.K, V = x.V, N = s.chunks();
+  const int64_t C = x.C, K = x.K, V = x.V, N = s.chunk_room();
   const Gemm<T> gemm{gemm_of<T>(p.gemm)};
-  if (p.initial_state.data != nullptr) {
-    const T* init = static_cast<const T*>(p.initial_state.data) + b * p.initial_state.batch +
-                    h * p.initial_state.head;
-    std::copy_n(init, K * V, x.S.data());
-  } else {
-    std::fill(x.S.begin(), x.S.end(), T(0));
-  }
-  for (int64_t n = 0; n < N; ++n) {
-    const int64_t t0 = n * C, c = std::min(C, s.time - t0);
-    if (p.chunk_states != nullptr) {
-      T* saved = static_cast<T*>(p.chunk_states) + ((b * s.heads + h) * N + n) * K * V;
-      std::copy_n(x.S.data(), K * V, saved);
+  for (const SegmentSpan& seg : segment_spans(s, b)) {
+    load_state(state_ptr<T>(p.initial_state, seg.row, h), K * V, x.S);
+    int64_t n = seg.first_chunk;
+    for (int64_t t0 = seg.lo; t0 < seg.hi; t0 += C, ++n) {
+      const int64_t c = std::min(C, seg.hi - t0);
+      if (p.chunk_states != nullptr) {
+        T* saved = static_cast<T*>(p.chunk_states) + ((b * s.heads + h) * N + n) * K * V;
+        std::copy_n(x.S.data(), K * V, saved);
+      }
+      chunk_prepare<In, T>(p, b, h, t0, c, gemm, x);
+      chunk_mix(c, gemm, x);
+      if (p.o.data != nullptr) {
+        gemm(false, false, c, V, K, T(1), x.q.data(), K, x.S.data(), V, T(0), x.o.data(), V);
+        for (int64_t i = 0; i < c; ++i)
+          for (int64_t j = 0; j < V; ++j) x.o[i * V + j] *= x.gam[i];
+        gemm(false, false, c, V, c, T(1), x.QK.data(), C, x.w.data(), V, T(1), x.o.data(), V);
+        store_tile<In, T>(p.o, b, t0, h, c, V, T(1), x.o.data());
+      }
+      const T gam_last = x.gam[c - 1];
+      for (auto& e : x.S) e *= gam_last;
+      gemm(true, false, K, V, c, T(1), x.kbar.data(), K, x.w.data(), V, T(1), x.S.data(), V);
     }
-    chunk_prepare<In, T>(p, b, h, t0, c, gemm, x);
-    chunk_mix(c, gemm, x);
-    if (p.o.data != nullptr) {
-      gemm(false, false, c, V, K, T(1), x.q.data(), K, x.S.data(), V, T(0), x.o.data(), V);
-      for (int64_t i = 0; i < c; ++i)
-        for (int64_t j = 0; j < V; ++j) x.o[i * V + j] *= x.gam[i];
-      gemm(false, false, c, V, c, T(1), x.QK.data(), C, x.w.data(), V, T(1), x.o.data(), V);
-      store_tile<In, T>(p.o, b, t0, h, c, V, T(1), x.o.data());
-    }
-    const T gam_last = x.gam[c - 1];
-    for (auto& e : x.S) e *= gam_last;
-    gemm(true, false, K, V, c, T(1), x.kbar.data(), K, x.w.data(), V, T(1), x.S.data(), V);
+    if (T* out = state_ptr<T>(p.final_state, seg.row, h)) std::copy_n(x.S.data(), K * V, out);
   }
-  if (p.final_state.data != nullptr) {
-    T* out = static_cast<T*>(p.final_state.data) + b * p.final_state.batch + h * p.final_state.head;
-    std::copy_n(x.S.data(), K * V, out);
-  }
+  clear_spare_chunk_states<T>(p, b, h);
 }
 
 template <class In, class T>
 void backward_head(const MatrixChunkBackwardParams& p, int64_t b, int64_t h, DeltaTiles<T>& x) {
   const MatrixChunkShape& s = p.shape;
-  const int64_t C = x.C, K = x.K, V = x.V, R = x.R, N = s.chunks();
+  const int64_t C = x.C, K = x.K, V = x.V, R = x.R, N = s.chunk_room();
   const Gemm<T> gemm{gemm_of<T>(p.gemm)};
   // The forward's view of the inputs, for chunk_prepare.
   MatrixChunkForwardParams fp;
   fp.shape = s;
   fp.scale = p.scale;
   fp.q = p.q; fp.k = p.k; fp.v = p.v; fp.g = p.g; fp.beta = p.beta;
-  if (p.grad_final_state.data != nullptr) {
-    const T* g = static_cast<const T*>(p.grad_final_state.data) + b * p.grad_final_state.batch +
-                 h * p.grad_final_state.head;
-    std::copy_n(g, K * V, x.dS.data());
-  } else {
-    std::fill(x.dS.begin(), x.dS.end(), T(0));
-  }
   const T scale = static_cast<T>(p.scale);
-  for (int64_t n = N - 1; n >= 0; --n) {
-    const int64_t t0 = n * C, c = std::min(C, s.time - t0);
-    const T* saved = static_cast<const T*>(p.chunk_states) + ((b * s.heads + h) * N + n) * K * V;
-    std::copy_n(saved, K * V, x.S.data());
-    chunk_prepare<In, T>(fp, b, h, t0, c, gemm, x);
-    chunk_mix(c, gemm, x);  // x.QK now holds P = D * Q K^T
-    if (p.grad_o.data != nullptr) {
-      load_tile<In, T>(p.grad_o, b, t0, h, c, V, T(1), x.dout.data());
-    } else {
-      std::fill(x.dout.begin(), x.dout.end(), T(0));
-    }
-    std::fill(x.dG.begin(), x.dG.end(), T(0));
-    std::fill(x.dgam.begin(), x.dgam.end(), T(0));
-    // dw = P^T dO + Kbar dS'
-    gemm(true, false, c, V, c, T(1), x.QK.data(), C, x.dout.data(), V, T(0), x.dw.data(), V);
-    gemm(false, false, c, V, K, T(1), x.kbar.data(), K, x.dS.data(), V, T(1), x.dw.data(), V);
-    // dP = dO w^T on and below the diagonal; P = D * QK, so dQK = dP * D and the decay's share
-    // t_ij = dP_ij P_ij goes to G_i (+) and G_j (-).
-    gemm(false, true, c, c, V, T(1), x.dout.data(), V, x.w.data(), V, T(0), x.dP.data(), C);
-    for (int64_t i = 0; i < c; ++i) {
-      T* dp = x.dP.data() + i * C;
-      const T* pij = x.QK.data() + i * C;
-      const T* d = x.D.data() + i * C;
-      for (int64_t j = 0; j <= i; ++j) {
-        const T t = dp[j] * pij[j];
-        x.dG[i] += t;
-        x.dG[j] -= t;
-        dp[j] *= d[j];
+  const std::vector<SegmentSpan> spans = segment_spans(s, b);
+  for (auto seg = spans.rbegin(); seg != spans.rend(); ++seg) {
+    load_state(state_ptr<T>(p.grad_final_state, seg->row, h), K * V, x.dS);
+    for (int64_t jc = seg->chunks(C) - 1; jc >= 0; --jc) {
+      const int64_t n = seg->first_chunk + jc, t0 = seg->lo + jc * C;
+      const int64_t c = std::min(C, seg->hi - t0);
+      const T* saved = static_cast<const T*>(p.chunk_states) + ((b * s.heads + h) * N + n) * K * V;
+      std::copy_n(saved, K * V, x.S.data());
+      chunk_prepare<In, T>(fp, b, h, t0, c, gemm, x);
+      chunk_mix(c, gemm, x);  // x.QK now holds P = D * Q K^T
+      if (p.grad_o.data != nullptr) {
+        load_tile<In, T>(p.grad_o, b, t0, h, c, V, T(1), x.dout.data());
+      } else {
+        std::fill(x.dout.begin(), x.dout.end(), T(0));
       }
-      std::fill(dp + i + 1, dp + c, T(0));
-    }
-    // dQ = diag(gam) dO S^T + dQK K;  dK = dQK^T Q;  dgam_i = q_i . (dO S^T)_i
-    gemm(false, true, c, K, V, T(1), x.dout.data(), V, x.S.data(), V, T(0), x.doS.data(), K);
-    for (int64_t i = 0; i < c; ++i) {
-      const T* ds = x.doS.data() + i * K;
-      x.dgam[i] += dot(x.q.data() + i * K, ds, K);
-      for (int64_t j = 0; j < K; ++j) {
-        x.dq[i * K + j] = x.gam[i] * ds[j];
-        x.qg[i * K + j] = x.gam[i] * x.q[i * K + j];
+      std::fill(x.dG.begin(), x.dG.end(), T(0));
+      std::fill(x.dgam.begin(), x.dgam.end(), T(0));
+      // dw = P^T dO + Kbar dS'
+      gemm(true, false, c, V, c, T(1), x.QK.data(), C, x.dout.data(), V, T(0), x.dw.data(), V);
+      gemm(false, false, c, V, K, T(1), x.kbar.data(), K, x.dS.data(), V, T(1), x.dw.data(), V);
+      // dP = dO w^T on and below the diagonal; P = D * QK, so dQK = dP * D and the decay's share
+      // t_ij = dP_ij P_ij goes to G_i (+) and G_j (-).
+      gemm(false, true, c, c, V, T(1), x.dout.data(), V, x.w.data(), V, T(0), x.dP.data(), C);
+      for (int64_t i = 0; i < c; ++i) {
+        T* dp = x.dP.data() + i * C;
+        const T* pij = x.QK.data() + i * C;
+        const T* d = x.D.data() + i * C;
+        for (int64_t j = 0; j <= i; ++j) {
+          const T t = dp[j] * pij[j];
+          x.dG[i] += t;
+          x.dG[j] -= t;
+          dp[j] *= d[j];
+        }
+        std::fill(dp + i + 1, dp + c, T(0));
       }
-    }
-    gemm(false, false, c, K, c, T(1), x.dP.data(), C, x.k.data(), K, T(1), x.dq.data(), K);
-    gemm(true, false, c, K, c, T(1), x.dP.data(), C, x.q.data(), K, T(0), x.dk.data(), K);
-    // The state entering the chunk: dS = (gam Q)^T dO + gam_last dS' - W^T dw.
-    const T gam_last = x.gam[c - 1];
-    gemm(true, false, K, V, c, T(1), x.qg.data(), K, x.dout.data(), V, T(0), x.dS_prev.data(), V);
-    x.dgam[c - 1] += dot(x.S.data(), x.dS.data(), K * V);
-    for (int64_t m = 0; m < K * V; ++m) x.dS_prev[m] += gam_last * x.dS[m];
-    gemm(true, false, K, V, c, T(-1), x.UW.data() + V, R, x.dw.data(), V, T(1), x.dS_prev.data(), V);
-    // Kbar = diag(exp(G_last - G)) K: dKbar = w dS'^T.
-    gemm(false, true, c, K, V, T(1), x.w.data(), V, x.dS.data(), V, T(0), x.dkbar.data(), K);
-    for (int64_t i = 0; i < c; ++i) {
-      const T* dkb = x.dkbar.data() + i * K;
-      const T r = dot(dkb, x.kbar.data() + i * K, K);
-      x.dG[c - 1] += r;
-      x.dG[i] -= r;
-      for (int64_t j = 0; j < K; ++j) x.dk[i * K + j] += x.ebar[i] * dkb[j];
-    }
-    // [dU | dW] = [dw | -dw S^T], then solve (I + A)^T Y = [dU | dW] (backward substitution).
-    for (int64_t i = 0; i < c; ++i) std::copy_n(x.dw.data() + i * V, V, x.X.data() + i * R);
-    gemm(false, true, c, K, V, T(-1), x.dw.data(), V, x.S.data(), V, T(0), x.X.data() + V, R);
-    for (int64_t j = c - 1; j > 0; --j) {
-      const T* yj = x.X.data() + j * R;
-      const T* a = x.A.data() + j * C;
-      for (int64_t i = 0; i < j; ++i) {
-        const T aji = a[i];
-        if (aji == T(0)) continue;
-        T* yi = x.X.data() + i * R;
-        for (int64_t m = 0; m < R; ++m) yi[m] -= aji * yj[m];
+      // dQ = diag(gam) dO S^T + dQK K;  dK = dQK^T Q;  dgam_i = q_i . (dO S^T)_i
+      gemm(false, true, c, K, V, T(1), x.dout.data(), V, x.S.data(), V, T(0), x.doS.data(), K);
+      for (int64_t i = 0; i < c; ++i) {
+        const T* ds = x.doS.data() + i * K;
+        x.dgam[i] += dot(x.q.data() + i * K, ds, K);
+        for (int64_t j = 0; j < K; ++j) {
+          x.dq[i * K + j] = x.gam[i] * ds[j];
+          x.qg[i * K + j] = x.gam[i] * x.q[i * K + j];
+        }
       }
-    }
-    // dA = -strictly_lower(Y [U | W]^T).
-    gemm(false, true, c, c, R, T(-1), x.X.data(), R, x.UW.data(), R, T(0), x.dA.data(), C);
-    for (int64_t i = 0; i < c; ++i) {
-      const T* dRv = x.X.data() + i * R;
-      const T* dRk = dRv + V;
-      const T rk = dot(dRk, x.k.data() + i * K, K);
-      x.dbeta[i] = dot(dRv, x.v.data() + i * V, V) + x.gam[i] * rk;
-      x.dgam[i] += x.beta[i] * rk;
-      for (int64_t j = 0; j < V; ++j) x.dv[i * V + j] = x.beta[i] * dRv[j];
-      const T bg = x.beta[i] * x.gam[i];
-      for (int64_t j = 0; j < K; ++j) x.dk[i * K + j] += bg * dRk[j];
-    }
-    // A_ij = beta_i D_ij KK_ij (j < i): u_ij = dA_ij D_ij KK_ij feeds beta_i and G (+i, -j);
-    // dKK_ij = beta_i dA_ij D_ij, symmetrized into dA (reused) for dK += (dKK + dKK^T) K.
-    for (int64_t i = 0; i < c; ++i) {
-      T* da = x.dA.data() + i * C;
-      const T* d = x.D.data() + i * C;
-      const T* kk = x.KK.data() + i * C;
-      T row = 0;
-      for (int64_t j = 0; j < i; ++j) {
-        const T u = da[j] * d[j] * kk[j];
-        row += u;
-        x.dG[j] -= x.beta[i] * u;
-        da[j] *= x.beta[i] * d[j];
+      gemm(false, false, c, K, c, T(1), x.dP.data(), C, x.k.data(), K, T(1), x.dq.data(), K);
+      gemm(true, false, c, K, c, T(1), x.dP.data(), C, x.q.data(), K, T(0), x.dk.data(), K);
+      // The state entering the chunk: dS = (gam Q)^T dO + gam_last dS' - W^T dw.
+      const T gam_last = x.gam[c - 1];
+      gemm(true, false, K, V, c, T(1), x.qg.data(), K, x.dout.data(), V, T(0), x.dS_prev.data(), V);
+      x.dgam[c - 1] += dot(x.S.data(), x.dS.data(), K * V);
+      for (int64_t m = 0; m < K * V; ++m) x.dS_prev[m] += gam_last * x.dS[m];
+      gemm(true, false, K, V, c, T(-1), x.UW.data() + V, R, x.dw.data(), V, T(1), x.dS_prev.data(), V);
+      // Kbar = diag(exp(G_last - G)) K: dKbar = w dS'^T.
+      gemm(false, true, c, K, V, T(1), x.w.data(), V, x.dS.data(), V, T(0), x.dkbar.data(), K);
+      for (int64_t i = 0; i < c; ++i) {
+        const T* dkb = x.dkbar.data() + i * K;
+        const T r = dot(dkb, x.kbar.data() + i * K, K);
+        x.dG[c - 1] += r;
+        x.dG[i] -= r;
+        for (int64_t j = 0; j < K; ++j) x.dk[i * K + j] += x.ebar[i] * dkb[j];
       }
-      x.dbeta[i] += row;
-      x.dG[i] += x.beta[i] * row;
-      std::fill(da + i, da + c, T(0));
+      // [dU | dW] = [dw | -dw S^T], then solve (I + A)^T Y = [dU | dW] (backward substitution).
+      for (int64_t i = 0; i < c; ++i) std::copy_n(x.dw.data() + i * V, V, x.X.data() + i * R);
+      gemm(false, true, c, K, V, T(-1), x.dw.data(), V, x.S.data(), V, T(0), x.X.data() + V, R);
+      for (int64_t j = c - 1; j > 0; --j) {
+        const T* yj = x.X.data() + j * R;
+        const T* a = x.A.data() + j * C;
+        for (int64_t i = 0; i < j; ++i) {
+          const T aji = a[i];
+          if (aji == T(0)) continue;
+          T* yi = x.X.data() + i * R;
+          for (int64_t m = 0; m < R; ++m) yi[m] -= aji * yj[m];
+        }
+      }
+      // dA = -strictly_lower(Y [U | W]^T).
+      gemm(false, true, c, c, R, T(-1), x.X.data(), R, x.UW.data(), R, T(0), x.dA.data(), C);
+      for (int64_t i = 0; i < c; ++i) {
+        const T* dRv = x.X.data() + i * R;
+        const T* dRk = dRv + V;
+        const T rk = dot(dRk, x.k.data() + i * K, K);
+        x.dbeta[i] = dot(dRv, x.v.data() + i * V, V) + x.gam[i] * rk;
+        x.dgam[i] += x.beta[i] * rk;
+        for (int64_t j = 0; j < V; ++j) x.dv[i * V + j] = x.beta[i] * dRv[j];
+        const T bg = x.beta[i] * x.gam[i];
+        for (int64_t j = 0; j < K; ++j) x.dk[i * K + j] += bg * dRk[j];
+      }
+      // A_ij = beta_i D_ij KK_ij (j < i): u_ij = dA_ij D_ij KK_ij feeds beta_i and G (+i, -j);
+      // dKK_ij = beta_i dA_ij D_ij, symmetrized into dA (reused) for dK += (dKK + dKK^T) K.
+      for (int64_t i = 0; i < c; ++i) {
+        T* da = x.dA.data() + i * C;
+        const T* d = x.D.data() + i * C;
+        const T* kk = x.KK.data() + i * C;
+        T row = 0;
+        for (int64_t j = 0; j < i; ++j) {
+          const T u = da[j] * d[j] * kk[j];
+          row += u;
+          x.dG[j] -= x.beta[i] * u;
+          da[j] *= x.beta[i] * d[j];
+        }
+        x.dbeta[i] += row;
+        x.dG[i] += x.beta[i] * row;
+        std::fill(da + i, da + c, T(0));
+      }
+      for (int64_t i = 0; i < c; ++i)
+        for (int64_t j = 0; j < i; ++j) x.dA[j * C + i] = x.dA[i * C + j];
+      gemm(false, false, c, K, c, T(1), x.dA.data(), C, x.k.data(), K, T(1), x.dk.data(), K);
+      // gam = exp(G); G = cumsum(g): dg is the reverse running sum of dG.
+      for (int64_t i = 0; i < c; ++i) x.dG[i] += x.gam[i] * x.dgam[i];
+      for (int64_t i = c - 2; i >= 0; --i) x.dG[i] += x.dG[i + 1];
+      store_tile<In, T>(p.grad_q, b, t0, h, c, K, scale, x.dq.data());
+      store_tile<In, T>(p.grad_k, b, t0, h, c, K, T(1), x.dk.data());
+      store_tile<In, T>(p.grad_v, b, t0, h, c, V, T(1), x.dv.data());
+      store_gate<In, T>(p.grad_g, b, t0, h, c, x.dG.data());
+      store_gate<In, T>(p.grad_beta, b, t0, h, c, x.dbeta.data());
+      std::swap(x.dS, x.dS_prev);
     }
-    for (int64_t i = 0; i < c; ++i)
-      for (int64_t j = 0; j < i; ++j) x.dA[j * C + i] = x.dA[i * C + j];
-    gemm(false, false, c, K, c, T(1), x.dA.data(), C, x.k.data(), K, T(1), x.dk.data(), K);
-    // gam = exp(G); G = cumsum(g): dg is the reverse running sum of dG.
-    for (int64_t i = 0; i < c; ++i) x.dG[i] += x.gam[i] * x.dgam[i];
-    for (int64_t i = c - 2; i >= 0; --i) x.dG[i] += x.dG[i + 1];
-    store_tile<In, T>(p.grad_q, b, t0, h, c, K, scale, x.dq.data());
-    store_tile<In, T>(p.grad_k, b, t0, h, c, K, T(1), x.dk.data());
-    store_tile<In, T>(p.grad_v, b, t0, h, c, V, T(1), x.dv.data());
-    store_gate<In, T>(p.grad_g, b, t0, h, c, x.dG.data());
-    store_gate<In, T>(p.grad_beta, b, t0, h, c, x.dbeta.data());
-    std::swap(x.dS, x.dS_prev);
-  }
-  if (p.grad_initial_state.data != nullptr) {
-    T* out = static_cast<T*>(p.grad_initial_state.data) + b * p.grad_initial_state.batch +
-             h * p.grad_initial_state.head;
-    std::copy_n(x.dS.data(), K * V, out);
+    if (T* out = state_ptr<T>(p.grad_initial_state, seg->row, h))
+      std::copy_n(x.dS.data(), K * V, out);
   }
 }
 

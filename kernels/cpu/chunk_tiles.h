@@ -114,6 +114,54 @@ inline void store_gate(const MutableStepOperand& x, int64_t b, int64_t t0, int64
   for (int64_t i = 0; i < rows; ++i) store(step_ptr<In>(x, b, t0 + i, h), in[i]);
 }
 
+// One segment of a (batch, head) pair's run (MatrixChunkShape::segment_bounds): steps [lo, hi),
+// cut into chunks [lo + j C, min(lo + (j + 1) C, hi)) whose saved entering states are numbers
+// first_chunk, first_chunk + 1, ...; `row` is the row of the state operands it starts from and
+// ends in (the segment with segments, else the batch row).
+struct SegmentSpan {
+  int64_t lo = 0, hi = 0, first_chunk = 0, row = 0;
+  int64_t chunks(int64_t C) const { return (hi - lo + C - 1) / C; }
+};
+// The segments of batch row b's run, in order; one spanning [0, time) without segments.
+inline std::vector<SegmentSpan> segment_spans(const MatrixChunkShape& s, int64_t b) {
+  if (s.segment_bounds == nullptr) return {SegmentSpan{0, s.time, 0, b}};
+  std::vector<SegmentSpan> spans(static_cast<size_t>(s.segments));
+  int64_t n = 0;
+  for (int64_t i = 0; i < s.segments; ++i) {
+    spans[static_cast<size_t>(i)] = SegmentSpan{s.segment_bounds[i], s.segment_bounds[i + 1], n, i};
+    n += spans[static_cast<size_t>(i)].chunks(s.chunk);
+  }
+  return spans;
+}
+// Row `row`, head h of a (rows, heads, K, V) state operand, or nullptr when it is absent.
+template <class T>
+inline const T* state_ptr(const StateOperand& x, int64_t row, int64_t h) {
+  return x.data == nullptr ? nullptr : static_cast<const T*>(x.data) + row * x.batch + h * x.head;
+}
+template <class T>
+inline T* state_ptr(const MutableStateOperand& x, int64_t row, int64_t h) {
+  return x.data == nullptr ? nullptr : static_cast<T*>(x.data) + row * x.batch + h * x.head;
+}
+// S = the state at `src` (K * V values), zeros when src is nullptr.
+template <class T>
+inline void load_state(const T* src, int64_t n, std::vector<T>& S) {
+  if (src != nullptr) {
+    std::copy_n(src, n, S.data());
+  } else {
+    std::fill(S.begin(), S.begin() + n, T(0));
+  }
+}
+
+// Zeros the saved states past the run's chunks (shape.chunk_room() > shape.chunks() with segments).
+template <class T>
+inline void clear_spare_chunk_states(const MatrixChunkForwardParams& p, int64_t b, int64_t h) {
+  const MatrixChunkShape& s = p.shape;
+  const int64_t used = s.chunks(), room = s.chunk_room(), KV = s.key * s.value;
+  if (p.chunk_states == nullptr || used == room) return;
+  T* base = static_cast<T*>(p.chunk_states) + ((b * s.heads + h) * room + used) * KV;
+  std::fill(base, base + (room - used) * KV, T(0));
+}
+
 template <class T>
 inline T dot(const T* x, const T* y, int64_t n) {
   T s = 0;

@@ -18,6 +18,7 @@ struct ForwardPolicy {
   using S = Storage;
   using Acc = acc_t<S>;
   static constexpr bool kSpecialLast = false;
+  static constexpr bool kReversedSteps = false;  // step k is time k
 
   const S* a;
   const S* b;
@@ -265,12 +266,12 @@ struct ForwardPolicy {
     for (int c = 0; c < n; ++c) s[c] = st[c];
   }
 
-  Acc step_last(const Lane&, int64_t, int64_t, Acc s) const { return s; }  // unused
+  Acc step_last(const Lane&, int64_t, int64_t, int64_t, Acc s) const { return s; }  // unused
   Acc initial(int64_t bi, int64_t c) const {
     return h0 ? load(h0 + bi * h0s.batch + c * h0s.channel) : acc_zero<Acc>();
   }
   void finish(int64_t bi, int64_t c, Acc s) const {
-    store(h_last + bi * hls.batch + c * hls.channel, s);
+    if (h_last) store(h_last + bi * hls.batch + c * hls.channel, s);
   }
 };
 

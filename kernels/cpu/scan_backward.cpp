@@ -5,7 +5,10 @@
 // (u' = conj(a_t) * u + conj(a_t) * g_t) with no shift of `a` by one:
 //   lam_t = g_t + u,  grad_b_t = lam_t,  grad_a_t = lam_t * conj(h_{t-1}),  u' = conj(a_t) lam_t
 // starting from u = grad_h_last; the final u is conj(a_0) lam_0 = grad_h0. Only the step at
-// t = 0 reads h0 instead of h_{t-1}, which is why kSpecialLast is set.
+// t = 0 reads h0 instead of h_{t-1}, which is why kSpecialLast is set. With segments
+// (scan_segments.h) every segment's first step in time is such a step, with its own h0 row,
+// and the engine starts each segment (in step order, its last step in time) from its
+// grad_h_last row.
 #include <type_traits>
 
 #include "scan_engine.h"
@@ -21,6 +24,7 @@ struct BackwardPolicy {
   using S = Storage;
   using Acc = acc_t<S>;
   static constexpr bool kSpecialLast = true;
+  static constexpr bool kReversedSteps = true;  // step k is time T-1-k
 
   int64_t T;
   const S* a;
@@ -291,10 +295,13 @@ struct BackwardPolicy {
     for (int c = 0; c < n; ++c) s[c] = st[c];
   }
 
-  Acc step_last(const Lane& L, int64_t k, int64_t l, Acc u) const {
+  // The first step in time of the sequence, or of segment `row` (whose h_{t-1} is h0 row
+  // `row`; row is 0 without segments, where L.h0 already points at the lane's batch row).
+  Acc step_last(const Lane& L, int64_t k, int64_t l, int64_t row, Acc u) const {
     const Acc lam = load(L.g - k * gs.time + l) + u;
     store(L.gb - k * gbs.time + l, lam);
-    const Acc hprev = L.h0 ? load(L.h0 + l * h0s.channel) : acc_zero<Acc>();
+    const Acc hprev =
+        L.h0 ? load(L.h0 + row * h0s.batch + l * h0s.channel) : acc_zero<Acc>();
     store(L.ga - k * gas.time + l, lam * conj(hprev));
     return conj(load(L.a - k * as.time + l)) * lam;
   }

@@ -41,9 +41,18 @@
 //   time mode, n chains each starting at its own Lane, `len` steps:
 //     void chains_aggregate(const Lane* chains, int n, int64_t len, Acc* A, Acc* B) const;
 //     void chains_run(const Lane* chains, int n, int64_t len, Acc* s) const;
-//   Acc step_last(const Lane&, int64_t k, int64_t l, Acc s) const;  step k = T-1 (kSpecialLast)
-//   Acc initial(int64_t batch, int64_t channel) const;
+//   Acc step_last(const Lane&, int64_t k, int64_t l, int64_t row, Acc s) const;
+//                                                    step k ends a segment (kSpecialLast);
+//                                                    row: its h0 row, 0 without segments
+//   Acc initial(int64_t batch, int64_t channel) const;   batch: the segment with segments
 //   void finish(int64_t batch, int64_t channel, Acc s) const;
+//   static constexpr bool kReversedSteps;           step k is time T-1-k (segments' order)
+//
+// Segments (packed sequences, scan_segments.h): every range a group runs or summarizes is cut
+// at the segment starts; a run loads the segment's initial state at its start and finishes it
+// at its end, a summary of a range with a start in it is (0, A_[r,k1) * init + B_[r,k1)) for
+// the last start r (the state before the range does not reach its end), and a tile that starts
+// a segment runs directly. The inner loops never see a segment.
 //   bool unit_channel_stride() const;
 #pragma once
 
@@ -57,6 +66,7 @@
 
 #include "dispatch.h"
 #include "element_types.h"
+#include "scan_segments.h"
 #include "thread_pool.h"
 
 namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::engine {
@@ -210,6 +220,23 @@ void store_final(const P& p, const Layout& lay, const Group<P>& grp, const Acc* 
   }
 }
 
+// Channel of lane l of a group.
+template <class P>
+int64_t lane_channel(const Layout& lay, const Group<P>& grp, int l) {
+  return lay.channel_inner ? grp.channel[0] + l : grp.channel[l];
+}
+// With segments (batch 1): the initial / final state of segment `row` for every lane.
+template <class P, class Acc>
+void load_segment_initial(const P& p, const Layout& lay, const Group<P>& grp, int64_t row,
+                          Acc* s) {
+  for (int l = 0; l < grp.count; ++l) s[l] = p.initial(row, lane_channel(lay, grp, l));
+}
+template <class P, class Acc>
+void store_segment_final(const P& p, const Layout& lay, const Group<P>& grp, int64_t row,
+                         const Acc* s) {
+  for (int l = 0; l < grp.count; ++l) p.finish(row, lane_channel(lay, grp, l), s[l]);
+}
+
 // ---- channel-inner loops -------------------------------------------------------------------
 
 // Visits lanes [0, n) of one step of a channel-inner group, as f(l0, l1) on blocks. A pass
@@ -244,14 +271,16 @@ bool descending_rows(const P& p, const Layout& lay) {
   return lay.groups_per_batch == 1 && p.time_descends();
 }
 
+// peel_row >= 0: step k1 - 1 ends a segment (or the sequence) and runs through step_last
+// with that h0 row (kSpecialLast policies only).
 template <class P, class Acc>
 void channel_run(const P& p, const typename P::Lane& lane, int n, bool descending, int64_t k0,
-                 int64_t k1, int64_t time, Acc* s) {
-  const bool peel = P::kSpecialLast && k1 == time && k1 > k0;
+                 int64_t k1, int64_t peel_row, Acc* s) {
+  const bool peel = P::kSpecialLast && peel_row >= 0 && k1 > k0;
   const int64_t end = peel ? k1 - 1 : k1;
   if (end > k0) p.channel_run(lane, n, descending, k0, end, s);
   if (peel)
-    for (int l = 0; l < n; ++l) s[l] = p.step_last(lane, end, l, s[l]);
+    for (int l = 0; l < n; ++l) s[l] = p.step_last(lane, end, l, peel_row, s[l]);
 }
 
 // ---- time-inner loops ----------------------------------------------------------------------
@@ -313,7 +342,7 @@ void fold_chains(int lanes, const Chains& ch, const Summary<Acc>* sum, Acc* A, A
 // Runs [k0, k1) of every lane of the group from states s (updated to the final states).
 // `sum` holds the chain summaries when parts > 1 (from time_chain_summaries).
 template <class P, class Acc>
-void time_run(const P& p, const Group<P>& grp, int64_t k0, int64_t k1, int64_t time,
+void time_run(const P& p, const Group<P>& grp, int64_t k0, int64_t k1, int64_t peel_row,
               const Chains& ch, const Summary<Acc>* sum, Acc* s) {
   const int n = grp.count * ch.parts;
   Acc state[kChains * kTimeLanes];
@@ -327,7 +356,7 @@ void time_run(const P& p, const Group<P>& grp, int64_t k0, int64_t k1, int64_t t
       if (j + 1 < ch.parts) entry = sum[c].A * entry + sum[c].B;
     }
   }
-  const bool peel = P::kSpecialLast && k1 == time && k1 > k0;
+  const bool peel = P::kSpecialLast && peel_row >= 0 && k1 > k0;
   // Only the last chain of each lane reaches k1; peel its final step when required.
   const int64_t last_len = k1 - (k0 + (ch.parts - 1) * ch.span) - (peel ? 1 : 0);
   p.chains_run(chain, n, last_len, state);
@@ -346,7 +375,7 @@ void time_run(const P& p, const Group<P>& grp, int64_t k0, int64_t k1, int64_t t
   }
   for (int l = 0; l < grp.count; ++l) {
     const int c = l * ch.parts + ch.parts - 1;
-    if (peel) state[c] = p.step_last(grp.lanes[l], k1 - 1, 0, state[c]);
+    if (peel) state[c] = p.step_last(grp.lanes[l], k1 - 1, 0, peel_row, state[c]);
     s[l] = state[c];
   }
 }
@@ -373,22 +402,23 @@ void group_aggregate(const P& p, const Layout& lay, const Group<P>& grp, int64_t
 
 // Scan of [k0, k1) from states s. `chains`/`chain_sum` from group_aggregate over the same
 // range, or nullptr to compute them here.
+// peel_row as in channel_run.
 template <class P, class Acc>
 void group_run(const P& p, const Layout& lay, const Group<P>& grp, int64_t k0, int64_t k1,
-               Acc* s, const Summary<Acc>* chain_sum, const Chains* chains) {
+               int64_t peel_row, Acc* s, const Summary<Acc>* chain_sum, const Chains* chains) {
   if (lay.contiguous) {
-    const bool peel = P::kSpecialLast && k1 == lay.time && k1 > k0;
+    const bool peel = P::kSpecialLast && peel_row >= 0 && k1 > k0;
     const int64_t end = peel ? k1 - 1 : k1;
     if (end > k0) p.contig_run(grp.lanes[0], k0, end, s[0]);
-    if (peel) s[0] = p.step_last(grp.lanes[0], end, 0, s[0]);
+    if (peel) s[0] = p.step_last(grp.lanes[0], end, 0, peel_row, s[0]);
     return;
   }
   if (lay.channel_inner) {
-    channel_run(p, grp.lanes[0], grp.count, descending_rows(p, lay), k0, k1, lay.time, s);
+    channel_run(p, grp.lanes[0], grp.count, descending_rows(p, lay), k0, k1, peel_row, s);
     return;
   }
   if (chains != nullptr) {
-    time_run(p, grp, k0, k1, lay.time, *chains, chain_sum, s);
+    time_run(p, grp, k0, k1, peel_row, *chains, chain_sum, s);
     return;
   }
   // Untiled time-inner: cache-sized blocks, each summarized (from memory) then run (from cache).
@@ -399,8 +429,57 @@ void group_run(const P& p, const Layout& lay, const Group<P>& grp, int64_t k0, i
     const int64_t b1 = std::min(k1, b0 + block);
     const Chains ch = make_chains(grp.count, lay.chains, b0, b1);
     if (ch.parts > 1) time_chain_summaries(p, grp, b0, b1, ch, sum);
-    time_run(p, grp, b0, b1, lay.time, ch, sum, s);
+    time_run(p, grp, b0, b1, b1 == k1 ? peel_row : -1, ch, sum, s);
   }
+}
+
+// ---- segments: ranges cut at the segment starts (scan_segments.h) -------------------------
+
+// Runs [k0, k1) of a group from states s. Without segments: group_run, peeling the sequence's
+// last step. With segments: one group_run per piece between starts and ends; at a start the
+// segment's initial state is loaded, at an end its final state is stored (and, for
+// kSpecialLast, the step peeled with the segment's h0 row). chain_sum / chains (from
+// group_aggregate over the same [k0, k1)) are used only when no segment starts inside.
+template <class P, class Acc>
+void segmented_run(const P& p, const Layout& lay, const Group<P>& grp, const StepSegments& seg,
+                   int64_t k0, int64_t k1, Acc* s, const Summary<Acc>* chain_sum,
+                   const Chains* chains) {
+  if (!seg.on) {
+    group_run<P, Acc>(p, lay, grp, k0, k1, k1 == lay.time ? 0 : -1, s, chain_sum, chains);
+    return;
+  }
+  size_t i = seg.holding(k0);
+  for (int64_t k = k0; k < k1; ++i) {
+    const StepSegment& sg = seg.list[i];
+    if (sg.k0 == k) load_segment_initial(p, lay, grp, sg.row, s);
+    const int64_t e = std::min(k1, sg.k1);
+    const bool whole = k == k0 && e == k1;
+    group_run<P, Acc>(p, lay, grp, k, e, e == sg.k1 ? sg.row : -1, s,
+                      whole ? chain_sum : nullptr, whole ? chains : nullptr);
+    if (e == sg.k1) store_segment_final(p, lay, grp, sg.row, s);
+    k = e;
+  }
+}
+
+// Summary of [k0, k1) as group_aggregate. With a segment start in the range, only the steps
+// from the last start r are read, and the summary is (0, A_[r,k1) * init + B_[r,k1)), init being
+// that segment's initial state: it no longer depends on the state before the range. Returns
+// whether the range holds a start (its summary is then also its inclusive state).
+template <class P, class Acc>
+bool segmented_aggregate(const P& p, const Layout& lay, const Group<P>& grp,
+                         const StepSegments& seg, int64_t k0, int64_t k1, Acc* A, Acc* B,
+                         Summary<Acc>* chain_sum, Chains* chains) {
+  const StepSegment* start = seg.on ? seg.last_start(k0, k1) : nullptr;
+  if (start == nullptr) {
+    group_aggregate(p, lay, grp, k0, k1, A, B, chain_sum, chains);
+    return false;
+  }
+  group_aggregate(p, lay, grp, start->k0, k1, A, B, chain_sum, chains);
+  for (int l = 0; l < grp.count; ++l) {
+    B[l] = A[l] * p.initial(start->row, lane_channel(lay, grp, l)) + B[l];
+    A[l] = acc_zero<Acc>();
+  }
+  return true;
 }
 
 // ---- scheduling ----------------------------------------------------------------------------
@@ -427,9 +506,10 @@ inline bool wants_time_tiles(const Layout& lay, int threads) {
 // chained: a tile waits for its predecessor's inclusive prefix instead of composing
 // aggregates of those still running, so every prefix is composed in one fixed order and the
 // results are bitwise identical run to run (ScanForwardParams::deterministic).
+// seg: packed sequences (batch 1), or off.
 template <class P>
 void run_scan(const P& p, int64_t batch, int64_t time, int64_t channels, int threads,
-              bool chained = false) {
+              bool chained = false, const StepSegments& seg = StepSegments{}) {
   using Acc = typename P::Acc;
   threads = std::max(1, threads);
   const Layout lay = make_layout(p, batch, time, channels, threads);
@@ -446,9 +526,9 @@ void run_scan(const P& p, int64_t batch, int64_t time, int64_t channels, int thr
       Acc* s = state.data();
       for (int64_t g; (g = next.fetch_add(1)) < lay.groups;) {
         const Group<P> grp = make_group(p, lay, g);
-        load_initial(p, lay, grp, s);
-        group_run<P, Acc>(p, lay, grp, 0, time, s, nullptr, nullptr);
-        store_final(p, lay, grp, s);
+        if (!seg.on) load_initial(p, lay, grp, s);
+        segmented_run<P, Acc>(p, lay, grp, seg, 0, time, s, nullptr, nullptr);
+        if (!seg.on) store_final(p, lay, grp, s);
       }
     });
     return;
@@ -511,18 +591,29 @@ void run_scan(const P& p, int64_t batch, int64_t time, int64_t channels, int thr
       // threads, while one thread runs a tile the other summarizes the next and can resolve it
       // as soon as that run ends. The chained (deterministic) mode keeps one composition order
       // whatever the timing, so it always summarizes.
-      const bool direct =
-          t == 0 || (!chained && one_pass_run && look_back(t, g, n, /*wait=*/false));
+      // A tile that starts a segment needs no entering state: it runs directly too (in either
+      // mode: its result does not depend on timing).
+      const bool direct = t == 0 || (seg.on && seg.starts_at(k0)) ||
+                          (!chained && one_pass_run && look_back(t, g, n, /*wait=*/false));
       if (direct) {
-        if (t == 0) load_initial(p, lay, grp, s);
-        group_run<P, Acc>(p, lay, grp, k0, k1, s, nullptr, nullptr);
+        if (t == 0 && !seg.on) load_initial(p, lay, grp, s);
+        segmented_run<P, Acc>(p, lay, grp, seg, k0, k1, s, nullptr, nullptr);
         std::copy(s, s + n, my_incl);
         flag[item].store(kInclusive, std::memory_order_release);
       } else {
-        group_aggregate(p, lay, grp, k0, k1, A, B, chain_sum, &chains);
-        std::copy(A, A + n, &aggA[item * L]);
-        std::copy(B, B + n, &aggB[item * L]);
-        flag[item].store(kAggregate, std::memory_order_release);
+        // A tile with a segment start inside knows its inclusive state from its summary alone
+        // (A = 0) and publishes it at once; it still needs the entering state for the steps
+        // before that start.
+        const bool cut =
+            segmented_aggregate(p, lay, grp, seg, k0, k1, A, B, chain_sum, &chains);
+        if (cut) {
+          std::copy(B, B + n, my_incl);
+          flag[item].store(kInclusive, std::memory_order_release);
+        } else {
+          std::copy(A, A + n, &aggA[item * L]);
+          std::copy(B, B + n, &aggB[item * L]);
+          flag[item].store(kAggregate, std::memory_order_release);
+        }
         if (chained) {
           const int64_t prev = (t - 1) * lay.groups + g;
           while (flag[prev].load(std::memory_order_acquire) != kInclusive) spin_wait();
@@ -530,11 +621,14 @@ void run_scan(const P& p, int64_t batch, int64_t time, int64_t channels, int thr
         } else {
           look_back(t, g, n, /*wait=*/true);
         }
-        for (int l = 0; l < n; ++l) my_incl[l] = A[l] * s[l] + B[l];
-        flag[item].store(kInclusive, std::memory_order_release);
-        group_run<P, Acc>(p, lay, grp, k0, k1, s, chain_sum, one_pass_run ? nullptr : &chains);
+        if (!cut) {
+          for (int l = 0; l < n; ++l) my_incl[l] = A[l] * s[l] + B[l];
+          flag[item].store(kInclusive, std::memory_order_release);
+        }
+        segmented_run<P, Acc>(p, lay, grp, seg, k0, k1, s, chain_sum,
+                              one_pass_run ? nullptr : &chains);
       }
-      if (t == tiles - 1) store_final(p, lay, grp, s);
+      if (t == tiles - 1 && !seg.on) store_final(p, lay, grp, s);
     }
   });
 }
@@ -583,11 +677,25 @@ void run_summary(const P& p, int64_t batch, int64_t time, int64_t channels, int 
 
 // The whole kernel for a policy template: dtype dispatch, the T = 0 case (final state =
 // initial state), then the engine.
+// With segments, each empty segment's final state is its initial one, written here; the
+// others are finished by the engine's runs.
 template <template <class> class Policy, class Params>
 void run_policy(const Params& params, const char* name) {
   dispatch_scalar_kind(params.dtype, name, [&](auto tag) {
-    const Policy<decltype(tag)> policy(params);
+    using P = Policy<decltype(tag)>;
+    const P policy(params);
     const ScanShape& n = params.shape;
+    const ScanSegments& sg = params.segments;
+    if (sg.bounds != nullptr) {
+      for (int64_t i = 0; i < sg.count; ++i)
+        if (sg.bounds[i + 1] <= sg.bounds[i])
+          for (int64_t c = 0; c < n.channels; ++c) policy.finish(i, c, policy.initial(i, c));
+      if (n.time == 0) return;
+      const StepSegments seg = make_step_segments(sg, n.time, P::kReversedSteps);
+      run_scan(policy, n.batch, n.time, n.channels, params.num_threads, params.deterministic,
+               seg);
+      return;
+    }
     if (n.time == 0) {
       for (int64_t bi = 0; bi < n.batch; ++bi)
         for (int64_t c = 0; c < n.channels; ++c) policy.finish(bi, c, policy.initial(bi, c));

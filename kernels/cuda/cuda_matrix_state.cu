@@ -188,8 +188,9 @@ const char* matrix_chunk_unsupported(MatrixRecurrence recurrence, ScalarKind dty
   if (shape.key != 64 && shape.key != 128) return "K is not 64 or 128";
   if (shape.value != 64 && shape.value != 128) return "V is not 64 or 128";
   if (chunk::value_tile(dtype) <= 0) return "dtype is not float32, float64, bfloat16 or float16";
-  // Packed sequences (a segment table in MatrixChunkShape) are not taken yet: once the shape has
-  // one, refuse it here (the chunk loop reads chunks only through chunk_span).
+  // Packed sequences (MatrixChunkShape::segment_bounds) are not taken yet (the chunk loop reads
+  // chunks only through chunk_span, where a chunk table would go).
+  if (shape.segment_bounds != nullptr) return "packed sequences (segments) are not supported yet";
   const bool gla = recurrence == MatrixRecurrence::kGla;
   const int key = static_cast<int>(shape.key);
   const size_t need_fwd = gla ? chunk::gla_smem_bytes(dtype, key, false) : chunk::delta_smem_bytes(dtype, key, false);

@@ -49,6 +49,10 @@ struct KernelArgs {
   OutOperand y0, y1;
   StateIn s0, s1;
   StateOut z0, z1;
+  // Packed sequences (ScanSegments, scan_params.h): seg_count + 1 bounds in device memory,
+  // in time order; nullptr: one segment (batch is 1 otherwise). scan_segments.cuh.
+  const int64_t* seg_bounds = nullptr;
+  int64_t seg_count = 0;
   int* flags = nullptr;               // [groups * time_tiles]
   void* aggregates = nullptr;         // Map<Acc>[groups * time_tiles * kCols]
   void* inclusives = nullptr;         // Map<Acc>[groups * time_tiles * kCols]

@@ -23,12 +23,15 @@
 //
 // Backward runs the same machinery on the time-reversed walk (the host flips the pointers)
 // with coefficient conj(a_{t+1}) and input g_t, which yields lam_t (scan_params.h).
+// Packed sequences (args.seg_bounds) fold each segment start into that step's map
+// (scan_segments.cuh); the rest of the kernel does not see them.
 #pragma once
 
 #include <cuda/atomic>
 
 #include "scan_args.h"
 #include "scan_plan.h"
+#include "scan_segments.cuh"
 #include "scan_types.cuh"
 
 // Predecessors each lane inspects per look-back round with 32 and with 8 columns per CTA
@@ -240,6 +243,7 @@ __global__ void __launch_bounds__(kNumThreads, min_blocks_for<S, kOp, kCols>())
   __shared__ M warp_aggregate[kWarps][kCols];
   __shared__ Acc tile_state_in[kCols];
   __shared__ unsigned int tile_index;
+  __shared__ int64_t tile_segments[2];  // segments holding the tile's first and last step
 
   const int tid = threadIdx.x;
   const int lane = tid & 31;
@@ -247,7 +251,23 @@ __global__ void __launch_bounds__(kNumThreads, min_blocks_for<S, kOp, kCols>())
   const int col = tid % kCols;
   const int row_in_warp = lane / kCols;
 
-  if (tid == 0) tile_index = atomicAdd(args.tile_counter, 1u);
+  const bool segmented = args.seg_bounds != nullptr;
+  if (tid == 0) {
+    tile_index = atomicAdd(args.tile_counter, 1u);
+    if (segmented) {
+      // Times of the tile's walk steps, clamped to [0, T): the range every thread searches.
+      constexpr int64_t kLen = int64_t(kNumThreads / kCols) * kItems;
+      const int64_t w = int64_t(tile_index) / (args.batch * args.channel_blocks);
+      const int64_t w0 = w * kLen - args.phase > 0 ? w * kLen - args.phase : 0;
+      const int64_t w1 = w * kLen + kLen - 1 - args.phase < args.time - 1
+                             ? w * kLen + kLen - 1 - args.phase
+                             : args.time - 1;
+      const int64_t t0 = kOp == OpKind::kBackward ? args.time - 1 - w1 : w0;
+      const int64_t t1 = kOp == OpKind::kBackward ? args.time - 1 - w0 : w1;
+      tile_segments[0] = segment_search(args.seg_bounds, 0, args.seg_count - 1, t0);
+      tile_segments[1] = segment_search(args.seg_bounds, tile_segments[0], args.seg_count - 1, t1);
+    }
+  }
   __syncthreads();
   // Dynamic tile index -> (time tile j, column group). Column groups vary fastest, so tiles
   // running at the same time cover the same time range of every group: in the
@@ -299,6 +319,32 @@ __global__ void __launch_bounds__(kNumThreads, min_blocks_for<S, kOp, kCols>())
   } else {
     load_chunk<S, K, kVec>(seq_in(args.x0), args.x0.st, u0, T, col_ok, acc_one<Val>(), coef);
     load_chunk<S, K, kVec>(seq_in(args.x1), args.x1.st, u0, T, col_ok, acc_zero<Val>(), add);
+  }
+  // Segment starts in walk order become maps (0, ...) (scan_segments.cuh): forward, the first
+  // step of a segment takes coef * init + b; backward, its last step g + grad_h_last.
+  if (segmented && col_ok) {
+    SegmentCursor cur;
+    bool started = false;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int64_t u = u0 + k;
+      if (u < 0 || u >= T) continue;
+      const int64_t t = kOp == OpKind::kBackward ? T - 1 - u : u;
+      if (!started) {
+        cur.start(args.seg_bounds, tile_segments[0], tile_segments[1], t);
+        started = true;
+      } else {
+        cur.move_to(t);
+      }
+      const bool walk_start = kOp == OpKind::kBackward ? t + 1 == cur.end : t == cur.first;
+      if (walk_start) {
+        const Val init = args.s0.p != nullptr
+                             ? to_val(static_cast<const S*>(args.s0.p)[cur.seg * args.s0.sb + c * args.s0.sc])
+                             : acc_zero<Val>();
+        add[k] = kOp == OpKind::kBackward ? add[k] + init : coef[k] * init + add[k];
+        coef[k] = acc_zero<Val>();
+      }
+    }
   }
   M chunk = identity_map<Acc>();
 #pragma unroll
@@ -369,12 +415,26 @@ __global__ void __launch_bounds__(kNumThreads, min_blocks_for<S, kOp, kCols>())
   // they only skip their stores.
   if constexpr (kOp == OpKind::kForward) {
     S out[K];
+    // With segments: each segment's last step writes its row of h_last.
+    const bool seg_out = segmented && col_ok && args.z0.p != nullptr;
+    SegmentCursor cur;
+    bool started = false;
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       state = widen<Acc>(coef[k]) * state + widen<Acc>(add[k]);
       out[k] = from_acc<S>(state);
-      if (u0 + k == T - 1 && col_ok && args.z0.p != nullptr) {
+      if (!segmented && u0 + k == T - 1 && col_ok && args.z0.p != nullptr) {
         static_cast<S*>(args.z0.p)[b * args.z0.sb + c * args.z0.sc] = out[k];
+      }
+      const int64_t u = u0 + k;
+      if (seg_out && u >= 0 && u < T) {
+        if (!started) {
+          cur.start(args.seg_bounds, tile_segments[0], tile_segments[1], u);
+          started = true;
+        } else {
+          cur.move_to(u);
+        }
+        if (u + 1 == cur.end) static_cast<S*>(args.z0.p)[cur.seg * args.z0.sb + c * args.z0.sc] = out[k];
       }
     }
     if (col_ok) store_chunk<S, K, kVec>(seq_out(args.y0), args.y0.st, u0, T, out);
@@ -392,15 +452,39 @@ __global__ void __launch_bounds__(kNumThreads, min_blocks_for<S, kOp, kCols>())
       h_after = (col_ok && u_after < T) ? to_val(seq_in(args.x2)[u_after * args.x2.st]) : h0;
     }
     S grad_a[K], grad_b[K];
+    // With segments: a segment's first step in time (the last of its walk) reads h0 row i as
+    // h_{t-1} and writes grad_h0 row i = conj(a_t) lam_t (a_t loaded again: one per segment).
+    SegmentCursor cur;
+    bool started = false;
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       state = widen<Acc>(coef[k]) * state + widen<Acc>(add[k]);  // lam at step u0+k
       const int64_t u = u0 + k;
       Val h_prev = (k + 1 < K) ? h_walk[k + 1] : h_after;
-      if (u + 1 >= T) h_prev = h0;
+      if (!segmented) {
+        if (u + 1 >= T) h_prev = h0;
+      } else if (col_ok && u >= 0 && u < T) {
+        const int64_t t = T - 1 - u;
+        if (!started) {
+          cur.start(args.seg_bounds, tile_segments[0], tile_segments[1], t);
+          started = true;
+        } else {
+          cur.move_to(t);
+        }
+        if (t == cur.first) {
+          h_prev = args.s1.p != nullptr
+                       ? to_val(static_cast<const S*>(args.s1.p)[cur.seg * args.s1.sb + c * args.s1.sc])
+                       : acc_zero<Val>();
+          if (args.z0.p != nullptr) {
+            const Val a_t = to_val(seq_in(args.x0)[u * args.x0.st]);
+            static_cast<S*>(args.z0.p)[cur.seg * args.z0.sb + c * args.z0.sc] =
+                from_acc<S>(widen<Acc>(conj_of(a_t)) * state);
+          }
+        }
+      }
       grad_b[k] = from_acc<S>(state);
       grad_a[k] = from_acc<S>(state * widen<Acc>(conj_of(h_prev)));
-      if (u == T - 1 && col_ok && args.z0.p != nullptr) {
+      if (!segmented && u == T - 1 && col_ok && args.z0.p != nullptr) {
         static_cast<S*>(args.z0.p)[b * args.z0.sb + c * args.z0.sc] =
             from_acc<S>(widen<Acc>(a0_conj) * state);
       }
@@ -423,6 +507,22 @@ __global__ void copy_state_kernel(StateOut out, StateIn in, int64_t batch, int64
     const typename Traits<S>::Acc v =
         in.p != nullptr ? to_acc<S>(static_cast<const S*>(in.p)[b * in.sb + c * in.sc]) : fallback;
     static_cast<S*>(out.p)[b * out.sb + c * out.sc] = from_acc<S>(v);
+  }
+}
+
+// Packed sequences: every empty segment's final state is its initial one (or `fallback`).
+template <class S>
+__global__ void empty_segments_kernel(StateOut out, StateIn in, const int64_t* bounds,
+                                      int64_t count, int64_t channels,
+                                      typename Traits<S>::Acc fallback) {
+  const int64_t n = count * channels;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t seg = i / channels, c = i - seg * channels;
+    if (bounds[seg + 1] > bounds[seg]) continue;
+    const typename Traits<S>::Acc v =
+        in.p != nullptr ? to_acc<S>(static_cast<const S*>(in.p)[seg * in.sb + c * in.sc]) : fallback;
+    static_cast<S*>(out.p)[seg * out.sb + c * out.sc] = from_acc<S>(v);
   }
 }
 

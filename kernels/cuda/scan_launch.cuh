@@ -164,6 +164,27 @@ int launch_copy_state(StateOut out, StateIn in, int64_t batch, int64_t channels,
   return int(cudaGetLastError());
 }
 
+// Packed sequences: the final state of every empty segment is its initial one (the kernel
+// writes the others). No-op without segments.
+template <class S>
+int launch_empty_segments(StateOut out, StateIn in, const ScanSegments& seg, int64_t channels,
+                          cudaStream_t stream) {
+  using Acc = typename Traits<S>::Acc;
+  if (out.p == nullptr || seg.bounds == nullptr || seg.count * channels == 0) return 0;
+  const int64_t n = seg.count * channels;
+  const unsigned blocks = unsigned(std::min<int64_t>((n + 255) / 256, 4096));
+  const int64_t* bounds = seg.bounds;
+  const int64_t count = seg.count;
+  const Acc zero = acc_constant<Acc>(0.f);
+#ifdef SEQPAR_HOST_EMULATION
+  emu::launch(blocks, 256,
+              [=] { empty_segments_kernel<S>(out, in, bounds, count, channels, zero); });
+#else
+  empty_segments_kernel<S><<<blocks, 256, 0, stream>>>(out, in, bounds, count, channels, zero);
+#endif
+  return int(cudaGetLastError());
+}
+
 // The three entry points share their shape (nothing for no batch or channels, a state copy for
 // an empty time range, else plan + launch_layout) but not what an empty range writes (h0 to
 // h_last, grad_h_last to grad_h0, the identity summary), which is why each is written out.
@@ -172,7 +193,11 @@ int launch_forward(const ScanForwardParams& p, cudaStream_t stream, Workspace ws
   using Acc = typename Traits<S>::Acc;
   const ScanShape& n = p.shape;
   if (n.batch == 0 || n.channels == 0) return 0;
-  if (n.time == 0) {
+  if (p.segments.bounds != nullptr) {
+    const int err =
+        launch_empty_segments<S>(state_out(p.h_last), state_in(p.h0), p.segments, n.channels, stream);
+    if (err != 0 || n.time == 0) return err;
+  } else if (n.time == 0) {
     return launch_copy_state<S>(state_out(p.h_last), state_in(p.h0), n.batch, n.channels,
                                 acc_constant<Acc>(0.f), stream);
   }
@@ -185,7 +210,11 @@ int launch_backward(const ScanBackwardParams& p, cudaStream_t stream, Workspace 
   using Acc = typename Traits<S>::Acc;
   const ScanShape& n = p.shape;
   if (n.batch == 0 || n.channels == 0) return 0;
-  if (n.time == 0) {
+  if (p.segments.bounds != nullptr) {
+    const int err = launch_empty_segments<S>(state_out(p.grad_h0), state_in(p.grad_h_last),
+                                             p.segments, n.channels, stream);
+    if (err != 0 || n.time == 0) return err;
+  } else if (n.time == 0) {
     return launch_copy_state<S>(state_out(p.grad_h0), state_in(p.grad_h_last), n.batch,
                                 n.channels, acc_constant<Acc>(0.f), stream);
   }

@@ -257,6 +257,8 @@ Plan plan_forward(const ScanForwardParams& p) {
   args.y0 = walk_out<S>(p.h, false, p.shape.time);
   args.s0 = state_in(p.h0);
   args.z0 = state_out(p.h_last);
+  args.seg_bounds = p.segments.bounds;
+  args.seg_count = p.segments.count;
   const LayoutView views[] = {view_of(args.x0), view_of(args.x1), view_of(args.y0)};
   choose_plan_layout<S>(plan, views, p.deterministic);
   return plan;
@@ -275,6 +277,8 @@ Plan plan_backward(const ScanBackwardParams& p) {
   args.s0 = state_in(p.grad_h_last);
   args.s1 = state_in(p.h0);
   args.z0 = state_out(p.grad_h0);
+  args.seg_bounds = p.segments.bounds;
+  args.seg_count = p.segments.count;
   const LayoutView views[] = {view_of(args.x0), view_of(args.x1), view_of(args.x2),
                               view_of(args.y0), view_of(args.y1)};
   choose_plan_layout<S>(plan, views, p.deterministic);

@@ -95,20 +95,21 @@ def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=Fal
     with bfloat16/float16 q, k, v is rounded to q's dtype. scale defaults to K ** -0.5.
     Returns (o, final_state): o (B, T, HV, V) in v's dtype; final_state float32 (float64 for
     float64 inputs) in initial_state's layout, None unless output_final_state.
-    cu_seqlens and cu_seqlens_cpu (packed sequences) are not supported yet, and any other
-    keyword argument is refused: RuntimeError naming the argument.
+    cu_seqlens (int64 [N + 1], batch 1; cu_seqlens_cpu its host copy): N packed sequences, each
+    from its row of initial_state (N, HV, K, V) or zeros, final_state (N, HV, K, V)
+    (docs/packed_sequences.md). Any other keyword argument is refused: RuntimeError naming it.
     """
     fn = "seqpar.chunk_gla"
     state_v_first = _fla.state_v_first_alias(fn, state_v_first, kwargs)
-    _fla.refuse_unsupported(fn, {"cu_seqlens": cu_seqlens, "cu_seqlens_cpu": cu_seqlens_cpu},
-                            kwargs)
+    _fla.refuse_unsupported(fn, {}, kwargs)
+    cu_seqlens = _fla.packed_sequences(fn, cu_seqlens, cu_seqlens_cpu)
     _fla.check_flags(fn, state_v_first=state_v_first)
     (g,) = _fla.half_precision_gates(q, g)
     q, k = _fla.grouped_value_heads(fn, q, k, v)
     load_library()
     o, final_state = torch.ops.seqpar.chunk_gla(q, k, v, g, scale,
                                                 _fla.state_in(initial_state, state_v_first),
-                                                chunk_size)
+                                                chunk_size, cu_seqlens)
     return o, _fla.state_out(final_state, output_final_state, state_v_first)
 
 
@@ -137,15 +138,17 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
     them) is rounded to q's dtype likewise. chunk_size: any positive value (FLA: 16, 32 or 64).
     Returns (o, final_state): o (B, T, HV, V) in v's dtype; final_state float32 (float64 for
     float64 inputs) in initial_state's layout, None unless output_final_state.
-    cu_seqlens, cu_seqlens_cpu, chunk_indices (packed sequences: not supported yet),
+    cu_seqlens (int64 [N + 1], batch 1; cu_seqlens_cpu its host copy): N packed sequences, each
+    from its row of initial_state (N, HV, K, V) or zeros, final_state (N, HV, K, V)
+    (docs/packed_sequences.md). chunk_indices, which FLA derives from cu_seqlens for its
+    kernels, is accepted and not read (seqpar cuts each sequence into chunks itself).
     cp_context (see seqpar.sp) and any other keyword argument are refused: RuntimeError naming
     the argument.
     """
     fn = "seqpar.chunk_gated_delta_rule"
     state_v_first = _fla.state_v_first_alias(fn, state_v_first, kwargs)
-    _fla.refuse_unsupported(fn, {"cu_seqlens": cu_seqlens, "cu_seqlens_cpu": cu_seqlens_cpu,
-                                 "chunk_indices": chunk_indices, "cp_context": cp_context},
-                            kwargs)
+    _fla.refuse_unsupported(fn, {"cp_context": cp_context}, kwargs)
+    cu_seqlens = _fla.packed_sequences(fn, cu_seqlens, cu_seqlens_cpu)
     _fla.check_flags(fn, use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel,
                      use_beta_sigmoid_in_kernel=use_beta_sigmoid_in_kernel,
                      allow_neg_eigval=allow_neg_eigval, state_v_first=state_v_first,
@@ -155,25 +158,31 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
         use_beta_sigmoid_in_kernel, allow_neg_eigval)
     load_library()
     o, final_state = torch.ops.seqpar.chunk_gated_delta_rule(
-        q, k, v, g, beta, scale, _fla.state_in(initial_state, state_v_first), chunk_size)
+        q, k, v, g, beta, scale, _fla.state_in(initial_state, state_v_first), chunk_size,
+        cu_seqlens)
     return o, _fla.state_out(final_state, output_final_state, state_v_first)
 
 
-def previous_steps(x, width, initial=None):
+def previous_steps(x, width, initial=None, cu_seqlens=None):
     """The `width` steps before x and the `width` steps ending the sequence after x.
 
     x: (batch, time, channels). Returns (before, last), each (batch, width, channels): before is
     `initial` (the tail of an earlier piece of the sequence; zeros when None) and last the final
     `width` rows of [before, x]. With seqpar.sp.previous_steps the same runs across ranks, for
-    short causal convolutions over a sequence split along time.
+    short causal convolutions over a sequence split along time. cu_seqlens (int64 [N + 1],
+    batch 1): N packed sequences, each with its own windows, initial/before/last (N, width,
+    channels).
     """
     load_library()
-    return torch.ops.seqpar.previous_steps(x, width, initial)
+    return torch.ops.seqpar.previous_steps(x, width, initial, cu_seqlens)
 
 
-def _causal_conv1d(x, weight, bias, activation, initial_state, output_final_state, steps):
+def _causal_conv1d(x, weight, bias, activation, initial_state, output_final_state, steps,
+                   conv_cu=None, sequences=None):
     """The convolution over [before, x], `before` from steps(x, W - 1, initial_state): the
-    one-process previous_steps or seqpar.sp's (shared by both causal_conv1d functions)."""
+    one-process previous_steps or seqpar.sp's (shared by both causal_conv1d functions). With
+    packed sequences, conv_cu holds the bounds of x's segments (one `before` row each) and
+    sequences the number of final states."""
     if activation not in (None, "silu", "swish"):
         raise ValueError(f"seqpar.causal_conv1d: 'activation' must be None, 'silu' or 'swish', "
                          f"got {activation!r}")
@@ -181,14 +190,19 @@ def _causal_conv1d(x, weight, bias, activation, initial_state, output_final_stat
         raise ValueError(f"seqpar.causal_conv1d: 'x' must be (batch, time, dim) and 'weight' "
                          f"(dim, width), got {tuple(x.shape)} and {tuple(weight.shape)}")
     width = weight.shape[1]
-    before, last = steps(x, width - 1, initial_state) if width > 1 else (x[:, :0], x[:, :0])
+    if width > 1:
+        before, last = steps(x, width - 1, initial_state)
+    else:
+        rows = x.shape[0] if conv_cu is None else conv_cu.shape[0] - 1
+        before = x.new_zeros(rows, 0, x.shape[2])
+        last = x.new_zeros(rows if sequences is None else sequences, 0, x.shape[2])
     load_library()
-    y = torch.ops.seqpar.causal_conv1d(x, before, weight, bias, activation is not None)
+    y = torch.ops.seqpar.causal_conv1d(x, before, weight, bias, activation is not None, conv_cu)
     return y, (last if output_final_state else None)
 
 
 def causal_conv1d(x, weight, bias=None, activation=None, initial_state=None,
-                  output_final_state=False):
+                  output_final_state=False, cu_seqlens=None):
     """Depthwise causal convolution over time (flash-linear-attention's ShortConvolution):
     y[:, t, d] = act(bias[d] + sum_j weight[d, j] * x[:, t - W + 1 + j, d]), W = width.
 
@@ -196,9 +210,12 @@ def causal_conv1d(x, weight, bias=None, activation=None, initial_state=None,
     initial_state: (batch, W - 1, dim), the inputs before x (zeros when None). Returns
     (y, final_state), final_state the last W - 1 inputs (None unless output_final_state), so a
     sequence fed in pieces equals the whole. seqpar.sp.causal_conv1d runs it across ranks.
+    cu_seqlens (int64 [N + 1], batch 1): N packed sequences; no window reaches across a
+    sequence start, initial_state and final_state are (N, W - 1, dim).
     """
     return _causal_conv1d(x, weight, bias, activation, initial_state, output_final_state,
-                          previous_steps)
+                          lambda x, width, initial: previous_steps(x, width, initial, cu_seqlens),
+                          cu_seqlens)
 
 
 # seqpar.sp after `import seqpar`, as torch.distributed is after `import torch`. It costs no

@@ -14,13 +14,9 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-# FLA's arguments that seqpar takes but cannot honour yet, with the reason given to the caller.
+# FLA's arguments that seqpar takes but cannot honour, with the reason given to the caller.
 # Each is refused when it differs from FLA's default (None).
-_PACKED = "(packed sequences) is not supported yet"
 _NOT_SUPPORTED = {
-    "cu_seqlens": _PACKED,
-    "cu_seqlens_cpu": _PACKED,
-    "chunk_indices": _PACKED,
     "cp_context": ("(FLA's context parallelism) is not supported: seqpar.sp's functions split "
                    "the sequence across the ranks of a torch.distributed group instead"),
 }
@@ -38,6 +34,19 @@ def refuse_unsupported(fn, given, kwargs):
     for name in kwargs:
         raise RuntimeError(f"{fn}: argument '{name}' is not supported (not an argument of "
                            f"seqpar's nor of flash-linear-attention's function)")
+
+
+def packed_sequences(fn, cu_seqlens, cu_seqlens_cpu):
+    """The cu_seqlens the op takes (packed sequences, docs/packed_sequences.md). FLA's callers
+    pass the boundaries as cu_seqlens (on the inputs' device) and may add cu_seqlens_cpu, a host
+    copy that spares a device synchronisation; seqpar reads the host copy when there is one.
+    Both must then hold the same values (checked when both are on the CPU)."""
+    if cu_seqlens_cpu is None:
+        return cu_seqlens
+    if (cu_seqlens is not None and cu_seqlens.device.type == "cpu"
+            and not torch.equal(cu_seqlens, cu_seqlens_cpu)):
+        raise ValueError(f"{fn}: 'cu_seqlens' and 'cu_seqlens_cpu' hold different boundaries")
+    return cu_seqlens_cpu
 
 
 def check_flags(fn, **flags):

@@ -17,7 +17,8 @@ import torch
 from . import _causal_conv1d, load_library
 from . import _fla_surface as _fla
 
-__all__ = ["scan", "chunk_gla", "chunk_gated_delta_rule", "previous_steps", "causal_conv1d"]
+__all__ = ["scan", "chunk_gla", "chunk_gated_delta_rule", "previous_steps", "causal_conv1d",
+           "packed_bounds"]
 
 
 def _group_name(group):
@@ -40,15 +41,16 @@ def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=Fal
     group and algo. Every rank must call it, with the same head counts and options."""
     fn = "seqpar.sp.chunk_gla"
     state_v_first = _fla.state_v_first_alias(fn, state_v_first, kwargs)
-    _fla.refuse_unsupported(fn, {"cu_seqlens": cu_seqlens, "cu_seqlens_cpu": cu_seqlens_cpu},
-                            kwargs)
+    _fla.refuse_unsupported(fn, {}, kwargs)
+    cu_seqlens = _fla.packed_sequences(fn, cu_seqlens, cu_seqlens_cpu)
     _fla.check_flags(fn, state_v_first=state_v_first)
     (g,) = _fla.half_precision_gates(q, g)
     q, k = _fla.grouped_value_heads(fn, q, k, v)
     load_library()
     o, final_state = torch.ops.seqpar.sp_chunk_gla(q, k, v, g, scale,
                                                    _fla.state_in(initial_state, state_v_first),
-                                                   chunk_size, _group_name(group), algo)
+                                                   chunk_size, _group_name(group), algo,
+                                                   cu_seqlens)
     return o, _fla.state_out(final_state, output_final_state, state_v_first)
 
 
@@ -68,9 +70,8 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
     any weight under sequence parallelism)."""
     fn = "seqpar.sp.chunk_gated_delta_rule"
     state_v_first = _fla.state_v_first_alias(fn, state_v_first, kwargs)
-    _fla.refuse_unsupported(fn, {"cu_seqlens": cu_seqlens, "cu_seqlens_cpu": cu_seqlens_cpu,
-                                 "chunk_indices": chunk_indices, "cp_context": cp_context},
-                            kwargs)
+    _fla.refuse_unsupported(fn, {"cp_context": cp_context}, kwargs)
+    cu_seqlens = _fla.packed_sequences(fn, cu_seqlens, cu_seqlens_cpu)
     _fla.check_flags(fn, use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel,
                      use_beta_sigmoid_in_kernel=use_beta_sigmoid_in_kernel,
                      allow_neg_eigval=allow_neg_eigval, state_v_first=state_v_first,
@@ -81,26 +82,43 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
     load_library()
     o, final_state = torch.ops.seqpar.sp_chunk_gated_delta_rule(
         q, k, v, g, beta, scale, _fla.state_in(initial_state, state_v_first), chunk_size,
-        _group_name(group), algo)
+        _group_name(group), algo, cu_seqlens)
     return o, _fla.state_out(final_state, output_final_state, state_v_first)
 
 
-def previous_steps(x, width, initial=None, group=None, algo="auto"):
+def previous_steps(x, width, initial=None, group=None, algo="auto", cu_seqlens=None):
     """seqpar.previous_steps with the sequence split along time across the group's ranks:
     (before, last), the `width` steps before this rank's slice (from as many earlier ranks as
     needed; slices may be shorter than `width` or empty) and the `width` steps ending the whole
     sequence (the same on every rank). initial is read on rank 0. A causal convolution of
     `width + 1` taps over this rank's slice is then an ordinary one over
-    torch.cat([before, x], 1) without padding."""
+    torch.cat([before, x], 1) without padding.
+    cu_seqlens (packed sequences: the whole pack's bounds, the same on every rank): initial is
+    (N, width, channels) on every rank, `before` one window per segment of this rank's slice
+    (their bounds: packed_bounds), `last` (N, width, channels)."""
     load_library()
-    return torch.ops.seqpar.sp_previous_steps(x, width, initial, _group_name(group), algo)
+    return torch.ops.seqpar.sp_previous_steps(x, width, initial, _group_name(group), algo,
+                                              cu_seqlens)
+
+
+def packed_bounds(cu_seqlens, local_time, group=None):
+    """The bounds of this rank's segments of a pack (cu_seqlens of the whole pack, the same on
+    every rank; local_time this rank's number of steps): the cu_seqlens of its slice. Checks
+    cu_seqlens on every rank together. Every rank must call it."""
+    load_library()
+    return torch.ops.seqpar.sp_packed_bounds(cu_seqlens, local_time, _group_name(group))
 
 
 def causal_conv1d(x, weight, bias=None, activation=None, initial_state=None,
-                  output_final_state=False, group=None, algo="auto"):
+                  output_final_state=False, group=None, algo="auto", cu_seqlens=None):
     """seqpar.causal_conv1d with the sequence split along time across the group's ranks: the
     first W - 1 outputs of a rank read the inputs before its slice (from as many earlier ranks
     as needed) through previous_steps. initial_state is read on rank 0; final_state is the
-    global one, the same on every rank. Every rank must call it (empty slices included)."""
+    global one, the same on every rank. Every rank must call it (empty slices included).
+    cu_seqlens (packed sequences, the same on every rank): no window reaches across a sequence
+    start; initial_state and final_state (N, W - 1, dim) on every rank."""
+    local_cu = None if cu_seqlens is None else packed_bounds(cu_seqlens, x.shape[1], group)
     return _causal_conv1d(x, weight, bias, activation, initial_state, output_final_state,
-                          lambda x, width, initial: previous_steps(x, width, initial, group, algo))
+                          lambda x, width, initial: previous_steps(x, width, initial, group,
+                                                                   algo, cu_seqlens),
+                          local_cu, None if cu_seqlens is None else cu_seqlens.shape[0] - 1)

@@ -22,6 +22,7 @@
 
 #include "matrix_state/chunking.h"
 #include "matrix_state/fused_chunks.h"
+#include "ops/packed_sequences.h"
 #include "matrix_state/slice_summary.h"
 #include "seqpar/matrix_state.h"
 
@@ -144,16 +145,26 @@ at::Tensor chunk_outputs(const PreparedChunks& p, const at::Tensor& S_in,
 std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
     const at::Tensor& beta, std::optional<double> scale,
-    const std::optional<at::Tensor>& initial_state, int64_t chunk_size) {
+    const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
+    const std::optional<at::Tensor>& cu_seqlens) {
   constexpr const char* op = "seqpar.chunk_gated_delta_rule";
   const matrix_state::Dims d = matrix_state::check_qkv(op, q, k, v, chunk_size);
   matrix_state::check_per_step(op, "g", g, q, d, std::nullopt);
   matrix_state::check_per_step(op, "beta", beta, q, d, std::nullopt);
-  if (initial_state && initial_state->defined()) matrix_state::check_state(op, *initial_state, q, d);
-  if (matrix_state::use_fused_chunks("gated_delta", q, v, chunk_size)) {
+  const auto cu = ops::check_cu_seqlens(op, cu_seqlens, d.B, d.T);
+  if (initial_state && initial_state->defined())
+    matrix_state::check_state(op, *initial_state, q, d, cu);
+  if (matrix_state::use_fused_chunks("gated_delta", q, v, chunk_size, cu.has_value())) {
     return matrix_state::fused_chunk_recurrence(
         "gated_delta", q, k, v, g, beta,
-        scale.value_or(1.0 / std::sqrt(static_cast<double>(d.K))), initial_state, chunk_size);
+        scale.value_or(1.0 / std::sqrt(static_cast<double>(d.K))), initial_state, chunk_size, cu);
+  }
+  if (cu) {
+    return matrix_state::run_per_sequence(
+        *cu, {q, k, v, g, beta}, initial_state,
+        [&](const std::vector<at::Tensor>& x, const std::optional<at::Tensor>& init) {
+          return chunk_gated_delta_rule(x[0], x[1], x[2], x[3], x[4], scale, init, chunk_size);
+        });
   }
   const at::ScalarType dt = matrix_state::compute_dtype(q.scalar_type());
   at::Tensor S = matrix_state::initial_state_or_zeros(initial_state, q, d, dt);

@@ -24,6 +24,7 @@
 
 #include "matrix_state/chunking.h"
 #include "matrix_state/fused_chunks.h"
+#include "ops/packed_sequences.h"
 #include "ops/op_handles.h"
 #include "seqpar/matrix_state.h"
 
@@ -83,18 +84,28 @@ std::tuple<at::Tensor, at::Tensor> chunk_gla(const at::Tensor& q, const at::Tens
                                              const at::Tensor& v, const at::Tensor& g,
                                              std::optional<double> scale,
                                              const std::optional<at::Tensor>& initial_state,
-                                             int64_t chunk_size) {
+                                             int64_t chunk_size,
+                                             const std::optional<at::Tensor>& cu_seqlens) {
   constexpr const char* op = "seqpar.chunk_gla";
   const matrix_state::Dims d = matrix_state::check_qkv(op, q, k, v, chunk_size);
   matrix_state::check_per_step(op, "g", g, q, d, d.K);
-  if (initial_state && initial_state->defined()) matrix_state::check_state(op, *initial_state, q, d);
+  const auto cu = ops::check_cu_seqlens(op, cu_seqlens, d.B, d.T);
+  if (initial_state && initial_state->defined())
+    matrix_state::check_state(op, *initial_state, q, d, cu);
   TORCH_CHECK(d.C <= kSub || d.C % kSub == 0, op, ": argument 'chunk_size' must be at most ",
               kSub, " or a multiple of ", kSub, ", got ", d.C);
   const at::ScalarType dt = matrix_state::compute_dtype(q.scalar_type());
   const double s = scale.value_or(1.0 / std::sqrt(static_cast<double>(d.K)));
-  if (matrix_state::use_fused_chunks("gla", q, v, chunk_size))
+  if (matrix_state::use_fused_chunks("gla", q, v, chunk_size, cu.has_value()))
     return matrix_state::fused_chunk_recurrence("gla", q, k, v, g, at::Tensor(), s, initial_state,
-                                                chunk_size);
+                                                chunk_size, cu);
+  if (cu) {
+    return matrix_state::run_per_sequence(
+        *cu, {q, k, v, g}, initial_state,
+        [&](const std::vector<at::Tensor>& x, const std::optional<at::Tensor>& init) {
+          return chunk_gla(x[0], x[1], x[2], x[3], s, init, chunk_size);
+        });
+  }
   const at::Tensor S0 = matrix_state::initial_state_or_zeros(initial_state, q, d, dt);
   if (d.N == 0) return {at::empty({d.B, 0, d.H, d.V}, v.options()), S0.clone()};
 

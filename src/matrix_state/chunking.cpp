@@ -61,11 +61,12 @@ void check_per_step(const char* op, const char* name, const at::Tensor& t, const
   check_same_device(op, name, t, q);
 }
 
-void check_state(const char* op, const at::Tensor& state, const at::Tensor& q, const Dims& d) {
-  const std::vector<int64_t> want{d.B, d.H, d.K, d.V};
-  TORCH_CHECK(state.sizes() == at::IntArrayRef(want), op,
-              ": argument 'initial_state' must have shape (batch, heads, K, V) = ",
-              at::IntArrayRef(want), ", got ", state.sizes());
+void check_state(const char* op, const at::Tensor& state, const at::Tensor& q, const Dims& d,
+                 const std::optional<at::Tensor>& cu_seqlens) {
+  const std::vector<int64_t> want{cu_seqlens ? cu_seqlens->size(0) - 1 : d.B, d.H, d.K, d.V};
+  TORCH_CHECK(state.sizes() == at::IntArrayRef(want), op, ": argument 'initial_state' must have ",
+              "shape ", cu_seqlens ? "(sequences of 'cu_seqlens', " : "(batch, ",
+              "heads, K, V) = ", at::IntArrayRef(want), ", got ", state.sizes());
   TORCH_CHECK(supported_dtype(state.scalar_type()), op, ": argument 'initial_state' has dtype ",
               state.scalar_type(), "; expected a floating dtype (float32, or float64 for checks)");
   check_same_device(op, "initial_state", state, q);
@@ -94,6 +95,29 @@ at::Tensor initial_state_or_zeros(const std::optional<at::Tensor>& initial_state
                                   const at::Tensor& q, const Dims& d, at::ScalarType dtype) {
   if (initial_state && initial_state->defined()) return initial_state->to(dtype);
   return at::zeros({d.B, d.H, d.K, d.V}, q.options().dtype(dtype));
+}
+
+std::tuple<at::Tensor, at::Tensor> run_per_sequence(const at::Tensor& cu_seqlens,
+                                                    const std::vector<at::Tensor>& steps,
+                                                    const std::optional<at::Tensor>& initial_state,
+                                                    const SequenceRun& run) {
+  const int64_t* c = cu_seqlens.data_ptr<int64_t>();
+  const int64_t n = cu_seqlens.size(0) - 1;
+  const bool has_init = initial_state && initial_state->defined();
+  std::vector<at::Tensor> outs, finals;
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<at::Tensor> slice;
+    for (const at::Tensor& x : steps) slice.push_back(x.narrow(1, c[i], c[i + 1] - c[i]));
+    auto [o, f] = run(slice, has_init ? std::optional<at::Tensor>(initial_state->narrow(0, i, 1))
+                                      : std::nullopt);
+    outs.push_back(o);
+    finals.push_back(f);
+  }
+  if (n == 0) {
+    auto [o, f] = run(steps, std::nullopt);  // no steps: the shapes, with no sequence
+    return {o, f.narrow(0, 0, 0)};
+  }
+  return {at::cat(outs, 1), at::cat(finals, 0)};
 }
 
 }  // namespace seqpar::matrix_state

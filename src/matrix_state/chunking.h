@@ -9,7 +9,10 @@
 
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <optional>
+#include <tuple>
+#include <vector>
 
 namespace seqpar::matrix_state {
 
@@ -29,8 +32,10 @@ Dims check_qkv(const char* op, const at::Tensor& q, const at::Tensor& k, const a
 // Checks a per-step tensor shaped (B, T, H, *trailing) with q's dtype and device.
 void check_per_step(const char* op, const char* name, const at::Tensor& t, const at::Tensor& q,
                     const Dims& d, std::optional<int64_t> trailing);
-// Checks initial_state (B, H, K, V): floating, on q's device.
-void check_state(const char* op, const at::Tensor& state, const at::Tensor& q, const Dims& d);
+// Checks initial_state (B, H, K, V), or (N, H, K, V) with N sequences packed by cu_seqlens:
+// floating, on q's device.
+void check_state(const char* op, const at::Tensor& state, const at::Tensor& q, const Dims& d,
+                 const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
 
 // (B, T, H, X) -> (B, H, N, C, X) in `dtype`, padded at the end of time with zeros.
 at::Tensor to_chunks(const at::Tensor& x, const Dims& d, at::ScalarType dtype);
@@ -42,5 +47,16 @@ at::Tensor from_chunks(const at::Tensor& x, const Dims& d, at::ScalarType dtype)
 // The state entering the first chunk, (B, H, K, V) in `dtype`: initial_state or zeros.
 at::Tensor initial_state_or_zeros(const std::optional<at::Tensor>& initial_state,
                                   const at::Tensor& q, const Dims& d, at::ScalarType dtype);
+
+// Packed sequences on a device without fused chunk kernels (CUDA, until its kernels take
+// segments): `run` once per sequence of cu_seqlens (host int64) on that sequence's slice of each
+// per-step input (batch 1) and its row of initial_state; returns the outputs joined along time
+// and the final states stacked (N, H, K, V). Not the fast path: one call per sequence.
+using SequenceRun = std::function<std::tuple<at::Tensor, at::Tensor>(
+    const std::vector<at::Tensor>& steps, const std::optional<at::Tensor>& initial_state)>;
+std::tuple<at::Tensor, at::Tensor> run_per_sequence(const at::Tensor& cu_seqlens,
+                                                    const std::vector<at::Tensor>& steps,
+                                                    const std::optional<at::Tensor>& initial_state,
+                                                    const SequenceRun& run);
 
 }  // namespace seqpar::matrix_state

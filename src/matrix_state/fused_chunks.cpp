@@ -19,6 +19,7 @@
 #include "matrix_state/chunking.h"
 #include "matrix_state/fused_chunks.h"
 #include "ops/kernel_params.h"
+#include "ops/packed_sequences.h"
 #include "seqpar/kernels/cpu_matrix_state.h"
 
 extern "C" {
@@ -107,31 +108,48 @@ kernels::MutableStateOperand mutable_state_operand(const at::Tensor& s) {
 
 kernels::MatrixGemm blas() { return {&gemm_f32, &gemm_f64}; }
 
+// The kernels' shape, with the segments of cu_seqlens (checked, on the host; on Meta only its
+// size is read), and the rows of the state operands: the batch, or one per sequence.
 struct Shapes {
-  int64_t B, T, H, K, V, N;
+  kernels::MatrixChunkShape shape;
+  int64_t rows;
+  at::Tensor cu;  // the host cu_seqlens the shape points into (kept alive), or undefined
+  int64_t room() const { return shape.chunk_room(); }
 };
-Shapes shapes_of(const at::Tensor& q, const at::Tensor& v, int64_t chunk_size) {
-  TORCH_CHECK(chunk_size > 0, "seqpar.matrix_chunk: argument 'chunk_size' must be positive, got ",
-              chunk_size);
-  return {q.size(0), q.size(1), q.size(2), q.size(3), v.size(3),
-          (q.size(1) + chunk_size - 1) / chunk_size};
+Shapes shapes_of(const char* op, const at::Tensor& q, const at::Tensor& v, int64_t chunk_size,
+                 const std::optional<at::Tensor>& cu_seqlens) {
+  TORCH_CHECK(chunk_size > 0, op, ": argument 'chunk_size' must be positive, got ", chunk_size);
+  Shapes s;
+  s.shape = {q.size(0), q.size(1), q.size(2), q.size(3), v.size(3), chunk_size};
+  s.rows = s.shape.batch;
+  if (auto cu = ops::check_cu_seqlens(op, cu_seqlens, q.size(0), q.size(1))) {
+    s.cu = *cu;
+    s.rows = cu->size(0) - 1;
+    s.shape.segments = s.rows;
+    // Tracing: the room needs only the count (a non-null pointer, never read there).
+    static const int64_t kUnread = 0;
+    s.shape.segment_bounds = ops::holds_values(*cu) ? cu->data_ptr<int64_t>() : &kUnread;
+  }
+  return s;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(
     c10::string_view recurrence, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const at::Tensor& g, const std::optional<at::Tensor>& beta, double scale,
-    const std::optional<at::Tensor>& initial_state, int64_t chunk_size) {
-  const Shapes s = shapes_of(q, v, chunk_size);
+    const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
+    const std::optional<at::Tensor>& cu_seqlens) {
+  const Shapes s = shapes_of("seqpar.matrix_chunk_forward", q, v, chunk_size, cu_seqlens);
+  const kernels::MatrixChunkShape& m = s.shape;
   const at::ScalarType dt = compute_dtype(q.scalar_type());
   const auto state_opts = q.options().dtype(dt);
-  at::Tensor o = at::empty({s.B, s.T, s.H, s.V}, v.options());
-  at::Tensor final_state = at::empty({s.B, s.H, s.K, s.V}, state_opts);
-  at::Tensor chunk_states = at::empty({s.B, s.H, s.N, s.K, s.V}, state_opts);
+  at::Tensor o = at::empty({m.batch, m.time, m.heads, m.value}, v.options());
+  at::Tensor final_state = at::empty({s.rows, m.heads, m.key, m.value}, state_opts);
+  at::Tensor chunk_states = at::empty({m.batch, m.heads, s.room(), m.key, m.value}, state_opts);
   const at::Tensor init = state_in(initial_state, dt);
   kernels::MatrixChunkForwardParams p;
   p.recurrence = recurrence_of(recurrence);
   p.dtype = ops::scalar_kind_of("seqpar.matrix_chunk_forward", "q", q);
-  p.shape = {s.B, s.T, s.H, s.K, s.V, chunk_size};
+  p.shape = m;
   p.scale = scale;
   p.q = step_operand(q);
   p.k = step_operand(k);
@@ -152,8 +170,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     c10::string_view recurrence, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const at::Tensor& g, const std::optional<at::Tensor>& beta, double scale,
     const at::Tensor& chunk_states, const std::optional<at::Tensor>& grad_o,
-    const std::optional<at::Tensor>& grad_final_state, int64_t chunk_size) {
-  const Shapes s = shapes_of(q, v, chunk_size);
+    const std::optional<at::Tensor>& grad_final_state, int64_t chunk_size,
+    const std::optional<at::Tensor>& cu_seqlens) {
+  const Shapes s = shapes_of("seqpar.matrix_chunk_backward", q, v, chunk_size, cu_seqlens);
+  const kernels::MatrixChunkShape& m = s.shape;
   const at::ScalarType dt = compute_dtype(q.scalar_type());
   at::Tensor gq = at::empty_like(q, at::MemoryFormat::Contiguous);
   at::Tensor gk = at::empty_like(k, at::MemoryFormat::Contiguous);
@@ -161,14 +181,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   at::Tensor gg = at::empty_like(g, at::MemoryFormat::Contiguous);
   // GLA has no beta: an empty grad_beta (a schema's Tensor return cannot be None).
   at::Tensor gb = beta ? at::empty_like(*beta, at::MemoryFormat::Contiguous) : at::empty({0}, q.options());
-  at::Tensor g_init = at::empty({s.B, s.H, s.K, s.V}, q.options().dtype(dt));
+  at::Tensor g_init = at::empty({s.rows, m.heads, m.key, m.value}, q.options().dtype(dt));
   const at::Tensor states = chunk_states.to(dt).contiguous();
   const at::Tensor go = grad_o && grad_o->defined() ? grad_o->to(v.scalar_type()) : at::Tensor();
   const at::Tensor gfs = state_in(grad_final_state, dt);
   kernels::MatrixChunkBackwardParams p;
   p.recurrence = recurrence_of(recurrence);
   p.dtype = ops::scalar_kind_of("seqpar.matrix_chunk_backward", "q", q);
-  p.shape = {s.B, s.T, s.H, s.K, s.V, chunk_size};
+  p.shape = m;
   p.scale = scale;
   p.q = step_operand(q);
   p.k = step_operand(k);
@@ -193,30 +213,35 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_meta(
     c10::string_view, const at::Tensor& q, const at::Tensor&, const at::Tensor& v,
     const at::Tensor&, const std::optional<at::Tensor>&, double, const std::optional<at::Tensor>&,
-    int64_t chunk_size) {
-  const Shapes s = shapes_of(q, v, chunk_size);
+    int64_t chunk_size, const std::optional<at::Tensor>& cu_seqlens) {
+  const Shapes s = shapes_of("seqpar.matrix_chunk_forward", q, v, chunk_size, cu_seqlens);
+  const kernels::MatrixChunkShape& m = s.shape;
   const auto state_opts = q.options().dtype(compute_dtype(q.scalar_type()));
-  return {at::empty({s.B, s.T, s.H, s.V}, v.options()), at::empty({s.B, s.H, s.K, s.V}, state_opts),
-          at::empty({s.B, s.H, s.N, s.K, s.V}, state_opts)};
+  return {at::empty({m.batch, m.time, m.heads, m.value}, v.options()),
+          at::empty({s.rows, m.heads, m.key, m.value}, state_opts),
+          at::empty({m.batch, m.heads, s.room(), m.key, m.value}, state_opts)};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_meta(
     c10::string_view, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const at::Tensor& g, const std::optional<at::Tensor>& beta, double,
     const at::Tensor& chunk_states, const std::optional<at::Tensor>&,
-    const std::optional<at::Tensor>&, int64_t) {
+    const std::optional<at::Tensor>&, int64_t chunk_size,
+    const std::optional<at::Tensor>& cu_seqlens) {
+  const Shapes s = shapes_of("seqpar.matrix_chunk_backward", q, v, chunk_size, cu_seqlens);
   return {at::empty_like(q), at::empty_like(k), at::empty_like(v), at::empty_like(g),
           beta ? at::empty_like(*beta) : at::empty({0}, q.options()),
-          at::empty({q.size(0), q.size(2), q.size(3), v.size(3)}, chunk_states.options())};
+          at::empty({s.rows, q.size(2), q.size(3), v.size(3)}, chunk_states.options())};
 }
 
 using ForwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
     c10::string_view, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-    const std::optional<at::Tensor>&, double, const std::optional<at::Tensor>&, int64_t);
+    const std::optional<at::Tensor>&, double, const std::optional<at::Tensor>&, int64_t,
+    const std::optional<at::Tensor>&);
 using BackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
     c10::string_view, const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
     const std::optional<at::Tensor>&, double, const at::Tensor&, const std::optional<at::Tensor>&,
-    const std::optional<at::Tensor>&, int64_t);
+    const std::optional<at::Tensor>&, int64_t, const std::optional<at::Tensor>&);
 
 const c10::TypedOperatorHandle<ForwardSig>& forward_op() {
   static const auto h = c10::Dispatcher::singleton()
@@ -243,10 +268,11 @@ class FusedChunkFunction : public torch::autograd::Function<FusedChunkFunction> 
       torch::autograd::AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k,
       const at::Tensor& v, const at::Tensor& g, const std::optional<at::Tensor>& beta,
       const std::optional<at::Tensor>& initial_state, std::string recurrence, double scale,
-      int64_t chunk_size) {
-    auto [o, final_state, chunk_states] =
-        forward_op().call(recurrence, q, k, v, g, beta, scale, initial_state, chunk_size);
-    ctx->save_for_backward({q, k, v, g, beta.value_or(at::Tensor()), chunk_states});
+      int64_t chunk_size, const std::optional<at::Tensor>& cu_seqlens) {
+    auto [o, final_state, chunk_states] = forward_op().call(recurrence, q, k, v, g, beta, scale,
+                                                            initial_state, chunk_size, cu_seqlens);
+    ctx->save_for_backward({q, k, v, g, beta.value_or(at::Tensor()), chunk_states,
+                            cu_seqlens.value_or(at::Tensor())});
     ctx->saved_data["recurrence"] = recurrence;
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["chunk_size"] = chunk_size;
@@ -263,11 +289,11 @@ class FusedChunkFunction : public torch::autograd::Function<FusedChunkFunction> 
     auto [gq, gk, gv, gg, gb, g_init] = backward_op().call(
         recurrence, saved[0], saved[1], saved[2], saved[3], defined(saved[4]),
         ctx->saved_data["scale"].toDouble(), saved[5], defined(grads[0]), defined(grads[1]),
-        ctx->saved_data["chunk_size"].toInt());
+        ctx->saved_data["chunk_size"].toInt(), defined(saved[6]));
     const auto init_dtype = static_cast<at::ScalarType>(ctx->saved_data["initial_dtype"].toInt());
     return {gq, gk, gv, gg, saved[4].defined() ? gb : at::Tensor(),
             ctx->saved_data["has_initial"].toBool() ? g_init.to(init_dtype) : at::Tensor(),
-            at::Tensor(), at::Tensor(), at::Tensor()};
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -276,12 +302,12 @@ class FusedChunkFunction : public torch::autograd::Function<FusedChunkFunction> 
 bool use_fused_chunks(const at::Tensor& q) { return q.device().is_cpu() || q.is_meta(); }
 
 bool use_fused_chunks(const char* recurrence, const at::Tensor& q, const at::Tensor& v,
-                      int64_t chunk_size) {
+                      int64_t chunk_size, bool packed) {
   if (use_fused_chunks(q)) return true;
 #ifdef SEQPAR_WITH_CUDA
-  if (q.is_cuda()) return cuda_fused_chunks_supported(recurrence, q, v, chunk_size);
+  if (q.is_cuda() && !packed) return cuda_fused_chunks_supported(recurrence, q, v, chunk_size);
 #else
-  (void)recurrence, (void)v, (void)chunk_size;
+  (void)recurrence, (void)v, (void)chunk_size, (void)packed;
 #endif
   return false;
 }
@@ -289,11 +315,12 @@ bool use_fused_chunks(const char* recurrence, const at::Tensor& q, const at::Ten
 std::tuple<at::Tensor, at::Tensor> fused_chunk_recurrence(
     const char* recurrence, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const at::Tensor& g, const at::Tensor& beta, double scale,
-    const std::optional<at::Tensor>& initial_state, int64_t chunk_size) {
+    const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
+    const std::optional<at::Tensor>& cu_seqlens) {
   auto out = FusedChunkFunction::apply(
       q, k, v, g, defined(beta),
       initial_state && initial_state->defined() ? initial_state : std::nullopt,
-      std::string(recurrence), scale, chunk_size);
+      std::string(recurrence), scale, chunk_size, cu_seqlens);
   return {out[0], out[1]};
 }
 

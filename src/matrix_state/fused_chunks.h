@@ -13,10 +13,11 @@ namespace seqpar::matrix_state {
 // Whether the fused kernels take tensors like q (CPU and Meta; CUDA runs the ATen composition).
 bool use_fused_chunks(const at::Tensor& q);
 // Whether the fused kernels take this problem of `recurrence` ("gated_delta" or "gla"): CPU and
-// Meta always; CUDA when built with it and the CUDA chunk kernels take the shape (chunk 64,
-// K and V in {64, 128}, the dtype, shared memory on q's device); otherwise the ATen composition.
+// Meta always; CUDA when built with it, not packed (cu_seqlens), and the CUDA chunk kernels take
+// the shape (chunk 64, K and V in {64, 128}, the dtype, shared memory on q's device); otherwise
+// the ATen composition (per sequence when packed).
 bool use_fused_chunks(const char* recurrence, const at::Tensor& q, const at::Tensor& v,
-                      int64_t chunk_size);
+                      int64_t chunk_size, bool packed);
 #ifdef SEQPAR_WITH_CUDA
 // fused_chunks_cuda.cpp: the CUDA part of the above.
 bool cuda_fused_chunks_supported(const char* recurrence, const at::Tensor& q, const at::Tensor& v,
@@ -24,10 +25,12 @@ bool cuda_fused_chunks_supported(const char* recurrence, const at::Tensor& q, co
 #endif
 
 // (o, final_state) of `recurrence` ("gated_delta" or "gla"; beta undefined for "gla"), with
-// autograd that saves the inputs and the chunk states only. Arguments checked by the caller.
+// autograd that saves the inputs and the chunk states only. Arguments checked by the caller;
+// cu_seqlens (packed sequences, batch 1): initial_state and final_state have a row per sequence.
 std::tuple<at::Tensor, at::Tensor> fused_chunk_recurrence(
     const char* recurrence, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const at::Tensor& g, const at::Tensor& beta, double scale,
-    const std::optional<at::Tensor>& initial_state, int64_t chunk_size);
+    const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
+    const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
 
 }  // namespace seqpar::matrix_state

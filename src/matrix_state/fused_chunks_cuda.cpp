@@ -55,6 +55,13 @@ void check_result(const char* op, const kernels::cuda::MatrixChunkResult& r) {
               cudaGetErrorString(static_cast<cudaError_t>(r.cuda_error)));
 }
 
+// Packed sequences (cu_seqlens) do not reach these kernels: use_fused_chunks sends them to the
+// per-sequence composition on CUDA.
+void check_not_packed(const char* op, const std::optional<at::Tensor>& cu_seqlens) {
+  TORCH_CHECK(!(cu_seqlens && cu_seqlens->defined()), op,
+              ": packed sequences (cu_seqlens) are not supported by the CUDA chunk kernels yet");
+}
+
 kernels::MatrixChunkShape shape_of(const at::Tensor& q, const at::Tensor& v, int64_t chunk_size) {
   TORCH_CHECK(chunk_size > 0, "seqpar.matrix_chunk: argument 'chunk_size' must be positive, got ",
               chunk_size);
@@ -64,8 +71,10 @@ kernels::MatrixChunkShape shape_of(const at::Tensor& q, const at::Tensor& v, int
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(
     c10::string_view recurrence, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const at::Tensor& g, const std::optional<at::Tensor>& beta, double scale,
-    const std::optional<at::Tensor>& initial_state, int64_t chunk_size) {
+    const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
+    const std::optional<at::Tensor>& cu_seqlens) {
   const char* op = "seqpar.matrix_chunk_forward";
+  check_not_packed(op, cu_seqlens);
   const c10::cuda::CUDAGuard guard(q.device());
   const kernels::MatrixChunkShape s = shape_of(q, v, chunk_size);
   const at::ScalarType dt = compute_dtype(q.scalar_type());
@@ -96,8 +105,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     c10::string_view recurrence, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const at::Tensor& g, const std::optional<at::Tensor>& beta, double scale,
     const at::Tensor& chunk_states, const std::optional<at::Tensor>& grad_o,
-    const std::optional<at::Tensor>& grad_final_state, int64_t chunk_size) {
+    const std::optional<at::Tensor>& grad_final_state, int64_t chunk_size,
+    const std::optional<at::Tensor>& cu_seqlens) {
   const char* op = "seqpar.matrix_chunk_backward";
+  check_not_packed(op, cu_seqlens);
   const c10::cuda::CUDAGuard guard(q.device());
   const kernels::MatrixChunkShape s = shape_of(q, v, chunk_size);
   const at::ScalarType dt = compute_dtype(q.scalar_type());

@@ -27,13 +27,16 @@ TORCH_LIBRARY(seqpar, m) {
   m.def("scan_summary(Tensor a, Tensor b, bool reverse=False) -> (Tensor A, Tensor B)");
   // Matrix-state recurrences, chunked (seqpar/matrix_state.h; src/matrix_state/): flash-linear-
   // attention's layout, (batch, time, heads, dim). Return the outputs and the final state.
+  // cu_seqlens (every op that takes it): packed sequences, int64 [N + 1], batch 1
+  // (docs/packed_sequences.md); the states then have one row per sequence.
   m.def(
       "chunk_gla(Tensor q, Tensor k, Tensor v, Tensor g, float? scale=None,"
-      " Tensor? initial_state=None, int chunk_size=64) -> (Tensor o, Tensor final_state)");
+      " Tensor? initial_state=None, int chunk_size=64, Tensor? cu_seqlens=None)"
+      " -> (Tensor o, Tensor final_state)");
   m.def(
       "chunk_gated_delta_rule(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,"
-      " float? scale=None, Tensor? initial_state=None, int chunk_size=64)"
-      " -> (Tensor o, Tensor final_state)");
+      " float? scale=None, Tensor? initial_state=None, int chunk_size=64,"
+      " Tensor? cu_seqlens=None) -> (Tensor o, Tensor final_state)");
   // The fused chunk kernels behind chunk_gla and chunk_gated_delta_rule on the CPU
   // (src/matrix_state/fused_chunks.cpp): recurrence is "gated_delta" (g per head, beta given) or
   // "gla" (g per key channel, no beta). The forward also returns the state entering each chunk,
@@ -41,17 +44,22 @@ TORCH_LIBRARY(seqpar, m) {
   // backward's grad_beta is empty for "gla".
   m.def(
       "matrix_chunk_forward(str recurrence, Tensor q, Tensor k, Tensor v, Tensor g, Tensor? beta,"
-      " float scale, Tensor? initial_state, int chunk_size)"
+      " float scale, Tensor? initial_state, int chunk_size, Tensor? cu_seqlens=None)"
       " -> (Tensor o, Tensor final_state, Tensor chunk_states)");
   m.def(
       "matrix_chunk_backward(str recurrence, Tensor q, Tensor k, Tensor v, Tensor g, Tensor? beta,"
       " float scale, Tensor chunk_states, Tensor? grad_o, Tensor? grad_final_state,"
-      " int chunk_size) -> (Tensor grad_q, Tensor grad_k, Tensor grad_v, Tensor grad_g,"
+      " int chunk_size, Tensor? cu_seqlens=None) -> (Tensor grad_q, Tensor grad_k,"
+      " Tensor grad_v, Tensor grad_g,"
       " Tensor grad_beta, Tensor grad_initial_state)");
   // The `width` steps before x and the `width` steps ending [initial, x] (seqpar/previous_steps.h).
-  m.def("previous_steps(Tensor x, int width, Tensor? initial) -> (Tensor before, Tensor last)");
+  m.def(
+      "previous_steps(Tensor x, int width, Tensor? initial, Tensor? cu_seqlens=None)"
+      " -> (Tensor before, Tensor last)");
   // The depthwise causal convolution over [before, x] (seqpar/previous_steps.h).
-  m.def("causal_conv1d(Tensor x, Tensor before, Tensor weight, Tensor? bias, bool silu) -> Tensor");
+  m.def(
+      "causal_conv1d(Tensor x, Tensor before, Tensor weight, Tensor? bias, bool silu,"
+      " Tensor? cu_seqlens=None) -> Tensor");
   // Sequence-parallel ops over the torch.distributed group named group_name (seqpar/sp.h): each
   // rank passes its own time slice; h0 / initial_state is read on the rank the scan enters
   // first; the final state is the global one, the same on every rank. `algo` names the
@@ -61,14 +69,18 @@ TORCH_LIBRARY(seqpar, m) {
       " -> (Tensor h, Tensor h_last)");
   m.def(
       "sp_chunk_gla(Tensor q, Tensor k, Tensor v, Tensor g, float? scale, Tensor? initial_state,"
-      " int chunk_size, str group_name, str algo=\"auto\") -> (Tensor o, Tensor final_state)");
+      " int chunk_size, str group_name, str algo=\"auto\", Tensor? cu_seqlens=None)"
+      " -> (Tensor o, Tensor final_state)");
   m.def(
       "sp_chunk_gated_delta_rule(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,"
       " float? scale, Tensor? initial_state, int chunk_size, str group_name,"
-      " str algo=\"auto\") -> (Tensor o, Tensor final_state)");
+      " str algo=\"auto\", Tensor? cu_seqlens=None) -> (Tensor o, Tensor final_state)");
   m.def(
       "sp_previous_steps(Tensor x, int width, Tensor? initial, str group_name,"
-      " str algo=\"auto\") -> (Tensor before, Tensor last)");
+      " str algo=\"auto\", Tensor? cu_seqlens=None) -> (Tensor before, Tensor last)");
+  // This rank's local segment bounds of packed sequences (sp/packed_slice.h): cu_seqlens of the
+  // whole pack, local_time the length of this rank's slice; checks cu_seqlens on every rank.
+  m.def("sp_packed_bounds(Tensor cu_seqlens, int local_time, str group_name) -> Tensor");
   // Closed-form checks of the group's collectives; returns a one-line report (src/sp/sp_ops.cpp).
   m.def("sp_comm_check(str group_name) -> str");
   // The CPU engine's instruction-set target ("scalar", "avx2", "avx512", ...), chosen at run

@@ -28,6 +28,7 @@
 #include "seqpar/sp.h"
 #include "sp/autograd_support.h"
 #include "sp/entering_state.h"
+#include "sp/packed_slice.h"
 
 namespace seqpar::sp {
 namespace {
@@ -47,6 +48,50 @@ std::optional<at::Tensor> state_in_compute_dtype(const std::optional<at::Tensor>
   return h0->to(dt);
 }
 
+// A zero scalar built from every input (sums over no steps), so that what it is added to
+// reaches each input's autograd graph even on a rank with an empty slice.
+at::Tensor tie_to(std::initializer_list<at::Tensor> xs, at::ScalarType dt) {
+  at::Tensor z = at::zeros({}, xs.begin()->options().dtype(dt));
+  for (const at::Tensor& x : xs)
+    if (x.defined()) z = z + x.narrow(1, 0, 0).to(dt).sum();
+  return z;
+}
+
+// The packed (cu_seqlens) sp run of a matrix-state recurrence (sp/packed_slice.h), given the
+// local op `local(lo, init, cu)` on this slice's steps [lo, T), the slice's usual summary, and
+// the checked initial states.
+std::tuple<at::Tensor, at::Tensor> packed_matrix_state(
+    const char* op, const at::Tensor& q, const at::Tensor& v,
+    const std::optional<at::Tensor>& initial_state, const at::Tensor& cu_seqlens,
+    Transition transition, const at::Tensor& tie,
+    const std::function<std::tuple<at::Tensor, at::Tensor>(
+        int64_t, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&)>& local,
+    const std::function<std::pair<at::Tensor, at::Tensor>()>& summary,
+    const std::shared_ptr<comm::Communicator>& group, const SpOptions& options) {
+  const PackedSlice slice = packed_slice(*group, op, cu_seqlens, q.size(0), q.size(1));
+  const at::ScalarType dt = matrix_state::compute_dtype(q.scalar_type());
+  const int64_t H = q.size(2), K = q.size(3), V = v.size(3);
+  PackedRecurrence r;
+  r.transition = transition;
+  if (initial_state && initial_state->defined()) {
+    TORCH_CHECK(initial_state->sizes() == at::IntArrayRef({slice.sequences, H, K, V}), op,
+                ": argument 'initial_state' must have shape (sequences of 'cu_seqlens', heads, K, "
+                "V) = (", slice.sequences, ", ", H, ", ", K, ", ", V, "), the same on every rank, "
+                "got ", initial_state->sizes());
+    r.initial = initial_state->to(dt);
+  }
+  r.zero_row = at::zeros({1, H, K, V}, q.options().dtype(dt)) + tie;
+  r.continuing_summary = summary;
+  r.tail_state = [&](int64_t lo, const at::Tensor& init) {
+    return std::get<1>(local(lo, init, std::nullopt)) + tie;
+  };
+  r.run = [&](const at::Tensor& init_rows, const at::Tensor& local_cu) {
+    return local(0, init_rows, local_cu);
+  };
+  const PackedResult res = run_packed(group, options, slice, r);
+  return {res.outputs, res.finals};
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> chunk_gla(const at::Tensor& q, const at::Tensor& k,
@@ -55,8 +100,29 @@ std::tuple<at::Tensor, at::Tensor> chunk_gla(const at::Tensor& q, const at::Tens
                                              const std::optional<at::Tensor>& initial_state,
                                              int64_t chunk_size,
                                              const std::shared_ptr<comm::Communicator>& group,
-                                             const SpOptions& options) {
+                                             const SpOptions& options,
+                                             const std::optional<at::Tensor>& cu_seqlens) {
   TORCH_CHECK(group != nullptr, "seqpar::sp::chunk_gla: group is null");
+  if (cu_seqlens && cu_seqlens->defined()) {
+    seqpar::chunk_gla(q.narrow(1, 0, 0), k.narrow(1, 0, 0), v.narrow(1, 0, 0), g.narrow(1, 0, 0),
+                      scale, std::nullopt, chunk_size);
+    check_heads_agree(*group, "seqpar.sp.chunk_gla", q, v);
+    const at::ScalarType dt = matrix_state::compute_dtype(q.scalar_type());
+    const at::Tensor tie = tie_to({q, k, v, g}, dt);
+    const auto local = [&](int64_t lo, const std::optional<at::Tensor>& init,
+                           const std::optional<at::Tensor>& cu) {
+      const int64_t n = q.size(1) - lo;
+      return seqpar::chunk_gla(q.narrow(1, lo, n), k.narrow(1, lo, n), v.narrow(1, lo, n),
+                               g.narrow(1, lo, n), scale, init, chunk_size, cu);
+    };
+    // A slice inside one sequence: S -> diag(exp(sum g)) S + E, E its run from zeros.
+    const auto summary = [&] {
+      const at::Tensor E = std::get<1>(local(0, std::nullopt, std::nullopt)) + tie;
+      return std::make_pair(g.to(dt).sum(1).exp().unsqueeze(-1).expand(E.sizes()), E);
+    };
+    return packed_matrix_state("seqpar.sp.chunk_gla", q, v, initial_state, *cu_seqlens,
+                               Transition::kDiagonal, tie, local, summary, group, options);
+  }
   // The local op checks every argument; run its checks first on the whole slice.
   seqpar::chunk_gla(q.narrow(1, 0, 0), k.narrow(1, 0, 0), v.narrow(1, 0, 0), g.narrow(1, 0, 0),
                     scale, group->rank() == 0 ? initial_state : std::nullopt, chunk_size);
@@ -90,8 +156,36 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
     const at::Tensor& beta, std::optional<double> scale,
     const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
-    const std::shared_ptr<comm::Communicator>& group, const SpOptions& options) {
+    const std::shared_ptr<comm::Communicator>& group, const SpOptions& options,
+    const std::optional<at::Tensor>& cu_seqlens) {
   TORCH_CHECK(group != nullptr, "seqpar::sp::chunk_gated_delta_rule: group is null");
+  if (cu_seqlens && cu_seqlens->defined()) {
+    seqpar::chunk_gated_delta_rule(q.narrow(1, 0, 0), k.narrow(1, 0, 0), v.narrow(1, 0, 0),
+                                   g.narrow(1, 0, 0), beta.narrow(1, 0, 0), scale, std::nullopt,
+                                   chunk_size);
+    check_heads_agree(*group, "seqpar.sp.chunk_gated_delta_rule", q, v);
+    const at::ScalarType dt = matrix_state::compute_dtype(q.scalar_type());
+    const at::Tensor tie = tie_to({q, k, v, g, beta}, dt);
+    const auto local = [&](int64_t lo, const std::optional<at::Tensor>& init,
+                           const std::optional<at::Tensor>& cu) {
+      const int64_t n = q.size(1) - lo;
+      return seqpar::chunk_gated_delta_rule(q.narrow(1, lo, n), k.narrow(1, lo, n),
+                                            v.narrow(1, lo, n), g.narrow(1, lo, n),
+                                            beta.narrow(1, lo, n), scale, init, chunk_size, cu);
+    };
+    // A slice inside one sequence: M its run from the identity with zero values, E from zeros.
+    const auto summary = [&] {
+      const int64_t B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3);
+      const at::Tensor zero_values = at::zeros({1}, v.options()).expand({B, T, H, K});
+      const at::Tensor identity = at::eye(K, q.options().dtype(dt)).expand({B, H, K, K});
+      const at::Tensor M = std::get<1>(seqpar::chunk_gated_delta_rule(
+                               q, k, zero_values, g, beta, scale, identity, chunk_size)) + tie;
+      return std::make_pair(M, std::get<1>(local(0, std::nullopt, std::nullopt)) + tie);
+    };
+    return packed_matrix_state("seqpar.sp.chunk_gated_delta_rule", q, v, initial_state,
+                               *cu_seqlens, Transition::kMatrix, tie, local, summary, group,
+                               options);
+  }
   seqpar::chunk_gated_delta_rule(q.narrow(1, 0, 0), k.narrow(1, 0, 0), v.narrow(1, 0, 0),
                                  g.narrow(1, 0, 0), beta.narrow(1, 0, 0), scale,
                                  group->rank() == 0 ? initial_state : std::nullopt, chunk_size);

@@ -13,6 +13,7 @@
 
 #include "seqpar/comm/c10d_communicator.h"
 #include "seqpar/sp.h"
+#include "sp/packed_slice.h"
 
 namespace seqpar::sp {
 namespace {
@@ -44,25 +45,35 @@ std::tuple<at::Tensor, at::Tensor> sp_chunk_gla_op(const at::Tensor& q, const at
                                                    const std::optional<at::Tensor>& initial_state,
                                                    int64_t chunk_size,
                                                    c10::string_view group_name,
-                                                   c10::string_view algo) {
+                                                   c10::string_view algo,
+                                                   const std::optional<at::Tensor>& cu_seqlens) {
   return chunk_gla(q, k, v, g, scale, initial_state, chunk_size, group_named(group_name),
-                   options_for(algo));
+                   options_for(algo), cu_seqlens);
 }
 
 std::tuple<at::Tensor, at::Tensor> sp_chunk_gated_delta_rule_op(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
     const at::Tensor& beta, std::optional<double> scale,
     const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
-    c10::string_view group_name, c10::string_view algo) {
+    c10::string_view group_name, c10::string_view algo,
+    const std::optional<at::Tensor>& cu_seqlens) {
   return chunk_gated_delta_rule(q, k, v, g, beta, scale, initial_state, chunk_size,
-                                group_named(group_name), options_for(algo));
+                                group_named(group_name), options_for(algo), cu_seqlens);
 }
 
 std::tuple<at::Tensor, at::Tensor> sp_previous_steps_op(const at::Tensor& x, int64_t width,
                                                         const std::optional<at::Tensor>& initial,
                                                         c10::string_view group_name,
-                                                        c10::string_view algo) {
-  return previous_steps(x, width, initial, group_named(group_name), options_for(algo));
+                                                        c10::string_view algo,
+                                                        const std::optional<at::Tensor>& cu_seqlens) {
+  return previous_steps(x, width, initial, group_named(group_name), options_for(algo),
+                        cu_seqlens);
+}
+
+at::Tensor sp_packed_bounds_op(const at::Tensor& cu_seqlens, int64_t local_time,
+                               c10::string_view group_name) {
+  return packed_slice(*group_named(group_name), "seqpar.sp.packed_bounds", cu_seqlens, 1,
+                      local_time).local_cu;
 }
 
 void expect_equal(double got, double want, const char* what, int rank, int64_t index) {
@@ -115,6 +126,7 @@ TORCH_LIBRARY_IMPL(seqpar, CompositeImplicitAutograd, m) {
   m.impl("sp_chunk_gla", &sp_chunk_gla_op);
   m.impl("sp_chunk_gated_delta_rule", &sp_chunk_gated_delta_rule_op);
   m.impl("sp_previous_steps", &sp_previous_steps_op);
+  m.impl("sp_packed_bounds", &sp_packed_bounds_op);
   m.impl("sp_comm_check", &sp_comm_check);
 }
 

@@ -239,9 +239,6 @@ def test_half_precision_dtypes(model, dtype, tol):
 # --- refused arguments ------------------------------------------------------------------------
 
 REFUSED = [
-    ("cu_seqlens", lambda: torch.tensor([0, 10, 20]), "not supported yet"),
-    ("cu_seqlens_cpu", lambda: torch.tensor([0, 10, 20]), "not supported yet"),
-    ("chunk_indices", lambda: torch.zeros(2, 2, dtype=torch.long), "not supported yet"),
     ("cp_context", lambda: object(), "seqpar.sp"),
     ("head_first", lambda: False, "not supported"),
     ("no_such_argument", lambda: 1, "not supported"),

@@ -13,6 +13,11 @@
 // float64 (computed in float64, for checks). o has the inputs' dtype; the final state is
 // float32 (float64 for float64 inputs). scale defaults to K^-0.5.
 //
+// Packed sequences (docs/packed_sequences.md): cu_seqlens, an int64 tensor [N + 1] (0 first,
+// the packed length last, non-decreasing; batch 1), cuts time into N independent sequences:
+// each starts from its row of initial_state (N, H, K, V), or zeros, and the final state has
+// one row per sequence (N, H, K, V).
+//
 // Chunkwise form: the sequence is cut into chunks of chunk_size steps; inside a chunk the work
 // is batched matrix products (and, for the delta rule, one unit-lower-triangular solve per
 // chunk), across chunks a recurrence of chunk states. Written with ATen operations, so the same
@@ -31,12 +36,14 @@ std::tuple<at::Tensor, at::Tensor> chunk_gla(const at::Tensor& q, const at::Tens
                                              const at::Tensor& v, const at::Tensor& g,
                                              std::optional<double> scale = std::nullopt,
                                              const std::optional<at::Tensor>& initial_state = std::nullopt,
-                                             int64_t chunk_size = 64);
+                                             int64_t chunk_size = 64,
+                                             const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
 
 // Returns (o, final_state).
 std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
     const at::Tensor& beta, std::optional<double> scale = std::nullopt,
-    const std::optional<at::Tensor>& initial_state = std::nullopt, int64_t chunk_size = 64);
+    const std::optional<at::Tensor>& initial_state = std::nullopt, int64_t chunk_size = 64,
+    const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
 
 }  // namespace seqpar

@@ -10,6 +10,11 @@
 //
 // seqpar::sp::previous_steps (seqpar/sp.h) is the same with the sequence split over ranks.
 //
+// Packed sequences (cu_seqlens, int64 [N + 1], batch 1; docs/packed_sequences.md): each
+// sequence has its own windows. `initial`, `before` and `last` are then (N, width, channels),
+// row n for sequence n, and no window of the convolution reaches across a sequence start: the
+// outputs of a sequence's first W - 1 steps read its own `before` rows.
+//
 // causal_conv1d is the short causal convolution built on it (flash-linear-attention's
 // ShortConvolution): depthwise over time, y[:, t, d] = act(bias[d] + sum_j weight[d, j] *
 // [before, x][:, t + j, d]) for x (batch, time, dim), weight (dim, W) and `before` the W - 1
@@ -26,10 +31,12 @@
 
 namespace seqpar {
 
-std::tuple<at::Tensor, at::Tensor> previous_steps(const at::Tensor& x, int64_t width,
-                                                  const std::optional<at::Tensor>& initial = std::nullopt);
+std::tuple<at::Tensor, at::Tensor> previous_steps(
+    const at::Tensor& x, int64_t width, const std::optional<at::Tensor>& initial = std::nullopt,
+    const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
 
 at::Tensor causal_conv1d(const at::Tensor& x, const at::Tensor& before, const at::Tensor& weight,
-                         const std::optional<at::Tensor>& bias = std::nullopt, bool silu = false);
+                         const std::optional<at::Tensor>& bias = std::nullopt, bool silu = false,
+                         const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
 
 }  // namespace seqpar

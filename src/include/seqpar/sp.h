@@ -70,28 +70,38 @@ std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b
 // slice from the state entering it. initial_state is read on rank 0 (ignored elsewhere, where
 // its gradient is zero); the returned final state is the global one, the same on every rank,
 // and its gradient is summed over ranks, as for scan above. Differentiable in every tensor.
+// cu_seqlens (packed sequences, docs/packed_sequences.md): the boundaries of the whole pack,
+// the same on every rank, which passes its slice of the packed steps (a sequence may span
+// ranks); initial_state (N, H, K, V) is then the same on every rank, each row applied where
+// its sequence starts, and every rank receives all N final states (N, H, K, V).
 std::tuple<at::Tensor, at::Tensor> chunk_gla(const at::Tensor& q, const at::Tensor& k,
                                              const at::Tensor& v, const at::Tensor& g,
                                              std::optional<double> scale,
                                              const std::optional<at::Tensor>& initial_state,
                                              int64_t chunk_size,
                                              const std::shared_ptr<comm::Communicator>& group,
-                                             const SpOptions& options = {});
+                                             const SpOptions& options = {},
+                                             const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
 std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
     const at::Tensor& beta, std::optional<double> scale,
     const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
-    const std::shared_ptr<comm::Communicator>& group, const SpOptions& options = {});
+    const std::shared_ptr<comm::Communicator>& group, const SpOptions& options = {},
+    const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
 
 // seqpar::previous_steps (seqpar/previous_steps.h) with the sequence split along time across
 // the ranks of `group`: `before` is the `width` steps preceding this rank's slice, gathered
 // from as many earlier ranks as needed (slices may be shorter than `width`, or empty), `last`
 // the `width` steps ending the whole sequence, the same on every rank (its gradient summed
 // over ranks, as for scan above). initial is read on rank 0. Exact in every dtype (values are
-// moved, not combined); differentiable in x and initial.
+// moved, not combined); differentiable in x and initial. With cu_seqlens (packed sequences, the
+// same on every rank): initial (N, width, channels) the same on every rank, `before` one window
+// per local segment of this slice (seqpar.sp_packed_bounds gives their bounds), `last` (N,
+// width, channels) on every rank.
 std::tuple<at::Tensor, at::Tensor> previous_steps(const at::Tensor& x, int64_t width,
                                                   const std::optional<at::Tensor>& initial,
                                                   const std::shared_ptr<comm::Communicator>& group,
-                                                  const SpOptions& options = {});
+                                                  const SpOptions& options = {},
+                                                  const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
 
 }  // namespace seqpar::sp

@@ -58,8 +58,34 @@ enum class MatrixRecurrence : int { kGatedDelta, kGla };
 
 struct MatrixChunkShape {
   int64_t batch = 0, time = 0, heads = 0, key = 0, value = 0;
-  int64_t chunk = 64;  // steps per chunk; the last chunk may be shorter
-  int64_t chunks() const { return chunk > 0 ? (time + chunk - 1) / chunk : 0; }
+  int64_t chunk = 64;  // steps per chunk; the last chunk (of each segment) may be shorter
+  // Packed sequences (as ScanSegments in scan_params.h): segment_bounds holds segments + 1
+  // non-decreasing steps, the first 0 and the last `time`. Segment i covers steps
+  // [bounds[i], bounds[i+1]) (possibly none), is cut into chunks from its own start (so no
+  // chunk crosses a segment start), starts from row i of initial_state (zeros when absent) and
+  // ends in row i of final_state. With segments batch must be 1, and the batch stride of every
+  // state operand (initial_state, final_state, grad_final_state, grad_initial_state) indexes
+  // the segment. nullptr: every batch row is one segment.
+  const int64_t* segment_bounds = nullptr;
+  int64_t segments = 0;
+  // Chunks of one (batch, head) pair's run, over all its segments.
+  int64_t chunks() const {
+    if (chunk <= 0) return 0;
+    if (segment_bounds == nullptr) return (time + chunk - 1) / chunk;
+    int64_t n = 0;
+    for (int64_t i = 0; i < segments; ++i)
+      n += (segment_bounds[i + 1] - segment_bounds[i] + chunk - 1) / chunk;
+    return n;
+  }
+  // Room for one (batch, head) pair's saved chunk states (the chunks axis of chunk_states):
+  // chunks() without segments; with them ceil(time / chunk) + segments - 1, which bounds the
+  // chunks of every segmentation of `time` steps and is known before the bounds' values (as
+  // shapes must be for fake tensors). The kernels fill chunks() of it and zero the rest.
+  int64_t chunk_room() const {
+    if (chunk <= 0) return 0;
+    const int64_t dense = (time + chunk - 1) / chunk;
+    return segment_bounds == nullptr ? dense : dense + (segments > 0 ? segments - 1 : 0);
+  }
 };
 
 // Forward. q, k, v, g (and beta for kGatedDelta) share `dtype`; o has it too. States
@@ -75,7 +101,7 @@ struct MatrixChunkForwardParams {
   StateOperand initial_state;       // optional
   MutableStepOperand o;             // optional (a summary-only run writes none)
   MutableStateOperand final_state;  // optional
-  void* chunk_states = nullptr;     // optional, contiguous (batch, heads, chunks, K, V)
+  void* chunk_states = nullptr;     // optional, contiguous (batch, heads, chunk_room(), K, V)
   MatrixGemm gemm;
   int num_threads = 1;
 };
@@ -89,7 +115,7 @@ struct MatrixChunkBackwardParams {
   MatrixChunkShape shape;
   double scale = 1.0;
   StepOperand q, k, v, g, beta;
-  const void* chunk_states = nullptr;  // from the forward, contiguous (batch, heads, chunks, K, V)
+  const void* chunk_states = nullptr;  // from the forward: (batch, heads, chunk_room(), K, V)
   StepOperand grad_o;                  // optional
   StateOperand grad_final_state;       // optional
   MutableStepOperand grad_q, grad_k, grad_v, grad_g, grad_beta;

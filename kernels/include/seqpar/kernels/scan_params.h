@@ -74,6 +74,22 @@ struct ScanShape {
   int64_t channels = 0;
 };
 
+// Independent segments of the time range (packed sequences): bounds holds count + 1
+// non-decreasing steps, bounds[0] = 0, bounds[count] = time. Segment i covers steps
+// [bounds[i], bounds[i+1]) (possibly empty) and runs from its own initial state, row i of h0
+// (zeros when h0 is absent); its last state goes to row i of h_last (h0 row i, or zeros, when
+// empty). With segments, batch must be 1 and the batch stride of h0 / h_last / grad_h_last /
+// grad_h0 indexes the segment. bounds == nullptr: one segment, the usual scan.
+// The kernels cut their time ranges at the segment starts (CPU: scan_segments.h, CUDA: the
+// segment start's map becomes (0, ...) inside the tile, scan_segments.cuh); a and b are never
+// copied and no call is made per segment. Steps are in the kernel's time order: a reverse scan
+// (negated time stride) passes bounds counted from its own first step, i.e. time - the
+// reversed cu_seqlens, and h0 / h_last rows in that order (a negated batch stride does it).
+struct ScanSegments {
+  const int64_t* bounds = nullptr;  // host memory for the CPU kernels, device memory for CUDA
+  int64_t count = 0;
+};
+
 // h_t = a_t * h_{t-1} + b_t for t = 0..time-1, h_{-1} = h0 (zeros when absent).
 // Writes every h_t and h_last = h_{time-1} (h0 when time == 0).
 struct ScanForwardParams {
@@ -83,6 +99,7 @@ struct ScanForwardParams {
   ConstOperand2 h0;   // optional
   Operand3 h;
   Operand2 h_last;
+  ScanSegments segments;  // optional: packed sequences (above)
   int num_threads = 1;  // CPU only: worker threads to use (>= 1)
   // Combine tiles in one fixed order so that results are bitwise identical run to run (CUDA:
   // slower for long chains of tiles, see docs/cuda.md; CPU: for a fixed num_threads, where the
@@ -94,7 +111,10 @@ struct ScanForwardParams {
 //   lam_{T-1} = g_{T-1} + g_last,  lam_t = g_t + conj(a_{t+1}) * lam_{t+1}
 //   grad_b_t = lam_t,  grad_a_t = lam_t * conj(h_{t-1}),  grad_h0 = conj(a_0) * lam_0
 // grad_h (g) and grad_h_last (g_last) may be absent (zeros). grad_h0 is written when present;
-// when time == 0 it equals grad_h_last.
+// when time == 0 it equals grad_h_last. With segments, each segment is its own adjoint:
+// grad_h_last row i enters at the segment's last step, nothing crosses a segment start,
+// grad_a at a segment's first step uses h0 row i (or zero) as h_{t-1}, grad_h0 row i =
+// conj(a_s) lam_s at its first step s (grad_h_last row i for an empty segment).
 struct ScanBackwardParams {
   ScalarKind dtype = ScalarKind::kFloat32;
   ScanShape shape;
@@ -104,6 +124,7 @@ struct ScanBackwardParams {
   ConstOperand2 grad_h_last;   // optional
   Operand3 grad_a, grad_b;
   Operand2 grad_h0;            // optional
+  ScanSegments segments;       // optional: as in ScanForwardParams
   int num_threads = 1;
   bool deterministic = false;  // as in ScanForwardParams
 };

@@ -347,6 +347,121 @@ static bool run_case(const Case& c, bool quiet = false) {
 
 static const DType* kAll[] = {&kF32, &kF64, &kBF16, &kF16, &kC64};
 
+// ---- packed sequences (ScanSegments) ------------------------------------------------------
+// Random bounds (empty segments first, in the middle and last; nseg segments), batch 1.
+static std::vector<int64_t> random_bounds(int64_t T, int nseg) {
+  std::uniform_int_distribution<int64_t> cut(0, T);
+  std::vector<int64_t> b = {0, 0, std::min<int64_t>(T, 1), T, T};
+  while (int(b.size()) < nseg + 1) b.push_back(cut(g_rng));
+  std::sort(b.begin(), b.end());
+  return b;
+}
+
+// Forward and backward with segments against a per-segment fp64 reference.
+static bool run_segments_case(const DType& t, int64_t T, int64_t D, Mem mem, bool reverse, int nseg) {
+  const std::vector<int64_t> bounds = random_bounds(T, nseg);
+  const int64_t N = int64_t(bounds.size()) - 1;
+  std::uniform_real_distribution<double> ua(0.5, 1.0), un(-1, 1), uph(-0.3, 0.3);
+  Buf a, b, h, g, ga, gb, h0, hl, gl, gh0;
+  for (Buf* x : {&a, &b, &h, &g, &ga, &gb}) make3(*x, t, 1, T, D, mem, reverse);
+  for (Buf* x : {&h0, &hl, &gl, &gh0}) make2(*x, t, N, D);
+  auto rnd = [&]() { return t.complex ? cd(un(g_rng), un(g_rng)) : cd(un(g_rng)); };
+  for (int64_t u = 0; u < T; ++u)
+    for (int64_t cc = 0; cc < D; ++cc) {
+      const double mag = ua(g_rng);
+      a.set(0, u, cc, t.complex ? std::polar(mag, uph(g_rng)) : cd(mag));
+      b.set(0, u, cc, rnd());
+      g.set(0, u, cc, rnd());
+    }
+  for (int64_t i = 0; i < N * D; ++i) {
+    store(t, h0.host.data() + i * t.size, rnd());
+    store(t, gl.host.data() + i * t.size, rnd());
+  }
+  a.upload(); b.upload(); g.upload(); h0.upload(); gl.upload();
+  int64_t* dbounds = nullptr;
+  CK(cudaMalloc(&dbounds, bounds.size() * sizeof(int64_t)));
+  CK(cudaMemcpy(dbounds, bounds.data(), bounds.size() * sizeof(int64_t), cudaMemcpyHostToDevice));
+  ScanForwardParams fp;
+  fp.dtype = t.kind;
+  fp.shape = {1, T, D};
+  fp.a = {a.cptr(), a.s3};
+  fp.b = {b.cptr(), b.s3};
+  fp.h0 = {h0.cptr(), h0.s2};
+  fp.h = {h.ptr(), h.s3};
+  fp.h_last = {hl.ptr(), hl.s2};
+  fp.segments = {dbounds, N};
+  fp.deterministic = g_det;
+  check_launch("scan_forward (segments)", kc::scan_forward(fp, nullptr));
+  CK(cudaDeviceSynchronize());
+  h.download(); hl.download();
+  ScanBackwardParams bp;
+  bp.dtype = t.kind;
+  bp.shape = fp.shape;
+  bp.a = fp.a;
+  bp.h = {h.cptr(), h.s3};
+  bp.h0 = fp.h0;
+  bp.grad_h = {g.cptr(), g.s3};
+  bp.grad_h_last = {gl.cptr(), gl.s2};
+  bp.grad_a = {ga.ptr(), ga.s3};
+  bp.grad_b = {gb.ptr(), gb.s3};
+  bp.grad_h0 = {gh0.ptr(), gh0.s2};
+  bp.segments = fp.segments;
+  bp.deterministic = g_det;
+  check_launch("scan_backward (segments)", kc::scan_backward(bp, nullptr));
+  CK(cudaDeviceSynchronize());
+  ga.download(); gb.download(); gh0.download();
+  CK(cudaFree(dbounds));
+  Err eh, ehl, ega, egb, egh0;
+  for (int64_t cc = 0; cc < D; ++cc)
+    for (int64_t i = 0; i < N; ++i) {
+      const cd init = load(t, h0.host.data() + h0.at2(i, cc));
+      cd st = init;
+      for (int64_t u = bounds[i]; u < bounds[i + 1]; ++u) {
+        st = a.get(0, u, cc) * st + b.get(0, u, cc);
+        eh.add(h.get(0, u, cc), st);
+      }
+      ehl.add(load(t, hl.host.data() + hl.at2(i, cc)), st);
+      cd carry = load(t, gl.host.data() + gl.at2(i, cc));
+      for (int64_t u = bounds[i + 1] - 1; u >= bounds[i]; --u) {
+        const cd lam = g.get(0, u, cc) + carry;
+        const cd hp = u > bounds[i] ? h.get(0, u - 1, cc) : init;
+        egb.add(gb.get(0, u, cc), lam);
+        ega.add(ga.get(0, u, cc), lam * std::conj(hp));
+        carry = std::conj(a.get(0, u, cc)) * lam;
+      }
+      egh0.add(load(t, gh0.host.data() + gh0.at2(i, cc)), carry);
+    }
+  const double tol = tolerance(Case{&t, 1, T, D, mem, reverse, true, true, false});
+  const Err* errs[] = {&eh, &ehl, &ega, &egb, &egh0};
+  const char* names[] = {"h", "h_last", "grad_a", "grad_b", "grad_h0"};
+  bool ok = true;
+  for (int i = 0; i < 5; ++i) ok = ok && errs[i]->rel() <= tol;
+  if (!ok) ++g_failures;
+  std::printf("%-4s %ssegments %-9s T=%-8lld D=%-5lld %-8s rev=%d N=%lld", ok ? "ok" : "FAIL", g_det ? "det " : "",
+              t.name, (long long)T, (long long)D, mem_name(mem), reverse, (long long)N);
+  for (int i = 0; i < 5; ++i) std::printf(" %s %.1e", names[i], errs[i]->rel());
+  std::printf(" (tol %.1e)\n", tol);
+  return ok;
+}
+
+static int segments_check() {
+  int n = 0;
+  for (const DType* t : kAll) {
+    run_segments_case(*t, 70001, 1, Mem::kTime, false, 40);       // 128-bit loads, tile chains
+    run_segments_case(*t, 70007, 2, Mem::kTimeOffset, true, 300);  // vector phase, reverse
+    run_segments_case(*t, 5000, 64, Mem::kChannels, false, 200);   // 32 or 8 channels per CTA
+    run_segments_case(*t, 3001, 10, Mem::kChannels, true, 1000);   // many tiny segments
+    run_segments_case(*t, 4099, 3, Mem::kStrided, false, 50);
+    run_segments_case(*t, 0, 3, Mem::kChannels, false, 3);         // every segment empty
+    n += 6;
+  }
+  g_det = true;
+  run_segments_case(kF32, 70001, 3, Mem::kTime, false, 100);
+  run_segments_case(kF32, 5000, 64, Mem::kChannels, true, 100);
+  g_det = false;
+  return n + 2;
+}
+
 static int mode_check() {
   int n = 0;
   for (const DType* t : kAll) {
@@ -393,6 +508,7 @@ static int mode_check() {
     n += 5;
   }
   g_det = false;
+  n += segments_check();
   std::printf("check: %d cases, %d failed\n", n, g_failures);
   return g_failures ? 1 : 0;
 }
@@ -670,6 +786,43 @@ static int mode_bench() {
         }
       }
     }
+  }
+  // Packed sequences: the same tokens with segment starts inside the tiles, against the dense
+  // scan (no segments), float32, in one run. Ratio = packed time / dense time.
+  std::printf("segments (float32): packed / dense time, forward and backward\n");
+  struct SegShape { bool time_major; int64_t B, T, D; int nseg; };
+  for (const SegShape& sh : {SegShape{true, 1, int64_t(1) << 23, 1, 64}, SegShape{false, 1, int64_t(1) << 22, 64, 1000}}) {
+    if (only != nullptr && std::string(only) != "float32") break;
+    Dense d{&kF32, sh.B, sh.T, sh.D, sh.time_major};
+    d.alloc(true);
+    check_launch("scan_forward", kc::scan_forward(d.fwd(), s));
+    std::vector<int64_t> bounds = random_bounds(sh.T, sh.nseg);
+    const int64_t N = int64_t(bounds.size()) - 1;
+    int64_t* dbounds = nullptr;
+    char *h0 = nullptr, *hls = nullptr, *gls = nullptr, *gh0s = nullptr;
+    CK(cudaMalloc(&dbounds, bounds.size() * sizeof(int64_t)));
+    CK(cudaMemcpy(dbounds, bounds.data(), bounds.size() * sizeof(int64_t), cudaMemcpyHostToDevice));
+    for (char** p : {&h0, &hls, &gls, &gh0s}) { CK(cudaMalloc(p, size_t(N * sh.D) * 4)); CK(cudaMemset(*p, 0, size_t(N * sh.D) * 4)); }
+    ScanForwardParams fp = d.fwd(), fps = fp;
+    ScanBackwardParams bp = d.bwd(), bps = bp;
+    fps.segments = {dbounds, N}; fps.h0 = {h0, {sh.D, 1}}; fps.h_last = {hls, {sh.D, 1}};
+    bps.segments = {dbounds, N}; bps.h0 = {h0, {sh.D, 1}}; bps.grad_h_last = {gls, {sh.D, 1}}; bps.grad_h0 = {gh0s, {sh.D, 1}};
+    const int reps = int(std::clamp(4e9 / (5 * double(d.bytes())), 3.0, 200.0));
+    int rc = 0;
+    const double f = graph_time_ms(s, reps, [&] { rc |= kc::scan_forward(fp, s, d.ws, d.ws_bytes); });
+    const double fs = graph_time_ms(s, reps, [&] { rc |= kc::scan_forward(fps, s, d.ws, d.ws_bytes); });
+    const double b = graph_time_ms(s, reps, [&] { rc |= kc::scan_backward(bp, s, d.ws, d.ws_bytes); });
+    const double bs = graph_time_ms(s, reps, [&] { rc |= kc::scan_backward(bps, s, d.ws, d.ws_bytes); });
+    if (rc != 0) { std::fprintf(stderr, "segments bench launch failed\n"); return 2; }
+    std::printf("  %-8s T=%-9lld D=%-4lld segments=%-5lld forward %.3f / %.3f ms = %.3f, backward %.3f / %.3f ms = %.3f\n",
+                sh.time_major ? "time" : "channels", (long long)sh.T, (long long)sh.D, (long long)N, fs, f, fs / f, bs, b, bs / b);
+    if (g_json)
+      std::fprintf(g_json, "{\"mode\":\"bench_segments\",\"device\":\"%s\",\"layout\":\"%s\",\"T\":%lld,\"D\":%lld,"
+                   "\"segments\":%lld,\"fwd_ms\":%.4f,\"fwd_packed_ms\":%.4f,\"bwd_ms\":%.4f,\"bwd_packed_ms\":%.4f}\n",
+                   prop.name, sh.time_major ? "time" : "channels", (long long)sh.T, (long long)sh.D, (long long)N, f, fs, b, bs);
+    for (char* p : {h0, hls, gls, gh0s}) CK(cudaFree(p));
+    CK(cudaFree(dbounds));
+    d.release();
   }
   CK(cudaStreamDestroy(s));
   return 0;

@@ -428,6 +428,15 @@ int main(int argc, char** argv) {
       std::printf("smem %s K=%d: gated_delta fwd %zu bwd %zu, gla fwd %zu bwd %zu\n", dtype_name(dt), K,
                   kc::chunk::delta_smem_bytes(dt, K, false), kc::chunk::delta_smem_bytes(dt, K, true),
                   kc::chunk::gla_smem_bytes(dt, K, false), kc::chunk::gla_smem_bytes(dt, K, true));
+  {  // packed sequences are refused
+    const int64_t bounds[3] = {0, 30, 64};
+    MatrixChunkShape s{1, 64, 1, 64, 64, 64};
+    s.segment_bounds = bounds;
+    s.segments = 2;
+    const char* why = kc::matrix_chunk_unsupported(R::kGla, S::kFloat32, s);
+    std::printf("%s refused 2 segments: %s\n", why ? "ok" : "FAIL", why ? why : "accepted");
+    if (!why) ++failures;
+  }
   std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "passed", failures);
   return failures ? 1 : 0;
 }

@@ -239,7 +239,104 @@ void test_case(const char* tname, int64_t B, int64_t T, int64_t D, Mem mem, bool
   report(name, err, tol_of<S>() * 4);
 }
 
+// Packed sequences (ScanSegments): batch 1, bounds in walk order, states per segment; forward
+// and backward against a per-segment double reference. The tile-order runs (run_layout) do
+// not write empty segments' states: the launcher's launch_empty_segments is called for them.
+template <class S>
+void test_segments(const char* tname, int64_t T, int64_t D, Mem mem, bool rev, bool with_h0,
+                   const std::vector<int64_t>& bounds, const char* what) {
+  const int64_t N = int64_t(bounds.size()) - 1;
+  Buf3 a = make_buf<S>(1, T, D, mem), bb = make_buf<S>(1, T, D, mem), h = make_buf<S>(1, T, D, mem);
+  Buf3 g = make_buf<S>(1, T, D, mem), ga = make_buf<S>(1, T, D, mem), gb = make_buf<S>(1, T, D, mem);
+  fill<S>(a, 1, T, D, true); fill<S>(bb, 1, T, D, false); fill<S>(g, 1, T, D, false);
+  std::vector<S> h0(N * D), hl(N * D), gl(N * D), gh0(N * D);
+  std::uniform_real_distribution<double> n(-1, 1);
+  for (auto& x : h0) x = from_cd<S>(cd(n(rng), is_complex<S>() ? n(rng) : 0));
+  for (auto& x : gl) x = from_cd<S>(cd(n(rng), is_complex<S>() ? n(rng) : 0));
+  for (auto& x : hl) x = from_cd<S>(cd(1e4, 0));
+  for (auto& x : gh0) x = from_cd<S>(cd(1e4, 0));
+  const ScanSegments seg{bounds.data(), N};
+  ScanForwardParams fp; fp.shape = {1, T, D}; fp.deterministic = deterministic;
+  fp.a = cop<S>(a, T, rev); fp.b = cop<S>(bb, T, rev); fp.h = op<S>(h, T, rev);
+  if (with_h0) fp.h0 = {h0.data(), {D, 1}};
+  fp.h_last = {hl.data(), {D, 1}};
+  fp.segments = seg;
+  Plan plan = plan_forward<S>(fp);
+  if (T > 0) run_op<S, OpKind::kForward>(fp);
+  if (!concurrent || T == 0) launch_empty_segments<S>(state_out(fp.h_last), state_in(fp.h0), seg, D, nullptr);
+  double err = 0;
+  for (int64_t c = 0; c < D; ++c)
+    for (int64_t i = 0; i < N; ++i) {
+      cd s = with_h0 ? to_cd(h0[i * D + c]) : cd(0);
+      for (int64_t t = bounds[i]; t < bounds[i + 1]; ++t) {
+        s = to_cd(get<S>(fp.a, 0, t, c)) * s + to_cd(get<S>(fp.b, 0, t, c));
+        const cd got = to_cd(get<S>({fp.h.data, fp.h.stride}, 0, t, c));
+        err = std::max(err, std::abs(got - s) / std::max(1.0, std::abs(s)));
+      }
+      err = std::max(err, std::abs(to_cd(hl[i * D + c]) - s) / std::max(1.0, std::abs(s)));
+    }
+  char name[200];
+  std::snprintf(name, sizeof name, "%s seg fwd T%ld D%ld N%ld %s%s%s %s", tname, long(T), long(D), long(N),
+                shown_layout(plan), rev ? " rev" : "", with_h0 ? " h0" : "", what);
+  report(name, err, tol_of<S>());
+  ScanBackwardParams bp; bp.shape = fp.shape; bp.deterministic = deterministic; bp.a = fp.a;
+  bp.h = {fp.h.data, fp.h.stride};
+  if (with_h0) bp.h0 = fp.h0;
+  bp.grad_h = cop<S>(g, T, rev); bp.grad_h_last = {gl.data(), {D, 1}};
+  bp.grad_a = op<S>(ga, T, rev); bp.grad_b = op<S>(gb, T, rev); bp.grad_h0 = {gh0.data(), {D, 1}};
+  bp.segments = seg;
+  plan = plan_backward<S>(bp);
+  if (T > 0) run_op<S, OpKind::kBackward>(bp);
+  if (!concurrent || T == 0) launch_empty_segments<S>(state_out(bp.grad_h0), state_in(bp.grad_h_last), seg, D, nullptr);
+  err = 0;
+  for (int64_t c = 0; c < D; ++c)
+    for (int64_t i = 0; i < N; ++i) {
+      cd u = to_cd(gl[i * D + c]);  // conj(a_{t+1}) lam_{t+1}, or grad_h_last at the last step
+      for (int64_t t = bounds[i + 1] - 1; t >= bounds[i]; --t) {
+        const cd lam = to_cd(get<S>(bp.grad_h, 0, t, c)) + u;
+        const cd hprev = t > bounds[i] ? to_cd(get<S>(bp.h, 0, t - 1, c)) : (with_h0 ? to_cd(h0[i * D + c]) : cd(0));
+        const cd ga_ref = lam * std::conj(hprev);
+        err = std::max(err, std::abs(to_cd(get<S>({bp.grad_a.data, bp.grad_a.stride}, 0, t, c)) - ga_ref) / std::max(1.0, std::abs(ga_ref)));
+        err = std::max(err, std::abs(to_cd(get<S>({bp.grad_b.data, bp.grad_b.stride}, 0, t, c)) - lam) / std::max(1.0, std::abs(lam)));
+        u = std::conj(to_cd(get<S>(bp.a, 0, t, c))) * lam;
+      }
+      err = std::max(err, std::abs(to_cd(gh0[i * D + c]) - u) / std::max(1.0, std::abs(u)));
+    }
+  std::snprintf(name, sizeof name, "%s seg bwd T%ld D%ld N%ld %s%s%s %s", tname, long(T), long(D), long(N),
+                shown_layout(plan), rev ? " rev" : "", with_h0 ? " h0" : "", what);
+  report(name, err, tol_of<S>() * 2);
+}
+
+// Bounds: empty segments first, in the middle and last, one-step segments, a start on every
+// multiple of `tile` and one step after some, and `random` more at random steps.
+std::vector<int64_t> segment_bounds(int64_t T, int64_t tile, int random) {
+  std::vector<int64_t> b = {0, 0, 1, 5, 5, 17, 18};
+  for (int64_t m = tile; m < T; m += tile) { b.push_back(m); if ((m / tile) % 2) b.push_back(m + 1); }
+  std::uniform_int_distribution<int64_t> cut(0, T);
+  for (int i = 0; i < random; ++i) b.push_back(cut(rng));
+  b.push_back(T); b.push_back(T);
+  for (auto& x : b) x = std::min(x, T);
+  std::sort(b.begin(), b.end());
+  return b;
+}
+
+template <class S> void segment_suite(const char* tname, bool quick) {
+  // Tiles: 256 threads x 8..16 items along time (2048..4096 steps), 8 or 32 channels x 32..64
+  // steps across channels; starts on multiples of 128 hit both, and the 40-tile run the look-back.
+  test_segments<S>(tname, 10000, 1, Mem::kTime, false, true, segment_bounds(10000, 1024, 20), "time");
+  test_segments<S>(tname, 9001, 2, Mem::kTimeOffset, true, true, segment_bounds(9001, 2048, 5), "phase");
+  test_segments<S>(tname, 3000, 40, Mem::kChannels, false, true, segment_bounds(3000, 64, 30), "ch32");
+  test_segments<S>(tname, 2000, 5, Mem::kChannels, true, false, segment_bounds(2000, 32, 10), "ch8");
+  test_segments<S>(tname, 700, 3, Mem::kStrided, false, true, segment_bounds(700, 100, 5), "strided");
+  std::vector<int64_t> each(301);
+  for (int64_t t = 0; t <= 300; ++t) each[t] = t;
+  test_segments<S>(tname, 300, 3, Mem::kTime, false, true, each, "every step");
+  test_segments<S>(tname, 0, 3, Mem::kTime, false, true, {0, 0, 0}, "empty");
+  if (!quick) test_segments<S>(tname, 40 * 4096 + 17, 1, Mem::kTime, false, true, segment_bounds(40 * 4096 + 17, 4096, 100), "40 tiles");
+}
+
 template <class S> void suite(const char* tname, bool quick) {
+  segment_suite<S>(tname, quick);
   test_case<S>(tname, 2, 10000, 3, Mem::kTime, false, true);
   test_case<S>(tname, 2, 10000, 3, Mem::kTime, true, false);
   test_case<S>(tname, 1, 300, 40, Mem::kChannels, false, true);
