@@ -21,8 +21,7 @@ std::tuple<at::Tensor, at::Tensor> scan_cpu(const at::Tensor& a, const at::Tenso
                                             const std::optional<at::Tensor>& h0, bool reverse,
                                             const std::optional<at::Tensor>& cu_seqlens) {
   const char* op = "seqpar::scan";
-  const auto cu = check_cu_seqlens(op, cu_seqlens, a.dim() >= 2 ? a.size(0) : 1,
-                                   a.dim() >= 2 ? a.size(1) : 0);
+  const auto cu = check_scan_cu_seqlens(op, cu_seqlens, a);
   check_scan_inputs(op, a, b, h0, cu);
   PreparedForward p =
       prepare_forward(a, b, h0, reverse, segment_bounds(cu, a.size(1), reverse, at::kCPU));
@@ -40,8 +39,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> scan_backward_cpu(
     const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_h_last,
     bool reverse, const std::optional<at::Tensor>& cu_seqlens) {
   const char* op = "seqpar::scan_backward";
-  const auto cu = check_cu_seqlens(op, cu_seqlens, a.dim() >= 2 ? a.size(0) : 1,
-                                   a.dim() >= 2 ? a.size(1) : 0);
+  const auto cu = check_scan_cu_seqlens(op, cu_seqlens, a);
   check_scan_inputs(op, a, h, h0, cu);
   if (grad_h.has_value() && grad_h->defined()) check_like(op, "grad_h", *grad_h, "a", a);
   if (grad_h_last.has_value() && grad_h_last->defined())

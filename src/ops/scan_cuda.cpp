@@ -74,8 +74,7 @@ std::tuple<at::Tensor, at::Tensor> scan_cuda(const at::Tensor& a, const at::Tens
                                              const std::optional<at::Tensor>& h0, bool reverse,
                                              const std::optional<at::Tensor>& cu_seqlens) {
   const char* op = "seqpar::scan";
-  const auto cu = check_cu_seqlens(op, cu_seqlens, a.dim() >= 2 ? a.size(0) : 1,
-                                   a.dim() >= 2 ? a.size(1) : 0);
+  const auto cu = check_scan_cu_seqlens(op, cu_seqlens, a);
   check_scan_inputs(op, a, b, h0, cu);
   check_on_cuda(op, a);
   const c10::cuda::CUDAGuard guard(a.device());
@@ -96,8 +95,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> scan_backward_cuda(
   TORCH_CHECK(a.defined(), op, ": argument 'a' is undefined");
   TORCH_CHECK(h.defined(), op, ": argument 'h' is undefined");
   check_like(op, "h", h, "a", a);
-  const auto cu = check_cu_seqlens(op, cu_seqlens, a.dim() >= 2 ? a.size(0) : 1,
-                                   a.dim() >= 2 ? a.size(1) : 0);
+  const auto cu = check_scan_cu_seqlens(op, cu_seqlens, a);
   check_scan_inputs(op, a, h, h0, cu);
   check_optional_like(op, "grad_h", grad_h, a, false);
   if (grad_h_last.has_value() && grad_h_last->defined())

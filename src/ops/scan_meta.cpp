@@ -19,7 +19,7 @@ at::Tensor empty_state(const at::Tensor& seq,
 std::tuple<at::Tensor, at::Tensor> scan_meta(const at::Tensor& a, const at::Tensor& b,
                                              const std::optional<at::Tensor>& h0, bool,
                                              const std::optional<at::Tensor>& cu_seqlens) {
-  const auto cu = check_cu_seqlens("seqpar::scan", cu_seqlens, a.size(0), a.size(1));
+  const auto cu = check_scan_cu_seqlens("seqpar::scan", cu_seqlens, a);
   check_scan_inputs("seqpar::scan", a, b, h0, cu);
   return {empty_sequence_like(a), empty_state(a, cu)};
 }
@@ -28,7 +28,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> scan_backward_meta(
     const at::Tensor& a, const at::Tensor& h, const std::optional<at::Tensor>& h0,
     const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, bool,
     const std::optional<at::Tensor>& cu_seqlens) {
-  const auto cu = check_cu_seqlens("seqpar::scan_backward", cu_seqlens, a.size(0), a.size(1));
+  const auto cu = check_scan_cu_seqlens("seqpar::scan_backward", cu_seqlens, a);
   check_scan_inputs("seqpar::scan_backward", a, h, h0, cu);
   return {empty_sequence_like(a), empty_sequence_like(a), empty_state(a, cu)};
 }
