@@ -39,6 +39,8 @@
 #                  3 steps on the CPU and on CUDA with equal losses, then tokens/s at 2^20
 #   pytest         tests/python/test_scan_cuda.py, tests/python/test_accuracy.py
 #   pytest-matrix-state  the CUDA cases of tests/python/test_matrix_state.py
+#   pytest-packed  the CUDA cases of tests/python/test_packed_sequences.py (packed scan on the
+#                  CUDA kernels' segments; packed matrix states per sequence)
 #   torch-bench    benchmarks/cuda_scan_bench.py --quick (the op through PyTorch, baselines)
 #   accuracy       benchmarks/accuracy_bench.py --device cuda: error against float64 at
 #                  T = 2^14 .. 2^24, float32 and bfloat16 (docs/accuracy.md)
@@ -232,6 +234,8 @@ if [ -f "$lib" ]; then
       tests/python/test_scan_cuda.py tests/python/test_accuracy.py -rs --junitxml "$out/pytest.xml"
     step pytest-matrix-state 90 "$python" -m pytest -q --maxfail 10 -p no:cacheprovider \
       tests/python/test_matrix_state.py -k cuda -rs --junitxml "$out/pytest_matrix_state.xml"
+    step pytest-packed 90 "$python" -m pytest -q --maxfail 10 -p no:cacheprovider \
+      tests/python/test_packed_sequences.py -k cuda -rs --junitxml "$out/pytest_packed.xml"
   fi
   step torch-bench 60 "$python" benchmarks/cuda_scan_bench.py --quick \
     --json "$out/torch_bench.json" --markdown "$out/torch_bench.md"

@@ -56,16 +56,21 @@ def load_library():
         _loaded = True
 
 
-def scan(a, b, h0=None, reverse=False, checkpoint_every=0):
+def scan(a, b, h0=None, reverse=False, checkpoint_every=0, cu_seqlens=None):
     """h_t = a_t * h_{t-1} + b_t along dim 1 of (batch, time, *channels) tensors.
 
     Returns (h, h_last). checkpoint_every=c > 0 keeps only every c-th state for backward and
-    recomputes the rest (activation memory T*D/c).
+    recomputes the rest (activation memory T*D/c). cu_seqlens (int64 [N + 1], batch 1): N
+    packed sequences, each from its row of h0 (N, *channels) or zeros (with reverse, from its
+    own end); h_last is (N, *channels) (docs/packed_sequences.md).
     """
     load_library()
     if checkpoint_every:
+        if cu_seqlens is not None:
+            raise RuntimeError("seqpar.scan: argument 'cu_seqlens' (packed sequences) is not "
+                               "supported with checkpoint_every > 0 yet")
         return torch.ops.seqpar.scan_checkpointed(a, b, h0, reverse, checkpoint_every)
-    return torch.ops.seqpar.scan(a, b, h0, reverse)
+    return torch.ops.seqpar.scan(a, b, h0, reverse, cu_seqlens)
 
 
 def scan_summary(a, b, reverse=False):

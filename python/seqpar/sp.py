@@ -26,11 +26,13 @@ def _group_name(group):
     return (group if group is not None else dist.group.WORLD).group_name
 
 
-def scan(a, b, h0=None, reverse=False, group=None, algo="auto"):
+def scan(a, b, h0=None, reverse=False, group=None, algo="auto", cu_seqlens=None):
     """h_t = a_t * h_{t-1} + b_t with time split across the group's ranks (seqpar.scan's
-    arguments). Returns (h of this slice, the global final state)."""
+    arguments). Returns (h of this slice, the global final state). cu_seqlens (packed
+    sequences: the whole pack's bounds, the same on every rank; forward scans): h0 (N,
+    *channels) the same on every rank, the N final states on every rank."""
     load_library()
-    return torch.ops.seqpar.sp_scan(a, b, h0, reverse, _group_name(group), algo)
+    return torch.ops.seqpar.sp_scan(a, b, h0, reverse, _group_name(group), algo, cu_seqlens)
 
 
 def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False,

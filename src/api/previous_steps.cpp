@@ -95,40 +95,44 @@ at::Tensor causal_conv1d(const at::Tensor& x, const at::Tensor& before, const at
                   before.size(2) == D,
               op, ": 'before' must be (", cu ? "sequences of 'cu_seqlens'" : "batch",
               ", width - 1, dim) = (", rows, ", ", W - 1, ", ", D, "), got ", before.sizes());
-  const int64_t one = 1, zero = 0;
-  const auto conv = [&](const at::Tensor& window, int64_t steps) {
-    return at::conv1d(window.transpose(1, 2), weight.unsqueeze(1), bias, at::IntArrayRef(one),
-                      at::IntArrayRef(zero), at::IntArrayRef(one), D)
-        .narrow(2, 0, steps)
-        .transpose(1, 2);
-  };
-  // conv1d refuses an empty output: an empty x convolves one zero step and keeps none of it.
-  const auto padded = [&](at::Tensor window) {
-    return T == 0 ? at::cat({window, at::zeros({window.size(0), 1, D}, x.options())}, 1) : window;
+  // The W taps as shifted multiply-adds over (rows, steps, D): W passes over memory, where
+  // at::conv1d's depthwise CPU path took seconds at T = 2^14, D = 1024 (benchmarks/
+  // packed_bench.py). An empty output still depends on the window, the weight and the bias.
+  // 16-bit inputs are summed in float32 and rounded once, as conv1d does.
+  const bool half = x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf;
+  const auto conv = [&](const at::Tensor& window_in, int64_t steps) {
+    const at::Tensor window = half ? window_in.to(at::kFloat) : window_in;
+    const at::Tensor w = half ? weight.to(at::kFloat) : weight;
+    at::Tensor y = window.narrow(1, 0, steps) * w.select(1, 0);
+    for (int64_t j = 1; j < W; ++j) y = y + window.narrow(1, j, steps) * w.select(1, j);
+    if (bias && bias->defined()) y = y + (half ? bias->to(at::kFloat) : *bias);
+    if (steps == 0) y = y + window.narrow(1, 0, 0).sum();
+    return half ? y.to(x.scalar_type()) : y;
   };
   at::Tensor y;
   if (!cu) {
-    y = conv(padded(at::cat({before, x}, 1)), T);
+    y = conv(at::cat({before, x}, 1), T);
   } else {
     // The dense convolution with zeros before the pack, then the first W - 1 outputs of every
-    // sequence again from its own window [before_n, its first W - 1 steps], put in place by
-    // index_add into zeros (rows outside their sequence add exact zeros) and a row mask. No
-    // shape depends on cu_seqlens' values, so it traces (fake tensors, torch.compile).
-    // (+ a sum over none of `before`: y depends on it even when no window reads it, so that
-    // a loss reaches sequence parallelism's collective backward behind `before` on every rank.)
-    y = conv(padded(at::cat({at::zeros({1, W - 1, D}, x.options()), x}, 1)), T) +
-        before.narrow(1, 0, 0).sum();
-    if (W > 1 && rows > 0 && T > 0) {
+    // sequence corrected in place to the convolution of its own window [before_n, its first
+    // W - 1 steps] (an index_add of the differences; rows outside their sequence add exact
+    // zeros): O(N W D) beyond the dense op, and no shape depends on cu_seqlens' values, so it
+    // traces (fake tensors, torch.compile).
+    y = conv(at::cat({at::zeros({1, W - 1, D}, x.options()), x}, 1), T);
+    if (W == 1 || rows == 0 || T == 0) {
+      // No window reads `before`; y still depends on it (an add of no rows), so that a loss
+      // reaches sequence parallelism's collective backward behind `before` on every rank.
+      y.index_add_(1, at::zeros({0}, x.options().dtype(at::kLong)),
+                   before.reshape({1, -1, D}).narrow(1, 0, 0).to(y.scalar_type()));
+    } else {
       const SequenceRows head = sequence_rows(*cu, W - 1, /*from_end=*/false, T, x.options());
       const at::Tensor inside = head.inside.flatten().unsqueeze(-1);  // (N (W - 1), 1)
-      const at::Tensor heads = at::where(
-          inside, conv(at::cat({before, gather_steps(x, head)}, 1), W - 1).flatten(0, 1),
-          at::zeros({}, y.options()));
       const at::Tensor index = head.index.flatten();
-      const at::Tensor placed = at::zeros({T, D}, y.options()).index_add(0, index, heads);
-      const at::Tensor is_head =
-          at::zeros({T, 1}, x.options().dtype(at::kInt)).index_add(0, index, inside.to(at::kInt));
-      y = at::where(is_head.gt(0), placed, y.select(0, 0)).unsqueeze(0);
+      const at::Tensor own = conv(at::cat({before, gather_steps(x, head)}, 1), W - 1).flatten(0, 1);
+      const at::Tensor rows_y = y.select(0, 0);
+      const at::Tensor change =
+          at::where(inside, own - rows_y.index_select(0, index), at::zeros({}, y.options()));
+      y.index_add_(1, index, change.unsqueeze(0));  // on y itself: no copy in backward
     }
   }
   return silu ? at::silu(y) : y;

@@ -10,14 +10,15 @@ namespace seqpar {
 
 std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b,
                                         const std::optional<at::Tensor>& h0, bool reverse) {
-  return ops::scan_op().call(a, b, h0, reverse);
+  return ops::scan_op().call(a, b, h0, reverse, std::nullopt);
 }
 
 std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b,
                                         const std::optional<at::Tensor>& h0,
                                         const ScanOptions& options) {
   const ops::DeterministicScope deterministic(options.deterministic);
-  if (options.checkpoint_every == 0) return ops::scan_op().call(a, b, h0, options.reverse);
+  if (options.checkpoint_every == 0 || options.cu_seqlens)
+    return ops::scan_op().call(a, b, h0, options.reverse, options.cu_seqlens);
   return ops::scan_checkpointed_op().call(a, b, h0, options.reverse, options.checkpoint_every);
 }
 

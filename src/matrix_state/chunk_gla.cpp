@@ -120,7 +120,7 @@ std::tuple<at::Tensor, at::Tensor> chunk_gla(const at::Tensor& q, const at::Tens
   const at::Tensor E = at::matmul((kc * (G_last - G).exp()).transpose(-1, -2), vc);  // (B,H,N,K,V)
   const at::Tensor decay = G_last.exp().transpose(-1, -2).expand({d.B, d.H, d.N, d.K, d.V});
   const auto [states, final_state] = ops::scan_op().call(
-      decay.flatten(0, 1), E.flatten(0, 1), S0.flatten(0, 1), /*reverse=*/false);
+      decay.flatten(0, 1), E.flatten(0, 1), S0.flatten(0, 1), /*reverse=*/false, std::nullopt);
   const at::Tensor entering =
       at::cat({S0.flatten(0, 1).unsqueeze(1), states.narrow(1, 0, d.N - 1)}, 1)
           .view({d.B, d.H, d.N, d.K, d.V});

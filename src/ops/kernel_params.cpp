@@ -129,11 +129,52 @@ kernels::Operand2 operand2(const at::Tensor& bd) {
   return {bd.data_ptr(), {bd.stride(0), bd.stride(1)}};
 }
 
+namespace {
+
+// The state rows (sequences, channels) of a packed scan in the kernels' order: reversed (the last
+// row first, a negated row stride) when the scan runs backwards in time.
+template <class Operand>
+Operand in_segment_order(Operand op, const at::Tensor& bd,
+                         const std::optional<SegmentBounds>& segments) {
+  if (segments && segments->reverse && bd.size(0) > 0 && op.data != nullptr) {
+    op.data = static_cast<char*>(const_cast<void*>(static_cast<const void*>(op.data))) +
+              (bd.size(0) - 1) * bd.stride(0) * bd.element_size();
+    op.stride.batch = -op.stride.batch;
+  }
+  return op;
+}
+
+std::vector<int64_t> rows_shape(const at::Tensor& seq, const std::optional<SegmentBounds>& s) {
+  std::vector<int64_t> shape = state_shape(seq);
+  if (s) shape[0] = s->count;
+  return shape;
+}
+
+kernels::ScanSegments kernel_segments(const std::optional<SegmentBounds>& s) {
+  if (!s) return {};
+  return {s->bounds.data_ptr<int64_t>(), s->count};
+}
+
+}  // namespace
+
+std::optional<SegmentBounds> segment_bounds(const std::optional<at::Tensor>& cu_seqlens,
+                                            int64_t time, bool reverse, at::Device device) {
+  if (!cu_seqlens) return std::nullopt;
+  SegmentBounds s;
+  s.count = cu_seqlens->size(0) - 1;
+  s.reverse = reverse;
+  s.bounds = reverse ? (time - cu_seqlens->flip(0)).contiguous() : *cu_seqlens;
+  s.bounds = s.bounds.to(device).contiguous();
+  return s;
+}
+
 PreparedForward prepare_forward(const at::Tensor& a, const at::Tensor& b,
-                                const std::optional<at::Tensor>& h0, bool reverse) {
+                                const std::optional<at::Tensor>& h0, bool reverse,
+                                const std::optional<SegmentBounds>& segments) {
   PreparedForward p;
+  p.segments = segments;
   p.h = empty_sequence_like(a);
-  p.h_last = at::empty(state_shape(a), a.options());
+  p.h_last = at::empty(rows_shape(a, segments), a.options());
   p.a3 = flatten_channels(a);
   p.b3 = flatten_channels(b);
   p.h3 = p.h.view({a.size(0), a.size(1), channel_count(a)});
@@ -146,19 +187,23 @@ PreparedForward prepare_forward(const at::Tensor& a, const at::Tensor& b,
   k.a = const_operand3(p.a3, reverse);
   k.b = const_operand3(p.b3, reverse);
   k.h = operand3(p.h3, reverse);
-  k.h0 = has_h0 ? const_operand2(p.h0_2) : kernels::ConstOperand2{};
-  k.h_last = operand2(p.hl2);
+  k.h0 = has_h0 ? in_segment_order(const_operand2(p.h0_2), p.h0_2, segments)
+                : kernels::ConstOperand2{};
+  k.h_last = in_segment_order(operand2(p.hl2), p.hl2, segments);
+  k.segments = kernel_segments(segments);
   return p;
 }
 
 PreparedBackward prepare_backward(const at::Tensor& a, const at::Tensor& h,
                                   const std::optional<at::Tensor>& h0,
                                   const std::optional<at::Tensor>& grad_h,
-                                  const std::optional<at::Tensor>& grad_h_last, bool reverse) {
+                                  const std::optional<at::Tensor>& grad_h_last, bool reverse,
+                                  const std::optional<SegmentBounds>& segments) {
   PreparedBackward p;
+  p.segments = segments;
   p.grad_a = empty_sequence_like(a);
   p.grad_b = empty_sequence_like(a);
-  p.grad_h0 = at::empty(state_shape(a), a.options());
+  p.grad_h0 = at::empty(rows_shape(a, segments), a.options());
   const std::vector<int64_t> flat{a.size(0), a.size(1), channel_count(a)};
   p.a3 = flatten_channels(a);
   p.h3 = flatten_channels(h);
@@ -176,12 +221,15 @@ PreparedBackward prepare_backward(const at::Tensor& a, const at::Tensor& h,
   k.shape = {flat[0], flat[1], flat[2]};
   k.a = const_operand3(p.a3, reverse);
   k.h = const_operand3(p.h3, reverse);
-  k.h0 = has_h0 ? const_operand2(p.h0_2) : kernels::ConstOperand2{};
+  k.h0 = has_h0 ? in_segment_order(const_operand2(p.h0_2), p.h0_2, segments)
+                : kernels::ConstOperand2{};
   k.grad_h = has_gh ? const_operand3(p.gh3, reverse) : kernels::ConstOperand3{};
-  k.grad_h_last = has_ghl ? const_operand2(p.ghl2) : kernels::ConstOperand2{};
+  k.grad_h_last = has_ghl ? in_segment_order(const_operand2(p.ghl2), p.ghl2, segments)
+                          : kernels::ConstOperand2{};
   k.grad_a = operand3(p.ga3, reverse);
   k.grad_b = operand3(p.gb3, reverse);
-  k.grad_h0 = operand2(p.gh0_2);
+  k.grad_h0 = in_segment_order(operand2(p.gh0_2), p.gh0_2, segments);
+  k.segments = kernel_segments(segments);
   return p;
 }
 

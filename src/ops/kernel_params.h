@@ -36,25 +36,41 @@ kernels::Operand3 operand3(const at::Tensor& btd, bool reverse);
 kernels::ConstOperand2 const_operand2(const std::optional<at::Tensor>& bd);
 kernels::Operand2 operand2(const at::Tensor& bd);
 
+// Packed sequences as the kernels take them (scan_params.h, ScanSegments): the bounds in the
+// kernels' time order on `device` (with reverse, time - the reversed cu_seqlens, so that each
+// sequence runs from its own end) and the number of sequences. cu_seqlens: the checked host
+// copy (ops/packed_sequences.h).
+struct SegmentBounds {
+  at::Tensor bounds;  // int64 [count + 1]
+  int64_t count = 0;
+  bool reverse = false;
+};
+std::optional<SegmentBounds> segment_bounds(const std::optional<at::Tensor>& cu_seqlens,
+                                            int64_t time, bool reverse, at::Device device);
+
 // Outputs of a forward scan plus the parameters that write them. The flattened views are kept
 // here so that copies made by flatten_channels stay alive until the kernel has run.
 struct PreparedForward {
   at::Tensor h, h_last;           // returned to the caller
   at::Tensor a3, b3, h3, h0_2, hl2;  // flattened views the kernel uses
+  std::optional<SegmentBounds> segments;
   kernels::ScanForwardParams params;
 };
 PreparedForward prepare_forward(const at::Tensor& a, const at::Tensor& b,
-                                const std::optional<at::Tensor>& h0, bool reverse);
+                                const std::optional<at::Tensor>& h0, bool reverse,
+                                const std::optional<SegmentBounds>& segments = std::nullopt);
 
 struct PreparedBackward {
   at::Tensor grad_a, grad_b, grad_h0;
   at::Tensor a3, h3, h0_2, gh3, ghl2, ga3, gb3, gh0_2;
+  std::optional<SegmentBounds> segments;
   kernels::ScanBackwardParams params;
 };
 PreparedBackward prepare_backward(const at::Tensor& a, const at::Tensor& h,
                                   const std::optional<at::Tensor>& h0,
                                   const std::optional<at::Tensor>& grad_h,
-                                  const std::optional<at::Tensor>& grad_h_last, bool reverse);
+                                  const std::optional<at::Tensor>& grad_h_last, bool reverse,
+                                  const std::optional<SegmentBounds>& segments = std::nullopt);
 
 struct PreparedSummary {
   at::Tensor A, B;

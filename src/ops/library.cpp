@@ -12,7 +12,11 @@
 
 TORCH_LIBRARY(seqpar, m) {
   // h_t = a_t * h_{t-1} + b_t over dim 1 of a and b, shaped (batch, time, *channels).
-  m.def("scan(Tensor a, Tensor b, Tensor? h0=None, bool reverse=False) -> (Tensor h, Tensor h_last)");
+  // cu_seqlens (packed sequences, batch 1; docs/packed_sequences.md): h0 and h_last have one
+  // row per sequence, and every sequence runs from its own row (with reverse, from its end).
+  m.def(
+      "scan(Tensor a, Tensor b, Tensor? h0=None, bool reverse=False, Tensor? cu_seqlens=None)"
+      " -> (Tensor h, Tensor h_last)");
   // Same result; autograd saves only every checkpoint_every-th state and recomputes the
   // rest chunk by chunk in backward (activation memory T*D/c instead of T*D).
   m.def(
@@ -22,7 +26,7 @@ TORCH_LIBRARY(seqpar, m) {
   // Returns grad_a, grad_b and grad_h0 (zeros shaped like h_last when h0 is None).
   m.def(
       "scan_backward(Tensor a, Tensor h, Tensor? h0, Tensor? grad_h, Tensor? grad_h_last,"
-      " bool reverse) -> (Tensor grad_a, Tensor grad_b, Tensor grad_h0)");
+      " bool reverse, Tensor? cu_seqlens=None) -> (Tensor grad_a, Tensor grad_b, Tensor grad_h0)");
   // Propagator summary of the whole time range: (A, B) with h_last = A * h0 + B.
   m.def("scan_summary(Tensor a, Tensor b, bool reverse=False) -> (Tensor A, Tensor B)");
   // Matrix-state recurrences, chunked (seqpar/matrix_state.h; src/matrix_state/): flash-linear-
@@ -65,8 +69,8 @@ TORCH_LIBRARY(seqpar, m) {
   // first; the final state is the global one, the same on every rank. `algo` names the
   // exchange of the ranks' summaries (seqpar/comm/exchange_algo.h; "auto": the cost model).
   m.def(
-      "sp_scan(Tensor a, Tensor b, Tensor? h0, bool reverse, str group_name, str algo=\"auto\")"
-      " -> (Tensor h, Tensor h_last)");
+      "sp_scan(Tensor a, Tensor b, Tensor? h0, bool reverse, str group_name, str algo=\"auto\","
+      " Tensor? cu_seqlens=None) -> (Tensor h, Tensor h_last)");
   m.def(
       "sp_chunk_gla(Tensor q, Tensor k, Tensor v, Tensor g, float? scale, Tensor? initial_state,"
       " int chunk_size, str group_name, str algo=\"auto\", Tensor? cu_seqlens=None)"

@@ -10,12 +10,14 @@
 namespace seqpar::ops {
 
 using ScanSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
-                                                   const std::optional<at::Tensor>&, bool);
+                                                   const std::optional<at::Tensor>&, bool,
+                                                   const std::optional<at::Tensor>&);
 using ScanCheckpointedSig = std::tuple<at::Tensor, at::Tensor>(
     const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, bool, int64_t);
 using ScanBackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
     const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-    const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, bool);
+    const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, bool,
+    const std::optional<at::Tensor>&);
 using ScanSummarySig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
                                                           bool);
 

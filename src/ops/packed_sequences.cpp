@@ -45,6 +45,13 @@ std::optional<at::Tensor> check_cu_seqlens(const char* op,
   return check_cu_seqlens(op, *cu_seqlens, batch, time);
 }
 
+std::optional<at::Tensor> check_scan_cu_seqlens(const char* op,
+                                                const std::optional<at::Tensor>& cu_seqlens,
+                                                const at::Tensor& a) {
+  const bool sequence = a.defined() && a.dim() >= 2;
+  return check_cu_seqlens(op, cu_seqlens, sequence ? a.size(0) : 1, sequence ? a.size(1) : 0);
+}
+
 void check_sequence_rows(const char* op, const char* name, const at::Tensor& state,
                          const at::Tensor& cu_seqlens) {
   const int64_t n = cu_seqlens.size(0) - 1;

@@ -26,6 +26,12 @@ std::optional<at::Tensor> check_cu_seqlens(const char* op,
                                            const std::optional<at::Tensor>& cu_seqlens,
                                            int64_t batch, int64_t time);
 
+// check_cu_seqlens for a scan op's `a` (batch, time, *channels); a shape error of `a` itself is
+// left to the scan's own checks.
+std::optional<at::Tensor> check_scan_cu_seqlens(const char* op,
+                                                const std::optional<at::Tensor>& cu_seqlens,
+                                                const at::Tensor& a);
+
 // Checks that a per-sequence state `name` has N = cu_seqlens.numel() - 1 rows (its leading size).
 void check_sequence_rows(const char* op, const char* name, const at::Tensor& state,
                          const at::Tensor& cu_seqlens);

@@ -34,9 +34,14 @@ class ScanFunction : public torch::autograd::Function<ScanFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const at::Tensor& a, const at::Tensor& b,
                                const std::optional<at::Tensor>& h0, bool reverse,
-                               int64_t checkpoint_every) {
+                               int64_t checkpoint_every,
+                               const std::optional<at::Tensor>& cu_seqlens) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [h, h_last] = scan_op().call(a, b, h0, reverse);
+    const bool packed = cu_seqlens && cu_seqlens->defined();
+    TORCH_CHECK(!packed || checkpoint_every == 0, "seqpar::scan_checkpointed: argument ",
+                "'cu_seqlens' (packed sequences) is not supported with checkpoint_every > 0 yet");
+    auto [h, h_last] = scan_op().call(a, b, h0, reverse, cu_seqlens);
+    if (packed) ctx->saved_data["cu_seqlens"] = *cu_seqlens;
     const at::Tensor h0_t = h0.has_value() ? *h0 : at::Tensor();
     ctx->saved_data["reverse"] = reverse;
     ctx->saved_data["deterministic"] = deterministic_requested();
@@ -67,10 +72,13 @@ class ScanFunction : public torch::autograd::Function<ScanFunction> {
     const at::Tensor& a = saved[0];
     const std::optional<at::Tensor> grad_h = defined_or_null(grads[0]);
     const std::optional<at::Tensor> grad_h_last = defined_or_null(grads[1]);
+    const std::optional<at::Tensor> cu_seqlens =
+        ctx->saved_data.count("cu_seqlens") ? std::optional<at::Tensor>(ctx->saved_data["cu_seqlens"].toTensor())
+                                            : std::nullopt;
     at::Tensor grad_a, grad_b, grad_h0;
     if (saved.size() == 3) {
       std::tie(grad_a, grad_b, grad_h0) = scan_backward_op().call(
-          a, saved[1], defined_or_null(saved[2]), grad_h, grad_h_last, reverse);
+          a, saved[1], defined_or_null(saved[2]), grad_h, grad_h_last, reverse, cu_seqlens);
     } else {
       const at::Tensor& b = saved[1];
       const std::optional<at::Tensor> h0 = defined_or_null(saved[2]);
@@ -87,24 +95,27 @@ class ScanFunction : public torch::autograd::Function<ScanFunction> {
         const std::optional<at::Tensor> h_in =
             k == 0 ? h0
                    : std::optional<at::Tensor>(entering.select(1, reverse ? chunks - 1 - k : k - 1));
-        const at::Tensor h_k = std::get<0>(scan_op().call(a_k, b_k, h_in, reverse));
+        const at::Tensor h_k = std::get<0>(scan_op().call(a_k, b_k, h_in, reverse, std::nullopt));
         const std::optional<at::Tensor> g_k =
             grad_h ? std::optional<at::Tensor>(grad_h->slice(1, r.start, r.end)) : std::nullopt;
-        auto [ga_k, gb_k, gh_k] = scan_backward_op().call(a_k, h_k, h_in, g_k, carry, reverse);
+        auto [ga_k, gb_k, gh_k] =
+            scan_backward_op().call(a_k, h_k, h_in, g_k, carry, reverse, std::nullopt);
         grad_a.slice(1, r.start, r.end).copy_(ga_k);
         grad_b.slice(1, r.start, r.end).copy_(gb_k);
         carry = gh_k;
       }
       grad_h0 = *carry;
     }
-    return {grad_a, grad_b, has_h0 ? grad_h0 : at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_a, grad_b, has_h0 ? grad_h0 : at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor()};
   }
 };
 
 std::tuple<at::Tensor, at::Tensor> scan_autograd(const at::Tensor& a, const at::Tensor& b,
                                                  const std::optional<at::Tensor>& h0,
-                                                 bool reverse) {
-  auto out = ScanFunction::apply(a, b, h0, reverse, int64_t{0});
+                                                 bool reverse,
+                                                 const std::optional<at::Tensor>& cu_seqlens) {
+  auto out = ScanFunction::apply(a, b, h0, reverse, int64_t{0}, cu_seqlens);
   return {out[0], out[1]};
 }
 
@@ -113,7 +124,7 @@ std::tuple<at::Tensor, at::Tensor> scan_checkpointed_autograd(
     int64_t checkpoint_every) {
   TORCH_CHECK(checkpoint_every >= 0, "seqpar::scan_checkpointed: argument 'checkpoint_every' ",
               "must be >= 0 (0 saves every state), got ", checkpoint_every);
-  auto out = ScanFunction::apply(a, b, h0, reverse, checkpoint_every);
+  auto out = ScanFunction::apply(a, b, h0, reverse, checkpoint_every, std::nullopt);
   return {out[0], out[1]};
 }
 
@@ -125,7 +136,7 @@ std::tuple<at::Tensor, at::Tensor> scan_checkpointed_plain(const at::Tensor& a,
                                                            int64_t checkpoint_every) {
   TORCH_CHECK(checkpoint_every >= 0, "seqpar::scan_checkpointed: argument 'checkpoint_every' ",
               "must be >= 0 (0 saves every state), got ", checkpoint_every);
-  return scan_op().call(a, b, h0, reverse);
+  return scan_op().call(a, b, h0, reverse, std::nullopt);
 }
 
 }  // namespace

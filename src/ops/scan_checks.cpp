@@ -28,12 +28,14 @@ void check_like(const char* op, const char* name, const at::Tensor& t, const cha
 }
 
 void check_state_like(const char* op, const char* name, const at::Tensor& t,
-                      const char* ref_name, const at::Tensor& ref) {
-  std::vector<int64_t> expected{ref.size(0)};
+                      const char* ref_name, const at::Tensor& ref,
+                      const std::optional<at::Tensor>& cu_seqlens) {
+  std::vector<int64_t> expected{cu_seqlens ? cu_seqlens->size(0) - 1 : ref.size(0)};
   for (int64_t d = 2; d < ref.dim(); ++d) expected.push_back(ref.size(d));
   TORCH_CHECK(t.sizes() == at::IntArrayRef(expected), op, ": argument '", name,
-              "' must have shape (batch, *channels) = ", at::IntArrayRef(expected), " to match '",
-              ref_name, "' of shape ", ref.sizes(), ", got ", t.sizes());
+              "' must have shape ", cu_seqlens ? "(sequences of 'cu_seqlens', " : "(batch, ",
+              "*channels) = ", at::IntArrayRef(expected), " to match '", ref_name,
+              "' of shape ", ref.sizes(), ", got ", t.sizes());
   TORCH_CHECK(t.scalar_type() == ref.scalar_type(), op, ": argument '", name,
               "' must have the dtype of '", ref_name, "' (", ref.scalar_type(), "), got ",
               t.scalar_type());
@@ -42,7 +44,8 @@ void check_state_like(const char* op, const char* name, const at::Tensor& t,
 }
 
 void check_scan_inputs(const char* op, const at::Tensor& a, const at::Tensor& b,
-                       const std::optional<at::Tensor>& h0) {
+                       const std::optional<at::Tensor>& h0,
+                       const std::optional<at::Tensor>& cu_seqlens) {
   TORCH_CHECK(a.defined(), op, ": argument 'a' is undefined");
   TORCH_CHECK(b.defined(), op, ": argument 'b' is undefined");
   TORCH_CHECK(a.dim() >= 2, op, ": argument 'a' must have at least 2 dims (batch, time, ",
@@ -50,7 +53,7 @@ void check_scan_inputs(const char* op, const at::Tensor& a, const at::Tensor& b,
   TORCH_CHECK(supported_dtype(a.scalar_type()), op, ": argument 'a' has dtype ",
               a.scalar_type(), "; expected ", kSupported);
   check_like(op, "b", b, "a", a);
-  if (h0.has_value() && h0->defined()) check_state_like(op, "h0", *h0, "a", a);
+  if (h0.has_value() && h0->defined()) check_state_like(op, "h0", *h0, "a", a, cu_seqlens);
 }
 
 }  // namespace seqpar::ops

@@ -8,6 +8,7 @@
 
 #include "ops/kernel_params.h"
 #include "ops/determinism.h"
+#include "ops/packed_sequences.h"
 #include "ops/scan_checks.h"
 #include "seqpar/kernels/cpu_scan.h"
 
@@ -17,9 +18,13 @@ namespace {
 int cpu_threads() { return std::max(1, at::get_num_threads()); }
 
 std::tuple<at::Tensor, at::Tensor> scan_cpu(const at::Tensor& a, const at::Tensor& b,
-                                            const std::optional<at::Tensor>& h0, bool reverse) {
-  check_scan_inputs("seqpar::scan", a, b, h0);
-  PreparedForward p = prepare_forward(a, b, h0, reverse);
+                                            const std::optional<at::Tensor>& h0, bool reverse,
+                                            const std::optional<at::Tensor>& cu_seqlens) {
+  const char* op = "seqpar::scan";
+  const auto cu = check_scan_cu_seqlens(op, cu_seqlens, a);
+  check_scan_inputs(op, a, b, h0, cu);
+  PreparedForward p =
+      prepare_forward(a, b, h0, reverse, segment_bounds(cu, a.size(1), reverse, at::kCPU));
   const auto& s = p.params.shape;
   if (s.batch > 0 && s.channels > 0) {
     p.params.num_threads = cpu_threads();
@@ -32,13 +37,15 @@ std::tuple<at::Tensor, at::Tensor> scan_cpu(const at::Tensor& a, const at::Tenso
 std::tuple<at::Tensor, at::Tensor, at::Tensor> scan_backward_cpu(
     const at::Tensor& a, const at::Tensor& h, const std::optional<at::Tensor>& h0,
     const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_h_last,
-    bool reverse) {
+    bool reverse, const std::optional<at::Tensor>& cu_seqlens) {
   const char* op = "seqpar::scan_backward";
-  check_scan_inputs(op, a, h, h0);
+  const auto cu = check_scan_cu_seqlens(op, cu_seqlens, a);
+  check_scan_inputs(op, a, h, h0, cu);
   if (grad_h.has_value() && grad_h->defined()) check_like(op, "grad_h", *grad_h, "a", a);
   if (grad_h_last.has_value() && grad_h_last->defined())
-    check_state_like(op, "grad_h_last", *grad_h_last, "a", a);
-  PreparedBackward p = prepare_backward(a, h, h0, grad_h, grad_h_last, reverse);
+    check_state_like(op, "grad_h_last", *grad_h_last, "a", a, cu);
+  PreparedBackward p = prepare_backward(a, h, h0, grad_h, grad_h_last, reverse,
+                                        segment_bounds(cu, a.size(1), reverse, at::kCPU));
   const auto& s = p.params.shape;
   if (s.batch > 0 && s.channels > 0) {
     p.params.num_threads = cpu_threads();
@@ -76,12 +83,14 @@ namespace {
               "-DSEQPAR_WITH_CUDA=ON)");
 }
 std::tuple<at::Tensor, at::Tensor> scan_no_cuda(const at::Tensor&, const at::Tensor&,
-                                                const std::optional<at::Tensor>&, bool) {
+                                                const std::optional<at::Tensor>&, bool,
+                                                const std::optional<at::Tensor>&) {
   no_cuda("seqpar::scan");
 }
 std::tuple<at::Tensor, at::Tensor, at::Tensor> scan_backward_no_cuda(
     const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-    const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, bool) {
+    const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, bool,
+    const std::optional<at::Tensor>&) {
   no_cuda("seqpar::scan_backward");
 }
 std::tuple<at::Tensor, at::Tensor> scan_summary_no_cuda(const at::Tensor&, const at::Tensor&,

@@ -18,6 +18,7 @@
 
 #include "ops/determinism.h"
 #include "ops/kernel_params.h"
+#include "ops/packed_sequences.h"
 #include "ops/scan_checks.h"
 #include "seqpar/kernels/cuda_scan.h"
 
@@ -70,12 +71,15 @@ void launch(const char* op, const at::Tensor& a, Params& params, WorkspaceSize w
 }
 
 std::tuple<at::Tensor, at::Tensor> scan_cuda(const at::Tensor& a, const at::Tensor& b,
-                                             const std::optional<at::Tensor>& h0, bool reverse) {
+                                             const std::optional<at::Tensor>& h0, bool reverse,
+                                             const std::optional<at::Tensor>& cu_seqlens) {
   const char* op = "seqpar::scan";
-  check_scan_inputs(op, a, b, h0);
+  const auto cu = check_scan_cu_seqlens(op, cu_seqlens, a);
+  check_scan_inputs(op, a, b, h0, cu);
   check_on_cuda(op, a);
   const c10::cuda::CUDAGuard guard(a.device());
-  PreparedForward p = prepare_forward(a, b, h0, reverse);
+  PreparedForward p =
+      prepare_forward(a, b, h0, reverse, segment_bounds(cu, a.size(1), reverse, a.device()));
   launch(op, a, p.params, kernels::cuda::scan_forward_workspace_size,
          [](const auto& k, void* stream, void* ws, size_t n) {
            return kernels::cuda::scan_forward(k, stream, ws, n);
@@ -86,17 +90,20 @@ std::tuple<at::Tensor, at::Tensor> scan_cuda(const at::Tensor& a, const at::Tens
 std::tuple<at::Tensor, at::Tensor, at::Tensor> scan_backward_cuda(
     const at::Tensor& a, const at::Tensor& h, const std::optional<at::Tensor>& h0,
     const std::optional<at::Tensor>& grad_h, const std::optional<at::Tensor>& grad_h_last,
-    bool reverse) {
+    bool reverse, const std::optional<at::Tensor>& cu_seqlens) {
   const char* op = "seqpar::scan_backward";
   TORCH_CHECK(a.defined(), op, ": argument 'a' is undefined");
   TORCH_CHECK(h.defined(), op, ": argument 'h' is undefined");
   check_like(op, "h", h, "a", a);
-  check_scan_inputs(op, a, h, h0);
+  const auto cu = check_scan_cu_seqlens(op, cu_seqlens, a);
+  check_scan_inputs(op, a, h, h0, cu);
   check_optional_like(op, "grad_h", grad_h, a, false);
-  check_optional_like(op, "grad_h_last", grad_h_last, a, true);
+  if (grad_h_last.has_value() && grad_h_last->defined())
+    check_state_like(op, "grad_h_last", *grad_h_last, "a", a, cu);
   check_on_cuda(op, a);
   const c10::cuda::CUDAGuard guard(a.device());
-  PreparedBackward p = prepare_backward(a, h, h0, grad_h, grad_h_last, reverse);
+  PreparedBackward p = prepare_backward(a, h, h0, grad_h, grad_h_last, reverse,
+                                        segment_bounds(cu, a.size(1), reverse, a.device()));
   launch(op, a, p.params, kernels::cuda::scan_backward_workspace_size,
          [](const auto& k, void* stream, void* ws, size_t n) {
            return kernels::cuda::scan_backward(k, stream, ws, n);

@@ -81,6 +81,14 @@ class EnteringState : public torch::autograd::Function<EnteringState> {
   }
 };
 
+// The gradient of an output every rank holds a copy of: the sum of the ranks' gradients
+// (functional collectives' convention), on every rank.
+inline at::Tensor summed_over_ranks(comm::Communicator& g, const at::Tensor& grad) {
+  at::Tensor total = grad.contiguous().clone();
+  if (g.size() > 1) g.all_reduce_sum(comm::mutable_buffer_of(total), stream_for(total));
+  return total;
+}
+
 // The last rank's final state on every rank; its gradient is the sum of the ranks' gradients,
 // entering at the last rank.
 class FinalFromLast : public torch::autograd::Function<FinalFromLast> {
@@ -95,8 +103,7 @@ class FinalFromLast : public torch::autograd::Function<FinalFromLast> {
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     comm::Communicator& g = *ctx->saved_data["group"].toCustomClass<CommunicatorHolder>()->comm;
-    at::Tensor total = grads[0].contiguous().clone();
-    if (g.size() > 1) g.all_reduce_sum(comm::mutable_buffer_of(total), stream_for(total));
+    at::Tensor total = summed_over_ranks(g, grads[0]);
     if (g.rank() != g.size() - 1) total.zero_();
     return {total, at::Tensor()};
   }

@@ -22,9 +22,7 @@ class AllReduceSum : public torch::autograd::Function<AllReduceSum> {
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     comm::Communicator& g = *ctx->saved_data["group"].toCustomClass<CommunicatorHolder>()->comm;
-    at::Tensor total = grads[0].contiguous().clone();
-    if (g.size() > 1) g.all_reduce_sum(comm::mutable_buffer_of(total), stream_for(total));
-    return {total, at::Tensor()};
+    return {summed_over_ranks(g, grads[0]), at::Tensor()};
   }
 };
 

@@ -7,4 +7,5 @@ set(SEQPAR_SP_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/sp_matrix_state.cpp
   ${CMAKE_CURRENT_LIST_DIR}/sp_previous_steps.cpp
   ${CMAKE_CURRENT_LIST_DIR}/sp_psm.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/packed_slice.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/packed_slice.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/sp_packed_scan.cpp)

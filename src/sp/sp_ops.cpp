@@ -35,8 +35,9 @@ SpOptions options_for(c10::string_view algo) {
 std::tuple<at::Tensor, at::Tensor> sp_scan_op(const at::Tensor& a, const at::Tensor& b,
                                               const std::optional<at::Tensor>& h0, bool reverse,
                                               c10::string_view group_name,
-                                              c10::string_view algo) {
-  return scan(a, b, h0, reverse, group_named(group_name), options_for(algo));
+                                              c10::string_view algo,
+                                              const std::optional<at::Tensor>& cu_seqlens) {
+  return scan(a, b, h0, reverse, group_named(group_name), options_for(algo), cu_seqlens);
 }
 
 std::tuple<at::Tensor, at::Tensor> sp_chunk_gla_op(const at::Tensor& q, const at::Tensor& k,

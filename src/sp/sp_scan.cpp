@@ -201,7 +201,7 @@ class SpScanFunction : public torch::autograd::Function<SpScanFunction> {
     const at::Tensor incoming = (rank == last_rank ? ghl : EB).to(a.scalar_type());
 
     auto [grad_a, grad_b, grad_entering] = ops::scan_backward_op().call(
-        a, h, defined_or_null(entering), defined_or_null(grad_h), incoming, reverse);
+        a, h, defined_or_null(entering), defined_or_null(grad_h), incoming, reverse, std::nullopt);
     at::Tensor grad_h0;
     if (has_h0) {
       grad_h0 = rank == first_rank ? grad_entering : at::zeros_like(grad_entering);
@@ -212,11 +212,20 @@ class SpScanFunction : public torch::autograd::Function<SpScanFunction> {
 
 }  // namespace
 
+std::tuple<at::Tensor, at::Tensor> packed_scan(const at::Tensor& a, const at::Tensor& b,
+                                               const std::optional<at::Tensor>& h0, bool reverse,
+                                               const at::Tensor& cu_seqlens,
+                                               const std::shared_ptr<comm::Communicator>& group,
+                                               const SpOptions& options);  // sp_packed_scan.cpp
+
 std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b,
                                         const std::optional<at::Tensor>& h0, bool reverse,
                                         const std::shared_ptr<comm::Communicator>& group,
-                                        const SpOptions& options) {
+                                        const SpOptions& options,
+                                        const std::optional<at::Tensor>& cu_seqlens) {
   TORCH_CHECK(group != nullptr, "seqpar::sp::scan: group is null");
+  if (cu_seqlens && cu_seqlens->defined())
+    return packed_scan(a, b, h0, reverse, *cu_seqlens, group, options);
   TORCH_CHECK(a.dim() >= 2, "seqpar::sp::scan: a must be (batch, time, *channels), got ",
               a.dim(), " dims");
   TORCH_CHECK(a.sizes() == b.sizes() && a.scalar_type() == b.scalar_type(),
@@ -228,8 +237,9 @@ std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b
 std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b,
                                         const std::optional<at::Tensor>& h0, bool reverse,
                                         const std::string& group_name,
-                                        const SpOptions& options) {
-  return scan(a, b, h0, reverse, comm::communicator_for_group(group_name), options);
+                                        const SpOptions& options,
+                                        const std::optional<at::Tensor>& cu_seqlens) {
+  return scan(a, b, h0, reverse, comm::communicator_for_group(group_name), options, cu_seqlens);
 }
 
 }  // namespace seqpar::sp

@@ -125,6 +125,34 @@ def check_conv(split, width, algo, seed):
         close(where, "grad " + name + " (summed over ranks)", total_grad, ref[i], 1e-10)
 
 
+def check_scan(split, dtype, algo, seed, tol):
+    """seqpar.sp.scan with cu_seqlens against seqpar.scan with cu_seqlens over the whole pack."""
+    P, r = dist.get_world_size(), dist.get_rank()
+    start, n, total = my_slice(split)
+    cu = pack(total, seed)
+    N = cu.shape[0] - 1
+    gen = torch.Generator().manual_seed(seed)
+    a = (0.5 + 0.5 * torch.rand(1, total, 3, 2, generator=gen, dtype=torch.float64)).to(dtype)
+    b = torch.randn(1, total, 3, 2, generator=gen, dtype=torch.float64).to(dtype)
+    h0 = torch.randn(N, 3, 2, generator=gen, dtype=torch.float64).to(dtype)
+    wh, wl = torch.randn(1, total, 3, 2, generator=gen), torch.randn(N, 3, 2, generator=gen)
+    full = [x.clone().requires_grad_() for x in (a, b, h0)]
+    h_ref, l_ref = seqpar.scan(full[0], full[1], full[2], cu_seqlens=cu)
+    ref = torch.autograd.grad((h_ref.double() * wh).sum() + P * (l_ref.double() * wl).sum(), full)
+    mine = [x.clone().requires_grad_() for x in (a[:, start:start + n], b[:, start:start + n], h0)]
+    h, last = seqpar.sp.scan(mine[0], mine[1], mine[2], algo=algo, cu_seqlens=cu)
+    got = torch.autograd.grad((h.double() * wh[:, start:start + n]).sum() +
+                              (last.double() * wl).sum(), mine, allow_unused=True)
+    where = f"rank {r} P={P} scan {split} {dtype} {algo} cu={cu.tolist()}"
+    close(where, "h", h, h_ref[:, start:start + n], tol)
+    close(where, "final states", last, l_ref, tol)
+    close(where, "grad a", got[0], ref[0][:, start:start + n], tol)
+    close(where, "grad b", got[1], ref[1][:, start:start + n], tol)
+    g0 = (got[2] if got[2] is not None else torch.zeros_like(h0)).contiguous().clone()
+    dist.all_reduce(g0)
+    close(where, "grad h0 (summed over ranks)", g0, ref[2], tol)
+
+
 def check_errors():
     """A cu_seqlens that differs on one rank, or is invalid on one rank only, or ends off the
     pack: every rank raises a RuntimeError naming 'cu_seqlens' (none waits forever)."""
@@ -163,6 +191,13 @@ def main():
             check_conv(split, width, "auto", 4)
             cases += 1
     check_conv("empty", 4, "ring", 6)
+    for split in ("even", "uneven", "empty"):
+        check_scan(split, torch.float64, "auto", 7, 1e-12)
+        cases += 1
+    check_scan("uneven", torch.float32, "auto", 8, 1e-5)
+    for algo in ("tree", "allgather", "ring", "blelloch"):
+        check_scan("empty", torch.float64, algo, 9, 1e-12)
+    cases += 5
     check_errors()
     cases += 2
     print(f"rank {dist.get_rank()}: sp packed checks passed on {dist.get_world_size()} ranks "

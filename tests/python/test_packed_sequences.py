@@ -12,6 +12,8 @@ import seqpar
 from reference import matrix_state_reference
 
 MODELS = ["gla", "gated_delta"]
+# CUDA cases run where a GPU is (scripts/gpu_session.sh, step pytest-packed).
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 # Sequence lengths: empty ones first, in the middle and last; 1 step; shorter and longer than a
 # chunk; boundaries on and off chunk edges (chunk 16 below).
 LENGTHS = [[0, 5, 0, 65, 1, 79, 0], [200], [16, 16, 32, 3], [0]]
@@ -59,23 +61,24 @@ def matrix_per_sequence(q, k, v, g, beta, s0, cu, scale=None):
 
 
 def close(x, ref, tol):
-    x = x.detach().double()
+    x = x.detach().cpu().double()
     return (x - ref).abs().max().item() <= tol * max(1.0, ref.abs().max().item()) if ref.numel() else True
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("lengths", LENGTHS, ids=str)
 @pytest.mark.parametrize("chunk", [16, 64])
 @pytest.mark.parametrize("h0", [True, False])
-def test_matrix_state_values_and_gradients(model, lengths, chunk, h0):
+def test_matrix_state_values_and_gradients(device, model, lengths, chunk, h0):
     q, k, v, g, beta, s0 = matrix_inputs(model, lengths, h0=h0)
     cu = cu_of(lengths)
-    leaves = [x.clone().requires_grad_() for x in (q, k, v, g, beta, s0) if x is not None]
+    leaves = [x.to(device).requires_grad_() for x in (q, k, v, g, beta, s0) if x is not None]
     it = iter(leaves)
     xs = [next(it) if x is not None else None for x in (q, k, v, g, beta, s0)]
     o, f = run_matrix(model, *xs, cu, chunk_size=chunk)
     assert f.shape == (len(lengths), q.shape[2], q.shape[3], v.shape[3])
-    refs = [x.clone().requires_grad_() for x in leaves]
+    refs = [x.detach().cpu().clone().requires_grad_() for x in leaves]
     it = iter(refs)
     rxs = [next(it) if x is not None else None for x in (q, k, v, g, beta, s0)]
     ro, rf = matrix_per_sequence(*rxs, cu)
@@ -83,7 +86,8 @@ def test_matrix_state_values_and_gradients(model, lengths, chunk, h0):
     go, gf = torch.randn_like(ro), torch.randn_like(rf)
     if not any(x.requires_grad for x in (ro, rf)):
         return
-    got = torch.autograd.grad((o * go).sum() + (f * gf).sum(), leaves, allow_unused=True)
+    got = torch.autograd.grad((o * go.to(o.device)).sum() + (f * gf.to(f.device)).sum(), leaves,
+                              allow_unused=True)
     want = torch.autograd.grad((ro * go).sum() + (rf * gf).sum(), refs, allow_unused=True)
     for x, y in zip(got, want):
         if y is None:
@@ -250,3 +254,77 @@ def test_conv_errors_name_the_argument():
         seqpar.previous_steps(x, 2, torch.zeros(1, 2, 3), cu_seqlens=cu_of([4, 6]))
     with pytest.raises(RuntimeError, match="batch size must be 1"):
         seqpar.causal_conv1d(torch.randn(2, 10, 3), w, cu_seqlens=cu_of([4, 6]))
+
+
+# --- scan --------------------------------------------------------------------------------------
+
+def scan_per_sequence(a, b, h0, cu, reverse):
+    """Each sequence alone, one step at a time in float64 (complex128 for complex64)."""
+    wide = torch.complex128 if a.is_complex() else torch.float64
+    hs, lasts = [], []
+    for i in range(len(cu) - 1):
+        lo, hi = int(cu[i]), int(cu[i + 1])
+        s = h0[i].to(wide) if h0 is not None else torch.zeros(a.shape[2:], dtype=wide)
+        out = [None] * (hi - lo)
+        for k in range(hi - lo):
+            t = hi - 1 - k if reverse else lo + k
+            s = a[0, t].to(wide) * s + b[0, t].to(wide)
+            out[t - lo] = s
+        hs += out
+        lasts.append(s)
+    h = torch.stack(hs, 0).unsqueeze(0) if hs else torch.zeros((1, 0) + tuple(a.shape[2:]), dtype=wide)
+    return h, torch.stack(lasts, 0) if lasts else torch.zeros((0,) + tuple(a.shape[2:]), dtype=wide)
+
+
+@pytest.mark.parametrize("lengths", LENGTHS + [[300, 1, 0, 200, 400]], ids=lambda l: str(l)[:30])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.complex64])
+@pytest.mark.parametrize("channels", [(1,), (3, 5), (64,)])
+@pytest.mark.parametrize("device", DEVICES)
+def test_scan_packed_values_and_gradients(device, lengths, reverse, dtype, channels):
+    gen = torch.Generator().manual_seed(11)
+    T, N = sum(lengths), len(lengths)
+    real = torch.float64 if dtype == torch.complex64 else dtype
+    a = (0.5 + 0.5 * torch.rand((1, T) + channels, generator=gen, dtype=torch.float64)).to(real)
+    b = torch.randn((1, T) + channels, generator=gen, dtype=torch.float64).to(real)
+    h0 = torch.randn((N,) + channels, generator=gen, dtype=torch.float64).to(real)
+    if dtype == torch.complex64:
+        a, b, h0 = (torch.complex(x, 0.3 * x.flip(-1)).to(dtype) for x in (a * 0.9, b, h0))
+    cu = cu_of(lengths)
+    leaves = [x.to(device).requires_grad_() for x in (a, b, h0)]
+    h, last = seqpar.scan(*leaves[:2], leaves[2], reverse=reverse, cu_seqlens=cu)
+    assert last.shape == (N,) + channels
+    ref_leaves = [x.detach().cpu().to(torch.complex128 if x.is_complex() else torch.float64)
+                  .requires_grad_() for x in leaves]
+    rh, rlast = scan_per_sequence(*ref_leaves[:2], ref_leaves[2], cu, reverse)
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    assert close_c(h, rh, tol) and close_c(last, rlast, tol)
+    gh, gl = torch.randn_like(rh), torch.randn_like(rlast)
+    got = torch.autograd.grad((h * gh.to(h.device, h.dtype)).real.sum() +
+                              (last * gl.to(h.device, h.dtype)).real.sum(), leaves,
+                              allow_unused=True)
+    want = torch.autograd.grad((rh * gh).real.sum() + (rlast * gl).real.sum(), ref_leaves,
+                               allow_unused=True)
+    for x, y, leaf in zip(got, want, ref_leaves):
+        zero = torch.zeros_like(leaf)
+        assert close_c(zero if x is None else x, zero if y is None else y, tol * 10)
+
+
+def close_c(x, ref, tol):
+    x = x.detach().cpu().to(ref.dtype)
+    return (x - ref).abs().max().item() <= tol * max(1.0, ref.abs().max().item()) if ref.numel() else True
+
+
+def test_scan_packed_opcheck_and_errors():
+    cu = cu_of([3, 0, 5, 2])
+    a, b = torch.rand(1, 10, 4, dtype=torch.float64), torch.randn(1, 10, 4, dtype=torch.float64)
+    h0 = torch.randn(4, 4, dtype=torch.float64)
+    torch.library.opcheck(torch.ops.seqpar.scan.default, (a, b, h0, False, cu))
+    torch.library.opcheck(torch.ops.seqpar.scan.default, (a, b, None, True, cu))
+    packed_errors(lambda c: seqpar.scan(a, b, cu_seqlens=c), 10)
+    with pytest.raises(RuntimeError, match="'h0' must have shape \\(sequences of 'cu_seqlens'"):
+        seqpar.scan(a, b, h0[:3], cu_seqlens=cu)
+    with pytest.raises(RuntimeError, match="batch size must be 1"):
+        seqpar.scan(a.expand(2, -1, -1), b.expand(2, -1, -1), cu_seqlens=cu)
+    with pytest.raises(RuntimeError, match="'cu_seqlens'.*checkpoint_every"):
+        seqpar.scan(a, b, checkpoint_every=4, cu_seqlens=cu)

@@ -2,14 +2,13 @@
 torchrun jobs for P = 1, 2, 3, 5 running tests/python/sp_matrix_state_worker.py, each with a
 hard timeout. OMP_NUM_THREADS=1 keeps P ranks on a small machine."""
 import os
-import subprocess
 import sys
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sp_common import find_library  # noqa: E402
-from test_sp_scan import free_port, rank_env  # noqa: E402
+from test_sp_scan import run_worker_under_torchrun  # noqa: E402
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sp_matrix_state_worker.py")
 
@@ -19,10 +18,4 @@ pytestmark = pytest.mark.skipif(find_library() is None,
 
 @pytest.mark.parametrize("nproc", [1, 2, 3, 5])
 def test_sp_matrix_state_matches_one_process_under_torchrun(nproc):
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}",
-           "--master-addr=127.0.0.1", f"--master-port={free_port()}", WORKER]
-    proc = subprocess.run(cmd, env=rank_env(), capture_output=True, text=True, timeout=300)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-6000:]
-    for r in range(nproc):
-        assert f"rank {r}: sp matrix-state checks passed on {nproc} ranks" in out, out[-3000:]
+    run_worker_under_torchrun(WORKER, nproc, "sp matrix-state checks passed")

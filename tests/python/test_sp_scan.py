@@ -37,6 +37,18 @@ def rank_env(extra=None):
     return env
 
 
+def run_worker_under_torchrun(worker, nproc, passed):
+    """Runs `worker` on nproc ranks under torchrun (300 s at most) and checks that it exited 0
+    and that every rank printed "rank r: {passed} on {nproc} ranks"."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}",
+           "--master-addr=127.0.0.1", f"--master-port={free_port()}", worker]
+    proc = subprocess.run(cmd, env=rank_env(), capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    for r in range(nproc):
+        assert f"rank {r}: {passed} on {nproc} ranks" in out, out[-3000:]
+
+
 @pytest.mark.parametrize("nproc", [1, 2, 3, 4, 5, 8])
 def test_sp_scan_matches_one_process_under_torchrun(nproc):
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}",

@@ -32,6 +32,11 @@ struct ScanOptions {
   // CPU it makes several threads on a time-tiled shape bitwise reproducible for a fixed thread
   // count (the default is reproducible with one thread or untiled shapes; docs/cuda.md).
   bool deterministic = false;
+  // Packed sequences (docs/packed_sequences.md): int64 [N + 1], 0 first, the packed length
+  // last, non-decreasing; batch 1. Each sequence runs from its row of h0 (N, *channels), or
+  // zeros (with reverse, from its own end), and h_last is (N, *channels). Not with
+  // checkpoint_every > 0 yet.
+  std::optional<at::Tensor> cu_seqlens;
 };
 
 std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b,

@@ -49,11 +49,14 @@ struct SpOptions {
 };
 
 // Differentiable in a, b and h0. `group` must outlive the backward pass (it is held by the
-// autograd graph through the shared_ptr).
+// autograd graph through the shared_ptr). cu_seqlens (packed sequences, the same on every rank;
+// forward scans): h0 (N, *channels) the same on every rank, each row applied where its
+// sequence starts, and every rank receives all N final states (docs/packed_sequences.md).
 std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b,
                                         const std::optional<at::Tensor>& h0, bool reverse,
                                         const std::shared_ptr<comm::Communicator>& group,
-                                        const SpOptions& options = {});
+                                        const SpOptions& options = {},
+                                        const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
 
 // The same over a torch.distributed process group registered under group_name (as functional
 // collectives name groups, e.g. dist.group.WORLD.group_name in Python). This is what
@@ -61,7 +64,8 @@ std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b
 std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b,
                                         const std::optional<at::Tensor>& h0, bool reverse,
                                         const std::string& group_name,
-                                        const SpOptions& options = {});
+                                        const SpOptions& options = {},
+                                        const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
 
 // Chunked GLA and gated DeltaNet (seqpar/matrix_state.h) with the sequence split along time
 // across the ranks of `group`: each rank passes its own slice (any length, including 0 and
