@@ -181,7 +181,8 @@ int run_local_scan(const CommonOptions& common, const std::vector<std::string>& 
         ps.params.num_threads = threads;
         const Timing sum = timed([&] { kernels::cpu::scan_summary(ps.params); });
         const Timing bwd_op = timed([&] {
-          auto r = ops::scan_backward_op().call(a, h, std::nullopt, g, std::nullopt, false);
+          auto r = ops::scan_backward_op().call(a, h, std::nullopt, g, std::nullopt, false,
+                                                std::nullopt);
           (void)r;
         });
         const int64_t steps = std::min(naive_steps, s.T);
