@@ -16,6 +16,7 @@
 
 #include <ATen/Parallel.h>
 
+#include "matrix_state/chunk_params.h"
 #include "matrix_state/chunking.h"
 #include "matrix_state/fused_chunks.h"
 #include "ops/kernel_params.h"
@@ -80,90 +81,19 @@ void gemm_f64(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, c
   loop_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-kernels::MatrixRecurrence recurrence_of(c10::string_view name) {
-  if (name == "gated_delta") return kernels::MatrixRecurrence::kGatedDelta;
-  TORCH_CHECK(name == "gla", "seqpar.matrix_chunk: argument 'recurrence' must be 'gated_delta' or ",
-              "'gla', got '", std::string(name), "'");
-  return kernels::MatrixRecurrence::kGla;
-}
-
-kernels::StepOperand step_operand(const at::Tensor& t) {
-  if (!t.defined()) return {};
-  return {t.data_ptr(), t.stride(0), t.stride(1), t.stride(2), t.dim() > 3 ? t.stride(3) : 0};
-}
-kernels::MutableStepOperand mutable_step_operand(const at::Tensor& t) {
-  return {t.data_ptr(), t.stride(0), t.stride(1), t.stride(2), t.dim() > 3 ? t.stride(3) : 0};
-}
-// States are contiguous (batch, heads, K, V) in the compute type.
-at::Tensor state_in(const std::optional<at::Tensor>& s, at::ScalarType dt) {
-  return s && s->defined() ? s->to(dt).contiguous() : at::Tensor();
-}
-kernels::StateOperand state_operand(const at::Tensor& s) {
-  if (!s.defined()) return {};
-  return {s.data_ptr(), s.stride(0), s.stride(1)};
-}
-kernels::MutableStateOperand mutable_state_operand(const at::Tensor& s) {
-  return {s.data_ptr(), s.stride(0), s.stride(1)};
-}
-
 kernels::MatrixGemm blas() { return {&gemm_f32, &gemm_f64}; }
-
-// The kernels' shape, with the segments of cu_seqlens (checked, on the host; on Meta only its
-// size is read), and the rows of the state operands: the batch, or one per sequence.
-struct Shapes {
-  kernels::MatrixChunkShape shape;
-  int64_t rows;
-  at::Tensor cu;  // the host cu_seqlens the shape points into (kept alive), or undefined
-  int64_t room() const { return shape.chunk_room(); }
-};
-Shapes shapes_of(const char* op, const at::Tensor& q, const at::Tensor& v, int64_t chunk_size,
-                 const std::optional<at::Tensor>& cu_seqlens) {
-  TORCH_CHECK(chunk_size > 0, op, ": argument 'chunk_size' must be positive, got ", chunk_size);
-  Shapes s;
-  s.shape = {q.size(0), q.size(1), q.size(2), q.size(3), v.size(3), chunk_size};
-  s.rows = s.shape.batch;
-  if (auto cu = ops::check_cu_seqlens(op, cu_seqlens, q.size(0), q.size(1))) {
-    s.cu = *cu;
-    s.rows = cu->size(0) - 1;
-    s.shape.segments = s.rows;
-    // Tracing: the room needs only the count (a non-null pointer, never read there).
-    static const int64_t kUnread = 0;
-    s.shape.segment_bounds = ops::holds_values(*cu) ? cu->data_ptr<int64_t>() : &kUnread;
-  }
-  return s;
-}
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(
     c10::string_view recurrence, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const at::Tensor& g, const std::optional<at::Tensor>& beta, double scale,
     const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
     const std::optional<at::Tensor>& cu_seqlens) {
-  const Shapes s = shapes_of("seqpar.matrix_chunk_forward", q, v, chunk_size, cu_seqlens);
-  const kernels::MatrixChunkShape& m = s.shape;
-  const at::ScalarType dt = compute_dtype(q.scalar_type());
-  const auto state_opts = q.options().dtype(dt);
-  at::Tensor o = at::empty({m.batch, m.time, m.heads, m.value}, v.options());
-  at::Tensor final_state = at::empty({s.rows, m.heads, m.key, m.value}, state_opts);
-  at::Tensor chunk_states = at::empty({m.batch, m.heads, s.room(), m.key, m.value}, state_opts);
-  const at::Tensor init = state_in(initial_state, dt);
-  kernels::MatrixChunkForwardParams p;
-  p.recurrence = recurrence_of(recurrence);
-  p.dtype = ops::scalar_kind_of("seqpar.matrix_chunk_forward", "q", q);
-  p.shape = m;
-  p.scale = scale;
-  p.q = step_operand(q);
-  p.k = step_operand(k);
-  p.v = step_operand(v);
-  p.g = step_operand(g);
-  if (beta) p.beta = step_operand(*beta);
-  p.initial_state = state_operand(init);
-  p.o = mutable_step_operand(o);
-  p.final_state = mutable_state_operand(final_state);
-  p.chunk_states = chunk_states.data_ptr();
-  p.gemm = blas();
-  p.num_threads = at::get_num_threads();
-  kernels::cpu::matrix_chunk_forward(p);
-  return {o, final_state, chunk_states};
+  PreparedChunkForward r = prepare_chunk_forward(recurrence, q, k, v, g, beta, scale,
+                                                 initial_state, chunk_size, cu_seqlens);
+  r.params.gemm = blas();
+  r.params.num_threads = at::get_num_threads();
+  kernels::cpu::matrix_chunk_forward(r.params);
+  return {r.o, r.final_state, r.chunk_states};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_cpu(
@@ -172,54 +102,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const at::Tensor& chunk_states, const std::optional<at::Tensor>& grad_o,
     const std::optional<at::Tensor>& grad_final_state, int64_t chunk_size,
     const std::optional<at::Tensor>& cu_seqlens) {
-  const Shapes s = shapes_of("seqpar.matrix_chunk_backward", q, v, chunk_size, cu_seqlens);
-  const kernels::MatrixChunkShape& m = s.shape;
-  const at::ScalarType dt = compute_dtype(q.scalar_type());
-  at::Tensor gq = at::empty_like(q, at::MemoryFormat::Contiguous);
-  at::Tensor gk = at::empty_like(k, at::MemoryFormat::Contiguous);
-  at::Tensor gv = at::empty_like(v, at::MemoryFormat::Contiguous);
-  at::Tensor gg = at::empty_like(g, at::MemoryFormat::Contiguous);
-  // GLA has no beta: an empty grad_beta (a schema's Tensor return cannot be None).
-  at::Tensor gb = beta ? at::empty_like(*beta, at::MemoryFormat::Contiguous) : at::empty({0}, q.options());
-  at::Tensor g_init = at::empty({s.rows, m.heads, m.key, m.value}, q.options().dtype(dt));
-  const at::Tensor states = chunk_states.to(dt).contiguous();
-  const at::Tensor go = grad_o && grad_o->defined() ? grad_o->to(v.scalar_type()) : at::Tensor();
-  const at::Tensor gfs = state_in(grad_final_state, dt);
-  kernels::MatrixChunkBackwardParams p;
-  p.recurrence = recurrence_of(recurrence);
-  p.dtype = ops::scalar_kind_of("seqpar.matrix_chunk_backward", "q", q);
-  p.shape = m;
-  p.scale = scale;
-  p.q = step_operand(q);
-  p.k = step_operand(k);
-  p.v = step_operand(v);
-  p.g = step_operand(g);
-  if (beta) p.beta = step_operand(*beta);
-  p.chunk_states = states.data_ptr();
-  p.grad_o = step_operand(go);
-  p.grad_final_state = state_operand(gfs);
-  p.grad_q = mutable_step_operand(gq);
-  p.grad_k = mutable_step_operand(gk);
-  p.grad_v = mutable_step_operand(gv);
-  p.grad_g = mutable_step_operand(gg);
-  if (beta) p.grad_beta = mutable_step_operand(gb);
-  p.grad_initial_state = mutable_state_operand(g_init);
-  p.gemm = blas();
-  p.num_threads = at::get_num_threads();
-  kernels::cpu::matrix_chunk_backward(p);
-  return {gq, gk, gv, gg, gb, g_init};
+  PreparedChunkBackward r =
+      prepare_chunk_backward(recurrence, q, k, v, g, beta, scale, chunk_states, grad_o,
+                             grad_final_state, chunk_size, cu_seqlens);
+  r.params.gemm = blas();
+  r.params.num_threads = at::get_num_threads();
+  kernels::cpu::matrix_chunk_backward(r.params);
+  return {r.gq, r.gk, r.gv, r.gg, r.gb, r.g_init};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_meta(
     c10::string_view, const at::Tensor& q, const at::Tensor&, const at::Tensor& v,
     const at::Tensor&, const std::optional<at::Tensor>&, double, const std::optional<at::Tensor>&,
     int64_t chunk_size, const std::optional<at::Tensor>& cu_seqlens) {
-  const Shapes s = shapes_of("seqpar.matrix_chunk_forward", q, v, chunk_size, cu_seqlens);
-  const kernels::MatrixChunkShape& m = s.shape;
   const auto state_opts = q.options().dtype(compute_dtype(q.scalar_type()));
-  return {at::empty({m.batch, m.time, m.heads, m.value}, v.options()),
-          at::empty({s.rows, m.heads, m.key, m.value}, state_opts),
-          at::empty({m.batch, m.heads, s.room(), m.key, m.value}, state_opts)};
+  return {at::empty({q.size(0), q.size(1), q.size(2), v.size(3)}, v.options()),
+          at::empty(chunk_final_state_shape(q, v, chunk_size, cu_seqlens), state_opts),
+          at::empty(chunk_states_shape(q, v, chunk_size, cu_seqlens), state_opts)};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_meta(
@@ -228,10 +127,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const at::Tensor& chunk_states, const std::optional<at::Tensor>&,
     const std::optional<at::Tensor>&, int64_t chunk_size,
     const std::optional<at::Tensor>& cu_seqlens) {
-  const Shapes s = shapes_of("seqpar.matrix_chunk_backward", q, v, chunk_size, cu_seqlens);
   return {at::empty_like(q), at::empty_like(k), at::empty_like(v), at::empty_like(g),
           beta ? at::empty_like(*beta) : at::empty({0}, q.options()),
-          at::empty({s.rows, q.size(2), q.size(3), v.size(3)}, chunk_states.options())};
+          at::empty(chunk_final_state_shape(q, v, chunk_size, cu_seqlens), chunk_states.options())};
 }
 
 using ForwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
