@@ -5,6 +5,7 @@
 #include <string>
 
 #include "ops/packed_sequences.h"
+#include "seqpar/sp.h"
 
 namespace seqpar::sp {
 namespace {
@@ -41,6 +42,12 @@ at::Tensor long_tensor(const std::vector<int64_t>& v) {
 }
 
 }  // namespace
+
+at::Tensor packed_bounds(const at::Tensor& cu_seqlens, int64_t local_time,
+                         const std::shared_ptr<comm::Communicator>& group) {
+  TORCH_CHECK(group != nullptr, "seqpar::sp::packed_bounds: group is null");
+  return packed_slice(*group, "seqpar.sp.packed_bounds", cu_seqlens, 1, local_time).local_cu;
+}
 
 PackedSlice packed_slice(comm::Communicator& group, const char* op, const at::Tensor& cu_seqlens,
                          int64_t batch, int64_t local_time) {

@@ -108,4 +108,11 @@ std::tuple<at::Tensor, at::Tensor> previous_steps(const at::Tensor& x, int64_t w
                                                   const SpOptions& options = {},
                                                   const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
 
+// Packed sequences: the bounds of this rank's local segments, int64 [segments + 1] on the host,
+// from the whole pack's cu_seqlens (the same on every rank) and this rank's slice length:
+// what causal_conv1d reads with the `before` windows of previous_steps above. Collective (the
+// ranks check cu_seqlens together, as every packed sp op does).
+at::Tensor packed_bounds(const at::Tensor& cu_seqlens, int64_t local_time,
+                         const std::shared_ptr<comm::Communicator>& group);
+
 }  // namespace seqpar::sp
