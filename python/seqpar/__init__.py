@@ -168,6 +168,33 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
     return o, _fla.state_out(final_state, output_final_state, state_v_first)
 
 
+def chunk_gated_delta_product(q, k, v, g, beta, num_householder, scale=None,
+                              initial_state=None, output_final_state=False,
+                              use_qk_l2norm_in_kernel=False, cu_seqlens=None,
+                              cu_seqlens_cpu=None, cp_context=None, *, chunk_size=64, **kwargs):
+    """Gated DeltaProduct, chunked; flash-linear-attention's chunk_gated_delta_product
+    (fla-core 0.6.0): the same arguments in the same order with the same defaults, plus
+    seqpar's keyword-only chunk_size (counted in Householder sub-steps).
+
+    Per token t and value head: S = exp(g_t) S, then for j = 0 .. n-1 (n = num_householder)
+    S = (I - beta_tj k_tj k_tj^T) S + beta_tj k_tj v_tj^T, then o_t = scale * S^T q_t, with
+    q: (B, T, H, K); k: (B, T n, H, K); v: (B, T n, HV, V); beta: (B, T n, HV) (token t's
+    factors at rows t n .. t n + n - 1); g: (B, T, HV) or None (no decay); HV a multiple of H
+    (grouped value heads). use_qk_l2norm_in_kernel: q and k divided by sqrt(|x|^2 + 1e-6).
+    Returns (o (B, T, HV, V) in v's dtype, final_state float32 (B, HV, K, V) or None unless
+    output_final_state). cu_seqlens counts tokens (batch 1; docs/packed_sequences.md). Runs
+    seqpar's gated DeltaNet over the T n sub-steps (docs/matrix_state.md, "DeltaProduct").
+    cp_context and any other keyword argument are refused: RuntimeError naming it."""
+    fn = "seqpar.chunk_gated_delta_product"
+    q, k, g, beta, cu_seqlens = _fla.delta_product_inputs(
+        fn, q, k, v, g, beta, use_qk_l2norm_in_kernel, cu_seqlens, cu_seqlens_cpu, cp_context,
+        kwargs)
+    load_library()
+    o, final_state = torch.ops.seqpar.chunk_gated_delta_product(
+        q, k, v, g, beta, num_householder, scale, initial_state, chunk_size, cu_seqlens)
+    return o, _fla.state_out(final_state, output_final_state, False)
+
+
 def previous_steps(x, width, initial=None, cu_seqlens=None):
     """The `width` steps before x and the `width` steps ending the sequence after x.
 

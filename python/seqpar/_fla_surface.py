@@ -145,3 +145,18 @@ def gated_delta_rule_inputs(fn, q, k, v, g, beta, use_qk_l2norm_in_kernel, use_g
     g, beta = half_precision_gates(q, g, beta)
     q, k = grouped_value_heads(fn, q, k, v)
     return q, k, g, beta
+
+
+def delta_product_inputs(fn, q, k, v, g, beta, use_qk_l2norm_in_kernel, cu_seqlens,
+                         cu_seqlens_cpu, cp_context, kwargs):
+    """(q, k, g, beta, cu_seqlens) for the DeltaProduct ops from FLA's arguments: the refusals,
+    the L2 norm of q and k, float32 gates rounded to half-precision q's dtype, q and k repeated
+    to v's heads."""
+    refuse_unsupported(fn, {"cp_context": cp_context}, kwargs)
+    cu_seqlens = packed_sequences(fn, cu_seqlens, cu_seqlens_cpu)
+    check_flags(fn, use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel)
+    if use_qk_l2norm_in_kernel:
+        q, k = _l2norm(q), _l2norm(k)
+    g, beta = half_precision_gates(q, g, beta)
+    q, k = grouped_value_heads(fn, q, k, v)
+    return q, k, g, beta, cu_seqlens

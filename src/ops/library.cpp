@@ -41,6 +41,11 @@ TORCH_LIBRARY(seqpar, m) {
       "chunk_gated_delta_rule(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,"
       " float? scale=None, Tensor? initial_state=None, int chunk_size=64,"
       " Tensor? cu_seqlens=None) -> (Tensor o, Tensor final_state)");
+  // Gated DeltaProduct: num_householder factors per token; k, v, beta have time * n rows.
+  m.def(
+      "chunk_gated_delta_product(Tensor q, Tensor k, Tensor v, Tensor? g, Tensor beta,"
+      " int num_householder, float? scale=None, Tensor? initial_state=None, int chunk_size=64,"
+      " Tensor? cu_seqlens=None) -> (Tensor o, Tensor final_state)");
   // The fused chunk kernels behind chunk_gla and chunk_gated_delta_rule on the CPU
   // (src/matrix_state/fused_chunks.cpp): recurrence is "gated_delta" (g per head, beta given) or
   // "gla" (g per key channel, no beta). The forward also returns the state entering each chunk,
@@ -79,6 +84,11 @@ TORCH_LIBRARY(seqpar, m) {
       "sp_chunk_gated_delta_rule(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,"
       " float? scale, Tensor? initial_state, int chunk_size, str group_name,"
       " str algo=\"auto\", Tensor? cu_seqlens=None) -> (Tensor o, Tensor final_state)");
+  m.def(
+      "sp_chunk_gated_delta_product(Tensor q, Tensor k, Tensor v, Tensor? g, Tensor beta,"
+      " int num_householder, float? scale, Tensor? initial_state, int chunk_size,"
+      " str group_name, str algo=\"auto\", Tensor? cu_seqlens=None)"
+      " -> (Tensor o, Tensor final_state)");
   m.def(
       "sp_previous_steps(Tensor x, int width, Tensor? initial, str group_name,"
       " str algo=\"auto\", Tensor? cu_seqlens=None) -> (Tensor before, Tensor last)");

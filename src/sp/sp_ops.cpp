@@ -62,6 +62,17 @@ std::tuple<at::Tensor, at::Tensor> sp_chunk_gated_delta_rule_op(
                                 group_named(group_name), options_for(algo), cu_seqlens);
 }
 
+std::tuple<at::Tensor, at::Tensor> sp_chunk_gated_delta_product_op(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    const std::optional<at::Tensor>& g, const at::Tensor& beta, int64_t num_householder,
+    std::optional<double> scale, const std::optional<at::Tensor>& initial_state,
+    int64_t chunk_size, c10::string_view group_name, c10::string_view algo,
+    const std::optional<at::Tensor>& cu_seqlens) {
+  return chunk_gated_delta_product(q, k, v, g, beta, num_householder, scale, initial_state,
+                                   chunk_size, group_named(group_name), options_for(algo),
+                                   cu_seqlens);
+}
+
 std::tuple<at::Tensor, at::Tensor> sp_previous_steps_op(const at::Tensor& x, int64_t width,
                                                         const std::optional<at::Tensor>& initial,
                                                         c10::string_view group_name,
@@ -125,6 +136,7 @@ TORCH_LIBRARY_IMPL(seqpar, CompositeImplicitAutograd, m) {
   m.impl("sp_scan", &sp_scan_op);
   m.impl("sp_chunk_gla", &sp_chunk_gla_op);
   m.impl("sp_chunk_gated_delta_rule", &sp_chunk_gated_delta_rule_op);
+  m.impl("sp_chunk_gated_delta_product", &sp_chunk_gated_delta_product_op);
   m.impl("sp_previous_steps", &sp_previous_steps_op);
   m.impl("sp_packed_bounds", &sp_packed_bounds_op);
   m.impl("sp_comm_check", &sp_comm_check);

@@ -242,6 +242,57 @@ def check_fla_surface(model, split):
         assert torch.allclose(grad, want, atol=1e-9), where + ": grad " + name
 
 
+def check_delta_product(split, packed):
+    """seqpar.sp.chunk_gated_delta_product (3 Householder factors per token, grouped value
+    heads, the in-kernel L2 norm) against the one-process function over the whole sequence:
+    outputs, final states and every gradient; packed: sequences crossing ranks."""
+    P, r = dist.get_world_size(), dist.get_rank()
+    lengths = slice_lengths(split, P)
+    start, total, n = sum(lengths[:r]), sum(lengths), 3
+    gen = torch.Generator().manual_seed(77)
+    rn = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64)  # noqa: E731
+    B, H, HV, K, V = 1, 1, 2, 4, 3
+    tensors = [rn(B, total, H, K), rn(B, total * n, H, K), rn(B, total * n, HV, V),
+               -torch.rand(B, total, HV, generator=gen, dtype=torch.float64),
+               torch.rand(B, total * n, HV, generator=gen, dtype=torch.float64)]
+    per_token = [1, n, n, 1, n]
+    cu = None
+    if packed:
+        cut = sorted({0, total, total // 3, total // 3, (2 * total) // 3 + 1, total - 1})
+        cu = torch.tensor([c for c in cut if 0 <= c <= total] if total else [0, 0])
+    N = 1 if cu is None else len(cu) - 1
+    h0 = rn(N, HV, K, V)
+    wo, wS = rn(B, total, HV, V), rn(N, HV, K, V)
+    kw = dict(output_final_state=True, use_qk_l2norm_in_kernel=True, chunk_size=4,
+              cu_seqlens=cu)
+    full = [x.clone().requires_grad_() for x in tensors + [h0]]
+    o_ref, S_ref = seqpar.chunk_gated_delta_product(*full[:5], n, initial_state=full[5], **kw)
+    ref = torch.autograd.grad((o_ref * wo).sum() + P * (S_ref * wS).sum(), full)
+    mine = [x[:, start * m:(start + lengths[r]) * m].clone().requires_grad_()
+            for x, m in zip(tensors, per_token)] + [h0.clone().requires_grad_()]
+    o, S = seqpar.sp.chunk_gated_delta_product(*mine[:5], n, initial_state=mine[5],
+                                               group=dist.group.WORLD, **kw)
+    got = torch.autograd.grad((o * wo[:, start:start + lengths[r]]).sum() + (S * wS).sum(), mine,
+                              allow_unused=True)
+    where = f"rank {r} P={P} delta product {split} packed={packed}"
+    assert torch.allclose(o, o_ref[:, start:start + lengths[r]], atol=1e-10), where + ": o"
+    assert torch.allclose(S, S_ref, atol=1e-10), where + ": final_state"
+    for i, (name, m) in enumerate(zip(["q", "k", "v", "g", "beta"], per_token)):
+        grad = got[i] if got[i] is not None else torch.zeros_like(mine[i])
+        want = ref[i][:, start * m:(start + lengths[r]) * m]
+        assert torch.allclose(grad, want, atol=1e-9), where + ": grad " + name
+    # The initial states: read on rank 0 (one sequence), on every rank when packed (their
+    # gradients then sum over the ranks).
+    grad = got[5] if got[5] is not None else torch.zeros_like(h0)
+    if packed:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+    elif r != 0:
+        assert torch.all(grad == 0), where + ": grad initial_state off rank 0"
+        return
+    assert torch.allclose(grad, ref[5], atol=1e-9), where + ": grad initial_state"
+
+
 def main():
     dist.init_process_group("gloo")
     cases = 0
@@ -272,6 +323,10 @@ def main():
     for model in ("gla", "gated_delta"):
         for split in ("uneven", "empty"):
             check_fla_surface(model, split)
+            cases += 1
+    for split in ("uneven", "empty"):
+        for packed in (False, True):
+            check_delta_product(split, packed)
             cases += 1
     print(f"rank {dist.get_rank()}: sp matrix-state checks passed on {dist.get_world_size()} "
           f"ranks ({cases} cases)", flush=True)

@@ -93,6 +93,16 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
     const std::shared_ptr<comm::Communicator>& group, const SpOptions& options = {},
     const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
 
+// Gated DeltaProduct (seqpar/matrix_state.h) with the sequence split along time across the
+// ranks of `group`: each rank passes its slice of the tokens (k, v, beta with num_householder
+// rows per token of it); the conventions are chunk_gated_delta_rule's above.
+std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_product(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    const std::optional<at::Tensor>& g, const at::Tensor& beta, int64_t num_householder,
+    std::optional<double> scale, const std::optional<at::Tensor>& initial_state,
+    int64_t chunk_size, const std::shared_ptr<comm::Communicator>& group,
+    const SpOptions& options = {}, const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
+
 // seqpar::previous_steps (seqpar/previous_steps.h) with the sequence split along time across
 // the ranks of `group`: `before` is the `width` steps preceding this rank's slice, gathered
 // from as many earlier ranks as needed (slices may be shorter than `width`, or empty), `last`
