@@ -87,17 +87,29 @@ INSTANTIATE_TEST_SUITE_P(Tasks, SpTraining, testing::Values("text", "copy", "mqa
 // equal one rank's.
 class SpMatrixTraining : public testing::TestWithParam<std::string> {};
 
-TEST_P(SpMatrixTraining, LossAndGradientsMatchOneRank) {
-  auto world = test_world();
-  auto o = sp_options("mqar");
-  const auto plus = GetParam().find('+');
-  o.model = seqpar::models::parse_model_kind(GetParam().substr(0, plus));
+// "model" or "model+conv" (conv_size 4) into the options.
+void set_model(TrainOptions& o, const std::string& name) {
+  const auto plus = name.find('+');
+  o.model = seqpar::models::parse_model_kind(name.substr(0, plus));
   o.conv_size = plus == std::string::npos ? 0 : 4;
+}
+
+// One step's loss and every gradient on the whole world's sp group equal one rank's; with
+// whole_runs, also a few steps and validation.
+void expect_sp_equals_one_rank(const TrainOptions& o, const std::string& what, bool whole_runs) {
+  auto world = test_world();
   Trainer reference(o, single_rank_grid(), nullptr);
   Trainer parallel(o, seqpar::comm::make_grid(world, world->size()), nullptr);
   const double l_ref = reference.compute_gradients(0), l_par = parallel.compute_gradients(0);
   EXPECT_NEAR(l_par, l_ref, 1e-5 * std::abs(l_ref)) << "loss";
-  expect_same_gradients(reference, parallel, GetParam().c_str());
+  expect_same_gradients(reference, parallel, what.c_str());
+  if (whole_runs) expect_same_runs(reference.run(), parallel.run());
+}
+
+TEST_P(SpMatrixTraining, LossAndGradientsMatchOneRank) {
+  auto o = sp_options("mqar");
+  set_model(o, GetParam());
+  expect_sp_equals_one_rank(o, GetParam(), /*whole_runs=*/false);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, SpMatrixTraining,
@@ -261,15 +273,8 @@ TEST_P(SpPackedTraining, LossAndGradientsMatchOneRank) {
   o.data = {dir};
   o.pack_documents = true;
   o.val_fraction = 0.3;
-  const auto plus = GetParam().find('+');
-  o.model = seqpar::models::parse_model_kind(GetParam().substr(0, plus));
-  o.conv_size = plus == std::string::npos ? 0 : 4;
-  Trainer reference(o, single_rank_grid(), nullptr);
-  Trainer parallel(o, seqpar::comm::make_grid(world, world->size()), nullptr);
-  const double l_ref = reference.compute_gradients(0), l_par = parallel.compute_gradients(0);
-  EXPECT_NEAR(l_par, l_ref, 1e-5 * std::abs(l_ref)) << "loss";
-  expect_same_gradients(reference, parallel, ("packed " + GetParam()).c_str());
-  expect_same_runs(reference.run(), parallel.run());
+  set_model(o, GetParam());
+  expect_sp_equals_one_rank(o, "packed " + GetParam(), /*whole_runs=*/true);
   world->barrier();
   if (world->rank() == 0) std::filesystem::remove_all(dir);
 }
