@@ -168,6 +168,39 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
     return o, _fla.state_out(final_state, output_final_state, state_v_first)
 
 
+def chunk_kda(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
+              use_qk_l2norm_in_kernel=False, use_gate_in_kernel=False,
+              use_beta_sigmoid_in_kernel=False, allow_neg_eigval=False, safe_gate=False,
+              lower_bound=None, disable_recompute=False, return_intermediate_states=False,
+              state_v_first=False, cu_seqlens=None, cu_seqlens_cpu=None, cp_context=None,
+              use_graph=False, max_num_seqs=None, *, A_log=None, dt_bias=None, chunk_size=64,
+              **kwargs):
+    """Kimi Delta Attention, chunked; flash-linear-attention's chunk_kda (fla-core 0.6.0): the
+    same arguments in the same order with the same defaults; A_log and dt_bias (which FLA reads
+    from its **kwargs) and seqpar's chunk_size are keyword-only here.
+
+    S_t = (I - beta_t k_t k_t^T) diag(exp(g_t)) S_{t-1} + beta_t k_t v_t^T and
+    o_t = scale * S_t^T q_t per value head: gated DeltaNet with a decay per key channel. q, k:
+    (B, T, H, K); v: (B, T, HV, V); g: (B, T, HV, K); beta: (B, T, HV); HV a multiple of H.
+    The in-kernel options as in FLA: use_qk_l2norm_in_kernel; use_gate_in_kernel (g = -exp(A_log)
+    softplus(g + dt_bias), A_log (HV,), dt_bias (HV * K,); with safe_gate and lower_bound,
+    lower_bound * sigmoid(exp(A_log) (g + dt_bias))); use_beta_sigmoid_in_kernel and
+    allow_neg_eigval; state_v_first; cu_seqlens / cu_seqlens_cpu (packed sequences).
+    disable_recompute is accepted and changes nothing. chunk_size: at most 16 or a multiple of
+    16. Returns (o in v's dtype, final_state float32 or None unless output_final_state).
+    return_intermediate_states, use_graph, max_num_seqs, cp_context and any other keyword
+    argument are refused: RuntimeError naming it. Not yet a fused kernel
+    (docs/matrix_state.md, "KDA")."""
+    given = locals()  # the arguments, before any other name is bound
+    options = {name: given[name] for name in _fla.KDA_OPTIONS}
+    q, k, g, beta, init, cu_seqlens, state_v_first = _fla.kda_arguments(
+        "seqpar.chunk_kda", q, k, v, g, beta, initial_state, kwargs, **options)
+    load_library()
+    o, final_state = torch.ops.seqpar.chunk_kda(q, k, v, g, beta, scale, init, chunk_size,
+                                                cu_seqlens)
+    return o, _fla.state_out(final_state, output_final_state, state_v_first)
+
+
 def chunk_gated_delta_product(q, k, v, g, beta, num_householder, scale=None,
                               initial_state=None, output_final_state=False,
                               use_qk_l2norm_in_kernel=False, cu_seqlens=None,

@@ -17,7 +17,7 @@ import torch
 from . import _causal_conv1d, load_library
 from . import _fla_surface as _fla
 
-__all__ = ["scan", "chunk_gla", "chunk_gated_delta_rule", "chunk_gated_delta_product",
+__all__ = ["scan", "chunk_gla", "chunk_gated_delta_rule", "chunk_kda", "chunk_gated_delta_product",
            "previous_steps", "causal_conv1d", "packed_bounds"]
 
 
@@ -85,6 +85,26 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
     o, final_state = torch.ops.seqpar.sp_chunk_gated_delta_rule(
         q, k, v, g, beta, scale, _fla.state_in(initial_state, state_v_first), chunk_size,
         _group_name(group), algo, cu_seqlens)
+    return o, _fla.state_out(final_state, output_final_state, state_v_first)
+
+
+def chunk_kda(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
+              use_qk_l2norm_in_kernel=False, use_gate_in_kernel=False,
+              use_beta_sigmoid_in_kernel=False, allow_neg_eigval=False, safe_gate=False,
+              lower_bound=None, disable_recompute=False, return_intermediate_states=False,
+              state_v_first=False, cu_seqlens=None, cu_seqlens_cpu=None, cp_context=None,
+              use_graph=False, max_num_seqs=None, *, A_log=None, dt_bias=None, chunk_size=64,
+              group=None, algo="auto", **kwargs):
+    """seqpar.chunk_kda with the sequence split along time across the group's ranks: the same
+    arguments plus group and algo. Every rank must call it, with the same head counts and
+    options. A_log and dt_bias are replicated: each rank's gradient is its slice's share."""
+    given = locals()  # the arguments, before any other name is bound
+    options = {name: given[name] for name in _fla.KDA_OPTIONS}
+    q, k, g, beta, init, cu_seqlens, state_v_first = _fla.kda_arguments(
+        "seqpar.sp.chunk_kda", q, k, v, g, beta, initial_state, kwargs, **options)
+    load_library()
+    o, final_state = torch.ops.seqpar.sp_chunk_kda(q, k, v, g, beta, scale, init, chunk_size,
+                                                   _group_name(group), algo, cu_seqlens)
     return o, _fla.state_out(final_state, output_final_state, state_v_first)
 
 

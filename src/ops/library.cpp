@@ -41,6 +41,11 @@ TORCH_LIBRARY(seqpar, m) {
       "chunk_gated_delta_rule(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,"
       " float? scale=None, Tensor? initial_state=None, int chunk_size=64,"
       " Tensor? cu_seqlens=None) -> (Tensor o, Tensor final_state)");
+  // Kimi Delta Attention: the delta rule with g (batch, time, heads, K).
+  m.def(
+      "chunk_kda(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta, float? scale=None,"
+      " Tensor? initial_state=None, int chunk_size=64, Tensor? cu_seqlens=None)"
+      " -> (Tensor o, Tensor final_state)");
   // Gated DeltaProduct: num_householder factors per token; k, v, beta have time * n rows.
   m.def(
       "chunk_gated_delta_product(Tensor q, Tensor k, Tensor v, Tensor? g, Tensor beta,"
@@ -84,6 +89,10 @@ TORCH_LIBRARY(seqpar, m) {
       "sp_chunk_gated_delta_rule(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,"
       " float? scale, Tensor? initial_state, int chunk_size, str group_name,"
       " str algo=\"auto\", Tensor? cu_seqlens=None) -> (Tensor o, Tensor final_state)");
+  m.def(
+      "sp_chunk_kda(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta, float? scale,"
+      " Tensor? initial_state, int chunk_size, str group_name, str algo=\"auto\","
+      " Tensor? cu_seqlens=None) -> (Tensor o, Tensor final_state)");
   m.def(
       "sp_chunk_gated_delta_product(Tensor q, Tensor k, Tensor v, Tensor? g, Tensor beta,"
       " int num_householder, float? scale, Tensor? initial_state, int chunk_size,"

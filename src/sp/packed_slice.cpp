@@ -156,7 +156,11 @@ PackedResult run_packed(const std::shared_ptr<comm::Communicator>& group, const 
                                      segment_finals.index_select(0, on(owned_rows)));
   if (!slice.empty.empty() && r.initial.defined())
     finals = finals.index_add(0, on(slice.empty), r.initial.index_select(0, on(slice.empty)));
-  return {outputs, AllReduceSum::apply(finals, group), init_rows};
+  // Results that no step of this slice made (an empty slice: a local op may return plain empty
+  // tensors) still reach x, so that this rank's backward meets the exchanges' collectives.
+  const at::Tensor tie = x.narrow(0, 0, 0).sum();
+  if (outputs.numel() == 0) outputs = outputs + tie.to(outputs.scalar_type());
+  return {outputs, AllReduceSum::apply(finals + tie, group), init_rows};
 }
 
 }  // namespace seqpar::sp

@@ -62,6 +62,16 @@ std::tuple<at::Tensor, at::Tensor> sp_chunk_gated_delta_rule_op(
                                 group_named(group_name), options_for(algo), cu_seqlens);
 }
 
+std::tuple<at::Tensor, at::Tensor> sp_chunk_kda_op(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
+    const at::Tensor& beta, std::optional<double> scale,
+    const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
+    c10::string_view group_name, c10::string_view algo,
+    const std::optional<at::Tensor>& cu_seqlens) {
+  return chunk_kda(q, k, v, g, beta, scale, initial_state, chunk_size, group_named(group_name),
+                   options_for(algo), cu_seqlens);
+}
+
 std::tuple<at::Tensor, at::Tensor> sp_chunk_gated_delta_product_op(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
     const std::optional<at::Tensor>& g, const at::Tensor& beta, int64_t num_householder,
@@ -137,6 +147,7 @@ TORCH_LIBRARY_IMPL(seqpar, CompositeImplicitAutograd, m) {
   m.impl("sp_chunk_gla", &sp_chunk_gla_op);
   m.impl("sp_chunk_gated_delta_rule", &sp_chunk_gated_delta_rule_op);
   m.impl("sp_chunk_gated_delta_product", &sp_chunk_gated_delta_product_op);
+  m.impl("sp_chunk_kda", &sp_chunk_kda_op);
   m.impl("sp_previous_steps", &sp_previous_steps_op);
   m.impl("sp_packed_bounds", &sp_packed_bounds_op);
   m.impl("sp_comm_check", &sp_comm_check);

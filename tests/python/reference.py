@@ -3,10 +3,15 @@
 * scan_reference: the sequential recurrence in float64 / complex128, one step at a time.
 * naive_same_precision: the same loop in the input dtype (what a user would write in PyTorch);
   its error against the fp64 reference sets the tolerance of the kernel (docs/design.md rule 8).
+* fla_naive: flash-linear-attention's pure-PyTorch reference module of an op family (fla-core's
+  fla/ops/<family>/naive.py, loaded by file path: importing fla.ops needs Triton), or None.
 * log_space_scan: the closed form h_t = P_t * (h0 + sum_{s<=t} b_s / P_s), P_t = prod a (real
   positive a only), in float64 with cumsum: a second reference that shares no loop with the
   first.
 """
+import importlib.util
+import os
+
 import torch
 
 
@@ -78,3 +83,21 @@ def matrix_state_reference(q, k, v, g, beta=None, scale=None, initial_state=None
             S = S + (bt * kt).unsqueeze(-1) * vt.unsqueeze(-2)
         o[:, t] = scale * torch.einsum("bhkv,bhk->bhv", S, q[:, t])
     return o, S
+
+
+def fla_naive(family):
+    """fla/ops/<family>/naive.py as a module, or None when fla-core (or einops) is absent."""
+    spec = importlib.util.find_spec("fla")
+    if spec is None or importlib.util.find_spec("einops") is None:
+        return None
+    path = os.path.join(list(spec.submodule_search_locations)[0], "ops", family, "naive.py")
+    if not os.path.exists(path):
+        return None
+    loader = importlib.util.spec_from_file_location(f"fla_naive_{family}", path)
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    return module
+
+
+FLA_MISSING = ("fla-core (and einops) not installed (pip install --no-deps fla-core einops): "
+               "FLA's naive reference is not compared; the float64 loop still is")

@@ -4,13 +4,11 @@ steps, then the readout), and against FLA's naive_recurrent_gated_delta_product 
 installed; num_householder = 1 against chunk_gated_delta_rule; without a gate; grouped value
 heads and the in-kernel L2 norm; packed sequences; gradients of every input against the loop's
 autograd; gradcheck and opcheck; bfloat16; the errors that name the argument."""
-import importlib.util
-import os
-
 import pytest
 import torch
 
 import seqpar
+from reference import FLA_MISSING, fla_naive
 
 
 def loop(q, k, v, g, beta, n, scale=None, h0=None):
@@ -158,26 +156,11 @@ def test_errors_name_the_argument():
         seqpar.chunk_gated_delta_product(q, k, v, g, beta, 2, head_first=False)
 
 
-def fla_naive_delta_product():
-    spec = importlib.util.find_spec("fla")
-    if spec is None:
-        return None
-    path = os.path.join(list(spec.submodule_search_locations)[0], "ops", "gated_delta_product",
-                        "naive.py")
-    if not os.path.exists(path):
-        return None
-    s = importlib.util.spec_from_file_location("fla_naive_gated_delta_product", path)
-    module = importlib.util.module_from_spec(s)
-    s.loader.exec_module(module)
-    return module
-
-
-@pytest.mark.skipif(fla_naive_delta_product() is None,
-                    reason="fla-core not installed (pip install --no-deps fla-core einops): "
-                           "FLA's naive DeltaProduct is not compared; the float64 loop still is")
+@pytest.mark.skipif(fla_naive("gated_delta_product") is None,
+                    reason=FLA_MISSING)
 @pytest.mark.parametrize("packed", [False, True])
 def test_against_fla_naive(packed):
-    naive = fla_naive_delta_product()
+    naive = fla_naive("gated_delta_product")
     n = 3
     q, k, v, g, beta = inputs(n=n, T=33, dtype=torch.float32)
     cu = torch.tensor([0, 10, 11, 33]) if packed else None

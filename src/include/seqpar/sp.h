@@ -93,6 +93,16 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
     const std::shared_ptr<comm::Communicator>& group, const SpOptions& options = {},
     const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
 
+// Kimi Delta Attention (seqpar/matrix_state.h) with the sequence split along time across the
+// ranks of `group`; the conventions are chunk_gated_delta_rule's above (three local passes: the
+// slice's map, its zero-state run, the run from the entering state).
+std::tuple<at::Tensor, at::Tensor> chunk_kda(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
+    const at::Tensor& beta, std::optional<double> scale,
+    const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
+    const std::shared_ptr<comm::Communicator>& group, const SpOptions& options = {},
+    const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
+
 // Gated DeltaProduct (seqpar/matrix_state.h) with the sequence split along time across the
 // ranks of `group`: each rank passes its slice of the tokens (k, v, beta with num_householder
 // rows per token of it); the conventions are chunk_gated_delta_rule's above.
