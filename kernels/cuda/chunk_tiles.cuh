@@ -1,7 +1,10 @@
 // What the CUDA chunk kernels of the matrix-state recurrences share (chunk_delta_rule.cu,
 // chunk_gla.cu): the CTA's shared-memory carve-up (one function used by the host to size the
 // launch and by the kernel to place its tiles), moving one chunk of one head between the
-// users' strided layout and a row-major tile in the compute type, and the CTA-level tile GEMM.
+// users' strided layout and a row-major tile in the compute type, the CTA-level tile GEMM,
+// the walk over a head's chunks (packed sequences: each cut into its own chunks, from a chunk
+// table), the state rows it starts from and ends in, the saved chunk states, the backward
+// CTA's scratch, and the launchers; the two kernels keep only their recurrence's math.
 //
 // Design (docs/cuda.md, "Chunk kernels"): one CTA of kThreads threads per (batch, head,
 // V-tile) walks its chunks in order. The state's columns are independent in both recurrences,
