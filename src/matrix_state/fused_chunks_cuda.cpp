@@ -34,8 +34,10 @@ void check_result(const char* op, const kernels::cuda::MatrixChunkResult& r) {
 
 // Packed sequences (cu_seqlens): the chunk table of the prepared shape (whose segment_bounds
 // point into the checked host copy of cu_seqlens) in device memory on q's device, pointed to
-// by the shape; returned so that it lives until the op returns (the caching allocator keeps it
-// from reuse until the kernels on the stream are done with it). Undefined when not packed.
+// by the shape; returned so that it lives until the op returns (after that the caching
+// allocator reuses its memory only in the order of the current stream, behind the kernels).
+// The host copy is pinned and copied asynchronously; PyTorch's host allocator keeps it until
+// the copy is done. Undefined when not packed.
 at::Tensor attach_chunk_table(kernels::MatrixChunkShape& shape, const at::Tensor& q) {
   if (shape.segment_bounds == nullptr) return {};
   at::Tensor host = at::empty({static_cast<int64_t>(kernels::cuda::matrix_chunk_table_size(shape))},
