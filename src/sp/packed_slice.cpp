@@ -1,7 +1,6 @@
 // See packed_slice.h.
 #include "sp/packed_slice.h"
 
-#include <algorithm>
 #include <string>
 
 #include "ops/packed_sequences.h"
