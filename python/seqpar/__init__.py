@@ -66,10 +66,7 @@ def scan(a, b, h0=None, reverse=False, checkpoint_every=0, cu_seqlens=None):
     """
     load_library()
     if checkpoint_every:
-        if cu_seqlens is not None:
-            raise RuntimeError("seqpar.scan: argument 'cu_seqlens' (packed sequences) is not "
-                               "supported with checkpoint_every > 0 yet")
-        return torch.ops.seqpar.scan_checkpointed(a, b, h0, reverse, checkpoint_every)
+        return torch.ops.seqpar.scan_checkpointed(a, b, h0, reverse, checkpoint_every, cu_seqlens)
     return torch.ops.seqpar.scan(a, b, h0, reverse, cu_seqlens)
 
 

@@ -103,7 +103,7 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
   const auto cu = ops::check_cu_seqlens(op, cu_seqlens, d.B, d.T);
   if (initial_state && initial_state->defined())
     matrix_state::check_state(op, *initial_state, q, d, cu);
-  if (matrix_state::use_fused_chunks("gated_delta", q, v, chunk_size, cu.has_value())) {
+  if (matrix_state::use_fused_chunks("gated_delta", q, v, chunk_size)) {
     return matrix_state::fused_chunk_recurrence(
         "gated_delta", q, k, v, g, beta,
         scale.value_or(1.0 / std::sqrt(static_cast<double>(d.K))), initial_state, chunk_size, cu);

@@ -37,7 +37,7 @@ std::tuple<at::Tensor, at::Tensor> chunk_gla(const at::Tensor& q, const at::Tens
   matrix_state::check_scores_chunk(op, d);
   const at::ScalarType dt = matrix_state::compute_dtype(q.scalar_type());
   const double s = scale.value_or(1.0 / std::sqrt(static_cast<double>(d.K)));
-  if (matrix_state::use_fused_chunks("gla", q, v, chunk_size, cu.has_value()))
+  if (matrix_state::use_fused_chunks("gla", q, v, chunk_size))
     return matrix_state::fused_chunk_recurrence("gla", q, k, v, g, at::Tensor(), s, initial_state,
                                                 chunk_size, cu);
   if (cu) {

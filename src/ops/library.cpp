@@ -18,10 +18,11 @@ TORCH_LIBRARY(seqpar, m) {
       "scan(Tensor a, Tensor b, Tensor? h0=None, bool reverse=False, Tensor? cu_seqlens=None)"
       " -> (Tensor h, Tensor h_last)");
   // Same result; autograd saves only every checkpoint_every-th state and recomputes the
-  // rest chunk by chunk in backward (activation memory T*D/c instead of T*D).
+  // rest chunk by chunk in backward (activation memory T*D/c instead of T*D). cu_seqlens as
+  // for scan.
   m.def(
-      "scan_checkpointed(Tensor a, Tensor b, Tensor? h0, bool reverse, int checkpoint_every)"
-      " -> (Tensor h, Tensor h_last)");
+      "scan_checkpointed(Tensor a, Tensor b, Tensor? h0, bool reverse, int checkpoint_every,"
+      " Tensor? cu_seqlens=None) -> (Tensor h, Tensor h_last)");
   // The fused adjoint pass (docs/design.md section 1). grad_h or grad_h_last may be None (zeros).
   // Returns grad_a, grad_b and grad_h0 (zeros shaped like h_last when h0 is None).
   m.def(

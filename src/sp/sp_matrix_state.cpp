@@ -144,7 +144,7 @@ std::tuple<at::Tensor, at::Tensor> chunk_gla(const at::Tensor& q, const at::Tens
   const int64_t algo = resolve_algo(*group, options, Transition::kDiagonal, M, E);
   const at::Tensor x = EnteringState::apply(
       M, E, group->rank() == 0 ? state_in_compute_dtype(initial_state, dt) : std::nullopt,
-      static_cast<int64_t>(Transition::kDiagonal), group, algo);
+      static_cast<int64_t>(Transition::kDiagonal), group, algo, /*reverse=*/false);
   const double s = scale.value_or(1.0 / std::sqrt(static_cast<double>(q.size(3))));
   const at::Tensor correction =
       s * at::einsum("bthk,bhkv->bthv", {q.to(dt) * Gsum.exp(), x});
@@ -203,7 +203,7 @@ std::tuple<at::Tensor, at::Tensor> three_pass_delta(
   const int64_t algo = resolve_algo(*group, options, Transition::kMatrix, M, E);
   const at::Tensor x = EnteringState::apply(
       M, E, group->rank() == 0 ? state_in_compute_dtype(initial_state, dt) : std::nullopt,
-      static_cast<int64_t>(Transition::kMatrix), group, algo);
+      static_cast<int64_t>(Transition::kMatrix), group, algo, /*reverse=*/false);
   auto [o, f] = local(0, at::Tensor(), x, std::nullopt);
   if (o.size(1) == 0) o = x.sum(2).unsqueeze(1).narrow(1, 0, 0).to(o.scalar_type());
   return {o, FinalFromLast::apply(f, group)};
@@ -245,7 +245,7 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
   const at::Tensor x = EnteringState::apply(
       slice.M, slice.E,
       group->rank() == 0 ? state_in_compute_dtype(initial_state, slice.E.scalar_type()) : std::nullopt,
-      static_cast<int64_t>(Transition::kMatrix), group, algo);
+      static_cast<int64_t>(Transition::kMatrix), group, algo, /*reverse=*/false);
   auto [o, f] = slice.finish(x);
   return {o, FinalFromLast::apply(f, group)};
 }

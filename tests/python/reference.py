@@ -5,6 +5,8 @@
   its error against the fp64 reference sets the tolerance of the kernel (docs/design.md rule 8).
 * fla_naive: flash-linear-attention's pure-PyTorch reference module of an op family (fla-core's
   fla/ops/<family>/naive.py, loaded by file path: importing fla.ops needs Triton), or None.
+* scan_per_sequence: scan_reference's loop on each packed sequence alone (cu_seqlens), each
+  from its own row of h0, reverse from its own end.
 * log_space_scan: the closed form h_t = P_t * (h0 + sum_{s<=t} b_s / P_s), P_t = prod a (real
   positive a only), in float64 with cumsum: a second reference that shares no loop with the
   first.
@@ -29,6 +31,24 @@ def scan_reference(a, b, h0=None, reverse=False):
         h = a64[:, t] * h + b64[:, t]
         out[:, t] = h
     return out, h
+
+
+def scan_per_sequence(a, b, h0, cu, reverse):
+    """Each sequence alone, one step at a time in float64 (complex128 for complex64)."""
+    dt = wide(a.dtype)
+    hs, lasts = [], []
+    for i in range(len(cu) - 1):
+        lo, hi = int(cu[i]), int(cu[i + 1])
+        s = h0[i].to(dt) if h0 is not None else torch.zeros(a.shape[2:], dtype=dt)
+        out = [None] * (hi - lo)
+        for k in range(hi - lo):
+            t = hi - 1 - k if reverse else lo + k
+            s = a[0, t].to(dt) * s + b[0, t].to(dt)
+            out[t - lo] = s
+        hs += out
+        lasts.append(s)
+    h = torch.stack(hs, 0).unsqueeze(0) if hs else torch.zeros((1, 0) + tuple(a.shape[2:]), dtype=dt)
+    return h, torch.stack(lasts, 0) if lasts else torch.zeros((0,) + tuple(a.shape[2:]), dtype=dt)
 
 
 def naive_same_precision(a, b, h0=None, reverse=False):
