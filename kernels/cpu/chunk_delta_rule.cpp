@@ -12,8 +12,8 @@
 // (Q already scaled.) Every exponential is of a non-positive number. The forward saves only the
 // state entering each chunk; the backward runs the chunks from the last, recomputes the chunk's
 // quantities from its saved state and applies the adjoint of each line above (derived in
-// docs/matrix_state.md), carrying dS, the gradient of the state entering the chunk.
-#include <memory>
+// docs/matrix_state.md), carrying dS, the gradient of the state entering the chunk. DeltaRun
+// below is what chunk_ranges.h schedules: a chunk forward or backward, and a range map's step.
 
 #include "chunk_ranges.h"
 

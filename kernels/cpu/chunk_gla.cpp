@@ -11,8 +11,9 @@
 // a - 1, exp(G_i - G_j) = exp(G_i - r) exp(r - G_j), both factors <= 1, and is one matrix
 // product; the diagonal blocks are summed exactly, one exponential per (i, j, k) with j <= i,
 // each of a non-positive number. Nothing is clamped or approximated.
-// The forward saves only the state entering each chunk; backward recomputes the rest.
-#include <memory>
+// The forward saves only the state entering each chunk; backward recomputes the rest. GlaRun
+// below is what the scheduling over (batch, head) pairs and ranges of chunks (chunk_ranges.h)
+// runs: a chunk forward or backward, and a range map's step.
 
 #include "chunk_ranges.h"
 
