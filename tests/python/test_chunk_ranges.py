@@ -144,6 +144,10 @@ def test_ranges_packed_gradcheck(threads, model):
     torch.set_num_threads(3)
     lengths = [3, 0, 21, 5, 0]
     q, k, v, g, beta, s0 = matrix_inputs(model, lengths, H=1, K=3, V=2)
+    # slow decays and small beta, so that the middle range's M (12 steps) is far above
+    # gradcheck's tolerance
+    g = g * 0.05
+    beta = None if beta is None else beta * 0.3
     cu = cu_of(lengths)
     xs = [x.requires_grad_() for x in (q, k, v, g, beta, s0) if x is not None]
 
