@@ -131,7 +131,8 @@ void advance_state(int64_t c, const Gemm<T>& gemm, DeltaTiles<T>& x, T* S) {
 // gam Q and the scores loaded): dw = P^T dO + Kbar dS (kept in x.dw),
 // dS_prev = (gam Q)^T dO + gam_last dS - W^T dw.
 template <class T>
-void carry_state_gradient(int64_t c, const Gemm<T>& gemm, DeltaTiles<T>& x, const T* dS, T* dS_prev) {
+void carry_state_gradient(int64_t c, const Gemm<T>& gemm, DeltaTiles<T>& x, const T* dS,
+                          T* dS_prev) {
   const int64_t C = x.C, K = x.K, V = x.V, R = x.R;
   gemm(true, false, c, V, c, T(1), x.QK.data(), C, x.dout.data(), V, T(0), x.dw.data(), V);
   gemm(false, false, c, V, K, T(1), x.kbar.data(), K, dS, V, T(1), x.dw.data(), V);
@@ -179,8 +180,10 @@ struct DeltaRun {
     const Gemm<T> gemm{gemm_of<T>(p.gemm)};
     chunk_prepare<In, T>(p, b, h, st.t0, c, gemm, x);
     if (m.live) {
-      gemm(false, false, c, K, K, T(1), x.UW.data() + x.V, R, m.M.data(), K, T(0), x.kmap.data(), K);
-      gemm(true, false, K, K, c, T(-1), x.kbar.data(), K, x.kmap.data(), K, x.gam[c - 1], m.M.data(), K);
+      const T* W = x.UW.data() + x.V;
+      T* M = m.M.data();
+      gemm(false, false, c, K, K, T(1), W, R, M, K, T(0), x.kmap.data(), K);
+      gemm(true, false, K, K, c, T(-1), x.kbar.data(), K, x.kmap.data(), K, x.gam[c - 1], M, K);
     }
     pseudo_values(c, gemm, x, m.E.data());
     advance_state(c, gemm, x, m.E.data());
@@ -197,14 +200,15 @@ struct DeltaRun {
     load_tile_or_zeros<In, T>(p.grad_o, b, st.t0, h, c, x.V, x.dout);
     if (m.live) {
       gemm(false, false, c, K, K, T(1), x.kbar.data(), K, m.M.data(), K, T(0), x.kmap.data(), K);
-      gemm(true, false, K, K, c, T(-1), x.UW.data() + x.V, R, x.kmap.data(), K, x.gam[c - 1], m.M.data(), K);
+      const T* W = x.UW.data() + x.V;
+      gemm(true, false, K, K, c, T(-1), W, R, x.kmap.data(), K, x.gam[c - 1], m.M.data(), K);
     }
     carry_state_gradient(c, gemm, x, m.E.data(), x.dS_prev.data());
     std::swap(m.E, x.dS_prev);
   }
 
-  static void backward(const MatrixChunkBackwardParams& p, int64_t b, int64_t h, const ChunkStep& st,
-                       Tiles& x);
+  static void backward(const MatrixChunkBackwardParams& p, int64_t b, int64_t h,
+                       const ChunkStep& st, Tiles& x);
 };
 
 template <class In, class Tc>
@@ -220,7 +224,7 @@ void DeltaRun<In, Tc>::backward(const MatrixChunkBackwardParams& p, int64_t b, i
   load_tile_or_zeros<In, T>(p.grad_o, b, t0, h, c, V, x.dout);
   std::fill(x.dG.begin(), x.dG.end(), T(0));
   std::fill(x.dgam.begin(), x.dgam.end(), T(0));
-  // dw = P^T dO + Kbar dS';  the state entering the chunk: dS = (gam Q)^T dO + gam_last dS' - W^T dw.
+  // dw = P^T dO + Kbar dS'; the state entering the chunk: dS = (gam Q)^T dO + gam_last dS' - W^T dw
   carry_state_gradient(c, gemm, x, x.dS.data(), x.dS_prev.data());
   x.dgam[c - 1] += dot(x.S.data(), x.dS.data(), K * V);
   // dP = dO w^T on and below the diagonal; P = D * QK, so dQK = dP * D and the decay's share

@@ -236,8 +236,8 @@ struct GlaRun {
     std::swap(m.E, x.dS_prev);
   }
 
-  static void backward(const MatrixChunkBackwardParams& p, int64_t b, int64_t h, const ChunkStep& st,
-                       Tiles& x);
+  static void backward(const MatrixChunkBackwardParams& p, int64_t b, int64_t h,
+                       const ChunkStep& st, Tiles& x);
 };
 
 template <class In, class Tc>
@@ -261,7 +261,8 @@ void GlaRun<In, Tc>::backward(const MatrixChunkBackwardParams& p, int64_t b, int
   // dS = Qh^T dO + diag(exp(G_last)) dS'; exp(G_last) gets sum_v S dS'.
   carry_state_gradient(c, gemm, x, x.dS.data(), x.dS_prev.data());
   T* dG_last = x.dG.data() + (c - 1) * K;
-  for (int64_t i = 0; i < K; ++i) dG_last[i] += x.elast[i] * dot(x.S.data() + i * V, x.dS.data() + i * V, V);
+  for (int64_t i = 0; i < K; ++i)
+    dG_last[i] += x.elast[i] * dot(x.S.data() + i * V, x.dS.data() + i * V, V);
   // Kb = K * exp(G_last - G): dKb = V dS'^T.
   gemm(false, true, c, K, V, T(1), x.v.data(), V, x.dS.data(), V, T(0), x.tmp.data(), K);
   for (int64_t i = 0; i < c; ++i)

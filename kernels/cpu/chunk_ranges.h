@@ -4,12 +4,13 @@
 // per worker would leave the other workers idle).
 //
 // Each pair's chunks are cut into R contiguous ranges, R = threads / pairs (at most one range
-// per chunk; R = 1, today's one pass per pair, when pairs >= threads). The state after a range
+// per chunk; R = 1, the plain one pass per pair, when pairs >= threads). The state after a range
 // is affine in the state x entering it, M x + E (GLA: M diagonal, the product of the decays;
 // gated DeltaNet: M the product of the chunks' K x K transitions), the two-level scan of chunk
 // maps that seqpar.sp uses across ranks, here across workers:
-//   1. in parallel, each range but the last computes its map (M, E) chunk by chunk;
-//   2. on the calling thread, the state entering each range, in order (R small products);
+//   1. in parallel, each range but the last computes its map (M, E) chunk by chunk (the first
+//      range's without M: chunk 0 starts its run, see packed sequences below);
+//   2. on the calling thread, the state entering each range, in order (R - 1 small products);
 //   3. in parallel, each range runs its chunks from its entering state, exactly as one pass.
 // The backward mirrors it: the gradient of the state leaving a range is carried backwards
 // through the ranges' adjoint maps dx = M^T dy + F (F: the gradient reached from the range's
@@ -109,8 +110,8 @@ inline void restart_map(RangeMap<T>& m, const T* state) {
 }
 // out = M x + E (K x V).
 template <class T>
-inline void apply_map(const RangeMap<T>& m, bool diagonal, int64_t K, int64_t V, const Gemm<T>& gemm,
-                      const T* x, T* out) {
+inline void apply_map(const RangeMap<T>& m, bool diagonal, int64_t K, int64_t V,
+                      const Gemm<T>& gemm, const T* x, T* out) {
   std::copy(m.E.begin(), m.E.end(), out);
   if (!m.live) return;
   if (diagonal) {
@@ -191,7 +192,8 @@ void run_chunks(const MatrixChunkBackwardParams& p) {
   if (R > 1) {
     std::vector<RangeMap<T>> maps(static_cast<size_t>(pairs * (R - 1)));  // of ranges 1 .. R-1
     for_each_task(pairs * (R - 1), p.num_threads, [&](int64_t task, int worker) {
-      const int64_t pair = task / (R - 1), r = 1 + task % (R - 1), b = pair / heads, h = pair % heads;
+      const int64_t pair = task / (R - 1), r = 1 + task % (R - 1);
+      const int64_t b = pair / heads, h = pair % heads;
       RangeMap<T>& m = maps[static_cast<size_t>(task)];
       start_map(m, Run::kDiagonalMap, K, V);
       auto& x = tiles[worker];
@@ -215,10 +217,12 @@ void run_chunks(const MatrixChunkBackwardParams& p) {
     load_state(R > 1 ? leaving.data() + task * KV : nullptr, KV, x.dS);
     for_each_chunk(s, b, ranges.first(r), ranges.first(r + 1), true, [&](const ChunkStep& st) {
       if (st.last) load_state(state_ptr<T>(p.grad_final_state, st.row, h), KV, x.dS);
-      std::copy_n(static_cast<const T*>(p.chunk_states) + (pair * room + st.n) * KV, KV, x.S.data());
+      const T* saved = static_cast<const T*>(p.chunk_states) + (pair * room + st.n) * KV;
+      std::copy_n(saved, KV, x.S.data());
       Run::backward(p, b, h, st, x);
       if (st.first)
-        if (T* out = state_ptr<T>(p.grad_initial_state, st.row, h)) std::copy_n(x.dS.data(), KV, out);
+        if (T* out = state_ptr<T>(p.grad_initial_state, st.row, h))
+          std::copy_n(x.dS.data(), KV, out);
     });
     if (r == 0) {
       for_each_empty_segment(s, b, [&](int64_t row) {
