@@ -103,25 +103,22 @@ __global__ void __launch_bounds__(kThreads) gla_forward_kernel(MatrixChunkForwar
   constexpr int VT = kValueTile<In>;
   const MatrixChunkShape s = p.shape;
   const int K = static_cast<int>(s.key), V = static_cast<int>(s.value);
-  const int64_t N = num_chunks(s);
   const CtaIndex at = cta_index(s, VT);
-  const int col0 = at.vt * VT;
+  const int col0 = at.col0;
   SEQPAR_DYNAMIC_SMEM(smem);
   Carve cv{reinterpret_cast<uintptr_t>(smem)};
   GlaForwardTiles<In> x;
   x.carve(cv, K, VT);
-  const T* init = p.initial_state.data ? state_at<const T>(p.initial_state, at.b, at.h) : nullptr;
-  for (int e = threadIdx.x; e < K * VT; e += blockDim.x)
-    x.S[e] = init ? init[(e / VT) * V + col0 + e % VT] : T(0);
-  T* saved = p.chunk_states ? static_cast<T*>(p.chunk_states) + (at.b * s.heads + at.h) * N * K * V
-                            : nullptr;
+  T* saved = saved_states<T>(p.chunk_states, s, at.b, at.h);
   const T scale = static_cast<T>(p.scale);
-  __syncthreads();
-  for (int64_t n = 0; n < N; ++n) {
-    const ChunkSpan sp = chunk_span(s, n);
-    if (saved)
-      for (int e = threadIdx.x; e < K * VT; e += blockDim.x)
-        saved[n * K * V + (e / VT) * V + col0 + e % VT] = x.S[e];
+  const auto enter = [&](int64_t row) {
+    load_state_cols(state_at<const T>(p.initial_state, row, at.h), K, V, col0, VT, x.S);
+  };
+  const auto leave = [&](int64_t row) {
+    store_state_cols(x.S, K, V, col0, VT, state_at<T>(p.final_state, row, at.h));
+  };
+  walk_chunks<false>(s, at.b, enter, [&](int64_t n, const ChunkSpan sp) {
+    save_state(saved, s, n, col0, VT, x.S);
     load_rows<In>(p.q, at.b, at.h, sp.t0, sp.len, 0, K, scale, x.q);
     load_rows<In>(p.k, at.b, at.h, sp.t0, sp.len, 0, K, T(1), x.k);
     load_rows<In>(p.g, at.b, at.h, sp.t0, sp.len, 0, K, T(1), x.G);
@@ -142,11 +139,8 @@ __global__ void __launch_bounds__(kThreads) gla_forward_kernel(MatrixChunkForwar
     cta_gemm<In, true, false>(x.st, K, VT, C, T(1), x.k, K, x.v, VT, T(1), x.S, VT);
     __syncthreads();
     if (p.o.data) store_rows<In>(p.o, at.b, at.h, sp.t0, sp.len, col0, VT, T(1), x.o, VT);
-  }
-  if (p.final_state.data) {
-    T* out = state_at<T>(p.final_state, at.b, at.h);
-    for (int e = threadIdx.x; e < K * VT; e += blockDim.x) out[(e / VT) * V + col0 + e % VT] = x.S[e];
-  }
+  }, leave);
+  clear_spare_states(saved, s, col0, VT);
 }
 
 template <class In>
@@ -156,37 +150,33 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int VT = kValueTile<In>;
   const MatrixChunkShape s = p.shape;
   const int K = static_cast<int>(s.key), V = static_cast<int>(s.value);
-  const int64_t N = num_chunks(s), Tpad = N * C;
   const CtaIndex at = cta_index(s, VT);
-  const int col0 = at.vt * VT;
+  const int col0 = at.col0;
   SEQPAR_DYNAMIC_SMEM(smem);
   Carve cv{reinterpret_cast<uintptr_t>(smem)};
   GlaBackwardTiles<In> x;
   x.carve(cv, K, VT);
-  T* dSc = static_cast<T*>(ws.ds) + static_cast<int64_t>(blockIdx.x) * 2 * K * VT;
-  T* dSn = dSc + K * VT;
+  BackwardCta<T> c = backward_cta<T>(p, at, ws.ds, VT);
   T* tmp = static_cast<T*>(ws.tmp) + static_cast<int64_t>(blockIdx.x) * C * K;
-  const int64_t slot = (at.vt * s.batch + at.b) * s.heads + at.h;
-  const T* states = static_cast<const T*>(p.chunk_states) + (at.b * s.heads + at.h) * N * K * V + col0;
-  const T* gfs = p.grad_final_state.data ? state_at<const T>(p.grad_final_state, at.b, at.h) : nullptr;
-  for (int e = threadIdx.x; e < K * VT; e += blockDim.x)
-    dSc[e] = gfs ? gfs[(e / VT) * V + col0 + e % VT] : T(0);
   const T scale = static_cast<T>(p.scale);
-  for (int64_t n = N - 1; n >= 0; --n) {
-    const ChunkSpan sp = chunk_span(s, n);
-    const T* S = states + n * K * V;  // ld V
-    T* pdq = static_cast<T*>(ws.dq) + (slot * Tpad + n * C) * K;
-    T* pdk = static_cast<T*>(ws.dk) + (slot * Tpad + n * C) * K;
-    T* pdG = static_cast<T*>(ws.dg) + (slot * Tpad + n * C) * K;
+  const auto enter = [&](int64_t row) {
+    load_state_cols(state_at<const T>(p.grad_final_state, row, at.h), K, V, col0, VT, c.dSc);
+  };
+  const auto leave = [&](int64_t row) {
+    store_state_cols(c.dSc, K, V, col0, VT, state_at<T>(p.grad_initial_state, row, at.h));
+  };
+  walk_chunks<true>(s, at.b, enter, [&](int64_t n, const ChunkSpan sp) {
+    const T* S = c.states + n * K * V;  // ld V
+    T* const dSc = c.dSc;
+    T* const dSn = c.dSn;
+    T* pdq = c.rows(ws.dq, n, K);
+    T* pdk = c.rows(ws.dk, n, K);
+    T* pdG = c.rows(ws.dg, n, K);
     load_rows<In>(p.q, at.b, at.h, sp.t0, sp.len, 0, K, scale, x.q);
     load_rows<In>(p.k, at.b, at.h, sp.t0, sp.len, 0, K, T(1), x.k);
     load_rows<In>(p.g, at.b, at.h, sp.t0, sp.len, 0, K, T(1), x.G);
     load_rows<In>(p.v, at.b, at.h, sp.t0, sp.len, col0, VT, T(1), x.v);
-    if (p.grad_o.data) {
-      load_rows<In>(p.grad_o, at.b, at.h, sp.t0, sp.len, col0, VT, T(1), x.dO);
-    } else {
-      for (int e = threadIdx.x; e < C * VT; e += blockDim.x) x.dO[e] = T(0);
-    }
+    load_rows<In>(p.grad_o, at.b, at.h, sp.t0, sp.len, col0, VT, T(1), x.dO);
     running_sum(x.G, K);
     chunk_scores(x.st, K, x.q, x.k, x.G, x.scr, x.stg, x.P);
     const T* G_last = x.G + (C - 1) * K;
@@ -278,52 +268,24 @@ __global__ void __launch_bounds__(kThreads)
       pdG[e] -= x.k[e] * dk;
     }
     __syncthreads();
-    T* swap = dSc;
-    dSc = dSn;
-    dSn = swap;
-  }
-  if (p.grad_initial_state.data) {
-    T* out = state_at<T>(p.grad_initial_state, at.b, at.h);
-    for (int e = threadIdx.x; e < K * VT; e += blockDim.x) out[(e / VT) * V + col0 + e % VT] = dSc[e];
-  }
-}
-
-template <class In, template <class> class Tiles>
-size_t tiles_bytes(int K) {
-  Carve cv;
-  Tiles<In> x;
-  x.carve(cv, K, kValueTile<In>);
-  return cv.off;
+    c.swap();
+  }, leave);
 }
 
 }  // namespace gla_impl
 
 size_t gla_smem_bytes(ScalarKind dtype, int key, bool backward) {
-  const int r = with_input_type(dtype, [&](auto in) {
-    using In = decltype(in);
-    return static_cast<int>(backward ? gla_impl::tiles_bytes<In, gla_impl::GlaBackwardTiles>(key)
-                                     : gla_impl::tiles_bytes<In, gla_impl::GlaForwardTiles>(key));
-  });
-  return r < 0 ? 0 : static_cast<size_t>(r);
+  return smem_bytes_of<gla_impl::GlaForwardTiles, gla_impl::GlaBackwardTiles>(dtype, key, backward);
 }
 
 int gla_forward(const MatrixChunkForwardParams& p, void* stream) {
-  return with_input_type(p.dtype, [&](auto in) {
-    using In = decltype(in);
-    const int64_t grid = p.shape.batch * p.shape.heads * (p.shape.value / kValueTile<In>);
-    return launch_cta_kernel(gla_impl::gla_forward_kernel<In>, grid,
-                             gla_impl::tiles_bytes<In, gla_impl::GlaForwardTiles>(static_cast<int>(p.shape.key)), stream, p);
-  });
+  return launch_chunk_kernel<gla_impl::GlaForwardTiles>(
+      p, stream, [](auto in) { return &gla_impl::gla_forward_kernel<decltype(in)>; });
 }
 
 int gla_backward(const MatrixChunkBackwardParams& p, const BackwardScratch& w, void* stream) {
-  return with_input_type(p.dtype, [&](auto in) {
-    using In = decltype(in);
-    const int64_t grid = p.shape.batch * p.shape.heads * (p.shape.value / kValueTile<In>);
-    return launch_cta_kernel(gla_impl::gla_backward_kernel<In>, grid,
-                             gla_impl::tiles_bytes<In, gla_impl::GlaBackwardTiles>(static_cast<int>(p.shape.key)), stream,
-                             p, w);
-  });
+  return launch_chunk_kernel<gla_impl::GlaBackwardTiles>(
+      p, stream, [](auto in) { return &gla_impl::gla_backward_kernel<decltype(in)>; }, w);
 }
 
 }  // namespace seqpar::kernels::cuda::chunk

@@ -1,7 +1,10 @@
 // What the CUDA chunk kernels of the matrix-state recurrences share (chunk_delta_rule.cu,
 // chunk_gla.cu): the CTA's shared-memory carve-up (one function used by the host to size the
 // launch and by the kernel to place its tiles), moving one chunk of one head between the
-// users' strided layout and a row-major tile in the compute type, and the CTA-level tile GEMM.
+// users' strided layout and a row-major tile in the compute type, the CTA-level tile GEMM,
+// the walk over a head's chunks (packed sequences: each cut into its own chunks, from a chunk
+// table), the state rows it starts from and ends in, the saved chunk states, the backward
+// CTA's scratch, and the launchers; the two kernels keep only their recurrence's math.
 //
 // Design (docs/cuda.md, "Chunk kernels"): one CTA of kThreads threads per (batch, head,
 // V-tile) walks its chunks in order. The state's columns are independent in both recurrences,
@@ -96,29 +99,72 @@ struct Stage {
   }
 };
 
-// The span of chunk n: first step and length. Packed sequences (a chunk table with per-segment
-// restarts) would replace this fixed stride; the kernels read chunks only through it.
+// ---- the chunks of a (batch, head) pair's run -------------------------------------------
+//
+// Without packed sequences the run of batch row b is one segment, steps [0, time), cut into
+// chunks of kChunk from step 0, starting from and ending in state row b. With them
+// (shape.chunk_table, batch 1) segment i is cut into chunks from its own start, so no chunk
+// crosses a sequence start, and starts from and ends in state row i. The table
+// (fill_matrix_chunk_table, int64, in device memory) holds, for S segments and N chunks:
+//   [0, S]           first chunk of each segment (entry S = N)
+//   [S + 1, S + N]   first step of each chunk
+//   [S + N + 1, ...] length of each chunk (1 .. kChunk)
+// The kernels read chunks only through num_chunks, chunk_span and walk_chunks.
+
+// Chunks of one (batch, head) pair's run over all its segments (shape.chunks() on the device).
+__device__ __forceinline__ int64_t num_chunks(const MatrixChunkShape& s) {
+  return s.chunk_table ? s.chunk_table[s.segments] : (s.time + s.chunk - 1) / s.chunk;
+}
+
+// The span of chunk n: first step and length.
 struct ChunkSpan {
   int64_t t0;
   int len;
 };
 __device__ __forceinline__ ChunkSpan chunk_span(const MatrixChunkShape& s, int64_t n) {
+  if (s.chunk_table) {
+    const int64_t* starts = s.chunk_table + s.segments + 1;
+    const int64_t N = s.chunk_table[s.segments];
+    return {starts[n], static_cast<int>(starts[N + n])};
+  }
   const int64_t t0 = n * s.chunk;
   const int64_t left = s.time - t0;
   return {t0, static_cast<int>(left < s.chunk ? left : s.chunk)};
 }
 
-// MatrixChunkShape::chunks() for device code (the entry refuses chunk sizes other than 64).
-__device__ __forceinline__ int64_t num_chunks(const MatrixChunkShape& s) {
-  return (s.time + s.chunk - 1) / s.chunk;
+// Walks batch row b's run: for each segment (from the first, or from the last with Reverse)
+// enter(row), then body(n, chunk_span(n)) for its chunks n in the same direction, then
+// leave(row), with `row` the segment's state row. An empty segment gets enter and leave only.
+// The CTA synchronizes after enter, before leave and after leave.
+template <bool Reverse, class Enter, class Body, class Leave>
+__device__ void walk_chunks(const MatrixChunkShape& s, int64_t b, const Enter& enter, const Body& body,
+                            const Leave& leave) {
+  const int64_t segments = s.chunk_table ? s.segments : 1;
+  for (int64_t k = 0; k < segments; ++k) {
+    const int64_t i = Reverse ? segments - 1 - k : k;
+    const int64_t first = s.chunk_table ? s.chunk_table[i] : 0;
+    const int64_t end = s.chunk_table ? s.chunk_table[i + 1] : num_chunks(s);
+    const int64_t row = s.chunk_table ? i : b;
+    enter(row);
+    __syncthreads();
+    for (int64_t j = 0; j < end - first; ++j) {
+      const int64_t n = Reverse ? end - 1 - j : first + j;
+      body(n, chunk_span(s, n));
+    }
+    __syncthreads();
+    leave(row);
+    __syncthreads();
+  }
 }
 
 // dst[i, j] = mult * x[b, t0 + i, h, col0 + j] for i < len, 0 for len <= i < kChunk
-// (dst row-major, cols wide). cols = 1 with col0 = 0 reads a per-head gate.
+// (dst row-major, cols wide); all zeros when x is absent (data == nullptr). cols = 1 with
+// col0 = 0 reads a per-head gate.
 template <class In, class T, class Op>
 __device__ void load_rows(const Op& x, int64_t b, int64_t h, int64_t t0, int len, int col0,
                           int cols, T mult, T* dst) {
-  const In* base = static_cast<const In*>(x.data) + b * x.batch + h * x.head;
+  const In* base = x.data ? static_cast<const In*>(x.data) + b * x.batch + h * x.head : nullptr;
+  if (base == nullptr) len = 0;
   for (int e = threadIdx.x; e < kChunk * cols; e += blockDim.x) {
     const int i = e / cols, j = e % cols;
     dst[e] = i < len ? mult * static_cast<T>(to_compute(base[(t0 + i) * x.time + (col0 + j) * x.channel]))
@@ -290,21 +336,91 @@ __device__ void solve_unit_upper_of_lower(const T* A, T* X, int cols) {
     }
 }
 
-// The first step's row of (batch, head) in a per-step operand, and the state (batch, head).
+// Row `row`, head h of a (rows, heads, K, V) state operand, or nullptr when it is absent.
 template <class T, class Op>
-__device__ __forceinline__ T* state_at(const Op& s, int64_t b, int64_t h) {
-  return static_cast<T*>(const_cast<void*>(static_cast<const void*>(s.data))) + b * s.batch + h * s.head;
+__device__ __forceinline__ T* state_at(const Op& s, int64_t row, int64_t h) {
+  if (s.data == nullptr) return nullptr;
+  return static_cast<T*>(const_cast<void*>(static_cast<const void*>(s.data))) + row * s.batch + h * s.head;
+}
+// dst (K x VT, row-major) = columns col0 .. col0 + VT of `src` (K x V, row-major), zeros when
+// src is nullptr; and the way back.
+template <class T>
+__device__ void load_state_cols(const T* src, int K, int V, int col0, int VT, T* dst) {
+  for (int e = threadIdx.x; e < K * VT; e += blockDim.x)
+    dst[e] = src ? src[(e / VT) * V + col0 + e % VT] : T(0);
+}
+template <class T>
+__device__ void store_state_cols(const T* src, int K, int V, int col0, int VT, T* dst) {
+  if (dst == nullptr) return;
+  for (int e = threadIdx.x; e < K * VT; e += blockDim.x) dst[(e / VT) * V + col0 + e % VT] = src[e];
 }
 
-// Which CTA this is: (batch, head, V-tile), V-tiles fastest.
+// The saved states entering each chunk of (batch b, head h): chunk_room() states of K x V.
+template <class T>
+__device__ __forceinline__ T* saved_states(const void* chunk_states, const MatrixChunkShape& s,
+                                           int64_t b, int64_t h) {
+  if (chunk_states == nullptr) return nullptr;
+  return static_cast<T*>(const_cast<void*>(chunk_states)) +
+         (b * s.heads + h) * s.chunk_room() * s.key * s.value;
+}
+// The forward's saved states: chunk n's entering state S (this CTA's columns), and zeros in
+// the room past the run's chunks (chunk_room() > chunks() with segments).
+template <class T>
+__device__ void save_state(T* saved, const MatrixChunkShape& s, int64_t n, int col0, int VT, const T* S) {
+  if (saved != nullptr)
+    store_state_cols(S, static_cast<int>(s.key), static_cast<int>(s.value), col0, VT, saved + n * s.key * s.value);
+}
+template <class T>
+__device__ void clear_spare_states(T* saved, const MatrixChunkShape& s, int col0, int VT) {
+  if (saved == nullptr) return;
+  const int K = static_cast<int>(s.key), V = static_cast<int>(s.value);
+  for (int64_t n = num_chunks(s); n < s.chunk_room(); ++n)
+    for (int e = threadIdx.x; e < K * VT; e += blockDim.x) saved[n * K * V + (e / VT) * V + col0 + e % VT] = T(0);
+}
+
+// Which CTA this is: (batch, head, V-tile), V-tiles fastest; col0 = vt * vtile.
 struct CtaIndex {
   int64_t b, h;
-  int vt;
+  int vt, col0;
 };
 __device__ __forceinline__ CtaIndex cta_index(const MatrixChunkShape& s, int vtile) {
   const int nvt = static_cast<int>(s.value / vtile);
   const int64_t bh = blockIdx.x / nvt;
-  return {bh / s.heads, bh % s.heads, static_cast<int>(blockIdx.x % nvt)};
+  const int vt = static_cast<int>(blockIdx.x % nvt);
+  return {bh / s.heads, bh % s.heads, vt, vt * vtile};
+}
+
+// What a backward CTA keeps in global memory (BackwardScratch, chunk_kernels.h): the carried
+// state gradient, dS of the state leaving the chunk (dSc) and of the one entering it (dSn),
+// swapped after each chunk; its rows of the per-V-tile partial sums; the saved states.
+template <class T>
+struct BackwardCta {
+  T* dSc;
+  T* dSn;
+  int64_t slot;   // (V-tile, batch, head) row block of the partial sums
+  int64_t Tpad;   // chunks * kChunk rows per slot
+  const T* states;  // saved states of (batch, head), this CTA's first column (ld V)
+  // Rows of chunk n in a partial-sum buffer of `width` values per row.
+  __device__ T* rows(void* base, int64_t n, int width) const {
+    return static_cast<T*>(base) + (slot * Tpad + n * kChunk) * width;
+  }
+  __device__ void swap() {
+    T* t = dSc;
+    dSc = dSn;
+    dSn = t;
+  }
+};
+template <class T>
+__device__ BackwardCta<T> backward_cta(const MatrixChunkBackwardParams& p, const CtaIndex& at, void* ds,
+                                       int VT) {
+  const MatrixChunkShape& s = p.shape;
+  BackwardCta<T> c;
+  c.dSc = static_cast<T*>(ds) + static_cast<int64_t>(blockIdx.x) * 2 * s.key * VT;
+  c.dSn = c.dSc + s.key * VT;
+  c.slot = (at.vt * s.batch + at.b) * s.heads + at.h;
+  c.Tpad = num_chunks(s) * kChunk;
+  c.states = saved_states<const T>(p.chunk_states, s, at.b, at.h) + at.col0;
+  return c;
 }
 
 }  // namespace seqpar::kernels::cuda::chunk
@@ -324,6 +440,25 @@ int with_input_type(ScalarKind kind, const Fn& fn) {
   }
 }
 
+// Bytes of shared memory of Tiles<In> (carved from base 0: only the size is used).
+template <class In, template <class> class Tiles>
+size_t tiles_bytes(int K) {
+  Carve cv;
+  Tiles<In> x;
+  x.carve(cv, K, kValueTile<In>);
+  return cv.off;
+}
+// The shared memory of a recurrence's forward (Fwd) or backward (Bwd) tiles; 0 for a dtype
+// these kernels do not take.
+template <template <class> class Fwd, template <class> class Bwd>
+size_t smem_bytes_of(ScalarKind dtype, int key, bool backward) {
+  const int r = with_input_type(dtype, [&](auto in) {
+    using In = decltype(in);
+    return static_cast<int>(backward ? tiles_bytes<In, Bwd>(key) : tiles_bytes<In, Fwd>(key));
+  });
+  return r < 0 ? 0 : static_cast<size_t>(r);
+}
+
 // Launches `kernel` on `grid` CTAs of kThreads with `smem` bytes of dynamic shared memory.
 template <class Kernel, class... Args>
 int launch_cta_kernel(Kernel kernel, int64_t grid, size_t smem, void* stream, const Args&... args) {
@@ -341,6 +476,18 @@ int launch_cta_kernel(Kernel kernel, int64_t grid, size_t smem, void* stream, co
   kernel<<<static_cast<unsigned>(grid), kThreads, smem, static_cast<cudaStream_t>(stream)>>>(args...);
   return static_cast<int>(cudaGetLastError());
 #endif
+}
+
+// Launches kernel_of(In{}) (the kernel for p.dtype's input type) on one CTA per (batch, head,
+// V-tile) with the shared memory of Tiles<In>, passing (p, extra...).
+template <template <class> class Tiles, class Params, class KernelOf, class... Extra>
+int launch_chunk_kernel(const Params& p, void* stream, const KernelOf& kernel_of, const Extra&... extra) {
+  return with_input_type(p.dtype, [&](auto in) {
+    using In = decltype(in);
+    const int64_t grid = p.shape.batch * p.shape.heads * (p.shape.value / kValueTile<In>);
+    return launch_cta_kernel(kernel_of(in), grid, tiles_bytes<In, Tiles>(static_cast<int>(p.shape.key)),
+                             stream, p, extra...);
+  });
 }
 
 }  // namespace seqpar::kernels::cuda::chunk

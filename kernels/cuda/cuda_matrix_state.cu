@@ -6,6 +6,8 @@
 // q's gradient and convert to the inputs' dtype.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "chunk_kernels.h"
 #include "chunk_tiles.cuh"
 #include "seqpar/kernels/cuda_matrix_state.h"
@@ -22,14 +24,15 @@ constexpr int64_t kMaxFinalizeGrid = 8192;
 
 size_t round_up(size_t n) { return (n + 255) / 256 * 256; }
 
-// grad_q, grad_k: one thread per element (b, t, h, m).
+// grad_q, grad_k: one thread per padded row element (b, chunk, i, h, m); rows past the
+// chunk's length (chunk_span) are padding and write nothing.
 template <class In>
 __global__ void __launch_bounds__(kThreads)
     finalize_rows_kernel(MatrixChunkBackwardParams p, BackwardScratch ws, int nvt) {
   using T = typename ComputeOf<In>::type;
   const MatrixChunkShape s = p.shape;
-  const int64_t K = s.key, Tpad = num_chunks(s) * kChunk;
-  const int64_t total = s.batch * s.time * s.heads * K, stride = s.batch * s.heads * Tpad * K;
+  const int64_t K = s.key, N = num_chunks(s), Tpad = N * kChunk;
+  const int64_t total = s.batch * Tpad * s.heads * K, stride = s.batch * s.heads * Tpad * K;
   const T scale = static_cast<T>(p.scale);
   const T* dq = static_cast<const T*>(ws.dq);
   const T* dk = static_cast<const T*>(ws.dk);
@@ -39,8 +42,11 @@ __global__ void __launch_bounds__(kThreads)
     int64_t r = idx / K;
     const int64_t h = r % s.heads;
     r /= s.heads;
-    const int64_t t = r % s.time, b = r / s.time;
-    const int64_t off = ((b * s.heads + h) * Tpad + t) * K + m;
+    const int64_t row = r % Tpad, b = r / Tpad, n = row / kChunk, i = row % kChunk;
+    const ChunkSpan sp = chunk_span(s, n);
+    if (i >= sp.len) continue;
+    const int64_t t = sp.t0 + i;
+    const int64_t off = ((b * s.heads + h) * Tpad + row) * K + m;
     T sq = 0, sk = 0;
     for (int v = 0; v < nvt; ++v) {
       sq += dq[off + v * stride];
@@ -72,11 +78,12 @@ __global__ void __launch_bounds__(kThreads)
     r /= N;
     const int64_t h = r % s.heads, b = r / s.heads;
     const int64_t row0 = (b * s.heads + h) * Tpad + n * kChunk;
+    const ChunkSpan sp = chunk_span(s, n);
     T acc = 0;
     for (int i = kChunk - 1; i >= 0; --i) {
-      const int64_t t = n * kChunk + i;
       for (int v = 0; v < nvt; ++v) acc += dg[(row0 + i) * Kg + m + v * stride];
-      if (t >= s.time) continue;
+      if (i >= sp.len) continue;
+      const int64_t t = sp.t0 + i;
       static_cast<In*>(p.grad_g.data)[b * p.grad_g.batch + t * p.grad_g.time + h * p.grad_g.head +
                                       m * p.grad_g.channel] = from_compute<In>(acc);
       if (db != nullptr && p.grad_beta.data != nullptr) {
@@ -145,7 +152,8 @@ int finalize_backward(const MatrixChunkBackwardParams& p, const BackwardScratch&
     using In = decltype(in);
     const int nvt = static_cast<int>(s.value / kValueTile<In>);
     const int gate_width = p.recurrence == MatrixRecurrence::kGla ? static_cast<int>(s.key) : 1;
-    int err = launch_cta_kernel(finalize_rows_kernel<In>, finalize_grid(s.batch * s.time * s.heads * s.key),
+    int err = launch_cta_kernel(finalize_rows_kernel<In>,
+                                finalize_grid(s.batch * s.chunks() * kChunk * s.heads * s.key),
                                 0, stream, p, w, nvt);
     if (err != 0) return err;
     return launch_cta_kernel(finalize_gates_kernel<In>,
@@ -188,9 +196,7 @@ const char* matrix_chunk_unsupported(MatrixRecurrence recurrence, ScalarKind dty
   if (shape.key != 64 && shape.key != 128) return "K is not 64 or 128";
   if (shape.value != 64 && shape.value != 128) return "V is not 64 or 128";
   if (chunk::value_tile(dtype) <= 0) return "dtype is not float32, float64, bfloat16 or float16";
-  // Packed sequences (MatrixChunkShape::segment_bounds) are not taken yet (the chunk loop reads
-  // chunks only through chunk_span, where a chunk table would go).
-  if (shape.segment_bounds != nullptr) return "packed sequences (segments) are not supported yet";
+  if (shape.segment_bounds != nullptr && shape.batch != 1) return "packed sequences need batch 1";
   const bool gla = recurrence == MatrixRecurrence::kGla;
   const int key = static_cast<int>(shape.key);
   const size_t need_fwd = gla ? chunk::gla_smem_bytes(dtype, key, false) : chunk::delta_smem_bytes(dtype, key, false);
@@ -200,12 +206,44 @@ const char* matrix_chunk_unsupported(MatrixRecurrence recurrence, ScalarKind dty
   return nullptr;
 }
 
+size_t matrix_chunk_table_size(const MatrixChunkShape& shape) {
+  if (shape.segment_bounds == nullptr) return 0;
+  return static_cast<size_t>(shape.segments + 1 + 2 * shape.chunks());
+}
+
+void fill_matrix_chunk_table(const MatrixChunkShape& shape, int64_t* table) {
+  if (shape.segment_bounds == nullptr) return;
+  const int64_t S = shape.segments, N = shape.chunks(), C = shape.chunk;
+  int64_t* first = table;
+  int64_t* start = table + S + 1;
+  int64_t* len = start + N;
+  int64_t n = 0;
+  for (int64_t i = 0; i < S; ++i) {
+    first[i] = n;
+    for (int64_t t = shape.segment_bounds[i]; t < shape.segment_bounds[i + 1]; t += C, ++n) {
+      start[n] = t;
+      len[n] = std::min(C, shape.segment_bounds[i + 1] - t);
+    }
+  }
+  first[S] = n;
+}
+
+namespace {
+// Packed sequences reach the kernels only with their chunk table in device memory.
+const char* missing_table(const MatrixChunkShape& shape) {
+  return shape.segment_bounds != nullptr && shape.chunk_table == nullptr
+             ? "packed sequences need shape.chunk_table (fill_matrix_chunk_table) in device memory"
+             : nullptr;
+}
+}  // namespace
+
 size_t matrix_chunk_backward_workspace_size(const MatrixChunkBackwardParams& params) {
   return chunk::backward_scratch_bytes(params);
 }
 
 MatrixChunkResult cuda_matrix_chunk_forward(const MatrixChunkForwardParams& p, void* stream) {
   if (const char* why = matrix_chunk_unsupported(p.recurrence, p.dtype, p.shape)) return unsupported(why);
+  if (const char* why = missing_table(p.shape)) return unsupported(why);
   if (p.recurrence == MatrixRecurrence::kGatedDelta && p.beta.data == nullptr && p.shape.time > 0)
     return unsupported("gated DeltaNet needs beta");
   return from_error(p.recurrence == MatrixRecurrence::kGla ? chunk::gla_forward(p, stream)
@@ -215,6 +253,7 @@ MatrixChunkResult cuda_matrix_chunk_forward(const MatrixChunkForwardParams& p, v
 MatrixChunkResult cuda_matrix_chunk_backward(const MatrixChunkBackwardParams& p, void* stream,
                                              void* workspace, size_t workspace_bytes) {
   if (const char* why = matrix_chunk_unsupported(p.recurrence, p.dtype, p.shape)) return unsupported(why);
+  if (const char* why = missing_table(p.shape)) return unsupported(why);
   const bool gla = p.recurrence == MatrixRecurrence::kGla;
   if (!gla && p.shape.time > 0 && (p.beta.data == nullptr || p.grad_beta.data == nullptr))
     return unsupported("gated DeltaNet needs beta and grad_beta");

@@ -66,10 +66,7 @@ def scan(a, b, h0=None, reverse=False, checkpoint_every=0, cu_seqlens=None):
     """
     load_library()
     if checkpoint_every:
-        if cu_seqlens is not None:
-            raise RuntimeError("seqpar.scan: argument 'cu_seqlens' (packed sequences) is not "
-                               "supported with checkpoint_every > 0 yet")
-        return torch.ops.seqpar.scan_checkpointed(a, b, h0, reverse, checkpoint_every)
+        return torch.ops.seqpar.scan_checkpointed(a, b, h0, reverse, checkpoint_every, cu_seqlens)
     return torch.ops.seqpar.scan(a, b, h0, reverse, cu_seqlens)
 
 
@@ -166,6 +163,66 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
         q, k, v, g, beta, scale, _fla.state_in(initial_state, state_v_first), chunk_size,
         cu_seqlens)
     return o, _fla.state_out(final_state, output_final_state, state_v_first)
+
+
+def chunk_kda(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
+              use_qk_l2norm_in_kernel=False, use_gate_in_kernel=False,
+              use_beta_sigmoid_in_kernel=False, allow_neg_eigval=False, safe_gate=False,
+              lower_bound=None, disable_recompute=False, return_intermediate_states=False,
+              state_v_first=False, cu_seqlens=None, cu_seqlens_cpu=None, cp_context=None,
+              use_graph=False, max_num_seqs=None, *, A_log=None, dt_bias=None, chunk_size=64,
+              **kwargs):
+    """Kimi Delta Attention, chunked; flash-linear-attention's chunk_kda (fla-core 0.6.0): the
+    same arguments in the same order with the same defaults; A_log and dt_bias (which FLA reads
+    from its **kwargs) and seqpar's chunk_size are keyword-only here.
+
+    S_t = (I - beta_t k_t k_t^T) diag(exp(g_t)) S_{t-1} + beta_t k_t v_t^T and
+    o_t = scale * S_t^T q_t per value head: gated DeltaNet with a decay per key channel. q, k:
+    (B, T, H, K); v: (B, T, HV, V); g: (B, T, HV, K); beta: (B, T, HV); HV a multiple of H.
+    The in-kernel options as in FLA: use_qk_l2norm_in_kernel; use_gate_in_kernel (g = -exp(A_log)
+    softplus(g + dt_bias), A_log (HV,), dt_bias (HV * K,); with safe_gate and lower_bound,
+    lower_bound * sigmoid(exp(A_log) (g + dt_bias))); use_beta_sigmoid_in_kernel and
+    allow_neg_eigval; state_v_first; cu_seqlens / cu_seqlens_cpu (packed sequences).
+    disable_recompute is accepted and changes nothing. chunk_size: at most 16 or a multiple of
+    16. Returns (o in v's dtype, final_state float32 or None unless output_final_state).
+    return_intermediate_states, use_graph, max_num_seqs, cp_context and any other keyword
+    argument are refused: RuntimeError naming it. Not yet a fused kernel
+    (docs/matrix_state.md, "KDA")."""
+    given = locals()  # the arguments, before any other name is bound
+    options = {name: given[name] for name in _fla.KDA_OPTIONS}
+    q, k, g, beta, init, cu_seqlens, state_v_first = _fla.kda_arguments(
+        "seqpar.chunk_kda", q, k, v, g, beta, initial_state, kwargs, **options)
+    load_library()
+    o, final_state = torch.ops.seqpar.chunk_kda(q, k, v, g, beta, scale, init, chunk_size,
+                                                cu_seqlens)
+    return o, _fla.state_out(final_state, output_final_state, state_v_first)
+
+
+def chunk_gated_delta_product(q, k, v, g, beta, num_householder, scale=None,
+                              initial_state=None, output_final_state=False,
+                              use_qk_l2norm_in_kernel=False, cu_seqlens=None,
+                              cu_seqlens_cpu=None, cp_context=None, *, chunk_size=64, **kwargs):
+    """Gated DeltaProduct, chunked; flash-linear-attention's chunk_gated_delta_product
+    (fla-core 0.6.0): the same arguments in the same order with the same defaults, plus
+    seqpar's keyword-only chunk_size (counted in Householder sub-steps).
+
+    Per token t and value head: S = exp(g_t) S, then for j = 0 .. n-1 (n = num_householder)
+    S = (I - beta_tj k_tj k_tj^T) S + beta_tj k_tj v_tj^T, then o_t = scale * S^T q_t, with
+    q: (B, T, H, K); k: (B, T n, H, K); v: (B, T n, HV, V); beta: (B, T n, HV) (token t's
+    factors at rows t n .. t n + n - 1); g: (B, T, HV) or None (no decay); HV a multiple of H
+    (grouped value heads). use_qk_l2norm_in_kernel: q and k divided by sqrt(|x|^2 + 1e-6).
+    Returns (o (B, T, HV, V) in v's dtype, final_state float32 (B, HV, K, V) or None unless
+    output_final_state). cu_seqlens counts tokens (batch 1; docs/packed_sequences.md). Runs
+    seqpar's gated DeltaNet over the T n sub-steps (docs/matrix_state.md, "DeltaProduct").
+    cp_context and any other keyword argument are refused: RuntimeError naming it."""
+    fn = "seqpar.chunk_gated_delta_product"
+    q, k, g, beta, cu_seqlens = _fla.delta_product_inputs(
+        fn, q, k, v, g, beta, use_qk_l2norm_in_kernel, cu_seqlens, cu_seqlens_cpu, cp_context,
+        kwargs)
+    load_library()
+    o, final_state = torch.ops.seqpar.chunk_gated_delta_product(
+        q, k, v, g, beta, num_householder, scale, initial_state, chunk_size, cu_seqlens)
+    return o, _fla.state_out(final_state, output_final_state, False)
 
 
 def previous_steps(x, width, initial=None, cu_seqlens=None):

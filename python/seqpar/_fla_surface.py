@@ -19,6 +19,9 @@ import torch.nn.functional as F
 _NOT_SUPPORTED = {
     "cp_context": ("(FLA's context parallelism) is not supported: seqpar.sp's functions split "
                    "the sequence across the ranks of a torch.distributed group instead"),
+    "return_intermediate_states": "(FLA's inference-only per-chunk states) is not supported",
+    "use_graph": "(FLA's CUDA-graph chunk list) is not supported",
+    "max_num_seqs": "(FLA's CUDA-graph chunk list) is not supported",
 }
 
 # FLA's l2norm_fwd epsilon: y = x / sqrt(sum(x^2) + eps).
@@ -117,6 +120,19 @@ def _l2norm(x):
     return (y * torch.rsqrt((y * y).sum(-1, keepdim=True) + _L2NORM_EPS)).to(x.dtype)
 
 
+def _check_neg_eigval(fn, allow_neg_eigval, use_beta_sigmoid_in_kernel):
+    if allow_neg_eigval and not use_beta_sigmoid_in_kernel:
+        raise ValueError(f"{fn}: 'allow_neg_eigval=True' requires "
+                         f"'use_beta_sigmoid_in_kernel=True'")
+
+
+def _beta_sigmoid(beta, allow_neg_eigval):
+    """FLA's in-kernel beta: sigmoid(beta), 2 * sigmoid(beta) with allow_neg_eigval, computed in
+    float32 (float64 for float64) and stored in beta's dtype."""
+    b = beta.to(_compute_dtype(beta))
+    return ((2.0 if allow_neg_eigval else 1.0) * torch.sigmoid(b)).to(beta.dtype)
+
+
 def gated_delta_rule_inputs(fn, q, k, v, g, beta, use_qk_l2norm_in_kernel, use_gate_in_kernel,
                             A_log, dt_bias, use_beta_sigmoid_in_kernel, allow_neg_eigval):
     """(q, k, g, beta) for the op from FLA's options, in FLA's order: L2 norm of q and k, beta
@@ -124,16 +140,13 @@ def gated_delta_rule_inputs(fn, q, k, v, g, beta, use_qk_l2norm_in_kernel, use_g
     then q and k repeated to v's heads. The activations run in float32 (float64 for float64
     inputs) and are stored in the inputs' dtype, which the op requires of all of them (a
     float32 g or beta with half-precision q is rounded to q's dtype)."""
-    if allow_neg_eigval and not use_beta_sigmoid_in_kernel:
-        raise ValueError(f"{fn}: 'allow_neg_eigval=True' requires "
-                         f"'use_beta_sigmoid_in_kernel=True'")
+    _check_neg_eigval(fn, allow_neg_eigval, use_beta_sigmoid_in_kernel)
     if use_gate_in_kernel and A_log is None:
         raise ValueError(f"{fn}: 'A_log' must be given with 'use_gate_in_kernel=True'")
     if use_qk_l2norm_in_kernel:
         q, k = _l2norm(q), _l2norm(k)
     if use_beta_sigmoid_in_kernel:
-        b = beta.to(_compute_dtype(beta))
-        beta = ((2.0 if allow_neg_eigval else 1.0) * torch.sigmoid(b)).to(beta.dtype)
+        beta = _beta_sigmoid(beta, allow_neg_eigval)
     if use_gate_in_kernel:
         # FLA's naive_gdn_gate; A_log and dt_bias have HV elements, one per value head (g's
         # last axis). F.softplus's threshold (linear above 20) is the one FLA's kernel uses.
@@ -145,3 +158,88 @@ def gated_delta_rule_inputs(fn, q, k, v, g, beta, use_qk_l2norm_in_kernel, use_g
     g, beta = half_precision_gates(q, g, beta)
     q, k = grouped_value_heads(fn, q, k, v)
     return q, k, g, beta
+
+
+def delta_product_inputs(fn, q, k, v, g, beta, use_qk_l2norm_in_kernel, cu_seqlens,
+                         cu_seqlens_cpu, cp_context, kwargs):
+    """(q, k, g, beta, cu_seqlens) for the DeltaProduct ops from FLA's arguments: the refusals,
+    the L2 norm of q and k, float32 gates rounded to half-precision q's dtype, q and k repeated
+    to v's heads."""
+    refuse_unsupported(fn, {"cp_context": cp_context}, kwargs)
+    cu_seqlens = packed_sequences(fn, cu_seqlens, cu_seqlens_cpu)
+    check_flags(fn, use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel)
+    if use_qk_l2norm_in_kernel:
+        q, k = _l2norm(q), _l2norm(k)
+    g, beta = half_precision_gates(q, g, beta)
+    q, k = grouped_value_heads(fn, q, k, v)
+    return q, k, g, beta, cu_seqlens
+
+
+def kda_inputs(fn, q, k, v, g, beta, use_qk_l2norm_in_kernel, use_gate_in_kernel, A_log,
+               dt_bias, use_beta_sigmoid_in_kernel, allow_neg_eigval, safe_gate, lower_bound):
+    """(q, k, g, beta) for the KDA ops from FLA's options, in FLA's order: the L2 norm of q and
+    k; the gate per key channel, -exp(A_log) softplus(g + dt_bias) (A_log (HV,), dt_bias
+    (HV * K,)), or with safe_gate and lower_bound, lower_bound * sigmoid(exp(A_log) (g +
+    dt_bias)) (without A_log: lower_bound * sigmoid(g + dt_bias)); beta through a sigmoid (times
+    2 with allow_neg_eigval); then q and k repeated to v's heads. Computed in float32 (float64
+    for float64) and stored in the inputs' dtype."""
+    _check_neg_eigval(fn, allow_neg_eigval, use_beta_sigmoid_in_kernel)
+    bounded = use_gate_in_kernel and safe_gate and lower_bound is not None
+    if use_gate_in_kernel and A_log is None and not bounded:
+        raise ValueError(f"{fn}: 'A_log' must be given with 'use_gate_in_kernel=True' (or "
+                         f"'safe_gate=True' with 'lower_bound')")
+    if safe_gate and use_gate_in_kernel and lower_bound is None:
+        raise ValueError(f"{fn}: 'safe_gate=True' with 'use_gate_in_kernel=True' requires "
+                         f"'lower_bound'")
+    if use_qk_l2norm_in_kernel:
+        q, k = _l2norm(q), _l2norm(k)
+    if use_beta_sigmoid_in_kernel:
+        beta = _beta_sigmoid(beta, allow_neg_eigval)
+    if use_gate_in_kernel:
+        ct = _compute_dtype(g)
+        HV = g.shape[-2]
+        x = g.to(ct)
+        if dt_bias is not None:
+            x = x + dt_bias.to(ct).reshape(HV, -1)
+        if bounded:
+            if A_log is not None:
+                x = A_log.to(ct).reshape(HV, 1).exp() * x
+            g = (lower_bound * torch.sigmoid(x)).to(g.dtype)
+        else:
+            g = (-A_log.to(ct).reshape(HV, 1).exp() * F.softplus(x)).to(g.dtype)
+    g, beta = half_precision_gates(q, g, beta)
+    q, k = grouped_value_heads(fn, q, k, v)
+    return q, k, g, beta
+
+
+# The options of FLA's chunk_kda that kda_arguments takes (the wrappers pass them by name).
+KDA_OPTIONS = ("use_qk_l2norm_in_kernel", "use_gate_in_kernel", "use_beta_sigmoid_in_kernel",
+               "allow_neg_eigval", "safe_gate", "lower_bound", "disable_recompute",
+               "return_intermediate_states", "state_v_first", "cu_seqlens", "cu_seqlens_cpu",
+               "cp_context", "use_graph", "max_num_seqs", "A_log", "dt_bias")
+
+
+def kda_arguments(fn, q, k, v, g, beta, initial_state, kwargs, *, use_qk_l2norm_in_kernel,
+                  use_gate_in_kernel, use_beta_sigmoid_in_kernel, allow_neg_eigval, safe_gate,
+                  lower_bound, disable_recompute, return_intermediate_states, state_v_first,
+                  cu_seqlens, cu_seqlens_cpu, cp_context, use_graph, max_num_seqs, A_log,
+                  dt_bias):
+    """Everything the KDA functions (one device and seqpar.sp) do with FLA's arguments before
+    the op: refusals, flags, inputs. Returns (q, k, g, beta, initial_state in the op's layout,
+    cu_seqlens, state_v_first). disable_recompute is accepted and changes nothing (seqpar's KDA
+    keeps what autograd keeps of its ATen composition)."""
+    state_v_first = state_v_first_alias(fn, state_v_first, kwargs)
+    refuse_unsupported(fn, {"cp_context": cp_context,
+                            "return_intermediate_states": return_intermediate_states or None,
+                            "use_graph": use_graph or None, "max_num_seqs": max_num_seqs},
+                       kwargs)
+    cu_seqlens = packed_sequences(fn, cu_seqlens, cu_seqlens_cpu)
+    check_flags(fn, use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel,
+                use_gate_in_kernel=use_gate_in_kernel,
+                use_beta_sigmoid_in_kernel=use_beta_sigmoid_in_kernel,
+                allow_neg_eigval=allow_neg_eigval, safe_gate=safe_gate,
+                disable_recompute=disable_recompute, state_v_first=state_v_first)
+    q, k, g, beta = kda_inputs(fn, q, k, v, g, beta, use_qk_l2norm_in_kernel, use_gate_in_kernel,
+                               A_log, dt_bias, use_beta_sigmoid_in_kernel, allow_neg_eigval,
+                               safe_gate, lower_bound)
+    return q, k, g, beta, state_in(initial_state, state_v_first), cu_seqlens, state_v_first

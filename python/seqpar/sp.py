@@ -17,8 +17,8 @@ import torch
 from . import _causal_conv1d, load_library
 from . import _fla_surface as _fla
 
-__all__ = ["scan", "chunk_gla", "chunk_gated_delta_rule", "previous_steps", "causal_conv1d",
-           "packed_bounds"]
+__all__ = ["scan", "chunk_gla", "chunk_gated_delta_rule", "chunk_kda", "chunk_gated_delta_product",
+           "previous_steps", "causal_conv1d", "packed_bounds"]
 
 
 def _group_name(group):
@@ -86,6 +86,45 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
         q, k, v, g, beta, scale, _fla.state_in(initial_state, state_v_first), chunk_size,
         _group_name(group), algo, cu_seqlens)
     return o, _fla.state_out(final_state, output_final_state, state_v_first)
+
+
+def chunk_kda(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
+              use_qk_l2norm_in_kernel=False, use_gate_in_kernel=False,
+              use_beta_sigmoid_in_kernel=False, allow_neg_eigval=False, safe_gate=False,
+              lower_bound=None, disable_recompute=False, return_intermediate_states=False,
+              state_v_first=False, cu_seqlens=None, cu_seqlens_cpu=None, cp_context=None,
+              use_graph=False, max_num_seqs=None, *, A_log=None, dt_bias=None, chunk_size=64,
+              group=None, algo="auto", **kwargs):
+    """seqpar.chunk_kda with the sequence split along time across the group's ranks: the same
+    arguments plus group and algo. Every rank must call it, with the same head counts and
+    options. A_log and dt_bias are replicated: each rank's gradient is its slice's share."""
+    given = locals()  # the arguments, before any other name is bound
+    options = {name: given[name] for name in _fla.KDA_OPTIONS}
+    q, k, g, beta, init, cu_seqlens, state_v_first = _fla.kda_arguments(
+        "seqpar.sp.chunk_kda", q, k, v, g, beta, initial_state, kwargs, **options)
+    load_library()
+    o, final_state = torch.ops.seqpar.sp_chunk_kda(q, k, v, g, beta, scale, init, chunk_size,
+                                                   _group_name(group), algo, cu_seqlens)
+    return o, _fla.state_out(final_state, output_final_state, state_v_first)
+
+
+def chunk_gated_delta_product(q, k, v, g, beta, num_householder, scale=None,
+                              initial_state=None, output_final_state=False,
+                              use_qk_l2norm_in_kernel=False, cu_seqlens=None,
+                              cu_seqlens_cpu=None, cp_context=None, *, chunk_size=64,
+                              group=None, algo="auto", **kwargs):
+    """seqpar.chunk_gated_delta_product with the sequence split along time across the group's
+    ranks: each rank passes its slice of the tokens (k, v, beta with num_householder rows per
+    token); the same arguments plus group and algo. Every rank must call it."""
+    fn = "seqpar.sp.chunk_gated_delta_product"
+    q, k, g, beta, cu_seqlens = _fla.delta_product_inputs(
+        fn, q, k, v, g, beta, use_qk_l2norm_in_kernel, cu_seqlens, cu_seqlens_cpu, cp_context,
+        kwargs)
+    load_library()
+    o, final_state = torch.ops.seqpar.sp_chunk_gated_delta_product(
+        q, k, v, g, beta, num_householder, scale, initial_state, chunk_size, _group_name(group),
+        algo, cu_seqlens)
+    return o, _fla.state_out(final_state, output_final_state, False)
 
 
 def previous_steps(x, width, initial=None, group=None, algo="auto", cu_seqlens=None):

@@ -17,9 +17,10 @@ std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b
                                         const std::optional<at::Tensor>& h0,
                                         const ScanOptions& options) {
   const ops::DeterministicScope deterministic(options.deterministic);
-  if (options.checkpoint_every == 0 || options.cu_seqlens)
+  if (options.checkpoint_every == 0)
     return ops::scan_op().call(a, b, h0, options.reverse, options.cu_seqlens);
-  return ops::scan_checkpointed_op().call(a, b, h0, options.reverse, options.checkpoint_every);
+  return ops::scan_checkpointed_op().call(a, b, h0, options.reverse, options.checkpoint_every,
+                                          options.cu_seqlens);
 }
 
 std::tuple<at::Tensor, at::Tensor> scan_summary(const at::Tensor& a, const at::Tensor& b,

@@ -12,7 +12,7 @@
 //   o  = diag(gamma) Q S + (D * Q K^T) (U - W S),
 //   S' = M S + E,  M = gamma_C I - Kbar^T W,  E = Kbar^T U,  Kbar = diag(exp(G_C - G)) K.
 // Every exponential is of a non-positive number, so nothing overflows for any decay in (0, 1].
-// The chunk states: chunk_prefix_maps below gives every chunk's entering state as an affine
+// The chunk states: chunk_prefix_maps (matrix_state/chunk_prefix_maps.h) gives every chunk's entering state as an affine
 // map of the sequence's, in about 3 sqrt(N) batched products instead of N sequential ones.
 #include <ATen/ATen.h>
 
@@ -20,6 +20,7 @@
 #include <limits>
 #include <vector>
 
+#include "matrix_state/chunk_prefix_maps.h"
 #include "matrix_state/chunking.h"
 #include "matrix_state/fused_chunks.h"
 #include "ops/packed_sequences.h"
@@ -55,58 +56,6 @@ DeltaChunks delta_chunks(const at::Tensor& kc, const at::Tensor& vc, const at::T
         at::matmul(k_bar.transpose(-1, -2), c.W);                    // (B, H, N, K, K)
   c.E = at::matmul(k_bar.transpose(-1, -2), c.U);                    // (B, H, N, K, V)
   return c;
-}
-
-// For chunk maps S -> M_n S + E_n (M (B, H, N, K, K), E (B, H, N, K, V)), the map entering
-// each chunk from the start, S_n = P_n S_0 + Z_n (P_n = M_{n-1} ... M_0, P_0 = I, Z_0 = 0), and
-// the whole run's (M_total, E_total). Two levels, each a sequential loop of batched products:
-// groups of L ~ sqrt(N) chunks are scanned side by side (L steps), then the group totals in
-// order (N / L steps), then one batched product combines them. A loop over the N chunks would
-// be N dependent small products: N kernel launches each way on a GPU (16,384 at 2^20 tokens in
-// chunks of 64). The padding of the last group is identity maps. P is left undefined unless
-// with_P (a run from a zero state needs only Z).
-struct ChunkMaps {
-  at::Tensor P, Z, M_total, E_total;
-};
-
-// One level: maps Ms[i], Es[i] applied in order, starting from the identity map shaped like
-// Ms[0] / Es[0]. Returns the maps entering each step stacked along `dim`, and the total.
-ChunkMaps affine_chain(const std::vector<at::Tensor>& Ms, const std::vector<at::Tensor>& Es,
-                       int64_t dim) {
-  const int64_t K = Ms[0].size(-1);
-  at::Tensor P = at::eye(K, Ms[0].options()).expand(Ms[0].sizes()), Z = at::zeros_like(Es[0]);
-  std::vector<at::Tensor> P_in, Z_in;
-  for (size_t i = 0; i < Ms.size(); ++i) {
-    P_in.push_back(P);
-    Z_in.push_back(Z);
-    P = at::matmul(Ms[i], P);
-    Z = at::matmul(Ms[i], Z) + Es[i];
-  }
-  return {at::stack(P_in, dim), at::stack(Z_in, dim), P, Z};
-}
-
-ChunkMaps chunk_prefix_maps(const at::Tensor& M, const at::Tensor& E, bool with_P) {
-  const int64_t B = M.size(0), H = M.size(1), N = M.size(2), K = M.size(3), V = E.size(4);
-  const int64_t L = static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(N))));
-  const int64_t G = (N + L - 1) / L, pad = G * L - N;
-  at::Tensor Mp = M, Ep = E;
-  if (pad > 0) {
-    Mp = at::cat({M, at::eye(K, M.options()).expand({B, H, pad, K, K})}, 2);
-    Ep = at::cat({E, at::zeros({B, H, pad, K, V}, E.options())}, 2);
-  }
-  // Inside the groups, side by side: (B, H, G, ...) per step. unbind, not select: the backward
-  // of many selects would allocate a full-size gradient each; unbind's stacks once.
-  const ChunkMaps local = affine_chain(Mp.reshape({B, H, G, L, K, K}).unbind(3),
-                                       Ep.reshape({B, H, G, L, K, V}).unbind(3), 3);
-  // The groups in order: the map entering each group, (B, H, G, 1, ...).
-  const ChunkMaps group = affine_chain(local.M_total.unbind(2), local.E_total.unbind(2), 2);
-  const at::Tensor group_P = group.P.unsqueeze(3), group_Z = group.Z.unsqueeze(3);
-  ChunkMaps maps;
-  if (with_P) maps.P = at::matmul(local.P, group_P).view({B, H, G * L, K, K}).narrow(2, 0, N);
-  maps.Z = (at::matmul(local.P, group_Z) + local.Z).view({B, H, G * L, K, V}).narrow(2, 0, N);
-  maps.M_total = group.M_total;
-  maps.E_total = group.E_total;
-  return maps;
 }
 
 // What both entry points compute before the chunk states: the scaled queries in chunks, the
@@ -154,7 +103,7 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
   const auto cu = ops::check_cu_seqlens(op, cu_seqlens, d.B, d.T);
   if (initial_state && initial_state->defined())
     matrix_state::check_state(op, *initial_state, q, d, cu);
-  if (matrix_state::use_fused_chunks("gated_delta", q, v, chunk_size, cu.has_value())) {
+  if (matrix_state::use_fused_chunks("gated_delta", q, v, chunk_size)) {
     return matrix_state::fused_chunk_recurrence(
         "gated_delta", q, k, v, g, beta,
         scale.value_or(1.0 / std::sqrt(static_cast<double>(d.K))), initial_state, chunk_size, cu);
@@ -173,7 +122,7 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
   const PreparedChunks p = prepare(q, k, v, g, beta, scale, d, dt);
   // The states entering each chunk (B, H, N, K, V), and the final state.
   const bool from_zero = !(initial_state && initial_state->defined());
-  const ChunkMaps maps = chunk_prefix_maps(p.c.M, p.c.E, /*with_P=*/!from_zero);
+  const matrix_state::ChunkMaps maps = matrix_state::chunk_prefix_maps(p.c.M, p.c.E, /*with_P=*/!from_zero);
   const at::Tensor S_in = from_zero ? maps.Z : at::matmul(maps.P, S.unsqueeze(2)) + maps.Z;
   S = from_zero ? maps.E_total : at::matmul(maps.M_total, S) + maps.E_total;
   return {chunk_outputs(p, S_in, d, v.scalar_type()), S};
@@ -205,7 +154,7 @@ GatedDeltaSlice gated_delta_rule_slice(const at::Tensor& q, const at::Tensor& k,
   const PreparedChunks p = prepare(q, k, v, g, beta, scale, d, dt);
   // P_n (the map from the slice's entering state to chunk n's) and Z_n (chunk n's entering
   // state from a zero state), and the slice's summary.
-  const ChunkMaps maps = chunk_prefix_maps(p.c.M, p.c.E, /*with_P=*/true);
+  const matrix_state::ChunkMaps maps = matrix_state::chunk_prefix_maps(p.c.M, p.c.E, /*with_P=*/true);
   slice.M = maps.M_total;
   slice.E = maps.E_total;
   slice.finish = [p, maps, d, out = v.scalar_type()](const at::Tensor& x) {

@@ -200,12 +200,12 @@ class FusedChunkFunction : public torch::autograd::Function<FusedChunkFunction> 
 bool use_fused_chunks(const at::Tensor& q) { return q.device().is_cpu() || q.is_meta(); }
 
 bool use_fused_chunks(const char* recurrence, const at::Tensor& q, const at::Tensor& v,
-                      int64_t chunk_size, bool packed) {
+                      int64_t chunk_size) {
   if (use_fused_chunks(q)) return true;
 #ifdef SEQPAR_WITH_CUDA
-  if (q.is_cuda() && !packed) return cuda_fused_chunks_supported(recurrence, q, v, chunk_size);
+  if (q.is_cuda()) return cuda_fused_chunks_supported(recurrence, q, v, chunk_size);
 #else
-  (void)recurrence, (void)v, (void)chunk_size, (void)packed;
+  (void)recurrence, (void)v, (void)chunk_size;
 #endif
   return false;
 }

@@ -13,11 +13,11 @@ namespace seqpar::matrix_state {
 // Whether the fused kernels take tensors like q (CPU and Meta; CUDA runs the ATen composition).
 bool use_fused_chunks(const at::Tensor& q);
 // Whether the fused kernels take this problem of `recurrence` ("gated_delta" or "gla"): CPU and
-// Meta always; CUDA when built with it, not packed (cu_seqlens), and the CUDA chunk kernels take
-// the shape (chunk 64, K and V in {64, 128}, the dtype, shared memory on q's device); otherwise
-// the ATen composition (per sequence when packed).
+// Meta always; CUDA when built with it and the CUDA chunk kernels take the shape (chunk 64, K
+// and V in {64, 128}, the dtype, shared memory on q's device), packed (cu_seqlens) or not;
+// otherwise the ATen composition (per sequence when packed).
 bool use_fused_chunks(const char* recurrence, const at::Tensor& q, const at::Tensor& v,
-                      int64_t chunk_size, bool packed);
+                      int64_t chunk_size);
 #ifdef SEQPAR_WITH_CUDA
 // fused_chunks_cuda.cpp: the CUDA part of the above.
 bool cuda_fused_chunks_supported(const char* recurrence, const at::Tensor& q, const at::Tensor& v,

@@ -3,7 +3,8 @@
 // tensors exactly as the CPU glue does, and launches kernels/cuda's chunk kernels
 // (seqpar/kernels/cuda_matrix_state.h) on the current stream of q's device. Compiled only with
 // SEQPAR_WITH_CUDA. use_fused_chunks routes a CUDA call here only for the shapes the kernels
-// take (cuda_fused_chunks_supported); any other shape keeps the ATen composition.
+// take (cuda_fused_chunks_supported), packed (cu_seqlens) or not; any other shape keeps the
+// ATen composition (once per sequence when packed).
 //
 // The backward's scratch (per V-tile partial gradients and the carried state gradient) is a
 // byte tensor from PyTorch's caching allocator on the current stream, freed when the op returns.
@@ -31,11 +32,20 @@ void check_result(const char* op, const kernels::cuda::MatrixChunkResult& r) {
               cudaGetErrorString(static_cast<cudaError_t>(r.cuda_error)));
 }
 
-// Packed sequences (cu_seqlens) do not reach these kernels: use_fused_chunks sends them to the
-// per-sequence composition on CUDA.
-void check_not_packed(const char* op, const std::optional<at::Tensor>& cu_seqlens) {
-  TORCH_CHECK(!(cu_seqlens && cu_seqlens->defined()), op,
-              ": packed sequences (cu_seqlens) are not supported by the CUDA chunk kernels yet");
+// Packed sequences (cu_seqlens): the chunk table of the prepared shape (whose segment_bounds
+// point into the checked host copy of cu_seqlens) in device memory on q's device, pointed to
+// by the shape; returned so that it lives until the op returns (after that the caching
+// allocator reuses its memory only in the order of the current stream, behind the kernels).
+// The host copy is pinned and copied asynchronously; PyTorch's host allocator keeps it until
+// the copy is done. Undefined when not packed.
+at::Tensor attach_chunk_table(kernels::MatrixChunkShape& shape, const at::Tensor& q) {
+  if (shape.segment_bounds == nullptr) return {};
+  at::Tensor host = at::empty({static_cast<int64_t>(kernels::cuda::matrix_chunk_table_size(shape))},
+                              at::TensorOptions().dtype(at::kLong).pinned_memory(true));
+  kernels::cuda::fill_matrix_chunk_table(shape, host.data_ptr<int64_t>());
+  at::Tensor table = host.to(q.device(), /*non_blocking=*/true);
+  shape.chunk_table = table.data_ptr<int64_t>();
+  return table;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(
@@ -44,10 +54,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cuda(
     const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
     const std::optional<at::Tensor>& cu_seqlens) {
   const char* op = "seqpar.matrix_chunk_forward";
-  check_not_packed(op, cu_seqlens);
   const c10::cuda::CUDAGuard guard(q.device());
   PreparedChunkForward r = prepare_chunk_forward(recurrence, q, k, v, g, beta, scale,
-                                                 initial_state, chunk_size, std::nullopt);
+                                                 initial_state, chunk_size, cu_seqlens);
+  const at::Tensor table = attach_chunk_table(r.params.shape, q);
   const kernels::MatrixChunkShape& s = r.params.shape;
   if (s.batch * s.heads > 0)
     check_result(op, kernels::cuda::cuda_matrix_chunk_forward(r.params, current_stream()));
@@ -61,11 +71,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const std::optional<at::Tensor>& grad_final_state, int64_t chunk_size,
     const std::optional<at::Tensor>& cu_seqlens) {
   const char* op = "seqpar.matrix_chunk_backward";
-  check_not_packed(op, cu_seqlens);
   const c10::cuda::CUDAGuard guard(q.device());
   PreparedChunkBackward r =
       prepare_chunk_backward(recurrence, q, k, v, g, beta, scale, chunk_states, grad_o,
-                             grad_final_state, chunk_size, std::nullopt);
+                             grad_final_state, chunk_size, cu_seqlens);
+  const at::Tensor table = attach_chunk_table(r.params.shape, q);
   const kernels::MatrixChunkShape& s = r.params.shape;
   if (s.batch * s.heads > 0) {
     const size_t bytes = kernels::cuda::matrix_chunk_backward_workspace_size(r.params);

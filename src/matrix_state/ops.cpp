@@ -8,4 +8,6 @@
 TORCH_LIBRARY_IMPL(seqpar, CompositeImplicitAutograd, m) {
   m.impl("chunk_gla", &seqpar::chunk_gla);
   m.impl("chunk_gated_delta_rule", &seqpar::chunk_gated_delta_rule);
+  m.impl("chunk_gated_delta_product", &seqpar::chunk_gated_delta_product);
+  m.impl("chunk_kda", &seqpar::chunk_kda);
 }

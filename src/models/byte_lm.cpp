@@ -31,16 +31,21 @@ ByteLMImpl::ByteLMImpl(const ByteLMOptions& options) : options_(options) {
 }
 
 at::Tensor ByteLMImpl::forward(const at::Tensor& tokens, const SequenceBackend& backend,
-                               std::vector<LayerState>* states, at::Tensor* energy_drift) {
+                               std::vector<LayerState>* states, at::Tensor* energy_drift,
+                               const Documents& documents) {
   TORCH_CHECK(tokens.dim() == 2, "ByteLM: tokens must be (batch, time), got ", tokens.sizes());
+  TORCH_CHECK(!documents || options_.kind != ModelKind::kPsm,
+              "ByteLM: documents (packed sequences) are not supported by the psm model: its "
+              "learned aggregation of chunk states has no restart at a document start");
   if (states) states->resize(options_.layers);
   auto x = embed_->forward(tokens);
   for (size_t i = 0; i < block_refs_.size(); ++i) {
     x = block_refs_[i]->forward(x, backend, states ? &(*states)[i].manifold : nullptr,
-                                energy_drift);
+                                energy_drift, documents);
   }
   for (size_t i = 0; i < matrix_refs_.size(); ++i) {
-    x = matrix_refs_[i]->forward(x, backend, states ? &(*states)[i].matrix : nullptr);
+    x = matrix_refs_[i]->forward(x, backend, states ? &(*states)[i].matrix : nullptr,
+                                 documents);
   }
   for (size_t i = 0; i < psm_refs_.size(); ++i) {
     x = psm_refs_[i]->forward(x, backend, states ? &(*states)[i].psm : nullptr);

@@ -99,18 +99,22 @@ at::Tensor ManifoldScanImpl::readout(const at::Tensor& x, const at::Tensor& posi
 }
 
 at::Tensor ManifoldScanImpl::forward(const at::Tensor& x, const SequenceBackend& backend,
-                                     ManifoldState* state, at::Tensor* energy_drift) {
+                                     ManifoldState* state, at::Tensor* energy_drift,
+                                     const Documents& documents) {
   TORCH_CHECK(x.dim() == 3 && x.size(2) == options_.d_model,
               "ManifoldScan: x must be (batch, time, ", options_.d_model, "), got ", x.sizes());
+  TORCH_CHECK(!documents || (!state && !energy_drift),
+              "ManifoldScan: documents (packed sequences) cannot be combined with a state or the "
+              "energy-drift term");
   auto force = force_norm_->forward(x);
   auto [a, drive, dt] = coefficients(force);
   std::optional<at::Tensor> v0, p0;
   if (state && state->velocity.defined()) v0 = state->velocity, p0 = state->position;
-  auto [velocity, v_last] = backend.scan(a, drive, v0);
+  auto [velocity, v_last] = backend.scan(a, drive, v0, documents);
   auto increment = dt * velocity;
   // a = 1 for the position scan; a stride-0 view, never materialised.
   auto ones = torch::ones({1, 1, 1}, increment.options()).expand(increment.sizes());
-  auto [position, p_last] = backend.scan(ones, increment, p0);
+  auto [position, p_last] = backend.scan(ones, increment, p0, documents);
   if (state) *state = ManifoldState{v_last, p_last};
 
   if (energy_drift) {
@@ -130,7 +134,8 @@ at::Tensor ManifoldScanImpl::forward(const at::Tensor& x, const SequenceBackend&
                                torch::zeros({energy.size(0), T, 2}, energy.options())}, 1);
     auto b_carry = torch::cat(
         {torch::zeros({energy.size(0), 1, 2}, energy.options()), carried_values}, 1);
-    auto entering = std::get<0>(backend.scan(a_carry, b_carry, std::nullopt)).select(1, 0);
+    auto entering =
+        std::get<0>(backend.scan(a_carry, b_carry, std::nullopt, std::nullopt)).select(1, 0);
     if (T > 0)
       drift = drift +
               (entering.select(-1, 1) * (energy.select(1, 0) - entering.select(-1, 0)).abs()).sum();

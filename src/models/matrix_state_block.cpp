@@ -78,51 +78,62 @@ at::Tensor MatrixStateBlockImpl::readout(const at::Tensor& x, const at::Tensor& 
 }
 
 at::Tensor MatrixStateBlockImpl::forward(const at::Tensor& x, const SequenceBackend& backend,
-                                         MatrixBlockState* state) {
+                                         MatrixBlockState* state, const Documents& documents) {
   TORCH_CHECK(x.dim() == 3 && x.size(2) == options_.d_model, "MatrixStateBlock: x must be (batch, time, ",
               options_.d_model, "), got ", x.sizes());
   TORCH_CHECK(gla() ? bool(backend.chunk_gla) : bool(backend.chunk_gated_delta_rule),
               "MatrixStateBlock: the sequence backend has no ", model_kind_name(options_.variant),
               " recurrence");
+  TORCH_CHECK(!documents || !state,
+              "MatrixStateBlock: documents (packed sequences) cannot be combined with a state");
   const at::Tensor force = force_norm_->forward(x);
   at::Tensor qkv = w_qkv_->forward(force);
   if (options_.conv_size > 0) {
     const int64_t width = options_.conv_size - 1;
     at::Tensor before = qkv.narrow(1, 0, 0);
+    // A window of one step reads nothing before it, so it never crosses a document start.
+    std::optional<at::Tensor> bounds;
+    if (documents && width > 0) bounds = backend.local_bounds(*documents, qkv.size(1));
     if (width > 0) {
       TORCH_CHECK(bool(backend.previous_steps),
                   "MatrixStateBlock: the sequence backend has no previous_steps (conv_size > 1)");
       std::optional<at::Tensor> tail;
       if (state && state->conv.defined()) tail = state->conv;
       at::Tensor last;
-      std::tie(before, last) = backend.previous_steps(qkv, width, tail);
+      std::tie(before, last) = backend.previous_steps(qkv, width, tail, documents);
       if (state) state->conv = last;
     }
-    qkv = seqpar::causal_conv1d(qkv, before, conv_weight_, std::nullopt, /*silu=*/true);
+    qkv = seqpar::causal_conv1d(qkv, before, conv_weight_, std::nullopt, /*silu=*/true, bounds);
   }
   auto [q, k, v, g, beta] = project(force, qkv);
   std::optional<at::Tensor> s0;
   if (state && state->S.defined()) s0 = state->S;
-  auto [o, last] = recurrence(backend, q, k, v, g, beta, s0);
+  auto [o, last] = recurrence(backend, q, k, v, g, beta, s0, documents);
   if (state) state->S = last;
   return readout(x, o);
 }
 
 std::tuple<at::Tensor, at::Tensor> MatrixStateBlockImpl::recurrence(
     const SequenceBackend& backend, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-    const at::Tensor& g, const at::Tensor& beta, const std::optional<at::Tensor>& s0) {
+    const at::Tensor& g, const at::Tensor& beta, const std::optional<at::Tensor>& s0,
+    const Documents& documents) {
   const int64_t chunk = options_.chunk_size;
   // By value: a recomputed slice calls it again in backward, after this frame has returned.
   auto call = [is_gla = gla(), chunk, gla_fn = backend.chunk_gla,
                delta_fn = backend.chunk_gated_delta_rule](
                   const at::Tensor& q_, const at::Tensor& k_, const at::Tensor& v_,
-                  const at::Tensor& g_, const at::Tensor& beta_, const std::optional<at::Tensor>& s) {
-    return is_gla ? gla_fn(q_, k_, v_, g_, s, chunk) : delta_fn(q_, k_, v_, g_, beta_, s, chunk);
+                  const at::Tensor& g_, const at::Tensor& beta_, const std::optional<at::Tensor>& s,
+                  const Documents& docs) {
+    return is_gla ? gla_fn(q_, k_, v_, g_, s, chunk, docs)
+                  : delta_fn(q_, k_, v_, g_, beta_, s, chunk, docs);
   };
   const int64_t T = q.size(1);
   // Slices of whole chunks, so that every slice chunks the sequence as one call would.
   const int64_t slice = (options_.recompute_slice_tokens + chunk - 1) / chunk * chunk;
-  if (slice == 0 || T <= slice) return call(q, k, v, g, beta, s0);
+  if (slice == 0 || T <= slice) return call(q, k, v, g, beta, s0, documents);
+  TORCH_CHECK(!documents,
+              "MatrixStateBlock: recompute_slice_tokens cannot be combined with documents "
+              "(packed sequences)");
   TORCH_CHECK(!backend.sequence_parallel,
               "MatrixStateBlock: recompute_slice_tokens needs the local backend (one rank); "
               "with sequence parallelism each rank's slice is already 1/P of the sequence");
@@ -137,7 +148,7 @@ std::tuple<at::Tensor, at::Tensor> MatrixStateBlockImpl::recurrence(
         [call](const std::vector<at::Tensor>& a) {
           std::optional<at::Tensor> s;
           if (a[5].defined()) s = a[5];
-          auto [o, last] = call(a[0], a[1], a[2], a[3], a[4], s);
+          auto [o, last] = call(a[0], a[1], a[2], a[3], a[4], s, std::nullopt);
           return std::vector<at::Tensor>{o, last};
         },
         in, /*params=*/{});

@@ -18,10 +18,11 @@ TORCH_LIBRARY(seqpar, m) {
       "scan(Tensor a, Tensor b, Tensor? h0=None, bool reverse=False, Tensor? cu_seqlens=None)"
       " -> (Tensor h, Tensor h_last)");
   // Same result; autograd saves only every checkpoint_every-th state and recomputes the
-  // rest chunk by chunk in backward (activation memory T*D/c instead of T*D).
+  // rest chunk by chunk in backward (activation memory T*D/c instead of T*D). cu_seqlens as
+  // for scan.
   m.def(
-      "scan_checkpointed(Tensor a, Tensor b, Tensor? h0, bool reverse, int checkpoint_every)"
-      " -> (Tensor h, Tensor h_last)");
+      "scan_checkpointed(Tensor a, Tensor b, Tensor? h0, bool reverse, int checkpoint_every,"
+      " Tensor? cu_seqlens=None) -> (Tensor h, Tensor h_last)");
   // The fused adjoint pass (docs/design.md section 1). grad_h or grad_h_last may be None (zeros).
   // Returns grad_a, grad_b and grad_h0 (zeros shaped like h_last when h0 is None).
   m.def(
@@ -40,6 +41,16 @@ TORCH_LIBRARY(seqpar, m) {
   m.def(
       "chunk_gated_delta_rule(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,"
       " float? scale=None, Tensor? initial_state=None, int chunk_size=64,"
+      " Tensor? cu_seqlens=None) -> (Tensor o, Tensor final_state)");
+  // Kimi Delta Attention: the delta rule with g (batch, time, heads, K).
+  m.def(
+      "chunk_kda(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta, float? scale=None,"
+      " Tensor? initial_state=None, int chunk_size=64, Tensor? cu_seqlens=None)"
+      " -> (Tensor o, Tensor final_state)");
+  // Gated DeltaProduct: num_householder factors per token; k, v, beta have time * n rows.
+  m.def(
+      "chunk_gated_delta_product(Tensor q, Tensor k, Tensor v, Tensor? g, Tensor beta,"
+      " int num_householder, float? scale=None, Tensor? initial_state=None, int chunk_size=64,"
       " Tensor? cu_seqlens=None) -> (Tensor o, Tensor final_state)");
   // The fused chunk kernels behind chunk_gla and chunk_gated_delta_rule on the CPU
   // (src/matrix_state/fused_chunks.cpp): recurrence is "gated_delta" (g per head, beta given) or
@@ -79,6 +90,15 @@ TORCH_LIBRARY(seqpar, m) {
       "sp_chunk_gated_delta_rule(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta,"
       " float? scale, Tensor? initial_state, int chunk_size, str group_name,"
       " str algo=\"auto\", Tensor? cu_seqlens=None) -> (Tensor o, Tensor final_state)");
+  m.def(
+      "sp_chunk_kda(Tensor q, Tensor k, Tensor v, Tensor g, Tensor beta, float? scale,"
+      " Tensor? initial_state, int chunk_size, str group_name, str algo=\"auto\","
+      " Tensor? cu_seqlens=None) -> (Tensor o, Tensor final_state)");
+  m.def(
+      "sp_chunk_gated_delta_product(Tensor q, Tensor k, Tensor v, Tensor? g, Tensor beta,"
+      " int num_householder, float? scale, Tensor? initial_state, int chunk_size,"
+      " str group_name, str algo=\"auto\", Tensor? cu_seqlens=None)"
+      " -> (Tensor o, Tensor final_state)");
   m.def(
       "sp_previous_steps(Tensor x, int width, Tensor? initial, str group_name,"
       " str algo=\"auto\", Tensor? cu_seqlens=None) -> (Tensor before, Tensor last)");

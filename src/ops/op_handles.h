@@ -13,7 +13,8 @@ using ScanSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::
                                                    const std::optional<at::Tensor>&, bool,
                                                    const std::optional<at::Tensor>&);
 using ScanCheckpointedSig = std::tuple<at::Tensor, at::Tensor>(
-    const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, bool, int64_t);
+    const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, bool, int64_t,
+    const std::optional<at::Tensor>&);
 using ScanBackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
     const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
     const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, bool,

@@ -3,6 +3,8 @@
 
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+
 namespace seqpar::ops {
 
 bool holds_values(const at::Tensor& t) {
@@ -58,6 +60,23 @@ void check_sequence_rows(const char* op, const char* name, const at::Tensor& sta
   TORCH_CHECK(state.dim() >= 1 && state.size(0) == n, op, ": argument '", name,
               "' must have one row per sequence of 'cu_seqlens' (leading size ", n, "), got shape ",
               state.sizes());
+}
+
+PackedRange packed_range(const int64_t* cu, int64_t sequences, int64_t begin, int64_t end) {
+  // The sequence holding a step: the last one starting at or before it (cu_i <= step < cu_{i+1}).
+  const auto holding = [&](int64_t step) {
+    return static_cast<int64_t>(std::upper_bound(cu, cu + sequences + 1, step) - cu) - 1;
+  };
+  PackedRange r;
+  r.first = holding(begin);
+  const int64_t last = holding(end - 1);
+  r.count = last - r.first + 1;
+  r.begins_before = cu[r.first] < begin;
+  r.ends_after = cu[last + 1] > end;
+  r.bounds.push_back(0);
+  for (int64_t i = r.first + 1; i <= last; ++i) r.bounds.push_back(cu[i] - begin);
+  r.bounds.push_back(end - begin);
+  return r;
 }
 
 }  // namespace seqpar::ops

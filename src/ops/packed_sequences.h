@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include <optional>
+#include <vector>
 
 namespace seqpar::ops {
 
@@ -35,5 +36,18 @@ std::optional<at::Tensor> check_scan_cu_seqlens(const char* op,
 // Checks that a per-sequence state `name` has N = cu_seqlens.numel() - 1 rows (its leading size).
 void check_sequence_rows(const char* op, const char* name, const at::Tensor& state,
                          const at::Tensor& cu_seqlens);
+
+// The sequences meeting the steps [begin, end) of a pack (cu: the N + 1 checked bounds, host),
+// begin < end: the range holds pieces of sequences first .. first + count - 1 (empty sequences
+// between them included, as empty pieces), with local bounds [count + 1] counted from begin.
+// Used where a part of the pack runs on its own: a rank's slice (sp/packed_slice.cpp) and a
+// checkpoint chunk of the packed scan (ops/scan_autograd.cpp).
+struct PackedRange {
+  int64_t first = 0, count = 0;
+  std::vector<int64_t> bounds;
+  bool begins_before = false;  // piece 0 continues a sequence begun before `begin`
+  bool ends_after = false;     // the last piece's sequence goes on past `end`
+};
+PackedRange packed_range(const int64_t* cu, int64_t sequences, int64_t begin, int64_t end);
 
 }  // namespace seqpar::ops

@@ -38,22 +38,25 @@ inline at::Tensor transition_gradient(Transition t, const at::Tensor& mu, const 
 class EnteringState : public torch::autograd::Function<EnteringState> {
  public:
   // M: shaped like E for kDiagonal, (..., K, K) for kMatrix; E and h0: (..., K, V).
+  // reverse: the scan runs in reverse rank order (rank P - 1 first; the packed reverse scan).
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& M, const at::Tensor& E,
                             const std::optional<at::Tensor>& h0_opt, int64_t transition,
-                            std::shared_ptr<comm::Communicator> group, int64_t algo) {
+                            std::shared_ptr<comm::Communicator> group, int64_t algo,
+                            bool reverse) {
     const Transition t = static_cast<Transition>(transition);
     comm::Communicator& g = *group;
     const at::Tensor h0 = h0_opt ? *h0_opt : at::Tensor();
-    const bool first = g.rank() == 0;
+    const bool first = g.rank() == (reverse ? g.size() - 1 : 0);
     at::Tensor own_E = E;
     if (first && h0.defined()) own_E = apply_transition(t, M, h0) + E;
     const at::Tensor entering =
-        comm::rank_entering_state(g, kind_of(t), {M, own_E}, /*reverse=*/false,
+        comm::rank_entering_state(g, kind_of(t), {M, own_E}, reverse,
                                   static_cast<comm::ExchangeAlgo>(algo), stream_for(E));
     at::Tensor x = first ? (h0.defined() ? h0.clone() : at::zeros_like(E)) : entering;
     ctx->saved_data["transition"] = transition;
     ctx->saved_data["algo"] = algo;
     ctx->saved_data["has_h0"] = h0.defined();
+    ctx->saved_data["reverse"] = reverse;
     ctx->saved_data["group"] = c10::make_intrusive<CommunicatorHolder>(group);
     ctx->save_for_backward({M, x});
     return x;
@@ -63,21 +66,23 @@ class EnteringState : public torch::autograd::Function<EnteringState> {
     const Transition t = static_cast<Transition>(ctx->saved_data["transition"].toInt());
     const auto algo = static_cast<comm::ExchangeAlgo>(ctx->saved_data["algo"].toInt());
     const bool has_h0 = ctx->saved_data["has_h0"].toBool();
+    const bool reverse = ctx->saved_data["reverse"].toBool();
     comm::Communicator& g = *ctx->saved_data["group"].toCustomClass<CommunicatorHolder>()->comm;
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &M = saved[0], &x = saved[1];
     const at::Tensor gx = grads[0].defined() ? grads[0].contiguous() : at::zeros_like(x);
     const comm::SummaryKind& kind = kind_of(t);
-    // mu_{r+1}: the adjoint entering this slice from its end.
+    // mu_{r+1}: the adjoint entering this slice from its end (in the scan's rank order).
     const at::Tensor mu_next = comm::rank_entering_state(
-        g, kind, {kind.adjoint_transition(M), gx}, /*reverse=*/true, algo, stream_for(x));
+        g, kind, {kind.adjoint_transition(M), gx}, !reverse, algo, stream_for(x));
     at::Tensor grad_h0;
     if (has_h0) {
-      grad_h0 = g.rank() == 0 ? apply_transition(t, kind.adjoint_transition(M), mu_next) + gx
-                              : at::zeros_like(x);
+      const bool first = g.rank() == (reverse ? g.size() - 1 : 0);
+      grad_h0 = first ? apply_transition(t, kind.adjoint_transition(M), mu_next) + gx
+                      : at::zeros_like(x);
     }
     return {transition_gradient(t, mu_next, x), mu_next, grad_h0, at::Tensor(), at::Tensor(),
-            at::Tensor()};
+            at::Tensor(), at::Tensor()};
   }
 };
 

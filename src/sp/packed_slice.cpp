@@ -1,10 +1,10 @@
 // See packed_slice.h.
 #include "sp/packed_slice.h"
 
-#include <algorithm>
 #include <string>
 
 #include "ops/packed_sequences.h"
+#include "seqpar/sp.h"
 
 namespace seqpar::sp {
 namespace {
@@ -42,8 +42,14 @@ at::Tensor long_tensor(const std::vector<int64_t>& v) {
 
 }  // namespace
 
+at::Tensor packed_bounds(const at::Tensor& cu_seqlens, int64_t local_time,
+                         const std::shared_ptr<comm::Communicator>& group) {
+  TORCH_CHECK(group != nullptr, "seqpar::sp::packed_bounds: group is null");
+  return packed_slice(*group, "seqpar.sp.packed_bounds", cu_seqlens, 1, local_time).local_cu;
+}
+
 PackedSlice packed_slice(comm::Communicator& group, const char* op, const at::Tensor& cu_seqlens,
-                         int64_t batch, int64_t local_time) {
+                         int64_t batch, int64_t local_time, bool reverse) {
   // Each rank's own checks, reported to all: a rank that raised alone would leave the others
   // waiting in the next collective.
   std::string error;
@@ -78,10 +84,18 @@ PackedSlice packed_slice(comm::Communicator& group, const char* op, const at::Te
               total, " (the sum of the ranks' slices), got ", c[n - 1]);
 
   PackedSlice s;
+  s.reverse = reverse;
   s.sequences = n - 1;
+  // The view from the end: bounds total - c reversed, ranks after this one come before it.
+  std::vector<int64_t> flipped;
+  if (reverse) {
+    for (int64_t i = n - 1; i >= 0; --i) flipped.push_back(total - c[i]);
+    c = flipped.data();
+    begin = total - begin - local_time;
+  }
   s.begin = begin;
   const int64_t end = begin + local_time;
-  if (me == 0) {
+  if (me == (reverse ? P - 1 : 0)) {
     for (int64_t i = 0; i < s.sequences; ++i)
       if (c[i] == c[i + 1]) s.empty.push_back(i);
   }
@@ -89,18 +103,11 @@ PackedSlice packed_slice(comm::Communicator& group, const char* op, const at::Te
     s.local_cu = long_tensor({0});
     return s;
   }
-  // The sequences holding this slice's first and last steps (c_i <= step < c_{i+1}).
-  const auto holding = [&](int64_t step) {
-    return static_cast<int64_t>(std::upper_bound(c, c + n, step) - c) - 1;
-  };
-  s.first = holding(begin);
-  const int64_t last = holding(end - 1);
-  s.segments = last - s.first + 1;
-  s.continues = c[s.first] < begin;
-  std::vector<int64_t> bounds{0};
-  for (int64_t i = s.first + 1; i <= last; ++i) bounds.push_back(c[i] - begin);
-  bounds.push_back(local_time);
-  s.local_cu = long_tensor(bounds);
+  const ops::PackedRange range = ops::packed_range(c, s.sequences, begin, end);
+  s.first = range.first;
+  s.segments = range.count;
+  s.continues = range.begins_before;
+  s.local_cu = long_tensor(range.bounds);
   for (int64_t i = 0; i < s.segments; ++i) {
     const int64_t seq = s.first + i;
     if (c[seq + 1] > c[seq] && c[seq + 1] <= end) s.ending.push_back(i);
@@ -125,8 +132,8 @@ PackedResult run_packed(const std::shared_ptr<comm::Communicator>& group, const 
     M = at::zeros(sizes, E.options());
   }
   const int64_t algo = resolve_algo(*group, options, r.transition, M, E);
-  const at::Tensor x = EnteringState::apply(M, E, std::nullopt,
-                                            static_cast<int64_t>(r.transition), group, algo);
+  const at::Tensor x = EnteringState::apply(M, E, std::nullopt, static_cast<int64_t>(r.transition),
+                                            group, algo, slice.reverse);
   // One initial row per local segment. A segment that starts its sequence still reads x (times
   // zero), so that every rank's backward meets the exchange's collectives in the same order.
   at::Tensor init_rows = x.narrow(0, 0, 0);
@@ -149,7 +156,11 @@ PackedResult run_packed(const std::shared_ptr<comm::Communicator>& group, const 
                                      segment_finals.index_select(0, on(owned_rows)));
   if (!slice.empty.empty() && r.initial.defined())
     finals = finals.index_add(0, on(slice.empty), r.initial.index_select(0, on(slice.empty)));
-  return {outputs, AllReduceSum::apply(finals, group), init_rows};
+  // Results that no step of this slice made (an empty slice: a local op may return plain empty
+  // tensors) still reach x, so that this rank's backward meets the exchanges' collectives.
+  const at::Tensor tie = x.narrow(0, 0, 0).sum();
+  if (outputs.numel() == 0) outputs = outputs + tie.to(outputs.scalar_type());
+  return {outputs, AllReduceSum::apply(finals + tie, group), init_rows};
 }
 
 }  // namespace seqpar::sp

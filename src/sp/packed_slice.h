@@ -12,6 +12,11 @@
 // continues a sequence begun earlier, the others from their initial states. Each sequence's
 // final state comes from the rank holding its last step (rank 0 gives the empty sequences');
 // one all-reduce hands all N of them to every rank.
+//
+// reverse (the reverse scan, each sequence from its own end): the same mechanism on the pack
+// seen from its end. Steps, sequences and ranks are all counted from the end (sequence j of
+// that view is sequence N - 1 - j, rank order P - 1 .. 0), and the exchange runs in reverse rank
+// order; the recurrence's pieces flip their slice in time to match.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -28,6 +33,7 @@
 namespace seqpar::sp {
 
 struct PackedSlice {
+  bool reverse = false;      // the view from the pack's end (above)
   int64_t sequences = 0;     // N
   int64_t begin = 0;         // this rank's first step in the pack
   int64_t first = 0;         // sequence of local segment 0 (local segments: first, first + 1, ...)
@@ -35,7 +41,7 @@ struct PackedSlice {
   bool continues = false;    // local segment 0 continues a sequence begun on an earlier rank
   at::Tensor local_cu;       // int64 [segments + 1] on the host: the local segment bounds
   std::vector<int64_t> ending;  // local segments whose sequence (non-empty) ends on this rank
-  std::vector<int64_t> empty;   // on rank 0: the empty sequences; elsewhere none
+  std::vector<int64_t> empty;   // on the first rank: the empty sequences; elsewhere none
   // Whether the slice's summary is its usual one (an empty slice, or one piece of a sequence
   // that began earlier) rather than (0, E).
   bool keeps_summary() const { return segments == 0 || (segments == 1 && continues); }
@@ -43,9 +49,10 @@ struct PackedSlice {
 
 // Checks cu_seqlens on every rank together (its own checks, the same values everywhere, the
 // end at the sum of the slices' lengths, batch 1) so that all ranks raise the same error, and
-// returns this rank's part. op names the function in errors.
+// returns this rank's part (with reverse, in the view from the pack's end). op names the
+// function in errors.
 PackedSlice packed_slice(comm::Communicator& group, const char* op, const at::Tensor& cu_seqlens,
-                         int64_t batch, int64_t local_time);
+                         int64_t batch, int64_t local_time, bool reverse = false);
 
 // A recurrence's pieces for run_packed. States have a leading row per sequence (the summaries
 // and the entering state one row).

@@ -5,6 +5,7 @@ set(SEQPAR_SP_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/sp_scan.cpp
   ${CMAKE_CURRENT_LIST_DIR}/sp_ops.cpp
   ${CMAKE_CURRENT_LIST_DIR}/sp_matrix_state.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/sp_delta_product.cpp
   ${CMAKE_CURRENT_LIST_DIR}/sp_previous_steps.cpp
   ${CMAKE_CURRENT_LIST_DIR}/sp_psm.cpp
   ${CMAKE_CURRENT_LIST_DIR}/packed_slice.cpp

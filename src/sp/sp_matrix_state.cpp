@@ -144,7 +144,7 @@ std::tuple<at::Tensor, at::Tensor> chunk_gla(const at::Tensor& q, const at::Tens
   const int64_t algo = resolve_algo(*group, options, Transition::kDiagonal, M, E);
   const at::Tensor x = EnteringState::apply(
       M, E, group->rank() == 0 ? state_in_compute_dtype(initial_state, dt) : std::nullopt,
-      static_cast<int64_t>(Transition::kDiagonal), group, algo);
+      static_cast<int64_t>(Transition::kDiagonal), group, algo, /*reverse=*/false);
   const double s = scale.value_or(1.0 / std::sqrt(static_cast<double>(q.size(3))));
   const at::Tensor correction =
       s * at::einsum("bthk,bhkv->bthv", {q.to(dt) * Gsum.exp(), x});
@@ -152,72 +152,128 @@ std::tuple<at::Tensor, at::Tensor> chunk_gla(const at::Tensor& q, const at::Tens
   return {o, FinalFromLast::apply(M * x + E, group)};
 }
 
+namespace {
+
+// A delta-rule recurrence's one-device op (gated DeltaNet, KDA) on this slice's steps [lo, T)
+// from `init`, with `values` in place of v when defined (the slice's map M is the run from the
+// identity with zero values: S_T = M I + 0).
+using DeltaLocal = std::function<std::tuple<at::Tensor, at::Tensor>(
+    int64_t lo, const at::Tensor& values, const std::optional<at::Tensor>& init,
+    const std::optional<at::Tensor>& cu)>;
+
+// The slice's map M: the run from the identity with zero values.
+at::Tensor delta_slice_map(const at::Tensor& q, const at::Tensor& v, const DeltaLocal& local) {
+  const at::ScalarType dt = matrix_state::compute_dtype(q.scalar_type());
+  const int64_t B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3);
+  const at::Tensor zero_values = at::zeros({1}, v.options()).expand({B, T, H, K});
+  const at::Tensor identity = at::eye(K, q.options().dtype(dt)).expand({B, H, K, K});
+  return std::get<1>(local(0, zero_values, identity, std::nullopt));
+}
+
+// Packed sequences (sp/packed_slice.h) of a delta-rule recurrence.
+std::tuple<at::Tensor, at::Tensor> packed_delta(
+    const char* op, const at::Tensor& q, const at::Tensor& v, const at::Tensor& tie,
+    const std::optional<at::Tensor>& initial_state, const at::Tensor& cu_seqlens,
+    const DeltaLocal& local, const std::shared_ptr<comm::Communicator>& group,
+    const SpOptions& options) {
+  const auto run = [&](int64_t lo, const std::optional<at::Tensor>& init,
+                       const std::optional<at::Tensor>& cu) {
+    return local(lo, at::Tensor(), init, cu);
+  };
+  // A slice inside one sequence: M its run from the identity with zero values, E from zeros.
+  const auto summary = [&] {
+    return std::make_pair(delta_slice_map(q, v, local) + tie,
+                          std::get<1>(run(0, std::nullopt, std::nullopt)) + tie);
+  };
+  return packed_matrix_state(op, q, v, initial_state, cu_seqlens, Transition::kMatrix, tie, run,
+                             summary, group, options);
+}
+
+// Three local passes, each saving only what its one-device op saves: the slice's map M, E the
+// run from zeros, and the outputs the run from the entering state x. M and E are tied to every
+// input and an empty slice's outputs to x, so that autograd reaches this rank's backward
+// collectives whatever the loss reads.
+std::tuple<at::Tensor, at::Tensor> three_pass_delta(
+    const at::Tensor& q, const at::Tensor& v, const at::Tensor& tie,
+    const std::optional<at::Tensor>& initial_state, const DeltaLocal& local,
+    const std::shared_ptr<comm::Communicator>& group, const SpOptions& options) {
+  const at::ScalarType dt = matrix_state::compute_dtype(q.scalar_type());
+  const at::Tensor M = delta_slice_map(q, v, local) + tie;
+  const at::Tensor E = std::get<1>(local(0, at::Tensor(), std::nullopt, std::nullopt)) + tie;
+  const int64_t algo = resolve_algo(*group, options, Transition::kMatrix, M, E);
+  const at::Tensor x = EnteringState::apply(
+      M, E, group->rank() == 0 ? state_in_compute_dtype(initial_state, dt) : std::nullopt,
+      static_cast<int64_t>(Transition::kMatrix), group, algo, /*reverse=*/false);
+  auto [o, f] = local(0, at::Tensor(), x, std::nullopt);
+  if (o.size(1) == 0) o = x.sum(2).unsqueeze(1).narrow(1, 0, 0).to(o.scalar_type());
+  return {o, FinalFromLast::apply(f, group)};
+}
+
+}  // namespace
+
 std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
     const at::Tensor& beta, std::optional<double> scale,
     const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
     const std::shared_ptr<comm::Communicator>& group, const SpOptions& options,
     const std::optional<at::Tensor>& cu_seqlens) {
+  constexpr const char* op = "seqpar.sp.chunk_gated_delta_rule";
   TORCH_CHECK(group != nullptr, "seqpar::sp::chunk_gated_delta_rule: group is null");
-  if (cu_seqlens && cu_seqlens->defined()) {
-    seqpar::chunk_gated_delta_rule(q.narrow(1, 0, 0), k.narrow(1, 0, 0), v.narrow(1, 0, 0),
-                                   g.narrow(1, 0, 0), beta.narrow(1, 0, 0), scale, std::nullopt,
-                                   chunk_size);
-    check_heads_agree(*group, "seqpar.sp.chunk_gated_delta_rule", q, v);
-    const at::ScalarType dt = matrix_state::compute_dtype(q.scalar_type());
-    const at::Tensor tie = tie_to({q, k, v, g, beta}, dt);
-    const auto local = [&](int64_t lo, const std::optional<at::Tensor>& init,
-                           const std::optional<at::Tensor>& cu) {
-      const int64_t n = q.size(1) - lo;
-      return seqpar::chunk_gated_delta_rule(q.narrow(1, lo, n), k.narrow(1, lo, n),
-                                            v.narrow(1, lo, n), g.narrow(1, lo, n),
-                                            beta.narrow(1, lo, n), scale, init, chunk_size, cu);
-    };
-    // A slice inside one sequence: M its run from the identity with zero values, E from zeros.
-    const auto summary = [&] {
-      const int64_t B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3);
-      const at::Tensor zero_values = at::zeros({1}, v.options()).expand({B, T, H, K});
-      const at::Tensor identity = at::eye(K, q.options().dtype(dt)).expand({B, H, K, K});
-      const at::Tensor M = std::get<1>(seqpar::chunk_gated_delta_rule(
-                               q, k, zero_values, g, beta, scale, identity, chunk_size)) + tie;
-      return std::make_pair(M, std::get<1>(local(0, std::nullopt, std::nullopt)) + tie);
-    };
-    return packed_matrix_state("seqpar.sp.chunk_gated_delta_rule", q, v, initial_state,
-                               *cu_seqlens, Transition::kMatrix, tie, local, summary, group,
-                               options);
-  }
+  const bool packed = cu_seqlens && cu_seqlens->defined();
+  // The local op checks every argument; run its checks first on the whole slice.
   seqpar::chunk_gated_delta_rule(q.narrow(1, 0, 0), k.narrow(1, 0, 0), v.narrow(1, 0, 0),
                                  g.narrow(1, 0, 0), beta.narrow(1, 0, 0), scale,
-                                 group->rank() == 0 ? initial_state : std::nullopt, chunk_size);
-  check_heads_agree(*group, "seqpar.sp.chunk_gated_delta_rule", q, v);
-  if (matrix_state::use_fused_chunks(q)) {
-    // On the fused chunk kernels, three local passes, each saving only its chunk states: the
-    // slice's map M is the run from the identity with zero values (S_T = M I + 0), E the run
-    // from zeros, and the outputs the run from the entering state x.
-    const at::ScalarType dt = matrix_state::compute_dtype(q.scalar_type());
-    const int64_t B = q.size(0), T = q.size(1), H = q.size(2), K = q.size(3);
-    const at::Tensor zero_values = at::zeros({1}, v.options()).expand({B, T, H, K});
-    const at::Tensor identity = at::eye(K, q.options().dtype(dt)).expand({B, H, K, K});
-    const at::Tensor M = std::get<1>(seqpar::chunk_gated_delta_rule(
-        q, k, zero_values, g, beta, scale, identity, chunk_size));
-    const at::Tensor E = std::get<1>(
-        seqpar::chunk_gated_delta_rule(q, k, v, g, beta, scale, std::nullopt, chunk_size));
-    const int64_t algo = resolve_algo(*group, options, Transition::kMatrix, M, E);
-    const at::Tensor x = EnteringState::apply(
-        M, E, group->rank() == 0 ? state_in_compute_dtype(initial_state, dt) : std::nullopt,
-        static_cast<int64_t>(Transition::kMatrix), group, algo);
-    auto [o, f] = seqpar::chunk_gated_delta_rule(q, k, v, g, beta, scale, x, chunk_size);
-    return {o, FinalFromLast::apply(f, group)};
-  }
+                                 group->rank() == 0 && !packed ? initial_state : std::nullopt,
+                                 chunk_size);
+  check_heads_agree(*group, op, q, v);
+  const DeltaLocal local = [&](int64_t lo, const at::Tensor& values,
+                               const std::optional<at::Tensor>& init,
+                               const std::optional<at::Tensor>& cu) {
+    const int64_t n = q.size(1) - lo;
+    return seqpar::chunk_gated_delta_rule(
+        q.narrow(1, lo, n), k.narrow(1, lo, n), (values.defined() ? values : v).narrow(1, lo, n),
+        g.narrow(1, lo, n), beta.narrow(1, lo, n), scale, init, chunk_size, cu);
+  };
+  const at::Tensor tie = tie_to({q, k, v, g, beta}, matrix_state::compute_dtype(q.scalar_type()));
+  if (packed) return packed_delta(op, q, v, tie, initial_state, *cu_seqlens, local, group, options);
+  // On the fused chunk kernels, three passes that each keep only their chunk states.
+  if (matrix_state::use_fused_chunks(q))
+    return three_pass_delta(q, v, tie, initial_state, local, group, options);
   // Steps 1 and 3 share the slice's chunk work (matrix_state/slice_summary.h).
   const GatedDeltaSlice slice = gated_delta_rule_slice(q, k, v, g, beta, scale, chunk_size);
   const int64_t algo = resolve_algo(*group, options, Transition::kMatrix, slice.M, slice.E);
   const at::Tensor x = EnteringState::apply(
       slice.M, slice.E,
       group->rank() == 0 ? state_in_compute_dtype(initial_state, slice.E.scalar_type()) : std::nullopt,
-      static_cast<int64_t>(Transition::kMatrix), group, algo);
+      static_cast<int64_t>(Transition::kMatrix), group, algo, /*reverse=*/false);
   auto [o, f] = slice.finish(x);
   return {o, FinalFromLast::apply(f, group)};
+}
+
+std::tuple<at::Tensor, at::Tensor> chunk_kda(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
+    const at::Tensor& beta, std::optional<double> scale,
+    const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
+    const std::shared_ptr<comm::Communicator>& group, const SpOptions& options,
+    const std::optional<at::Tensor>& cu_seqlens) {
+  constexpr const char* op = "seqpar.sp.chunk_kda";
+  TORCH_CHECK(group != nullptr, "seqpar::sp::chunk_kda: group is null");
+  const bool packed = cu_seqlens && cu_seqlens->defined();
+  seqpar::chunk_kda(q.narrow(1, 0, 0), k.narrow(1, 0, 0), v.narrow(1, 0, 0), g.narrow(1, 0, 0),
+                    beta.narrow(1, 0, 0), scale,
+                    group->rank() == 0 && !packed ? initial_state : std::nullopt, chunk_size);
+  check_heads_agree(*group, op, q, v);
+  const DeltaLocal local = [&](int64_t lo, const at::Tensor& values,
+                               const std::optional<at::Tensor>& init,
+                               const std::optional<at::Tensor>& cu) {
+    const int64_t n = q.size(1) - lo;
+    return seqpar::chunk_kda(q.narrow(1, lo, n), k.narrow(1, lo, n),
+                             (values.defined() ? values : v).narrow(1, lo, n), g.narrow(1, lo, n),
+                             beta.narrow(1, lo, n), scale, init, chunk_size, cu);
+  };
+  const at::Tensor tie = tie_to({q, k, v, g, beta}, matrix_state::compute_dtype(q.scalar_type()));
+  if (packed) return packed_delta(op, q, v, tie, initial_state, *cu_seqlens, local, group, options);
+  return three_pass_delta(q, v, tie, initial_state, local, group, options);
 }
 
 }  // namespace seqpar::sp

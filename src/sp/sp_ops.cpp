@@ -62,6 +62,27 @@ std::tuple<at::Tensor, at::Tensor> sp_chunk_gated_delta_rule_op(
                                 group_named(group_name), options_for(algo), cu_seqlens);
 }
 
+std::tuple<at::Tensor, at::Tensor> sp_chunk_kda_op(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
+    const at::Tensor& beta, std::optional<double> scale,
+    const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
+    c10::string_view group_name, c10::string_view algo,
+    const std::optional<at::Tensor>& cu_seqlens) {
+  return chunk_kda(q, k, v, g, beta, scale, initial_state, chunk_size, group_named(group_name),
+                   options_for(algo), cu_seqlens);
+}
+
+std::tuple<at::Tensor, at::Tensor> sp_chunk_gated_delta_product_op(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    const std::optional<at::Tensor>& g, const at::Tensor& beta, int64_t num_householder,
+    std::optional<double> scale, const std::optional<at::Tensor>& initial_state,
+    int64_t chunk_size, c10::string_view group_name, c10::string_view algo,
+    const std::optional<at::Tensor>& cu_seqlens) {
+  return chunk_gated_delta_product(q, k, v, g, beta, num_householder, scale, initial_state,
+                                   chunk_size, group_named(group_name), options_for(algo),
+                                   cu_seqlens);
+}
+
 std::tuple<at::Tensor, at::Tensor> sp_previous_steps_op(const at::Tensor& x, int64_t width,
                                                         const std::optional<at::Tensor>& initial,
                                                         c10::string_view group_name,
@@ -73,8 +94,7 @@ std::tuple<at::Tensor, at::Tensor> sp_previous_steps_op(const at::Tensor& x, int
 
 at::Tensor sp_packed_bounds_op(const at::Tensor& cu_seqlens, int64_t local_time,
                                c10::string_view group_name) {
-  return packed_slice(*group_named(group_name), "seqpar.sp.packed_bounds", cu_seqlens, 1,
-                      local_time).local_cu;
+  return packed_bounds(cu_seqlens, local_time, group_named(group_name));
 }
 
 void expect_equal(double got, double want, const char* what, int rank, int64_t index) {
@@ -126,6 +146,8 @@ TORCH_LIBRARY_IMPL(seqpar, CompositeImplicitAutograd, m) {
   m.impl("sp_scan", &sp_scan_op);
   m.impl("sp_chunk_gla", &sp_chunk_gla_op);
   m.impl("sp_chunk_gated_delta_rule", &sp_chunk_gated_delta_rule_op);
+  m.impl("sp_chunk_gated_delta_product", &sp_chunk_gated_delta_product_op);
+  m.impl("sp_chunk_kda", &sp_chunk_kda_op);
   m.impl("sp_previous_steps", &sp_previous_steps_op);
   m.impl("sp_packed_bounds", &sp_packed_bounds_op);
   m.impl("sp_comm_check", &sp_comm_check);

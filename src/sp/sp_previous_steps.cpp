@@ -90,7 +90,7 @@ std::tuple<at::Tensor, at::Tensor> previous_steps(const at::Tensor& x, int64_t w
   if (first && initial && initial->defined()) h0 = initial->to(dt);
   const int64_t algo = resolve_algo(*group, options, Transition::kMatrix, M, E);
   const at::Tensor before = EnteringState::apply(M, E, h0, static_cast<int64_t>(Transition::kMatrix),
-                                                 group, algo);
+                                                 group, algo, /*reverse=*/false);
   const at::Tensor last = FinalFromLast::apply(at::matmul(M, before) + E, group);
   return {before.to(x.scalar_type()), last.to(x.scalar_type())};
 }

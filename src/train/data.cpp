@@ -43,6 +43,8 @@ Slice Task::train_slice(int64_t first_index, int64_t batch, int64_t begin, int64
   for (int64_t b = 0; b < batch; ++b) {
     train_tokens(first_index + b, begin, end, s.inputs[b].data_ptr<int64_t>(),
                  s.targets[b].data_ptr<int64_t>(), s.weights[b].data_ptr<float>());
+    const auto documents = train_documents(first_index + b);
+    if (!documents.empty()) s.documents.push_back(torch::tensor(documents, torch::kInt64));
   }
   return s;
 }
@@ -53,6 +55,8 @@ Slice Task::val_slice(int64_t index, int64_t begin, int64_t end) const {
           torch::empty({1, len}, torch::kFloat32)};
   val_tokens(index, begin, end, s.inputs.data_ptr<int64_t>(), s.targets.data_ptr<int64_t>(),
              s.weights.data_ptr<float>());
+  const auto documents = val_documents(index);
+  if (!documents.empty()) s.documents.push_back(torch::tensor(documents, torch::kInt64));
   return s;
 }
 
@@ -108,6 +112,12 @@ class ByteCorpus {
     }
   }
   size_t file_count() const { return files_.size(); }
+  // The offsets where the files start in the concatenation: 0 first, increasing.
+  std::vector<int64_t> starts() const {
+    std::vector<int64_t> out;
+    for (const File& f : files_) out.push_back(f.start);
+    return out;
+  }
 
  private:
   struct File {
@@ -122,9 +132,16 @@ class ByteCorpus {
 // Text: the corpus split into a training prefix and a held-out suffix. Training sequence i
 // starts at a random offset of the training part and wraps around it; validation is the
 // first val_length + 1 bytes of the held-out part, one sequence.
+//
+// With pack_documents every file is a document: a sequence is the same window of the
+// concatenated documents (its first document usually entered part way, its last cut), and its
+// documents are where a file starts inside it, or the training part wraps round to its first
+// file. The tokens and weights do not change, so losses with and without packing compare: the
+// last byte of a document still predicts the next document's first byte.
 class TextTask : public Task {
  public:
-  explicit TextTask(const TrainOptions& o) : corpus_(o.data), seed_(o.seed), seq_len_(o.seq_len) {
+  explicit TextTask(const TrainOptions& o)
+      : corpus_(o.data), seed_(o.seed), seq_len_(o.seq_len), pack_(o.pack_documents) {
     train_bytes_ = static_cast<int64_t>(corpus_.size() * (1 - o.val_fraction));
     const int64_t held_out = corpus_.size() - train_bytes_;
     if (train_bytes_ < 2 || held_out < 2)
@@ -135,7 +152,7 @@ class TextTask : public Task {
     description_ = "text: " + std::to_string(corpus_.size()) + " bytes in " +
                    std::to_string(corpus_.file_count()) + " files, " +
                    std::to_string(train_bytes_) + " train / " + std::to_string(held_out) +
-                   " held out";
+                   " held out" + (pack_ ? ", each file a packed document" : "");
   }
   std::string describe() const override { return description_; }
   int64_t train_length() const override { return seq_len_; }
@@ -144,10 +161,35 @@ class TextTask : public Task {
   int64_t val_length() const override { return val_length_; }
   double val_weight() const override { return static_cast<double>(val_length_); }
 
+  std::vector<int64_t> train_documents(int64_t index) const override {
+    if (!pack_) return {};
+    // Token t reads byte (start + t) mod train_bytes_; a file start there opens a document.
+    const int64_t start = train_start(index);
+    std::vector<int64_t> cu{0};
+    for (int64_t lap = 0; lap * train_bytes_ < start + seq_len_; ++lap) {
+      for (int64_t f : corpus_.starts()) {
+        const int64_t t = lap * train_bytes_ + f - start;
+        if (f < train_bytes_ && t > 0 && t < seq_len_) cu.push_back(t);
+      }
+    }
+    std::sort(cu.begin(), cu.end());
+    cu.push_back(seq_len_);
+    return cu;
+  }
+  std::vector<int64_t> val_documents(int64_t) const override {
+    if (!pack_) return {};
+    std::vector<int64_t> cu{0};
+    for (int64_t f : corpus_.starts()) {
+      const int64_t t = f - train_bytes_;
+      if (t > 0 && t < val_length_) cu.push_back(t);
+    }
+    cu.push_back(val_length_);
+    return cu;
+  }
+
   void train_tokens(int64_t index, int64_t begin, int64_t end, int64_t* inputs, int64_t* targets,
                     float* weights) const override {
-    auto rng = sequence_rng(seed_, 1, index);
-    const int64_t start = static_cast<int64_t>(below(rng, train_bytes_));
+    const int64_t start = train_start(index);
     std::vector<unsigned char> bytes(end - begin + 1);
     int64_t pos = (start + begin) % train_bytes_, done = 0;
     while (done < static_cast<int64_t>(bytes.size())) {
@@ -165,6 +207,11 @@ class TextTask : public Task {
   }
 
  private:
+  // Where training sequence `index` starts in the training part.
+  int64_t train_start(int64_t index) const {
+    auto rng = sequence_rng(seed_, 1, index);
+    return static_cast<int64_t>(below(rng, train_bytes_));
+  }
   static void fill(const std::vector<unsigned char>& bytes, int64_t* inputs, int64_t* targets,
                    float* weights) {
     for (size_t t = 0; t + 1 < bytes.size(); ++t) {
@@ -173,6 +220,7 @@ class TextTask : public Task {
   }
   ByteCorpus corpus_;
   int64_t seed_, seq_len_, train_bytes_ = 0, val_length_ = 0;
+  bool pack_;
   std::string description_;
 };
 

@@ -75,6 +75,7 @@ void describe(po::options_description& desc, TrainOptions& o, TextKeys& text) {
     ("data", po::value(&text.data)->default_value(join_paths(o.data)), "comma-separated files or directories (task = text)")
     ("val_fraction", po::value(&o.val_fraction)->default_value(o.val_fraction), "share of the corpus held out for validation")
     ("val_tokens", po::value(&o.val_tokens)->default_value(o.val_tokens), "text: validation tokens (0: min(seq_len, held-out bytes - 1))")
+    ("pack_documents", po::value(&o.pack_documents)->default_value(o.pack_documents), "text: each file a document, packed into the sequences with its boundaries; every layer's state restarts at a document start (not for psm)")
     ("val_sequences", po::value(&o.val_sequences)->default_value(o.val_sequences), "copy / mqar / s5: validation sequences")
     ("val_length", po::value(&o.val_length)->default_value(o.val_length), "s5: tokens per validation sequence (0: seq_len)")
     ("perm_elements", po::value(&o.perm_elements)->default_value(o.perm_elements), "s5: permutations of this many elements (3: S3, 4: S4, 5: S5)")
@@ -194,6 +195,16 @@ void validate(const TrainOptions& o) {
           "(empty)");
   require(o.val_fraction > 0 && o.val_fraction < 1, "val_fraction", "in (0, 1)", o.val_fraction);
   require(o.val_tokens >= 0, "val_tokens", ">= 0", o.val_tokens);
+  require(!o.pack_documents || o.task == "text", "pack_documents",
+          "false unless task = text (each file of the corpus a document)", "true");
+  require(!o.pack_documents || o.model != models::ModelKind::kPsm, "pack_documents",
+          "false for model = psm (its learned aggregation of chunk states has no restart at a "
+          "document start)", "true");
+  require(!o.pack_documents || o.energy_lambda == 0, "pack_documents",
+          "false with energy_lambda > 0 (the energy-drift term is not split at document starts)",
+          "true");
+  require(!o.pack_documents || o.matrix_recompute_tokens == 0, "pack_documents",
+          "false with matrix_recompute_tokens > 0", "true");
   require(o.val_sequences >= 1, "val_sequences", ">= 1", o.val_sequences);
   require(o.seq_len >= 2, "seq_len", ">= 2", o.seq_len);
   require(o.batch >= 1, "batch", ">= 1", o.batch);
@@ -273,6 +284,7 @@ std::string fingerprint(const TrainOptions& o) {
   if (matrix_state && o.conv_size != 0) f << "conv_size=" << o.conv_size << "\n";
   if (matrix_state && o.qk_l2norm) f << "qk_l2norm=1\n";
   if (o.task == "s5") f << "perm_elements=" << o.perm_elements << "\n";
+  if (o.pack_documents) f << "pack_documents=1\n";
   return f.str();
 }
 

@@ -162,6 +162,18 @@ void Trainer::reduce_gradients(double& loss) {
   loss = buffer[offset].item<double>();
 }
 
+at::Tensor Trainer::logits_of(const Slice& slice, at::Tensor* energy_drift) {
+  const at::Tensor inputs = slice.inputs.to(device_);
+  if (slice.documents.empty()) return model_->forward(inputs, backend_, nullptr, energy_drift);
+  // Packed sequences take batch 1 (cu_seqlens): one forward per row.
+  std::vector<at::Tensor> rows;
+  for (int64_t b = 0; b < inputs.size(0); ++b) {
+    rows.push_back(model_->forward(inputs.narrow(0, b, 1), backend_, nullptr, energy_drift,
+                                   slice.documents.at(b)));
+  }
+  return torch::cat(rows, 0);
+}
+
 double Trainer::compute_gradients(int64_t first_sequence) {
   const auto [begin, end] = my_slice(options_.seq_len);
   auto slice = task_->train_slice(first_sequence + grid_.dp_rank * options_.batch,
@@ -169,8 +181,7 @@ double Trainer::compute_gradients(int64_t first_sequence) {
   optimizer_->zero_grad();
   at::Tensor drift;
   const bool regularize = options_.energy_lambda > 0;
-  auto logits = model_->forward(slice.inputs.to(device_), backend_, nullptr,
-                                regularize ? &drift : nullptr);
+  auto logits = logits_of(slice, regularize ? &drift : nullptr);
   auto ce = torch::nn::functional::cross_entropy(
       logits.reshape({-1, models::ByteLMOptions::kVocab}), slice.targets.reshape(-1).to(device_),
       torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
@@ -194,7 +205,7 @@ double Trainer::validate() {
   auto totals = torch::zeros({258}, torch::kFloat64);
   for (int64_t i = 0; i < task_->val_count(); ++i) {
     auto slice = task_->val_slice(i, begin, end);
-    auto logits = model_->forward(slice.inputs.to(device_), backend_);
+    auto logits = logits_of(slice);
     auto ce = torch::nn::functional::cross_entropy(
         logits.reshape({-1, models::ByteLMOptions::kVocab}), slice.targets.reshape(-1).to(device_),
         torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));

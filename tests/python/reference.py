@@ -3,10 +3,17 @@
 * scan_reference: the sequential recurrence in float64 / complex128, one step at a time.
 * naive_same_precision: the same loop in the input dtype (what a user would write in PyTorch);
   its error against the fp64 reference sets the tolerance of the kernel (docs/design.md rule 8).
+* fla_naive: flash-linear-attention's pure-PyTorch reference module of an op family (fla-core's
+  fla/ops/<family>/naive.py, loaded by file path: importing fla.ops needs Triton), or None.
+* scan_per_sequence: scan_reference's loop on each packed sequence alone (cu_seqlens), each
+  from its own row of h0, reverse from its own end.
 * log_space_scan: the closed form h_t = P_t * (h0 + sum_{s<=t} b_s / P_s), P_t = prod a (real
   positive a only), in float64 with cumsum: a second reference that shares no loop with the
   first.
 """
+import importlib.util
+import os
+
 import torch
 
 
@@ -24,6 +31,24 @@ def scan_reference(a, b, h0=None, reverse=False):
         h = a64[:, t] * h + b64[:, t]
         out[:, t] = h
     return out, h
+
+
+def scan_per_sequence(a, b, h0, cu, reverse):
+    """Each sequence alone, one step at a time in float64 (complex128 for complex64)."""
+    dt = wide(a.dtype)
+    hs, lasts = [], []
+    for i in range(len(cu) - 1):
+        lo, hi = int(cu[i]), int(cu[i + 1])
+        s = h0[i].to(dt) if h0 is not None else torch.zeros(a.shape[2:], dtype=dt)
+        out = [None] * (hi - lo)
+        for k in range(hi - lo):
+            t = hi - 1 - k if reverse else lo + k
+            s = a[0, t].to(dt) * s + b[0, t].to(dt)
+            out[t - lo] = s
+        hs += out
+        lasts.append(s)
+    h = torch.stack(hs, 0).unsqueeze(0) if hs else torch.zeros((1, 0) + tuple(a.shape[2:]), dtype=dt)
+    return h, torch.stack(lasts, 0) if lasts else torch.zeros((0,) + tuple(a.shape[2:]), dtype=dt)
 
 
 def naive_same_precision(a, b, h0=None, reverse=False):
@@ -84,3 +109,21 @@ def matrix_state_reference(q, k, v, g, beta=None, scale=None, initial_state=None
         o.append(scale * torch.einsum("bhkv,bhk->bhv", S, qt))
     o = torch.stack(o, 1) if o else torch.empty(B, 0, H, V, dtype=torch.float64)
     return o, S
+
+
+def fla_naive(family):
+    """fla/ops/<family>/naive.py as a module, or None when fla-core (or einops) is absent."""
+    spec = importlib.util.find_spec("fla")
+    if spec is None or importlib.util.find_spec("einops") is None:
+        return None
+    path = os.path.join(list(spec.submodule_search_locations)[0], "ops", family, "naive.py")
+    if not os.path.exists(path):
+        return None
+    loader = importlib.util.spec_from_file_location(f"fla_naive_{family}", path)
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    return module
+
+
+FLA_MISSING = ("fla-core (and einops) not installed (pip install --no-deps fla-core einops): "
+               "FLA's naive reference is not compared; the float64 loop still is")

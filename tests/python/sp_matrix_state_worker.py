@@ -242,6 +242,94 @@ def check_fla_surface(model, split):
         assert torch.allclose(grad, want, atol=1e-9), where + ": grad " + name
 
 
+def check_delta_product(split, packed):
+    """seqpar.sp.chunk_gated_delta_product (3 Householder factors per token, grouped value
+    heads, the in-kernel L2 norm) against the one-process function over the whole sequence:
+    outputs, final states and every gradient; packed: sequences crossing ranks."""
+    P, r = dist.get_world_size(), dist.get_rank()
+    lengths = slice_lengths(split, P)
+    start, total, n = sum(lengths[:r]), sum(lengths), 3
+    gen = torch.Generator().manual_seed(77)
+    rn = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64)  # noqa: E731
+    B, H, HV, K, V = 1, 1, 2, 4, 3
+    tensors = [rn(B, total, H, K), rn(B, total * n, H, K), rn(B, total * n, HV, V),
+               -torch.rand(B, total, HV, generator=gen, dtype=torch.float64),
+               torch.rand(B, total * n, HV, generator=gen, dtype=torch.float64)]
+    per_token = [1, n, n, 1, n]
+    cu = None
+    if packed:
+        cut = sorted({0, total, total // 3, total // 3, (2 * total) // 3 + 1, total - 1})
+        cu = torch.tensor([c for c in cut if 0 <= c <= total] if total else [0, 0])
+    N = 1 if cu is None else len(cu) - 1
+    h0 = rn(N, HV, K, V)
+    wo, wS = rn(B, total, HV, V), rn(N, HV, K, V)
+    kw = dict(output_final_state=True, use_qk_l2norm_in_kernel=True, chunk_size=4,
+              cu_seqlens=cu)
+    full = [x.clone().requires_grad_() for x in tensors + [h0]]
+    o_ref, S_ref = seqpar.chunk_gated_delta_product(*full[:5], n, initial_state=full[5], **kw)
+    ref = torch.autograd.grad((o_ref * wo).sum() + P * (S_ref * wS).sum(), full)
+    mine = [x[:, start * m:(start + lengths[r]) * m].clone().requires_grad_()
+            for x, m in zip(tensors, per_token)] + [h0.clone().requires_grad_()]
+    o, S = seqpar.sp.chunk_gated_delta_product(*mine[:5], n, initial_state=mine[5],
+                                               group=dist.group.WORLD, **kw)
+    got = torch.autograd.grad((o * wo[:, start:start + lengths[r]]).sum() + (S * wS).sum(), mine,
+                              allow_unused=True)
+    spans = [slice(start * m, (start + lengths[r]) * m) for m in per_token]
+    assert_matches_whole(f"rank {r} P={P} delta product {split} packed={packed}", packed,
+                         (o, S, got), (o_ref[:, start:start + lengths[r]], S_ref, ref), spans,
+                         mine)
+
+
+def assert_matches_whole(where, packed, results, whole, spans, mine):
+    """The sp results (o, final state, gradients of q, k, v, g, beta, initial_state) of this
+    rank against the one-process ones (o already sliced): each input's gradient is its span of
+    the whole's; the initial states are read on rank 0 (one sequence) or on every rank when
+    packed (their gradients then sum over the ranks)."""
+    (o, S, got), (o_ref, S_ref, ref) = results, whole
+    assert torch.allclose(o, o_ref, atol=1e-10), where + ": o"
+    assert torch.allclose(S, S_ref, atol=1e-10), where + ": final_state"
+    for i, (name, span) in enumerate(zip(["q", "k", "v", "g", "beta"], spans)):
+        grad = got[i] if got[i] is not None else torch.zeros_like(mine[i])
+        assert torch.allclose(grad, ref[i][:, span], atol=1e-9), where + ": grad " + name
+    grad = got[5] if got[5] is not None else torch.zeros_like(mine[5])
+    if packed:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+    elif dist.get_rank() != 0:
+        assert torch.all(grad == 0), where + ": grad initial_state off rank 0"
+        return
+    assert torch.allclose(grad, ref[5], atol=1e-9), where + ": grad initial_state"
+
+
+def check_kda(split, packed):
+    """seqpar.sp.chunk_kda (grouped value heads, decays per key channel from e^-20 to near 1)
+    against the one-process function over the whole sequence: outputs, final states and every
+    gradient; packed: sequences crossing ranks."""
+    P, r = dist.get_world_size(), dist.get_rank()
+    lengths = slice_lengths(split, P)
+    start, total = sum(lengths[:r]), sum(lengths)
+    gen = torch.Generator().manual_seed(99)
+    rn = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64)  # noqa: E731
+    B, H, HV, K, V = 1, 1, 2, 4, 3
+    tensors = [rn(B, total, H, K), F.normalize(rn(B, total, H, K), dim=-1), rn(B, total, HV, V),
+               -torch.exp(torch.rand(B, total, HV, K, generator=gen, dtype=torch.float64) * 12 - 9),
+               torch.rand(B, total, HV, generator=gen, dtype=torch.float64)]
+    cu = torch.tensor(sorted({0, total // 3, (2 * total) // 3 + 1, total})) if packed else None
+    N = 1 if cu is None else len(cu) - 1
+    h0, wS = rn(N, HV, K, V), rn(N, HV, K, V)
+    wo = rn(B, total, HV, V)
+    kw = dict(output_final_state=True, chunk_size=16, cu_seqlens=cu)
+    full = [x.clone().requires_grad_() for x in tensors + [h0]]
+    o_ref, S_ref = seqpar.chunk_kda(*full[:5], initial_state=full[5], **kw)
+    ref = torch.autograd.grad((o_ref * wo).sum() + P * (S_ref * wS).sum(), full)
+    sl = slice(start, start + lengths[r])
+    mine = [x[:, sl].clone().requires_grad_() for x in tensors] + [h0.clone().requires_grad_()]
+    o, S = seqpar.sp.chunk_kda(*mine[:5], initial_state=mine[5], group=dist.group.WORLD, **kw)
+    got = torch.autograd.grad((o * wo[:, sl]).sum() + (S * wS).sum(), mine, allow_unused=True)
+    assert_matches_whole(f"rank {r} P={P} kda {split} packed={packed}", packed,
+                         (o, S, got), (o_ref[:, sl], S_ref, ref), [sl] * 5, mine)
+
+
 def main():
     dist.init_process_group("gloo")
     cases = 0
@@ -273,6 +361,11 @@ def main():
         for split in ("uneven", "empty"):
             check_fla_surface(model, split)
             cases += 1
+    for split in ("uneven", "empty"):
+        for packed in (False, True):
+            check_delta_product(split, packed)
+            check_kda(split, packed)
+            cases += 2
     print(f"rank {dist.get_rank()}: sp matrix-state checks passed on {dist.get_world_size()} "
           f"ranks ({cases} cases)", flush=True)
     dist.destroy_process_group()

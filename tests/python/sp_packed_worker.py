@@ -6,7 +6,8 @@ included) that cross rank boundaries, over slices that are even, uneven or empty
 seqpar.sp.chunk_gla, seqpar.sp.chunk_gated_delta_rule and seqpar.sp.causal_conv1d with
 cu_seqlens (outputs, all N final states, the gradients of every input and of the initial
 states) against the one-process packed functions over the whole pack (themselves checked
-against per-sequence float64 references in test_packed_sequences.py), for every exchange
+against per-sequence float64 references in test_packed_sequences.py), and seqpar.sp.scan,
+forward and reverse, against the per-sequence float64 recurrence itself, for every exchange
 algorithm; then that bad cu_seqlens on one rank raises the same kind of error on every rank
 instead of hanging. Any failure raises and the rank exits non-zero.
 """
@@ -22,6 +23,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "python"))
 import seqpar  # noqa: E402
 import seqpar.sp  # noqa: E402
+from reference import scan_per_sequence  # noqa: E402
 from sp_common import slice_lengths  # noqa: E402
 
 
@@ -125,8 +127,9 @@ def check_conv(split, width, algo, seed):
         close(where, "grad " + name + " (summed over ranks)", total_grad, ref[i], 1e-10)
 
 
-def check_scan(split, dtype, algo, seed, tol):
-    """seqpar.sp.scan with cu_seqlens against seqpar.scan with cu_seqlens over the whole pack."""
+def check_scan(split, dtype, algo, seed, tol, reverse=False):
+    """seqpar.sp.scan with cu_seqlens (forward, or reverse: every sequence from its own end)
+    against the per-sequence float64 recurrence over the whole pack (reference.py)."""
     P, r = dist.get_world_size(), dist.get_rank()
     start, n, total = my_slice(split)
     cu = pack(total, seed)
@@ -136,14 +139,14 @@ def check_scan(split, dtype, algo, seed, tol):
     b = torch.randn(1, total, 3, 2, generator=gen, dtype=torch.float64).to(dtype)
     h0 = torch.randn(N, 3, 2, generator=gen, dtype=torch.float64).to(dtype)
     wh, wl = torch.randn(1, total, 3, 2, generator=gen), torch.randn(N, 3, 2, generator=gen)
-    full = [x.clone().requires_grad_() for x in (a, b, h0)]
-    h_ref, l_ref = seqpar.scan(full[0], full[1], full[2], cu_seqlens=cu)
-    ref = torch.autograd.grad((h_ref.double() * wh).sum() + P * (l_ref.double() * wl).sum(), full)
+    full = [x.double().requires_grad_() for x in (a, b, h0)]
+    h_ref, l_ref = scan_per_sequence(full[0], full[1], full[2], cu, reverse)
+    ref = torch.autograd.grad((h_ref * wh).sum() + P * (l_ref * wl).sum(), full)
     mine = [x.clone().requires_grad_() for x in (a[:, start:start + n], b[:, start:start + n], h0)]
-    h, last = seqpar.sp.scan(mine[0], mine[1], mine[2], algo=algo, cu_seqlens=cu)
+    h, last = seqpar.sp.scan(mine[0], mine[1], mine[2], reverse=reverse, algo=algo, cu_seqlens=cu)
     got = torch.autograd.grad((h.double() * wh[:, start:start + n]).sum() +
                               (last.double() * wl).sum(), mine, allow_unused=True)
-    where = f"rank {r} P={P} scan {split} {dtype} {algo} cu={cu.tolist()}"
+    where = f"rank {r} P={P} scan reverse={reverse} {split} {dtype} {algo} cu={cu.tolist()}"
     close(where, "h", h, h_ref[:, start:start + n], tol)
     close(where, "final states", last, l_ref, tol)
     close(where, "grad a", got[0], ref[0][:, start:start + n], tol)
@@ -191,13 +194,14 @@ def main():
             check_conv(split, width, "auto", 4)
             cases += 1
     check_conv("empty", 4, "ring", 6)
-    for split in ("even", "uneven", "empty"):
-        check_scan(split, torch.float64, "auto", 7, 1e-12)
-        cases += 1
-    check_scan("uneven", torch.float32, "auto", 8, 1e-5)
-    for algo in ("tree", "allgather", "ring", "blelloch"):
-        check_scan("empty", torch.float64, algo, 9, 1e-12)
-    cases += 5
+    for reverse in (False, True):
+        for split in ("even", "uneven", "empty"):
+            check_scan(split, torch.float64, "auto", 7, 1e-12, reverse)
+            cases += 1
+        check_scan("uneven", torch.float32, "auto", 8, 1e-5, reverse)
+        for algo in ("tree", "allgather", "ring", "blelloch"):
+            check_scan("empty", torch.float64, algo, 9, 1e-12, reverse)
+        cases += 5
     check_errors()
     cases += 2
     print(f"rank {dist.get_rank()}: sp packed checks passed on {dist.get_world_size()} ranks "

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch.autograd import gradcheck
 
 import seqpar
-from reference import matrix_state_reference
+from reference import matrix_state_reference, scan_per_sequence
 
 MODELS = ["gla", "gated_delta"]
 # CUDA cases run where a GPU is (scripts/gpu_session.sh, step pytest-packed).
@@ -258,30 +258,9 @@ def test_conv_errors_name_the_argument():
 
 # --- scan --------------------------------------------------------------------------------------
 
-def scan_per_sequence(a, b, h0, cu, reverse):
-    """Each sequence alone, one step at a time in float64 (complex128 for complex64)."""
-    wide = torch.complex128 if a.is_complex() else torch.float64
-    hs, lasts = [], []
-    for i in range(len(cu) - 1):
-        lo, hi = int(cu[i]), int(cu[i + 1])
-        s = h0[i].to(wide) if h0 is not None else torch.zeros(a.shape[2:], dtype=wide)
-        out = [None] * (hi - lo)
-        for k in range(hi - lo):
-            t = hi - 1 - k if reverse else lo + k
-            s = a[0, t].to(wide) * s + b[0, t].to(wide)
-            out[t - lo] = s
-        hs += out
-        lasts.append(s)
-    h = torch.stack(hs, 0).unsqueeze(0) if hs else torch.zeros((1, 0) + tuple(a.shape[2:]), dtype=wide)
-    return h, torch.stack(lasts, 0) if lasts else torch.zeros((0,) + tuple(a.shape[2:]), dtype=wide)
-
-
-@pytest.mark.parametrize("lengths", LENGTHS + [[300, 1, 0, 200, 400]], ids=lambda l: str(l)[:30])
-@pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.complex64])
-@pytest.mark.parametrize("channels", [(1,), (3, 5), (64,)])
-@pytest.mark.parametrize("device", DEVICES)
-def test_scan_packed_values_and_gradients(device, lengths, reverse, dtype, channels):
+def check_scan_packed(device, lengths, reverse, dtype, channels, checkpoint_every=0, with_h0=True):
+    """seqpar.scan with cu_seqlens (and checkpoint_every) against scan_per_sequence: h, the
+    final states and the gradients of a, b and h0."""
     gen = torch.Generator().manual_seed(11)
     T, N = sum(lengths), len(lengths)
     real = torch.float64 if dtype == torch.complex64 else dtype
@@ -291,14 +270,17 @@ def test_scan_packed_values_and_gradients(device, lengths, reverse, dtype, chann
     if dtype == torch.complex64:
         a, b, h0 = (torch.complex(x, 0.3 * x.flip(-1)).to(dtype) for x in (a * 0.9, b, h0))
     cu = cu_of(lengths)
-    leaves = [x.to(device).requires_grad_() for x in (a, b, h0)]
-    h, last = seqpar.scan(*leaves[:2], leaves[2], reverse=reverse, cu_seqlens=cu)
+    leaves = [x.to(device).requires_grad_() for x in ((a, b, h0) if with_h0 else (a, b))]
+    h, last = seqpar.scan(*leaves[:2], leaves[2] if with_h0 else None, reverse=reverse,
+                          checkpoint_every=checkpoint_every, cu_seqlens=cu)
     assert last.shape == (N,) + channels
     ref_leaves = [x.detach().cpu().to(torch.complex128 if x.is_complex() else torch.float64)
                   .requires_grad_() for x in leaves]
-    rh, rlast = scan_per_sequence(*ref_leaves[:2], ref_leaves[2], cu, reverse)
+    rh, rlast = scan_per_sequence(*ref_leaves[:2], ref_leaves[2] if with_h0 else None, cu, reverse)
     tol = 1e-12 if dtype == torch.float64 else 2e-5
     assert close_c(h, rh, tol) and close_c(last, rlast, tol)
+    if not (rh.requires_grad or rlast.requires_grad):  # no steps and no h0: nothing to differentiate
+        return
     gh, gl = torch.randn_like(rh), torch.randn_like(rlast)
     got = torch.autograd.grad((h * gh.to(h.device, h.dtype)).real.sum() +
                               (last * gl.to(h.device, h.dtype)).real.sum(), leaves,
@@ -309,6 +291,31 @@ def test_scan_packed_values_and_gradients(device, lengths, reverse, dtype, chann
         zero = torch.zeros_like(leaf)
         assert close_c(zero if x is None else x, zero if y is None else y, tol * 10)
 
+
+@pytest.mark.parametrize("lengths", LENGTHS + [[300, 1, 0, 200, 400]], ids=lambda l: str(l)[:30])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.complex64])
+@pytest.mark.parametrize("channels", [(1,), (3, 5), (64,)])
+@pytest.mark.parametrize("device", DEVICES)
+def test_scan_packed_values_and_gradients(device, lengths, reverse, dtype, channels):
+    check_scan_packed(device, lengths, reverse, dtype, channels)
+
+
+# checkpoint_every = c: chunks of c steps of the pack, cut across sequences; c = 1, chunk
+# edges on and off the boundaries, a sequence spanning several chunks, c past the length.
+@pytest.mark.parametrize("lengths", LENGTHS + [[7, 0, 0, 9, 1, 30, 0]], ids=lambda l: str(l)[:30])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("every", [1, 4, 5, 16, 1000])
+@pytest.mark.parametrize("with_h0", [True, False])
+@pytest.mark.parametrize("device", DEVICES)
+def test_scan_packed_checkpointed(device, lengths, reverse, every, with_h0):
+    check_scan_packed(device, lengths, reverse, torch.float64, (3,), every, with_h0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64])
+def test_scan_packed_checkpointed_dtypes(dtype):
+    check_scan_packed("cpu", [0, 50, 3, 0, 77], True, dtype, (2, 3), 8)
+    check_scan_packed("cpu", [0, 50, 3, 0, 77], False, dtype, (2, 3), 8)
 
 def close_c(x, ref, tol):
     x = x.detach().cpu().to(ref.dtype)
@@ -326,5 +333,5 @@ def test_scan_packed_opcheck_and_errors():
         seqpar.scan(a, b, h0[:3], cu_seqlens=cu)
     with pytest.raises(RuntimeError, match="batch size must be 1"):
         seqpar.scan(a.expand(2, -1, -1), b.expand(2, -1, -1), cu_seqlens=cu)
-    with pytest.raises(RuntimeError, match="'cu_seqlens'.*checkpoint_every"):
-        seqpar.scan(a, b, checkpoint_every=4, cu_seqlens=cu)
+    torch.library.opcheck(torch.ops.seqpar.scan_checkpointed.default, (a, b, h0, True, 3, cu))
+    packed_errors(lambda c: seqpar.scan(a, b, checkpoint_every=4, cu_seqlens=c), 10)

@@ -187,4 +187,63 @@ TEST(Tasks, S5TargetsComposeTheTokens) {
   EXPECT_EQ(x.targets[0][0].item<int64_t>(), x.inputs[0][0].item<int64_t>());
 }
 
+// pack_documents: every file of the corpus a document. The files here are runs of one letter
+// each ('a', 'b', ...), so a document starts exactly where the letter changes (including where
+// the training part wraps round to its first file); the starts from the index alone must be
+// those changes, for every sequence, on every sp slice, and in the validation sequence. Rows
+// without packing carry no documents, and the keys that cannot pack are refused by name.
+TEST(Tasks, PackedDocumentsAreTheFiles) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / "seqpar_test_pack_corpus";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::vector<int64_t> sizes = {30, 1, 50, 7, 200, 20};  // 308 bytes, 246 for training
+  for (size_t i = 0; i < sizes.size(); ++i)
+    std::ofstream(dir / ("f" + std::to_string(i))) << std::string(sizes[i], static_cast<char>('a' + i));
+  auto letter_changes = [](const at::Tensor& inputs) {
+    std::vector<int64_t> cu{0};
+    for (int64_t t = 1; t < inputs.size(0); ++t)
+      if (inputs[t].item<int64_t>() != inputs[t - 1].item<int64_t>()) cu.push_back(t);
+    cu.push_back(inputs.size(0));
+    return cu;
+  };
+  auto o = parse({"--data", dir.string(), "--seq_len", "300", "--val_fraction", "0.2",
+                  "--pack_documents", "true"});
+  auto task = seqpar::train::make_task(o);
+  for (int64_t index = 0; index < 20; ++index) {
+    const auto whole = task->train_slice(index, 2, 0, 300);
+    ASSERT_EQ(whole.documents.size(), 2u);
+    for (int64_t b = 0; b < 2; ++b) {
+      const auto want = letter_changes(whole.inputs[b]);
+      const auto got = whole.documents[b];
+      EXPECT_EQ(std::vector<int64_t>(got.data_ptr<int64_t>(), got.data_ptr<int64_t>() + got.numel()),
+                want) << "sequence " << index + b;
+    }
+    // An sp slice carries the whole sequence's starts.
+    const auto part = task->train_slice(index, 2, 120, 180);
+    EXPECT_TRUE(torch::equal(part.documents.at(1), whole.documents.at(1)));
+  }
+  const auto val = task->val_slice(0, 0, task->val_length());
+  ASSERT_EQ(val.documents.size(), 1u);
+  const auto want = letter_changes(val.inputs[0]);
+  EXPECT_EQ(want.size(), 3u);  // the held-out part: the end of 'e', then 'f'
+  EXPECT_TRUE(torch::equal(val.documents[0], torch::tensor(want, torch::kInt64)));
+
+  o.pack_documents = false;
+  EXPECT_TRUE(seqpar::train::make_task(o)->train_slice(0, 1, 0, 300).documents.empty());
+  fs::remove_all(dir);
+
+  for (const auto& bad : std::vector<std::vector<std::string>>{
+           {"--task", "copy"}, {"--model", "psm"}, {"--energy_lambda", "0.1"},
+           {"--model", "gla", "--sp", "1", "--matrix_recompute_tokens", "64"}}) {
+    auto args = bad;
+    args.insert(args.end(), {"--pack_documents", "true"});
+    const auto msg = error_of(args);
+    EXPECT_NE(msg.find("'pack_documents'"), std::string::npos) << bad[0] << ": " << msg;
+  }
+  auto packed = parse({"--pack_documents", "true"});
+  EXPECT_NE(seqpar::train::fingerprint(packed).find("pack_documents=1"), std::string::npos);
+  EXPECT_EQ(seqpar::train::fingerprint(parse({})).find("pack_documents"), std::string::npos);
+}
+
 }  // namespace

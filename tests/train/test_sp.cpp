@@ -10,6 +10,9 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 using namespace seqpar::train;
 
 namespace {
@@ -84,17 +87,29 @@ INSTANTIATE_TEST_SUITE_P(Tasks, SpTraining, testing::Values("text", "copy", "mqa
 // equal one rank's.
 class SpMatrixTraining : public testing::TestWithParam<std::string> {};
 
-TEST_P(SpMatrixTraining, LossAndGradientsMatchOneRank) {
-  auto world = test_world();
-  auto o = sp_options("mqar");
-  const auto plus = GetParam().find('+');
-  o.model = seqpar::models::parse_model_kind(GetParam().substr(0, plus));
+// "model" or "model+conv" (conv_size 4) into the options.
+void set_model(TrainOptions& o, const std::string& name) {
+  const auto plus = name.find('+');
+  o.model = seqpar::models::parse_model_kind(name.substr(0, plus));
   o.conv_size = plus == std::string::npos ? 0 : 4;
+}
+
+// One step's loss and every gradient on the whole world's sp group equal one rank's; with
+// whole_runs, also a few steps and validation.
+void expect_sp_equals_one_rank(const TrainOptions& o, const std::string& what, bool whole_runs) {
+  auto world = test_world();
   Trainer reference(o, single_rank_grid(), nullptr);
   Trainer parallel(o, seqpar::comm::make_grid(world, world->size()), nullptr);
   const double l_ref = reference.compute_gradients(0), l_par = parallel.compute_gradients(0);
   EXPECT_NEAR(l_par, l_ref, 1e-5 * std::abs(l_ref)) << "loss";
-  expect_same_gradients(reference, parallel, GetParam().c_str());
+  expect_same_gradients(reference, parallel, what.c_str());
+  if (whole_runs) expect_same_runs(reference.run(), parallel.run());
+}
+
+TEST_P(SpMatrixTraining, LossAndGradientsMatchOneRank) {
+  auto o = sp_options("mqar");
+  set_model(o, GetParam());
+  expect_sp_equals_one_rank(o, GetParam(), /*whole_runs=*/false);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, SpMatrixTraining,
@@ -234,6 +249,44 @@ TEST(SpTraining, LongSequenceRecall) {
   EXPECT_NEAR(l_par, l_ref, 1e-5 * std::abs(l_ref));
   expect_same_gradients(reference, parallel, "mqar, 20001 tokens");
 }
+
+// pack_documents across ranks: a corpus of short files (1 to 120 bytes, so every slice holds
+// several documents and many documents span slices), every packing model family, loss,
+// gradients, a few steps and validation equal one rank's on the same documents.
+class SpPackedTraining : public testing::TestWithParam<std::string> {};
+
+TEST_P(SpPackedTraining, LossAndGradientsMatchOneRank) {
+  auto world = test_world();
+  const std::string dir = "/tmp/seqpar_test_sp_packed_corpus";
+  if (world->rank() == 0) {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    for (int i = 0; i < 60; ++i) {
+      const int64_t size = 1 + (i * 37) % 120;
+      std::string text;
+      for (int64_t j = 0; j < size; ++j) text += static_cast<char>('a' + (i * 7 + j * j) % 26);
+      std::ofstream(dir + "/doc" + std::to_string(100 + i)) << text;
+    }
+  }
+  world->barrier();
+  auto o = sp_options("text");
+  o.data = {dir};
+  o.pack_documents = true;
+  o.val_fraction = 0.3;
+  set_model(o, GetParam());
+  expect_sp_equals_one_rank(o, "packed " + GetParam(), /*whole_runs=*/true);
+  world->barrier();
+  if (world->rank() == 0) std::filesystem::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, SpPackedTraining,
+                         testing::Values("manifold", "gla+conv", "gated_deltanet",
+                                         "gated_deltanet+conv"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           for (char& c : s) if (c == '+') c = '_';
+                           return s;
+                         });
 
 // Recomputed slices of the matrix-state recurrence need an sp group of one rank; with sp = 0
 // (all ranks, known only here) the trainer refuses (validate_for_sp_size), naming the option,

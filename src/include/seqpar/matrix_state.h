@@ -46,4 +46,30 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
     const std::optional<at::Tensor>& initial_state = std::nullopt, int64_t chunk_size = 64,
     const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
 
+// Kimi Delta Attention (flash-linear-attention's chunk_kda): the delta rule with a decay per
+// key channel, S_t = (I - beta_t k_t k_t^T) diag(exp(g_t)) S_{t-1} + beta_t k_t v_t^T, g
+// (batch, time, heads, K), the rest as for gated DeltaNet. chunk_size at most 16 or a multiple of
+// 16. ATen composition (not yet a fused kernel). Returns (o, final_state).
+std::tuple<at::Tensor, at::Tensor> chunk_kda(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
+    const at::Tensor& beta, std::optional<double> scale = std::nullopt,
+    const std::optional<at::Tensor>& initial_state = std::nullopt, int64_t chunk_size = 64,
+    const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
+
+// Gated DeltaProduct (flash-linear-attention's chunk_gated_delta_product): num_householder = n
+// generalized Householder factors per token,
+//   S_t = (prod_{j = n-1 .. 0} (I - beta_tj k_tj k_tj^T)) exp(g_t) S_{t-1} + (the beta k v^T terms
+//   of each factor, applied in order), o_t = scale * S_t^T q_t,
+// i.e. per token: decay once, then n delta-rule steps, then the readout. q: (batch, time, heads,
+// K); k: (batch, time * n, heads, K), v: (batch, time * n, heads, V), beta: (batch, time * n,
+// heads), token t's factors at rows t n .. t n + n - 1; g (optional; no decay when absent):
+// (batch, time, heads). The state, cu_seqlens (in tokens) and dtypes are as above; chunk_size
+// counts sub-steps. Runs gated DeltaNet over the n T sub-steps (one kernel for both).
+std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_product(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    const std::optional<at::Tensor>& g, const at::Tensor& beta, int64_t num_householder,
+    std::optional<double> scale = std::nullopt,
+    const std::optional<at::Tensor>& initial_state = std::nullopt, int64_t chunk_size = 64,
+    const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
+
 }  // namespace seqpar

@@ -34,8 +34,8 @@ struct ScanOptions {
   bool deterministic = false;
   // Packed sequences (docs/packed_sequences.md): int64 [N + 1], 0 first, the packed length
   // last, non-decreasing; batch 1. Each sequence runs from its row of h0 (N, *channels), or
-  // zeros (with reverse, from its own end), and h_last is (N, *channels). Not with
-  // checkpoint_every > 0 yet.
+  // zeros (with reverse, from its own end), and h_last is (N, *channels); with
+  // checkpoint_every > 0 too (checkpoint chunks count steps of the pack, across sequences).
   std::optional<at::Tensor> cu_seqlens;
 };
 

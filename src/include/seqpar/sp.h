@@ -93,6 +93,26 @@ std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_rule(
     const std::shared_ptr<comm::Communicator>& group, const SpOptions& options = {},
     const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
 
+// Kimi Delta Attention (seqpar/matrix_state.h) with the sequence split along time across the
+// ranks of `group`; the conventions are chunk_gated_delta_rule's above (three local passes: the
+// slice's map, its zero-state run, the run from the entering state).
+std::tuple<at::Tensor, at::Tensor> chunk_kda(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
+    const at::Tensor& beta, std::optional<double> scale,
+    const std::optional<at::Tensor>& initial_state, int64_t chunk_size,
+    const std::shared_ptr<comm::Communicator>& group, const SpOptions& options = {},
+    const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
+
+// Gated DeltaProduct (seqpar/matrix_state.h) with the sequence split along time across the
+// ranks of `group`: each rank passes its slice of the tokens (k, v, beta with num_householder
+// rows per token of it); the conventions are chunk_gated_delta_rule's above.
+std::tuple<at::Tensor, at::Tensor> chunk_gated_delta_product(
+    const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+    const std::optional<at::Tensor>& g, const at::Tensor& beta, int64_t num_householder,
+    std::optional<double> scale, const std::optional<at::Tensor>& initial_state,
+    int64_t chunk_size, const std::shared_ptr<comm::Communicator>& group,
+    const SpOptions& options = {}, const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
+
 // seqpar::previous_steps (seqpar/previous_steps.h) with the sequence split along time across
 // the ranks of `group`: `before` is the `width` steps preceding this rank's slice, gathered
 // from as many earlier ranks as needed (slices may be shorter than `width`, or empty), `last`
@@ -107,5 +127,12 @@ std::tuple<at::Tensor, at::Tensor> previous_steps(const at::Tensor& x, int64_t w
                                                   const std::shared_ptr<comm::Communicator>& group,
                                                   const SpOptions& options = {},
                                                   const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
+
+// Packed sequences: the bounds of this rank's local segments, int64 [segments + 1] on the host,
+// from the whole pack's cu_seqlens (the same on every rank) and this rank's slice length:
+// what causal_conv1d reads with the `before` windows of previous_steps above. Collective (the
+// ranks check cu_seqlens together, as every packed sp op does).
+at::Tensor packed_bounds(const at::Tensor& cu_seqlens, int64_t local_time,
+                         const std::shared_ptr<comm::Communicator>& group);
 
 }  // namespace seqpar::sp

@@ -9,9 +9,16 @@
 // not otherwise; callers then take another path). The backward needs a scratch buffer
 // (matrix_chunk_backward_workspace_size bytes, 256-byte aligned, stream-ordered lifetime);
 // without one it takes it from cudaMallocAsync on the stream and frees it behind the kernels.
+//
+// Packed sequences (shape.segment_bounds, a host array): the kernels cut every segment into its
+// own chunks, as the CPU kernels do, and read those chunks from a table in device memory,
+// shape.chunk_table: matrix_chunk_table_size(shape) int64 values that fill_matrix_chunk_table
+// writes on the host from segment_bounds, for the caller to copy to the device (layout in
+// kernels/cuda/chunk_tiles.cuh). A segmented shape without its table is refused.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "seqpar/kernels/matrix_state_params.h"
 
@@ -29,6 +36,10 @@ struct MatrixChunkResult {
 // nullptr when the kernels take this problem on the current device, else why not (static).
 const char* matrix_chunk_unsupported(MatrixRecurrence recurrence, ScalarKind dtype,
                                      const MatrixChunkShape& shape);
+
+// Entries of the chunk table of a segmented shape (0 without segments), and the table itself.
+size_t matrix_chunk_table_size(const MatrixChunkShape& shape);
+void fill_matrix_chunk_table(const MatrixChunkShape& shape, int64_t* table);
 
 size_t matrix_chunk_backward_workspace_size(const MatrixChunkBackwardParams& params);
 

@@ -17,6 +17,13 @@
 
 #include "seqpar/kernels/scan_params.h"
 
+// chunk_room() is also read by the CUDA chunk kernels.
+#if defined(__CUDACC__)
+#define SEQPAR_MATRIX_PARAMS_HD __host__ __device__
+#else
+#define SEQPAR_MATRIX_PARAMS_HD
+#endif
+
 namespace seqpar::kernels {
 
 // Row-major C = alpha * op(A) op(B) + beta * C, op(X) = X or X^T; A is m x k after op, B k x n.
@@ -68,6 +75,11 @@ struct MatrixChunkShape {
   // the segment. nullptr: every batch row is one segment.
   const int64_t* segment_bounds = nullptr;
   int64_t segments = 0;
+  // CUDA kernels only: segment_bounds is a host array there, and the kernels read the chunks of
+  // the segments from this table in device memory instead (matrix_chunk_table_size /
+  // fill_matrix_chunk_table in cuda_matrix_state.h build it on the host). The CPU kernels
+  // ignore it.
+  const int64_t* chunk_table = nullptr;
   // Chunks of one (batch, head) pair's run, over all its segments.
   int64_t chunks() const {
     if (chunk <= 0) return 0;
@@ -81,7 +93,7 @@ struct MatrixChunkShape {
   // chunks() without segments; with them ceil(time / chunk) + segments - 1, which bounds the
   // chunks of every segmentation of `time` steps and is known before the bounds' values (as
   // shapes must be for fake tensors). The kernels fill chunks() of it and zero the rest.
-  int64_t chunk_room() const {
+  SEQPAR_MATRIX_PARAMS_HD int64_t chunk_room() const {
     if (chunk <= 0) return 0;
     const int64_t dense = (time + chunk - 1) / chunk;
     return segment_bounds == nullptr ? dense : dense + (segments > 0 ? segments - 1 : 0);

@@ -45,9 +45,13 @@ class ByteLMImpl : public torch::nn::Module {
   // tokens: (batch, time) int64 in [0, 256). Returns logits (batch, time, 256).
   // states (optional): one per layer, read and replaced (see the blocks' forward).
   // energy_drift (optional): summed over the manifold layers (matrix-state layers add none).
+  // documents (optional): packed documents (tokens of batch 1; docs/packed_sequences.md), every
+  // layer's recurrences and convolutions restart at each document start, as if each document
+  // ran alone. Manifold, gla and gated_deltanet layers; not with states or energy_drift.
   at::Tensor forward(const at::Tensor& tokens, const SequenceBackend& backend,
                      std::vector<LayerState>* states = nullptr,
-                     at::Tensor* energy_drift = nullptr);
+                     at::Tensor* energy_drift = nullptr,
+                     const Documents& documents = std::nullopt);
 
   // tokens: (batch,) int64. Returns logits (batch, 256); states sized to the layer count.
   at::Tensor step(const at::Tensor& tokens, std::vector<LayerState>& states);

@@ -41,33 +41,48 @@ class Communicator;
 
 namespace seqpar::models {
 
+// Packed documents (docs/packed_sequences.md): the document starts of the whole sequence, an
+// int64 tensor [N + 1] (0 first, the length last; batch 1), the same on every rank; or
+// std::nullopt for one sequence per batch row. Every recurrence restarts from zeros at each start.
+using Documents = std::optional<at::Tensor>;
+
 // How a module runs its time recurrences: on one rank or across a sequence-parallel group.
+// Every function takes the Documents of the call last.
 struct SequenceBackend {
   // (h, h_last) = scan(a, b, h0): h_t = a_t h_{t-1} + b_t along dim 1, differentiable.
   std::function<std::tuple<at::Tensor, at::Tensor>(const at::Tensor& a, const at::Tensor& b,
-                                                   const std::optional<at::Tensor>& h0)>
+                                                   const std::optional<at::Tensor>& h0,
+                                                   const Documents& cu_seqlens)>
       scan;
   // (o, S_T) of chunked gated linear attention / gated DeltaNet (seqpar/matrix_state.h) from
   // the state h0 (zeros when absent), differentiable; used by MatrixStateBlock.
   std::function<std::tuple<at::Tensor, at::Tensor>(
       const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
-      const std::optional<at::Tensor>& h0, int64_t chunk_size)>
+      const std::optional<at::Tensor>& h0, int64_t chunk_size, const Documents& cu_seqlens)>
       chunk_gla;
   std::function<std::tuple<at::Tensor, at::Tensor>(
       const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
-      const at::Tensor& beta, const std::optional<at::Tensor>& h0, int64_t chunk_size)>
+      const at::Tensor& beta, const std::optional<at::Tensor>& h0, int64_t chunk_size,
+      const Documents& cu_seqlens)>
       chunk_gated_delta_rule;
   // (before, last) = previous_steps(x, width, initial): for x (batch, time, channels) the
   // `width` steps just before this slice of the sequence and the `width` steps ending the whole
   // sequence, each (batch, width, channels); where fewer than `width` steps precede, the
   // earlier rows come from `initial` (zeros when absent). Differentiable; used by
-  // MatrixStateBlock's short convolution.
+  // MatrixStateBlock's short convolution. With documents, `before` has one window per piece
+  // of a document in this slice (bounds: local_bounds) and `last` one per document.
   std::function<std::tuple<at::Tensor, at::Tensor>(const at::Tensor& x, int64_t width,
-                                                   const std::optional<at::Tensor>& initial)>
+                                                   const std::optional<at::Tensor>& initial,
+                                                   const Documents& cu_seqlens)>
       previous_steps;
+  // The bounds of this slice's pieces of the documents, int64 [pieces + 1], for
+  // seqpar::causal_conv1d: cu_seqlens itself on one rank (seqpar::sp::packed_bounds across
+  // ranks).
+  std::function<at::Tensor(const at::Tensor& cu_seqlens, int64_t local_time)> local_bounds;
   // Exclusive prefixes of chunk states under a learned aggregation (seqpar/psm.h), in the
   // static Blelloch order; used by PsmBlock. partial_last_chunk: this slice's last chunk was
-  // padded (across ranks only the last rank's may be).
+  // padded (across ranks only the last rank's may be). No documents: the learned aggregation
+  // has no restart.
   std::function<psm::Prefixes(const at::Tensor& chunks, const psm::Aggregate& agg,
                               bool partial_last_chunk)>
       psm_scan;
@@ -123,9 +138,11 @@ class ManifoldScanImpl : public torch::nn::Module {
   // x: (batch, time, d_model) float32. state (optional) is read as the state entering the
   // sequence and replaced by the state after it (it must be used with local_backend; with
   // sp_backend the returned state is the global final one). energy_drift (optional) is
-  // incremented by sum over (batch, t in this slice) of |E_t - E_{t-1}|.
+  // incremented by sum over (batch, t in this slice) of |E_t - E_{t-1}|. documents: packed
+  // documents (batch 1), both scans restart at each start; not with state or energy_drift.
   at::Tensor forward(const at::Tensor& x, const SequenceBackend& backend,
-                     ManifoldState* state = nullptr, at::Tensor* energy_drift = nullptr);
+                     ManifoldState* state = nullptr, at::Tensor* energy_drift = nullptr,
+                     const Documents& documents = std::nullopt);
 
   // One token: x (batch, d_model). state is updated in place (zeros when undefined).
   at::Tensor step(const at::Tensor& x, ManifoldState& state);

@@ -60,9 +60,10 @@ class MatrixStateBlockImpl : public torch::nn::Module {
 
   // x: (batch, time, d_model) float32. state (optional) is read as the state entering the
   // sequence where defined and replaced by the state after it (with sp_backend: the global
-  // final state).
+  // final state). documents: packed documents (batch 1), the recurrence and the convolution's
+  // windows restart at each start; not with state or recompute_slice_tokens.
   at::Tensor forward(const at::Tensor& x, const SequenceBackend& backend,
-                     MatrixBlockState* state = nullptr);
+                     MatrixBlockState* state = nullptr, const Documents& documents = std::nullopt);
 
   // One token: x (batch, d_model). state is updated in place (zeros where undefined).
   at::Tensor step(const at::Tensor& x, MatrixBlockState& state);
@@ -82,7 +83,8 @@ class MatrixStateBlockImpl : public torch::nn::Module {
   std::tuple<at::Tensor, at::Tensor> recurrence(const SequenceBackend& backend, const at::Tensor& q,
                                                 const at::Tensor& k, const at::Tensor& v,
                                                 const at::Tensor& g, const at::Tensor& beta,
-                                                const std::optional<at::Tensor>& s0);
+                                                const std::optional<at::Tensor>& s0,
+                                                const Documents& documents);
 
   MatrixStateBlockOptions options_;
   int64_t head_dim_;

@@ -21,8 +21,12 @@ struct TrainOptions;
 
 // A slice of a batch of sequences: inputs (batch, len) int64, targets (batch, len) int64 (the
 // next token of each input), weights (batch, len) float32 (1 where the loss counts).
+// documents: with packed documents (pack_documents), one int64 tensor per batch row, the
+// row's document starts over the whole sequence as cu_seqlens ([N + 1], 0 first, the length
+// last; docs/packed_sequences.md), the same on every sp rank; empty otherwise.
 struct Slice {
   at::Tensor inputs, targets, weights;
+  std::vector<at::Tensor> documents;
 };
 
 class Task {
@@ -41,6 +45,12 @@ class Task {
   virtual void val_tokens(int64_t index, int64_t begin, int64_t end, int64_t* inputs,
                           int64_t* targets, float* weights) const = 0;
   virtual double val_weight() const = 0;
+
+  // Packed documents: the document starts of a whole sequence as cu_seqlens (0 first, the
+  // sequence's length last), computed from the index alone (no tokens read), so that every sp
+  // rank knows the whole sequence's; empty for a task that does not pack documents.
+  virtual std::vector<int64_t> train_documents(int64_t /*index*/) const { return {}; }
+  virtual std::vector<int64_t> val_documents(int64_t /*index*/) const { return {}; }
 
   // Batch of training sequences first_index .. first_index + batch - 1, tokens [begin, end).
   Slice train_slice(int64_t first_index, int64_t batch, int64_t begin, int64_t end) const;

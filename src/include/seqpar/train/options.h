@@ -53,6 +53,9 @@ struct TrainOptions {
   std::vector<std::string> data{"/usr/share/common-licenses"};
   double val_fraction = 0.1;
   int64_t val_tokens = 0;      // text: tokens in the validation sequence (0: min(seq_len, split))
+  // text: every file a document, the layers' state restarting at each document start
+  // (cu_seqlens, docs/packed_sequences.md); not for the psm model
+  bool pack_documents = false;
   int64_t val_sequences = 2;   // copy / mqar / s5: validation sequences
   int64_t val_length = 0;      // s5: tokens per validation sequence (0: seq_len)
   int64_t perm_elements = 5;   // s5: permutations of this many elements (3, 4 or 5)

@@ -83,6 +83,9 @@ class Trainer {
   void reduce_gradients(double& loss);
   // This sp rank's token range of a sequence of `length` tokens.
   std::pair<int64_t, int64_t> my_slice(int64_t length) const;
+  // The model's logits (batch, len, 256) for a slice; with packed documents one forward per
+  // batch row, each with its row's document starts.
+  at::Tensor logits_of(const Slice& slice, at::Tensor* energy_drift = nullptr);
 
   TrainOptions options_;
   comm::Grid grid_;

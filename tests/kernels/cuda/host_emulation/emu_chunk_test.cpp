@@ -5,7 +5,8 @@
 // (backpropagation through the steps) written here, independent of the CPU kernels.
 // float32, float64, bfloat16 and float16; K, V in {64, 128}; several chunks and a partial last
 // one; with and without initial state and grad of the final state; decays near 1, near 0 and
-// mixed. Exit status 1 on any failure. Used by scripts/cuda_build_check.sh:
+// mixed; packed sequences (segments with their chunk table: restarts from per-sequence initial
+// states, per-sequence final states, empty sequences). Exit status 1 on any failure. Used by scripts/cuda_build_check.sh:
 //   g++ -std=c++17 -O2 -I<cuda>/include -I<cuda>/include/cccl -Ikernels/cuda
 //       -Itests/kernels/cuda/host_emulation -Ikernels/include emu_chunk_test.cpp && ./a.out [quick]
 #include "emu_cuda.h"
@@ -33,7 +34,30 @@ struct Problem {
   bool h0, gfs;
   const char* regime;  // "mid", "near1", "near0"
   bool head_major = false;  // per-step operands stored (B, H, T, X): strided views for the kernels
+  // Packed sequences: the lengths of the segments (B = 1, T their sum); the states have a row
+  // per segment. Empty: every batch row is one run.
+  std::vector<int> seqlens = {};
+  bool packed() const { return !seqlens.empty(); }
+  int state_rows() const { return packed() ? int(seqlens.size()) : B; }
 };
+
+// One run of the recurrence: steps [lo, hi) of batch row b, from and into state row `row`.
+struct Run {
+  int b, lo, hi, row;
+};
+std::vector<Run> runs_of(const Problem& p) {
+  std::vector<Run> r;
+  if (!p.packed()) {
+    for (int b = 0; b < p.B; ++b) r.push_back({b, 0, p.T, b});
+    return r;
+  }
+  int t = 0;
+  for (size_t i = 0; i < p.seqlens.size(); ++i) {
+    r.push_back({0, t, t + p.seqlens[i], int(i)});
+    t += p.seqlens[i];
+  }
+  return r;
+}
 
 // Inputs in float64, already rounded to the kernel's dtype. Layout (B, T, H, X) contiguous;
 // states (B, H, K, V).
@@ -88,7 +112,7 @@ Inputs make_inputs(const Problem& p, uint64_t seed) {
       x = round_to(p.dtype, r == "near1" ? 1 - u * 1e-3 : r == "near0" ? u * 1e-3 : u);
     }
   }
-  const size_t states = size_t(p.B) * p.H * p.K * p.V;
+  const size_t states = size_t(p.state_rows()) * p.H * p.K * p.V;
   if (p.h0) { in.s0.resize(states); for (auto& x : in.s0) x = round_state(p.dtype, nrm(rng)); }
   if (p.gfs) { in.dST.resize(states); for (auto& x : in.dST) x = round_state(p.dtype, nrm(rng)); }
   return in;
@@ -101,25 +125,26 @@ Outputs reference(const Problem& p, const Inputs& in, double scale) {
   Outputs out;
   const int rows = p.B * T * H;
   out.o.assign(size_t(rows) * V, 0);
-  out.ST.assign(size_t(p.B) * H * K * V, 0);
+  out.ST.assign(size_t(p.state_rows()) * H * K * V, 0);
   out.dq.assign(size_t(rows) * K, 0);
   out.dk.assign(size_t(rows) * K, 0);
   out.dv.assign(size_t(rows) * V, 0);
   out.dg.assign(in.g.size(), 0);
   out.dbeta.assign(in.beta.size(), 0);
   out.ds0.assign(out.ST.size(), 0);
-  for (int b = 0; b < p.B; ++b)
+  for (const Run& run : runs_of(p))
     for (int h = 0; h < H; ++h) {
-      const size_t so = (size_t(b) * H + h) * K * V;
-      std::vector<Vec> S(T + 1, Vec(size_t(K) * V, 0));  // S[t] = state after t steps
+      const int b = run.b, lo = run.lo, hi = run.hi;
+      const size_t so = (size_t(run.row) * H + h) * K * V;
+      std::vector<Vec> S(hi - lo + 1, Vec(size_t(K) * V, 0));  // S[t - lo]: entering step t
       if (p.h0) std::copy_n(in.s0.begin() + so, K * V, S[0].begin());
       auto row = [&](int t) { return (size_t(b) * T + t) * H + h; };
-      for (int t = 0; t < T; ++t) {
+      for (int t = lo; t < hi; ++t) {
         const double* q = &in.q[row(t) * K];
         const double* k = &in.k[row(t) * K];
         const double* v = &in.v[row(t) * V];
-        const Vec& M = S[t];
-        Vec& N = S[t + 1];
+        const Vec& M = S[t - lo];
+        Vec& N = S[t - lo + 1];
         if (gla) {
           const double* g = &in.g[row(t) * K];
           for (int i = 0; i < K; ++i)
@@ -138,16 +163,16 @@ Outputs reference(const Problem& p, const Inputs& in, double scale) {
           out.o[row(t) * V + j] = scale * s;
         }
       }
-      std::copy(S[T].begin(), S[T].end(), out.ST.begin() + so);
+      std::copy(S.back().begin(), S.back().end(), out.ST.begin() + so);
       Vec dS(size_t(K) * V, 0);
       if (p.gfs) std::copy_n(in.dST.begin() + so, K * V, dS.begin());
-      for (int t = T - 1; t >= 0; --t) {
+      for (int t = hi - 1; t >= lo; --t) {
         const double* q = &in.q[row(t) * K];
         const double* k = &in.k[row(t) * K];
         const double* v = &in.v[row(t) * V];
         const double* dO = &in.dO[row(t) * V];
-        const Vec& M = S[t];
-        const Vec& N = S[t + 1];
+        const Vec& M = S[t - lo];
+        const Vec& N = S[t - lo + 1];
         for (int i = 0; i < K; ++i) {  // o = scale N^T q
           double s = 0;
           for (int j = 0; j < V; ++j) {
@@ -306,7 +331,17 @@ void run(const Problem& p, uint64_t seed) {
       dg(ref.dg.size()), dbeta(ref.dbeta.size());
   std::vector<T> ST(ref.ST.size()), ds0(ref.ds0.size());
   MatrixChunkShape shape{p.B, T_, H, K, V, 64};
-  std::vector<T> states(size_t(p.B) * H * shape.chunks() * K * V);
+  std::vector<int64_t> bounds(1, 0), table;
+  if (p.packed()) {
+    for (int len : p.seqlens) bounds.push_back(bounds.back() + len);
+    shape.segment_bounds = bounds.data();
+    shape.segments = int64_t(p.seqlens.size());
+    table.resize(kc::matrix_chunk_table_size(shape));
+    kc::fill_matrix_chunk_table(shape, table.data());
+    shape.chunk_table = table.data();  // device memory is host memory on the emulator
+  }
+  // Saved states: chunk_room() of them, the spare ones poisoned (the forward must zero them).
+  std::vector<T> states(size_t(p.B) * H * shape.chunk_room() * K * V, T(12345));
   auto step = [&](const auto& x, int width) {
     if (p.head_major)
       return StepOperand{x.data(), int64_t(T_) * H * width, width, int64_t(T_) * width, width > 1 ? 1 : 0};
@@ -348,10 +383,12 @@ void run(const Problem& p, uint64_t seed) {
   if (!gla) bp.grad_beta = mstep(dbeta, 1);
   bp.grad_initial_state = {ds0.data(), int64_t(H) * K * V, int64_t(K) * V};
   const auto rb = kc::cuda_matrix_chunk_backward(bp, nullptr);
-  char name[160];
-  std::snprintf(name, sizeof name, "%s %s B=%d H=%d T=%d K=%d V=%d h0=%d dS_T=%d %s%s",
+  std::string lens;
+  for (int len : p.seqlens) lens += (lens.empty() ? " seqlens=" : ",") + std::to_string(len);
+  char name[320];
+  std::snprintf(name, sizeof name, "%s %s B=%d H=%d T=%d K=%d V=%d h0=%d dS_T=%d %s%s%s",
                 gla ? "gla" : "gated_delta", dtype_name(p.dtype), p.B, H, T_, K, V, int(p.h0),
-                int(p.gfs), p.regime, p.head_major ? " (B, H, T, X) strides" : "");
+                int(p.gfs), p.regime, p.head_major ? " (B, H, T, X) strides" : "", lens.c_str());
   if (!rf.ok() || !rb.ok()) {
     std::printf("FAIL %s: entry returned %d/%d (%s%s)\n", name, int(rf.status), int(rb.status), rf.reason, rb.reason);
     ++failures;
@@ -363,6 +400,14 @@ void run(const Problem& p, uint64_t seed) {
                                {"dv", unlay(back(dv), V), &ref.dv, true}, {"dg", unlay(back(dg), gw), &ref.dg, true},
                                {"dS_0", back(ds0), &ref.ds0, true}};
   if (!gla) checks.push_back({"dbeta", unlay(back(dbeta), 1), &ref.dbeta, true});
+  // The room past the run's chunks holds zeros.
+  Vec spare;
+  const int64_t used = shape.chunks(), room = shape.chunk_room();
+  for (int64_t bh = 0; bh < int64_t(p.B) * H; ++bh)
+    for (int64_t n = used; n < room; ++n)
+      for (int64_t e = 0; e < int64_t(K) * V; ++e) spare.push_back(double(states[(bh * room + n) * K * V + e]));
+  const Vec zeros(spare.size(), 0.0);
+  checks.push_back({"spare", spare, &zeros, false});
   bool ok = true;
   std::string line;
   for (const auto& c : checks) {
@@ -401,7 +446,24 @@ int main(int argc, char** argv) {
     problems.push_back({r, S::kBFloat16, 1, 1, T, 64, 64, true, true, "mid"});
     problems.push_back({r, S::kFloat32, 1, 1, 0, 64, 64, true, true, "mid"});  // T = 0
     problems.push_back({r, S::kFloat32, 2, 2, 100, 64, 64, true, true, "mid", true});
+    // Packed sequences (B = 1, T the sum): empty sequences first, in the middle and last;
+    // sequences of one step, shorter and longer than a chunk; boundaries on chunk edges (64,
+    // 128) and off them; only empty sequences; no initial state / final-state gradient.
+    auto packed = [&](S dt, int H, bool h0, bool gfs, const char* regime, std::vector<int> lens,
+                      bool head_major = false) {
+      int sum = 0;
+      for (int len : lens) sum += len;
+      problems.push_back({r, dt, 1, H, sum, 64, 64, h0, gfs, regime, head_major, lens});
+    };
+    packed(S::kFloat64, 1, true, true, "mid", {0, 37, 64, 0, 130, 1, 0});
+    packed(S::kFloat32, 2, true, true, "mid", {64, 100, 0, 29});
+    packed(S::kBFloat16, 1, true, true, "mid", {0, 150, 20});
+    packed(S::kFloat32, 1, true, true, "mid", {0, 0});
+    packed(S::kFloat32, 1, false, false, "mid", {0, 0, 65, 63}, true);
     if (!quick) {
+      packed(S::kFloat16, 1, true, false, "mid", {5, 70, 0});
+      packed(S::kFloat32, 1, true, true, "near1", {1, 127, 1});
+      packed(S::kFloat64, 1, false, true, "near0", {96, 33});
       problems.push_back({r, S::kFloat32, 1, 1, T, 128, 64, false, true, "mid"});
       problems.push_back({r, S::kFloat32, 1, 1, 128, 64, 64, true, true, "near1"});
       problems.push_back({r, S::kBFloat16, 1, 1, T, 128, 128, true, true, "near0"});
@@ -428,14 +490,20 @@ int main(int argc, char** argv) {
       std::printf("smem %s K=%d: gated_delta fwd %zu bwd %zu, gla fwd %zu bwd %zu\n", dtype_name(dt), K,
                   kc::chunk::delta_smem_bytes(dt, K, false), kc::chunk::delta_smem_bytes(dt, K, true),
                   kc::chunk::gla_smem_bytes(dt, K, false), kc::chunk::gla_smem_bytes(dt, K, true));
-  {  // packed sequences are refused
+  {  // packed sequences without their chunk table in device memory are refused
     const int64_t bounds[3] = {0, 30, 64};
     MatrixChunkShape s{1, 64, 1, 64, 64, 64};
     s.segment_bounds = bounds;
     s.segments = 2;
-    const char* why = kc::matrix_chunk_unsupported(R::kGla, S::kFloat32, s);
-    std::printf("%s refused 2 segments: %s\n", why ? "ok" : "FAIL", why ? why : "accepted");
-    if (!why) ++failures;
+    std::vector<float> buf(64 * 64 * 4);
+    MatrixChunkForwardParams f;
+    f.recurrence = R::kGla;
+    f.shape = s;
+    f.q = f.k = f.v = f.g = {buf.data(), 64 * 64, 64, 64, 1};
+    const auto r = kc::cuda_matrix_chunk_forward(f, nullptr);
+    const bool ok = r.status == kc::MatrixChunkStatus::kUnsupported;
+    std::printf("%s refused 2 segments without a chunk table: %s\n", ok ? "ok" : "FAIL", ok ? r.reason : "accepted");
+    if (!ok) ++failures;
   }
   std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "passed", failures);
   return failures ? 1 : 0;
