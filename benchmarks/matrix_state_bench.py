@@ -2,6 +2,7 @@
 
     python benchmarks/matrix_state_bench.py [--device cpu|cuda] [--log2-t 16] [--heads 8]
         [--dim 64] [--chunk 64] [--recurrence-log2-t 11] [--sp-ranks 2] [--reps 3] [--json out]
+        [--chunked-only]
 
 For gated linear attention and gated DeltaNet (float32, batch 1), forward + backward of
 loss = sum(o * w) + sum(S_T * u):
@@ -243,6 +244,34 @@ def sp_time(args, model, T):
     return t
 
 
+def chunked_only(args, T, device):
+    """Forward + backward of the chunked ops alone (CPU): median wall time of --reps and median
+    CPU time of the process (all threads: the work done, which load on the machine moves
+    less than the wall time), printed and in --json."""
+    rows = []
+    for model in MODELS:
+        xs = inputs(model, T, args.heads, args.dim, device)
+        fn = lambda z: chunked(model, z, args.chunk)  # noqa: E731
+        fwd_bwd(fn, xs)  # warm up
+        walls, cpus = [], []
+        for _ in range(args.reps):
+            w0, c0 = time.perf_counter(), time.process_time()
+            fwd_bwd(fn, xs)
+            walls.append(time.perf_counter() - w0)
+            cpus.append(time.process_time() - c0)
+        t, c = statistics.median(walls), statistics.median(cpus)
+        rows.append({"model": model, "T": T, "heads": args.heads, "seconds": t,
+                     "cpu_seconds": c, "tokens_per_s": T / t})
+        print(f"{model:12s} chunked {t * 1e3:8.1f} ms ({T / t / 1e3:.1f} k tok/s), "
+              f"CPU time of all threads {c * 1e3:.1f} ms")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"threads": torch.get_num_threads(), "library": seqpar.library_path(),
+                       "cpu_target": seqpar.cpu_capability(),
+                       "args": {k: v for k, v in vars(args).items() if k != "memory_case"},
+                       "rows": rows}, f, indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
@@ -254,6 +283,9 @@ def main():
     ap.add_argument("--sp-ranks", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--json")
+    ap.add_argument("--chunked-only", action="store_true",
+                    help="time only the chunked ops' forward + backward (for A/B runs: "
+                         "benchmarks/matrix_state_ab.py)")
     ap.add_argument("--memory-case", help=argparse.SUPPRESS)
     args = ap.parse_args()
     seqpar.load_library()
@@ -268,6 +300,8 @@ def main():
     print(f"# matrix_state_bench: {machine}, torch {torch.__version__}, {torch.get_num_threads()} "
           f"threads, cpu target {seqpar.cpu_capability()}; T = 2^{args.log2_t}, H = {args.heads}, "
           f"K = V = {args.dim}, C = {args.chunk}, float32, forward + backward")
+    if args.chunked_only:
+        return chunked_only(args, T, device)
     rate = bmm_rate(device, args.heads * (T // args.chunk), args.chunk, args.dim, args.reps)
     print(f"# batched matmul ({args.heads * (T // args.chunk)} x ({args.chunk}x{args.dim} @ "
           f"{args.dim}x{args.chunk})): {rate / 1e9:.1f} GFLOP/s")

@@ -1,9 +1,10 @@
 // Fused chunk kernels of gated DeltaNet on the CPU, forward and backward (matrix_state_params.h;
 // the math in docs/matrix_state.md, "Fused kernels").
 //
-// One (batch, head) pair runs through its chunks in order, all of a chunk's work in tiles of a
-// few tens of KiB that stay in cache. Per chunk, entered with state S (K x V), with G the
-// running sum of g inside the chunk, gam = exp(G), D[i, j] = exp(G_i - G_j) (j <= i):
+// A run of chunks (one (batch, head) pair, or a range of its chunks: chunk_ranges.h) goes through
+// them in order, all of a chunk's work in tiles of a few tens of KiB that stay in cache. Per
+// chunk, entered with state S (K x V), with G the running sum of g inside the chunk,
+// gam = exp(G), D[i, j] = exp(G_i - G_j) (j <= i):
 //   A  = strictly_lower(diag(beta) D * K K^T),  (I + A) [U | W] = [diag(beta) V | diag(beta gam) K]
 //   w  = U - W S                      (the delta rule's pseudo-values)
 //   o  = diag(gam) Q S + (D * Q K^T) w
@@ -11,11 +12,10 @@
 // (Q already scaled.) Every exponential is of a non-positive number. The forward saves only the
 // state entering each chunk; the backward runs the chunks from the last, recomputes the chunk's
 // quantities from its saved state and applies the adjoint of each line above (derived in
-// docs/matrix_state.md), carrying dS, the gradient of the state entering the chunk.
-#include <cstring>
-#include <memory>
+// docs/matrix_state.md), carrying dS, the gradient of the state entering the chunk. DeltaRun
+// below is what chunk_ranges.h schedules: a chunk forward or backward, and a range map's step.
 
-#include "chunk_tiles.h"
+#include "chunk_ranges.h"
 
 namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET {
 namespace {
@@ -25,11 +25,12 @@ template <class T>
 struct DeltaTiles {
   int64_t C, K, V, R;  // R = V + K, the width of [U | W]
   std::vector<T> q, k, v, G, gam, beta, D, KK, A, UW, w, QK, o, S, kbar, ebar;
+  std::vector<T> kmap;  // C x K: W M or Kbar M for a range's map
   // backward only
   std::vector<T> dout, dw, dP, doS, dq, dk, dS, dS_prev, dkbar, X, dA, dG, dgam, dbeta, dv, qg;
 
   DeltaTiles(int64_t C_, int64_t K_, int64_t V_, bool backward) : C(C_), K(K_), V(V_), R(V_ + K_) {
-    for (auto* t : {&q, &k, &kbar}) t->resize(C * K);
+    for (auto* t : {&q, &k, &kbar, &kmap}) t->resize(C * K);
     for (auto* t : {&v, &w, &o}) t->resize(C * V);
     for (auto* t : {&G, &gam, &beta, &ebar}) t->resize(C);
     for (auto* t : {&D, &KK, &A, &QK}) t->resize(C * C);
@@ -48,8 +49,8 @@ struct DeltaTiles {
 
 // Everything of a chunk that does not depend on the state: G, gam, D, KK, A, [U | W], Kbar.
 // Leaves q (scaled), k, v, beta loaded. c = steps in this chunk.
-template <class In, class T>
-void chunk_prepare(const MatrixChunkForwardParams& p, int64_t b, int64_t h, int64_t t0, int64_t c,
+template <class In, class T, class Params>
+void chunk_prepare(const Params& p, int64_t b, int64_t h, int64_t t0, int64_t c,
                    const Gemm<T>& gemm, DeltaTiles<T>& x) {
   const int64_t C = x.C, K = x.K, V = x.V, R = x.R;
   load_tile<In, T>(p.q, b, t0, h, c, K, static_cast<T>(p.scale), x.q.data());
@@ -100,185 +101,224 @@ void chunk_prepare(const MatrixChunkForwardParams& p, int64_t b, int64_t h, int6
   }
 }
 
-// w = U - W S and the masked scores P = D * Q K^T (in QK) for the state in x.S.
+// w = U - W S, the delta rule's pseudo-values for the state S (after chunk_prepare).
 template <class T>
-void chunk_mix(int64_t c, const Gemm<T>& gemm, DeltaTiles<T>& x) {
-  const int64_t C = x.C, K = x.K, V = x.V, R = x.R;
+void pseudo_values(int64_t c, const Gemm<T>& gemm, DeltaTiles<T>& x, const T* S) {
+  const int64_t K = x.K, V = x.V, R = x.R;
   for (int64_t i = 0; i < c; ++i) std::copy_n(x.UW.data() + i * R, V, x.w.data() + i * V);
-  gemm(false, false, c, V, K, T(-1), x.UW.data() + V, R, x.S.data(), V, T(1), x.w.data(), V);
+  gemm(false, false, c, V, K, T(-1), x.UW.data() + V, R, S, V, T(1), x.w.data(), V);
+}
+
+// The masked scores P = D * Q K^T, in QK.
+template <class T>
+void chunk_scores(int64_t c, const Gemm<T>& gemm, DeltaTiles<T>& x) {
+  const int64_t C = x.C, K = x.K;
   gemm(false, true, c, c, K, T(1), x.q.data(), K, x.k.data(), K, T(0), x.QK.data(), C);
   for (int64_t i = 0; i < c; ++i)
     for (int64_t j = 0; j < c; ++j) x.QK[i * C + j] *= x.D[i * C + j];  // D is 0 above
 }
 
-template <class In, class T>
-void forward_head(const MatrixChunkForwardParams& p, int64_t b, int64_t h, DeltaTiles<T>& x) {
-  const MatrixChunkShape& s = p.shape;
-  const int64_t C = x.C, K = x.K, V = x.V, N = s.chunk_room();
-  const Gemm<T> gemm{gemm_of<T>(p.gemm)};
-  for (const SegmentSpan& seg : segment_spans(s, b)) {
-    load_state(state_ptr<T>(p.initial_state, seg.row, h), K * V, x.S);
-    int64_t n = seg.first_chunk;
-    for (int64_t t0 = seg.lo; t0 < seg.hi; t0 += C, ++n) {
-      const int64_t c = std::min(C, seg.hi - t0);
-      if (p.chunk_states != nullptr) {
-        T* saved = static_cast<T*>(p.chunk_states) + ((b * s.heads + h) * N + n) * K * V;
-        std::copy_n(x.S.data(), K * V, saved);
-      }
-      chunk_prepare<In, T>(p, b, h, t0, c, gemm, x);
-      chunk_mix(c, gemm, x);
-      if (p.o.data != nullptr) {
-        gemm(false, false, c, V, K, T(1), x.q.data(), K, x.S.data(), V, T(0), x.o.data(), V);
-        for (int64_t i = 0; i < c; ++i)
-          for (int64_t j = 0; j < V; ++j) x.o[i * V + j] *= x.gam[i];
-        gemm(false, false, c, V, c, T(1), x.QK.data(), C, x.w.data(), V, T(1), x.o.data(), V);
-        store_tile<In, T>(p.o, b, t0, h, c, V, T(1), x.o.data());
-      }
-      const T gam_last = x.gam[c - 1];
-      for (auto& e : x.S) e *= gam_last;
-      gemm(true, false, K, V, c, T(1), x.kbar.data(), K, x.w.data(), V, T(1), x.S.data(), V);
-    }
-    if (T* out = state_ptr<T>(p.final_state, seg.row, h)) std::copy_n(x.S.data(), K * V, out);
-  }
-  clear_spare_chunk_states<T>(p, b, h);
+// S = gam_last S + Kbar^T w (after pseudo_values).
+template <class T>
+void advance_state(int64_t c, const Gemm<T>& gemm, DeltaTiles<T>& x, T* S) {
+  const int64_t K = x.K, V = x.V;
+  const T gam_last = x.gam[c - 1];
+  for (int64_t m = 0; m < K * V; ++m) S[m] *= gam_last;
+  gemm(true, false, K, V, c, T(1), x.kbar.data(), K, x.w.data(), V, T(1), S, V);
 }
 
-template <class In, class T>
-void backward_head(const MatrixChunkBackwardParams& p, int64_t b, int64_t h, DeltaTiles<T>& x) {
-  const MatrixChunkShape& s = p.shape;
-  const int64_t C = x.C, K = x.K, V = x.V, R = x.R, N = s.chunk_room();
-  const Gemm<T> gemm{gemm_of<T>(p.gemm)};
-  // The forward's view of the inputs, for chunk_prepare.
-  MatrixChunkForwardParams fp;
-  fp.shape = s;
-  fp.scale = p.scale;
-  fp.q = p.q; fp.k = p.k; fp.v = p.v; fp.g = p.g; fp.beta = p.beta;
-  const T scale = static_cast<T>(p.scale);
-  const std::vector<SegmentSpan> spans = segment_spans(s, b);
-  for (auto seg = spans.rbegin(); seg != spans.rend(); ++seg) {
-    load_state(state_ptr<T>(p.grad_final_state, seg->row, h), K * V, x.dS);
-    for (int64_t jc = seg->chunks(C) - 1; jc >= 0; --jc) {
-      const int64_t n = seg->first_chunk + jc, t0 = seg->lo + jc * C;
-      const int64_t c = std::min(C, seg->hi - t0);
-      const T* saved = static_cast<const T*>(p.chunk_states) + ((b * s.heads + h) * N + n) * K * V;
-      std::copy_n(saved, K * V, x.S.data());
-      chunk_prepare<In, T>(fp, b, h, t0, c, gemm, x);
-      chunk_mix(c, gemm, x);  // x.QK now holds P = D * Q K^T
-      if (p.grad_o.data != nullptr) {
-        load_tile<In, T>(p.grad_o, b, t0, h, c, V, T(1), x.dout.data());
-      } else {
-        std::fill(x.dout.begin(), x.dout.end(), T(0));
-      }
-      std::fill(x.dG.begin(), x.dG.end(), T(0));
-      std::fill(x.dgam.begin(), x.dgam.end(), T(0));
-      // dw = P^T dO + Kbar dS'
-      gemm(true, false, c, V, c, T(1), x.QK.data(), C, x.dout.data(), V, T(0), x.dw.data(), V);
-      gemm(false, false, c, V, K, T(1), x.kbar.data(), K, x.dS.data(), V, T(1), x.dw.data(), V);
-      // dP = dO w^T on and below the diagonal; P = D * QK, so dQK = dP * D and the decay's share
-      // t_ij = dP_ij P_ij goes to G_i (+) and G_j (-).
-      gemm(false, true, c, c, V, T(1), x.dout.data(), V, x.w.data(), V, T(0), x.dP.data(), C);
-      for (int64_t i = 0; i < c; ++i) {
-        T* dp = x.dP.data() + i * C;
-        const T* pij = x.QK.data() + i * C;
-        const T* d = x.D.data() + i * C;
-        for (int64_t j = 0; j <= i; ++j) {
-          const T t = dp[j] * pij[j];
-          x.dG[i] += t;
-          x.dG[j] -= t;
-          dp[j] *= d[j];
-        }
-        std::fill(dp + i + 1, dp + c, T(0));
-      }
-      // dQ = diag(gam) dO S^T + dQK K;  dK = dQK^T Q;  dgam_i = q_i . (dO S^T)_i
-      gemm(false, true, c, K, V, T(1), x.dout.data(), V, x.S.data(), V, T(0), x.doS.data(), K);
-      for (int64_t i = 0; i < c; ++i) {
-        const T* ds = x.doS.data() + i * K;
-        x.dgam[i] += dot(x.q.data() + i * K, ds, K);
-        for (int64_t j = 0; j < K; ++j) {
-          x.dq[i * K + j] = x.gam[i] * ds[j];
-          x.qg[i * K + j] = x.gam[i] * x.q[i * K + j];
-        }
-      }
-      gemm(false, false, c, K, c, T(1), x.dP.data(), C, x.k.data(), K, T(1), x.dq.data(), K);
-      gemm(true, false, c, K, c, T(1), x.dP.data(), C, x.q.data(), K, T(0), x.dk.data(), K);
-      // The state entering the chunk: dS = (gam Q)^T dO + gam_last dS' - W^T dw.
-      const T gam_last = x.gam[c - 1];
-      gemm(true, false, K, V, c, T(1), x.qg.data(), K, x.dout.data(), V, T(0), x.dS_prev.data(), V);
-      x.dgam[c - 1] += dot(x.S.data(), x.dS.data(), K * V);
-      for (int64_t m = 0; m < K * V; ++m) x.dS_prev[m] += gam_last * x.dS[m];
-      gemm(true, false, K, V, c, T(-1), x.UW.data() + V, R, x.dw.data(), V, T(1), x.dS_prev.data(), V);
-      // Kbar = diag(exp(G_last - G)) K: dKbar = w dS'^T.
-      gemm(false, true, c, K, V, T(1), x.w.data(), V, x.dS.data(), V, T(0), x.dkbar.data(), K);
-      for (int64_t i = 0; i < c; ++i) {
-        const T* dkb = x.dkbar.data() + i * K;
-        const T r = dot(dkb, x.kbar.data() + i * K, K);
-        x.dG[c - 1] += r;
-        x.dG[i] -= r;
-        for (int64_t j = 0; j < K; ++j) x.dk[i * K + j] += x.ebar[i] * dkb[j];
-      }
-      // [dU | dW] = [dw | -dw S^T], then solve (I + A)^T Y = [dU | dW] (backward substitution).
-      for (int64_t i = 0; i < c; ++i) std::copy_n(x.dw.data() + i * V, V, x.X.data() + i * R);
-      gemm(false, true, c, K, V, T(-1), x.dw.data(), V, x.S.data(), V, T(0), x.X.data() + V, R);
-      for (int64_t j = c - 1; j > 0; --j) {
-        const T* yj = x.X.data() + j * R;
-        const T* a = x.A.data() + j * C;
-        for (int64_t i = 0; i < j; ++i) {
-          const T aji = a[i];
-          if (aji == T(0)) continue;
-          T* yi = x.X.data() + i * R;
-          for (int64_t m = 0; m < R; ++m) yi[m] -= aji * yj[m];
-        }
-      }
-      // dA = -strictly_lower(Y [U | W]^T).
-      gemm(false, true, c, c, R, T(-1), x.X.data(), R, x.UW.data(), R, T(0), x.dA.data(), C);
-      for (int64_t i = 0; i < c; ++i) {
-        const T* dRv = x.X.data() + i * R;
-        const T* dRk = dRv + V;
-        const T rk = dot(dRk, x.k.data() + i * K, K);
-        x.dbeta[i] = dot(dRv, x.v.data() + i * V, V) + x.gam[i] * rk;
-        x.dgam[i] += x.beta[i] * rk;
-        for (int64_t j = 0; j < V; ++j) x.dv[i * V + j] = x.beta[i] * dRv[j];
-        const T bg = x.beta[i] * x.gam[i];
-        for (int64_t j = 0; j < K; ++j) x.dk[i * K + j] += bg * dRk[j];
-      }
-      // A_ij = beta_i D_ij KK_ij (j < i): u_ij = dA_ij D_ij KK_ij feeds beta_i and G (+i, -j);
-      // dKK_ij = beta_i dA_ij D_ij, symmetrized into dA (reused) for dK += (dKK + dKK^T) K.
-      for (int64_t i = 0; i < c; ++i) {
-        T* da = x.dA.data() + i * C;
-        const T* d = x.D.data() + i * C;
-        const T* kk = x.KK.data() + i * C;
-        T row = 0;
-        for (int64_t j = 0; j < i; ++j) {
-          const T u = da[j] * d[j] * kk[j];
-          row += u;
-          x.dG[j] -= x.beta[i] * u;
-          da[j] *= x.beta[i] * d[j];
-        }
-        x.dbeta[i] += row;
-        x.dG[i] += x.beta[i] * row;
-        std::fill(da + i, da + c, T(0));
-      }
+// The gradient of the state entering the chunk from dS, the one leaving it (x.dout, x.qg =
+// gam Q and the scores loaded): dw = P^T dO + Kbar dS (kept in x.dw),
+// dS_prev = (gam Q)^T dO + gam_last dS - W^T dw.
+template <class T>
+void carry_state_gradient(int64_t c, const Gemm<T>& gemm, DeltaTiles<T>& x, const T* dS,
+                          T* dS_prev) {
+  const int64_t C = x.C, K = x.K, V = x.V, R = x.R;
+  gemm(true, false, c, V, c, T(1), x.QK.data(), C, x.dout.data(), V, T(0), x.dw.data(), V);
+  gemm(false, false, c, V, K, T(1), x.kbar.data(), K, dS, V, T(1), x.dw.data(), V);
+  const T gam_last = x.gam[c - 1];
+  gemm(true, false, K, V, c, T(1), x.qg.data(), K, x.dout.data(), V, T(0), dS_prev, V);
+  for (int64_t m = 0; m < K * V; ++m) dS_prev[m] += gam_last * dS[m];
+  gemm(true, false, K, V, c, T(-1), x.UW.data() + V, R, x.dw.data(), V, T(1), dS_prev, V);
+}
+
+// x.qg = gam Q.
+template <class T>
+void gated_queries(int64_t c, DeltaTiles<T>& x) {
+  const int64_t K = x.K;
+  for (int64_t i = 0; i < c; ++i)
+    for (int64_t j = 0; j < K; ++j) x.qg[i * K + j] = x.gam[i] * x.q[i * K + j];
+}
+
+template <class In, class Tc>
+struct DeltaRun {
+  using T = Tc;
+  using Tiles = DeltaTiles<T>;
+  static constexpr bool kDiagonalMap = false;  // M: the product of the chunks' K x K transitions
+
+  static void forward(const MatrixChunkForwardParams& p, int64_t b, int64_t h, const ChunkStep& st,
+                      Tiles& x) {
+    const int64_t C = x.C, K = x.K, V = x.V, c = st.steps;
+    const Gemm<T> gemm{gemm_of<T>(p.gemm)};
+    chunk_prepare<In, T>(p, b, h, st.t0, c, gemm, x);
+    pseudo_values(c, gemm, x, x.S.data());
+    if (p.o.data != nullptr) {
+      chunk_scores(c, gemm, x);
+      gemm(false, false, c, V, K, T(1), x.q.data(), K, x.S.data(), V, T(0), x.o.data(), V);
       for (int64_t i = 0; i < c; ++i)
-        for (int64_t j = 0; j < i; ++j) x.dA[j * C + i] = x.dA[i * C + j];
-      gemm(false, false, c, K, c, T(1), x.dA.data(), C, x.k.data(), K, T(1), x.dk.data(), K);
-      // gam = exp(G); G = cumsum(g): dg is the reverse running sum of dG.
-      for (int64_t i = 0; i < c; ++i) x.dG[i] += x.gam[i] * x.dgam[i];
-      for (int64_t i = c - 2; i >= 0; --i) x.dG[i] += x.dG[i + 1];
-      store_tile<In, T>(p.grad_q, b, t0, h, c, K, scale, x.dq.data());
-      store_tile<In, T>(p.grad_k, b, t0, h, c, K, T(1), x.dk.data());
-      store_tile<In, T>(p.grad_v, b, t0, h, c, V, T(1), x.dv.data());
-      store_gate<In, T>(p.grad_g, b, t0, h, c, x.dG.data());
-      store_gate<In, T>(p.grad_beta, b, t0, h, c, x.dbeta.data());
-      std::swap(x.dS, x.dS_prev);
+        for (int64_t j = 0; j < V; ++j) x.o[i * V + j] *= x.gam[i];
+      gemm(false, false, c, V, c, T(1), x.QK.data(), C, x.w.data(), V, T(1), x.o.data(), V);
+      store_tile<In, T>(p.o, b, st.t0, h, c, V, T(1), x.o.data());
     }
-    if (T* out = state_ptr<T>(p.grad_initial_state, seg->row, h))
-      std::copy_n(x.dS.data(), K * V, out);
+    advance_state(c, gemm, x, x.S.data());
   }
+
+  // The chunk's transition is gam_last I - Kbar^T W: M = gam_last M - Kbar^T (W M).
+  static void forward_map(const MatrixChunkForwardParams& p, int64_t b, int64_t h,
+                          const ChunkStep& st, RangeMap<T>& m, Tiles& x) {
+    const int64_t K = x.K, R = x.R, c = st.steps;
+    const Gemm<T> gemm{gemm_of<T>(p.gemm)};
+    chunk_prepare<In, T>(p, b, h, st.t0, c, gemm, x);
+    if (m.live) {
+      const T* W = x.UW.data() + x.V;
+      T* M = m.M.data();
+      gemm(false, false, c, K, K, T(1), W, R, M, K, T(0), x.kmap.data(), K);
+      gemm(true, false, K, K, c, T(-1), x.kbar.data(), K, x.kmap.data(), K, x.gam[c - 1], M, K);
+    }
+    pseudo_values(c, gemm, x, m.E.data());
+    advance_state(c, gemm, x, m.E.data());
+  }
+
+  // The adjoint: M^T = gam_last M^T - W^T (Kbar M^T).
+  static void backward_map(const MatrixChunkBackwardParams& p, int64_t b, int64_t h,
+                           const ChunkStep& st, RangeMap<T>& m, Tiles& x) {
+    const int64_t K = x.K, R = x.R, c = st.steps;
+    const Gemm<T> gemm{gemm_of<T>(p.gemm)};
+    chunk_prepare<In, T>(p, b, h, st.t0, c, gemm, x);
+    chunk_scores(c, gemm, x);
+    gated_queries(c, x);
+    load_tile_or_zeros<In, T>(p.grad_o, b, st.t0, h, c, x.V, x.dout);
+    if (m.live) {
+      gemm(false, false, c, K, K, T(1), x.kbar.data(), K, m.M.data(), K, T(0), x.kmap.data(), K);
+      const T* W = x.UW.data() + x.V;
+      gemm(true, false, K, K, c, T(-1), W, R, x.kmap.data(), K, x.gam[c - 1], m.M.data(), K);
+    }
+    carry_state_gradient(c, gemm, x, m.E.data(), x.dS_prev.data());
+    std::swap(m.E, x.dS_prev);
+  }
+
+  static void backward(const MatrixChunkBackwardParams& p, int64_t b, int64_t h,
+                       const ChunkStep& st, Tiles& x);
+};
+
+template <class In, class Tc>
+void DeltaRun<In, Tc>::backward(const MatrixChunkBackwardParams& p, int64_t b, int64_t h,
+                                const ChunkStep& st, Tiles& x) {
+  const int64_t C = x.C, K = x.K, V = x.V, R = x.R, c = st.steps, t0 = st.t0;
+  const Gemm<T> gemm{gemm_of<T>(p.gemm)};
+  const T scale = static_cast<T>(p.scale);
+  chunk_prepare<In, T>(p, b, h, t0, c, gemm, x);
+  pseudo_values(c, gemm, x, x.S.data());
+  chunk_scores(c, gemm, x);  // x.QK now holds P = D * Q K^T
+  gated_queries(c, x);
+  load_tile_or_zeros<In, T>(p.grad_o, b, t0, h, c, V, x.dout);
+  std::fill(x.dG.begin(), x.dG.end(), T(0));
+  std::fill(x.dgam.begin(), x.dgam.end(), T(0));
+  // dw = P^T dO + Kbar dS'; the state entering the chunk: dS = (gam Q)^T dO + gam_last dS' - W^T dw
+  carry_state_gradient(c, gemm, x, x.dS.data(), x.dS_prev.data());
+  x.dgam[c - 1] += dot(x.S.data(), x.dS.data(), K * V);
+  // dP = dO w^T on and below the diagonal; P = D * QK, so dQK = dP * D and the decay's share
+  // t_ij = dP_ij P_ij goes to G_i (+) and G_j (-).
+  gemm(false, true, c, c, V, T(1), x.dout.data(), V, x.w.data(), V, T(0), x.dP.data(), C);
+  for (int64_t i = 0; i < c; ++i) {
+    T* dp = x.dP.data() + i * C;
+    const T* pij = x.QK.data() + i * C;
+    const T* d = x.D.data() + i * C;
+    for (int64_t j = 0; j <= i; ++j) {
+      const T t = dp[j] * pij[j];
+      x.dG[i] += t;
+      x.dG[j] -= t;
+      dp[j] *= d[j];
+    }
+    std::fill(dp + i + 1, dp + c, T(0));
+  }
+  // dQ = diag(gam) dO S^T + dQK K;  dK = dQK^T Q;  dgam_i = q_i . (dO S^T)_i
+  gemm(false, true, c, K, V, T(1), x.dout.data(), V, x.S.data(), V, T(0), x.doS.data(), K);
+  for (int64_t i = 0; i < c; ++i) {
+    const T* ds = x.doS.data() + i * K;
+    x.dgam[i] += dot(x.q.data() + i * K, ds, K);
+    for (int64_t j = 0; j < K; ++j) x.dq[i * K + j] = x.gam[i] * ds[j];
+  }
+  gemm(false, false, c, K, c, T(1), x.dP.data(), C, x.k.data(), K, T(1), x.dq.data(), K);
+  gemm(true, false, c, K, c, T(1), x.dP.data(), C, x.q.data(), K, T(0), x.dk.data(), K);
+  // Kbar = diag(exp(G_last - G)) K: dKbar = w dS'^T.
+  gemm(false, true, c, K, V, T(1), x.w.data(), V, x.dS.data(), V, T(0), x.dkbar.data(), K);
+  for (int64_t i = 0; i < c; ++i) {
+    const T* dkb = x.dkbar.data() + i * K;
+    const T r = dot(dkb, x.kbar.data() + i * K, K);
+    x.dG[c - 1] += r;
+    x.dG[i] -= r;
+    for (int64_t j = 0; j < K; ++j) x.dk[i * K + j] += x.ebar[i] * dkb[j];
+  }
+  // [dU | dW] = [dw | -dw S^T], then solve (I + A)^T Y = [dU | dW] (backward substitution).
+  for (int64_t i = 0; i < c; ++i) std::copy_n(x.dw.data() + i * V, V, x.X.data() + i * R);
+  gemm(false, true, c, K, V, T(-1), x.dw.data(), V, x.S.data(), V, T(0), x.X.data() + V, R);
+  for (int64_t j = c - 1; j > 0; --j) {
+    const T* yj = x.X.data() + j * R;
+    const T* a = x.A.data() + j * C;
+    for (int64_t i = 0; i < j; ++i) {
+      const T aji = a[i];
+      if (aji == T(0)) continue;
+      T* yi = x.X.data() + i * R;
+      for (int64_t m = 0; m < R; ++m) yi[m] -= aji * yj[m];
+    }
+  }
+  // dA = -strictly_lower(Y [U | W]^T).
+  gemm(false, true, c, c, R, T(-1), x.X.data(), R, x.UW.data(), R, T(0), x.dA.data(), C);
+  for (int64_t i = 0; i < c; ++i) {
+    const T* dRv = x.X.data() + i * R;
+    const T* dRk = dRv + V;
+    const T rk = dot(dRk, x.k.data() + i * K, K);
+    x.dbeta[i] = dot(dRv, x.v.data() + i * V, V) + x.gam[i] * rk;
+    x.dgam[i] += x.beta[i] * rk;
+    for (int64_t j = 0; j < V; ++j) x.dv[i * V + j] = x.beta[i] * dRv[j];
+    const T bg = x.beta[i] * x.gam[i];
+    for (int64_t j = 0; j < K; ++j) x.dk[i * K + j] += bg * dRk[j];
+  }
+  // A_ij = beta_i D_ij KK_ij (j < i): u_ij = dA_ij D_ij KK_ij feeds beta_i and G (+i, -j);
+  // dKK_ij = beta_i dA_ij D_ij, symmetrized into dA (reused) for dK += (dKK + dKK^T) K.
+  for (int64_t i = 0; i < c; ++i) {
+    T* da = x.dA.data() + i * C;
+    const T* d = x.D.data() + i * C;
+    const T* kk = x.KK.data() + i * C;
+    T row = 0;
+    for (int64_t j = 0; j < i; ++j) {
+      const T u = da[j] * d[j] * kk[j];
+      row += u;
+      x.dG[j] -= x.beta[i] * u;
+      da[j] *= x.beta[i] * d[j];
+    }
+    x.dbeta[i] += row;
+    x.dG[i] += x.beta[i] * row;
+    std::fill(da + i, da + c, T(0));
+  }
+  for (int64_t i = 0; i < c; ++i)
+    for (int64_t j = 0; j < i; ++j) x.dA[j * C + i] = x.dA[i * C + j];
+  gemm(false, false, c, K, c, T(1), x.dA.data(), C, x.k.data(), K, T(1), x.dk.data(), K);
+  // gam = exp(G); G = cumsum(g): dg is the reverse running sum of dG.
+  for (int64_t i = 0; i < c; ++i) x.dG[i] += x.gam[i] * x.dgam[i];
+  for (int64_t i = c - 2; i >= 0; --i) x.dG[i] += x.dG[i + 1];
+  store_tile<In, T>(p.grad_q, b, t0, h, c, K, scale, x.dq.data());
+  store_tile<In, T>(p.grad_k, b, t0, h, c, K, T(1), x.dk.data());
+  store_tile<In, T>(p.grad_v, b, t0, h, c, V, T(1), x.dv.data());
+  store_gate<In, T>(p.grad_g, b, t0, h, c, x.dG.data());
+  store_gate<In, T>(p.grad_beta, b, t0, h, c, x.dbeta.data());
+  std::swap(x.dS, x.dS_prev);
 }
 
 }  // namespace
 
-SEQPAR_CHUNK_ENTRY(chunk_delta_rule_forward, DeltaTiles, forward_head, MatrixChunkForwardParams, false)
-SEQPAR_CHUNK_ENTRY(chunk_delta_rule_backward, DeltaTiles, backward_head, MatrixChunkBackwardParams, true)
+SEQPAR_CHUNK_ENTRY(chunk_delta_rule_forward, DeltaRun, MatrixChunkForwardParams)
+SEQPAR_CHUNK_ENTRY(chunk_delta_rule_backward, DeltaRun, MatrixChunkBackwardParams)
 
 }  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET

@@ -1,7 +1,8 @@
 // What the fused chunk kernels of the matrix-state recurrences share (chunk_delta_rule.cpp,
 // chunk_gla.cpp): moving one chunk of one head between the users' strided layout and a small
 // contiguous row-major tile in the compute type, vectorized exponentials, the row-major GEMM
-// through the caller's BLAS, and the per-worker scheduling of (batch, head) pairs.
+// through the caller's BLAS, and the walk over a run's segments and chunks (for_each_chunk).
+// The scheduling of (batch, head) pairs and of ranges of their chunks is in chunk_ranges.h.
 //
 // Compiled per instruction-set target like the scan engine (target.h). Exponentials use
 // Highway's vectorized Exp where the build has Highway (std::exp otherwise): a chunk needs
@@ -9,17 +10,14 @@
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "element_types.h"
 #include "seqpar/kernels/matrix_state_params.h"
-#include "thread_pool.h"
 
 #if defined(SEQPAR_HAVE_HWY)
 #include <hwy/highway.h>
@@ -98,6 +96,16 @@ inline void load_gate(const StepOperand& x, int64_t b, int64_t t0, int64_t h, in
                       T* out) {
   for (int64_t i = 0; i < rows; ++i) out[i] = static_cast<T>(load(step_ptr<In>(x, b, t0 + i, h)));
 }
+// load_tile, or zeros when x is absent (an optional gradient).
+template <class In, class T>
+inline void load_tile_or_zeros(const StepOperand& x, int64_t b, int64_t t0, int64_t h, int64_t rows,
+                               int64_t cols, std::vector<T>& tile) {
+  if (x.data != nullptr) {
+    load_tile<In, T>(x, b, t0, h, rows, cols, T(1), tile.data());
+  } else {
+    std::fill(tile.begin(), tile.end(), T(0));
+  }
+}
 // x[b, t0 + i, h, j] = mult * tile[i, j].
 template <class In, class T>
 inline void store_tile(const MutableStepOperand& x, int64_t b, int64_t t0, int64_t h,
@@ -132,6 +140,49 @@ inline std::vector<SegmentSpan> segment_spans(const MatrixChunkShape& s, int64_t
     n += spans[static_cast<size_t>(i)].chunks(s.chunk);
   }
   return spans;
+}
+
+// One chunk of a run: steps [t0, t0 + steps), saved entering state number n, state row `row`;
+// first / last: the first / last chunk of its segment (where the state starts from row `row`
+// of the initial state, and where it is the segment's final state).
+struct ChunkStep {
+  int64_t t0 = 0, steps = 0, n = 0, row = 0;
+  bool first = false, last = false;
+};
+
+// fn(step) for the chunks numbered [n0, n1) of batch row b's run, in order, or from the last
+// with `reverse` (the backward's order). The one walk over segments and chunks that both
+// recurrences' kernels use.
+template <class Fn>
+inline void for_each_chunk(const MatrixChunkShape& s, int64_t b, int64_t n0, int64_t n1,
+                           bool reverse, const Fn& fn) {
+  const int64_t C = s.chunk;
+  const std::vector<SegmentSpan> spans = segment_spans(s, b);
+  const int64_t count = static_cast<int64_t>(spans.size());
+  for (int64_t i = 0; i < count; ++i) {
+    const SegmentSpan& seg = spans[static_cast<size_t>(reverse ? count - 1 - i : i)];
+    const int64_t chunks = seg.chunks(C);
+    const int64_t j0 = std::max<int64_t>(0, n0 - seg.first_chunk);
+    const int64_t j1 = std::min<int64_t>(chunks, n1 - seg.first_chunk);
+    for (int64_t m = 0; m < j1 - j0; ++m) {
+      const int64_t j = reverse ? j1 - 1 - m : j0 + m;
+      ChunkStep step;
+      step.t0 = seg.lo + j * C;
+      step.steps = std::min(C, seg.hi - step.t0);
+      step.n = seg.first_chunk + j;
+      step.row = seg.row;
+      step.first = j == 0;
+      step.last = j == chunks - 1;
+      fn(step);
+    }
+  }
+}
+// fn(row) for each segment of batch row b's run that has no steps (its final state is its
+// initial state); without segments, the batch row when time is 0.
+template <class Fn>
+inline void for_each_empty_segment(const MatrixChunkShape& s, int64_t b, const Fn& fn) {
+  for (const SegmentSpan& seg : segment_spans(s, b))
+    if (seg.lo == seg.hi) fn(seg.row);
 }
 // Row `row`, head h of a (rows, heads, K, V) state operand, or nullptr when it is absent.
 template <class T>
@@ -169,19 +220,6 @@ inline T dot(const T* x, const T* y, int64_t n) {
   return s;
 }
 
-// Runs fn(batch, head, worker) for every (batch, head) pair on up to num_threads workers, each
-// pair once; pairs are claimed in order from an atomic counter.
-template <class Fn>
-inline void for_each_head(int64_t batch, int64_t heads, int num_threads, const Fn& fn) {
-  const int64_t pairs = batch * heads;
-  if (pairs == 0) return;
-  const int workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads, pairs)));
-  std::atomic<int64_t> next{0};
-  run_on_workers(workers, [&](int worker) {
-    for (int64_t p = next.fetch_add(1); p < pairs; p = next.fetch_add(1)) fn(p / heads, p % heads, worker);
-  });
-}
-
 // fn(In{}) with In the storage type of `kind` (float, double, BFloat16, Float16); throws
 // std::invalid_argument naming `what` for any other kind.
 template <class Fn>
@@ -194,31 +232,5 @@ inline void input_type_switch(ScalarKind kind, const char* what, const Fn& fn) {
     default: throw std::invalid_argument(std::string(what) + ": unsupported dtype");
   }
 }
-
-// body(batch, head, tiles) for every (batch, head) pair of params.shape, each worker with its
-// own Tiles (made on first use as Tiles(chunk, K, V, backward)).
-template <class Tiles, class Params, class Body>
-inline void run_heads(const Params& p, bool backward, const Body& body) {
-  const MatrixChunkShape& s = p.shape;
-  std::vector<std::unique_ptr<Tiles>> tiles(static_cast<size_t>(std::max(1, p.num_threads)));
-  for_each_head(s.batch, s.heads, p.num_threads, [&](int64_t b, int64_t h, int worker) {
-    auto& t = tiles[static_cast<size_t>(worker)];
-    if (!t) t = std::make_unique<Tiles>(s.chunk, s.key, s.value, backward);
-    body(b, h, *t);
-  });
-}
-
-// The kernel entry points of a recurrence: Head<In, T>::forward / ::backward run one (batch,
-// head) pair on its Tiles<T>.
-#define SEQPAR_CHUNK_ENTRY(name, Tiles, head_fn, Params, backward)                    \
-  void name(const Params& p) {                                                        \
-    input_type_switch(p.dtype, #name, [&](auto in) {                                  \
-      using In = decltype(in);                                                        \
-      using T = typename ComputeOf<In>::type;                                         \
-      run_heads<Tiles<T>>(p, backward, [&](int64_t b, int64_t h, Tiles<T>& x) {       \
-        head_fn<In, T>(p, b, h, x);                                                   \
-      });                                                                             \
-    });                                                                               \
-  }
 
 }  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET

@@ -91,17 +91,23 @@ def matrix_state_reference(q, k, v, g, beta=None, scale=None, initial_state=None
     q, k, v, g = (x.double() for x in (q, k, v, g))
     S = (torch.zeros(B, H, K, V, dtype=torch.float64) if initial_state is None
          else initial_state.double().clone())
-    o = torch.empty(B, T, H, V, dtype=torch.float64)
+    # The steps taken apart once (unbind) and the outputs stacked at the end: indexing x[:, t]
+    # and writing o[:, t] step by step would make autograd's backward O(T^2) (each step's
+    # backward would touch whole (B, T, ...) tensors).
+    steps = [x.unbind(1) for x in (q, k, v, g)]
+    betas = beta.double().unbind(1) if beta is not None else None
+    o = []
     for t in range(T):
-        kt, vt = k[:, t], v[:, t]                      # (B, H, K), (B, H, V)
+        qt, kt, vt, gt = (x[t] for x in steps)        # (B, H, K), (B, H, K), (B, H, V), g
         if beta is None:
-            S = g[:, t].exp().unsqueeze(-1) * S + kt.unsqueeze(-1) * vt.unsqueeze(-2)
+            S = gt.exp().unsqueeze(-1) * S + kt.unsqueeze(-1) * vt.unsqueeze(-2)
         else:
-            bt = beta[:, t].double().unsqueeze(-1)     # (B, H, 1)
+            bt = betas[t].unsqueeze(-1)                # (B, H, 1)
             kS = torch.einsum("bhk,bhkv->bhv", kt, S)
-            S = g[:, t].exp()[..., None, None] * (S - (bt * kt).unsqueeze(-1) * kS.unsqueeze(-2))
+            S = gt.exp()[..., None, None] * (S - (bt * kt).unsqueeze(-1) * kS.unsqueeze(-2))
             S = S + (bt * kt).unsqueeze(-1) * vt.unsqueeze(-2)
-        o[:, t] = scale * torch.einsum("bhkv,bhk->bhv", S, q[:, t])
+        o.append(scale * torch.einsum("bhkv,bhk->bhv", S, qt))
+    o = torch.stack(o, 1) if o else torch.empty(B, 0, H, V, dtype=torch.float64)
     return o, S
 
 

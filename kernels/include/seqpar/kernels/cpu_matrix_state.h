@@ -1,7 +1,7 @@
 // CPU entry points of the fused chunk kernels of the matrix-state recurrences (gated DeltaNet
-// and GLA; matrix_state_params.h). Threads over (batch, head) pairs on the kernels' worker pool
-// (params.num_threads), each pair's chunks in order; the instruction-set target is the scan
-// engine's, chosen at run time (cpu_scan.h, SEQPAR_CPU_CAPABILITY).
+// and GLA; matrix_state_params.h). Threads over (batch, head) pairs on the worker pool, and over
+// ranges of a pair's chunks with fewer pairs than threads (cpu/chunk_ranges.h); the target is
+// the scan engine's, chosen at run time (cpu_scan.h, SEQPAR_CPU_CAPABILITY).
 #pragma once
 
 #include "seqpar/kernels/matrix_state_params.h"

@@ -5,12 +5,12 @@
 // V); the gates (batch, time, heads) or (batch, time, heads, K); states (batch, heads, K, V).
 // Every per-step operand has its own strides, so any view works.
 //
-// The kernels run one (batch, head) pair at a time through its chunks, keeping a chunk's
-// products in cache, and save nothing but the state entering each chunk (batch, heads, chunks,
-// K, V) in the compute type; backward recomputes everything else from those states. The small
-// matrix products go through a caller-supplied GEMM (the LibTorch side passes the BLAS inside
-// the PyTorch wheel, which picks its own instruction set at run time; tests pass a plain loop),
-// so this layer stays free of torch headers.
+// The kernels run each (batch, head) pair, or each range of its chunks, through its chunks in
+// order, keeping a chunk's products in cache, and save nothing but the state entering each chunk
+// (batch, heads, chunks, K, V) in the compute type; backward recomputes everything else from
+// them. The small products go through a caller-supplied GEMM (the LibTorch side passes the BLAS
+// of the PyTorch wheel, which picks its own instruction set at run time; tests pass a plain
+// loop), so this layer stays free of torch headers.
 #pragma once
 
 #include <cstdint>
