@@ -61,6 +61,24 @@ Shapes shapes_of(const char* op, const at::Tensor& q, const at::Tensor& v, int64
 }
 
 
+// What the forward and backward params share: the recurrence, dtype, shape, scale and the
+// per-step inputs.
+template <class Params>
+void set_step_inputs(Params& p, const char* op, c10::string_view recurrence, const at::Tensor& q,
+                     const at::Tensor& k, const at::Tensor& v, const at::Tensor& g,
+                     const std::optional<at::Tensor>& beta, double scale,
+                     const kernels::MatrixChunkShape& m) {
+  p.recurrence = recurrence_of(recurrence);
+  p.dtype = ops::scalar_kind_of(op, "q", q);
+  p.shape = m;
+  p.scale = scale;
+  p.q = step_operand(q);
+  p.k = step_operand(k);
+  p.v = step_operand(v);
+  p.g = step_operand(g);
+  if (beta) p.beta = step_operand(*beta);
+}
+
 }  // namespace
 
 PreparedChunkForward prepare_chunk_forward(
@@ -82,15 +100,7 @@ PreparedChunkForward prepare_chunk_forward(
   chunk_states = at::empty({m.batch, m.heads, s.room(), m.key, m.value}, state_opts);
   r.init = state_in(initial_state, dt);
   kernels::MatrixChunkForwardParams& p = r.params;
-  p.recurrence = recurrence_of(recurrence);
-  p.dtype = ops::scalar_kind_of("seqpar.matrix_chunk_forward", "q", q);
-  p.shape = m;
-  p.scale = scale;
-  p.q = step_operand(q);
-  p.k = step_operand(k);
-  p.v = step_operand(v);
-  p.g = step_operand(g);
-  if (beta) p.beta = step_operand(*beta);
+  set_step_inputs(p, "seqpar.matrix_chunk_forward", recurrence, q, k, v, g, beta, scale, m);
   p.initial_state = state_operand(r.init);
   p.o = mutable_step_operand(o);
   p.final_state = mutable_state_operand(final_state);
@@ -126,15 +136,7 @@ PreparedChunkBackward prepare_chunk_backward(
   r.go = grad_o && grad_o->defined() ? grad_o->to(v.scalar_type()) : at::Tensor();
   r.gfs = state_in(grad_final_state, dt);
   kernels::MatrixChunkBackwardParams& p = r.params;
-  p.recurrence = recurrence_of(recurrence);
-  p.dtype = ops::scalar_kind_of("seqpar.matrix_chunk_backward", "q", q);
-  p.shape = m;
-  p.scale = scale;
-  p.q = step_operand(q);
-  p.k = step_operand(k);
-  p.v = step_operand(v);
-  p.g = step_operand(g);
-  if (beta) p.beta = step_operand(*beta);
+  set_step_inputs(p, "seqpar.matrix_chunk_backward", recurrence, q, k, v, g, beta, scale, m);
   p.chunk_states = r.states.data_ptr();
   p.grad_o = step_operand(r.go);
   p.grad_final_state = state_operand(r.gfs);
