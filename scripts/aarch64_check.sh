@@ -31,7 +31,7 @@ pids=()
 for t in neon sve; do
   mkdir -p "$out/$t"
   for src in kernels/cpu/scan_forward.cpp kernels/cpu/scan_backward.cpp kernels/cpu/scan_summary.cpp \
-             kernels/cpu/chunk_delta_rule.cpp kernels/cpu/chunk_gla.cpp; do
+             kernels/cpu/chunk_delta_rule.cpp kernels/cpu/chunk_gla.cpp kernels/cpu/block_scan.cpp; do
     # shellcheck disable=SC2086  # the -march words split on purpose
     "$cxx" "${base_flags[@]}" ${target_march[$t]} -DSEQPAR_CPU_TARGET=$t -DSEQPAR_HAVE_HWY=1 \
       -DHWY_COMPILE_ONLY_STATIC=1 -c "$src" -o "$out/$t/$(basename "$src" .cpp).o" & pids+=($!)

@@ -17,6 +17,7 @@ template <class Storage>
 struct ForwardPolicy {
   using S = Storage;
   using Acc = acc_t<S>;
+  using Map = Acc;  // a step's map is a scalar of the state's type
   static constexpr bool kSpecialLast = false;
   static constexpr bool kReversedSteps = false;  // step k is time k
 

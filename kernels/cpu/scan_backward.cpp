@@ -23,6 +23,7 @@ template <class Storage>
 struct BackwardPolicy {
   using S = Storage;
   using Acc = acc_t<S>;
+  using Map = Acc;  // a step's map is a scalar of the state's type
   static constexpr bool kSpecialLast = true;
   static constexpr bool kReversedSteps = true;  // step k is time T-1-k
 

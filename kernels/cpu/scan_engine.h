@@ -27,19 +27,20 @@
 //   entering state is already composable when it is claimed skips its summary and scans straight
 //   from memory (10-50% of the tiles with two threads, docs/cpu_kernels.md).
 //
-// Policy interface (S = storage type, Acc = accumulation type): the inner loops, written with
+// Policy interface (S = storage type, Acc = accumulation type of the state, Map = of a step's
+// map: Acc for the diagonal scans, a 2x2 matrix for the block scan): the inner loops, written with
 // local restrict pointers so that they vectorize; the engine decides which runs on which range.
 //   struct Lane;                                   pointers of one sequence at step 0
 //   Lane lane(int64_t batch, int64_t channel) const;
 //   Lane advance(const Lane&, int64_t k) const;     the same sequence at step k
 //   channel mode, n neighbouring channels from `lane`, steps [k0, k1):
 //     void channel_aggregate(const Lane&, int n, bool descending, int64_t k0, int64_t k1,
-//                            Acc* A, Acc* B) const;
+//                            Map* A, Acc* B) const;
 //     void channel_run(const Lane&, int n, bool descending, int64_t k0, int64_t k1, Acc* s) const;
 //     (descending: visit the lanes of a step through for_lane_blocks in descending blocks)
 //   bool time_descends() const;                     step k+1 lies below step k in memory
 //   time mode, n chains each starting at its own Lane, `len` steps:
-//     void chains_aggregate(const Lane* chains, int n, int64_t len, Acc* A, Acc* B) const;
+//     void chains_aggregate(const Lane* chains, int n, int64_t len, Map* A, Acc* B) const;
 //     void chains_run(const Lane* chains, int n, int64_t len, Acc* s) const;
 //   Acc step_last(const Lane&, int64_t k, int64_t l, int64_t row, Acc s) const;
 //                                                    step k ends a segment (kSpecialLast);
@@ -62,6 +63,7 @@
 #include <atomic>
 #include <cstdint>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "dispatch.h"
@@ -104,14 +106,34 @@ constexpr int64_t kBlockBytes = 32 * 1024;   // input bytes of one time-inner bl
 // 59 / 64%), where a tile holds 64 steps.
 constexpr int64_t kMinWholeRowTileSteps = 128;
 
-template <class Acc>
+// A step's map and offset: s -> A * s + B. The diagonal policies' map is a scalar of the
+// state's own type; the block scan's a 2x2 matrix acting on a 2-vector (block_types.h).
+template <class Map, class Acc = Map>
 struct Summary {
-  Acc A, B;
+  Map A;
+  Acc B;
 };
+template <class P>
+using map_t = typename P::Map;
+
+// Input bytes per step of one sequence, which the tile and block sizes are cut by: two
+// elements (a, b) for the diagonal policies, P::kStepInputs elements where a policy says.
+template <class P, class = void>
+struct StepInputs {
+  static constexpr int value = 2;
+};
+template <class P>
+struct StepInputs<P, std::void_t<decltype(P::kStepInputs)>> {
+  static constexpr int value = P::kStepInputs;
+};
+template <class P>
+constexpr int64_t input_bytes() {
+  return int64_t(StepInputs<P>::value) * int64_t(sizeof(typename P::S));
+}
 
 // (A2, B2) o (A1, B1): apply 1 first, then 2.
-template <class Acc>
-inline Summary<Acc> compose(Summary<Acc> later, Summary<Acc> earlier) {
+template <class Map, class Acc>
+inline Summary<Map, Acc> compose(Summary<Map, Acc> later, Summary<Map, Acc> earlier) {
   return {later.A * earlier.A, later.A * earlier.B + later.B};
 }
 
@@ -146,7 +168,7 @@ Layout make_layout(const P& p, int64_t batch, int64_t time, int64_t channels, in
     // share the rows through look-back time tiles instead (wants_time_tiles), and a tile of
     // whole rows is one contiguous block of each operand.
     const bool whole_rows =
-        channels * 2 * int64_t(sizeof(typename P::S)) * kMinWholeRowTileSteps <= kTileBytes;
+        channels * input_bytes<P>() * kMinWholeRowTileSteps <= kTileBytes;
     while (2 * w <= kChannelLanes && w < channels &&
            (whole_rows || groups_of(2 * w) >= int64_t(threads)))
       w *= 2;
@@ -305,10 +327,11 @@ inline Chains make_chains(int lanes, int chains, int64_t k0, int64_t k1) {
 // Summaries of every chain (sum[l * parts + j]), all chains advanced together for ILP.
 template <class P, class Acc>
 void time_chain_summaries(const P& p, const Group<P>& grp, int64_t k0, int64_t k1,
-                          const Chains& ch, Summary<Acc>* sum) {
+                          const Chains& ch, Summary<map_t<P>, Acc>* sum) {
   const int n = grp.count * ch.parts;
-  typename P::Lane chain[kChains * kTimeLanes];
-  Acc A[kChains * kTimeLanes], B[kChains * kTimeLanes];
+  typename P::Lane chain[kChains * kTimeLanes] = {};
+  map_t<P> A[kChains * kTimeLanes];
+  Acc B[kChains * kTimeLanes];
   const int64_t last_len = k1 - (k0 + (ch.parts - 1) * ch.span);  // shortest chain
   for (int c = 0; c < n; ++c)
     chain[c] = p.advance(grp.lanes[c / ch.parts], k0 + (c % ch.parts) * ch.span);
@@ -316,7 +339,7 @@ void time_chain_summaries(const P& p, const Group<P>& grp, int64_t k0, int64_t k
   for (int c = 0; c < n; ++c) sum[c] = {A[c], B[c]};
   if (ch.parts > 1 && ch.span > last_len) {
     // The longer chains (all but each lane's last) have span - last_len more steps.
-    typename P::Lane rest[kChains * kTimeLanes];
+    typename P::Lane rest[kChains * kTimeLanes] = {};
     int idx[kChains * kTimeLanes], m = 0;
     for (int c = 0; c < n; ++c)
       if (c % ch.parts != ch.parts - 1) {
@@ -324,15 +347,16 @@ void time_chain_summaries(const P& p, const Group<P>& grp, int64_t k0, int64_t k
         idx[m++] = c;
       }
     p.chains_aggregate(rest, m, ch.span - last_len, A, B);
-    for (int i = 0; i < m; ++i) sum[idx[i]] = compose(Summary<Acc>{A[i], B[i]}, sum[idx[i]]);
+    for (int i = 0; i < m; ++i)
+      sum[idx[i]] = compose(Summary<map_t<P>, Acc>{A[i], B[i]}, sum[idx[i]]);
   }
 }
 
 // Block summary per lane from its chain summaries.
-template <class Acc>
-void fold_chains(int lanes, const Chains& ch, const Summary<Acc>* sum, Acc* A, Acc* B) {
+template <class Map, class Acc>
+void fold_chains(int lanes, const Chains& ch, const Summary<Map, Acc>* sum, Map* A, Acc* B) {
   for (int l = 0; l < lanes; ++l) {
-    Summary<Acc> acc = sum[l * ch.parts];
+    Summary<Map, Acc> acc = sum[l * ch.parts];
     for (int j = 1; j < ch.parts; ++j) acc = compose(sum[l * ch.parts + j], acc);
     A[l] = acc.A;
     B[l] = acc.B;
@@ -343,10 +367,10 @@ void fold_chains(int lanes, const Chains& ch, const Summary<Acc>* sum, Acc* A, A
 // `sum` holds the chain summaries when parts > 1 (from time_chain_summaries).
 template <class P, class Acc>
 void time_run(const P& p, const Group<P>& grp, int64_t k0, int64_t k1, int64_t peel_row,
-              const Chains& ch, const Summary<Acc>* sum, Acc* s) {
+              const Chains& ch, const Summary<map_t<P>, Acc>* sum, Acc* s) {
   const int n = grp.count * ch.parts;
   Acc state[kChains * kTimeLanes];
-  typename P::Lane chain[kChains * kTimeLanes];
+  typename P::Lane chain[kChains * kTimeLanes] = {};
   for (int l = 0; l < grp.count; ++l) {
     Acc entry = s[l];
     for (int j = 0; j < ch.parts; ++j) {
@@ -361,7 +385,7 @@ void time_run(const P& p, const Group<P>& grp, int64_t k0, int64_t k1, int64_t p
   const int64_t last_len = k1 - (k0 + (ch.parts - 1) * ch.span) - (peel ? 1 : 0);
   p.chains_run(chain, n, last_len, state);
   if (ch.parts > 1 && ch.span > last_len) {
-    typename P::Lane rest[kChains * kTimeLanes];
+    typename P::Lane rest[kChains * kTimeLanes] = {};
     Acc rest_state[kChains * kTimeLanes];
     int idx[kChains * kTimeLanes], m = 0;
     for (int c = 0; c < n; ++c)
@@ -386,7 +410,7 @@ void time_run(const P& p, const Group<P>& grp, int64_t k0, int64_t k1, int64_t p
 // `chain_sum` for a following run over the same range (time-inner mode).
 template <class P, class Acc>
 void group_aggregate(const P& p, const Layout& lay, const Group<P>& grp, int64_t k0, int64_t k1,
-                     Acc* A, Acc* B, Summary<Acc>* chain_sum, Chains* chains) {
+                     map_t<P>* A, Acc* B, Summary<map_t<P>, Acc>* chain_sum, Chains* chains) {
   if (lay.contiguous) {
     p.contig_aggregate(grp.lanes[0], k0, k1, A[0], B[0]);
     return;
@@ -405,7 +429,8 @@ void group_aggregate(const P& p, const Layout& lay, const Group<P>& grp, int64_t
 // peel_row as in channel_run.
 template <class P, class Acc>
 void group_run(const P& p, const Layout& lay, const Group<P>& grp, int64_t k0, int64_t k1,
-               int64_t peel_row, Acc* s, const Summary<Acc>* chain_sum, const Chains* chains) {
+               int64_t peel_row, Acc* s, const Summary<map_t<P>, Acc>* chain_sum,
+               const Chains* chains) {
   if (lay.contiguous) {
     const bool peel = P::kSpecialLast && peel_row >= 0 && k1 > k0;
     const int64_t end = peel ? k1 - 1 : k1;
@@ -422,9 +447,9 @@ void group_run(const P& p, const Layout& lay, const Group<P>& grp, int64_t k0, i
     return;
   }
   // Untiled time-inner: cache-sized blocks, each summarized (from memory) then run (from cache).
-  Summary<Acc> sum[kChains * kTimeLanes];
+  Summary<map_t<P>, Acc> sum[kChains * kTimeLanes];
   const int64_t block =
-      std::max<int64_t>(512, kBlockBytes / (grp.count * 2 * int64_t(sizeof(typename P::S))));
+      std::max<int64_t>(512, kBlockBytes / (grp.count * input_bytes<P>()));
   for (int64_t b0 = k0; b0 < k1; b0 += block) {
     const int64_t b1 = std::min(k1, b0 + block);
     const Chains ch = make_chains(grp.count, lay.chains, b0, b1);
@@ -442,7 +467,7 @@ void group_run(const P& p, const Layout& lay, const Group<P>& grp, int64_t k0, i
 // group_aggregate over the same [k0, k1)) are used only when no segment starts inside.
 template <class P, class Acc>
 void segmented_run(const P& p, const Layout& lay, const Group<P>& grp, const StepSegments& seg,
-                   int64_t k0, int64_t k1, Acc* s, const Summary<Acc>* chain_sum,
+                   int64_t k0, int64_t k1, Acc* s, const Summary<map_t<P>, Acc>* chain_sum,
                    const Chains* chains) {
   if (!seg.on) {
     group_run<P, Acc>(p, lay, grp, k0, k1, k1 == lay.time ? 0 : -1, s, chain_sum, chains);
@@ -467,8 +492,8 @@ void segmented_run(const P& p, const Layout& lay, const Group<P>& grp, const Ste
 // whether the range holds a start (its summary is then also its inclusive state).
 template <class P, class Acc>
 bool segmented_aggregate(const P& p, const Layout& lay, const Group<P>& grp,
-                         const StepSegments& seg, int64_t k0, int64_t k1, Acc* A, Acc* B,
-                         Summary<Acc>* chain_sum, Chains* chains) {
+                         const StepSegments& seg, int64_t k0, int64_t k1, map_t<P>* A, Acc* B,
+                         Summary<map_t<P>, Acc>* chain_sum, Chains* chains) {
   const StepSegment* start = seg.on ? seg.last_start(k0, k1) : nullptr;
   if (start == nullptr) {
     group_aggregate(p, lay, grp, k0, k1, A, B, chain_sum, chains);
@@ -477,7 +502,7 @@ bool segmented_aggregate(const P& p, const Layout& lay, const Group<P>& grp,
   group_aggregate(p, lay, grp, start->k0, k1, A, B, chain_sum, chains);
   for (int l = 0; l < grp.count; ++l) {
     B[l] = A[l] * p.initial(start->row, lane_channel(lay, grp, l)) + B[l];
-    A[l] = acc_zero<Acc>();
+    A[l] = acc_zero<map_t<P>>();
   }
   return true;
 }
@@ -489,7 +514,7 @@ inline void spin_wait() { std::this_thread::yield(); }
 // Steps of one look-back tile: about kTileBytes of input across the group's lanes.
 template <class P>
 int64_t tile_steps(const Layout& lay) {
-  const int64_t step_bytes = int64_t(lay.max_lanes) * 2 * int64_t(sizeof(typename P::S));
+  const int64_t step_bytes = int64_t(lay.max_lanes) * input_bytes<P>();
   return std::max<int64_t>(16, kTileBytes / step_bytes);
 }
 
@@ -511,6 +536,7 @@ template <class P>
 void run_scan(const P& p, int64_t batch, int64_t time, int64_t channels, int threads,
               bool chained = false, const StepSegments& seg = StepSegments{}) {
   using Acc = typename P::Acc;
+  using Map = map_t<P>;
   threads = std::max(1, threads);
   const Layout lay = make_layout(p, batch, time, channels, threads);
   if (lay.groups == 0) return;
@@ -541,23 +567,27 @@ void run_scan(const P& p, int64_t batch, int64_t time, int64_t channels, int thr
   const int L = lay.max_lanes;
   std::vector<std::atomic<int>> flag(items);
   for (auto& f : flag) f.store(kEmpty, std::memory_order_relaxed);
-  std::vector<Acc> aggA(items * L), aggB(items * L), incl(items * L);
+  std::vector<Map> aggA(items * L);
+  std::vector<Acc> aggB(items * L), incl(items * L);
   std::atomic<int64_t> next{0};
   const int workers = static_cast<int>(std::min<int64_t>(threads, items));
   // A one-pass run: channel-inner and contiguous groups scan a tile in one pass (time-inner
   // groups summarize their chains inside the run).
   const bool one_pass_run = lay.channel_inner || lay.contiguous;
   run_on_workers(workers, [&](int) {
-    std::vector<Acc> lanes(5 * int64_t(L));  // per-lane state, summary and look-back prefix
-    Acc *s = lanes.data(), *A = s + L, *B = A + L, *accA = B + L, *accB = accA + L;
-    Summary<Acc> chain_sum[kChains * kTimeLanes];
+    // Per-lane state, summary and look-back prefix.
+    std::vector<Acc> lanes(3 * int64_t(L));
+    std::vector<Map> maps(2 * int64_t(L));
+    Acc *s = lanes.data(), *B = s + L, *accB = B + L;
+    Map *A = maps.data(), *accA = A + L;
+    Summary<Map, Acc> chain_sum[kChains * kTimeLanes];
     Chains chains;
     // The state entering tile t of group g into s, composed from the predecessors' published
     // summaries (nearest first) back to one whose inclusive state is known. With wait, spins
     // on a predecessor that has published nothing yet; without, gives up there (false).
     auto look_back = [&](int64_t t, int64_t g, int n, bool wait) {
       for (int l = 0; l < n; ++l) {
-        accA[l] = acc_one<Acc>();
+        accA[l] = acc_one<Map>();
         accB[l] = acc_zero<Acc>();
       }
       for (int64_t j = t - 1;; --j) {
@@ -572,8 +602,9 @@ void run_scan(const P& p, int64_t batch, int64_t time, int64_t channels, int thr
           return true;
         }
         for (int l = 0; l < n; ++l) {
-          const Summary<Acc> c = compose(Summary<Acc>{accA[l], accB[l]},
-                                         Summary<Acc>{aggA[prev * L + l], aggB[prev * L + l]});
+          const Summary<Map, Acc> c =
+              compose(Summary<Map, Acc>{accA[l], accB[l]},
+                      Summary<Map, Acc>{aggA[prev * L + l], aggB[prev * L + l]});
           accA[l] = c.A;
           accB[l] = c.B;
         }
@@ -638,6 +669,7 @@ template <class P, class Out>
 void run_summary(const P& p, int64_t batch, int64_t time, int64_t channels, int threads,
                  const Out& out) {
   using Acc = typename P::Acc;
+  using Map = map_t<P>;
   threads = std::max(1, threads);
   const Layout lay = make_layout(p, batch, time, channels, threads);
   if (lay.groups == 0) return;
@@ -647,10 +679,11 @@ void run_summary(const P& p, int64_t batch, int64_t time, int64_t channels, int 
   const int64_t span = tiles == 1 ? time : tile;
   const int64_t items = tiles * lay.groups;
   const int L = lay.max_lanes;
-  std::vector<Acc> aggA(items * L), aggB(items * L);
+  std::vector<Map> aggA(items * L);
+  std::vector<Acc> aggB(items * L);
   std::atomic<int64_t> next{0};
   run_on_workers(static_cast<int>(std::min<int64_t>(threads, items)), [&](int) {
-    Summary<Acc> chain_sum[kChains * kTimeLanes];
+    Summary<Map, Acc> chain_sum[kChains * kTimeLanes];
     Chains chains;
     for (int64_t item; (item = next.fetch_add(1)) < items;) {
       const int64_t t = item / lay.groups, g = item % lay.groups;
@@ -662,10 +695,10 @@ void run_summary(const P& p, int64_t batch, int64_t time, int64_t channels, int 
   for (int64_t g = 0; g < lay.groups; ++g) {
     const Group<P> grp = make_group(p, lay, g);
     for (int l = 0; l < grp.count; ++l) {
-      Summary<Acc> acc{acc_one<Acc>(), acc_zero<Acc>()};
+      Summary<Map, Acc> acc{acc_one<Map>(), acc_zero<Acc>()};
       for (int64_t t = 0; t < tiles; ++t) {
         const int64_t item = t * lay.groups + g;
-        acc = compose(Summary<Acc>{aggA[item * L + l], aggB[item * L + l]}, acc);
+        acc = compose(Summary<Map, Acc>{aggA[item * L + l], aggB[item * L + l]}, acc);
       }
       if (lay.channel_inner)
         out(grp.batch[0], grp.channel[0] + l, acc.A, acc.B);

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "seqpar/kernels/cpu_block_scan.h"
 #include "seqpar/kernels/cpu_matrix_state.h"
 #include "seqpar/kernels/cpu_scan.h"
 
@@ -46,6 +47,9 @@
   void chunk_delta_rule_backward(const MatrixChunkBackwardParams&); \
   void chunk_gla_forward(const MatrixChunkForwardParams&);          \
   void chunk_gla_backward(const MatrixChunkBackwardParams&);        \
+  void block_scan_forward(const BlockScanForwardParams&);           \
+  void block_scan_backward(const BlockScanBackwardParams&);         \
+  void block_scan_summary(const BlockScanSummaryParams&);           \
   }
 #ifdef SEQPAR_CPU_HAVE_SCALAR
 SEQPAR_DECLARE_TARGET(scalar)
@@ -79,6 +83,9 @@ struct Target {
   void (*delta_backward)(const MatrixChunkBackwardParams&);
   void (*gla_forward)(const MatrixChunkForwardParams&);
   void (*gla_backward)(const MatrixChunkBackwardParams&);
+  void (*block_forward)(const BlockScanForwardParams&);
+  void (*block_backward)(const BlockScanBackwardParams&);
+  void (*block_summary)(const BlockScanSummaryParams&);
 };
 
 bool always() { return true; }
@@ -109,7 +116,8 @@ bool has_sve256() {
 #define SEQPAR_TARGET_ENTRY(T, check) \
   t.push_back({#T, check, T::scan_forward, T::scan_backward, T::scan_summary,       \
                T::chunk_delta_rule_forward, T::chunk_delta_rule_backward,          \
-               T::chunk_gla_forward, T::chunk_gla_backward})
+               T::chunk_gla_forward, T::chunk_gla_backward, T::block_scan_forward,      \
+               T::block_scan_backward, T::block_scan_summary})
 const std::vector<Target>& compiled() {
   static const std::vector<Target> targets = [] {
     std::vector<Target> t;
@@ -214,6 +222,12 @@ void matrix_chunk_backward(const MatrixChunkBackwardParams& params) {
   const Target& t = active();
   (params.recurrence == MatrixRecurrence::kGla ? t.gla_backward : t.delta_backward)(params);
 }
+
+void block_scan_forward(const BlockScanForwardParams& params) { active().block_forward(params); }
+void block_scan_backward(const BlockScanBackwardParams& params) {
+  active().block_backward(params);
+}
+void block_scan_summary(const BlockScanSummaryParams& params) { active().block_summary(params); }
 
 std::string capability() { return active().name; }
 

@@ -20,7 +20,8 @@ import torch
 
 from . import _fla_surface as _fla
 
-__all__ = ["load_library", "library_path", "scan", "scan_summary", "cpu_capability",
+__all__ = ["load_library", "library_path", "scan", "scan_summary", "block_scan",
+           "block_scan_summary", "cpu_capability",
            "chunk_gla", "chunk_gated_delta_rule", "previous_steps", "causal_conv1d", "sp"]
 
 _here = os.path.dirname(os.path.abspath(__file__))
@@ -74,6 +75,25 @@ def scan_summary(a, b, reverse=False):
     """Propagator summary (A, B) of the whole time range: h_last = A * h0 + B."""
     load_library()
     return torch.ops.seqpar.scan_summary(a, b, reverse)
+
+
+def block_scan(A, b, h0=None, reverse=False, lower_triangular=False):
+    """h_t = A_t h_{t-1} + b_t along dim 1, with A (batch, time, *channels, 2, 2) and b
+    (batch, time, *channels, 2): a 2x2 block per channel (docs/block_scan.md).
+
+    Returns (h, h_last) like scan: h shaped like b, h_last (batch, *channels, 2).
+    lower_triangular=True takes A[..., 0, 1] as zero without reading it (second-order
+    position/velocity systems). Differentiable in A, b and h0 (one fused backward pass).
+    """
+    load_library()
+    return torch.ops.seqpar.block_scan(A, b, h0, reverse, lower_triangular)
+
+
+def block_scan_summary(A, b, reverse=False, lower_triangular=False):
+    """Summary (M, E) of the whole time range: h_last = M @ h0 + E, M (batch, *channels, 2, 2),
+    E (batch, *channels, 2)."""
+    load_library()
+    return torch.ops.seqpar.block_scan_summary(A, b, reverse, lower_triangular)
 
 
 def cpu_capability():

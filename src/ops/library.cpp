@@ -1,7 +1,8 @@
 // The seqpar operator library: every schema is declared here, once (docs/design.md rule 4).
 // Backends register implementations with TORCH_LIBRARY_IMPL in their own files:
 //   scan_cpu.cpp (CPU), scan_cuda.cpp (CUDA), scan_meta.cpp (Meta, for fake tensors and
-//   torch.compile), scan_autograd.cpp (Autograd); the matrix-state ops are
+//   torch.compile), scan_autograd.cpp (Autograd), and block_scan_*.cpp likewise for the 2x2
+//   block scan; the matrix-state ops are
 //   CompositeImplicitAutograd (src/matrix_state/ops.cpp), as are previous_steps and
 //   causal_conv1d (src/api/previous_steps.cpp) and the sequence-parallel ops (src/sp/sp_ops.cpp).
 #include <torch/library.h>
@@ -30,6 +31,21 @@ TORCH_LIBRARY(seqpar, m) {
       " bool reverse, Tensor? cu_seqlens=None) -> (Tensor grad_a, Tensor grad_b, Tensor grad_h0)");
   // Propagator summary of the whole time range: (A, B) with h_last = A * h0 + B.
   m.def("scan_summary(Tensor a, Tensor b, bool reverse=False) -> (Tensor A, Tensor B)");
+  // The 2x2 block recurrence h_t = A_t h_{t-1} + b_t (seqpar/block_scan.h): A (batch, time,
+  // *channels, 2, 2), b (batch, time, *channels, 2), h0 (batch, *channels, 2).
+  // lower_triangular: A[..., 0, 1] is taken as zero and not read.
+  m.def(
+      "block_scan(Tensor A, Tensor b, Tensor? h0=None, bool reverse=False,"
+      " bool lower_triangular=False) -> (Tensor h, Tensor h_last)");
+  // Its fused adjoint: grad_h / grad_h_last may be None (zeros); grad_h0 is always returned.
+  m.def(
+      "block_scan_backward(Tensor A, Tensor h, Tensor? h0, Tensor? grad_h, Tensor? grad_h_last,"
+      " bool reverse, bool lower_triangular=False)"
+      " -> (Tensor grad_A, Tensor grad_b, Tensor grad_h0)");
+  // The slice's summary: h_last = M h0 + E, M (batch, *channels, 2, 2), E (batch, *channels, 2).
+  m.def(
+      "block_scan_summary(Tensor A, Tensor b, bool reverse=False, bool lower_triangular=False)"
+      " -> (Tensor M, Tensor E)");
   // Matrix-state recurrences, chunked (seqpar/matrix_state.h; src/matrix_state/): flash-linear-
   // attention's layout, (batch, time, heads, dim). Return the outputs and the final state.
   // cu_seqlens (every op that takes it): packed sequences, int64 [N + 1], batch 1

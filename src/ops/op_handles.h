@@ -21,6 +21,14 @@ using ScanBackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
     const std::optional<at::Tensor>&);
 using ScanSummarySig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
                                                           bool);
+using BlockScanSig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                        const std::optional<at::Tensor>&, bool,
+                                                        bool);
+using BlockScanBackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+    const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, bool, bool);
+using BlockScanSummarySig = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&,
+                                                               const at::Tensor&, bool, bool);
 
 // The ops take absent tensors as nullopt; autograd hands them over as undefined tensors.
 inline std::optional<at::Tensor> defined_or_null(const at::Tensor& t) {
@@ -46,6 +54,19 @@ inline const c10::TypedOperatorHandle<ScanBackwardSig>& scan_backward_op() {
 }
 inline const c10::TypedOperatorHandle<ScanSummarySig>& scan_summary_op() {
   static const auto h = op_handle<ScanSummarySig>("seqpar::scan_summary");
+  return h;
+}
+
+inline const c10::TypedOperatorHandle<BlockScanSig>& block_scan_op() {
+  static const auto h = op_handle<BlockScanSig>("seqpar::block_scan");
+  return h;
+}
+inline const c10::TypedOperatorHandle<BlockScanBackwardSig>& block_scan_backward_op() {
+  static const auto h = op_handle<BlockScanBackwardSig>("seqpar::block_scan_backward");
+  return h;
+}
+inline const c10::TypedOperatorHandle<BlockScanSummarySig>& block_scan_summary_op() {
+  static const auto h = op_handle<BlockScanSummarySig>("seqpar::block_scan_summary");
   return h;
 }
 

@@ -15,3 +15,10 @@ seqpar.load_library()
 @pytest.fixture(scope="session")
 def repo_root():
     return REPO
+
+
+def pytest_configure(config):
+    # Cases that add coverage of the wrapper rather than of a CPU target's kernels: the
+    # once-per-target ctest runs (pytest_target_*) deselect them with -m "not exhaustive";
+    # every other run keeps them.
+    config.addinivalue_line("markers", "exhaustive: deselected by the once-per-target runs")

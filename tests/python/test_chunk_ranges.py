@@ -53,8 +53,11 @@ def reference_case(model, H, T, regime, h0):
 
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("H", [1, 2])
-@pytest.mark.parametrize("regime,h0", [("mid", True), ("mid", False), ("near0", True),
-                                       ("near1", True), ("slow", False)], ids=str)
+@pytest.mark.parametrize("regime,h0", [
+    pytest.param("mid", True, marks=pytest.mark.exhaustive),
+    pytest.param("mid", False, marks=pytest.mark.exhaustive),
+    pytest.param("near0", True, marks=pytest.mark.exhaustive),
+    ("near1", True), ("slow", False)], ids=str)
 def test_ranges_match_reference(threads, model, H, regime, h0):
     """float64, T = 5000 (chunk 64: 78 full chunks and one of 8 steps), values and every gradient
     within 1e-10 of the per-step reference, for 2, 3 and 4 threads. Only where decays are near 1
@@ -107,13 +110,16 @@ def test_ranges_gradcheck(threads, model, T, chunk):
 # Empty sequences first, inside and last; one shorter than a chunk; boundaries on and off chunk
 # edges; with 2-4 ranges of about 20 chunks some ranges start at a sequence start, some hold
 # several sequences, some lie inside one.
-PACKED = [[0, 700, 1, 0, 1500, 63, 64, 1900, 0], [4999], [2500, 2500]]
+# The once-per-target runs (marker "exhaustive" deselected) keep the first.
+PACKED = [[0, 700, 1, 0, 1500, 63, 64, 1900, 0],
+          pytest.param([4999], marks=pytest.mark.exhaustive),
+          pytest.param([2500, 2500], marks=pytest.mark.exhaustive)]
 
 
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("lengths", PACKED, ids=lambda x: f"{len(x)}seqs")
 @pytest.mark.parametrize("H", [1, 2])
-@pytest.mark.parametrize("h0", [True, False])
+@pytest.mark.parametrize("h0", [True, pytest.param(False, marks=pytest.mark.exhaustive)])
 def test_ranges_packed(threads, model, lengths, H, h0):
     q, k, v, g, beta, s0 = matrix_inputs(model, lengths, H=H, K=8, V=4, h0=h0)
     cu = cu_of(lengths)

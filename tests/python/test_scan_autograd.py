@@ -31,7 +31,9 @@ def rand_inputs(shape, dtype, seed, requires_grad=True):
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("shape", [(2, 7, 3), (1, 40, 1), (2, 5, 2, 3), (1, 300, 20), (3, 1, 2)],
+@pytest.mark.parametrize("shape", [(2, 7, 3), (1, 40, 1), (2, 5, 2, 3),
+                                   pytest.param((1, 300, 20), marks=pytest.mark.exhaustive),
+                                   (3, 1, 2)],
                          ids=str)
 def test_gradcheck_float64(shape, reverse):
     a, b, h0 = rand_inputs(shape, torch.float64, 0)
