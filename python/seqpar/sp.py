@@ -35,6 +35,15 @@ def scan(a, b, h0=None, reverse=False, group=None, algo="auto", cu_seqlens=None)
     return torch.ops.seqpar.sp_scan(a, b, h0, reverse, _group_name(group), algo, cu_seqlens)
 
 
+def block_scan(A, b, h0=None, reverse=False, group=None, algo="auto", lower_triangular=False):
+    """seqpar.block_scan with time split across the group's ranks: each rank passes its slice of
+    A (batch, time, *channels, 2, 2) and b (batch, time, *channels, 2); h0 is read on the rank
+    the scan enters first. Returns (h of this slice, the global final state)."""
+    load_library()
+    return torch.ops.seqpar.sp_block_scan(A, b, h0, reverse, _group_name(group), algo,
+                                          lower_triangular)
+
+
 def chunk_gla(q, k, v, g, scale=None, initial_state=None, output_final_state=False,
               state_v_first=False, cu_seqlens=None, cu_seqlens_cpu=None, *, chunk_size=64,
               group=None, algo="auto", **kwargs):

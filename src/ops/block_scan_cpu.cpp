@@ -66,4 +66,35 @@ TORCH_LIBRARY_IMPL(seqpar, CPU, m) {
   m.impl("block_scan_summary", &block_scan_summary_cpu);
 }
 
+#ifndef SEQPAR_WITH_CUDA
+// A build without CUDA says so by argument name, not with the dispatcher's "could not run".
+namespace {
+[[noreturn]] void no_cuda(const char* op) {
+  TORCH_CHECK(false, op, ": argument 'A' is a CUDA tensor, but this seqpar library was built ",
+              "without CUDA support; expected a CPU tensor (or rebuild seqpar with ",
+              "-DSEQPAR_WITH_CUDA=ON)");
+}
+std::tuple<at::Tensor, at::Tensor> block_scan_no_cuda(const at::Tensor&, const at::Tensor&,
+                                                      const std::optional<at::Tensor>&, bool,
+                                                      bool) {
+  no_cuda("seqpar::block_scan");
+}
+std::tuple<at::Tensor, at::Tensor, at::Tensor> block_scan_backward_no_cuda(
+    const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+    const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, bool, bool) {
+  no_cuda("seqpar::block_scan_backward");
+}
+std::tuple<at::Tensor, at::Tensor> block_scan_summary_no_cuda(const at::Tensor&,
+                                                              const at::Tensor&, bool, bool) {
+  no_cuda("seqpar::block_scan_summary");
+}
+}  // namespace
+
+TORCH_LIBRARY_IMPL(seqpar, CUDA, m) {
+  m.impl("block_scan", &block_scan_no_cuda);
+  m.impl("block_scan_backward", &block_scan_backward_no_cuda);
+  m.impl("block_scan_summary", &block_scan_summary_no_cuda);
+}
+#endif
+
 }  // namespace seqpar::ops

@@ -99,6 +99,9 @@ TORCH_LIBRARY(seqpar, m) {
       "sp_scan(Tensor a, Tensor b, Tensor? h0, bool reverse, str group_name, str algo=\"auto\","
       " Tensor? cu_seqlens=None) -> (Tensor h, Tensor h_last)");
   m.def(
+      "sp_block_scan(Tensor A, Tensor b, Tensor? h0, bool reverse, str group_name,"
+      " str algo=\"auto\", bool lower_triangular=False) -> (Tensor h, Tensor h_last)");
+  m.def(
       "sp_chunk_gla(Tensor q, Tensor k, Tensor v, Tensor g, float? scale, Tensor? initial_state,"
       " int chunk_size, str group_name, str algo=\"auto\", Tensor? cu_seqlens=None)"
       " -> (Tensor o, Tensor final_state)");

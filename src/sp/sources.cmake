@@ -3,6 +3,8 @@
 #   target_sources(seqpar PRIVATE ${SEQPAR_SP_SOURCES})
 set(SEQPAR_SP_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/sp_scan.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/sp_block_scan.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/slice_header.cpp
   ${CMAKE_CURRENT_LIST_DIR}/sp_ops.cpp
   ${CMAKE_CURRENT_LIST_DIR}/sp_matrix_state.cpp
   ${CMAKE_CURRENT_LIST_DIR}/sp_delta_product.cpp

@@ -40,6 +40,16 @@ std::tuple<at::Tensor, at::Tensor> sp_scan_op(const at::Tensor& a, const at::Ten
   return scan(a, b, h0, reverse, group_named(group_name), options_for(algo), cu_seqlens);
 }
 
+std::tuple<at::Tensor, at::Tensor> sp_block_scan_op(const at::Tensor& A, const at::Tensor& b,
+                                                    const std::optional<at::Tensor>& h0,
+                                                    bool reverse, c10::string_view group_name,
+                                                    c10::string_view algo, bool lower_triangular) {
+  BlockScanOptions options;
+  options.reverse = reverse;
+  options.lower_triangular = lower_triangular;
+  return block_scan(A, b, h0, options, group_named(group_name), options_for(algo));
+}
+
 std::tuple<at::Tensor, at::Tensor> sp_chunk_gla_op(const at::Tensor& q, const at::Tensor& k,
                                                    const at::Tensor& v, const at::Tensor& g,
                                                    std::optional<double> scale,
@@ -144,6 +154,7 @@ std::string sp_comm_check(c10::string_view group_name) {
 
 TORCH_LIBRARY_IMPL(seqpar, CompositeImplicitAutograd, m) {
   m.impl("sp_scan", &sp_scan_op);
+  m.impl("sp_block_scan", &sp_block_scan_op);
   m.impl("sp_chunk_gla", &sp_chunk_gla_op);
   m.impl("sp_chunk_gated_delta_rule", &sp_chunk_gated_delta_rule_op);
   m.impl("sp_chunk_gated_delta_product", &sp_chunk_gated_delta_product_op);

@@ -29,6 +29,7 @@
 #include "ops/op_handles.h"
 #include "seqpar/scan.h"
 #include "sp/autograd_support.h"
+#include "sp/slice_header.h"
 
 namespace seqpar::sp {
 namespace {
@@ -40,59 +41,6 @@ const auto kHolderRegistration = torch::class_<CommunicatorHolder>("seqpar", "_S
 
 using ops::accumulation_dtype;
 using ops::defined_or_null;
-
-// Every rank describes its inputs in a fixed-size header; all ranks gather all headers and
-// throw the same error when any two disagree, before any summary is exchanged.
-constexpr int64_t kHeaderMagic = 0x5350534341ll;  // "SPSCA"
-constexpr int kMaxChannelDims = 8;
-constexpr int kHeaderSize = 8 + kMaxChannelDims;
-
-std::vector<int64_t> make_header(const at::Tensor& a, bool reverse, comm::ExchangeAlgo algo) {
-  std::vector<int64_t> h(kHeaderSize, -1);
-  h[0] = kHeaderMagic;
-  h[1] = static_cast<int64_t>(a.scalar_type());
-  h[2] = a.is_cpu() ? 0 : 1;
-  h[3] = a.dim();
-  h[4] = a.size(0);
-  h[5] = reverse ? 1 : 0;
-  h[6] = static_cast<int64_t>(algo);
-  h[7] = a.size(1);  // time: may differ across ranks
-  for (int64_t d = 2; d < a.dim() && d - 2 < kMaxChannelDims; ++d) h[8 + d - 2] = a.size(d);
-  return h;
-}
-
-std::string describe_header(const int64_t* h) {
-  std::ostringstream os;
-  os << "dtype " << c10::toString(static_cast<at::ScalarType>(h[1])) << ", "
-     << (h[2] == 0 ? "cpu" : "cuda") << ", batch " << h[4] << ", channels [";
-  for (int d = 0; d < h[3] - 2; ++d) os << (d ? ", " : "") << h[8 + d];
-  os << "], reverse " << (h[5] ? "true" : "false") << ", algo "
-     << comm::exchange_algo_name(static_cast<comm::ExchangeAlgo>(h[6]));
-  return os.str();
-}
-
-void check_headers_agree(comm::Communicator& group, const at::Tensor& a, bool reverse,
-                         comm::ExchangeAlgo algo) {
-  TORCH_CHECK(a.dim() - 2 <= kMaxChannelDims, "seqpar.sp_scan: at most ", kMaxChannelDims,
-              " channel dims are supported, got ", a.dim() - 2);
-  std::vector<int64_t> mine = make_header(a, reverse, algo);
-  std::vector<int64_t> all(static_cast<std::size_t>(kHeaderSize) * group.size());
-  group.all_gather(comm::host_buffer(mine.data(), mine.size() * sizeof(int64_t),
-                                     comm::DataType::kInt64),
-                   comm::host_buffer(all.data(), all.size() * sizeof(int64_t),
-                                     comm::DataType::kInt64));
-  const int64_t* first = all.data();
-  for (int r = 0; r < group.size(); ++r) {
-    const int64_t* h = all.data() + static_cast<std::size_t>(r) * kHeaderSize;
-    bool same = h[0] == kHeaderMagic;
-    for (int i = 1; i < kHeaderSize && same; ++i) same = (i == 7) || h[i] == first[i];
-    TORCH_CHECK(same, "seqpar.sp_scan: the ranks of the group disagree on their inputs: rank ",
-                r, " has ", h[0] == kHeaderMagic ? describe_header(h) : "a foreign message",
-                " but rank 0 has ", describe_header(first),
-                ". Every rank must pass the same batch, channel shape, dtype, device kind, "
-                "reverse flag and algorithm (only the time length may differ).");
-  }
-}
 
 // The adjoint leaving a slice when nothing enters it from its end (see the file comment):
 //   forward:  lam over t = n-1..0 with lam_t = g_t + conj(a_{t+1}) lam_{t+1}, G = conj(a_0) lam_0
@@ -141,7 +89,7 @@ class SpScanFunction : public torch::autograd::Function<SpScanFunction> {
     // Resolved here, once, so that every rank runs (and the header check compares) the same
     // algorithm and backward runs the one forward ran.
     algo = comm::resolve_exchange_algo(g, comm::diagonal_summary(), {A, B}, algo);
-    check_headers_agree(g, a, reverse, algo);
+    check_headers_agree("seqpar.sp_scan", g, a, reverse, algo);
     if (rank == first_rank && h0.defined()) B = at::addcmul(B, A, h0.to(acc)).contiguous();
     // h0 is folded into the first summary, so B(E_r) alone is the entering state.
     const at::Tensor EB =

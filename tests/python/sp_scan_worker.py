@@ -22,6 +22,10 @@ import torch.distributed as dist
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sp_common import load_seqpar, reference_scan, slice_lengths  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "python"))
+import seqpar.sp  # noqa: E402  (seqpar.sp.block_scan; the library is the one load_seqpar loads)
+
 
 def check_case(group, split, reverse, with_h0, algo, dtype, tol, via="environment"):
     """via: how algo is chosen, "environment" (SEQPAR_SP_ALGO, the op's algo left at "auto")
@@ -81,6 +85,77 @@ def check_case(group, split, reverse, with_h0, algo, dtype, tol, via="environmen
             assert torch.count_nonzero(sh0.grad) == 0, "grad_h0 must be zero off the first rank"
 
 
+def reference_block_scan(A, b, h0, reverse):
+    """h_t = A_t h_{t-1} + b_t as a plain loop over 2x2 blocks (differentiable)."""
+    state = torch.zeros_like(b[:, 0] if b.shape[1] else b.sum(1)) if h0 is None else h0
+    outs = [None] * b.shape[1]
+    for t in (range(b.shape[1] - 1, -1, -1) if reverse else range(b.shape[1])):
+        state = (A[:, t] @ state.unsqueeze(-1)).squeeze(-1) + b[:, t]
+        outs[t] = state
+    return (torch.stack(outs, 1) if outs else torch.zeros_like(b)), state
+
+
+def check_block_case(group, split, reverse, with_h0, lower, algo, dtype, tol):
+    """seqpar.sp.block_scan against the float64 loop over the whole sequence: h, the global
+    h_last and the gradients of A, b and h0 (the loss weights h_last differently per rank, so
+    the summed gradient of the replicated h_last is checked too). A holds oscillators of radius
+    0.95-0.999, or the lower-triangular second-order map with garbage in A[..., 0, 1]."""
+    P, r = dist.get_world_size(group), dist.get_rank(group)
+    lengths = slice_lengths(split, P)
+    start, total = sum(lengths[:r]), sum(lengths)
+    g = torch.Generator().manual_seed(99)
+    B, C = 2, 3
+    th = torch.rand(B, total, C, generator=g, dtype=torch.float64) * 6.28
+    rad = 0.95 + 0.049 * torch.rand(B, total, C, generator=g, dtype=torch.float64)
+    if lower:
+        dt = 0.1 * torch.rand(B, total, C, generator=g, dtype=torch.float64)
+        A = torch.stack([torch.stack([rad, torch.zeros_like(rad)], -1),
+                         torch.stack([dt * rad, torch.ones_like(rad)], -1)], -2)
+    else:
+        A = torch.stack([torch.stack([th.cos(), -th.sin()], -1),
+                         torch.stack([th.sin(), th.cos()], -1)], -2) * rad[..., None, None]
+    b = torch.rand(B, total, C, 2, generator=g, dtype=torch.float64) - 0.5
+    h0 = torch.rand(B, C, 2, generator=g, dtype=torch.float64) - 0.5
+    w = torch.rand(B, total, C, 2, generator=g, dtype=torch.float64) - 0.5
+    v = torch.rand(B, C, 2, generator=g, dtype=torch.float64) - 0.5
+
+    rA, rb, rh0 = (x.clone().requires_grad_() for x in (A, b, h0))
+    ref_h, ref_last = reference_block_scan(rA, rb, rh0 if with_h0 else None, reverse)
+    ((ref_h * w).sum() + (ref_last * v).sum() * (P * (P + 1) / 2)).backward()
+
+    sl = slice(start, start + lengths[r])
+    given = A[:, sl].clone()
+    if lower:
+        given[..., 0, 1] = float("nan")  # never read
+    sA = given.to(dtype).requires_grad_()
+    sb = b[:, sl].to(dtype).clone().requires_grad_()
+    sh0 = h0.to(dtype).clone().requires_grad_()
+    h, h_last = seqpar.sp.block_scan(sA, sb, sh0 if with_h0 else None, reverse, group=group,
+                                     algo=algo, lower_triangular=lower)
+    ((h * w[:, sl].to(dtype)).sum() + (h_last * v.to(dtype)).sum() * (r + 1)).backward()
+
+    def close(got, want, what):
+        assert got.shape == want.shape, (what, got.shape, want.shape)
+        if got.numel() == 0:
+            return
+        err = (got.double() - want).abs().max().item()
+        assert err <= tol * max(1.0, want.abs().max().item()), \
+            f"block {what} on rank {r} ({split}, reverse={reverse}, lower={lower}, {algo}, {dtype}): {err}"
+
+    close(h.detach(), ref_h.detach()[:, sl], "h")
+    close(h_last.detach(), ref_last.detach(), "h_last")
+    gA = rA.grad[:, sl].clone()
+    if lower:
+        gA[..., 0, 1] = 0
+    close(sA.grad, gA, "grad_A")
+    close(sb.grad, rb.grad[:, sl], "grad_b")
+    if with_h0:
+        if r == (P - 1 if reverse else 0):
+            close(sh0.grad, rh0.grad, "grad_h0")
+        else:
+            assert torch.count_nonzero(sh0.grad) == 0, "grad_h0 must be zero off the first rank"
+
+
 def check_algo_argument(group):
     """The op's algo argument reaches the exchange: an unknown name is a ValueError naming it; on
     gloo, "exscan" (MPI only) is refused on every rank; an explicit algo beats SEQPAR_SP_ALGO."""
@@ -118,6 +193,13 @@ def run_checks():
     for algo in ("tree", "allgather", "ring", "blelloch", "auto"):
         check_case(world, "empty", True, True, algo, torch.float64, 1e-12, via="argument")
     check_algo_argument(world)
+    for split in ("even", "uneven", "empty"):
+        for reverse in (False, True):
+            for lower in (False, True):
+                algo = ("tree", "allgather", "ring")[(len(split) + reverse + 2 * lower) % 3]
+                check_block_case(world, split, reverse, split != "uneven", lower, algo,
+                                 torch.float64, 1e-12)
+    check_block_case(world, "uneven", True, True, False, "auto", torch.float32, 2e-5)
 
     # Sub-groups: consecutive ranks of size 2 form sp groups (dp x sp), named by their group.
     if P % 2 == 0 and P > 2:

@@ -30,6 +30,7 @@
 #include <string>
 #include <tuple>
 
+#include "seqpar/block_scan.h"
 #include "seqpar/comm/exchange_algo.h"
 
 namespace seqpar::comm {
@@ -66,6 +67,22 @@ std::tuple<at::Tensor, at::Tensor> scan(const at::Tensor& a, const at::Tensor& b
                                         const std::string& group_name,
                                         const SpOptions& options = {},
                                         const std::optional<at::Tensor>& cu_seqlens = std::nullopt);
+
+// The 2x2 block scan (seqpar/block_scan.h) with the sequence split along time across the
+// ranks of `group`: each rank passes its slice of A and b (any length, 0 included); h0 is read
+// on the rank the scan enters first; h_last is the global final state on every rank. The
+// slices' summaries (a 2x2 matrix and a 2-vector per channel) go through the one cross-rank
+// scan as matrix summaries. Differentiable in A, b and h0.
+std::tuple<at::Tensor, at::Tensor> block_scan(const at::Tensor& A, const at::Tensor& b,
+                                              const std::optional<at::Tensor>& h0,
+                                              const BlockScanOptions& options,
+                                              const std::shared_ptr<comm::Communicator>& group,
+                                              const SpOptions& sp_options = {});
+std::tuple<at::Tensor, at::Tensor> block_scan(const at::Tensor& A, const at::Tensor& b,
+                                              const std::optional<at::Tensor>& h0,
+                                              const BlockScanOptions& options,
+                                              const std::string& group_name,
+                                              const SpOptions& sp_options = {});
 
 // Chunked GLA and gated DeltaNet (seqpar/matrix_state.h) with the sequence split along time
 // across the ranks of `group`: each rank passes its own slice (any length, including 0 and
