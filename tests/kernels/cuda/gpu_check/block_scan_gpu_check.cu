@@ -7,7 +7,7 @@
 // (step block-check):
 //   nvcc -std=c++17 -O3 -Ikernels/include -Ikernels/cuda -Itests/kernels/cuda
 //     tests/kernels/cuda/gpu_check/block_scan_gpu_check.cu kernels/cuda/block_scan.cu
-//   block_scan_gpu_check [quick]     # quick: the emulator's cases only
+//   block_scan_gpu_check [quick|full]     # quick: the emulator's cases only
 // Prints "ok ..." / "FAIL ..." lines; exit status 1 on any failure, 2 on a CUDA error.
 #include <cuda_runtime.h>
 
