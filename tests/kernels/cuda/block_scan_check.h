@@ -406,8 +406,9 @@ inline Tensor2 empty_like(const Tensor2& t) {
 inline void run_case(const DType& dt, const Case& c, uint64_t seed) {
   const std::string desc = describe(dt, c);
   const Inputs in = make_inputs(dt, c, seed);
-  // The backward's h: the reference forward rounded to the dtype (padding stays NaN).
-  Reference fwd_only = reference(dt, c, in, in.b);
+  // The backward's h: the reference forward rounded to the dtype (padding stays NaN). The
+  // first call's h_in (any (B, T, C, 2) tensor) only feeds grad_A, which is not used.
+  const Reference fwd_only = reference(dt, c, in, in.b);
   Tensor3 h_in = fwd_only.h;
   for (double& x : h_in.data) if (!std::isnan(x)) x = round_to(dt.kind, x);
   const Reference ref = reference(dt, c, in, h_in);
