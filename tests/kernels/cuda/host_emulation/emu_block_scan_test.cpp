@@ -8,7 +8,7 @@
 // on any failure. Used by scripts/cuda_build_check.sh:
 //   g++ -std=c++17 -O2 -I<cuda>/include -I<cuda>/include/cccl -Ikernels/cuda
 //       -Itests/kernels/cuda/host_emulation -Itests/kernels/cuda -Ikernels/include
-//       emu_block_scan_test.cpp && ./a.out
+//       emu_block_scan_test.cpp && ./a.out [full]
 // The GPU session runs the same cases on a device (tests/kernels/cuda/gpu_check/block_scan_gpu_check.cu).
 #include "emu_cuda.h"
 #include "block_scan.cu"
@@ -28,9 +28,11 @@ void* test_stream() { return nullptr; }
 int finish(void*) { return 0; }
 }  // namespace block_check
 
-int main() {
+// `full` adds the GPU check's device-sized shapes (slow here: minutes).
+int main(int argc, char** argv) {
+  const bool full = argc > 1 && std::strcmp(argv[1], "full") == 0;
   const long mallocs_before = emu::mallocs.load();
-  const int rc = block_check::run_all(/*large=*/false);
+  const int rc = block_check::run_all(/*large=*/full);
   std::printf("emulated scratch allocations: %ld\n", emu::mallocs.load() - mallocs_before);
   return rc;
 }
