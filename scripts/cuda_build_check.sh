@@ -7,7 +7,8 @@
 #      use and any spills from ptxas; checks in the PTX that only the float32 forward asks
 #      for a minimum of CTAs per SM; then the kernel itself runs on a host emulation of CUDA
 #      (tests/kernels/cuda/host_emulation) against a double-precision reference, and so do the
-#      matrix-state chunk kernels (emu_chunk_test);
+#      matrix-state chunk kernels (emu_chunk_test) and the 2x2 block scan (emu_block_scan_test,
+#      whose cases the GPU session runs on a device as block_scan_gpu_check, linked here);
 #   2. the whole project configured and built against the CUDA build of PyTorch
 #      (torch 2.14.1+cu130 in a venv made by `scripts/setup.sh --cuda`) in build-cuda/;
 #   3. load checks: the venv's Python loads build-cuda/src/libseqpar.so, the seqpar ops have
@@ -76,7 +77,17 @@ max_regs=$(grep -ohE "Used [0-9]+ registers" build-kernels-cuda/*.ptxas.log | aw
 # The GPU session's check program (tests/kernels/cuda/gpu_check) links against the kernels alone.
 "$nvcc" -o build-kernels-cuda/scan_gpu_check build-kernels-cuda/*.o ||
   { echo "cuda_build_check: scan_gpu_check link failed" >&2; exit 1; }
-echo "   ok: $(ls kernels/cuda/*.cu | wc -l) files for sm_{${archs//;/,}} and scan_gpu_check, max $max_regs registers/thread"
+# The GPU session's block scan check (same cases as emu_block_scan_test) links against the
+# block scan's object alone; built in a folder of its own so that the link above never sees it.
+mkdir -p build-kernels-cuda/block_check
+"$nvcc" -std=c++17 -O3 -Ikernels/include -Ikernels/cuda -Itests/kernels/cuda "${gencode[@]}" \
+  -Xcompiler -Wall,-Wextra -c tests/kernels/cuda/gpu_check/block_scan_gpu_check.cu \
+  -o build-kernels-cuda/block_check/block_scan_gpu_check.o >build-kernels-cuda/block_check/compile.log 2>&1 &&
+  "$nvcc" -o build-kernels-cuda/block_check/block_scan_gpu_check build-kernels-cuda/block_check/block_scan_gpu_check.o \
+    build-kernels-cuda/block_scan.o >>build-kernels-cuda/block_check/compile.log 2>&1 ||
+  { cat build-kernels-cuda/block_check/compile.log; echo "cuda_build_check: block_scan_gpu_check build failed" >&2; exit 1; }
+if grep -qE "error|warning" build-kernels-cuda/block_check/compile.log; then grep -E "error|warning" build-kernels-cuda/block_check/compile.log | head -n 20; fi
+echo "   ok: $(ls kernels/cuda/*.cu | wc -l) files for sm_{${archs//;/,}}, scan_gpu_check and block_scan_gpu_check, max $max_regs registers/thread"
 # Occupancy hints only where a GPU measured them: a __launch_bounds__ minimum of CTAs per SM
 # (PTX .minnctapersm) on any kernel but the float32 forward and the bfloat16 forward with
 # channels contiguous (the two measured with one) changes its registers; a minimum of
@@ -115,6 +126,14 @@ c++ -std=c++17 -O2 -w -pthread -I"$cuda_home/include" -I"$cuda_home/include/cccl
 ./build-kernels-cuda/emu_chunk_test >build-kernels-cuda/emu_chunk_test.log ||
   { grep -E "FAIL" build-kernels-cuda/emu_chunk_test.log; echo "cuda_build_check: emulated chunk kernel tests failed" >&2; exit 1; }
 echo "   ok: $(grep -c '^ok' build-kernels-cuda/emu_chunk_test.log) emulated chunk kernel checks passed (gated DeltaNet and GLA, forward and backward)"
+# The 2x2 block scan (forward, backward, summary through cuda_block_scan.h) against a float64
+# sequential reference and its adjoint (tests/kernels/cuda/block_scan_check.h).
+c++ -std=c++17 -O2 -w -pthread -I"$cuda_home/include" -I"$cuda_home/include/cccl" -Ikernels/cuda \
+  -Itests/kernels/cuda/host_emulation -Itests/kernels/cuda -Ikernels/include \
+  tests/kernels/cuda/host_emulation/emu_block_scan_test.cpp -o build-kernels-cuda/emu_block_scan_test
+./build-kernels-cuda/emu_block_scan_test >build-kernels-cuda/emu_block_scan_test.log ||
+  { grep -E "FAIL" build-kernels-cuda/emu_block_scan_test.log; echo "cuda_build_check: emulated block scan tests failed" >&2; exit 1; }
+echo "   ok: $(grep -c '^ok' build-kernels-cuda/emu_block_scan_test.log) emulated block scan checks passed (2x2 blocks: forward, backward, summary, all dtypes)"
 [ "$kernels_only" = 1 ] && { echo "cuda_build_check: kernels ok in $(( $(date +%s) - start )) s"; exit 0; }
 
 # ---- 2. whole project against the CUDA wheel ---------------------------------------------

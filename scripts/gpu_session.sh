@@ -18,6 +18,12 @@
 #                  with 128-bit loads, vector phase, general strides) x forward/backward/summary,
 #                  reverse, h0, T = 0, 1, deep tile chains, decay near 0 and near 1, caller
 #                  workspace and per-call scratch, against a double-precision host reference
+#   block-check    CUDA_LAUNCH_BLOCKING=1: the 2x2 block scan (cuda_block_scan.h) built on its own
+#                  (tests/kernels/cuda/gpu_check/block_scan_gpu_check.cu with kernels/cuda/block_scan.cu)
+#                  and run on the host emulator's cases (T = 0, 1, odd, many chunks, C = 1 and 64,
+#                  reverse, strided layouts, optional operands, lower_triangular, decay near 0 and
+#                  near 1, every dtype; tests/kernels/cuda/block_scan_check.h) plus T = 2^20 and
+#                  2^16 sequences (not with --quick), against a float64 sequential reference
 #   memcheck       compute-sanitizer memcheck on small multi-tile cases
 #   stress         look-back stress: hundreds of calls on two streams over chains of up to
 #                  8192 tiles; reports run-to-run bitwise differences
@@ -206,6 +212,21 @@ if [ -x "$check" ]; then
   fi
 fi
 
+# ---- block-check: the 2x2 block scan, torch-free, built apart from build-kernels ---------
+# (one nvcc call for the check program and the block scan's source, so that a failure of
+# either build cannot hide the other's results).
+block_check() {
+  local d=$kb/block_check
+  mkdir -p "$d"
+  "$nvcc" -std=c++17 -O3 -Ikernels/include -Ikernels/cuda -Itests/kernels/cuda \
+    -gencode "arch=compute_$cc,code=sm_$cc" -o "$d/block_scan_gpu_check" \
+    tests/kernels/cuda/gpu_check/block_scan_gpu_check.cu kernels/cuda/block_scan.cu || return 1
+  local mode=full
+  [ $quick = 1 ] && mode=quick
+  CUDA_LAUNCH_BLOCKING=1 "$d/block_scan_gpu_check" $mode
+}
+step block-check 120 block_check
+
 # ---- the LibTorch side ----------------------------------------------------------------
 wait $lib_pid
 lib=$build/src/libseqpar.so
@@ -312,6 +333,12 @@ if bn:
         lines.append(f"| {r['dtype']} | {r['layout']} | 2^{r['T'].bit_length() - 1} | {r['BD']} | {c:.0f} | "
                      f"{r['fwd_GBs']:.0f} | {100 * r['fwd_GBs'] / c:.0f}% | {r['bwd_GBs']:.0f} | "
                      f"{100 * r['bwd_GBs'] / c:.0f}% | {det} |")
+blk = os.path.join(out, "block-check.log")
+if os.path.exists(blk):
+    text = open(blk, errors="replace").read().splitlines()
+    bad = [l for l in text if l.startswith("FAIL")]
+    lines += ["", f"block-check: {sum(l.startswith('ok ') for l in text)} ok, {len(bad)} failed"]
+    lines += ["  " + l for l in bad[:20]]
 smoke = os.path.join(out, "train-smoke.log")
 if os.path.exists(smoke):
     lines += ["", "train-smoke:"] + ["  " + l.rstrip() for l in open(smoke)

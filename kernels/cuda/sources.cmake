@@ -10,4 +10,6 @@ set(SEQPAR_CUDA_SOURCES
   # The fused chunk kernels of the matrix-state recurrences (cuda_matrix_state.h).
   ${CMAKE_CURRENT_LIST_DIR}/cuda_matrix_state.cu
   ${CMAKE_CURRENT_LIST_DIR}/chunk_delta_rule.cu
-  ${CMAKE_CURRENT_LIST_DIR}/chunk_gla.cu)
+  ${CMAKE_CURRENT_LIST_DIR}/chunk_gla.cu
+  # The 2x2 block scan (cuda_block_scan.h): all dtypes in one small file.
+  ${CMAKE_CURRENT_LIST_DIR}/block_scan.cu)
