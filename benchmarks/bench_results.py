@@ -27,7 +27,7 @@ import sys
 from datetime import datetime
 
 SCHEMA = "seqpar-bench/1"
-BENCHES = ("local_scan", "exchange", "sp_scan", "train_step", "psm_inference", "psm_train")
+BENCHES = ("local_scan", "block_scan", "exchange", "sp_scan", "train_step", "psm_inference", "psm_train")
 METRICS = ("seconds",)
 RECORD_FIELDS = ("bench", "case", "metric", "median", "min", "max", "repeats", "predicted",
                  "bytes_moved", "roofline_gbps", "env")

@@ -51,6 +51,8 @@ int run_psm(const CommonOptions& common, const std::vector<std::string>& args,
             std::shared_ptr<comm::Communicator> world, RecordFile& out);
 int run_local_scan(const CommonOptions& common, const std::vector<std::string>& args,
                    std::shared_ptr<comm::Communicator> world, RecordFile& out);
+int run_block_scan(const CommonOptions& common, const std::vector<std::string>& args,
+                   std::shared_ptr<comm::Communicator> world, RecordFile& out);
 int run_train_step(const CommonOptions& common, const std::vector<std::string>& args,
                    std::shared_ptr<comm::Communicator> world, RecordFile& out);
 

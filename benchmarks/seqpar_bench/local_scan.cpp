@@ -32,6 +32,7 @@
 #include <thread>
 
 #include "bench.h"
+#include "flushed_timer.h"
 #include "seqpar/comm/communicator.h"
 #include "ops/kernel_params.h"
 #include "ops/op_handles.h"
@@ -42,32 +43,6 @@ namespace po = boost::program_options;
 
 namespace seqpar::bench {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-// One warm-up call, then `reps` timed calls, each after touching every cache line of a 64 MiB
-// buffer (allocated once, as cpu_scan_bench's global was).
-class FlushedTimer {
- public:
-  explicit FlushedTimer(int reps) : reps_(reps), flush_(64 << 20) {}
-  template <class F>
-  Timing operator()(F&& f, int reps = 0) {
-    f();
-    std::vector<double> s;
-    for (int r = 0; r < (reps > 0 ? reps : reps_); ++r) {
-      for (size_t i = 0; i < flush_.size(); i += 64) flush_[i] += 1;
-      const auto t0 = Clock::now();
-      f();
-      s.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-    }
-    return summarize(s);
-  }
-  int reps() const { return reps_; }
-
- private:
-  int reps_;
-  std::vector<char> flush_;
-};
 
 struct Shape {
   int64_t bd, T;

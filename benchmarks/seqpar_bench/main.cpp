@@ -6,6 +6,8 @@
 //   seqpar-bench psm [--d_model 64 --chunk 16 --max_tokens N --max_chunks N] [common options]
 //   seqpar-bench local_scan [--dtype float32 --log2-elements 24 --naive-steps 2048
 //                            --threads 1 N] [common options]                 (one process)
+//   seqpar-bench block_scan [--shapes 1x4194304x64 64x65536x1 --threads 1 N --lower
+//                            --dtype float32] [common options]               (one process)
 //   seqpar-bench train_step [--min_log2 12 --max_log2 17 --ops --glibc_defaults] [common options]
 //   common: --quick (a smoke test of about a minute), --reps N, --json PATH, --no-progress
 //
@@ -61,10 +63,11 @@ Timing time_slowest(comm::Communicator& world, int reps, const std::function<voi
 int main(int argc, char** argv) {
   const std::map<std::string, bench::Subcommand> commands{
       {"exchange", &bench::run_exchange}, {"sp_scan", &bench::run_sp_scan}, {"psm", &bench::run_psm},
-      {"local_scan", &bench::run_local_scan}, {"train_step", &bench::run_train_step}};
+      {"local_scan", &bench::run_local_scan}, {"block_scan", &bench::run_block_scan},
+      {"train_step", &bench::run_train_step}};
   auto usage = [&] {
     std::fprintf(stderr,
-                 "usage: seqpar-bench SUBCOMMAND [options]\n  subcommands: exchange, sp_scan, psm, local_scan, "
+                 "usage: seqpar-bench SUBCOMMAND [options]\n  subcommands: exchange, sp_scan, psm, local_scan, block_scan, "
                  "train_step\n"
                  "  common options: --quick --reps N --json PATH --no-progress\n"
                  "  seqpar-bench SUBCOMMAND --help lists its own options\n");

@@ -24,6 +24,12 @@ struct BlockBackwardPolicy {
   static constexpr bool kSpecialLast = true;
   static constexpr bool kReversedSteps = true;  // step k is time T-1-k
   static constexpr bool kHasContiguous = false;
+  // A descending walk visits a step's lanes in descending blocks of 128 bytes of A (its widest
+  // operand: 8 float32 lanes), as the diagonal scan does per operand (scan_engine.h,
+  // for_lane_blocks): blocks of 128 bytes of the 2-element operands left A's stream in 512-byte
+  // upward runs, and the backward ran at 15% of triad.
+  static constexpr int kDescendingLanes =
+      engine::descending_block<S>() / 4 > 0 ? engine::descending_block<S>() / 4 : 1;
   static constexpr int kStepInputs = 8;  // A (4), h_{t-1} (2) and g (2) per step
 
   int64_t Tn;
@@ -85,7 +91,15 @@ struct BlockBackwardPolicy {
     return {L.A - k * As.time, L.hp - k * hs.time, L.g - k * gs.time, L.gA - k * gAs.time,
             L.gb - k * gbs.time, L.h0};
   }
-  int unit_time_direction() const { return 0; }
+  // Nonzero when every operand's steps are packed one after another (block_forward_policy.h):
+  // fewer sequences per time-inner group. The sign is the step order's direction in memory.
+  int unit_time_direction() const {
+    const int64_t d = As.time / 4;
+    if ((d != 1 && d != -1) || As.time != 4 * d || hs.time != 2 * d ||
+        (gs.time != 2 * d && gs.time != 0) || gAs.time != 4 * d || gbs.time != 2 * d)
+      return 0;
+    return static_cast<int>(-d);
+  }
   void contig_aggregate(const Lane&, int64_t, int64_t, Map&, Acc&) const {}
   void contig_run(const Lane&, int64_t, int64_t, Acc&) const {}
   bool time_descends() const { return As.time > 0; }
@@ -111,13 +125,27 @@ struct BlockBackwardPolicy {
     for (int64_t k = k0; k < k1; ++k) {
       const S* pA = L.A - k * As.time;
       const S* pg = L.g - k * gs.time;
-      engine::for_lane_blocks<engine::descending_block<S>()>(n, descending, [&](int l0, int l1) {
+      engine::for_lane_blocks<kDescendingLanes>(n, descending, [&](int l0, int l1) {
         for (int l = l0; l < l1; ++l) {
           const Map at = transpose(load_map<kLower>(pA + 4 * l));
           M[l] = at * M[l];
           E[l] = at * (E[l] + load_vec(pg + gl * l));
         }
       });
+    }
+  }
+  // Lanes [l0, l1) of one step; kG: g's channel stride when known at compile time (2, packed),
+  // else 0 and gl says it (0 when g is absent), so that the packed case vectorizes.
+  template <int kG>
+  static void run_lanes(const S* __restrict pA, const S* __restrict php, const S* __restrict pg,
+                        S* __restrict pgA, S* __restrict pgb, Acc* __restrict s, int l0, int l1,
+                        int64_t gl) {
+    const int64_t g_step = kG ? kG : gl;
+    for (int l = l0; l < l1; ++l) {  // component by component, as in the forward policy
+      const Acc u =
+          step(pA + 4 * l, pg + g_step * l, pgA + 4 * l, pgb + 2 * l, s[l], load_vec(php + 2 * l));
+      s[l].x = u.x;
+      s[l].y = u.y;
     }
   }
   void channel_run(const Lane& L, int n, bool descending, int64_t k0, int64_t k1, Acc* s) const {
@@ -128,10 +156,11 @@ struct BlockBackwardPolicy {
       const S* pg = L.g - k * gs.time;
       S* pgA = L.gA - k * gAs.time;
       S* pgb = L.gb - k * gbs.time;
-      engine::for_lane_blocks<engine::descending_block<S>()>(n, descending, [&](int l0, int l1) {
-        for (int l = l0; l < l1; ++l)
-          s[l] = step(pA + 4 * l, pg + gl * l, pgA + 4 * l, pgb + 2 * l, s[l],
-                      load_vec(php + 2 * l));
+      engine::for_lane_blocks<kDescendingLanes>(n, descending, [&](int l0, int l1) {
+        if (gl == 2)
+          run_lanes<2>(pA, php, pg, pgA, pgb, s, l0, l1, 2);
+        else
+          run_lanes<0>(pA, php, pg, pgA, pgb, s, l0, l1, gl);
       });
     }
   }
@@ -150,14 +179,17 @@ struct BlockBackwardPolicy {
       }
   }
   void chains_run(const Lane* chains, int n, int64_t len, Acc* s) const {
+    Lane L[engine::kMaxChains];
     Acc st[engine::kMaxChains];
-    for (int c = 0; c < n; ++c) st[c] = s[c];
+    for (int c = 0; c < n; ++c) {
+      L[c] = chains[c];
+      st[c] = s[c];
+    }
+    const int64_t sA = As.time, sh = hs.time, sg = gs.time, sgA = gAs.time, sgb = gbs.time;
     for (int64_t i = 0; i < len; ++i)
-      for (int c = 0; c < n; ++c) {
-        const Lane& L = chains[c];
-        st[c] = step(L.A - i * As.time, L.g - i * gs.time, L.gA - i * gAs.time,
-                     L.gb - i * gbs.time, st[c], load_vec(L.hp - i * hs.time));
-      }
+      for (int c = 0; c < n; ++c)
+        st[c] = step(L[c].A - i * sA, L[c].g - i * sg, L[c].gA - i * sgA, L[c].gb - i * sgb,
+                     st[c], load_vec(L[c].hp - i * sh));
     for (int c = 0; c < n; ++c) s[c] = st[c];
   }
 

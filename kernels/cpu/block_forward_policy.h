@@ -26,6 +26,12 @@ struct BlockForwardPolicy {
   static constexpr bool kSpecialLast = false;
   static constexpr bool kReversedSteps = false;
   static constexpr bool kHasContiguous = false;
+  // A descending walk visits a step's lanes in descending blocks of 128 bytes of A (its widest
+  // operand: 8 float32 lanes), as the diagonal scan does per operand (scan_engine.h,
+  // for_lane_blocks): blocks of 128 bytes of the 2-element operands left A's stream in 512-byte
+  // upward runs, and the backward ran at 15% of triad.
+  static constexpr int kDescendingLanes =
+      engine::descending_block<S>() / 4 > 0 ? engine::descending_block<S>() / 4 : 1;
   static constexpr int kStepInputs = 6;  // A (4) and b (2) per step
 
   const S* A;
@@ -61,7 +67,16 @@ struct BlockForwardPolicy {
   Lane advance(const Lane& L, int64_t k) const {
     return {L.A + k * As.time, L.b + k * bs.time, L.h + k * hs.time};
   }
-  int unit_time_direction() const { return 0; }
+  // +1 / -1 when every operand's steps are packed one after another (A's time stride 4, b's
+  // and h's 2): the engine then runs fewer sequences per time-inner group (each one is a memory
+  // stream per operand, scan_engine.h kTimeLanesContiguous).
+  int unit_time_direction() const {
+    const int64_t d = As.time / 4;
+    if ((d != 1 && d != -1) || As.time != 4 * d || bs.time != 2 * d ||
+        (h != nullptr && hs.time != 2 * d))
+      return 0;
+    return static_cast<int>(d);
+  }
   void contig_aggregate(const Lane&, int64_t, int64_t, Map&, Acc&) const {}
   void contig_run(const Lane&, int64_t, int64_t, Acc&) const {}
   bool time_descends() const { return As.time < 0; }
@@ -77,9 +92,11 @@ struct BlockForwardPolicy {
   }
   static void run_lanes(const S* __restrict pA, const S* __restrict pb, S* __restrict ph,
                         Acc* __restrict st, int l0, int l1) {
+    // Component by component: GCC does not vectorize a loop that copies a whole struct.
     for (int l = l0; l < l1; ++l) {
       const Acc v = load_map<kLower>(pA + 4 * l) * st[l] + load_vec(pb + 2 * l);
-      st[l] = v;
+      st[l].x = v.x;
+      st[l].y = v.y;
       store_vec(ph + 2 * l, v);
     }
   }
@@ -92,7 +109,7 @@ struct BlockForwardPolicy {
     const S* pA = L.A + k0 * As.time;
     const S* pb = L.b + k0 * bs.time;
     for (int64_t k = k0; k < k1; ++k, pA += As.time, pb += bs.time)
-      engine::for_lane_blocks<engine::descending_block<S>()>(
+      engine::for_lane_blocks<kDescendingLanes>(
           n, descending, [&](int l0, int l1) { aggregate_lanes(pA, pb, M, E, l0, l1); });
   }
   void channel_run(const Lane& L, int n, bool descending, int64_t k0, int64_t k1, Acc* s) const {
@@ -100,34 +117,60 @@ struct BlockForwardPolicy {
     const S* pb = L.b + k0 * bs.time;
     S* ph = L.h + k0 * hs.time;
     for (int64_t k = k0; k < k1; ++k, pA += As.time, pb += bs.time, ph += hs.time)
-      engine::for_lane_blocks<engine::descending_block<S>()>(
+      engine::for_lane_blocks<kDescendingLanes>(
           n, descending, [&](int l0, int l1) { run_lanes(pA, pb, ph, s, l0, l1); });
   }
 
   // ---- time-inner: n independent chains advanced together ----------------------------------
+  // Pointers and states in local arrays, so that the inner loop keeps them in registers.
   void chains_aggregate(const Lane* chains, int n, int64_t len, Map* M, Acc* E) const {
+    const S* pA[engine::kMaxChains];
+    const S* pb[engine::kMaxChains];
+    Map m[engine::kMaxChains];
+    Acc e[engine::kMaxChains];
     for (int c = 0; c < n; ++c) {
-      M[c] = acc_one<Map>();
-      E[c] = acc_zero<Acc>();
+      pA[c] = chains[c].A;
+      pb[c] = chains[c].b;
+      m[c] = acc_one<Map>();
+      e[c] = acc_zero<Acc>();
     }
+    const int64_t sA = As.time, sb = bs.time;
     for (int64_t i = 0; i < len; ++i)
       for (int c = 0; c < n; ++c) {
-        const Map a = load_map<kLower>(chains[c].A + i * As.time);
-        M[c] = a * M[c];
-        E[c] = a * E[c] + load_vec(chains[c].b + i * bs.time);
+        const Map a = load_map<kLower>(pA[c] + i * sA);
+        m[c] = a * m[c];
+        e[c] = a * e[c] + load_vec(pb[c] + i * sb);
       }
+    for (int c = 0; c < n; ++c) {
+      M[c] = m[c];
+      E[c] = e[c];
+    }
   }
   void chains_run(const Lane* chains, int n, int64_t len, Acc* s) const {
-    Acc st[engine::kMaxChains];
-    for (int c = 0; c < n; ++c) st[c] = s[c];
+    const S* pA[engine::kMaxChains];
+    const S* pb[engine::kMaxChains];
+    S* ph[engine::kMaxChains];
+    T x[engine::kMaxChains], y[engine::kMaxChains];
+    for (int c = 0; c < n; ++c) {
+      pA[c] = chains[c].A;
+      pb[c] = chains[c].b;
+      ph[c] = chains[c].h;
+      x[c] = s[c].x;
+      y[c] = s[c].y;
+    }
+    const int64_t sA = As.time, sb = bs.time, sh = hs.time;
     for (int64_t i = 0; i < len; ++i)
       for (int c = 0; c < n; ++c) {
-        const Acc v = load_map<kLower>(chains[c].A + i * As.time) * st[c] +
-                      load_vec(chains[c].b + i * bs.time);
-        st[c] = v;
-        store_vec(chains[c].h + i * hs.time, v);
+        const S* a = pA[c] + i * sA;
+        const S* bb = pb[c] + i * sb;
+        const T nx = load(a) * x[c] + (kLower ? T(0) : load(a + 1) * y[c]) + load(bb);
+        const T ny = load(a + 2) * x[c] + load(a + 3) * y[c] + load(bb + 1);
+        x[c] = nx;
+        y[c] = ny;
+        store(ph[c] + i * sh, nx);
+        store(ph[c] + i * sh + 1, ny);
       }
-    for (int c = 0; c < n; ++c) s[c] = st[c];
+    for (int c = 0; c < n; ++c) s[c] = Acc{x[c], y[c]};
   }
 
   Acc step_last(const Lane&, int64_t, int64_t, int64_t, Acc s) const { return s; }  // unused

@@ -82,7 +82,7 @@ at::Tensor empty_block_like(const at::Tensor& like) {
   const std::vector<int64_t> flat{like.size(0), like.size(1), block_channels(like, 1), 2};
   const auto strides = at::detail::computeStride(layout.sizes(), layout.strides(), flat);
   if (!strides.has_value() || (*strides)[3] != 1) layout = at::empty(like.sizes(), meta);
-  return at::empty_strided(layout.sizes(), layout.strides(), like.options());
+  return empty_output(layout.sizes(), layout.strides(), like.options());
 }
 
 PreparedBlockForward prepare_block_forward(const at::Tensor& A, const at::Tensor& b,
@@ -114,7 +114,8 @@ PreparedBlockBackward prepare_block_backward(const at::Tensor& A, const at::Tens
                                              const std::optional<at::Tensor>& grad_h_last,
                                              bool reverse, bool lower_triangular) {
   PreparedBlockBackward p;
-  p.grad_A = at::empty(A.sizes(), A.options());
+  p.grad_A = empty_output(A.sizes(), at::empty(A.sizes(), A.options().device(at::kMeta)).strides(),
+                          A.options());
   p.grad_b = empty_block_like(h);
   p.grad_h0 = at::empty(block_state_shape(h), h.options());
   p.A4 = flatten_block(A, 2, 4);

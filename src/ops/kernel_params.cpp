@@ -77,6 +77,15 @@ at::ScalarType accumulation_dtype(at::ScalarType t) {
   return t;
 }
 
+at::Tensor empty_output(at::IntArrayRef sizes, at::IntArrayRef strides,
+                        const at::TensorOptions& options) {
+  const at::Tensor layout = at::empty_strided(sizes, strides, options.device(at::kMeta));
+  const size_t nbytes = size_t(layout.numel()) * layout.element_size();
+  if (options.device().is_cpu() && nbytes >= kAlignedOutputBytes)
+    return empty_aligned_cpu(sizes, strides, nbytes, options);
+  return at::empty_strided(sizes, strides, options);
+}
+
 at::Tensor empty_sequence_like(const at::Tensor& like) {
   // The layout (dense, in like's dimension order unless that cannot be flattened to
   // (batch, time, channels)), worked out on the meta device, then allocated once.

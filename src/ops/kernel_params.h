@@ -26,6 +26,11 @@ at::ScalarType accumulation_dtype(at::ScalarType t);
 // boundary (kernel_params.cpp).
 at::Tensor empty_sequence_like(const at::Tensor& like);
 
+// An output with these sizes and strides, under the same rule (from 8 MiB on, CPU outputs start
+// on a 2 MiB boundary; the 2x2 block scan's outputs use it too).
+at::Tensor empty_output(at::IntArrayRef sizes, at::IntArrayRef strides,
+                        const at::TensorOptions& options);
+
 // Views (batch, time, *channels) as (batch, time, channels); copies only when it must.
 at::Tensor flatten_channels(const at::Tensor& seq);
 // Views (batch, *channels) as (batch, channels).
