@@ -44,6 +44,8 @@
 #   train-smoke    (needs .gpu_deps/) scripts/gpu_train_smoke.sh: every model family trains
 #                  3 steps on the CPU and on CUDA with equal losses, then tokens/s at 2^20
 #   pytest         tests/python/test_scan_cuda.py, tests/python/test_accuracy.py
+#   pytest-block   the CUDA cases of tests/python/test_block_scan.py (the block scan's LibTorch
+#                  CUDA path, forward and every gradient, against the CPU op in float64)
 #   pytest-matrix-state  the CUDA cases of tests/python/test_matrix_state.py
 #   pytest-packed  the CUDA cases of tests/python/test_packed_sequences.py (packed scan on the
 #                  CUDA kernels' segments; packed matrix states per sequence)
@@ -253,6 +255,8 @@ if [ -f "$lib" ]; then
   if [ $quick = 0 ]; then
     step pytest 120 "$python" -m pytest -q --maxfail 10 --timeout 60 -p no:cacheprovider \
       tests/python/test_scan_cuda.py tests/python/test_accuracy.py -rs --junitxml "$out/pytest.xml"
+    step pytest-block 60 "$python" -m pytest -q --maxfail 10 -p no:cacheprovider \
+      tests/python/test_block_scan.py -k cuda -rs --junitxml "$out/pytest_block.xml"
     step pytest-matrix-state 90 "$python" -m pytest -q --maxfail 10 -p no:cacheprovider \
       tests/python/test_matrix_state.py -k cuda -rs --junitxml "$out/pytest_matrix_state.xml"
     step pytest-packed 90 "$python" -m pytest -q --maxfail 10 -p no:cacheprovider \

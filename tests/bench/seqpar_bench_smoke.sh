@@ -26,6 +26,9 @@ grep -q "measures one process" "$tmp/err" || fail "local_scan under -np 2: no cl
 "$bench" local_scan --quick --bd 3 --no-progress --json "$tmp/local_scan_bd.json" > /dev/null
 if "$bench" local_scan --quick --bd 0 > "$tmp/err" 2>&1; then fail "local_scan took --bd 0"; fi
 grep -q -- "--bd must be" "$tmp/err" || fail "local_scan --bd 0: no clear error"
+"$bench" block_scan --quick --lower --no-progress --json "$tmp/block_scan.json" > /dev/null
+if "$bench" block_scan --quick --shapes 4x0x2 > "$tmp/err" 2>&1; then fail "block_scan took 4x0x2"; fi
+grep -q -- "--shapes" "$tmp/err" || fail "block_scan --shapes 4x0x2: no clear error"
 "$python" "$source_dir/benchmarks/bench_results.py" validate "$tmp"/*.json || fail "schema"
 "$python" - "$tmp" <<'PY' || fail "record contents"
 import json, sys
@@ -36,6 +39,10 @@ assert all(abs(r["env"]["emulation"]["latency_us"] - 20) < 1e-9 for r in ex)
 assert all(r["median"] >= 20e-6 for r in ex if r["case"]["algo"] != "auto")  # one hop at least
 psm = json.load(open(f"{sys.argv[1]}/psm.json"))["records"]
 assert {r["bench"] for r in psm} == {"psm_inference", "psm_train"}
+bs = json.load(open(f"{sys.argv[1]}/block_scan.json"))["records"]
+assert {(r["bench"], r["case"]["pass"]) for r in bs} == {("block_scan", "forward"),
+                                                         ("block_scan", "backward")}, bs
+assert all(r["bytes_moved"] > 0 and r["case"]["lower_triangular"] for r in bs), bs
 ls = json.load(open(f"{sys.argv[1]}/local_scan.json"))["records"]
 assert {r["bench"] for r in ls} == {"local_scan"}
 assert {r["case"]["pass"] for r in ls} == {"forward", "backward", "summary"}

@@ -229,3 +229,32 @@ def test_errors_name_the_argument():
         seqpar.block_scan(A, b, h0[:1])
     with pytest.raises(RuntimeError, match="argument 'A' has dtype"):
         seqpar.block_scan(A.to(torch.complex128), b.to(torch.complex128))
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@CUDA
+@pytest.mark.parametrize("lower", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("shape", [(2, 1000, 3), (1, 5000, 64), (3, 1, 2), (2, 0, 4),
+                                   (64, 4096, 1)], ids=str)
+def test_cuda_matches_cpu(shape, reverse, lower):
+    """The CUDA kernels through the op (forward, summary and every gradient) against the CPU op,
+    float64 and float32 (the GPU session's pytest-block step)."""
+    A, b, h0 = make_inputs(shape, "second_order" if lower else "near1", seed=13)
+    g = torch.Generator().manual_seed(14)
+    wh = torch.randn(b.shape, generator=g, dtype=torch.float64)
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 2e-5)):
+        out = []
+        for dev in ("cpu", "cuda"):
+            leaves = [x.to(dev, dtype).requires_grad_() for x in (A, b, h0)]
+            h, hl = seqpar.block_scan(*leaves, reverse=reverse, lower_triangular=lower)
+            M, E = seqpar.block_scan_summary(leaves[0].detach(), leaves[1].detach(), reverse,
+                                             lower)
+            ((h * wh.to(dev, dtype)).sum() + hl.sum()).backward()
+            out.append([t.detach().cpu() for t in (h, hl, M, E)] +
+                       [x.grad.cpu() for x in leaves])
+        for got, want in zip(out[1], out[0]):
+            if want.numel():
+                assert rel(got, want) < tol
