@@ -57,6 +57,9 @@ struct BlockForwardPolicy {
         h_last(static_cast<S*>(h_last_.data)),
         As(A_.stride), bs(b_.stride), hs(h_.stride), h0s(h0_.stride), hls(h_last_.stride) {}
 
+  explicit BlockForwardPolicy(const BlockScanForwardParams& p)
+      : BlockForwardPolicy(p.A, p.b, p.h, p.h0, p.h_last) {}
+
   bool unit_channel_stride() const {
     return As.channel == 4 && bs.channel == 2 && (h == nullptr || hs.channel == 2);
   }

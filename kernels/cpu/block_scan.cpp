@@ -23,38 +23,28 @@ void dispatch_block(ScalarKind dtype, bool lower, const char* what, Fn&& fn) {
 
 }  // namespace
 
+// A forward or backward policy over the engine; T = 0 writes each final state (the initial one:
+// h0 -> h_last, grad_h_last -> grad_h0).
+template <template <class, bool> class Policy, class Params>
+void run_block(const Params& p, const char* what) {
+  dispatch_block(p.dtype, p.lower_triangular, what, [&](auto tag, auto lower) {
+    const Policy<decltype(tag), decltype(lower)::value> policy(p);
+    const ScanShape& n = p.shape;
+    if (n.time == 0) {
+      for (int64_t bi = 0; bi < n.batch; ++bi)
+        for (int64_t c = 0; c < n.channels; ++c) policy.finish(bi, c, policy.initial(bi, c));
+      return;
+    }
+    engine::run_scan(policy, n.batch, n.time, n.channels, p.num_threads, p.deterministic);
+  });
+}
+
 void block_scan_forward(const BlockScanForwardParams& p) {
-  dispatch_block(p.dtype, p.lower_triangular, "seqpar::kernels::cpu::block_scan_forward",
-                 [&](auto tag, auto lower) {
-                   using P = BlockForwardPolicy<decltype(tag), decltype(lower)::value>;
-                   const P policy(p.A, p.b, p.h, p.h0, p.h_last);
-                   const ScanShape& n = p.shape;
-                   if (n.time == 0) {
-                     for (int64_t bi = 0; bi < n.batch; ++bi)
-                       for (int64_t c = 0; c < n.channels; ++c)
-                         policy.finish(bi, c, policy.initial(bi, c));
-                     return;
-                   }
-                   engine::run_scan(policy, n.batch, n.time, n.channels, p.num_threads,
-                                    p.deterministic);
-                 });
+  run_block<BlockForwardPolicy>(p, "seqpar::kernels::cpu::block_scan_forward");
 }
 
 void block_scan_backward(const BlockScanBackwardParams& p) {
-  dispatch_block(p.dtype, p.lower_triangular, "seqpar::kernels::cpu::block_scan_backward",
-                 [&](auto tag, auto lower) {
-                   using P = BlockBackwardPolicy<decltype(tag), decltype(lower)::value>;
-                   const P policy(p);
-                   const ScanShape& n = p.shape;
-                   if (n.time == 0) {
-                     for (int64_t bi = 0; bi < n.batch; ++bi)
-                       for (int64_t c = 0; c < n.channels; ++c)
-                         policy.finish(bi, c, policy.initial(bi, c));
-                     return;
-                   }
-                   engine::run_scan(policy, n.batch, n.time, n.channels, p.num_threads,
-                                    p.deterministic);
-                 });
+  run_block<BlockBackwardPolicy>(p, "seqpar::kernels::cpu::block_scan_backward");
 }
 
 void block_scan_summary(const BlockScanSummaryParams& p) {
