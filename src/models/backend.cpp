@@ -1,5 +1,6 @@
 // The two SequenceBackends: one rank (seqpar::scan) and a sequence-parallel group
-// (seqpar::sp::scan). The models never see which one they run on.
+// (seqpar::sp::scan, seqpar::sp::block_scan). The models never see which one they run on.
+#include <seqpar/block_scan.h>
 #include <seqpar/comm/communicator.h>
 #include <seqpar/matrix_state.h>
 #include <seqpar/models/manifold_scan.h>
@@ -17,6 +18,12 @@ SequenceBackend local_backend() {
     ScanOptions options;
     options.cu_seqlens = cu_seqlens;
     return seqpar::scan(a, b, h0, options);
+  };
+  backend.block_scan = [](const at::Tensor& A, const at::Tensor& b,
+                          const std::optional<at::Tensor>& h0, bool lower_triangular) {
+    BlockScanOptions options;
+    options.lower_triangular = lower_triangular;
+    return seqpar::block_scan(A, b, h0, options);
   };
   backend.chunk_gla = [](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                          const at::Tensor& g, const std::optional<at::Tensor>& h0, int64_t chunk,
@@ -51,6 +58,13 @@ SequenceBackend sp_backend(std::shared_ptr<comm::Communicator> group, comm::Exch
                                   const std::optional<at::Tensor>& h0,
                                   const Documents& cu_seqlens) {
     return seqpar::sp::scan(a, b, h0, /*reverse=*/false, group, options, cu_seqlens);
+  };
+  backend.block_scan = [group, options](const at::Tensor& A, const at::Tensor& b,
+                                        const std::optional<at::Tensor>& h0,
+                                        bool lower_triangular) {
+    BlockScanOptions block;
+    block.lower_triangular = lower_triangular;
+    return seqpar::sp::block_scan(A, b, h0, block, group, options);
   };
   backend.chunk_gla = [group, options](const at::Tensor& q, const at::Tensor& k,
                                        const at::Tensor& v, const at::Tensor& g,

@@ -30,6 +30,9 @@ ManifoldScanImpl::ManifoldScanImpl(const ManifoldScanOptions& options) : options
   TORCH_CHECK(options.retention_min > 0 && options.retention_max < 1 &&
                   options.retention_min <= options.retention_max,
               "ManifoldScan: need 0 < retention_min <= retention_max < 1");
+  TORCH_CHECK(!(options.second_order && options.rotation),
+              "ManifoldScan: second_order cannot be combined with rotation (complex retention; "
+              "the block scan is real)");
   force_norm_ = register_module("force_norm", RMSNorm(D));
   mlp_norm_ = register_module("mlp_norm", RMSNorm(D));
   w_a_ = register_module("w_a", torch::nn::Linear(D, D));
@@ -98,6 +101,24 @@ at::Tensor ManifoldScanImpl::readout(const at::Tensor& x, const at::Tensor& posi
   return y + mlp_out_->forward(torch::gelu(mlp_in_->forward(mlp_norm_->forward(y))));
 }
 
+std::tuple<at::Tensor, at::Tensor> ManifoldScanImpl::integrate_second_order(
+    const SequenceBackend& backend, const at::Tensor& a, const at::Tensor& drive,
+    const at::Tensor& dt, const std::optional<at::Tensor>& v0,
+    const std::optional<at::Tensor>& p0, ManifoldState* state) {
+  // State (v, p): v_t = a v_{t-1} + drive and p_t = p_{t-1} + dt v_t = dt a v_{t-1} + p_{t-1}
+  // + dt drive, so A = [[a, 0], [dt a, 1]] and b = (drive, dt drive). A[..., 0, 1] is never
+  // read (lower_triangular); zeros keep the tensor whole.
+  auto first_row = torch::stack({a, torch::zeros_like(a)}, -1);
+  auto second_row = torch::stack({dt * a, torch::ones_like(a)}, -1);
+  auto A = torch::stack({first_row, second_row}, -2);  // (batch, time, d_model, 2, 2)
+  auto b = torch::stack({drive, dt * drive}, -1);
+  std::optional<at::Tensor> h0;
+  if (v0) h0 = torch::stack({*v0, *p0}, -1);
+  auto [h, h_last] = backend.block_scan(A, b, h0, /*lower_triangular=*/true);
+  if (state) *state = ManifoldState{h_last.select(-1, 0), h_last.select(-1, 1)};
+  return {h.select(-1, 0), h.select(-1, 1)};
+}
+
 at::Tensor ManifoldScanImpl::forward(const at::Tensor& x, const SequenceBackend& backend,
                                      ManifoldState* state, at::Tensor* energy_drift,
                                      const Documents& documents) {
@@ -110,12 +131,20 @@ at::Tensor ManifoldScanImpl::forward(const at::Tensor& x, const SequenceBackend&
   auto [a, drive, dt] = coefficients(force);
   std::optional<at::Tensor> v0, p0;
   if (state && state->velocity.defined()) v0 = state->velocity, p0 = state->position;
-  auto [velocity, v_last] = backend.scan(a, drive, v0, documents);
-  auto increment = dt * velocity;
-  // a = 1 for the position scan; a stride-0 view, never materialised.
-  auto ones = torch::ones({1, 1, 1}, increment.options()).expand(increment.sizes());
-  auto [position, p_last] = backend.scan(ones, increment, p0, documents);
-  if (state) *state = ManifoldState{v_last, p_last};
+  at::Tensor velocity, position;
+  if (options_.second_order) {
+    TORCH_CHECK(!documents, "ManifoldScan: second_order cannot be combined with documents "
+                            "(packed sequences): the block scan has no cu_seqlens");
+    std::tie(velocity, position) = integrate_second_order(backend, a, drive, dt, v0, p0, state);
+  } else {
+    at::Tensor v_last, p_last;
+    std::tie(velocity, v_last) = backend.scan(a, drive, v0, documents);
+    auto increment = dt * velocity;
+    // a = 1 for the position scan; a stride-0 view, never materialised.
+    auto ones = torch::ones({1, 1, 1}, increment.options()).expand(increment.sizes());
+    std::tie(position, p_last) = backend.scan(ones, increment, p0, documents);
+    if (state) *state = ManifoldState{v_last, p_last};
+  }
 
   if (energy_drift) {
     auto v_real = velocity.is_complex() ? torch::view_as_real(velocity).flatten(-2) : velocity;

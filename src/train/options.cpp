@@ -68,6 +68,7 @@ void describe(po::options_description& desc, TrainOptions& o, TextKeys& text) {
     ("psm_chunk", po::value(&o.psm_chunk)->default_value(o.psm_chunk), "psm: tokens per chunk")
     ("psm_recompute", po::value(&o.psm_recompute)->default_value(o.psm_recompute), "psm: recompute Agg and Inf in backward instead of keeping their activations (less memory, about one more forward)")
     ("rotation", po::value(&o.rotation)->default_value(o.rotation), "complex retention a = decay * exp(i phase)")
+    ("second_order", po::value(&o.second_order)->default_value(o.second_order), "manifold: velocity and position in one 2x2 block scan (seqpar::block_scan) instead of two scans; the same model (not with rotation or pack_documents)")
     ("dt_min", po::value(&o.dt_min)->default_value(o.dt_min), "smallest base time scale")
     ("dt_max", po::value(&o.dt_max)->default_value(o.dt_max), "largest base time scale")
     ("energy_lambda", po::value(&o.energy_lambda)->default_value(o.energy_lambda), "weight of the energy-drift regularizer")
@@ -205,6 +206,12 @@ void validate(const TrainOptions& o) {
           "true");
   require(!o.pack_documents || o.matrix_recompute_tokens == 0, "pack_documents",
           "false with matrix_recompute_tokens > 0", "true");
+  require(!o.second_order || o.model == models::ModelKind::kManifold, "second_order",
+          "false unless model = manifold", "true");
+  require(!o.second_order || !o.rotation, "second_order",
+          "false with rotation (complex retention; the block scan is real)", "true");
+  require(!o.second_order || !o.pack_documents, "second_order",
+          "false with pack_documents (the block scan has no packed sequences)", "true");
   require(o.val_sequences >= 1, "val_sequences", ">= 1", o.val_sequences);
   require(o.seq_len >= 2, "seq_len", ">= 2", o.seq_len);
   require(o.batch >= 1, "batch", ">= 1", o.batch);

@@ -85,6 +85,7 @@ models::ByteLMOptions model_options(const TrainOptions& o) {
   static_cast<models::BlockOptions&>(m.matrix_block) = shared;
   static_cast<models::BlockOptions&>(m.psm_block) = shared;
   m.block.rotation = o.rotation;
+  m.block.second_order = o.second_order;
   m.block.dt_min = o.dt_min;
   m.block.dt_max = o.dt_max;
   m.matrix_block.conv_size = o.conv_size;

@@ -141,6 +141,29 @@ TEST(Options, ModelIsAKind) {
             std::string::npos);
 }
 
+// second_order: parsed from the command line and a config, refused with rotation,
+// pack_documents or another model (the message names the key), and not in the fingerprint
+// (the same model to rounding, so checkpoints move freely between the two).
+TEST(Options, SecondOrderRefusalsNameTheKey) {
+  EXPECT_FALSE(parse({}).second_order);
+  EXPECT_TRUE(parse({"--second_order", "true"}).second_order);
+  auto cfg = write_config("second_order", "second_order = true\n");
+  EXPECT_TRUE(parse({"--config", cfg}).second_order);
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"--second_order", "true", "--rotation", "true"},
+           {"--second_order", "true", "--pack_documents", "true"},
+           {"--second_order", "true", "--model", "gla"}}) {
+    const auto msg = error_of(args);
+    EXPECT_NE(msg.find("'second_order'"), std::string::npos) << msg;
+  }
+  EXPECT_NE(error_of({"--second_order", "true", "--rotation", "true"}).find("rotation"),
+            std::string::npos);
+  EXPECT_NE(error_of({"--second_order", "true", "--pack_documents", "true"}).find("pack_documents"),
+            std::string::npos);
+  EXPECT_EQ(seqpar::train::fingerprint(parse({})),
+            seqpar::train::fingerprint(parse({"--second_order", "true"})));
+}
+
 TEST(Options, MatrixRecomputeNeedsOneSpRank) {
   const auto msg = error_of({"--model", "gla", "--sp", "2", "--matrix_recompute_tokens", "4096"});
   EXPECT_NE(msg.find("'matrix_recompute_tokens'"), std::string::npos) << msg;

@@ -234,6 +234,27 @@ TEST(SpTraining, RotationAndEnergyDrift) {
   expect_same_gradients(reference, parallel, "rotation+energy");
 }
 
+// second_order: velocity and position in one block scan across the ranks (sp::block_scan),
+// with the energy-drift term, against one rank; and against the two-scan model on one rank.
+TEST(SpTraining, SecondOrderMatchesOneRankAndTheTwoScanModel) {
+  auto world = test_world();
+  auto o = sp_options("text");
+  o.second_order = true;
+  o.energy_lambda = 0.01;
+  Trainer reference(o, single_rank_grid(), nullptr);
+  Trainer parallel(o, seqpar::comm::make_grid(world, world->size()), nullptr);
+  const double l_ref = reference.compute_gradients(0), l_par = parallel.compute_gradients(0);
+  EXPECT_NEAR(l_par, l_ref, 1e-5 * std::abs(l_ref));
+  expect_same_gradients(reference, parallel, "second_order+energy");
+
+  auto two_scans_options = o;
+  two_scans_options.second_order = false;
+  Trainer two_scans(two_scans_options, single_rank_grid(), nullptr);
+  const double l_two = two_scans.compute_gradients(0);
+  EXPECT_NEAR(l_ref, l_two, 1e-5 * std::abs(l_two));
+  expect_same_gradients(two_scans, reference, "second_order vs two scans");
+}
+
 TEST(SpTraining, LongSequenceRecall) {
   // 20001 tokens, recall distances up to 15000: most queries sit several slices after their key.
   auto world = test_world();

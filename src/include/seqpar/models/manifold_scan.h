@@ -7,6 +7,8 @@
 //   step      dt_{t,h} = softplus(W_dt F_t)_h * base_h    (base_h geometric across heads)
 //   velocity  v_t = a_t * v_{t-1} + dt_t * (W_b F_t)      (scan 1)
 //   position  p_t = p_{t-1} + dt_t * v_t                  (scan 2, a = 1)
+//   (second_order: both in one 2x2 block scan of (v_t, p_t), A_t = [[a_t, 0], [dt_t a_t, 1]],
+//    b_t = (drive_t, dt_t drive_t); the same values to rounding)
 //   y_t = x_t + W_o [headnorm(p_t), headnorm(v_t)];  out_t = y_t + MLP(rmsnorm(y_t))
 //
 // Design choices that are not obvious:
@@ -54,6 +56,14 @@ struct SequenceBackend {
                                                    const std::optional<at::Tensor>& h0,
                                                    const Documents& cu_seqlens)>
       scan;
+  // (h, h_last) = block_scan(A, b, h0, lower_triangular): the 2x2 block recurrence
+  // h_t = A_t h_{t-1} + b_t (seqpar/block_scan.h), A (batch, time, *channels, 2, 2), b and h
+  // (batch, time, *channels, 2); real dtypes, no documents (no packed sequences).
+  // Differentiable; used by ManifoldScan's second_order mode.
+  std::function<std::tuple<at::Tensor, at::Tensor>(const at::Tensor& A, const at::Tensor& b,
+                                                   const std::optional<at::Tensor>& h0,
+                                                   bool lower_triangular)>
+      block_scan;
   // (o, S_T) of chunked gated linear attention / gated DeltaNet (seqpar/matrix_state.h) from
   // the state h0 (zeros when absent), differentiable; used by MatrixStateBlock.
   std::function<std::tuple<at::Tensor, at::Tensor>(
@@ -106,6 +116,11 @@ struct BlockOptions {
 
 struct ManifoldScanOptions : BlockOptions {
   bool rotation = false;
+  // Integrate position with velocity in one 2x2 block scan (seqpar::block_scan, state
+  // (v, p), A = [[a, 0], [dt a, 1]], b = (drive, dt drive)) instead of two scalar scans: the
+  // same model, the same outputs to rounding. Not with rotation (complex a) or documents
+  // (the block scan has no packed sequences).
+  bool second_order = false;
   // Base time scales: base_0 = dt_max, ..., base_{H-1} = dt_min, geometric in between.
   double dt_min = 0.01;
   double dt_max = 1.0;
@@ -139,7 +154,8 @@ class ManifoldScanImpl : public torch::nn::Module {
   // sequence and replaced by the state after it (it must be used with local_backend; with
   // sp_backend the returned state is the global final one). energy_drift (optional) is
   // incremented by sum over (batch, t in this slice) of |E_t - E_{t-1}|. documents: packed
-  // documents (batch 1), both scans restart at each start; not with state or energy_drift.
+  // documents (batch 1), both scans restart at each start; not with state or energy_drift,
+  // nor with second_order.
   at::Tensor forward(const at::Tensor& x, const SequenceBackend& backend,
                      ManifoldState* state = nullptr, at::Tensor* energy_drift = nullptr,
                      const Documents& documents = std::nullopt);
@@ -156,6 +172,11 @@ class ManifoldScanImpl : public torch::nn::Module {
   at::Tensor readout(const at::Tensor& x, const at::Tensor& position,
                      const at::Tensor& velocity);
   at::Tensor head_normalize(const at::Tensor& z) const;
+  // second_order: (velocity, position) of the whole slice from one block scan; sets *state.
+  std::tuple<at::Tensor, at::Tensor> integrate_second_order(
+      const SequenceBackend& backend, const at::Tensor& a, const at::Tensor& drive,
+      const at::Tensor& dt, const std::optional<at::Tensor>& v0,
+      const std::optional<at::Tensor>& p0, ManifoldState* state);
 
   ManifoldScanOptions options_;
   RMSNorm force_norm_{nullptr}, mlp_norm_{nullptr};

@@ -45,6 +45,10 @@ struct TrainOptions {
   int64_t psm_chunk = 16;      // model = psm: tokens per chunk
   bool psm_recompute = true;   // model = psm: recompute Agg and Inf in backward (memory)
   bool rotation = false;
+  // model = manifold: velocity and position in one 2x2 block scan (the same model); not with
+  // rotation or pack_documents. Not in the fingerprint: the same parameters give the same
+  // outputs to rounding, so a checkpoint resumes with either (like sp_algo).
+  bool second_order = false;
   double dt_min = 0.01;
   double dt_max = 1.0;
   double energy_lambda = 0.0;
