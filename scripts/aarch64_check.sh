@@ -51,9 +51,9 @@ for p in "${pids[@]}"; do wait "$p"; done
 # qemu's `max` CPU has SVE; sve-default-vector-length (bytes) sets the vector length. The
 # long-sequence accuracy tests take ~4 of qemu's minutes a run and are left out unless
 # SEQPAR_AARCH64_ACCURACY=1 (they run natively per x86 target in ctest).
-# The long packed-sequence kernel tests likewise (the segments' every-dtype/layout/thread test
+# The long packed-sequence kernel tests and the block scan's time-inner tiles likewise (the segments' every-dtype/layout/thread test
 # and the degenerate bounds run here: aarch64's targets run nowhere else).
-filter=-LongSequences/CpuAccuracy.*:CpuKernelsSegments.TimeContiguousTiles:CpuKernelsSegments.ThousandRandomSegments:CpuKernelsSegments.WideRows
+filter=-LongSequences/CpuAccuracy.*:CpuKernelsSegments.TimeContiguousTiles:CpuKernelsSegments.ThousandRandomSegments:CpuKernelsSegments.WideRows:CpuBlockScan.TimeInnerTiles
 [ "${SEQPAR_AARCH64_ACCURACY:-0}" = 1 ] && filter='*'
 run() {  # run VECTOR_BYTES EXPECTED_TARGET CAP GTEST_FILTER
   echo "== test_cpu_kernels for aarch64 under qemu-aarch64: SVE vectors of $1 bytes," \

@@ -22,7 +22,16 @@ using seqpar::kernels::BlockScanBackwardParams;
 using seqpar::kernels::BlockScanForwardParams;
 using seqpar::kernels::BlockScanSummaryParams;
 using seqpar::kernels::ScalarKind;
+// The reference's precision: long double (x87 80-bit) on x86-64; on aarch64 long double is
+// IEEE quad, done in software, which qemu runs far too slowly, so double there, with a looser
+// float64 tolerance.
+#if defined(__aarch64__)
+using LD = double;
+constexpr double kFloat64Tolerance = 1e-10;
+#else
 using LD = long double;
+constexpr double kFloat64Tolerance = 1e-12;
+#endif
 
 struct Case {
   int64_t B, T, C;
@@ -99,7 +108,7 @@ void check_case(const Case& cs) {
   std::vector<S> h(p.lv.size(), S(NAN)), h_last(B * C * 2, S(NAN));
   std::vector<S> gA(p.lA.size(), S(NAN)), gb(p.lv.size(), S(NAN)), gh0(B * C * 2, S(NAN));
   std::vector<S> M(B * C * 4, S(NAN)), E(B * C * 2, S(NAN));
-  const double tol = std::is_same<S, float>::value ? 2e-5 : 1e-12;
+  const double tol = std::is_same<S, float>::value ? 2e-5 : kFloat64Tolerance;
   const std::string what = "B" + std::to_string(B) + " T" + std::to_string(T) + " C" +
                            std::to_string(C) + (cs.time_major ? " tmajor" : "") +
                            (cs.reverse ? " rev" : "") + (cs.lower ? " lower" : "") + " th" +
@@ -147,7 +156,7 @@ void check_case(const Case& cs) {
 
   double worst = 0;
   auto expect = [&](S got, LD want, const char* name) {
-    const double err = double(std::abs(LD(got) - want)) / std::max(1.0L, std::abs(want));
+    const double err = double(std::abs(LD(got) - want) / std::max(LD(1), std::abs(want)));
     worst = std::max(worst, std::isnan(err) ? 1e300 : err);
     if (!(err <= tol)) ADD_FAILURE() << what << ": " << name << " " << double(got) << " vs " << double(want);
   };
@@ -211,9 +220,6 @@ std::vector<Case> cases() {
                          threads, odd ? 0.999 : 0.5});
         }
   out.push_back({1, 1500, 64, false, false, true, true, true, false, 2, 1e-3});
-  // One sequence long enough for time-inner look-back tiles (a tile is about 1 MiB of input).
-  out.push_back({1, 100000, 1, false, true, true, true, true, true, 2, 0.9999});
-  out.push_back({1, 100000, 1, false, false, true, true, true, false, 3, 0.999});
   Case chained{1, 3000, 32, false, false, true, true, true, false, 2, 0.999};
   chained.chained = true;
   out.push_back(chained);
@@ -222,6 +228,17 @@ std::vector<Case> cases() {
 
 TEST(CpuBlockScan, EveryPathAgainstTheReference) {
   for (const Case& c : cases()) {
+    check_case<double>(c);
+    check_case<float>(c);
+  }
+}
+
+// One sequence long enough for time-inner look-back tiles (a tile is about 1 MiB of input).
+// Left out under qemu (scripts/aarch64_check.sh): the tiles are the engine's target-independent
+// scheduling, which every x86 target's run covers; the inner loops run in the test above.
+TEST(CpuBlockScan, TimeInnerTiles) {
+  for (const Case& c : {Case{1, 100000, 1, false, true, true, true, true, true, 2, 0.9999},
+                        Case{1, 100000, 1, false, false, true, true, true, false, 3, 0.999}}) {
     check_case<double>(c);
     check_case<float>(c);
   }

@@ -459,6 +459,24 @@ TEST(CpuKernelsStorage, ComplexTimeContiguousMatchesReference) {
 // Under ctest's per-target runs (kernels_target_<t>), the requested target is the one used.
 // Where the test knows the CPU (qemu's, scripts/aarch64_check.sh), it also sets
 // SEQPAR_EXPECT_TARGET_SUPPORTED: the target must then be supported, not skipped.
+// A per-target run (SEQPAR_EXPECT_TARGET: ctest's kernels_target_<t>) on a CPU that cannot run
+// that target would rerun the target below it, which has its own run: every test is skipped,
+// saying so (RequestedTargetRuns below says the same for itself). Not where the target must run
+// (SEQPAR_EXPECT_TARGET_SUPPORTED: the aarch64 runs under qemu).
+class TargetEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    const char* want = std::getenv("SEQPAR_EXPECT_TARGET");
+    if (want == nullptr || std::getenv("SEQPAR_EXPECT_TARGET_SUPPORTED") != nullptr) return;
+    for (const auto& s : seqpar::kernels::cpu::supported_capabilities())
+      if (s == want) return;
+    GTEST_SKIP() << "this CPU cannot run the '" << want << "' target (its cap runs the target "
+                 << "below, tested by that target's own run)";
+  }
+};
+::testing::Environment* const kTargetEnvironment =
+    ::testing::AddGlobalTestEnvironment(new TargetEnvironment);
+
 TEST(CpuTargets, RequestedTargetRuns) {
   const char* want = std::getenv("SEQPAR_EXPECT_TARGET");
   if (want == nullptr) GTEST_SKIP() << "not a per-target run";
