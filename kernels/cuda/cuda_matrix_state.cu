@@ -192,6 +192,7 @@ MatrixChunkResult unsupported(const char* why) {
 
 const char* matrix_chunk_unsupported(MatrixRecurrence recurrence, ScalarKind dtype,
                                      const MatrixChunkShape& shape) {
+  if (recurrence == MatrixRecurrence::kKda) return "KDA has no CUDA chunk kernels yet";
   if (shape.chunk != chunk::kChunk) return "chunk size is not 64";
   if (shape.key != 64 && shape.key != 128) return "K is not 64 or 128";
   if (shape.value != 64 && shape.value != 128) return "V is not 64 or 128";

@@ -14,8 +14,13 @@
 //   S' = M S + E,  M = diag(exp(G_C)) - Kbar^T W,  E = Kbar^T U,  Kbar = K * exp(G_C - G).
 // A and B are GLA's decayed scores (matrix_state/decayed_scores.h, which never forms exp(-G));
 // every other exponential is of a non-positive number. The chunk states come from
-// chunk_prefix_maps. Written with ATen operations (CPU and CUDA, autograd through them): not yet
-// a fused kernel, so it keeps gated DeltaNet's ATen-path memory (docs/matrix_state.md, "KDA").
+// chunk_prefix_maps.
+//
+// CPU (and Meta) tensors run the fused chunk kernels (fused_chunks.h: kernels/cpu/
+// chunk_delta_rule.cpp with a decay per key channel; autograd keeps the inputs and the chunk
+// states only, packed sequences in one pass). CUDA tensors run the ATen composition below
+// (autograd through it; packed sequences once per sequence) until KDA has CUDA chunk kernels
+// (docs/matrix_state.md, "KDA").
 #include <ATen/ATen.h>
 
 #include <cmath>
@@ -23,6 +28,7 @@
 #include "matrix_state/chunk_prefix_maps.h"
 #include "matrix_state/chunking.h"
 #include "matrix_state/decayed_scores.h"
+#include "matrix_state/fused_chunks.h"
 #include "ops/packed_sequences.h"
 #include "seqpar/matrix_state.h"
 
@@ -43,6 +49,9 @@ std::tuple<at::Tensor, at::Tensor> chunk_kda(const at::Tensor& q, const at::Tens
   if (initial_state && initial_state->defined())
     matrix_state::check_state(op, *initial_state, q, d, cu);
   const double s = scale.value_or(1.0 / std::sqrt(static_cast<double>(d.K)));
+  if (matrix_state::use_fused_chunks("kda", q, v, chunk_size))
+    return matrix_state::fused_chunk_recurrence("kda", q, k, v, g, beta, s, initial_state,
+                                                chunk_size, cu);
   if (cu) {
     TORCH_CHECK(ops::holds_values(*cu), op,
                 ": packed sequences ('cu_seqlens') cannot be traced with fake tensors yet: KDA "

@@ -10,8 +10,9 @@ namespace {
 
 kernels::MatrixRecurrence recurrence_of(c10::string_view name) {
   if (name == "gated_delta") return kernels::MatrixRecurrence::kGatedDelta;
-  TORCH_CHECK(name == "gla", "seqpar.matrix_chunk: argument 'recurrence' must be 'gated_delta' or ",
-              "'gla', got '", std::string(name), "'");
+  if (name == "kda") return kernels::MatrixRecurrence::kKda;
+  TORCH_CHECK(name == "gla", "seqpar.matrix_chunk: argument 'recurrence' must be 'gated_delta', ",
+              "'kda' or 'gla', got '", std::string(name), "'");
   return kernels::MatrixRecurrence::kGla;
 }
 
@@ -76,6 +77,8 @@ void set_step_inputs(Params& p, const char* op, c10::string_view recurrence, con
   p.k = step_operand(k);
   p.v = step_operand(v);
   p.g = step_operand(g);
+  TORCH_CHECK(p.recurrence == kernels::MatrixRecurrence::kGla || (beta && beta->defined()), op,
+              ": argument 'beta' is required for recurrence '", std::string(recurrence), "'");
   if (beta) p.beta = step_operand(*beta);
 }
 

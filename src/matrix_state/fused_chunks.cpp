@@ -1,6 +1,6 @@
 // The fused chunk kernels of the matrix-state recurrences (kernels/cpu/chunk_delta_rule.cpp,
-// chunk_gla.cpp) as ops and as the autograd function that chunk_gla and
-// chunk_gated_delta_rule use for CPU tensors:
+// chunk_gla.cpp) as ops and as the autograd function that chunk_gla, chunk_gated_delta_rule
+// and chunk_kda use for CPU tensors:
 //   matrix_chunk_forward  -> (o, final_state, chunk_states)
 //   matrix_chunk_backward -> (grad_q, grad_k, grad_v, grad_g, grad_beta, grad_initial_state)
 // with CPU and Meta kernels (schemas in src/ops/library.cpp). Autograd saves the inputs and the

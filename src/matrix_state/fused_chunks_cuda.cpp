@@ -95,8 +95,10 @@ bool cuda_fused_chunks_supported(const char* recurrence, const at::Tensor& q, co
   if (t != at::kFloat && t != at::kDouble && t != at::kBFloat16 && t != at::kHalf) return false;
   const c10::cuda::CUDAGuard guard(q.device());
   const kernels::MatrixChunkShape s{q.size(0), q.size(1), q.size(2), q.size(3), v.size(3), chunk_size};
-  const auto rec = std::string(recurrence) == "gla" ? kernels::MatrixRecurrence::kGla
-                                                    : kernels::MatrixRecurrence::kGatedDelta;
+  const std::string name(recurrence);
+  const auto rec = name == "gla"   ? kernels::MatrixRecurrence::kGla
+                   : name == "kda" ? kernels::MatrixRecurrence::kKda
+                                   : kernels::MatrixRecurrence::kGatedDelta;
   return kernels::cuda::matrix_chunk_unsupported(rec, ops::scalar_kind_of("seqpar.matrix_chunk", "q", q), s) ==
          nullptr;
 }

@@ -68,9 +68,9 @@ TORCH_LIBRARY(seqpar, m) {
       "chunk_gated_delta_product(Tensor q, Tensor k, Tensor v, Tensor? g, Tensor beta,"
       " int num_householder, float? scale=None, Tensor? initial_state=None, int chunk_size=64,"
       " Tensor? cu_seqlens=None) -> (Tensor o, Tensor final_state)");
-  // The fused chunk kernels behind chunk_gla and chunk_gated_delta_rule on the CPU
-  // (src/matrix_state/fused_chunks.cpp): recurrence is "gated_delta" (g per head, beta given) or
-  // "gla" (g per key channel, no beta). The forward also returns the state entering each chunk,
+  // The fused chunk kernels behind chunk_gla, chunk_gated_delta_rule and chunk_kda on the CPU
+  // (src/matrix_state/fused_chunks.cpp): recurrence is "gated_delta" (g per head, beta given),
+  // "kda" (g per key channel, beta given) or "gla" (g per key channel, no beta). The forward also returns the state entering each chunk,
   // (batch, heads, chunks, K, V), from which the backward recomputes everything else; the
   // backward's grad_beta is empty for "gla".
   m.def(

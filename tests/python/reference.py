@@ -81,9 +81,10 @@ def mean_err(x, ref):
 
 
 def matrix_state_reference(q, k, v, g, beta=None, scale=None, initial_state=None):
-    """Gated linear attention (beta None, g: (B, T, H, K)) or gated DeltaNet (g, beta:
-    (B, T, H)), one step at a time in float64: S_t = diag(exp g_t) S_{t-1} + k_t v_t^T, or
-    S_t = exp(g_t) (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T; o_t = scale S_t^T q_t.
+    """Gated linear attention (beta None, g: (B, T, H, K)), gated DeltaNet (g, beta:
+    (B, T, H)) or KDA (g: (B, T, H, K), beta: (B, T, H)), one step at a time in float64:
+    S_t = diag(exp g_t) S_{t-1} + k_t v_t^T, or S_t = (I - beta_t k_t k_t^T) diag(exp g_t) S_{t-1}
+    + beta_t k_t v_t^T (a scalar decay per head for gated DeltaNet); o_t = scale S_t^T q_t.
     Returns (o, S_T) in float64."""
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -99,13 +100,14 @@ def matrix_state_reference(q, k, v, g, beta=None, scale=None, initial_state=None
     o = []
     for t in range(T):
         qt, kt, vt, gt = (x[t] for x in steps)        # (B, H, K), (B, H, K), (B, H, V), g
+        decay = gt.exp().unsqueeze(-1)                 # (B, H, K, 1) or (B, H, 1)
+        S = decay * S if gt.dim() == kt.dim() else decay.unsqueeze(-1) * S
         if beta is None:
-            S = gt.exp().unsqueeze(-1) * S + kt.unsqueeze(-1) * vt.unsqueeze(-2)
+            S = S + kt.unsqueeze(-1) * vt.unsqueeze(-2)
         else:
             bt = betas[t].unsqueeze(-1)                # (B, H, 1)
             kS = torch.einsum("bhk,bhkv->bhv", kt, S)
-            S = gt.exp()[..., None, None] * (S - (bt * kt).unsqueeze(-1) * kS.unsqueeze(-2))
-            S = S + (bt * kt).unsqueeze(-1) * vt.unsqueeze(-2)
+            S = S + (bt * kt).unsqueeze(-1) * (vt - kS).unsqueeze(-2)
         o.append(scale * torch.einsum("bhkv,bhk->bhv", S, qt))
     o = torch.stack(o, 1) if o else torch.empty(B, 0, H, V, dtype=torch.float64)
     return o, S

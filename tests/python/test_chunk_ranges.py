@@ -15,7 +15,7 @@ from reference import matrix_state_reference
 from test_matrix_state import make_inputs, rel_err, run
 from test_packed_sequences import cu_of, matrix_inputs, matrix_per_sequence, run_matrix
 
-MODELS = ["gla", "gated_delta"]
+MODELS = ["gla", "gated_delta", "kda"]
 THREADS = [2, 3, 4]
 
 
@@ -39,7 +39,7 @@ def reference_case(model, H, T, regime, h0):
     sum(o * wo) + sum(S * wS) with respect to every input."""
     xs = make_inputs(model, 1, T, H, 8, 4, regime="near1" if regime == "slow" else regime,
                      seed=T + H, h0=h0)
-    if regime == "slow" and model == "gated_delta":
+    if regime == "slow" and model != "gla":
         # decays near 1 and beta near 0: the state entering a range still matters after it
         # (with beta near 1 the delta rule's projections forget it within a range)
         xs = (*xs[:4], 1 - xs[4], xs[5])
@@ -102,8 +102,8 @@ def test_ranges_gradcheck(threads, model, T, chunk):
         f = lambda q, k, v, g, s0: torch.ops.seqpar.chunk_gla(q, k, v, g, 0.7, s0, chunk)  # noqa
     else:
         args.insert(4, beta.requires_grad_())
-        f = lambda q, k, v, g, b, s0: torch.ops.seqpar.chunk_gated_delta_rule(  # noqa: E731
-            q, k, v, g, b, 0.7, s0, chunk)
+        op = getattr(torch.ops.seqpar, "chunk_kda" if model == "kda" else "chunk_gated_delta_rule")
+        f = lambda q, k, v, g, b, s0: op(q, k, v, g, b, 0.7, s0, chunk)  # noqa: E731
     assert gradcheck(f, tuple(args))
 
 

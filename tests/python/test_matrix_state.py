@@ -10,7 +10,7 @@ from torch.autograd import gradcheck
 import seqpar
 from reference import matrix_state_reference
 
-MODELS = ["gla", "gated_delta"]
+MODELS = ["gla", "gated_delta", "kda"]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
@@ -23,12 +23,12 @@ def make_inputs(model, B, T, H, K, V, dtype=torch.float64, regime="mid", seed=0,
     q = torch.randn(B, T, H, K, generator=gen, dtype=torch.float64)
     k = F.normalize(torch.randn(B, T, H, K, generator=gen, dtype=torch.float64), dim=-1)
     v = torch.randn(B, T, H, V, generator=gen, dtype=torch.float64)
-    gshape = (B, T, H, K) if model == "gla" else (B, T, H)
+    gshape = (B, T, H) if model == "gated_delta" else (B, T, H, K)
     # log decays: near 1 (alpha > 1 - 1e-4), near 0 (alpha < e^-10, down to e^-40), or mixed
     g = {"mid": -r(*gshape) * 2, "near1": -r(*gshape) * 1e-4,
          "near0": -10 - r(*gshape) * 30}[regime]
     beta = None
-    if model == "gated_delta":
+    if model != "gla":
         beta = {"mid": r(B, T, H), "near1": 1 - r(B, T, H) * 1e-3,
                 "near0": r(B, T, H) * 1e-3}[regime]
     s0 = torch.randn(B, H, K, V, generator=gen, dtype=torch.float64) if h0 else None
@@ -39,6 +39,9 @@ def make_inputs(model, B, T, H, K, V, dtype=torch.float64, regime="mid", seed=0,
 def run(model, q, k, v, g, beta, s0, **kw):
     if model == "gla":
         return seqpar.chunk_gla(q, k, v, g, initial_state=s0, output_final_state=True, **kw)
+    if model == "kda":
+        return seqpar.chunk_kda(q, k, v, g, beta, initial_state=s0, output_final_state=True,
+                                **kw)
     return seqpar.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=s0,
                                          output_final_state=True, **kw)
 
@@ -58,7 +61,7 @@ def rel_err(x, ref):
                                      (130, 8), (33, 5)], ids=str)
 @pytest.mark.parametrize("h0", [True, False])
 def test_float64_matches_reference(device, model, T, chunk, h0):
-    if model == "gla" and chunk > 16 and chunk % 16:
+    if model != "gated_delta" and chunk > 16 and chunk % 16:
         pytest.skip("GLA chunks are at most 16 or a multiple of 16")
     q, k, v, g, beta, s0 = make_inputs(model, 2, T, 3, 8, 5, h0=h0, device=device)
     o, S = run(model, q, k, v, g, beta, s0, chunk_size=chunk)
@@ -120,8 +123,8 @@ def test_gradcheck_float64(model, T, chunk):
         f = lambda q, k, v, g, s0: torch.ops.seqpar.chunk_gla(q, k, v, g, 0.7, s0, chunk)  # noqa
     else:
         args.insert(4, beta.requires_grad_())
-        f = lambda q, k, v, g, b, s0: torch.ops.seqpar.chunk_gated_delta_rule(  # noqa: E731
-            q, k, v, g, b, 0.7, s0, chunk)
+        op = getattr(torch.ops.seqpar, "chunk_kda" if model == "kda" else "chunk_gated_delta_rule")
+        f = lambda q, k, v, g, b, s0: op(q, k, v, g, b, 0.7, s0, chunk)  # noqa: E731
     assert gradcheck(f, tuple(args))
 
 
@@ -154,6 +157,9 @@ def test_opcheck(model):
     s0.requires_grad_()
     if model == "gla":
         torch.library.opcheck(torch.ops.seqpar.chunk_gla.default, (q, k, v, g, None, s0, 16))
+    elif model == "kda":
+        torch.library.opcheck(torch.ops.seqpar.chunk_kda.default,
+                              (q, k, v, g, beta, 0.5, s0, 16, None))
     else:
         torch.library.opcheck(torch.ops.seqpar.chunk_gated_delta_rule.default,
                               (q, k, v, g, beta, 0.5, s0, 16))
@@ -164,7 +170,7 @@ def test_opcheck_fused_chunk_ops(model):
     """The fused CPU kernels' ops (their CPU and Meta kernels): schema, fake tensors, and the
     backward op's gradients against autograd through the float64 reference."""
     q, k, v, g, beta, s0 = make_inputs(model, 1, 40, 2, 4, 3, torch.float64)
-    name, b = ("gla", None) if model == "gla" else ("gated_delta", beta)
+    name, b = model, None if model == "gla" else beta
     o, final, states = torch.ops.seqpar.matrix_chunk_forward(name, q, k, v, g, b, 0.5, s0, 16)
     assert states.shape == (1, 2, 3, 4, 3)  # (B, H, chunks, K, V): all that backward keeps
     torch.library.opcheck(torch.ops.seqpar.matrix_chunk_forward.default,

@@ -11,7 +11,7 @@ from torch.autograd import gradcheck
 import seqpar
 from reference import matrix_state_reference, scan_per_sequence
 
-MODELS = ["gla", "gated_delta"]
+MODELS = ["gla", "gated_delta", "kda"]
 # CUDA cases run where a GPU is (scripts/gpu_session.sh, step pytest-packed).
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 # Sequence lengths: empty ones first, in the middle and last; 1 step; shorter and longer than a
@@ -29,7 +29,7 @@ def matrix_inputs(model, lengths, H=2, K=8, V=6, dtype=torch.float64, seed=0, h0
     q = torch.randn(1, T, H, K, generator=gen, dtype=torch.float64)
     k = F.normalize(torch.randn(1, T, H, K, generator=gen, dtype=torch.float64), dim=-1)
     v = torch.randn(1, T, H, V, generator=gen, dtype=torch.float64)
-    gshape = (1, T, H, K) if model == "gla" else (1, T, H)
+    gshape = (1, T, H) if model == "gated_delta" else (1, T, H, K)
     g = -torch.rand(*gshape, generator=gen, dtype=torch.float64) * 2
     beta = None if model == "gla" else torch.rand(1, T, H, generator=gen, dtype=torch.float64)
     s0 = torch.randn(N, H, K, V, generator=gen, dtype=torch.float64) if h0 else None
@@ -40,6 +40,9 @@ def matrix_inputs(model, lengths, H=2, K=8, V=6, dtype=torch.float64, seed=0, h0
 def run_matrix(model, q, k, v, g, beta, s0, cu, **kw):
     if model == "gla":
         return seqpar.chunk_gla(q, k, v, g, initial_state=s0, output_final_state=True,
+                                cu_seqlens=cu, **kw)
+    if model == "kda":
+        return seqpar.chunk_kda(q, k, v, g, beta, initial_state=s0, output_final_state=True,
                                 cu_seqlens=cu, **kw)
     return seqpar.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=s0,
                                          output_final_state=True, cu_seqlens=cu, **kw)
@@ -130,11 +133,10 @@ def test_matrix_state_opcheck_packed(model):
     if model == "gla":
         torch.library.opcheck(torch.ops.seqpar.chunk_gla.default, (q, k, v, g, None, s0, 16, cu))
     else:
-        torch.library.opcheck(torch.ops.seqpar.chunk_gated_delta_rule.default,
-                              (q, k, v, g, beta, 0.5, s0, 16, cu))
-    name = "gla" if model == "gla" else "gated_delta"
+        op = torch.ops.seqpar.chunk_kda if model == "kda" else torch.ops.seqpar.chunk_gated_delta_rule
+        torch.library.opcheck(op.default, (q, k, v, g, beta, 0.5, s0, 16, cu))
     torch.library.opcheck(torch.ops.seqpar.matrix_chunk_forward.default,
-                          (name, q, k, v, g, beta, 0.5, s0.detach(), 16, cu))
+                          (model, q, k, v, g, beta, 0.5, s0.detach(), 16, cu))
 
 
 def test_matrix_state_fla_arguments():

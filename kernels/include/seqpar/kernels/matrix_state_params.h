@@ -60,8 +60,10 @@ struct MutableStateOperand {
 // Which recurrence a chunk kernel runs:
 //   kGatedDelta  S_t = exp(g_t) (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T, g per head
 //   kGla         S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T, g per key channel
-// and in both o_t = scale * S_t^T q_t.
-enum class MatrixRecurrence : int { kGatedDelta, kGla };
+//   kKda         S_t = (I - beta_t k_t k_t^T) diag(exp(g_t)) S_{t-1} + beta_t k_t v_t^T, g per
+//                key channel (Kimi Delta Attention; CPU kernels only so far)
+// and in all o_t = scale * S_t^T q_t.
+enum class MatrixRecurrence : int { kGatedDelta, kGla, kKda };
 
 struct MatrixChunkShape {
   int64_t batch = 0, time = 0, heads = 0, key = 0, value = 0;
@@ -100,7 +102,7 @@ struct MatrixChunkShape {
   }
 };
 
-// Forward. q, k, v, g (and beta for kGatedDelta) share `dtype`; o has it too. States
+// Forward. q, k, v, g (and beta for kGatedDelta and kKda) share `dtype`; o has it too. States
 // (initial_state, final_state, chunk_states) are in the compute type: float64 for float64
 // inputs, float32 otherwise. chunk_states (batch, heads, chunks, K, V), optional: the state
 // entering each chunk, which backward needs.
