@@ -2,20 +2,23 @@
 
     python benchmarks/matrix_state_bench.py [--device cpu|cuda] [--log2-t 16] [--heads 8]
         [--dim 64] [--chunk 64] [--recurrence-log2-t 11] [--sp-ranks 2] [--reps 3] [--json out]
-        [--chunked-only]
+        [--chunked-only] [--models gla,gated_delta,kda] [--transformers-log2-t 12]
 
-For gated linear attention and gated DeltaNet (float32, batch 1), forward + backward of
+For gated linear attention, gated DeltaNet and KDA (float32, batch 1), forward + backward of
 loss = sum(o * w) + sum(S_T * u):
-  * chunked   seqpar.chunk_gla / chunk_gated_delta_rule at T = 2^log2_t: median time, tokens/s;
+  * chunked   seqpar.chunk_gla / chunk_gated_delta_rule / chunk_kda at T = 2^log2_t: median
+              time, tokens/s;
   * flops     the matrix-product FLOPs the chunk form needs (forward + backward, counted from
               the shapes by chunk_form_flops below: every product of the chunk form once,
               2 m n k each, the triangular solve as half a product, nothing recomputed)
               divided by its time, and that as a fraction of a batched matmul of
               (C x K) @ (K x C) blocks measured here (the issue's target: >= 50%);
-  * transformers  on the CPU, gated DeltaNet's forward (no autograd) against transformers'
-              pure-PyTorch torch_chunk_gated_delta_rule (Qwen3-Next's CPU fallback), timed
-              alternately in this run, when transformers is installed (the issue's target:
-              >= 3x);
+  * transformers  on the CPU, the forward (no autograd) against transformers' pure-PyTorch
+              chunk forms, timed alternately in this run, when transformers is installed:
+              gated DeltaNet against torch_chunk_gated_delta_rule (Qwen3-Next's CPU fallback)
+              at T (the issue's target: >= 3x), KDA against chunk_kimi_delta_attention (Kimi
+              Linear's) at T = 2^transformers_log2_t (it forms a (C, C, K) decay tensor per
+              chunk: 16 GiB at T = 2^16, 8 heads);
   * recurrence  the per-step recurrence (a loop of T steps in PyTorch, autograd through it) at
               T = 2^recurrence_log2_t (its cost is linear in T; a long one would not fit in
               memory), and the chunked op's tokens/s over the recurrence's;
@@ -48,7 +51,7 @@ sys.path.insert(0, os.path.join(ROOT, "python"))
 import seqpar  # noqa: E402
 import seqpar.sp  # noqa: E402
 
-MODELS = ["gla", "gated_delta"]
+MODELS = ["gla", "gated_delta", "kda"]
 
 
 def inputs(model, T, H, D, device, seed=0):
@@ -56,8 +59,8 @@ def inputs(model, T, H, D, device, seed=0):
     q = torch.randn(1, T, H, D, generator=gen)
     k = F.normalize(torch.randn(1, T, H, D, generator=gen), dim=-1)
     v = torch.randn(1, T, H, D, generator=gen)
-    g = F.logsigmoid(torch.randn(1, T, H, D if model == "gla" else 1, generator=gen) + 4)
-    if model != "gla":
+    g = F.logsigmoid(torch.randn(1, T, H, 1 if model == "gated_delta" else D, generator=gen) + 4)
+    if model == "gated_delta":
         g = g.squeeze(-1)
     xs = [q, k, v, g]
     if model != "gla":
@@ -67,7 +70,8 @@ def inputs(model, T, H, D, device, seed=0):
 
 def chunked(model, xs, chunk, group=None):
     mod = seqpar.sp if group is not None else seqpar
-    fn = mod.chunk_gla if model == "gla" else mod.chunk_gated_delta_rule
+    fn = {"gla": mod.chunk_gla, "gated_delta": mod.chunk_gated_delta_rule,
+          "kda": mod.chunk_kda}[model]
     kw = {"group": group} if group is not None else {}
     return fn(*xs, output_final_state=True, chunk_size=chunk, **kw)
 
@@ -82,6 +86,10 @@ def recurrence(model, xs):
         kt, vt = k[:, t].unsqueeze(-1), v[:, t].unsqueeze(-2)
         if model == "gla":
             S = g[:, t].exp().unsqueeze(-1) * S + kt * vt
+        elif model == "kda":
+            bt = xs[4][:, t][..., None, None]
+            S = g[:, t].exp().unsqueeze(-1) * S
+            S = S + bt * kt * (vt - kt.transpose(-1, -2) @ S)
         else:
             bt = xs[4][:, t][..., None, None]
             S = g[:, t].exp()[..., None, None] * (S - bt * kt * (kt.transpose(-1, -2) @ S))
@@ -91,7 +99,8 @@ def recurrence(model, xs):
 
 
 def chunk_form_flops(model, T, H, K, V, C):
-    """Matrix-product FLOPs of forward + backward in the chunk form, 2 m n k per product."""
+    """Matrix-product FLOPs of forward + backward in the chunk form, 2 m n k per product (KDA
+    counted as gated DeltaNet: its decayed scores are the same products, taken in blocks)."""
     N = (T + C - 1) // C
     mm = lambda m, n, k: 2 * m * n * k  # noqa: E731
     if model == "gla":
@@ -110,27 +119,44 @@ def minimum_memory(model, T, H, K, V, C):
     """Bytes forward + backward must hold besides the inputs (float32): the outputs o and the
     final state, a gradient per input, and the state entering each chunk."""
     N = (T + C - 1) // C
-    inputs_ = T * H * (2 * K + V + (K if model == "gla" else 2))
+    inputs_ = T * H * (2 * K + V + {"gla": K, "gated_delta": 2, "kda": K + 1}[model])
     return 4 * (T * H * V + H * K * V + inputs_ + N * H * K * V)
 
 
-def transformers_ratio(xs, chunk, reps):
-    """(seqpar forward, transformers forward) medians, timed alternately, or None."""
+def transformers_forms():
+    """transformers' pure-PyTorch chunk forms by model, those it has (none without it)."""
+    forms = {}
     try:
         from transformers.models.qwen3_next.modeling_qwen3_next import \
             torch_chunk_gated_delta_rule
+        forms["gated_delta"] = torch_chunk_gated_delta_rule
     except Exception:
+        pass
+    try:
+        from transformers.models.kimi_linear import modeling_kimi_linear as kimi
+        # the function without the hub-kernel wrapper, when the decorator keeps it
+        fn = kimi.chunk_kimi_delta_attention
+        forms["kda"] = getattr(fn, "__wrapped__", fn)
+    except Exception:
+        pass
+    return forms
+
+
+def transformers_ratio(model, xs, chunk, reps):
+    """(seqpar forward, transformers forward) medians, timed alternately, or None."""
+    theirs_fn = transformers_forms().get(model)
+    if theirs_fn is None:
         return None
     q, k, v, g, beta = (x.detach() for x in xs)
+    ours_fn = seqpar.chunk_kda if model == "kda" else seqpar.chunk_gated_delta_rule
     ours, theirs = [], []
     with torch.no_grad():
         for i in range(reps + 1):
             t0 = time.perf_counter()
-            seqpar.chunk_gated_delta_rule(q, k, v, g, beta, output_final_state=True,
-                                          chunk_size=chunk)
+            ours_fn(q, k, v, g, beta, output_final_state=True, chunk_size=chunk)
             t1 = time.perf_counter()
-            torch_chunk_gated_delta_rule(q, k, v, g, beta, chunk_size=chunk, initial_state=None,
-                                         output_final_state=True)
+            theirs_fn(q, k, v, g, beta, chunk_size=chunk, initial_state=None,
+                      output_final_state=True)
             t2 = time.perf_counter()
             if i:  # the first round warms up both
                 ours.append(t1 - t0)
@@ -190,11 +216,25 @@ def peak_memory_child(args):
         fwd_bwd(lambda z: chunked(model, z, args.chunk), xs)
         print(torch.cuda.max_memory_allocated() - base)
     else:
-        # The peak resident size during the call over the resident size before it (Linux).
+        # The peak resident size during the call over the resident size before it (Linux):
+        # the peak (VmHWM) is reset to the current size first (clear_refs 5), so that what the
+        # imports and the inputs' construction touched and freed is not counted; where the
+        # kernel refuses the reset, the process's lifetime peak (an upper bound).
         with open("/proc/self/statm") as f:
             base = int(f.read().split()[1]) * resource.getpagesize()
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            reset = True
+        except OSError:
+            reset = False
         fwd_bwd(lambda z: chunked(model, z, args.chunk), xs)
-        print(max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base, 0))
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        if reset:
+            with open("/proc/self/status") as f:
+                hwm = [line for line in f if line.startswith("VmHWM:")]
+            peak = int(hwm[0].split()[1]) * 1024
+        print(max(peak - base, 0))
 
 
 def peak_memory(args, model, T):
@@ -249,7 +289,7 @@ def chunked_only(args, T, device):
     CPU time of the process (all threads: the work done, which load on the machine moves
     less than the wall time), printed and in --json."""
     rows = []
-    for model in MODELS:
+    for model in args.models.split(","):
         xs = inputs(model, T, args.heads, args.dim, device)
         fn = lambda z: chunked(model, z, args.chunk)  # noqa: E731
         fwd_bwd(fn, xs)  # warm up
@@ -286,8 +326,16 @@ def main():
     ap.add_argument("--chunked-only", action="store_true",
                     help="time only the chunked ops' forward + backward (for A/B runs: "
                          "benchmarks/matrix_state_ab.py)")
+    ap.add_argument("--models", default=",".join(MODELS),
+                    help="comma-separated, of " + ", ".join(MODELS))
+    ap.add_argument("--transformers-log2-t", type=int, default=12,
+                    help="T of the KDA comparison with transformers' chunk form")
     ap.add_argument("--memory-case", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    unknown = sorted(set(args.models.split(",")) - set(MODELS))
+    if unknown:
+        ap.error(f"argument --models: unknown model(s) {', '.join(unknown)}; "
+                 f"choose from {', '.join(MODELS)}")
     seqpar.load_library()
     if args.memory_case:
         return peak_memory_child(args)
@@ -306,7 +354,7 @@ def main():
     print(f"# batched matmul ({args.heads * (T // args.chunk)} x ({args.chunk}x{args.dim} @ "
           f"{args.dim}x{args.chunk})): {rate / 1e9:.1f} GFLOP/s")
     rows = []
-    for model in MODELS:
+    for model in args.models.split(","):
         xs = inputs(model, T, args.heads, args.dim, device)
         fn = lambda z: chunked(model, z, args.chunk)  # noqa: E731
         t = timed(fn, xs, device, args.reps)
@@ -321,10 +369,13 @@ def main():
                "minimum_memory_bytes": minimum_memory(model, T, args.heads, args.dim, args.dim,
                                                       args.chunk)}
         row["memory_over_minimum"] = row["peak_memory_bytes"] / row["minimum_memory_bytes"]
-        if device == "cpu" and model == "gated_delta":
-            tf = transformers_ratio(xs, args.chunk, args.reps)
+        if device == "cpu" and model != "gla":
+            Tt = T if model == "gated_delta" else min(T, 2 ** args.transformers_log2_t)
+            xt = xs if Tt == T else inputs(model, Tt, args.heads, args.dim, device)
+            tf = transformers_ratio(model, xt, args.chunk, args.reps)
             if tf is not None:
-                row.update({"forward_seconds": tf[0], "transformers_forward_seconds": tf[1],
+                row.update({"transformers_T": Tt, "forward_seconds": tf[0],
+                            "transformers_forward_seconds": tf[1],
                             "forward_speedup_over_transformers": tf[1] / tf[0]})
         if device == "cpu" and args.sp_ranks > 1:
             ts = sp_time(args, model, T)
@@ -336,7 +387,7 @@ def main():
               f"x{row['speedup_over_recurrence']:.0f}  peak mem {row['peak_memory_bytes'] / 2**20:.0f} MiB "
               f"(x{row['memory_over_minimum']:.2f} of outputs + grads + chunk states)"
               + (f"  forward x{row['forward_speedup_over_transformers']:.2f} transformers' "
-                 f"({row['transformers_forward_seconds'] * 1e3:.0f} ms)"
+                 f"({row['transformers_forward_seconds'] * 1e3:.0f} ms at T={row['transformers_T']})"
                  if "forward_speedup_over_transformers" in row else "")
               + (f"  sp P={args.sp_ranks}: {row['sp_seconds'] * 1e3:.1f} ms (x{row['sp_speedup']:.2f} "
                  f"vs one process)" if "sp_seconds" in row else ""))
