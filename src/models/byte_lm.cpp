@@ -6,7 +6,7 @@ namespace seqpar::models {
 
 ByteLMImpl::ByteLMImpl(const ByteLMOptions& options) : options_(options) {
   TORCH_CHECK(options.layers > 0, "ByteLM: layers must be positive, got ", options.layers);
-  const bool manifold = options.kind == ModelKind::kManifold;
+  const bool manifold = uses_manifold_blocks(options.kind);
   const bool psm = options.kind == ModelKind::kPsm;
   const int64_t D = manifold ? options.block.d_model
                              : psm ? options.psm_block.d_model : options.matrix_block.d_model;
@@ -14,7 +14,9 @@ ByteLMImpl::ByteLMImpl(const ByteLMOptions& options) : options_(options) {
   blocks_ = register_module("blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < options.layers; ++i) {
     if (manifold) {
-      block_refs_.push_back(ManifoldScan(options.block));
+      ManifoldScanOptions b = options.block;
+      b.linoss = options.kind == ModelKind::kLinoss;
+      block_refs_.push_back(ManifoldScan(b));
       blocks_->push_back(block_refs_.back());
     } else if (psm) {
       psm_refs_.push_back(PsmBlock(options.psm_block));

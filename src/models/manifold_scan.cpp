@@ -33,9 +33,16 @@ ManifoldScanImpl::ManifoldScanImpl(const ManifoldScanOptions& options) : options
   TORCH_CHECK(!(options.second_order && options.rotation),
               "ManifoldScan: second_order cannot be combined with rotation (complex retention; "
               "the block scan is real)");
+  TORCH_CHECK(!(options.linoss && (options.rotation || options.second_order)),
+              "ManifoldScan: linoss cannot be combined with rotation or second_order (it "
+              "replaces the retention by its own oscillator)");
+  TORCH_CHECK(!options.linoss || (options.stiffness_min > 0 &&
+                                  options.stiffness_max >= options.stiffness_min),
+              "ManifoldScan: linoss needs 0 < stiffness_min <= stiffness_max (got ",
+              options.stiffness_min, ", ", options.stiffness_max, ")");
   force_norm_ = register_module("force_norm", RMSNorm(D));
   mlp_norm_ = register_module("mlp_norm", RMSNorm(D));
-  w_a_ = register_module("w_a", torch::nn::Linear(D, D));
+  if (!options.linoss) w_a_ = register_module("w_a", torch::nn::Linear(D, D));
   w_b_ = register_module("w_b", torch::nn::Linear(torch::nn::LinearOptions(D, D).bias(false)));
   w_dt_ = register_module("w_dt", torch::nn::Linear(D, H));
   const int64_t features = (options.rotation ? 4 : 2) * D;
@@ -44,14 +51,22 @@ ManifoldScanImpl::ManifoldScanImpl(const ManifoldScanOptions& options) : options
   mlp_out_ = register_module("mlp_out", torch::nn::Linear(options.mlp_hidden, D));
 
   torch::NoGradGuard no_grad;
-  // Retention starts spread from short to long memory across channels (1 - a geometric), and
-  // depends on the input only weakly, so long-range paths exist from the first step.
   auto c = torch::arange(D, torch::kFloat64) / std::max<int64_t>(D - 1, 1);
-  auto one_minus_a = (1 - options.retention_min) *
-                     torch::pow((1 - options.retention_max) / (1 - options.retention_min), c);
-  auto a0 = 1 - one_minus_a;
-  w_a_->bias.copy_(torch::log(a0 / (1 - a0)).to(torch::kFloat32));
-  w_a_->weight.mul_(0.1);
+  if (options.linoss) {
+    // Stiffness spread geometrically across channels, so that oscillation periods and damping
+    // (1 / sqrt(1 + dt^2 w) per step) range from short to long memory from the first step.
+    auto w0 = options.stiffness_min * torch::pow(options.stiffness_max / options.stiffness_min, c);
+    stiffness_raw_ = register_parameter("stiffness_raw",
+                                        torch::log(torch::expm1(w0)).to(torch::kFloat32));
+  } else {
+    // Retention starts spread from short to long memory across channels (1 - a geometric),
+    // and depends on the input only weakly, so long-range paths exist from the first step.
+    auto one_minus_a = (1 - options.retention_min) *
+                       torch::pow((1 - options.retention_max) / (1 - options.retention_min), c);
+    auto a0 = 1 - one_minus_a;
+    w_a_->bias.copy_(torch::log(a0 / (1 - a0)).to(torch::kFloat32));
+    w_a_->weight.mul_(0.1);
+  }
   w_dt_->bias.fill_(kStepBiasInit);
   w_dt_->weight.mul_(0.1);
   // Base time scales geometric across heads, from dt_max (head 0) down to dt_min.
@@ -66,7 +81,7 @@ ManifoldScanImpl::ManifoldScanImpl(const ManifoldScanOptions& options) : options
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ManifoldScanImpl::coefficients(
     const at::Tensor& force) {
   const int64_t H = options_.heads, D = options_.d_model;
-  auto decay = torch::sigmoid(w_a_->forward(force));
+  auto decay = options_.linoss ? at::Tensor() : torch::sigmoid(w_a_->forward(force));
   auto head_step = torch::softplus(w_dt_->forward(force)) * base_step_;  // (..., H)
   auto lead = head_step.sizes().vec();
   lead.pop_back();
@@ -101,20 +116,25 @@ at::Tensor ManifoldScanImpl::readout(const at::Tensor& x, const at::Tensor& posi
   return y + mlp_out_->forward(torch::gelu(mlp_in_->forward(mlp_norm_->forward(y))));
 }
 
-std::tuple<at::Tensor, at::Tensor> ManifoldScanImpl::integrate_second_order(
-    const SequenceBackend& backend, const at::Tensor& a, const at::Tensor& drive,
-    const at::Tensor& dt, const std::optional<at::Tensor>& v0,
+at::Tensor ManifoldScanImpl::stiffness() const { return torch::softplus(stiffness_raw_); }
+
+namespace {
+
+// The 2x2 blocks [[a00, a01], [a10, a11]] as one (..., 2, 2) tensor.
+at::Tensor blocks(const at::Tensor& a00, const at::Tensor& a01, const at::Tensor& a10,
+                  const at::Tensor& a11) {
+  return torch::stack({torch::stack({a00, a01}, -1), torch::stack({a10, a11}, -1)}, -2);
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> ManifoldScanImpl::integrate_block(
+    const SequenceBackend& backend, const at::Tensor& A, const at::Tensor& b,
+    bool lower_triangular, const std::optional<at::Tensor>& v0,
     const std::optional<at::Tensor>& p0, ManifoldState* state) {
-  // State (v, p): v_t = a v_{t-1} + drive and p_t = p_{t-1} + dt v_t = dt a v_{t-1} + p_{t-1}
-  // + dt drive, so A = [[a, 0], [dt a, 1]] and b = (drive, dt drive). A[..., 0, 1] is never
-  // read (lower_triangular); zeros keep the tensor whole.
-  auto first_row = torch::stack({a, torch::zeros_like(a)}, -1);
-  auto second_row = torch::stack({dt * a, torch::ones_like(a)}, -1);
-  auto A = torch::stack({first_row, second_row}, -2);  // (batch, time, d_model, 2, 2)
-  auto b = torch::stack({drive, dt * drive}, -1);
   std::optional<at::Tensor> h0;
   if (v0) h0 = torch::stack({*v0, *p0}, -1);
-  auto [h, h_last] = backend.block_scan(A, b, h0, /*lower_triangular=*/true);
+  auto [h, h_last] = backend.block_scan(A, b, h0, lower_triangular);
   if (state) *state = ManifoldState{h_last.select(-1, 0), h_last.select(-1, 1)};
   return {h.select(-1, 0), h.select(-1, 1)};
 }
@@ -132,10 +152,24 @@ at::Tensor ManifoldScanImpl::forward(const at::Tensor& x, const SequenceBackend&
   std::optional<at::Tensor> v0, p0;
   if (state && state->velocity.defined()) v0 = state->velocity, p0 = state->position;
   at::Tensor velocity, position;
-  if (options_.second_order) {
-    TORCH_CHECK(!documents, "ManifoldScan: second_order cannot be combined with documents "
-                            "(packed sequences): the block scan has no cu_seqlens");
-    std::tie(velocity, position) = integrate_second_order(backend, a, drive, dt, v0, p0, state);
+  if (options_.second_order || options_.linoss) {
+    TORCH_CHECK(!documents, "ManifoldScan: ", options_.linoss ? "linoss" : "second_order",
+                " cannot be combined with documents (packed sequences): the block scan has no "
+                "cu_seqlens");
+    at::Tensor A, b;
+    if (options_.linoss) {
+      // v_t = (v_{t-1} - dt w p_{t-1} + drive) / s, p_t = (dt v_{t-1} + p_{t-1} + dt drive) / s.
+      auto s = 1 + dt * dt * stiffness();
+      A = blocks(1 / s, -dt * stiffness() / s, dt / s, 1 / s);
+      b = torch::stack({drive / s, dt * drive / s}, -1);
+    } else {
+      // v_t = a v_{t-1} + drive and p_t = p_{t-1} + dt v_t = dt a v_{t-1} + p_{t-1} + dt drive.
+      // A[..., 0, 1] is never read (lower_triangular); zeros keep the tensor whole.
+      A = blocks(a, torch::zeros_like(a), dt * a, torch::ones_like(a));
+      b = torch::stack({drive, dt * drive}, -1);
+    }
+    std::tie(velocity, position) =
+        integrate_block(backend, A, b, /*lower_triangular=*/!options_.linoss, v0, p0, state);
   } else {
     at::Tensor v_last, p_last;
     std::tie(velocity, v_last) = backend.scan(a, drive, v0, documents);
@@ -177,9 +211,18 @@ at::Tensor ManifoldScanImpl::step(const at::Tensor& x, ManifoldState& state) {
   TORCH_CHECK(x.dim() == 2 && x.size(1) == options_.d_model,
               "ManifoldScan::step: x must be (batch, ", options_.d_model, "), got ", x.sizes());
   auto [a, drive, dt] = coefficients(force_norm_->forward(x));
-  auto velocity = state.velocity.defined() ? a * state.velocity + drive : drive;
-  auto position = (state.position.defined() ? state.position : torch::zeros_like(velocity)) +
-                  dt * velocity;
+  at::Tensor velocity, position;
+  if (options_.linoss) {
+    // The implicit step as written: the position first, then the velocity from it.
+    auto v = state.velocity.defined() ? state.velocity : torch::zeros_like(drive);
+    auto p = state.position.defined() ? state.position : torch::zeros_like(drive);
+    position = (p + dt * v + dt * drive) / (1 + dt * dt * stiffness());
+    velocity = v - dt * stiffness() * position + drive;
+  } else {
+    velocity = state.velocity.defined() ? a * state.velocity + drive : drive;
+    position = (state.position.defined() ? state.position : torch::zeros_like(velocity)) +
+               dt * velocity;
+  }
   state = ManifoldState{velocity, position};
   return readout(x, position, velocity);
 }

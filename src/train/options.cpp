@@ -49,7 +49,7 @@ void describe(po::options_description& desc, TrainOptions& o, TextKeys& text) {
     ("help,h", "print this help")
     ("config", po::value(&o.config), "INI file of key = value lines (command line overrides it)")
     ("mode", po::value(&o.mode)->default_value(o.mode), "train | generate")
-    ("model", po::value(&text.model)->default_value(models::model_kind_name(o.model)), "model family: manifold | gla | gated_deltanet | psm")
+    ("model", po::value(&text.model)->default_value(models::model_kind_name(o.model)), "model family: manifold | linoss | gla | gated_deltanet | psm")
     ("steps", po::value(&o.steps)->default_value(o.steps), "optimizer steps (the LR schedule's length)")
     ("stop_after", po::value(&o.stop_after)->default_value(o.stop_after), "stop after this step, schedule unchanged (0: run all steps)")
     ("log_every", po::value(&o.log_every)->default_value(o.log_every), "progress line every N steps")
@@ -156,7 +156,7 @@ bool parse_options(int argc, const char* const* argv, TrainOptions& options,
   try {
     options.model = models::parse_model_kind(text.model);
   } catch (const std::invalid_argument&) {
-    require(false, "model", "one of: manifold, gla, gated_deltanet, psm", text.model);
+    require(false, "model", "one of: manifold, linoss, gla, gated_deltanet, psm", text.model);
   }
   if (vm.count("checkpoint_every")) {
     std::cerr << "seqpar-train: 'checkpoint_every' is deprecated, use 'save_every' (the training "
@@ -212,6 +212,11 @@ void validate(const TrainOptions& o) {
           "false with rotation (complex retention; the block scan is real)", "true");
   require(!o.second_order || !o.pack_documents, "second_order",
           "false with pack_documents (the block scan has no packed sequences)", "true");
+  require(o.model != models::ModelKind::kLinoss || !o.rotation, "rotation",
+          "false for model = linoss (its oscillator replaces the retention; the block scan is "
+          "real)", "true");
+  require(o.model != models::ModelKind::kLinoss || !o.pack_documents, "pack_documents",
+          "false for model = linoss (the block scan has no packed sequences)", "true");
   require(o.val_sequences >= 1, "val_sequences", ">= 1", o.val_sequences);
   require(o.seq_len >= 2, "seq_len", ">= 2", o.seq_len);
   require(o.batch >= 1, "batch", ">= 1", o.batch);

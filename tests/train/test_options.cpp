@@ -164,6 +164,22 @@ TEST(Options, SecondOrderRefusalsNameTheKey) {
             seqpar::train::fingerprint(parse({"--second_order", "true"})));
 }
 
+// linoss: a model family of its own (in the fingerprint), refused with rotation and
+// pack_documents, the message naming the key.
+TEST(Options, LinossIsAModelWithItsRefusals) {
+  EXPECT_EQ(parse({"--model", "linoss"}).model, seqpar::models::ModelKind::kLinoss);
+  EXPECT_NE(seqpar::train::fingerprint(parse({"--model", "linoss"})).find("model=linoss\n"),
+            std::string::npos);
+  auto msg = error_of({"--model", "linoss", "--rotation", "true"});
+  EXPECT_NE(msg.find("'rotation'"), std::string::npos) << msg;
+  msg = error_of({"--model", "linoss", "--pack_documents", "true"});
+  EXPECT_NE(msg.find("'pack_documents'"), std::string::npos) << msg;
+  msg = error_of({"--model", "linoss", "--second_order", "true"});
+  EXPECT_NE(msg.find("'second_order'"), std::string::npos) << msg;
+  msg = error_of({"--model", "linos"});
+  EXPECT_NE(msg.find("linoss"), std::string::npos) << msg;
+}
+
 TEST(Options, MatrixRecomputeNeedsOneSpRank) {
   const auto msg = error_of({"--model", "gla", "--sp", "2", "--matrix_recompute_tokens", "4096"});
   EXPECT_NE(msg.find("'matrix_recompute_tokens'"), std::string::npos) << msg;

@@ -1,5 +1,6 @@
 // A byte-level language model: embedding(256) -> N blocks -> final RMS norm -> linear head
-// over 256 bytes. The blocks are ManifoldScan layers (ModelKind::kManifold) or matrix-state
+// over 256 bytes. The blocks are ManifoldScan layers (ModelKind::kManifold; kLinoss: in their
+// linoss mode) or matrix-state
 // layers (MatrixStateBlock: kGla or kGatedDeltaNet) or prefix-scannable layers (PsmBlock:
 // kPsm).
 //
@@ -23,7 +24,7 @@ namespace seqpar::models {
 struct ByteLMOptions {
   int64_t layers = 2;
   ModelKind kind = ModelKind::kManifold;
-  ManifoldScanOptions block;            // manifold blocks
+  ManifoldScanOptions block;            // manifold and linoss blocks (linoss set from kind)
   MatrixStateBlockOptions matrix_block; // gla / gated_deltanet blocks (variant = kind)
   PsmBlockOptions psm_block;            // psm blocks
   static constexpr int64_t kVocab = 256;

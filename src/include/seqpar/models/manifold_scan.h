@@ -9,6 +9,12 @@
 //   position  p_t = p_{t-1} + dt_t * v_t                  (scan 2, a = 1)
 //   (second_order: both in one 2x2 block scan of (v_t, p_t), A_t = [[a_t, 0], [dt_t a_t, 1]],
 //    b_t = (drive_t, dt_t drive_t); the same values to rounding)
+//   (linoss: a forced oscillator instead, LinOSS-IM (Rusch & Rus, "Oscillatory state-space
+//    models"): p'' = -w p + u per channel, stiffness w = softplus(w_raw) >= 0 learned, stepped
+//    implicitly with dt_t: p_t = (p_{t-1} + dt v_{t-1} + dt drive_t) / s_t,
+//    v_t = v_{t-1} - dt w p_t + drive_t, s_t = 1 + dt^2 w, drive_t = dt (W_b F_t); as one
+//    2x2 block scan A_t = [[1, -dt w], [dt, 1]] / s_t, b_t = (drive_t, dt drive_t) / s_t,
+//    whose eigenvalues have modulus 1 / sqrt(s_t) <= 1: no retention a, the implicit step damps)
 //   y_t = x_t + W_o [headnorm(p_t), headnorm(v_t)];  out_t = y_t + MLP(rmsnorm(y_t))
 //
 // Design choices that are not obvious:
@@ -121,6 +127,13 @@ struct ManifoldScanOptions : BlockOptions {
   // same model, the same outputs to rounding. Not with rotation (complex a) or documents
   // (the block scan has no packed sequences).
   bool second_order = false;
+  // The LinOSS-IM oscillator in place of the retention (see the top of this file): one
+  // general (not triangular) 2x2 block scan per layer. Not with rotation, second_order or
+  // documents.
+  bool linoss = false;
+  // linoss: initial stiffness spread geometrically across channels over [min, max].
+  double stiffness_min = 1e-3;
+  double stiffness_max = 1.0;
   // Base time scales: base_0 = dt_max, ..., base_{H-1} = dt_min, geometric in between.
   double dt_min = 0.01;
   double dt_max = 1.0;
@@ -155,7 +168,7 @@ class ManifoldScanImpl : public torch::nn::Module {
   // sp_backend the returned state is the global final one). energy_drift (optional) is
   // incremented by sum over (batch, t in this slice) of |E_t - E_{t-1}|. documents: packed
   // documents (batch 1), both scans restart at each start; not with state or energy_drift,
-  // nor with second_order.
+  // nor with second_order or linoss.
   at::Tensor forward(const at::Tensor& x, const SequenceBackend& backend,
                      ManifoldState* state = nullptr, at::Tensor* energy_drift = nullptr,
                      const Documents& documents = std::nullopt);
@@ -166,23 +179,27 @@ class ManifoldScanImpl : public torch::nn::Module {
   const ManifoldScanOptions& options() const { return options_; }
 
  private:
-  // The per-token quantities both paths share: retention a, drive b and step dt, shaped like
-  // x's leading dims followed by d_model.
+  // The per-token quantities both paths share: retention a (undefined with linoss), drive b
+  // and step dt, shaped like x's leading dims followed by d_model.
   std::tuple<at::Tensor, at::Tensor, at::Tensor> coefficients(const at::Tensor& force);
   at::Tensor readout(const at::Tensor& x, const at::Tensor& position,
                      const at::Tensor& velocity);
   at::Tensor head_normalize(const at::Tensor& z) const;
-  // second_order: (velocity, position) of the whole slice from one block scan; sets *state.
-  std::tuple<at::Tensor, at::Tensor> integrate_second_order(
-      const SequenceBackend& backend, const at::Tensor& a, const at::Tensor& drive,
-      const at::Tensor& dt, const std::optional<at::Tensor>& v0,
+  // second_order and linoss: (velocity, position) of the whole slice from one block scan of
+  // (v, p) with the given A (..., 2, 2) and b (..., 2); sets *state.
+  std::tuple<at::Tensor, at::Tensor> integrate_block(
+      const SequenceBackend& backend, const at::Tensor& A, const at::Tensor& b,
+      bool lower_triangular, const std::optional<at::Tensor>& v0,
       const std::optional<at::Tensor>& p0, ManifoldState* state);
+  // linoss: the stiffness w = softplus(w_raw), (d_model).
+  at::Tensor stiffness() const;
 
   ManifoldScanOptions options_;
   RMSNorm force_norm_{nullptr}, mlp_norm_{nullptr};
   torch::nn::Linear w_a_{nullptr}, w_b_{nullptr}, w_dt_{nullptr}, w_o_{nullptr};
   torch::nn::Linear mlp_in_{nullptr}, mlp_out_{nullptr};
   at::Tensor phase_;      // (d_model), rotation mode only
+  at::Tensor stiffness_raw_;  // (d_model), linoss mode only
   at::Tensor base_step_;  // (heads) buffer
 };
 TORCH_MODULE(ManifoldScan);
