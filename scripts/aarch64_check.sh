@@ -46,7 +46,7 @@ done
 for p in "${pids[@]}"; do wait "$p"; done
 "$cxx" "${base_flags[@]}" -march=armv8-a -I"$gtest/include" tests/kernels/test_cpu_kernels.cpp \
   tests/kernels/test_cpu_accuracy.cpp tests/kernels/test_cpu_segments.cpp \
-  tests/kernels/test_cpu_block_scan.cpp "$out"/*.o "$out"/neon/*.o "$out"/sve/*.o \
+  tests/kernels/test_cpu_block_scan.cpp tests/kernels/test_cpu_chunks.cpp "$out"/*.o "$out"/neon/*.o "$out"/sve/*.o \
   -o "$out/test_cpu_kernels" -pthread
 # qemu's `max` CPU has SVE; sve-default-vector-length (bytes) sets the vector length. The
 # long-sequence accuracy tests take ~4 of qemu's minutes a run and are left out unless

@@ -22,6 +22,7 @@
 #include "ops/kernel_params.h"
 #include "ops/packed_sequences.h"
 #include "seqpar/kernels/cpu_matrix_state.h"
+#include "seqpar/kernels/plain_gemm.h"
 
 extern "C" {
 void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*,
@@ -36,24 +37,6 @@ int MKL_Set_Num_Threads_Local(int) __attribute__((weak));
 
 namespace seqpar::matrix_state {
 namespace {
-
-template <class T>
-void loop_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
-               int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
-  for (int64_t i = 0; i < m; ++i) {
-    T* ci = c + i * ldc;
-    for (int64_t j = 0; j < n; ++j) ci[j] = beta == T(0) ? T(0) : beta * ci[j];
-    for (int64_t p = 0; p < k; ++p) {
-      const T aip = alpha * (ta ? a[p * lda + i] : a[i * lda + p]);
-      if (tb) {
-        for (int64_t j = 0; j < n; ++j) ci[j] += aip * b[j * ldb + p];
-      } else {
-        const T* bp = b + p * ldb;
-        for (int64_t j = 0; j < n; ++j) ci[j] += aip * bp[j];
-      }
-    }
-  }
-}
 
 // Row-major C = alpha op(A) op(B) + beta C is column-major C^T = alpha op(B)^T op(A)^T + beta C^T.
 // Each product is one thread's: the kernels already run one (batch, head) per worker, and MKL
@@ -73,12 +56,12 @@ void blas_gemm(Fortran f, bool ta, bool tb, int64_t m, int64_t n, int64_t k, T a
 void gemm_f32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
               int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (sgemm_ != nullptr) return blas_gemm(sgemm_, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  loop_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  kernels::plain_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 void gemm_f64(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
               int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
   if (dgemm_ != nullptr) return blas_gemm(dgemm_, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  loop_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  kernels::plain_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 kernels::MatrixGemm blas() { return {&gemm_f32, &gemm_f64}; }

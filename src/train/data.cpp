@@ -39,7 +39,7 @@ std::pair<int64_t, int64_t> aligned_slice_range(int64_t length, int rank, int si
 Slice Task::train_slice(int64_t first_index, int64_t batch, int64_t begin, int64_t end) const {
   const int64_t len = end - begin;
   Slice s{torch::empty({batch, len}, torch::kInt64), torch::empty({batch, len}, torch::kInt64),
-          torch::empty({batch, len}, torch::kFloat32)};
+          torch::empty({batch, len}, torch::kFloat32), {}};
   for (int64_t b = 0; b < batch; ++b) {
     train_tokens(first_index + b, begin, end, s.inputs[b].data_ptr<int64_t>(),
                  s.targets[b].data_ptr<int64_t>(), s.weights[b].data_ptr<float>());
@@ -52,7 +52,7 @@ Slice Task::train_slice(int64_t first_index, int64_t batch, int64_t begin, int64
 Slice Task::val_slice(int64_t index, int64_t begin, int64_t end) const {
   const int64_t len = end - begin;
   Slice s{torch::empty({1, len}, torch::kInt64), torch::empty({1, len}, torch::kInt64),
-          torch::empty({1, len}, torch::kFloat32)};
+          torch::empty({1, len}, torch::kFloat32), {}};
   val_tokens(index, begin, end, s.inputs.data_ptr<int64_t>(), s.targets.data_ptr<int64_t>(),
              s.weights.data_ptr<float>());
   const auto documents = val_documents(index);
