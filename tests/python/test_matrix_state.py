@@ -75,10 +75,11 @@ def test_float64_matches_reference(device, model, T, chunk, h0):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("regime", ["mid", "near1", "near0"])
-@pytest.mark.parametrize("T", [1000, 2 ** 14])
+@pytest.mark.parametrize("T", [1000, pytest.param(2 ** 14, marks=pytest.mark.exhaustive)])
 def test_float32_long_sequences(device, model, regime, T):
     """Float32 within 5e-6 of the float64 recurrence relative to the largest value (measured
-    about 1e-6 at T = 2^14 on every regime: the chunk form's error does not grow with T)."""
+    about 1e-6 at T = 2^14 on every regime: the chunk form's error does not grow with T).
+    T = 2^14 (its reference loop is slow) runs once, on this CPU's target, not per target."""
     q, k, v, g, beta, s0 = make_inputs(model, 1, T, 2, 16, 16, torch.float32, regime, seed=T,
                                        device=device)
     o, S = run(model, q, k, v, g, beta, s0)
