@@ -8,21 +8,17 @@
 
 #include <gtest/gtest.h>
 
-#include <functional>
 #include <map>
 #include <string>
 
+#include "model_checks.h"
+
 using namespace seqpar::models;
+using model_checks::error_of;
+using model_checks::expect_close;
+using model_checks::max_abs;
 
 namespace {
-
-double max_abs(const at::Tensor& t) { return t.abs().max().item<double>(); }
-
-void expect_close(const at::Tensor& x, const at::Tensor& y, double tolerance,
-                  const std::string& what) {
-  const double err = max_abs(x - y), scale = std::max(1e-30, max_abs(x));
-  EXPECT_LE(err, tolerance * scale) << what << ": error " << err << ", scale " << scale;
-}
 
 ManifoldScanOptions layer_options() {
   ManifoldScanOptions o;
@@ -91,25 +87,14 @@ TEST(Linoss, BlockScanEqualsTheImplicitStepInFloat64) {
 TEST(Linoss, RunsOneGeneralBlockScan) {
   torch::manual_seed(32);
   ManifoldScan layer(layer_options());
-  int scans = 0, block_scans = 0;
-  auto counted = local_backend();
-  auto scan = counted.scan;
-  auto block_scan = counted.block_scan;
-  counted.scan = [&](const at::Tensor& a, const at::Tensor& b,
-                     const std::optional<at::Tensor>& h0, const Documents& documents) {
-    ++scans;
-    return scan(a, b, h0, documents);
-  };
-  counted.block_scan = [&](const at::Tensor& A, const at::Tensor& b,
-                           const std::optional<at::Tensor>& h0, bool lower_triangular) {
-    ++block_scans;
+  model_checks::CountingBackend counting;
+  counting.on_block_scan = [](const at::Tensor& A, bool lower_triangular) {
     EXPECT_FALSE(lower_triangular);
     EXPECT_GT(max_abs(A.select(-2, 0).select(-1, 1)), 0.0);
-    return block_scan(A, b, h0, lower_triangular);
   };
-  layer->forward(torch::randn({2, 9, 16}), counted);
-  EXPECT_EQ(scans, 0);
-  EXPECT_EQ(block_scans, 1);
+  layer->forward(torch::randn({2, 9, 16}), counting.backend());
+  EXPECT_EQ(counting.scans, 0);
+  EXPECT_EQ(counting.block_scans, 1);
 }
 
 // The damping of the implicit step: with no input the state's energy w p^2 + v^2 never grows.
@@ -143,15 +128,6 @@ TEST(Linoss, ByteModelStreamsLikeItsParallelForward) {
   expect_close(parallel, torch::stack(steps, 1), 2e-5, "logits");
   EXPECT_EQ(model_kind_name(ModelKind::kLinoss), std::string("linoss"));
   EXPECT_EQ(parse_model_kind("linoss"), ModelKind::kLinoss);
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 TEST(Linoss, RefusesRotationSecondOrderAndDocuments) {

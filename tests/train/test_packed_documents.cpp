@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "model_checks.h"
+
 using namespace seqpar::models;
 
 namespace {
@@ -82,14 +84,7 @@ INSTANTIATE_TEST_SUITE_P(Models, PackedDocuments,
                            return s;
                          });
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const c10::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using model_checks::error_of;
 
 TEST(PackedDocumentsRefused, PsmAndStatesSayWhy) {
   const auto tokens = torch::randint(0, 256, {1, 12}, torch::kInt64);

@@ -6,12 +6,15 @@
 
 #include <gtest/gtest.h>
 
-#include <functional>
 #include <map>
 #include <string>
 #include <utility>
 
+#include "model_checks.h"
+
 using namespace seqpar::models;
+using model_checks::error_of;
+using model_checks::expect_close;
 
 namespace {
 
@@ -23,15 +26,6 @@ ByteLMOptions tiny(bool second_order) {
   o.block.mlp_hidden = 64;
   o.block.second_order = second_order;
   return o;
-}
-
-double max_abs(const at::Tensor& t) { return t.abs().max().item<double>(); }
-
-// max |x - y| within tolerance of x's scale.
-void expect_close(const at::Tensor& x, const at::Tensor& y, double tolerance,
-                  const std::string& what) {
-  const double err = max_abs(x - y), scale = std::max(1e-30, max_abs(x));
-  EXPECT_LE(err, tolerance * scale) << what << ": error " << err << ", scale " << scale;
 }
 
 // Logits of both calls and the gradients of a loss over them (energy drift included); when
@@ -115,21 +109,11 @@ TEST(SecondOrder, Float64LayerAndStateEqualTheTwoScanModel) {
   auto v0 = torch::randn({2, 16}, torch::kFloat64), p0 = torch::randn({2, 16}, torch::kFloat64);
   // The backend counts its calls: the second-order layer runs one block scan (and the
   // energy-drift term's carry scan), the two-scan layer no block scan.
-  int scans = 0, block_scans = 0;
-  auto counted = local_backend();
-  auto scan = counted.scan;
-  auto block_scan = counted.block_scan;
-  counted.scan = [&](const at::Tensor& a, const at::Tensor& b,
-                     const std::optional<at::Tensor>& h0, const Documents& documents) {
-    ++scans;
-    return scan(a, b, h0, documents);
-  };
-  counted.block_scan = [&](const at::Tensor& A, const at::Tensor& b,
-                           const std::optional<at::Tensor>& h0, bool lower_triangular) {
-    ++block_scans;
+  model_checks::CountingBackend counting;
+  counting.on_block_scan = [](const at::Tensor&, bool lower_triangular) {
     EXPECT_TRUE(lower_triangular);
-    return block_scan(A, b, h0, lower_triangular);
   };
+  const auto counted = counting.backend();
   std::vector<std::pair<int, int>> calls;
   std::vector<at::Tensor> outputs, states, x_grads, v0_grads, p0_grads;
   for (auto* layer : {&two_scans, &one_scan}) {
@@ -137,9 +121,9 @@ TEST(SecondOrder, Float64LayerAndStateEqualTheTwoScanModel) {
          pi = p0.clone().requires_grad_();
     ManifoldState state{vi, pi};
     at::Tensor drift;
-    scans = block_scans = 0;
+    counting.scans = counting.block_scans = 0;
     auto y = (*layer)->forward(xi, counted, &state, &drift);
-    calls.emplace_back(scans, block_scans);
+    calls.emplace_back(counting.scans, counting.block_scans);
     (y.pow(2).mean() + state.velocity.sum() + 0.5 * state.position.sum() + 0.1 * drift)
         .backward();
     outputs.push_back(y.detach());
@@ -155,15 +139,6 @@ TEST(SecondOrder, Float64LayerAndStateEqualTheTwoScanModel) {
   expect_close(x_grads[0], x_grads[1], 1e-12, "d/dx");
   expect_close(v0_grads[0], v0_grads[1], 1e-12, "d/dv0");
   expect_close(p0_grads[0], p0_grads[1], 1e-12, "d/dp0");
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 TEST(SecondOrder, RefusesRotationAndDocuments) {
