@@ -118,14 +118,14 @@ echo "   ok: $(grep -c '^ok' build-kernels-cuda/emu_scan_test.log) emulated kern
 ./build-kernels-cuda/emu_scan_test concurrent >build-kernels-cuda/emu_concurrent.log ||
   { grep -E "FAIL" build-kernels-cuda/emu_concurrent.log; echo "cuda_build_check: concurrent emulation failed" >&2; exit 1; }
 echo "   ok: $(grep -c '^ok' build-kernels-cuda/emu_concurrent.log) concurrent emulated checks; $(grep '^concurrent:' build-kernels-cuda/emu_concurrent.log)"
-# The fused chunk kernels of gated DeltaNet and GLA (forward, backward, finalize, through the
+# The fused chunk kernels of gated DeltaNet, KDA and GLA (forward, backward, finalize, through the
 # entry points of cuda_matrix_state.h) against a float64 per-step recurrence and its adjoint.
 c++ -std=c++17 -O2 -w -pthread -I"$cuda_home/include" -I"$cuda_home/include/cccl" -Ikernels/cuda \
   -Itests/kernels/cuda/host_emulation -Ikernels/include tests/kernels/cuda/host_emulation/emu_chunk_test.cpp \
   -o build-kernels-cuda/emu_chunk_test
 ./build-kernels-cuda/emu_chunk_test >build-kernels-cuda/emu_chunk_test.log ||
   { grep -E "FAIL" build-kernels-cuda/emu_chunk_test.log; echo "cuda_build_check: emulated chunk kernel tests failed" >&2; exit 1; }
-echo "   ok: $(grep -c '^ok' build-kernels-cuda/emu_chunk_test.log) emulated chunk kernel checks passed (gated DeltaNet and GLA, forward and backward)"
+echo "   ok: $(grep -c '^ok' build-kernels-cuda/emu_chunk_test.log) emulated chunk kernel checks passed (gated DeltaNet, KDA and GLA, forward and backward)"
 # The 2x2 block scan (forward, backward, summary through cuda_block_scan.h) against a float64
 # sequential reference and its adjoint (tests/kernels/cuda/block_scan_check.h).
 c++ -std=c++17 -O2 -w -pthread -I"$cuda_home/include" -I"$cuda_home/include/cccl" -Ikernels/cuda \

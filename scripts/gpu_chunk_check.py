@@ -1,10 +1,11 @@
-"""The fused CUDA chunk kernels of chunk_gated_delta_rule and chunk_gla on a GPU (the GPU
+"""The fused CUDA chunk kernels of chunk_gated_delta_rule, chunk_kda and chunk_gla on a GPU (the GPU
 session's chunk-check step, run with CUDA_LAUNCH_BLOCKING=1): outputs, final state and the
 gradients of q, k, v, g, beta and the initial state, through seqpar's functions on CUDA tensors,
 against the same functions on the CPU in float64 (the CPU kernels are tested against a per-step
 float64 recurrence in tests/python/test_matrix_state.py). Shapes the CUDA kernels take: chunk 64,
 K, V in {64, 128}, float32 / bfloat16 / float16 / float64, several chunks and a partial last one,
-with and without initial state and final-state gradient, decays near 1, near 0 and mixed;
+with and without initial state and final-state gradient, decays near 1, near 0 (KDA: g in
+[-60, -5] per step and key channel) and mixed;
 packed sequences (cu_seqlens: empty ones, sequences shorter and longer than a chunk, starts on
 and off chunk edges); and the op matrix_chunk_forward called directly, packed or not, so that
 a silent fallback to the ATen composition cannot pass for the kernels. Tolerances are the host emulator's
@@ -37,8 +38,9 @@ def make(model, B, T, H, K, V, regime, seed, rows=None):
     q = torch.randn(B, T, H, K, generator=gen, dtype=torch.float64)
     k = F.normalize(torch.randn(B, T, H, K, generator=gen, dtype=torch.float64), dim=-1)
     v = torch.randn(B, T, H, V, generator=gen, dtype=torch.float64)
-    gshape = (B, T, H, K) if model == "gla" else (B, T, H)
-    g = {"mid": -2 * r(*gshape), "near1": -1e-4 * r(*gshape), "near0": -10 - 30 * r(*gshape)}[regime]
+    gshape = (B, T, H) if model == "gated_delta" else (B, T, H, K)  # KDA, GLA: per key channel
+    near0 = -5 - 55 * r(*gshape) if model == "kda" else -10 - 30 * r(*gshape)
+    g = {"mid": -2 * r(*gshape), "near1": -1e-4 * r(*gshape), "near0": near0}[regime]
     beta = None if model == "gla" else {"mid": r(B, T, H), "near1": 1 - 1e-3 * r(B, T, H),
                                         "near0": 1e-3 * r(B, T, H)}[regime]
     s0 = torch.randn(rows, H, K, V, generator=gen, dtype=torch.float64)
@@ -52,6 +54,9 @@ def call(model, xs, s0, scale=None, cu=None):
     if model == "gla":
         return seqpar.chunk_gla(q, k, v, g, scale=scale, initial_state=s0, output_final_state=True,
                                 cu_seqlens=cu)
+    if model == "kda":
+        return seqpar.chunk_kda(q, k, v, g, beta, scale=scale, initial_state=s0,
+                                output_final_state=True, cu_seqlens=cu)
     return seqpar.chunk_gated_delta_rule(q, k, v, g, beta, scale=scale, initial_state=s0,
                                          output_final_state=True, cu_seqlens=cu)
 
@@ -121,7 +126,7 @@ def op_is_fused(dev, model, dtype, K, V, lengths=None):
     xs = [x.to(dtype).to(dev) for x in (q, k, v, g)]
     b = beta.to(dtype).to(dev) if beta is not None else None
     st = s0.to(torch.float64 if dtype == torch.float64 else torch.float32).to(dev)
-    rec = "gla" if model == "gla" else "gated_delta"
+    rec = model
     o, S, states = torch.ops.seqpar.matrix_chunk_forward(rec, *xs, b, 0.1, st, 64, cu)
     o2, S2 = call(model, xs + [b], st, scale=0.1, cu=cu)
     room = 2 + (rows - 1 if lengths else 0)
@@ -148,7 +153,7 @@ def main():
     T = 2 * 64 + 37
     cases = []
     seed = 1
-    for model in ("gated_delta", "gla"):
+    for model in ("gated_delta", "gla", "kda"):
         for dtype, B, H, TT, K, V, h0, gfs, regime in [
                 (torch.float32, 1, 2, T, 64, 64, True, True, "mid"),
                 (torch.float32, 1, 2, T, 128, 128, False, False, "near1"),
@@ -173,7 +178,7 @@ def main():
     ok = True
     for c in cases:
         ok = case(dev, *c) and ok
-    for model in ("gated_delta", "gla"):
+    for model in ("gated_delta", "gla", "kda"):
         for dtype, K, V in [(torch.float32, 64, 64), (torch.bfloat16, 128, 128)]:
             ok = op_is_fused(dev, model, dtype, K, V) and ok
         ok = op_is_fused(dev, model, torch.float32, 64, 64, [30, 0, 70]) and ok

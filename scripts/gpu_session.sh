@@ -34,8 +34,8 @@
 #                  libstdc++ copy crashed the first error message)
 #   torch-smoke    the LibTorch ops on CUDA against the CPU op (launch-blocking), and
 #                  sp_scan / sp_comm_check over a one-rank NCCL process group
-#   chunk-check    scripts/gpu_chunk_check.py: the fused CUDA chunk kernels of gated DeltaNet and
-#                  GLA (forward and backward, float32 / bfloat16 / float16 / float64, K, V in
+#   chunk-check    scripts/gpu_chunk_check.py: the fused CUDA chunk kernels of gated DeltaNet,
+#                  KDA and GLA (forward and backward, float32 / bfloat16 / float16 / float64, K, V in
 #                  {64, 128}) through seqpar's functions against the CPU float64 ones
 #   sp-cuda        seqpar.sp.scan, sp.chunk_gla and sp.chunk_gated_delta_rule on CUDA tensors,
 #                  P = 2 and 4 ranks on the one GPU over gloo (NCCL refuses two ranks on one
@@ -244,7 +244,7 @@ if [ -f "$lib" ]; then
   export SEQPAR_LIBRARY=$lib PYTHONUNBUFFERED=1
   step lib-abi 15 lib_abi
   step torch-smoke 60 env CUDA_LAUNCH_BLOCKING=1 "$python" scripts/gpu_session_torch.py
-  step chunk-check 90 env CUDA_LAUNCH_BLOCKING=1 "$python" scripts/gpu_chunk_check.py
+  step chunk-check 135 env CUDA_LAUNCH_BLOCKING=1 "$python" scripts/gpu_chunk_check.py
   step sp-cuda 150 bash -c 'for P in 2 4; do OMP_NUM_THREADS=1 "$0" -m torch.distributed.run \
       --nproc-per-node=$P --master-addr=127.0.0.1 --master-port=$((29600 + P)) \
       tests/python/sp_device_worker.py --device cuda || exit 1; done' "$python"

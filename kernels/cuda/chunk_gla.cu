@@ -6,21 +6,19 @@
 // channel), E = exp(G), Qh = Q * E (Q scaled), Kb = K * exp(G_last - G):
 //   o  = Qh S + P V,   P[i, j] = sum_k q_ik k_jk exp(G_ik - G_jk)  (j <= i)
 //   S' = diag(exp(G_last)) S + Kb^T V
-// P is never formed as (Q E)(K / E)^T (1 / E overflows): as on the CPU, the chunk is cut into
-// sub-chunks of 16 steps; a block below the diagonal (query sub-chunk starting at a0, keys
-// before a0) factors through r = G[a0 - 1], exp(G_i - G_j) = exp(G_i - r) exp(r - G_j), both
-// factors <= 1, and is one tile product; the diagonal blocks are summed exactly, one
-// exponential per (i, j, k) with j <= i. The backward is the adjoint, from the saved state
-// entering the chunk; gradients of q, k, g are partial sums per V-tile (finalize_backward).
+// P = (Q . K)_d, the decayed scores of decayed_scores.cuh (shared with KDA), never formed as
+// (Q E)(K / E)^T (1 / E overflows). The backward is the adjoint, from the saved state entering
+// the chunk; gradients of q, k, g are partial sums per V-tile (finalize_backward).
 #include "chunk_tiles.cuh"
 #include "chunk_kernels.h"
+#include "decayed_scores.cuh"
 
 namespace seqpar::kernels::cuda::chunk {
 // Named (not anonymous) so that the host emulator's test can include both files in one unit.
 namespace gla_impl {
 
 constexpr int C = kChunk;
-constexpr int kSub = 16;
+constexpr int kSub = kScoreSub;
 
 template <class In>
 struct GlaForwardTiles {
@@ -58,45 +56,6 @@ struct GlaBackwardTiles {
   }
 };
 
-// G (64 x K) from g in place: running sum down each channel.
-template <class T>
-__device__ void running_sum(T* G, int K) {
-  __syncthreads();
-  for (int m = threadIdx.x; m < K; m += blockDim.x)
-    for (int i = 1; i < C; ++i) G[i * K + m] += G[(i - 1) * K + m];
-  __syncthreads();
-}
-
-// The masked intra-chunk scores P (64 x 64). kr: (64 - 16) x K, qr: 16 x K scratch.
-template <class In, class T>
-__device__ void chunk_scores(const Stage<In>& st, int K, const T* q, const T* k, const T* G, T* kr,
-                             T* qr, T* P) {
-  for (int e = threadIdx.x; e < C * C; e += blockDim.x) {
-    const int i = e / C, j = e % C;
-    if (j > i) {
-      P[e] = T(0);
-    } else if (i / kSub == j / kSub) {
-      const T* Gi = G + i * K;
-      const T* Gj = G + j * K;
-      const T* qi = q + i * K;
-      const T* kj = k + j * K;
-      T acc = 0;
-      for (int m = 0; m < K; ++m) acc += qi[m] * kj[m] * exp_of(Gi[m] - Gj[m]);
-      P[e] = acc;
-    }
-  }
-  for (int a0 = kSub; a0 < C; a0 += kSub) {
-    const T* r = G + (a0 - 1) * K;
-    __syncthreads();
-    for (int e = threadIdx.x; e < a0 * K; e += blockDim.x) kr[e] = k[e] * exp_of(r[e % K] - G[e]);
-    for (int e = threadIdx.x; e < kSub * K; e += blockDim.x)
-      qr[e] = q[a0 * K + e] * exp_of(G[a0 * K + e] - r[e % K]);
-    __syncthreads();
-    cta_gemm<In, false, true>(st, kSub, a0, K, T(1), qr, K, kr, K, T(0), P + a0 * C, C);
-  }
-  __syncthreads();
-}
-
 template <class In>
 __global__ void __launch_bounds__(kThreads) gla_forward_kernel(MatrixChunkForwardParams p) {
   using T = typename ComputeOf<In>::type;
@@ -124,7 +83,7 @@ __global__ void __launch_bounds__(kThreads) gla_forward_kernel(MatrixChunkForwar
     load_rows<In>(p.g, at.b, at.h, sp.t0, sp.len, 0, K, T(1), x.G);
     load_rows<In>(p.v, at.b, at.h, sp.t0, sp.len, col0, VT, T(1), x.v);
     running_sum(x.G, K);
-    chunk_scores(x.st, K, x.q, x.k, x.G, x.kr, x.o, x.P);
+    decayed_scores(x.st, K, x.q, x.k, x.G, x.kr, x.o, x.P);
     const T* G_last = x.G + (C - 1) * K;
     for (int e = threadIdx.x; e < C * K; e += blockDim.x) {
       x.q[e] *= exp_of(x.G[e]);                    // Qh
@@ -178,7 +137,7 @@ __global__ void __launch_bounds__(kThreads)
     load_rows<In>(p.v, at.b, at.h, sp.t0, sp.len, col0, VT, T(1), x.v);
     load_rows<In>(p.grad_o, at.b, at.h, sp.t0, sp.len, col0, VT, T(1), x.dO);
     running_sum(x.G, K);
-    chunk_scores(x.st, K, x.q, x.k, x.G, x.scr, x.stg, x.P);
+    decayed_scores(x.st, K, x.q, x.k, x.G, x.scr, x.stg, x.P);
     const T* G_last = x.G + (C - 1) * K;
     // dV = P^T dO + Kb dS'.
     cta_gemm<In, true, false>(x.st, C, VT, C, T(1), x.P, C, x.dO, VT, T(0), x.stg, VT);
@@ -192,82 +151,13 @@ __global__ void __launch_bounds__(kThreads)
     cta_gemm<In, false, true>(x.st, C, K, VT, T(1), x.v, VT, dSc, VT, T(0), pdk, K);
     cta_gemm<In, false, true>(x.st, C, C, VT, T(1), x.dO, VT, x.v, VT, T(0), x.P, C);
     __syncthreads();
-    for (int e = threadIdx.x; e < C * K; e += blockDim.x) {
-      const T E = exp_of(x.G[e]);
-      pdG[e] = x.q[e] * E * pdq[e];
-      pdq[e] *= E;
-    }
     for (int e = threadIdx.x; e < C * C; e += blockDim.x)
       if (e % C > e / C) x.P[e] = T(0);
-    __syncthreads();
-    // Per key channel: Kb's decay, S' = diag(exp(G_last)) S + ..., and Qh into scr.
-    for (int m = threadIdx.x; m < K; m += blockDim.x) {
-      const T el = exp_of(G_last[m]);
-      T sdot = 0;
-      for (int j = 0; j < VT; ++j) {
-        sdot += S[m * V + j] * dSc[m * VT + j];
-        dSn[m * VT + j] = el * dSc[m * VT + j];
-      }
-      T acc = 0;
-      for (int i = 0; i < C; ++i) {
-        const int e = i * K + m;
-        const T r = pdk[e] * x.scr[e];
-        pdG[e] -= r;
-        acc += r;
-        pdk[e] *= exp_of(G_last[m] - x.G[e]);
-        x.scr[e] = x.q[e] * exp_of(x.G[e]);
-      }
-      pdG[(C - 1) * K + m] += acc + el * sdot;
-    }
-    __syncthreads();
+    // Qh = Q exp(G), Kb, S' = diag(exp(G_last)) S + ...: dQ, dK, dG, dS; Qh into scr.
+    key_decays_backward(K, V, VT, x.q, x.k, x.G, S, dSc, dSn, pdq, pdk, pdG, x.scr);
     cta_gemm<In, true, false>(x.st, K, VT, C, T(1), x.scr, K, x.dO, VT, T(1), dSn, VT);  // + Qh^T dO
-    // Blocks below the diagonal: P_blk = Qr Kr^T, Qr = Q exp(G - r), Kr = K exp(r - G).
-    for (int a0 = kSub; a0 < C; a0 += kSub) {
-      const T* r = x.G + (a0 - 1) * K;
-      __syncthreads();
-      for (int e = threadIdx.x; e < a0 * K; e += blockDim.x) x.scr[e] = x.k[e] * exp_of(r[e % K] - x.G[e]);
-      for (int e = threadIdx.x; e < kSub * K; e += blockDim.x)
-        x.stg[e] = x.q[a0 * K + e] * exp_of(x.G[a0 * K + e] - r[e % K]);
-      __syncthreads();
-      cta_gemm<In, false, false>(x.st, kSub, K, a0, T(1), x.P + a0 * C, C, x.scr, K, T(0), tmp, K);
-      __syncthreads();
-      for (int e = threadIdx.x; e < kSub * K; e += blockDim.x) {
-        const int at_e = a0 * K + e;
-        const T add = exp_of(x.G[at_e] - r[e % K]) * tmp[e];
-        pdq[at_e] += add;
-        pdG[at_e] += x.q[at_e] * add;
-      }
-      __syncthreads();
-      cta_gemm<In, true, false>(x.st, a0, K, kSub, T(1), x.P + a0 * C, C, x.stg, K, T(0), tmp, K);
-      __syncthreads();
-      for (int e = threadIdx.x; e < a0 * K; e += blockDim.x) {
-        const T add = exp_of(r[e % K] - x.G[e]) * tmp[e];
-        pdk[e] += add;
-        pdG[e] -= x.k[e] * add;
-      }
-    }
-    __syncthreads();
-    // The diagonal blocks, exactly: queries (i, m) first, then keys (j, m).
-    for (int e = threadIdx.x; e < C * K; e += blockDim.x) {
-      const int i = e / K, m = e % K, a0 = i / kSub * kSub;
-      T dq = 0, t = 0;
-      for (int j = a0; j <= i; ++j) {
-        const T de = x.P[i * C + j] * exp_of(x.G[e] - x.G[j * K + m]);
-        dq += x.k[j * K + m] * de;
-      }
-      t = x.q[e] * dq;
-      pdq[e] += dq;
-      pdG[e] += t;
-    }
-    __syncthreads();
-    for (int e = threadIdx.x; e < C * K; e += blockDim.x) {
-      const int j = e / K, m = e % K, end = j / kSub * kSub + kSub;
-      T dk = 0;
-      for (int i = j; i < end; ++i) dk += x.q[i * K + m] * x.P[i * C + j] * exp_of(x.G[i * K + m] - x.G[e]);
-      pdk[e] += dk;
-      pdG[e] -= x.k[e] * dk;
-    }
-    __syncthreads();
+    // P's share: dP = dO V^T (masked) reaches Q, K and G.
+    decayed_scores_backward(x.st, K, x.q, x.k, x.G, x.P, x.scr, x.stg, tmp, pdq, pdk, pdG);
     c.swap();
   }, leave);
 }

@@ -108,6 +108,7 @@ struct ScratchSizes {
 ScratchSizes scratch_sizes(const MatrixChunkBackwardParams& p) {
   const MatrixChunkShape& s = p.shape;
   const bool gla = p.recurrence == MatrixRecurrence::kGla;
+  const bool kda = p.recurrence == MatrixRecurrence::kKda;
   const size_t elem = p.dtype == ScalarKind::kFloat64 ? 8 : 4;
   const int vt = value_tile(p.dtype);
   const size_t nvt = vt > 0 ? static_cast<size_t>(s.value / vt) : 0;
@@ -116,10 +117,10 @@ ScratchSizes scratch_sizes(const MatrixChunkBackwardParams& p) {
   ScratchSizes z;
   z.dq = round_up(rows * s.key * elem);
   z.dk = z.dq;
-  z.dg = round_up(rows * (gla ? s.key : 1) * elem);
+  z.dg = round_up(rows * (gla || kda ? s.key : 1) * elem);
   z.dbeta = gla ? 0 : round_up(rows * elem);
   z.ds = round_up(ctas * 2 * s.key * vt * elem);
-  z.tmp = gla ? round_up(ctas * kChunk * s.key * elem) : 0;
+  z.tmp = gla || kda ? round_up(ctas * (kda ? 3 : 1) * kChunk * s.key * elem) : 0;
   return z;
 }
 
@@ -151,7 +152,7 @@ int finalize_backward(const MatrixChunkBackwardParams& p, const BackwardScratch&
   return with_input_type(p.dtype, [&](auto in) {
     using In = decltype(in);
     const int nvt = static_cast<int>(s.value / kValueTile<In>);
-    const int gate_width = p.recurrence == MatrixRecurrence::kGla ? static_cast<int>(s.key) : 1;
+    const int gate_width = p.recurrence == MatrixRecurrence::kGatedDelta ? 1 : static_cast<int>(s.key);
     int err = launch_cta_kernel(finalize_rows_kernel<In>,
                                 finalize_grid(s.batch * s.chunks() * kChunk * s.heads * s.key),
                                 0, stream, p, w, nvt);
@@ -192,16 +193,16 @@ MatrixChunkResult unsupported(const char* why) {
 
 const char* matrix_chunk_unsupported(MatrixRecurrence recurrence, ScalarKind dtype,
                                      const MatrixChunkShape& shape) {
-  if (recurrence == MatrixRecurrence::kKda) return "KDA has no CUDA chunk kernels yet";
   if (shape.chunk != chunk::kChunk) return "chunk size is not 64";
   if (shape.key != 64 && shape.key != 128) return "K is not 64 or 128";
   if (shape.value != 64 && shape.value != 128) return "V is not 64 or 128";
   if (chunk::value_tile(dtype) <= 0) return "dtype is not float32, float64, bfloat16 or float16";
   if (shape.segment_bounds != nullptr && shape.batch != 1) return "packed sequences need batch 1";
-  const bool gla = recurrence == MatrixRecurrence::kGla;
+  // KDA's tiles hold its per-key-channel gates (G is 64 x K instead of 64 values).
+  const bool gla = recurrence == MatrixRecurrence::kGla, kda = recurrence == MatrixRecurrence::kKda;
   const int key = static_cast<int>(shape.key);
-  const size_t need_fwd = gla ? chunk::gla_smem_bytes(dtype, key, false) : chunk::delta_smem_bytes(dtype, key, false);
-  const size_t need_bwd = gla ? chunk::gla_smem_bytes(dtype, key, true) : chunk::delta_smem_bytes(dtype, key, true);
+  const size_t need_fwd = gla ? chunk::gla_smem_bytes(dtype, key, false) : chunk::delta_smem_bytes(dtype, key, false, kda);
+  const size_t need_bwd = gla ? chunk::gla_smem_bytes(dtype, key, true) : chunk::delta_smem_bytes(dtype, key, true, kda);
   const size_t limit = static_cast<size_t>(device_smem_limit());
   if (need_fwd > limit || need_bwd > limit) return "the kernels' shared memory exceeds the device's";
   return nullptr;
@@ -245,8 +246,8 @@ size_t matrix_chunk_backward_workspace_size(const MatrixChunkBackwardParams& par
 MatrixChunkResult cuda_matrix_chunk_forward(const MatrixChunkForwardParams& p, void* stream) {
   if (const char* why = matrix_chunk_unsupported(p.recurrence, p.dtype, p.shape)) return unsupported(why);
   if (const char* why = missing_table(p.shape)) return unsupported(why);
-  if (p.recurrence == MatrixRecurrence::kGatedDelta && p.beta.data == nullptr && p.shape.time > 0)
-    return unsupported("gated DeltaNet needs beta");
+  if (p.recurrence != MatrixRecurrence::kGla && p.beta.data == nullptr && p.shape.time > 0)
+    return unsupported("the delta rule (gated DeltaNet, KDA) needs beta");
   return from_error(p.recurrence == MatrixRecurrence::kGla ? chunk::gla_forward(p, stream)
                                                            : chunk::delta_forward(p, stream));
 }
@@ -257,7 +258,7 @@ MatrixChunkResult cuda_matrix_chunk_backward(const MatrixChunkBackwardParams& p,
   if (const char* why = missing_table(p.shape)) return unsupported(why);
   const bool gla = p.recurrence == MatrixRecurrence::kGla;
   if (!gla && p.shape.time > 0 && (p.beta.data == nullptr || p.grad_beta.data == nullptr))
-    return unsupported("gated DeltaNet needs beta and grad_beta");
+    return unsupported("the delta rule (gated DeltaNet, KDA) needs beta and grad_beta");
   if (p.shape.batch * p.shape.heads == 0) return {};
   const size_t need = chunk::backward_scratch_bytes(p);
   const cudaStream_t s = static_cast<cudaStream_t>(stream);

@@ -206,8 +206,9 @@ def chunk_kda(q, k, v, g, beta, scale=None, initial_state=None, output_final_sta
     disable_recompute is accepted and changes nothing. chunk_size: at most 16 or a multiple of
     16. Returns (o in v's dtype, final_state float32 or None unless output_final_state).
     return_intermediate_states, use_graph, max_num_seqs, cp_context and any other keyword
-    argument are refused: RuntimeError naming it. Not yet a fused kernel
-    (docs/matrix_state.md, "KDA")."""
+    argument are refused: RuntimeError naming it. Fused chunk kernels on CPU, and on CUDA for
+    the shapes they take (verified on the host emulator, not yet on a GPU; docs/matrix_state.md,
+    "KDA")."""
     given = locals()  # the arguments, before any other name is bound
     options = {name: given[name] for name in _fla.KDA_OPTIONS}
     q, k, g, beta, init, cu_seqlens, state_v_first = _fla.kda_arguments(

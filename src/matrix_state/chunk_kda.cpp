@@ -18,9 +18,12 @@
 //
 // CPU (and Meta) tensors run the fused chunk kernels (fused_chunks.h: kernels/cpu/
 // chunk_delta_rule.cpp with a decay per key channel; autograd keeps the inputs and the chunk
-// states only, packed sequences in one pass). CUDA tensors run the ATen composition below
-// (autograd through it; packed sequences once per sequence) until KDA has CUDA chunk kernels
-// (docs/matrix_state.md, "KDA").
+// states only, packed sequences in one pass). CUDA tensors run the CUDA chunk kernels
+// (kernels/cuda/chunk_delta_rule.cu with a decay per key channel) for the shapes they take
+// (chunk 64, K and V in {64, 128}, the dtype, shared memory on the device: use_fused_chunks),
+// packed or not; any other shape runs the ATen composition below (autograd through it; packed
+// sequences once per sequence). The CUDA kernels are verified on the host emulator only, not
+// yet on a GPU (docs/matrix_state.md, "KDA").
 #include <ATen/ATen.h>
 
 #include <cmath>

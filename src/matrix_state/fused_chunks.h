@@ -13,8 +13,8 @@ namespace seqpar::matrix_state {
 // Whether the fused kernels take tensors like q (CPU and Meta; CUDA runs the ATen composition).
 bool use_fused_chunks(const at::Tensor& q);
 // Whether the fused kernels take this problem of `recurrence` ("gated_delta", "kda" or "gla"):
-// CPU and Meta always; CUDA (not "kda" yet) when built with it and the CUDA chunk kernels take the shape (chunk 64, K
-// and V in {64, 128}, the dtype, shared memory on q's device), packed (cu_seqlens) or not;
+// CPU and Meta always; CUDA when built with it and the CUDA chunk kernels take the shape (chunk
+// 64, K and V in {64, 128}, the dtype, shared memory on q's device), packed (cu_seqlens) or not;
 // otherwise the ATen composition (per sequence when packed).
 bool use_fused_chunks(const char* recurrence, const at::Tensor& q, const at::Tensor& v,
                       int64_t chunk_size);

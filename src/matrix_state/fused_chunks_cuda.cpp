@@ -27,7 +27,7 @@ void* current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
 void check_result(const char* op, const kernels::cuda::MatrixChunkResult& r) {
   TORCH_CHECK(r.status != kernels::cuda::MatrixChunkStatus::kUnsupported, op,
               ": the CUDA chunk kernels do not take this problem (", r.reason,
-              "); chunk_gla / chunk_gated_delta_rule use the ATen composition for it");
+              "); chunk_gla / chunk_gated_delta_rule / chunk_kda use the ATen composition for it");
   TORCH_CHECK(r.ok(), op, ": CUDA kernel launch failed: ",
               cudaGetErrorString(static_cast<cudaError_t>(r.cuda_error)));
 }

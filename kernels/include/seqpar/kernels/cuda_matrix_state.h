@@ -1,5 +1,5 @@
-// CUDA entry points of the fused chunk kernels of the matrix-state recurrences (gated DeltaNet
-// and GLA; matrix_state_params.h, kernels/cuda/chunk_*.cu). Each launches on the given stream
+// CUDA entry points of the fused chunk kernels of the matrix-state recurrences (gated DeltaNet,
+// KDA and GLA; matrix_state_params.h, kernels/cuda/chunk_*.cu). Each launches on the given stream
 // and returns without synchronizing. The stream is a cudaStream_t passed as void*, as in
 // cuda_scan.h, so that host code includes no CUDA header. params.gemm and params.num_threads
 // are the CPU kernels' and are ignored here.

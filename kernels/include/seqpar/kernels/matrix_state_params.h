@@ -1,5 +1,5 @@
 // Plain parameter structs for the fused chunk kernels of the matrix-state recurrences (gated
-// DeltaNet and GLA; docs/matrix_state.md): pointers, sizes and strides in elements, no tensors.
+// DeltaNet, KDA and GLA; docs/matrix_state.md): pointers, sizes and strides in elements, no tensors.
 //
 // Layouts are flash-linear-attention's: q, k (batch, time, heads, K); v, o (batch, time, heads,
 // V); the gates (batch, time, heads) or (batch, time, heads, K); states (batch, heads, K, V).
@@ -61,7 +61,7 @@ struct MutableStateOperand {
 //   kGatedDelta  S_t = exp(g_t) (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T, g per head
 //   kGla         S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T, g per key channel
 //   kKda         S_t = (I - beta_t k_t k_t^T) diag(exp(g_t)) S_{t-1} + beta_t k_t v_t^T, g per
-//                key channel (Kimi Delta Attention; CPU kernels only so far)
+//                key channel (Kimi Delta Attention)
 // and in all o_t = scale * S_t^T q_t.
 enum class MatrixRecurrence : int { kGatedDelta, kGla, kKda };
 

@@ -1,4 +1,4 @@
-// Runs the CUDA chunk kernels of gated DeltaNet and GLA (kernels/cuda/chunk_*.cu, through the
+// Runs the CUDA chunk kernels of gated DeltaNet, KDA and GLA (kernels/cuda/chunk_*.cu, through the
 // entry points of cuda_matrix_state.h: shape checks, scratch layout, forward, backward and the
 // finalize kernels) on the host emulator (emu_cuda.h, emu_wmma.h) and compares outputs, final
 // state and every gradient with a float64 per-step recurrence and its hand-written adjoint
@@ -91,7 +91,8 @@ Inputs make_inputs(const Problem& p, uint64_t seed) {
   in.k.resize(size_t(rows) * p.K);
   in.v.resize(size_t(rows) * p.V);
   in.dO.resize(size_t(rows) * p.V);
-  in.g.resize(size_t(rows) * (gla ? p.K : 1));
+  const bool key_gates = gla || p.rec == MatrixRecurrence::kKda;
+  in.g.resize(size_t(rows) * (key_gates ? p.K : 1));
   for (auto& x : in.q) x = round_to(p.dtype, nrm(rng));
   for (int row = 0; row < rows; ++row) {  // unit keys, as delta-rule models normalize them
     double n2 = 0;
@@ -103,7 +104,9 @@ Inputs make_inputs(const Problem& p, uint64_t seed) {
   for (auto& x : in.dO) x = round_to(p.dtype, nrm(rng));
   for (auto& x : in.g) {
     const double u = uni(rng);
-    x = round_to(p.dtype, r == "near1" ? -u * 1e-4 : r == "near0" ? -10 - 30 * u : -2 * u);
+    // KDA near 0: g in [-60, -5] per step and channel.
+    const double lo = p.rec == MatrixRecurrence::kKda ? -5 - 55 * u : -10 - 30 * u;
+    x = round_to(p.dtype, r == "near1" ? -u * 1e-4 : r == "near0" ? lo : -2 * u);
   }
   if (!gla) {
     in.beta.resize(rows);
@@ -120,7 +123,7 @@ Inputs make_inputs(const Problem& p, uint64_t seed) {
 
 // The per-step recurrence in float64 and its adjoint.
 Outputs reference(const Problem& p, const Inputs& in, double scale) {
-  const bool gla = p.rec == MatrixRecurrence::kGla;
+  const bool gla = p.rec == MatrixRecurrence::kGla, kda = p.rec == MatrixRecurrence::kKda;
   const int K = p.K, V = p.V, T = p.T, H = p.H;
   Outputs out;
   const int rows = p.B * T * H;
@@ -149,6 +152,17 @@ Outputs reference(const Problem& p, const Inputs& in, double scale) {
           const double* g = &in.g[row(t) * K];
           for (int i = 0; i < K; ++i)
             for (int j = 0; j < V; ++j) N[i * V + j] = std::exp(g[i]) * M[i * V + j] + k[i] * v[j];
+        } else if (kda) {  // N = D M - beta k (k^T D M - v^T), D = diag(exp(g))
+          const double* g = &in.g[row(t) * K];
+          const double be = in.beta[row(t)];
+          Vec DM(size_t(K) * V);
+          for (int i = 0; i < K; ++i)
+            for (int j = 0; j < V; ++j) DM[i * V + j] = std::exp(g[i]) * M[i * V + j];
+          for (int j = 0; j < V; ++j) {
+            double u = 0;
+            for (int i = 0; i < K; ++i) u += k[i] * DM[i * V + j];
+            for (int i = 0; i < K; ++i) N[i * V + j] = DM[i * V + j] + be * k[i] * (v[j] - u);
+          }
         } else {
           const double a = std::exp(in.g[row(t)]), be = in.beta[row(t)];
           for (int j = 0; j < V; ++j) {
@@ -199,6 +213,37 @@ Outputs reference(const Problem& p, const Inputs& in, double scale) {
             double s = 0;
             for (int i = 0; i < K; ++i) s += dS[i * V + j] * k[i];
             out.dv[row(t) * V + j] = s;
+          }
+        } else if (kda) {
+          // With N' = D M, u = k^T N', dSk = dS^T k: dN' = dS - beta k dSk^T, dv = beta dSk,
+          // dbeta = dSk . (v - u), dk = beta (dS (v - u) - N' dSk), dM = D dN',
+          // dg_i = exp(g_i) <dN'_i, M_i>.
+          const double* g = &in.g[row(t) * K];
+          const double be = in.beta[row(t)];
+          Vec DM(size_t(K) * V), u(V, 0), dSk(V, 0);
+          for (int i = 0; i < K; ++i)
+            for (int j = 0; j < V; ++j) DM[i * V + j] = std::exp(g[i]) * M[i * V + j];
+          for (int j = 0; j < V; ++j)
+            for (int i = 0; i < K; ++i) {
+              u[j] += k[i] * DM[i * V + j];
+              dSk[j] += dS[i * V + j] * k[i];
+            }
+          double db = 0;
+          for (int j = 0; j < V; ++j) {
+            db += dSk[j] * (v[j] - u[j]);
+            out.dv[row(t) * V + j] = be * dSk[j];
+          }
+          out.dbeta[row(t)] = db;
+          for (int i = 0; i < K; ++i) {
+            double dk = 0, dg = 0;
+            for (int j = 0; j < V; ++j) {
+              dk += dS[i * V + j] * (v[j] - u[j]) - DM[i * V + j] * dSk[j];
+              const double dN = dS[i * V + j] - be * k[i] * dSk[j];
+              dg += dN * M[i * V + j];
+              dM[i * V + j] = std::exp(g[i]) * dN;
+            }
+            out.dk[row(t) * K + i] = be * dk;
+            out.dg[row(t) * K + i] = std::exp(g[i]) * dg;
           }
         } else {
           const double a = std::exp(in.g[row(t)]), be = in.beta[row(t)];
@@ -316,7 +361,8 @@ void run(const Problem& p, uint64_t seed) {
   const double scale = 1.0 / std::sqrt(double(p.K));
   const Outputs ref = reference(p, in, scale);
   const int K = p.K, V = p.V, T_ = p.T, H = p.H;
-  const int gw = gla ? K : 1;
+  const bool kda = p.rec == MatrixRecurrence::kKda;
+  const int gw = gla || kda ? K : 1;
   auto lay = [&](const Vec& x, int width) {
     return p.head_major ? permute_bthx(x, p.B, T_, H, width, true) : x;
   };
@@ -387,7 +433,7 @@ void run(const Problem& p, uint64_t seed) {
   for (int len : p.seqlens) lens += (lens.empty() ? " seqlens=" : ",") + std::to_string(len);
   char name[320];
   std::snprintf(name, sizeof name, "%s %s B=%d H=%d T=%d K=%d V=%d h0=%d dS_T=%d %s%s%s",
-                gla ? "gla" : "gated_delta", dtype_name(p.dtype), p.B, H, T_, K, V, int(p.h0),
+                gla ? "gla" : kda ? "kda" : "gated_delta", dtype_name(p.dtype), p.B, H, T_, K, V, int(p.h0),
                 int(p.gfs), p.regime, p.head_major ? " (B, H, T, X) strides" : "", lens.c_str());
   if (!rf.ok() || !rb.ok()) {
     std::printf("FAIL %s: entry returned %d/%d (%s%s)\n", name, int(rf.status), int(rb.status), rf.reason, rb.reason);
@@ -438,7 +484,7 @@ int main(int argc, char** argv) {
   using S = ScalarKind;
   const int T = 2 * 64 + 37;  // two full chunks and a partial one
   std::vector<Problem> problems;
-  for (R r : {R::kGatedDelta, R::kGla}) {
+  for (R r : {R::kGatedDelta, R::kGla, R::kKda}) {
     problems.push_back({r, S::kFloat64, 1, 2, T, 64, 64, true, true, "mid"});
     problems.push_back({r, S::kFloat32, 1, 1, T, 64, 64, true, true, "mid"});
     problems.push_back({r, S::kFloat32, 1, 1, T, 128, 128, false, false, "near1"});
@@ -473,12 +519,13 @@ int main(int argc, char** argv) {
   }
   uint64_t seed = 1;
   for (const auto& p : problems) run_problem(p, seed++);
-  // Refused shapes: chunk 32, K = 32, and float64 GLA with K = 128 (its tiles exceed the
-  // emulated H100's 227 KiB of shared memory).
+  // Refused shapes: chunk 32, K = 32, and float64 GLA and KDA with K = 128 (their tiles
+  // exceed the emulated H100's 227 KiB of shared memory).
   struct Refuse { R r; S dt; MatrixChunkShape s; };
   for (const Refuse& x : {Refuse{R::kGla, S::kFloat32, {1, 64, 1, 64, 64, 32}},
                           Refuse{R::kGatedDelta, S::kFloat32, {1, 64, 1, 32, 64, 64}},
-                          Refuse{R::kGla, S::kFloat64, {1, 64, 1, 128, 128, 64}}}) {
+                          Refuse{R::kGla, S::kFloat64, {1, 64, 1, 128, 128, 64}},
+                          Refuse{R::kKda, S::kFloat64, {1, 64, 1, 128, 64, 64}}}) {
     const char* why = kc::matrix_chunk_unsupported(x.r, x.dt, x.s);
     std::printf("%s refused K=%ld V=%ld chunk=%ld %s: %s\n", why ? "ok" : "FAIL", long(x.s.key),
                 long(x.s.value), long(x.s.chunk), dtype_name(x.dt), why ? why : "accepted");
@@ -487,9 +534,11 @@ int main(int argc, char** argv) {
   // Shared memory per CTA (bytes; docs/cuda.md quotes this table).
   for (S dt : {S::kFloat32, S::kBFloat16, S::kFloat64})
     for (int K : {64, 128})
-      std::printf("smem %s K=%d: gated_delta fwd %zu bwd %zu, gla fwd %zu bwd %zu\n", dtype_name(dt), K,
-                  kc::chunk::delta_smem_bytes(dt, K, false), kc::chunk::delta_smem_bytes(dt, K, true),
-                  kc::chunk::gla_smem_bytes(dt, K, false), kc::chunk::gla_smem_bytes(dt, K, true));
+      std::printf("smem %s K=%d: gated_delta fwd %zu bwd %zu, gla fwd %zu bwd %zu, kda fwd %zu bwd %zu\n",
+                  dtype_name(dt), K, kc::chunk::delta_smem_bytes(dt, K, false, false),
+                  kc::chunk::delta_smem_bytes(dt, K, true, false), kc::chunk::gla_smem_bytes(dt, K, false),
+                  kc::chunk::gla_smem_bytes(dt, K, true), kc::chunk::delta_smem_bytes(dt, K, false, true),
+                  kc::chunk::delta_smem_bytes(dt, K, true, true));
   {  // packed sequences without their chunk table in device memory are refused
     const int64_t bounds[3] = {0, 30, 64};
     MatrixChunkShape s{1, 64, 1, 64, 64, 64};
