@@ -90,6 +90,20 @@ constexpr int kMaxChains = kChains * kTimeLanes;
 // group reads whole lines.
 constexpr int kTimeLanesContiguous = 4;
 constexpr int kChainsContiguous = 4;
+// The time-inner chains of the 2x2 block scan's backward (block_backward_policy.h) prefetch
+// their operands this many steps ahead, every kPrefetchEvery steps: with five streams per chain
+// the hardware prefetchers fell behind, and the backward of (64, 2^16, 1) stalled on its loads
+// at 18-25% of triad (perf annotate: the loads' successors held half the samples); 160 steps
+// ran faster than 64 and 384. The forward (three streams) ran slower with it on an idle machine
+// and does without (docs/block_scan.md).
+constexpr int64_t kPrefetchSteps = 160;
+constexpr int64_t kPrefetchEvery = 4;
+// Prefetch of the element `steps` steps after p along `stride` (elements); a prefetch past an
+// operand's end is harmless (it never faults).
+template <bool kWrite = false, class X>
+inline void prefetch_ahead(X* p, int64_t stride, int64_t steps = kPrefetchSteps) {
+  __builtin_prefetch(p + steps * stride, kWrite ? 1 : 0, 3);
+}
 // Input bytes of one look-back tile. A tile's inputs are read twice (summary, then scan), the
 // second time from cache; 1 MiB tiles (the second read partly from L3) ran the two-thread
 // tiled shapes as fast forward and faster backward than 256 KiB tiles in the same session
