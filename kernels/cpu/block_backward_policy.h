@@ -186,9 +186,10 @@ struct BlockBackwardPolicy {
       st[c] = s[c];
     }
     const int64_t sA = As.time, sh = hs.time, sg = gs.time, sgA = gAs.time, sgb = gbs.time;
-    for (int64_t i = 0; i < len; ++i)
+    for (int64_t i = 0; i < len; ++i) {
+      const bool prefetch = i % engine::kPrefetchEvery == 0;
       for (int c = 0; c < n; ++c) {
-        if (i % engine::kPrefetchEvery == 0) {  // steps descend: stride -s
+        if (prefetch) {  // steps descend: stride -s
           engine::prefetch_ahead(L[c].A - i * sA, -sA);
           engine::prefetch_ahead(L[c].g - i * sg, -sg);
           engine::prefetch_ahead(L[c].hp - i * sh, -sh);
@@ -198,6 +199,7 @@ struct BlockBackwardPolicy {
         st[c] = step(L[c].A - i * sA, L[c].g - i * sg, L[c].gA - i * sgA, L[c].gb - i * sgb,
                      st[c], load_vec(L[c].hp - i * sh));
       }
+    }
     for (int c = 0; c < n; ++c) s[c] = st[c];
   }
 

@@ -159,9 +159,10 @@ at::Tensor ManifoldScanImpl::forward(const at::Tensor& x, const SequenceBackend&
     at::Tensor A, b;
     if (options_.linoss) {
       // v_t = (v_{t-1} - dt w p_{t-1} + drive) / s, p_t = (dt v_{t-1} + p_{t-1} + dt drive) / s.
-      auto s = 1 + dt * dt * stiffness();
-      A = blocks(1 / s, -dt * stiffness() / s, dt / s, 1 / s);
-      b = torch::stack({drive / s, dt * drive / s}, -1);
+      const auto w = stiffness();
+      const auto inv_s = 1 / (1 + dt * dt * w);
+      A = blocks(inv_s, -dt * w * inv_s, dt * inv_s, inv_s);
+      b = torch::stack({drive * inv_s, dt * drive * inv_s}, -1);
     } else {
       // v_t = a v_{t-1} + drive and p_t = p_{t-1} + dt v_t = dt a v_{t-1} + p_{t-1} + dt drive.
       // A[..., 0, 1] is never read (lower_triangular); zeros keep the tensor whole.
@@ -216,8 +217,9 @@ at::Tensor ManifoldScanImpl::step(const at::Tensor& x, ManifoldState& state) {
     // The implicit step as written: the position first, then the velocity from it.
     auto v = state.velocity.defined() ? state.velocity : torch::zeros_like(drive);
     auto p = state.position.defined() ? state.position : torch::zeros_like(drive);
-    position = (p + dt * v + dt * drive) / (1 + dt * dt * stiffness());
-    velocity = v - dt * stiffness() * position + drive;
+    const auto w = stiffness();
+    position = (p + dt * v + dt * drive) / (1 + dt * dt * w);
+    velocity = v - dt * w * position + drive;
   } else {
     velocity = state.velocity.defined() ? a * state.velocity + drive : drive;
     position = (state.position.defined() ? state.position : torch::zeros_like(velocity)) +

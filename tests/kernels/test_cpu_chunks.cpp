@@ -84,11 +84,10 @@ Outputs reference(const Case& c, const Inputs& x, double scale) {
   using L = long double;
   const int64_t K = c.K, V = c.V, H = c.H, G = gate_width(c);
   Outputs out{std::vector<double>(c.B * c.T * H * V), std::vector<double>(x.h0.size())};
-  std::vector<int64_t> bounds = c.bounds;
   for (int64_t b = 0; b < c.B; ++b) {
-    const std::vector<int64_t> spans = bounds.empty() ? std::vector<int64_t>{0, c.T} : bounds;
+    const std::vector<int64_t> spans = c.bounds.empty() ? std::vector<int64_t>{0, c.T} : c.bounds;
     for (size_t seg = 0; seg + 1 < spans.size(); ++seg) {
-      const int64_t row = bounds.empty() ? b : static_cast<int64_t>(seg);
+      const int64_t row = c.bounds.empty() ? b : static_cast<int64_t>(seg);
       for (int64_t h = 0; h < H; ++h) {
         std::vector<L> S(K * V);
         for (int64_t m = 0; m < K * V; ++m) S[m] = x.h0[(row * H + h) * K * V + m];
@@ -233,6 +232,9 @@ TEST_P(CpuChunks, ForwardMatchesTheStepRecurrence) {
   KernelRun<double> r64{make_inputs(c, 1 + GetParam())};
   const Outputs ref = reference(c, r64.in, scale);
   forward(c, r64, scale);
+  // float64: a chunk form's rounding over ~100 steps is ~1e-14 of the scale, so 1e-11 leaves a
+  // margin without hiding a wrong term (those are O(1)); float32: 2e-5 is the matrix-state
+  // Python tests' bound for float32 over a few hundred steps (measured errors ~1e-6).
   const double o_scale = std::max(1.0, max_abs(ref.o)), s_scale = std::max(1.0, max_abs(ref.final_state));
   EXPECT_LE(max_diff(r64.o, ref.o), 1e-11 * o_scale) << "float64 o";
   EXPECT_LE(max_diff(r64.final_state, ref.final_state), 1e-11 * s_scale) << "float64 final state";
@@ -309,6 +311,9 @@ TEST_P(CpuChunks, BackwardIsTheForwardsDerivative) {
     };
     add(grad.q, d.q), add(grad.k, d.k), add(grad.v, d.v), add(grad.g, d.g);
     add(grad.beta, d.beta), add(grad.h0, d.h0);
+    // Central differences with e = 1e-5: truncation O(e^2) ~ 1e-10 and rounding ~1e-16 / e
+    // ~ 1e-11 of the terms' size, so 1e-7 of it is a margin; a gradient off by 1e-5 of it
+    // fails (checked by perturbing the analytic sum once).
     const double e = 1e-5;
     const double numeric = (loss_along(c, r.in, d, e, wo, wS, scale) -
                             loss_along(c, r.in, d, -e, wo, wS, scale)) / (2 * e);
