@@ -1,4 +1,4 @@
-"""seqpar.chunk_gla and seqpar.chunk_gated_delta_rule against the per-step float64 recurrence
+"""seqpar.chunk_gla, seqpar.chunk_gated_delta_rule and seqpar.chunk_kda against the per-step float64 recurrence
 (reference.matrix_state_reference): odd lengths and chunk sizes, h0, decays near 0 and 1, beta
 near 0 and 1, T up to 2^14 in float32, bfloat16; gradcheck in float64; float32 gradients against
 autograd through the reference; opcheck; errors that name the argument."""
