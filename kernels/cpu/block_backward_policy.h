@@ -9,6 +9,7 @@
 
 #include "target.h"
 
+#include "block_step_simd.h"
 #include "block_types.h"
 #include "scan_engine.h"
 #include "seqpar/kernels/block_scan_params.h"
@@ -31,6 +32,10 @@ struct BlockBackwardPolicy {
   static constexpr int kDescendingLanes =
       engine::descending_block<S>() / 4 > 0 ? engine::descending_block<S>() / 4 : 1;
   static constexpr int kStepInputs = 8;  // A (4), h_{t-1} (2) and g (2) per step
+  // Packed steps: 2 sequences per time-inner group (10 memory streams). Four (20 streams) ran
+  // the backward of (64, 2^16, 1) at 9-11 GB/s, two at 15-18, three at 12-18 (float32, one
+  // thread, avx2, alternating runs; docs/block_scan.md).
+  static constexpr int kContiguousTimeLanes = 2;
 
   int64_t Tn;
   const S* A;
@@ -141,6 +146,16 @@ struct BlockBackwardPolicy {
                         S* __restrict pgA, S* __restrict pgb, Acc* __restrict s, int l0, int l1,
                         int64_t gl) {
     const int64_t g_step = kG ? kG : gl;
+    if constexpr (block_simd::kVectorStep<S>) {
+      namespace hn = block_simd::hn;
+      const block_simd::D2 d;
+      for (int l = l0; l < l1; ++l)  // one lane's step per vector (Vec2: x, y in order)
+        hn::StoreU(block_simd::backward_step<kLower>(pA + 4 * l, pg + g_step * l, php + 2 * l,
+                                                     pgA + 4 * l, pgb + 2 * l,
+                                                     hn::LoadU(d, &s[l].x)),
+                   d, &s[l].x);
+      return;
+    }
     for (int l = l0; l < l1; ++l) {  // component by component, as in the forward policy
       const Acc u =
           step(pA + 4 * l, pg + g_step * l, pgA + 4 * l, pgb + 2 * l, s[l], load_vec(php + 2 * l));
@@ -178,29 +193,70 @@ struct BlockBackwardPolicy {
         E[c] = at * (E[c] + load_vec(chains[c].g - i * gs.time));
       }
   }
+  // Chains advance together for ILP, their count fixed at compile time (scan_engine.h,
+  // for_fixed_chain_runs) so that each chain's u stays in registers.
   void chains_run(const Lane* chains, int n, int64_t len, Acc* s) const {
-    Lane L[engine::kMaxChains];
-    Acc st[engine::kMaxChains];
-    for (int c = 0; c < n; ++c) {
-      L[c] = chains[c];
-      st[c] = s[c];
+    engine::for_fixed_chain_runs(n, [&](auto k, int c0) {
+      chains_run_fixed<decltype(k)::value>(chains + c0, len, s + c0);
+    });
+  }
+  template <int kN>
+  void chains_run_fixed(const Lane* chains, int64_t len, Acc* s) const {
+    const S* pA[kN];
+    const S* php[kN];
+    const S* pg[kN];
+    S* pgA[kN];
+    S* pgb[kN];
+    for (int c = 0; c < kN; ++c) {
+      pA[c] = chains[c].A;
+      php[c] = chains[c].hp;
+      pg[c] = chains[c].g;
+      pgA[c] = chains[c].gA;
+      pgb[c] = chains[c].gb;
     }
     const int64_t sA = As.time, sh = hs.time, sg = gs.time, sgA = gAs.time, sgb = gbs.time;
-    for (int64_t i = 0; i < len; ++i) {
-      const bool prefetch = i % engine::kPrefetchEvery == 0;
-      for (int c = 0; c < n; ++c) {
-        if (prefetch) {  // steps descend: stride -s
-          engine::prefetch_ahead(L[c].A - i * sA, -sA);
-          engine::prefetch_ahead(L[c].g - i * sg, -sg);
-          engine::prefetch_ahead(L[c].hp - i * sh, -sh);
-          engine::prefetch_ahead<true>(L[c].gA - i * sgA, -sgA);
-          engine::prefetch_ahead<true>(L[c].gb - i * sgb, -sgb);
-        }
-        st[c] = step(L[c].A - i * sA, L[c].g - i * sg, L[c].gA - i * sgA, L[c].gb - i * sgb,
-                     st[c], load_vec(L[c].hp - i * sh));
+    const auto prefetch = [&](int64_t i) {
+#pragma GCC unroll 8
+      for (int c = 0; c < kN; ++c) {  // steps descend: stride -s
+        engine::prefetch_ahead(pA[c] - i * sA, -sA);
+        engine::prefetch_ahead(pg[c] - i * sg, -sg);
+        engine::prefetch_ahead(php[c] - i * sh, -sh);
+        engine::prefetch_ahead<true>(pgA[c] - i * sgA, -sgA);
+        engine::prefetch_ahead<true>(pgb[c] - i * sgb, -sgb);
       }
+    };
+    if constexpr (block_simd::kVectorStep<S>) {
+      namespace hn = block_simd::hn;
+      const block_simd::D2 d;
+      block_simd::V2 u[kN];
+      for (int c = 0; c < kN; ++c) u[c] = hn::LoadU(d, &s[c].x);  // Vec2: x, y in order
+      for (int64_t i = 0; i < len; ++i) {
+        if (i % engine::kPrefetchEvery == 0) prefetch(i);
+#pragma GCC unroll 8
+        for (int c = 0; c < kN; ++c)
+          u[c] = block_simd::backward_step<kLower>(pA[c] - i * sA, pg[c] - i * sg,
+                                                   php[c] - i * sh, pgA[c] - i * sgA,
+                                                   pgb[c] - i * sgb, u[c]);
+      }
+      for (int c = 0; c < kN; ++c) hn::StoreU(u[c], d, &s[c].x);
+    } else {
+      T ux[kN], uy[kN];
+      for (int c = 0; c < kN; ++c) {
+        ux[c] = s[c].x;
+        uy[c] = s[c].y;
+      }
+      for (int64_t i = 0; i < len; ++i) {
+        if (i % engine::kPrefetchEvery == 0) prefetch(i);
+#pragma GCC unroll 8
+        for (int c = 0; c < kN; ++c) {
+          const Acc u = step(pA[c] - i * sA, pg[c] - i * sg, pgA[c] - i * sgA, pgb[c] - i * sgb,
+                             Acc{ux[c], uy[c]}, load_vec(php[c] - i * sh));
+          ux[c] = u.x;
+          uy[c] = u.y;
+        }
+      }
+      for (int c = 0; c < kN; ++c) s[c] = Acc{ux[c], uy[c]};
     }
-    for (int c = 0; c < n; ++c) s[c] = st[c];
   }
 
   // Time 0: h_{t-1} is h0 (zeros when absent). l: the lane of a channel-inner group (0 for a

@@ -11,6 +11,7 @@
 
 #include "target.h"
 
+#include "block_step_simd.h"
 #include "block_types.h"
 #include "scan_engine.h"
 #include "seqpar/kernels/block_scan_params.h"
@@ -95,6 +96,15 @@ struct BlockForwardPolicy {
   }
   static void run_lanes(const S* __restrict pA, const S* __restrict pb, S* __restrict ph,
                         Acc* __restrict st, int l0, int l1) {
+    if constexpr (block_simd::kVectorStep<S>) {
+      namespace hn = block_simd::hn;
+      const block_simd::D2 d;
+      for (int l = l0; l < l1; ++l)  // one lane's step per vector (Vec2: x, y in order)
+        hn::StoreU(block_simd::forward_step<kLower>(pA + 4 * l, pb + 2 * l, ph + 2 * l,
+                                                    hn::LoadU(d, &st[l].x)),
+                   d, &st[l].x);
+      return;
+    }
     // Component by component: GCC does not vectorize a loop that copies a whole struct.
     for (int l = l0; l < l1; ++l) {
       const Acc v = load_map<kLower>(pA + 4 * l) * st[l] + load_vec(pb + 2 * l);
@@ -149,31 +159,55 @@ struct BlockForwardPolicy {
       E[c] = e[c];
     }
   }
+  // Chains of a count fixed at compile time (scan_engine.h, for_fixed_chain_runs), so that the
+  // states stay in registers.
   void chains_run(const Lane* chains, int n, int64_t len, Acc* s) const {
-    const S* pA[engine::kMaxChains];
-    const S* pb[engine::kMaxChains];
-    S* ph[engine::kMaxChains];
-    T x[engine::kMaxChains], y[engine::kMaxChains];
-    for (int c = 0; c < n; ++c) {
+    engine::for_fixed_chain_runs(n, [&](auto k, int c0) {
+      chains_run_fixed<decltype(k)::value>(chains + c0, len, s + c0);
+    });
+  }
+  template <int kN>
+  void chains_run_fixed(const Lane* chains, int64_t len, Acc* s) const {
+    const S* pA[kN];
+    const S* pb[kN];
+    S* ph[kN];
+    for (int c = 0; c < kN; ++c) {
       pA[c] = chains[c].A;
       pb[c] = chains[c].b;
       ph[c] = chains[c].h;
-      x[c] = s[c].x;
-      y[c] = s[c].y;
     }
     const int64_t sA = As.time, sb = bs.time, sh = hs.time;
-    for (int64_t i = 0; i < len; ++i)
-      for (int c = 0; c < n; ++c) {
-        const S* a = pA[c] + i * sA;
-        const S* bb = pb[c] + i * sb;
-        const T nx = load(a) * x[c] + (kLower ? T(0) : load(a + 1) * y[c]) + load(bb);
-        const T ny = load(a + 2) * x[c] + load(a + 3) * y[c] + load(bb + 1);
-        x[c] = nx;
-        y[c] = ny;
-        store(ph[c] + i * sh, nx);
-        store(ph[c] + i * sh + 1, ny);
+    if constexpr (block_simd::kVectorStep<S>) {
+      namespace hn = block_simd::hn;
+      const block_simd::D2 d;
+      block_simd::V2 v[kN];
+      for (int c = 0; c < kN; ++c) v[c] = hn::LoadU(d, &s[c].x);  // Vec2: x, y in order
+      for (int64_t i = 0; i < len; ++i)
+#pragma GCC unroll 8
+        for (int c = 0; c < kN; ++c)
+          v[c] = block_simd::forward_step<kLower>(pA[c] + i * sA, pb[c] + i * sb, ph[c] + i * sh,
+                                                  v[c]);
+      for (int c = 0; c < kN; ++c) hn::StoreU(v[c], d, &s[c].x);
+    } else {
+      T x[kN], y[kN];
+      for (int c = 0; c < kN; ++c) {
+        x[c] = s[c].x;
+        y[c] = s[c].y;
       }
-    for (int c = 0; c < n; ++c) s[c] = Acc{x[c], y[c]};
+      for (int64_t i = 0; i < len; ++i)
+#pragma GCC unroll 8
+        for (int c = 0; c < kN; ++c) {
+          const S* a = pA[c] + i * sA;
+          const S* bb = pb[c] + i * sb;
+          const T nx = load(a) * x[c] + (kLower ? T(0) : load(a + 1) * y[c]) + load(bb);
+          const T ny = load(a + 2) * x[c] + load(a + 3) * y[c] + load(bb + 1);
+          x[c] = nx;
+          y[c] = ny;
+          store(ph[c] + i * sh, nx);
+          store(ph[c] + i * sh + 1, ny);
+        }
+      for (int c = 0; c < kN; ++c) s[c] = Acc{x[c], y[c]};
+    }
   }
 
   Acc step_last(const Lane&, int64_t, int64_t, int64_t, Acc s) const { return s; }  // unused

@@ -104,6 +104,23 @@ template <bool kWrite = false, class X>
 inline void prefetch_ahead(X* p, int64_t stride, int64_t steps = kPrefetchSteps) {
   __builtin_prefetch(p + steps * stride, kWrite ? 1 : 0, 3);
 }
+// Runs f(std::integral_constant<int, k>{}, c0) over chains [c0, c0 + k) for consecutive runs
+// of at most kMaxFixedChains chains: a policy's loop over its chains then has a count known at
+// compile time, unrolls, and keeps each chain's state in registers (block_backward_policy.h:
+// through memory, with a run-time count, the state made a store and a load every step).
+constexpr int kMaxFixedChains = 8;
+template <int K, class F>
+inline void with_chain_count(int n, F&& f) {
+  if constexpr (K > 1)
+    if (n < K) return with_chain_count<K - 1>(n, f);
+  f(std::integral_constant<int, K>{});
+}
+template <class F>
+inline void for_fixed_chain_runs(int n, F&& f) {
+  for (int c0 = 0; c0 < n; c0 += kMaxFixedChains)
+    with_chain_count<kMaxFixedChains>(std::min(kMaxFixedChains, n - c0),
+                                      [&](auto k) { f(k, c0); });
+}
 // Input bytes of one look-back tile. A tile's inputs are read twice (summary, then scan), the
 // second time from cache; 1 MiB tiles (the second read partly from L3) ran the two-thread
 // tiled shapes as fast forward and faster backward than 256 KiB tiles in the same session
@@ -144,6 +161,17 @@ template <class P>
 constexpr int64_t input_bytes() {
   return int64_t(StepInputs<P>::value) * int64_t(sizeof(typename P::S));
 }
+
+// Sequences (and chains) of a time-inner group when every operand's steps are packed:
+// kTimeLanesContiguous, or P::kContiguousTimeLanes where a policy says.
+template <class P, class = void>
+struct ContiguousTimeLanes {
+  static constexpr int value = kTimeLanesContiguous;
+};
+template <class P>
+struct ContiguousTimeLanes<P, std::void_t<decltype(P::kContiguousTimeLanes)>> {
+  static constexpr int value = P::kContiguousTimeLanes;
+};
 
 // (A2, B2) o (A1, B1): apply 1 first, then 2.
 template <class Map, class Acc>
@@ -192,8 +220,8 @@ Layout make_layout(const P& p, int64_t batch, int64_t time, int64_t channels, in
     lay.max_lanes = static_cast<int>(std::min<int64_t>(w, channels));
   } else {
     if (p.unit_time_direction() != 0) {
-      lay.time_lanes = kTimeLanesContiguous;
-      lay.chains = kChainsContiguous;
+      lay.time_lanes = ContiguousTimeLanes<P>::value;
+      lay.chains = std::min(kChainsContiguous, lay.time_lanes);
     }
     const int64_t m = batch * channels;
     lay.groups = (m + lay.time_lanes - 1) / lay.time_lanes;

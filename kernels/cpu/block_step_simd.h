@@ -1,0 +1,110 @@
+// One step of the 2x2 block scan (block_forward_policy.h) and of its backward
+// (block_backward_policy.h) on 2-lane double vectors, for float32 and float64 storage: a state,
+// lam, and each row or column of A fit one vector, so a backward step is about 20 instructions
+// where the scalar step, with a float-to-double conversion per element, took about 45 (perf
+// annotate of seqpar-bench block_scan, avx2). Written once with Highway for every fixed-width target (SSE4 as the x86 baseline,
+// AVX2, AVX-512, NEON); SVE's sizeless vectors cannot be held in the chains' arrays, so SVE and
+// builds without Highway keep the scalar step (kVectorStep is false there).
+#pragma once
+
+#include "target.h"
+
+#include <type_traits>
+
+#include "element_types.h"
+
+#if defined(SEQPAR_HAVE_HWY)
+#include <hwy/highway.h>
+
+namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::block_simd {
+
+namespace hn = hwy::HWY_NAMESPACE;
+
+template <class S>
+constexpr bool kVectorStep = !HWY_HAVE_SCALABLE && HWY_LANES(double) >= 2 &&
+                             (std::is_same_v<S, float> || std::is_same_v<S, double>);
+
+using D2 = hn::FixedTag<double, 2>;
+using V2 = hn::Vec<D2>;
+using F2 = hn::FixedTag<float, 2>;
+using F4 = hn::FixedTag<float, 4>;
+
+// A 2-vector at p (x, y) in double lanes, and back in the storage type.
+template <class S>
+HWY_INLINE V2 load2(const S* p) {
+  if constexpr (std::is_same_v<S, float>)
+    return hn::PromoteTo(D2(), hn::LoadU(F2(), p));
+  else
+    return hn::LoadU(D2(), p);
+}
+template <class S>
+HWY_INLINE void store2(S* p, V2 v) {
+  if constexpr (std::is_same_v<S, float>)
+    hn::StoreU(hn::DemoteTo(F2(), v), F2(), p);
+  else
+    hn::StoreU(v, D2(), p);
+}
+
+// The rows of a row-major 2x2 map at p; kLower: A[0][1] is not read (the top row is [m00, 0]).
+template <bool kLower, class S>
+HWY_INLINE void load_rows(const S* p, V2& top, V2& bottom) {
+  if constexpr (std::is_same_v<S, float>) {
+    const auto a = hn::LoadU(F4(), p);
+    top = hn::PromoteTo(D2(), hn::LowerHalf(F2(), a));
+    bottom = hn::PromoteTo(D2(), hn::UpperHalf(F2(), a));
+  } else {
+    top = hn::LoadU(D2(), p);
+    bottom = hn::LoadU(D2(), p + 2);
+  }
+  if constexpr (kLower) top = hn::InterleaveLower(D2(), top, hn::Zero(D2()));
+}
+template <class S>
+HWY_INLINE void store_rows(S* p, V2 top, V2 bottom) {
+  if constexpr (std::is_same_v<S, float>) {
+    hn::StoreU(hn::Combine(F4(), hn::DemoteTo(F2(), bottom), hn::DemoteTo(F2(), top)), F4(), p);
+  } else {
+    hn::StoreU(top, D2(), p);
+    hn::StoreU(bottom, D2(), p + 2);
+  }
+}
+
+// h' = A h + b = h.x * (first column) + h.y * (second column) + b, stored at ph; kLower:
+// A[0][1] is taken as zero.
+template <bool kLower, class S>
+HWY_INLINE V2 forward_step(const S* pA, const S* pb, S* ph, V2 h) {
+  V2 top, bottom;
+  load_rows<false>(pA, top, bottom);
+  const V2 col0 = hn::InterleaveLower(D2(), top, bottom);
+  const V2 col1 = hn::InterleaveUpper(D2(), kLower ? hn::Zero(D2()) : top, bottom);
+  const V2 v = hn::MulAdd(col0, hn::DupEven(h), hn::MulAdd(col1, hn::DupOdd(h), load2(pb)));
+  store2(ph, v);
+  return v;
+}
+
+// lam = g + u; grad_b = lam; grad_A = lam h_{t-1}^T (kLower: [0][1] written as zero); returns
+// u' = A^T lam = lam.x * (top row) + lam.y * (bottom row).
+template <bool kLower, class S>
+HWY_INLINE V2 backward_step(const S* pA, const S* pg, const S* php, S* pgA, S* pgb, V2 u) {
+  const V2 lam = hn::Add(load2(pg), u);
+  store2(pgb, lam);
+  const V2 lx = hn::DupEven(lam);
+  const V2 ly = hn::DupOdd(lam);
+  const V2 hp = load2(php);
+  V2 row0 = hn::Mul(lx, hp);
+  if constexpr (kLower) row0 = hn::InterleaveLower(D2(), row0, hn::Zero(D2()));
+  store_rows(pgA, row0, hn::Mul(ly, hp));
+  V2 top, bottom;
+  load_rows<kLower>(pA, top, bottom);
+  return hn::MulAdd(top, lx, hn::Mul(bottom, ly));
+}
+
+}  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::block_simd
+
+#else
+
+namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::block_simd {
+template <class S>
+constexpr bool kVectorStep = false;
+}  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::block_simd
+
+#endif
