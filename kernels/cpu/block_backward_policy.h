@@ -228,7 +228,7 @@ struct BlockBackwardPolicy {
     if constexpr (block_simd::kVectorStep<S>) {
       namespace hn = block_simd::hn;
       const block_simd::D2 d;
-      block_simd::V2 u[kN];
+      block_simd::ChainVectors<S, kN> u;
       for (int c = 0; c < kN; ++c) u[c] = hn::LoadU(d, &s[c].x);  // Vec2: x, y in order
       for (int64_t i = 0; i < len; ++i) {
         if (i % engine::kPrefetchEvery == 0) prefetch(i);

@@ -180,7 +180,7 @@ struct BlockForwardPolicy {
     if constexpr (block_simd::kVectorStep<S>) {
       namespace hn = block_simd::hn;
       const block_simd::D2 d;
-      block_simd::V2 v[kN];
+      block_simd::ChainVectors<S, kN> v;
       for (int c = 0; c < kN; ++c) v[c] = hn::LoadU(d, &s[c].x);  // Vec2: x, y in order
       for (int64_t i = 0; i < len; ++i)
 #pragma GCC unroll 8

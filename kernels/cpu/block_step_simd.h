@@ -3,8 +3,8 @@
 // lam, and each row or column of A fit one vector, so a backward step is about 20 instructions
 // where the scalar step, with a float-to-double conversion per element, took about 45 (perf
 // annotate of seqpar-bench block_scan, avx2). Written once with Highway for every fixed-width target (SSE4 as the x86 baseline,
-// AVX2, AVX-512, NEON); SVE's sizeless vectors cannot be held in the chains' arrays, so SVE and
-// builds without Highway keep the scalar step (kVectorStep is false there).
+// AVX2, AVX-512, NEON); SVE's sizeless vectors cannot be held in the chains' arrays, so the SVE
+// targets and builds without Highway keep the scalar step (kVectorStep is false there).
 #pragma once
 
 #include "target.h"
@@ -20,14 +20,22 @@ namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::block_simd {
 
 namespace hn = hwy::HWY_NAMESPACE;
 
+// Every SVE target's vectors are sizeless, the fixed 256-bit one's too: no arrays of them.
+constexpr bool kSveTarget =
+    (HWY_TARGET & (HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128)) != 0;
 template <class S>
-constexpr bool kVectorStep = !HWY_HAVE_SCALABLE && HWY_LANES(double) >= 2 &&
+constexpr bool kVectorStep = !HWY_HAVE_SCALABLE && !kSveTarget && HWY_LANES(double) >= 2 &&
                              (std::is_same_v<S, float> || std::is_same_v<S, double>);
 
 using D2 = hn::FixedTag<double, 2>;
 using V2 = hn::Vec<D2>;
 using F2 = hn::FixedTag<float, 2>;
 using F4 = hn::FixedTag<float, 4>;
+
+// One vector per chain; dependent on S, so that where the vector step is off (SVE) the array
+// is never formed.
+template <class S, int kN>
+using ChainVectors = std::enable_if_t<kVectorStep<S>, V2>[kN];
 
 // A 2-vector at p (x, y) in double lanes, and back in the storage type.
 template <class S>
