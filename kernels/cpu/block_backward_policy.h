@@ -131,6 +131,12 @@ struct BlockBackwardPolicy {
       const S* pA = L.A - k * As.time;
       const S* pg = L.g - k * gs.time;
       engine::for_lane_blocks<kDescendingLanes>(n, descending, [&](int l0, int l1) {
+        if constexpr (block_simd::kVectorStep<S>) {
+          for (int l = l0; l < l1; ++l)  // Mat2 row-major, Vec2 (x, y): contiguous doubles
+            block_simd::backward_aggregate_step<kLower>(pA + 4 * l, pg + gl * l, &M[l].m00,
+                                                        &E[l].x);
+          return;
+        }
         for (int l = l0; l < l1; ++l) {
           const Map at = transpose(load_map<kLower>(pA + 4 * l));
           M[l] = at * M[l];

@@ -88,6 +88,11 @@ struct BlockForwardPolicy {
   // ---- channel-inner: lanes [l0, l1) of one step, packed channels --------------------------
   static void aggregate_lanes(const S* __restrict pA, const S* __restrict pb,
                               Map* __restrict M, Acc* __restrict E, int l0, int l1) {
+    if constexpr (block_simd::kVectorStep<S>) {
+      for (int l = l0; l < l1; ++l)  // Mat2 row-major, Vec2 (x, y): contiguous doubles
+        block_simd::forward_aggregate_step<kLower>(pA + 4 * l, pb + 2 * l, &M[l].m00, &E[l].x);
+      return;
+    }
     for (int l = l0; l < l1; ++l) {
       const Map a = load_map<kLower>(pA + 4 * l);
       M[l] = a * M[l];

@@ -76,17 +76,52 @@ HWY_INLINE void store_rows(S* p, V2 top, V2 bottom) {
   }
 }
 
+// a v for a 2x2 map a given by its columns: v.x * col0 + v.y * col1.
+HWY_INLINE V2 apply(V2 col0, V2 col1, V2 v) {
+  return hn::MulAdd(col0, hn::DupEven(v), hn::Mul(col1, hn::DupOdd(v)));
+}
+HWY_INLINE V2 column0(V2 top, V2 bottom) { return hn::InterleaveLower(D2(), top, bottom); }
+HWY_INLINE V2 column1(V2 top, V2 bottom) { return hn::InterleaveUpper(D2(), top, bottom); }
+// M <- a M for the row-major 2x2 map at pM (double), a given by its rows: row i of the result is
+// a[i][0] M.row0 + a[i][1] M.row1.
+HWY_INLINE void compose_onto(V2 row0, V2 row1, double* pM) {
+  const V2 m0 = hn::LoadU(D2(), pM);
+  const V2 m1 = hn::LoadU(D2(), pM + 2);
+  hn::StoreU(apply(m0, m1, row0), D2(), pM);
+  hn::StoreU(apply(m0, m1, row1), D2(), pM + 2);
+}
+
 // h' = A h + b = h.x * (first column) + h.y * (second column) + b, stored at ph; kLower:
 // A[0][1] is taken as zero.
 template <bool kLower, class S>
 HWY_INLINE V2 forward_step(const S* pA, const S* pb, S* ph, V2 h) {
   V2 top, bottom;
-  load_rows<false>(pA, top, bottom);
-  const V2 col0 = hn::InterleaveLower(D2(), top, bottom);
-  const V2 col1 = hn::InterleaveUpper(D2(), kLower ? hn::Zero(D2()) : top, bottom);
-  const V2 v = hn::MulAdd(col0, hn::DupEven(h), hn::MulAdd(col1, hn::DupOdd(h), load2(pb)));
+  load_rows<kLower>(pA, top, bottom);
+  const V2 v = hn::MulAdd(column0(top, bottom), hn::DupEven(h),
+                          hn::MulAdd(column1(top, bottom), hn::DupOdd(h), load2(pb)));
   store2(ph, v);
   return v;
+}
+// The forward's summary, one step on: M <- A M, E <- A E + b (pM row-major, pE a 2-vector).
+template <bool kLower, class S>
+HWY_INLINE void forward_aggregate_step(const S* pA, const S* pb, double* pM, double* pE) {
+  V2 top, bottom;
+  load_rows<kLower>(pA, top, bottom);
+  compose_onto(top, bottom, pM);
+  const V2 e = hn::LoadU(D2(), pE);
+  hn::StoreU(hn::MulAdd(column0(top, bottom), hn::DupEven(e),
+                        hn::MulAdd(column1(top, bottom), hn::DupOdd(e), load2(pb))),
+             D2(), pE);
+}
+// The backward's summary, one step on: M <- A^T M, E <- A^T (E + g). The rows of A^T are A's
+// columns, and A^T v is v.x * (top row) + v.y * (bottom row).
+template <bool kLower, class S>
+HWY_INLINE void backward_aggregate_step(const S* pA, const S* pg, double* pM, double* pE) {
+  V2 top, bottom;
+  load_rows<kLower>(pA, top, bottom);
+  compose_onto(column0(top, bottom), column1(top, bottom), pM);
+  const V2 v = hn::Add(hn::LoadU(D2(), pE), load2(pg));
+  hn::StoreU(apply(top, bottom, v), D2(), pE);
 }
 
 // lam = g + u; grad_b = lam; grad_A = lam h_{t-1}^T (kLower: [0][1] written as zero); returns
@@ -103,7 +138,7 @@ HWY_INLINE V2 backward_step(const S* pA, const S* pg, const S* php, S* pgA, S* p
   store_rows(pgA, row0, hn::Mul(ly, hp));
   V2 top, bottom;
   load_rows<kLower>(pA, top, bottom);
-  return hn::MulAdd(top, lx, hn::Mul(bottom, ly));
+  return hn::MulAdd(top, lx, hn::Mul(bottom, ly));  // apply(top, bottom, lam), lx / ly reused
 }
 
 }  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::block_simd
