@@ -2,9 +2,10 @@
 // (block_backward_policy.h) on 2-lane double vectors, for float32 and float64 storage: a state,
 // lam, and each row or column of A fit one vector, so a backward step is about 20 instructions
 // where the scalar step, with a float-to-double conversion per element, took about 45 (perf
-// annotate of seqpar-bench block_scan, avx2). Written once with Highway for every fixed-width target (SSE4 as the x86 baseline,
-// AVX2, AVX-512, NEON); SVE's sizeless vectors cannot be held in the chains' arrays, so the SVE
-// targets and builds without Highway keep the scalar step (kVectorStep is false there).
+// annotate of seqpar-bench block_scan, avx2). Written once with Highway for every fixed-width
+// target (SSE4 as the x86 baseline, AVX2, AVX-512, NEON); SVE's sizeless vectors cannot be
+// held in the chains' arrays, so the SVE targets and builds without Highway keep the scalar
+// step (kVectorStep is false there).
 #pragma once
 
 #include "target.h"
@@ -91,14 +92,19 @@ HWY_INLINE void compose_onto(V2 row0, V2 row1, double* pM) {
   hn::StoreU(apply(m0, m1, row1), D2(), pM + 2);
 }
 
+// A v + b for A given by its rows: v.x * (first column) + v.y * (second column) + b.
+HWY_INLINE V2 affine(V2 top, V2 bottom, V2 v, V2 b) {
+  return hn::MulAdd(column0(top, bottom), hn::DupEven(v),
+                    hn::MulAdd(column1(top, bottom), hn::DupOdd(v), b));
+}
+
 // h' = A h + b = h.x * (first column) + h.y * (second column) + b, stored at ph; kLower:
 // A[0][1] is taken as zero.
 template <bool kLower, class S>
 HWY_INLINE V2 forward_step(const S* pA, const S* pb, S* ph, V2 h) {
   V2 top, bottom;
   load_rows<kLower>(pA, top, bottom);
-  const V2 v = hn::MulAdd(column0(top, bottom), hn::DupEven(h),
-                          hn::MulAdd(column1(top, bottom), hn::DupOdd(h), load2(pb)));
+  const V2 v = affine(top, bottom, h, load2(pb));
   store2(ph, v);
   return v;
 }
@@ -108,10 +114,7 @@ HWY_INLINE void forward_aggregate_step(const S* pA, const S* pb, double* pM, dou
   V2 top, bottom;
   load_rows<kLower>(pA, top, bottom);
   compose_onto(top, bottom, pM);
-  const V2 e = hn::LoadU(D2(), pE);
-  hn::StoreU(hn::MulAdd(column0(top, bottom), hn::DupEven(e),
-                        hn::MulAdd(column1(top, bottom), hn::DupOdd(e), load2(pb))),
-             D2(), pE);
+  hn::StoreU(affine(top, bottom, hn::LoadU(D2(), pE), load2(pb)), D2(), pE);
 }
 // The backward's summary, one step on: M <- A^T M, E <- A^T (E + g). The rows of A^T are A's
 // columns, and A^T v is v.x * (top row) + v.y * (bottom row).
