@@ -11,6 +11,7 @@
 
 #include "target.h"
 
+#include "block_lanes_simd.h"
 #include "block_step_simd.h"
 #include "block_types.h"
 #include "scan_engine.h"
@@ -86,13 +87,11 @@ struct BlockForwardPolicy {
   bool time_descends() const { return As.time < 0; }
 
   // ---- channel-inner: lanes [l0, l1) of one step, packed channels --------------------------
+  // Where the vector step is on (float32 and float64 storage, fixed-width targets) the channel
+  // loops take the struct-of-arrays steps of block_lanes_simd.h instead; these scalar steps
+  // serve bfloat16, float16, SVE and builds without Highway.
   static void aggregate_lanes(const S* __restrict pA, const S* __restrict pb,
                               Map* __restrict M, Acc* __restrict E, int l0, int l1) {
-    if constexpr (block_simd::kVectorStep<S>) {
-      for (int l = l0; l < l1; ++l)  // Mat2 row-major, Vec2 (x, y): contiguous doubles
-        block_simd::forward_aggregate_step<kLower>(pA + 4 * l, pb + 2 * l, &M[l].m00, &E[l].x);
-      return;
-    }
     for (int l = l0; l < l1; ++l) {
       const Map a = load_map<kLower>(pA + 4 * l);
       M[l] = a * M[l];
@@ -101,15 +100,6 @@ struct BlockForwardPolicy {
   }
   static void run_lanes(const S* __restrict pA, const S* __restrict pb, S* __restrict ph,
                         Acc* __restrict st, int l0, int l1) {
-    if constexpr (block_simd::kVectorStep<S>) {
-      namespace hn = block_simd::hn;
-      const block_simd::D2 d;
-      for (int l = l0; l < l1; ++l)  // one lane's step per vector (Vec2: x, y in order)
-        hn::StoreU(block_simd::forward_step<kLower>(pA + 4 * l, pb + 2 * l, ph + 2 * l,
-                                                    hn::LoadU(d, &st[l].x)),
-                   d, &st[l].x);
-      return;
-    }
     // Component by component: GCC does not vectorize a loop that copies a whole struct.
     for (int l = l0; l < l1; ++l) {
       const Acc v = load_map<kLower>(pA + 4 * l) * st[l] + load_vec(pb + 2 * l);
@@ -120,6 +110,27 @@ struct BlockForwardPolicy {
   }
   void channel_aggregate(const Lane& L, int n, bool descending, int64_t k0, int64_t k1, Map* M,
                          Acc* E) const {
+    if constexpr (block_lanes::kWideLanes<S>) {
+      // Struct of arrays for the call (block_lanes_simd.h): m00, m01, m10, m11, ex, ey.
+      double* buf = block_lanes::scratch(6 * size_t(n));
+      double* m[4] = {buf, buf + n, buf + 2 * n, buf + 3 * n};
+      double* e[2] = {buf + 4 * n, buf + 5 * n};
+      for (int l = 0; l < n; ++l) {
+        m[0][l] = m[3][l] = 1.0;
+        m[1][l] = m[2][l] = e[0][l] = e[1][l] = 0.0;
+      }
+      const S* pA = L.A + k0 * As.time;
+      const S* pb = L.b + k0 * bs.time;
+      for (int64_t k = k0; k < k1; ++k, pA += As.time, pb += bs.time)
+        engine::for_lane_blocks<kDescendingLanes>(n, descending, [&](int l0, int l1) {
+          block_lanes::forward_aggregate<kLower>(pA, pb, m, e, l0, l1);
+        });
+      for (int l = 0; l < n; ++l) {
+        M[l] = Map{m[0][l], m[1][l], m[2][l], m[3][l]};
+        E[l] = Acc{e[0][l], e[1][l]};
+      }
+      return;
+    }
     for (int l = 0; l < n; ++l) {
       M[l] = acc_one<Map>();
       E[l] = acc_zero<Acc>();
@@ -134,6 +145,20 @@ struct BlockForwardPolicy {
     const S* pA = L.A + k0 * As.time;
     const S* pb = L.b + k0 * bs.time;
     S* ph = L.h + k0 * hs.time;
+    if constexpr (block_lanes::kWideLanes<S>) {
+      double* x = block_lanes::scratch(2 * size_t(n));  // struct of arrays for the call
+      double* y = x + n;
+      for (int l = 0; l < n; ++l) {
+        x[l] = s[l].x;
+        y[l] = s[l].y;
+      }
+      for (int64_t k = k0; k < k1; ++k, pA += As.time, pb += bs.time, ph += hs.time)
+        engine::for_lane_blocks<kDescendingLanes>(n, descending, [&](int l0, int l1) {
+          block_lanes::forward_run<kLower>(pA, pb, ph, x, y, l0, l1);
+        });
+      for (int l = 0; l < n; ++l) s[l] = Acc{x[l], y[l]};
+      return;
+    }
     for (int64_t k = k0; k < k1; ++k, pA += As.time, pb += bs.time, ph += hs.time)
       engine::for_lane_blocks<kDescendingLanes>(
           n, descending, [&](int l0, int l1) { run_lanes(pA, pb, ph, s, l0, l1); });

@@ -1,0 +1,171 @@
+// The forward block scan's channel-inner steps (block_forward_policy.h) across channels: one
+// full-width double vector holds one component (x, y, a00, ...) of as many neighbouring channels
+// as it has lanes (8 on AVX-512, 4 on AVX2, 2 on SSE4 and NEON). The packed operands are split
+// into components as they are loaded (LoadInterleaved4 for A, LoadInterleaved2 for b) and
+// joined as h is stored; the states live in per-component scratch arrays (struct of arrays) for
+// the whole time range of a call, so the engine's interleaved states are converted once per
+// tile, not once per step.
+//
+// Why: with two threads sharing one long sequence, most look-back tiles are summarized and then
+// run from cache, and both passes were bound by instructions: the 2-lane step
+// (block_step_simd.h) spends a vector per channel, about 10 instructions per channel-step for
+// the run and 20 for the summary (docs/block_scan.md, "Two threads on one sequence").
+// Gated like the 2-lane step (float32 and float64 storage on the fixed-width targets); lanes
+// left over at the end of a block take a scalar step with the same operation order.
+#pragma once
+
+#include "target.h"
+
+#include <cstddef>
+#include <type_traits>
+#include <vector>
+
+#include "block_step_simd.h"
+
+#if defined(SEQPAR_HAVE_HWY)
+
+namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::block_lanes {
+
+namespace hn = hwy::HWY_NAMESPACE;
+
+template <class S>
+constexpr bool kWideLanes = block_simd::kVectorStep<S>;
+
+using DD = hn::ScalableTag<double>;
+using VD = hn::Vec<DD>;
+
+// Per-thread scratch for the struct-of-arrays states of one call (at least n doubles).
+inline double* scratch(size_t n) {
+  thread_local std::vector<double> buffer;
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
+}
+
+// The components of Lanes(DD) packed row-major 2x2 maps at p, in double lanes.
+template <class S>
+HWY_INLINE void load_maps(const S* p, VD& a00, VD& a01, VD& a10, VD& a11) {
+  const DD dd;
+  if constexpr (std::is_same_v<S, float>) {
+    const hn::Rebind<float, DD> df;
+    hn::Vec<decltype(df)> f00, f01, f10, f11;
+    hn::LoadInterleaved4(df, p, f00, f01, f10, f11);
+    a00 = hn::PromoteTo(dd, f00);
+    a01 = hn::PromoteTo(dd, f01);
+    a10 = hn::PromoteTo(dd, f10);
+    a11 = hn::PromoteTo(dd, f11);
+  } else {
+    hn::LoadInterleaved4(dd, p, a00, a01, a10, a11);
+  }
+}
+// The components of Lanes(DD) packed 2-vectors at p, and back.
+template <class S>
+HWY_INLINE void load_vecs(const S* p, VD& x, VD& y) {
+  const DD dd;
+  if constexpr (std::is_same_v<S, float>) {
+    const hn::Rebind<float, DD> df;
+    hn::Vec<decltype(df)> fx, fy;
+    hn::LoadInterleaved2(df, p, fx, fy);
+    x = hn::PromoteTo(dd, fx);
+    y = hn::PromoteTo(dd, fy);
+  } else {
+    hn::LoadInterleaved2(dd, p, x, y);
+  }
+}
+template <class S>
+HWY_INLINE void store_vecs(S* p, VD x, VD y) {
+  const DD dd;
+  if constexpr (std::is_same_v<S, float>) {
+    const hn::Rebind<float, DD> df;
+    hn::StoreInterleaved2(hn::DemoteTo(df, x), hn::DemoteTo(df, y), df, p);
+  } else {
+    hn::StoreInterleaved2(x, y, dd, p);
+  }
+}
+
+// One step of lanes [l0, l1): h = A h + b, stored at ph (packed 2-vectors); the states in
+// x[], y[]. kLower: A[0][1] is taken as zero.
+template <bool kLower, class S>
+HWY_INLINE void forward_run(const S* __restrict pA, const S* __restrict pb, S* __restrict ph,
+                            double* __restrict x, double* __restrict y, int l0, int l1) {
+  const DD dd;
+  const int N = static_cast<int>(hn::Lanes(dd));
+  int l = l0;
+  for (; l + N <= l1; l += N) {
+    VD a00, a01, a10, a11, b0, b1;
+    load_maps(pA + 4 * l, a00, a01, a10, a11);
+    load_vecs(pb + 2 * l, b0, b1);
+    const VD vx = hn::LoadU(dd, x + l), vy = hn::LoadU(dd, y + l);
+    const VD nx = kLower ? hn::MulAdd(a00, vx, b0) : hn::MulAdd(a00, vx, hn::MulAdd(a01, vy, b0));
+    const VD ny = hn::MulAdd(a10, vx, hn::MulAdd(a11, vy, b1));
+    hn::StoreU(nx, dd, x + l);
+    hn::StoreU(ny, dd, y + l);
+    store_vecs(ph + 2 * l, nx, ny);
+  }
+  for (; l < l1; ++l) {
+    const S* a = pA + 4 * l;
+    const double a01 = kLower ? 0.0 : double(load(a + 1));
+    const double nx = double(load(a)) * x[l] + (a01 * y[l] + double(load(pb + 2 * l)));
+    const double ny =
+        double(load(a + 2)) * x[l] + (double(load(a + 3)) * y[l] + double(load(pb + 2 * l + 1)));
+    x[l] = nx;
+    y[l] = ny;
+    store(ph + 2 * l, nx);
+    store(ph + 2 * l + 1, ny);
+  }
+}
+
+// One step of the forward's summary for lanes [l0, l1): M <- A M, E <- A E + b, with M's
+// components in m[0..3] (row-major) and E's in e[0..1], each an array over lanes.
+template <bool kLower, class S>
+HWY_INLINE void forward_aggregate(const S* __restrict pA, const S* __restrict pb,
+                                  double* const* __restrict m, double* const* __restrict e,
+                                  int l0, int l1) {
+  const DD dd;
+  const int N = static_cast<int>(hn::Lanes(dd));
+  double* __restrict m00 = m[0];
+  double* __restrict m01 = m[1];
+  double* __restrict m10 = m[2];
+  double* __restrict m11 = m[3];
+  double* __restrict ex = e[0];
+  double* __restrict ey = e[1];
+  int l = l0;
+  for (; l + N <= l1; l += N) {
+    VD a00, a01, a10, a11, b0, b1;
+    load_maps(pA + 4 * l, a00, a01, a10, a11);
+    if constexpr (kLower) a01 = hn::Zero(dd);
+    load_vecs(pb + 2 * l, b0, b1);
+    const VD p00 = hn::LoadU(dd, m00 + l), p01 = hn::LoadU(dd, m01 + l);
+    const VD p10 = hn::LoadU(dd, m10 + l), p11 = hn::LoadU(dd, m11 + l);
+    const VD vx = hn::LoadU(dd, ex + l), vy = hn::LoadU(dd, ey + l);
+    hn::StoreU(hn::MulAdd(a00, p00, hn::Mul(a01, p10)), dd, m00 + l);
+    hn::StoreU(hn::MulAdd(a00, p01, hn::Mul(a01, p11)), dd, m01 + l);
+    hn::StoreU(hn::MulAdd(a10, p00, hn::Mul(a11, p10)), dd, m10 + l);
+    hn::StoreU(hn::MulAdd(a10, p01, hn::Mul(a11, p11)), dd, m11 + l);
+    hn::StoreU(hn::MulAdd(a00, vx, hn::MulAdd(a01, vy, b0)), dd, ex + l);
+    hn::StoreU(hn::MulAdd(a10, vx, hn::MulAdd(a11, vy, b1)), dd, ey + l);
+  }
+  for (; l < l1; ++l) {
+    const S* a = pA + 4 * l;
+    const double a00 = load(a), a01 = kLower ? 0.0 : double(load(a + 1));
+    const double a10 = load(a + 2), a11 = load(a + 3);
+    const double p00 = m00[l], p01 = m01[l], p10 = m10[l], p11 = m11[l];
+    const double vx = ex[l], vy = ey[l];
+    m00[l] = a00 * p00 + a01 * p10;
+    m01[l] = a00 * p01 + a01 * p11;
+    m10[l] = a10 * p00 + a11 * p10;
+    m11[l] = a10 * p01 + a11 * p11;
+    ex[l] = a00 * vx + (a01 * vy + double(load(pb + 2 * l)));
+    ey[l] = a10 * vx + (a11 * vy + double(load(pb + 2 * l + 1)));
+  }
+}
+
+}  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::block_lanes
+
+#else
+
+namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::block_lanes {
+template <class S>
+constexpr bool kWideLanes = false;
+}  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::block_lanes
+
+#endif
