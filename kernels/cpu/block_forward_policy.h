@@ -87,11 +87,17 @@ struct BlockForwardPolicy {
   bool time_descends() const { return As.time < 0; }
 
   // ---- channel-inner: lanes [l0, l1) of one step, packed channels --------------------------
-  // Where the vector step is on (float32 and float64 storage, fixed-width targets) the channel
-  // loops take the struct-of-arrays steps of block_lanes_simd.h instead; these scalar steps
-  // serve bfloat16, float16, SVE and builds without Highway.
+  // With vectors of 256 bits or more (AVX2, AVX-512) the channel loops take the
+  // struct-of-arrays steps of block_lanes_simd.h instead (kWideLanes); on 128-bit targets (SSE4,
+  // NEON) these, one lane per 2-lane vector; bfloat16, float16, SVE and builds without Highway
+  // the scalar step.
   static void aggregate_lanes(const S* __restrict pA, const S* __restrict pb,
                               Map* __restrict M, Acc* __restrict E, int l0, int l1) {
+    if constexpr (block_simd::kVectorStep<S>) {
+      for (int l = l0; l < l1; ++l)  // Mat2 row-major, Vec2 (x, y): contiguous doubles
+        block_simd::forward_aggregate_step<kLower>(pA + 4 * l, pb + 2 * l, &M[l].m00, &E[l].x);
+      return;
+    }
     for (int l = l0; l < l1; ++l) {
       const Map a = load_map<kLower>(pA + 4 * l);
       M[l] = a * M[l];
@@ -100,6 +106,15 @@ struct BlockForwardPolicy {
   }
   static void run_lanes(const S* __restrict pA, const S* __restrict pb, S* __restrict ph,
                         Acc* __restrict st, int l0, int l1) {
+    if constexpr (block_simd::kVectorStep<S>) {
+      namespace hn = block_simd::hn;
+      const block_simd::D2 d;
+      for (int l = l0; l < l1; ++l)  // one lane's step per vector (Vec2: x, y in order)
+        hn::StoreU(block_simd::forward_step<kLower>(pA + 4 * l, pb + 2 * l, ph + 2 * l,
+                                                    hn::LoadU(d, &st[l].x)),
+                   d, &st[l].x);
+      return;
+    }
     // Component by component: GCC does not vectorize a loop that copies a whole struct.
     for (int l = l0; l < l1; ++l) {
       const Acc v = load_map<kLower>(pA + 4 * l) * st[l] + load_vec(pb + 2 * l);

@@ -1,8 +1,7 @@
 // The forward block scan's channel-inner steps (block_forward_policy.h) across channels: one
 // full-width double vector holds one component (x, y, a00, ...) of as many neighbouring channels
-// as it has lanes (8 on AVX-512, 4 on AVX2, 2 on SSE4 and NEON). The packed operands are split
-// into components as they are loaded (LoadInterleaved4 for A, LoadInterleaved2 for b) and
-// joined as h is stored; the states live in per-component scratch arrays (struct of arrays) for
+// as it has lanes (8 on AVX-512, 4 on AVX2). The packed operands are split into components as
+// they are loaded (LoadInterleaved4 for A, LoadInterleaved2 for b) and joined as h is stored; the states live in per-component scratch arrays (struct of arrays) for
 // the whole time range of a call, so the engine's interleaved states are converted once per
 // tile, not once per step.
 //
@@ -10,8 +9,8 @@
 // run from cache, and both passes were bound by instructions: the 2-lane step
 // (block_step_simd.h) spends a vector per channel, about 10 instructions per channel-step for
 // the run and 20 for the summary (docs/block_scan.md, "Two threads on one sequence").
-// Gated like the 2-lane step (float32 and float64 storage on the fixed-width targets); lanes
-// left over at the end of a block take a scalar step with the same operation order.
+// float32 and float64 storage on AVX2 and AVX-512 (kWideLanes); lanes left over at the end of
+// a block take a scalar step with the same operation order.
 #pragma once
 
 #include "target.h"
@@ -28,8 +27,11 @@ namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::block_lanes {
 
 namespace hn = hwy::HWY_NAMESPACE;
 
+// Only with vectors of 256 bits or more: on 128-bit targets two channels per vector lost to
+// one channel per 2-lane vector (the SSE4 baseline, (1, 2^20, 64), one thread: 16.2-16.7
+// against 20.4-20.5 GB/s; docs/block_scan.md).
 template <class S>
-constexpr bool kWideLanes = block_simd::kVectorStep<S>;
+constexpr bool kWideLanes = block_simd::kVectorStep<S> && HWY_MAX_BYTES >= 32;
 
 using DD = hn::ScalableTag<double>;
 using VD = hn::Vec<DD>;

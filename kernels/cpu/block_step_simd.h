@@ -2,9 +2,10 @@
 // (block_backward_policy.h) on 2-lane double vectors, for float32 and float64 storage: a state,
 // lam, and each row or column of A fit one vector, so a backward step is about 20 instructions
 // where the scalar step, with a float-to-double conversion per element, took about 45 (perf
-// annotate of seqpar-bench block_scan, avx2). The time-inner chains (forward and backward) and
-// the backward's channel loops use it; the forward's channel loops take several channels per
-// vector instead (block_lanes_simd.h). Written once with Highway for every fixed-width
+// annotate of seqpar-bench block_scan, avx2). The time-inner chains (forward and backward), the
+// backward's channel loops, and the forward's on 128-bit targets use it; with 256-bit vectors
+// or wider the forward's channel loops take several channels per vector instead
+// (block_lanes_simd.h). Written once with Highway for every fixed-width
 // target (SSE4 as the x86 baseline, AVX2, AVX-512, NEON); SVE's sizeless vectors cannot be
 // held in the chains' arrays, so the SVE targets and builds without Highway keep the scalar
 // step (kVectorStep is false there).
@@ -109,6 +110,14 @@ HWY_INLINE V2 forward_step(const S* pA, const S* pb, S* ph, V2 h) {
   const V2 v = affine(top, bottom, h, load2(pb));
   store2(ph, v);
   return v;
+}
+// The forward's summary, one step on: M <- A M, E <- A E + b (pM row-major, pE a 2-vector).
+template <bool kLower, class S>
+HWY_INLINE void forward_aggregate_step(const S* pA, const S* pb, double* pM, double* pE) {
+  V2 top, bottom;
+  load_rows<kLower>(pA, top, bottom);
+  compose_onto(top, bottom, pM);
+  hn::StoreU(affine(top, bottom, hn::LoadU(D2(), pE), load2(pb)), D2(), pE);
 }
 // The backward's summary, one step on: M <- A^T M, E <- A^T (E + g). The rows of A^T are A's
 // columns, and A^T v is v.x * (top row) + v.y * (bottom row).
