@@ -11,6 +11,9 @@
 
 #include "target.h"
 
+#include <cstdint>
+#include <type_traits>
+
 #include "block_lanes_simd.h"
 #include "block_step_simd.h"
 #include "block_types.h"
@@ -213,6 +216,50 @@ struct BlockForwardPolicy {
   }
   template <int kN>
   void chains_run_fixed(const Lane* chains, int64_t len, Acc* s) const {
+    if constexpr (block_lanes::kWideChains<S> && kN >= 4) {
+      constexpr int kQuads = kN / 4;
+      with_time_strides([&](auto sA, auto sb, auto sh) {
+        chains_run_quads<kQuads>(chains, len, s, sA, sb, sh);
+      });
+      if constexpr (kN % 4 != 0) chains_run_pairs<kN % 4>(chains + 4 * kQuads, len, s + 4 * kQuads);
+    } else {
+      chains_run_pairs<kN>(chains, len, s);
+    }
+  }
+  // Calls f(sA, sb, sh) with the operands' time strides, as compile-time constants where every
+  // operand's steps are packed one after another (A 4, b and h 2; the engine's time-contiguous
+  // groups), so that the quads index their twelve streams from one register: with runtime
+  // strides they ran 4-12% slower (64 x 2^16 x 1, one thread, docs/block_scan.md). The 2-lane
+  // chains gained nothing from it on SSE4 and keep runtime strides.
+  template <class F>
+  void with_time_strides(F&& f) const {
+    using Four = std::integral_constant<int64_t, 4>;
+    using Two = std::integral_constant<int64_t, 2>;
+    if (As.time == 4 && bs.time == 2 && hs.time == 2)
+      f(Four{}, Two{}, Two{});
+    else
+      f(As.time, bs.time, hs.time);
+  }
+  // Four chains per pair of 256-bit vectors (block_lanes_simd.h, forward_chain_quads).
+  template <int kQuads, class St0, class St1>
+  void chains_run_quads(const Lane* chains, int64_t len, Acc* s, St0 sA, St1 sb, St1 sh) const {
+    const float* pA[4 * kQuads];
+    const float* pb[4 * kQuads];
+    float* ph[4 * kQuads];
+    double x[4 * kQuads], y[4 * kQuads];
+    for (int c = 0; c < 4 * kQuads; ++c) {
+      pA[c] = chains[c].A;
+      pb[c] = chains[c].b;
+      ph[c] = chains[c].h;
+      x[c] = s[c].x;
+      y[c] = s[c].y;
+    }
+    block_lanes::forward_chain_quads<kLower, kQuads>(pA, pb, ph, sA, sb, sh, len, x, y);
+    for (int c = 0; c < 4 * kQuads; ++c) s[c] = Acc{x[c], y[c]};
+  }
+  // One chain per 2-lane vector (block_step_simd.h), or scalar.
+  template <int kN>
+  void chains_run_pairs(const Lane* chains, int64_t len, Acc* s) const {
     const S* pA[kN];
     const S* pb[kN];
     S* ph[kN];
