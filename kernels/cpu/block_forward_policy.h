@@ -5,8 +5,8 @@
 //
 // Channel-inner groups need packed neighbouring channels (A's channel stride 4, b's and h's 2:
 // each step of a group is one contiguous run of memory); everything else runs time-inner chains.
-// There is no in-register path along time (kHasContiguous = false). kLower: A[0][1] is taken as
-// zero and never read.
+// There is no in-register path along time (kHasContiguous = false); float32 chains go four at a
+// time on 256-bit vectors (block_lanes_simd.h). kLower: A[0][1] is taken as zero and never read.
 #pragma once
 
 #include "target.h"
@@ -229,8 +229,8 @@ struct BlockForwardPolicy {
   // Calls f(sA, sb, sh) with the operands' time strides, as compile-time constants where every
   // operand's steps are packed one after another (A 4, b and h 2; the engine's time-contiguous
   // groups), so that the quads index their twelve streams from one register: with runtime
-  // strides they ran 4-12% slower (64 x 2^16 x 1, one thread, docs/block_scan.md). The 2-lane
-  // chains gained nothing from it on SSE4 and keep runtime strides.
+  // strides they ran 4-12% slower (64 x 2^16 x 1, one thread, three alternating rounds). The
+  // 2-lane chains ran 1-5% slower with it on SSE4 (five rounds) and keep runtime strides.
   template <class F>
   void with_time_strides(F&& f) const {
     using Four = std::integral_constant<int64_t, 4>;

@@ -12,11 +12,12 @@
 // float32 and float64 storage on AVX2 and AVX-512 (kWideLanes); lanes left over at the end of
 // a block take a scalar step with the same operation order.
 //
-// The time-inner chains (sequences whose steps are packed along time) take four chains per pair
-// of 256-bit vectors here too (forward_chain_quads, float32 storage): the 2-lane step converts
-// its six float32 inputs and two outputs in four conversions of two lanes each, and on the AMD
-// EPYC VM of 2026-12-07 a conversion took a cycle whether it converted two lanes or four, which
-// bounds that step at about four cycles a chain-step; the quads convert four lanes at a time.
+// The forward's time-inner chains take four chains per pair of 256-bit vectors here too
+// (forward_chain_quads, float32 storage). The 2-lane step converts its six float32 inputs and
+// two outputs two lanes at a time, and those conversions cost about as much as the recurrence:
+// in cache, 1.15-1.21 ns a chain-step against 0.77-0.80 for the same step on float64 storage,
+// and 0.89 for the float32 step's loads and conversions alone (AMD EPYC VM, 2026-12-07,
+// docs/results/block_chain_step_micro.cpp). The quads convert four lanes at a time.
 #pragma once
 
 #include "target.h"
@@ -172,9 +173,9 @@ HWY_INLINE void forward_aggregate(const S* __restrict pA, const S* __restrict pb
 // Four chains' states in the lanes of two 256-bit double vectors (their x, their y). Each step
 // loads each chain's A (4 floats) and b (2), transposes them into components, and splits h back
 // to the chains as it is stored, with the 2-lane step's operation order (the same results).
-// Measured (docs/block_scan.md): 1.02 against 1.15 ns a chain-step in cache, and 4-12% faster
-// on 64 x 2^16 x 1 at one thread. float32 storage on the targets with 256-bit vectors (AVX2,
-// AVX-512).
+// 1.03-1.05 ns a chain-step in cache against the 2-lane step's 1.15-1.21; in the library, 64 x
+// 2^16 x 1 at one thread 5-7% faster (docs/block_scan.md). float32 storage on the targets with
+// 256-bit vectors (AVX2, AVX-512).
 #if HWY_MAX_BYTES >= 32
 template <class S>
 constexpr bool kWideChains = kWideLanes<S> && std::is_same_v<S, float>;
