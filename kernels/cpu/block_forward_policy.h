@@ -229,7 +229,7 @@ struct BlockForwardPolicy {
   // Calls f(sA, sb, sh) with the operands' time strides, as compile-time constants where every
   // operand's steps are packed one after another (A 4, b and h 2; the engine's time-contiguous
   // groups), so that the quads index their twelve streams from one register: with runtime
-  // strides they ran 4-12% slower (64 x 2^16 x 1, one thread, three alternating rounds). The
+  // strides they ran about 6% slower (64 x 2^16 x 1, one thread, three alternating rounds). The
   // 2-lane chains ran 1-5% slower with it on SSE4 (five rounds) and keep runtime strides.
   template <class F>
   void with_time_strides(F&& f) const {
