@@ -175,8 +175,10 @@ HWY_INLINE void forward_aggregate(const S* __restrict pA, const S* __restrict pb
 // to the chains as it is stored, with the 2-lane step's operation order (the same results).
 // 1.03-1.05 ns a chain-step in cache against the 2-lane step's 1.15-1.21; in the library, 64 x
 // 2^16 x 1 at one thread 5-7% faster (docs/block_scan.md). float32 storage on the targets with
-// 256-bit vectors (AVX2, AVX-512).
-#if HWY_MAX_BYTES >= 32
+// 256-bit vectors (AVX2, AVX-512); not on SVE, whose sizeless vectors cannot be held in the
+// arrays below (SVE keeps the scalar chain step, block_step_simd.h).
+#if HWY_MAX_BYTES >= 32 && HWY_TARGET != HWY_SVE && HWY_TARGET != HWY_SVE2 && \
+    HWY_TARGET != HWY_SVE_256 && HWY_TARGET != HWY_SVE2_128
 template <class S>
 constexpr bool kWideChains = kWideLanes<S> && std::is_same_v<S, float>;
 
@@ -257,9 +259,10 @@ HWY_INLINE void forward_chain_quads(const float* const* pA, const float* const* 
 #else
 template <class S>
 constexpr bool kWideChains = false;
+// Declared for the policy's discarded branch (kWideChains is false here); never defined.
 template <bool kLower, int kQuads>
 void forward_chain_quads(const float* const*, const float* const*, float* const*, int64_t,
-                         int64_t, int64_t, int64_t, double*, double*) {}
+                         int64_t, int64_t, int64_t, double*, double*);
 #endif
 
 }  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::block_lanes
@@ -271,9 +274,10 @@ template <class S>
 constexpr bool kWideLanes = false;
 template <class S>
 constexpr bool kWideChains = false;
+// Declared for the policy's discarded branch (kWideChains is false here); never defined.
 template <bool kLower, int kQuads>
 void forward_chain_quads(const float* const*, const float* const*, float* const*, int64_t,
-                         int64_t, int64_t, int64_t, double*, double*) {}
+                         int64_t, int64_t, int64_t, double*, double*);
 }  // namespace seqpar::kernels::cpu::SEQPAR_CPU_TARGET::block_lanes
 
 #endif
