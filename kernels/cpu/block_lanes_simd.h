@@ -174,9 +174,10 @@ HWY_INLINE void forward_aggregate(const S* __restrict pA, const S* __restrict pb
 // loads each chain's A (4 floats) and b (2), transposes them into components, and splits h back
 // to the chains as it is stored, with the 2-lane step's operation order (the same results).
 // 1.03-1.05 ns a chain-step in cache against the 2-lane step's 1.15-1.21; in the library, 64 x
-// 2^16 x 1 at one thread 5-7% faster (docs/block_scan.md). float32 storage on the targets with
-// 256-bit vectors (AVX2, AVX-512); not on SVE, whose sizeless vectors cannot be held in the
-// arrays below (SVE keeps the scalar chain step, block_step_simd.h).
+// 2^16 x 1 at one thread 5-7% faster on average over alternating rounds (docs/block_scan.md).
+// float32 storage on the targets with 256-bit vectors (AVX2, AVX-512); not on SVE, whose
+// sizeless vectors cannot be held in the arrays below (SVE keeps the scalar chain step,
+// block_step_simd.h).
 #if HWY_MAX_BYTES >= 32 && HWY_TARGET != HWY_SVE && HWY_TARGET != HWY_SVE2 && \
     HWY_TARGET != HWY_SVE_256 && HWY_TARGET != HWY_SVE2_128
 template <class S>
